@@ -1,0 +1,124 @@
+# The Python face of the C ABI, shared by the CUDA (_cuda.pyx) and emulator (_emu.pyx)
+# extensions: each includes this file after setting BACKEND.  Arrays travel as raw
+# pointers (int), streams as a cudaStream_t handle (int, 0 = legacy default stream); the
+# Python layer (magma_wino/_backend.py) checks shapes and dtypes first, the C layer checks
+# again and returns a status that _check() turns into an exception.
+from libc.stdint cimport int32_t, int64_t, uintptr_t
+
+from magma_wino_capi cimport *
+
+from magma_wino import errors as _errors
+
+FLOAT32 = MW_FLOAT32
+FLOAT64 = MW_FLOAT64
+RELU_NONE = MW_RELU_NONE
+RELU_SPATIAL = MW_RELU_SPATIAL
+RELU_WINOGRAD = MW_RELU_WINOGRAD
+
+
+cdef int _check(mw_status status, str what) except -1:
+    if status == MW_STATUS_SUCCESS:
+        return 0
+    name = mw_status_name(status).decode()
+    detail = mw_last_error_message().decode(errors="replace")
+    msg = f"{what} [{BACKEND}]: {name}: {detail}"
+    if status == MW_STATUS_INVALID_ARGUMENT:
+        raise _errors.InvalidArgumentError(msg, name, detail)
+    if status == MW_STATUS_UNSUPPORTED:
+        raise _errors.UnsupportedError(msg, name, detail)
+    if status == MW_STATUS_LAUNCH_FAILED:
+        cls = _errors.EmulatorError if BACKEND == "emulator" else _errors.LaunchError
+        raise cls(msg, name, detail)
+    raise _errors.CudaError(msg, name, detail)
+
+
+cdef class ConvDesc:
+    """One layer (mw_conv_desc): ndim, F(m, r), N, C, K, input size and padding per axis."""
+
+    cdef mw_conv_desc desc
+
+    def __init__(self, int ndim, int m, int r, int64_t batch, int64_t in_channels,
+                 int64_t out_channels, in_size, padding):
+        if len(in_size) != ndim or len(padding) != ndim:
+            raise ValueError(f"in_size and padding must have {ndim} entries")
+        self.desc.ndim = ndim
+        self.desc.m = m
+        self.desc.r = r
+        self.desc.batch = batch
+        self.desc.in_channels = in_channels
+        self.desc.out_channels = out_channels
+        for i in range(3):
+            self.desc.in_size[i] = in_size[i] if i < ndim else 0
+            self.desc.padding[i] = padding[i] if i < ndim else 0
+
+    def geometry(self, int dtype=MW_FLOAT32):
+        """Validate the descriptor and return its derived sizes as a dict."""
+        cdef mw_conv_geometry g
+        _check(mw_conv_get_geometry(&self.desc, <mw_dtype>dtype, &g), "conv geometry")
+        nd = self.desc.ndim
+        return {
+            "alpha": g.alpha,
+            "positions": g.positions,
+            "out_size": tuple(g.out_size[i] for i in range(nd)),
+            "tiles": tuple(g.tiles[i] for i in range(nd)),
+            "num_tiles": g.num_tiles,
+            "workspace_bytes": g.workspace_bytes,
+        }
+
+
+def has_specialized_transform(int ndim, int m, int r):
+    """Whether F(m, r) in ndim dimensions has a compile-time-coefficient kernel in this build."""
+    return bool(mw_has_specialized_transform(ndim, m, r))
+
+
+def build_info():
+    """Backend, architectures and specialised tiles of this build, as a dict."""
+    info = mw_build_info().decode()
+    return dict(item.split("=", 1) for item in info.split(";"))
+
+
+def filter_transform(ConvDesc d, int dtype, uintptr_t w, uintptr_t U, uintptr_t matrices,
+                     uintptr_t stream):
+    cdef mw_status st
+    with nogil:
+        st = mw_filter_transform(&d.desc, <mw_dtype>dtype, <const void*>w, <void*>U,
+                                 <const void*>matrices, <mw_stream>stream)
+    _check(st, "filter transform")
+
+
+def input_transform(ConvDesc d, int dtype, uintptr_t x, uintptr_t V, int relu,
+                    uintptr_t matrices, uintptr_t stream):
+    cdef mw_status st
+    with nogil:
+        st = mw_input_transform(&d.desc, <mw_dtype>dtype, <const void*>x, <void*>V,
+                                <mw_relu>relu, <const void*>matrices, <mw_stream>stream)
+    _check(st, "input transform")
+
+
+def output_transform(ConvDesc d, int dtype, uintptr_t M, uintptr_t bias, uintptr_t y,
+                     uintptr_t matrices, uintptr_t stream):
+    cdef mw_status st
+    with nogil:
+        st = mw_output_transform(&d.desc, <mw_dtype>dtype, <const void*>M, <const void*>bias,
+                                 <void*>y, <const void*>matrices, <mw_stream>stream)
+    _check(st, "output transform")
+
+
+def gemm_batched(int dtype, int64_t batch, int64_t m, int64_t n, int64_t k, uintptr_t A,
+                 uintptr_t B, uintptr_t C, uintptr_t stream):
+    cdef mw_status st
+    with nogil:
+        st = mw_gemm_batched(<mw_dtype>dtype, batch, m, n, k, <const void*>A, <const void*>B,
+                             <void*>C, <mw_stream>stream)
+    _check(st, "batched product")
+
+
+def spmm_batched(int dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                 uintptr_t row_ptr, uintptr_t col_idx, uintptr_t values, int64_t nnz,
+                 uintptr_t B, uintptr_t C, uintptr_t stream):
+    cdef mw_status st
+    with nogil:
+        st = mw_spmm_batched(<mw_dtype>dtype, batch, rows, cols, n, <const int32_t*>row_ptr,
+                             <const int32_t*>col_idx, <const void*>values, nnz,
+                             <const void*>B, <void*>C, <mw_stream>stream)
+    _check(st, "sparse batched product")

@@ -1,0 +1,327 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Self-test kernels of the CUDA emulator (tests/emu/selftest_kernels.cu) and its settings.
+
+The kernels here are test kernels, not the library's: correct ones whose results NumPy checks
+exactly, and deliberately wrong ones that must make the emulator report a diagnostic. Every
+failed launch raises :class:`EmulatorError` carrying the emulator's message (file:line, block,
+thread).
+"""
+
+import numpy as np
+
+cdef extern from "emu/mw_emu_config.h" nogil:
+    int mw_emu_set_workers(int n)
+    int mw_emu_get_workers()
+    int mw_emu_set_order(int order, unsigned long long seed)
+    int mw_emu_get_order()
+    unsigned long long mw_emu_get_order_seed()
+    int mw_emu_set_context_switch(int method)
+    int mw_emu_get_context_switch()
+    int mw_emu_has_asm_switch()
+    int mw_emu_set_stack_kb(int kib)
+    int mw_emu_get_stack_kb()
+
+cdef extern from "selftest_kernels.h" nogil:
+    const char* mw_selftest_last_error_message()
+    const char* mw_selftest_error_string(int status)
+    int mw_selftest_sgemm(const float* a, const float* b, float* c, int m, int n, int k)
+    int mw_selftest_block_reduce(const float* x, float* sums, int n, int threads)
+    int mw_selftest_histogram(const int* values, int n, int* bins, int num_bins)
+    int mw_selftest_weighted_histogram(const int* values, const float* weights, int n,
+                                       float* float_bins, double* double_bins, int num_bins)
+    int mw_selftest_batched_axpy(const float* x, const float* y, float* out, int batch,
+                                 int rows, int cols, float alpha)
+    int mw_selftest_atomics(const int* x, int n, double* results, int* exchanged)
+    int mw_selftest_shuffle_semantics(int width, int* out)
+    int mw_selftest_neighbor_sum(const float* x, float* out, int n, int threads,
+                                 int with_barrier)
+    int mw_selftest_conv3x3(const float* x, const float* w, float* y, int n, int c, int k,
+                            int h, int width)
+    int mw_selftest_early_return_divergence(float* out)
+    int mw_selftest_barrier_mismatch(float* out)
+    int mw_selftest_read_unwritten_shared(float* out, int threads)
+    int mw_selftest_shared_overflow(int threads)
+    int mw_selftest_bad_shuffle(int which, int* out)
+    int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                                  unsigned by, unsigned bz, size_t shared_bytes, int* flag)
+
+
+try:  # the package's error hierarchy when available (it derives from RuntimeError)
+    from magma_wino.errors import EmulatorError as _EmulatorErrorBase
+except ImportError:
+    _EmulatorErrorBase = RuntimeError
+
+
+class EmulatorError(_EmulatorErrorBase):
+    """A kernel launch failed in the emulator.
+
+    ``code`` is the cudaError_t value (9: invalid configuration, 719: launch failure) and the
+    message carries the emulator's diagnostic (file:line, block, thread).
+    """
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+cdef int _check(int status) except -1:
+    if status != 0:
+        detail = mw_selftest_last_error_message().decode("utf-8", "replace")
+        name = mw_selftest_error_string(status).decode("utf-8", "replace")
+        raise EmulatorError(f"{name} (cudaError {status}): {detail}", status)
+    return 0
+
+
+# ---- settings ---------------------------------------------------------------------------------
+_ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
+_SWITCHES = {"asm": 0, "ucontext": 1}
+
+
+def set_workers(int n):
+    """Worker threads for the following launches (0 = number of cores)."""
+    if mw_emu_set_workers(n) != 0:
+        raise ValueError(f"invalid worker count {n}")
+
+
+def get_workers():
+    return mw_emu_get_workers()
+
+
+def set_order(order, unsigned long long seed=0):
+    """Order in which the fibers of a block run: 'forward', 'reverse' or 'shuffle' (seeded)."""
+    code = _ORDERS.get(order, order) if isinstance(order, str) else order
+    if not isinstance(code, int) or mw_emu_set_order(code, seed) != 0:
+        raise ValueError(f"invalid order {order!r}")
+
+
+def get_order():
+    return {v: k for k, v in _ORDERS.items()}[mw_emu_get_order()], mw_emu_get_order_seed()
+
+
+def set_context_switch(method):
+    """'asm' (hand-written x86-64 switch) or 'ucontext' (portable glibc swapcontext)."""
+    if method not in _SWITCHES or mw_emu_set_context_switch(_SWITCHES[method]) != 0:
+        raise ValueError(f"context switch {method!r} is not available in this build")
+
+
+def get_context_switch():
+    return {v: k for k, v in _SWITCHES.items()}[mw_emu_get_context_switch()]
+
+
+def has_asm_switch():
+    return bool(mw_emu_has_asm_switch())
+
+
+def set_stack_kb(int kib):
+    if mw_emu_set_stack_kb(kib) != 0:
+        raise ValueError(f"invalid fiber stack size {kib} KiB")
+
+
+def get_stack_kb():
+    return mw_emu_get_stack_kb()
+
+
+# ---- correct kernels --------------------------------------------------------------------------
+def _f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _i32(a):
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def sgemm(a, b):
+    """a (m x k) @ b (k x n) in float32 by the tiled shared-memory kernel."""
+    a, b = _f32(a), _f32(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError("sgemm needs a (m x k) and b (k x n)")
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    c = np.full((m, n), np.nan, dtype=np.float32)
+    cdef float[:, ::1] av = a, bv = b, cv = c
+    cdef int status
+    with nogil:
+        status = mw_selftest_sgemm(&av[0, 0], &bv[0, 0], &cv[0, 0], m, n, k)
+    _check(status)
+    return c
+
+
+def block_reduce(x, int threads=256):
+    """Per-block sums of x (blocks of `threads`, a multiple of 32) by warp shuffles."""
+    x = _f32(x)
+    cdef int n = x.shape[0]
+    sums = np.full((n + threads - 1) // threads, np.nan, dtype=np.float32)
+    cdef float[::1] xv = x, sv = sums
+    cdef int status
+    with nogil:
+        status = mw_selftest_block_reduce(&xv[0], &sv[0], n, threads)
+    _check(status)
+    return sums
+
+
+def histogram(values, int num_bins):
+    values = _i32(values)
+    if values.size and (values.min() < 0 or values.max() >= num_bins):
+        raise ValueError("values must lie in [0, num_bins)")
+    bins = np.zeros(num_bins, dtype=np.int32)
+    cdef int[::1] vv = values, bv = bins
+    cdef int n = values.shape[0], status
+    with nogil:
+        status = mw_selftest_histogram(&vv[0], n, &bv[0], num_bins)
+    _check(status)
+    return bins
+
+
+def weighted_histogram(values, weights, int num_bins):
+    """(float32 bins, float64 bins) accumulated with float and double atomicAdd."""
+    values, weights = _i32(values), _f32(weights)
+    fbins = np.zeros(num_bins, dtype=np.float32)
+    dbins = np.zeros(num_bins, dtype=np.float64)
+    cdef int[::1] vv = values
+    cdef float[::1] wv = weights, fv = fbins
+    cdef double[::1] dv = dbins
+    cdef int n = values.shape[0], status
+    with nogil:
+        status = mw_selftest_weighted_histogram(&vv[0], &wv[0], n, &fv[0], &dv[0], num_bins)
+    _check(status)
+    return fbins, dbins
+
+
+def batched_axpy(x, y, float alpha):
+    """alpha * x + y for a (batch, rows, cols) stack, one grid z-slice per matrix."""
+    x, y = _f32(x), _f32(y)
+    if x.ndim != 3 or x.shape != y.shape:
+        raise ValueError("x and y must be equal (batch, rows, cols) arrays")
+    out = np.full(x.shape, np.nan, dtype=np.float32)
+    cdef float[:, :, ::1] xv = x, yv = y, ov = out
+    cdef int batch = x.shape[0], rows = x.shape[1], cols = x.shape[2], status
+    with nogil:
+        status = mw_selftest_batched_axpy(&xv[0, 0, 0], &yv[0, 0, 0], &ov[0, 0, 0], batch, rows,
+                                          cols, alpha)
+    _check(status)
+    return out
+
+
+def atomics(x):
+    """Returns ([max as int, as float, as double, CAS count, final exchange slot], exchanged)."""
+    x = _i32(x)
+    results = np.zeros(5, dtype=np.float64)
+    exchanged = np.full(x.shape[0], -7, dtype=np.int32)
+    cdef int[::1] xv = x, ev = exchanged
+    cdef double[::1] rv = results
+    cdef int n = x.shape[0], status
+    with nogil:
+        status = mw_selftest_atomics(&xv[0], n, &rv[0], &ev[0])
+    _check(status)
+    return results, exchanged
+
+
+def shuffle_semantics(int width=32):
+    """(7, 32) int32: shfl(l*3+1), shfl_up(3), shfl_down(5), shfl_xor(6), ballot, any, all."""
+    out = np.full((7, 32), -1, dtype=np.int32)
+    cdef int[:, ::1] ov = out
+    cdef int status
+    with nogil:
+        status = mw_selftest_shuffle_semantics(width, &ov[0, 0])
+    _check(status)
+    return out
+
+
+def neighbor_sum(x, int threads=64, bint with_barrier=True):
+    """out[i] = x[i] + x[i-1] within blocks of `threads`, through shared memory."""
+    x = _f32(x)
+    out = np.full(x.shape[0], np.nan, dtype=np.float32)
+    cdef float[::1] xv = x, ov = out
+    cdef int n = x.shape[0], status
+    with nogil:
+        status = mw_selftest_neighbor_sum(&xv[0], &ov[0], n, threads, with_barrier)
+    _check(status)
+    return out
+
+
+def conv3x3(x, w):
+    """Direct 3x3 convolution, zero padding 1: x (N, C, H, W), w (K, C, 3, 3) -> (N, K, H, W)."""
+    x, w = _f32(x), _f32(w)
+    if x.ndim != 4 or w.ndim != 4 or w.shape[1] != x.shape[1] or w.shape[2:] != (3, 3):
+        raise ValueError("conv3x3 needs x (N, C, H, W) and w (K, C, 3, 3)")
+    cdef int n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3], k = w.shape[0]
+    y = np.full((n, k, h, wd), np.nan, dtype=np.float32)
+    cdef float[:, :, :, ::1] xv = x, wv = w, yv = y
+    cdef int status
+    with nogil:
+        status = mw_selftest_conv3x3(&xv[0, 0, 0, 0], &wv[0, 0, 0, 0], &yv[0, 0, 0, 0], n, c, k,
+                                     h, wd)
+    _check(status)
+    return y
+
+
+# ---- kernels that must trigger a diagnostic ---------------------------------------------------
+def early_return_divergence():
+    out = np.zeros(64, dtype=np.float32)
+    cdef float[::1] ov = out
+    cdef int status
+    with nogil:
+        status = mw_selftest_early_return_divergence(&ov[0])
+    _check(status)
+    return out
+
+
+def barrier_mismatch():
+    out = np.zeros(64, dtype=np.float32)
+    cdef float[::1] ov = out
+    cdef int status
+    with nogil:
+        status = mw_selftest_barrier_mismatch(&ov[0])
+    _check(status)
+    return out
+
+
+def read_unwritten_shared(int threads=64):
+    """out[t] = dynamic shared[t] where only even t were written."""
+    out = np.zeros(threads, dtype=np.float32)
+    cdef float[::1] ov = out
+    cdef int status
+    with nogil:
+        status = mw_selftest_read_unwritten_shared(&ov[0], threads)
+    _check(status)
+    return out
+
+
+def shared_overflow(int threads=64):
+    cdef int status
+    with nogil:
+        status = mw_selftest_shared_overflow(threads)
+    _check(status)
+
+
+BAD_SHUFFLES = {
+    "lane_not_in_mask": 0,
+    "masks_disagree": 1,
+    "absent_lane": 2,
+    "exited_lane": 3,
+    "deadlock": 4,
+    "bad_width": 5,
+}
+
+
+def bad_shuffle(which):
+    out = np.zeros(32, dtype=np.int32)
+    cdef int[::1] ov = out
+    cdef int code = BAD_SHUFFLES[which], status
+    with nogil:
+        status = mw_selftest_bad_shuffle(code, &ov[0])
+    _check(status)
+    return out
+
+
+def launch_config(grid, block, size_t shared_bytes=0):
+    """Launches a trivial kernel; returns True when thread (0,0,0) of block (0,0,0) ran."""
+    gx, gy, gz = (tuple(grid) + (1, 1, 1))[:3]
+    bx, by, bz = (tuple(block) + (1, 1, 1))[:3]
+    flag = np.zeros(1, dtype=np.int32)
+    cdef int[::1] fv = flag
+    cdef int status
+    cdef unsigned ugx = gx, ugy = gy, ugz = gz, ubx = bx, uby = by, ubz = bz
+    with nogil:
+        status = mw_selftest_launch_config(ugx, ugy, ugz, ubx, uby, ubz, shared_bytes, &fv[0])
+    _check(status)
+    return bool(flag[0])

@@ -1,0 +1,56 @@
+# Declarations of the C ABI (kernels/include/magma_wino.h).
+from libc.stdint cimport int32_t, int64_t
+
+cdef extern from "magma_wino.h" nogil:
+    ctypedef enum mw_status:
+        MW_STATUS_SUCCESS
+        MW_STATUS_INVALID_ARGUMENT
+        MW_STATUS_UNSUPPORTED
+        MW_STATUS_LAUNCH_FAILED
+        MW_STATUS_CUDA_ERROR
+
+    ctypedef enum mw_dtype:
+        MW_FLOAT32
+        MW_FLOAT64
+
+    ctypedef enum mw_relu:
+        MW_RELU_NONE
+        MW_RELU_SPATIAL
+        MW_RELU_WINOGRAD
+
+    ctypedef void* mw_stream
+
+    ctypedef struct mw_conv_desc:
+        int ndim
+        int m
+        int r
+        int64_t batch
+        int64_t in_channels
+        int64_t out_channels
+        int64_t in_size[3]
+        int64_t padding[3]
+
+    ctypedef struct mw_conv_geometry:
+        int alpha
+        int64_t positions
+        int64_t out_size[3]
+        int64_t tiles[3]
+        int64_t num_tiles
+        size_t workspace_bytes
+
+    mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry)
+    int mw_has_specialized_transform(int ndim, int m, int r)
+    mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
+                                  const void* matrices, mw_stream stream)
+    mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
+                                 mw_relu relu, const void* matrices, mw_stream stream)
+    mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
+                                  const void* bias, void* y, const void* matrices, mw_stream stream)
+    mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                              const void* A, const void* B, void* C, mw_stream stream)
+    mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                              const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                              int64_t nnz, const void* B, void* C, mw_stream stream)
+    const char* mw_status_name(mw_status status)
+    const char* mw_last_error_message()
+    const char* mw_build_info()

@@ -1,0 +1,113 @@
+/* magma_wino — the C ABI.
+ *
+ * Every entry point checks its arguments, returns an mw_status and never launches a
+ * kernel that could read or write out of bounds.  On failure, mw_last_error_message()
+ * (thread-local) says what was wrong.  All pointers are device pointers for the CUDA
+ * build and host pointers for the emulator build; arrays are C-contiguous (row-major)
+ * with the layouts of docs/layouts.md:
+ *
+ *   x  N x C x [D x] H x W        input
+ *   w  K x C x r x r [x r]        spatial weights
+ *   U  alpha^nd x K x C           Winograd-domain weights      (nd = 2 or 3)
+ *   V  alpha^nd x C x P           transformed input tiles, P = N * tiles (P contiguous)
+ *   M  alpha^nd x K x P           Winograd-domain products
+ *   y  N x K x [Do x] Ho x Wo     output
+ *
+ * Streams are passed as mw_stream (a cudaStream_t; 0 = the legacy default stream).
+ */
+#ifndef MAGMA_WINO_H_
+#define MAGMA_WINO_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum mw_status {
+  MW_STATUS_SUCCESS = 0,
+  MW_STATUS_INVALID_ARGUMENT = 1, /* a bad pointer, size, dtype or descriptor field */
+  MW_STATUS_UNSUPPORTED = 2,      /* valid, but not supported by this build / these sizes */
+  MW_STATUS_LAUNCH_FAILED = 3,    /* the launch failed (emulator diagnostics land here) */
+  MW_STATUS_CUDA_ERROR = 4        /* the CUDA runtime reported an error */
+} mw_status;
+
+typedef enum mw_dtype { MW_FLOAT32 = 0, MW_FLOAT64 = 1 } mw_dtype;
+
+/* Where the input transform applies a ReLU (the sparse variants of docs/sparse.md). */
+typedef enum mw_relu {
+  MW_RELU_NONE = 0,
+  MW_RELU_SPATIAL = 1, /* ReLU(d) before the transform:   Bᵀ ReLU(d) B */
+  MW_RELU_WINOGRAD = 2 /* ReLU after the transform:       ReLU(Bᵀ d B)  (Liu et al. 2018) */
+} mw_relu;
+
+typedef void* mw_stream;
+
+#define MW_MAX_NDIM 3
+#define MW_MAX_ALPHA 16
+
+/* One convolution layer: stride 1, zero padding, square (cubic) filters. */
+typedef struct mw_conv_desc {
+  int ndim;                     /* spatial axes: 2 or 3 */
+  int m;                        /* output tile size per axis */
+  int r;                        /* filter size per axis */
+  int64_t batch;                /* N */
+  int64_t in_channels;          /* C */
+  int64_t out_channels;         /* K */
+  int64_t in_size[MW_MAX_NDIM]; /* input spatial size, first ndim entries ([D,] H, W) */
+  int64_t padding[MW_MAX_NDIM]; /* zero padding per axis, 0 <= padding <= r - 1 */
+} mw_conv_desc;
+
+/* The layer's derived sizes (after validation of the descriptor). */
+typedef struct mw_conv_geometry {
+  int alpha;                     /* m + r - 1 */
+  int64_t positions;             /* alpha^ndim: the batch count of the products */
+  int64_t out_size[MW_MAX_NDIM]; /* in + 2 pad - r + 1 per axis */
+  int64_t tiles[MW_MAX_NDIM];    /* ceil(out / m) per axis */
+  int64_t num_tiles;             /* P = N * prod(tiles) */
+  size_t workspace_bytes;        /* bytes of V and M together, for the given dtype */
+} mw_conv_geometry;
+
+/* Validate desc and fill geometry.  dtype only affects workspace_bytes. */
+mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry);
+
+/* Nonzero when F(m, r) in ndim dimensions has a specialised (compile-time coefficient)
+ * kernel; others run the generic kernels, which need the transform matrices. */
+int mw_has_specialized_transform(int ndim, int m, int r);
+
+/* The three tile transforms.
+ * `matrices` is NULL (use the specialised kernels, which exist only for the default
+ * interpolation points) or a device array of dtype holding Aᵀ (m x alpha), G (alpha x r),
+ * Bᵀ (alpha x alpha) back to back, row-major: then the generic kernels run with these
+ * matrices (any F(m, r), any points). */
+mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
+                              const void* matrices, mw_stream stream);
+mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
+                             mw_relu relu, const void* matrices, mw_stream stream);
+mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
+                              const void* bias, void* y, const void* matrices, mw_stream stream);
+
+/* Dense batched product C[b] = A[b] · B[b], row-major, A: batch x m x k, B: batch x k x n,
+ * C: batch x m x n.  In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P). */
+mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                          const void* A, const void* B, void* C, mw_stream stream);
+
+/* Sparse batched product C[b] = A_csr[b] · B[b] for the batched CSR format of
+ * docs/sparse.md: row_ptr is batch x (rows + 1) offsets into the shared col_idx / values
+ * arrays of nnz entries (row_ptr[0] = 0, row_ptr[b*(rows+1) + rows] = row_ptr[(b+1)*(rows+1)],
+ * the last = nnz).  B: batch x cols x n, C: batch x rows x n (fully written). */
+mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                          const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                          int64_t nnz, const void* B, void* C, mw_stream stream);
+
+/* Helpers. */
+const char* mw_status_name(mw_status status);
+const char* mw_last_error_message(void); /* thread-local; "" if none */
+const char* mw_build_info(void);         /* backend, architectures, compiled tiles */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAGMA_WINO_H_ */

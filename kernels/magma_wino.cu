@@ -1,0 +1,322 @@
+// The extern "C" layer: argument checks, geometry, dispatch on dtype and F(m, r).
+//
+// The same source is compiled by nvcc into the CUDA extension and by g++ (through
+// kernels/emu/magma_wino_emu.cpp) into the emulator extension.  Nothing here launches a
+// kernel before every size, pointer and descriptor field has been checked, and every
+// index the kernels compute is known to fit in int32.
+#include <climits>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "gemm_batched.cuh"
+#include "launch.cuh"
+#include "magma_wino.h"
+#include "spmm_batched.cuh"
+#include "transform.cuh"
+
+namespace {
+
+thread_local std::string g_last_error;
+
+mw_status fail(mw_status status, const char* fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  g_last_error = buf;
+  return status;
+}
+
+mw_status ok() {
+  g_last_error.clear();
+  return MW_STATUS_SUCCESS;
+}
+
+mw_status from_cuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return ok();
+  const char* detail = mw::last_launch_error_message();
+  if (detail == nullptr || detail[0] == '\0') detail = cudaGetErrorString(err);
+  return fail(err == cudaErrorInvalidConfiguration || MW_EMULATOR ? MW_STATUS_LAUNCH_FAILED
+                                                                  : MW_STATUS_CUDA_ERROR,
+              "%s: %s", what, detail);
+}
+
+size_t dtype_size(mw_dtype dtype) { return dtype == MW_FLOAT64 ? sizeof(double) : sizeof(float); }
+
+bool valid_dtype(mw_dtype dtype) { return dtype == MW_FLOAT32 || dtype == MW_FLOAT64; }
+
+// Largest element count of any one array we index with int.
+constexpr long long kMaxElements = INT_MAX;
+
+// Validate a descriptor and compute its geometry.  Returns success or the first problem.
+mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry* geo,
+                        mw::ConvGeometry* kg) {
+  if (d == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "desc is NULL");
+  if (!valid_dtype(dtype)) return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (d->ndim != 2 && d->ndim != 3) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.ndim must be 2 or 3, got %d", d->ndim);
+  if (d->m < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.m must be >= 1, got %d", d->m);
+  if (d->r < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.r must be >= 1, got %d", d->r);
+  const int alpha = d->m + d->r - 1;
+  if (alpha > MW_MAX_ALPHA)
+    return fail(MW_STATUS_UNSUPPORTED, "F(%d, %d): alpha = m + r - 1 = %d exceeds %d", d->m, d->r, alpha, MW_MAX_ALPHA);
+  if (d->batch < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.batch must be >= 1, got %lld", (long long)d->batch);
+  if (d->in_channels < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_channels must be >= 1, got %lld", (long long)d->in_channels);
+  if (d->out_channels < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.out_channels must be >= 1, got %lld", (long long)d->out_channels);
+  mw_conv_geometry g{};
+  g.alpha = alpha;
+  g.positions = 1;
+  long long tiles = d->batch, in_elems = d->batch * d->in_channels, out_elems = d->batch * d->out_channels;
+  for (int a = 0; a < MW_MAX_NDIM; ++a) {
+    g.out_size[a] = g.tiles[a] = 1;
+  }
+  const int first = MW_MAX_NDIM - d->ndim;  // 2D uses axes 1, 2 (H, W); axis 0 is depth
+  for (int i = 0; i < d->ndim; ++i) {
+    const long long in = d->in_size[i], pad = d->padding[i];
+    if (in < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_size[%d] must be >= 1, got %lld", i, in);
+    if (pad < 0 || pad > d->r - 1)
+      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding[%d] = %lld: must be in [0, r - 1 = %d]", i, pad, d->r - 1);
+    const long long out = in + 2 * pad - d->r + 1;
+    if (out < 1)
+      return fail(MW_STATUS_INVALID_ARGUMENT,
+                  "spatial axis %d: input %lld with padding %lld is smaller than the filter %d", i, in, pad, d->r);
+    if (in > kMaxElements || out > kMaxElements)
+      return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
+    g.out_size[i] = out;
+    g.tiles[i] = (out + d->m - 1) / d->m;
+    tiles *= g.tiles[i];
+    in_elems *= in;
+    out_elems *= out;
+    g.positions *= alpha;
+    if (tiles > kMaxElements || in_elems > kMaxElements || out_elems > kMaxElements)
+      return fail(MW_STATUS_UNSUPPORTED, "layer too large: arrays of 2^31 or more elements are not supported");
+  }
+  g.num_tiles = tiles;
+  const long long v = g.positions * d->in_channels * tiles, mm = g.positions * d->out_channels * tiles,
+                  u = g.positions * d->out_channels * d->in_channels;
+  if (v > kMaxElements || mm > kMaxElements || u > kMaxElements)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "layer too large: the Winograd-domain arrays (alpha^nd x C x P = %lld, alpha^nd x K x P = %lld "
+                "elements) must have fewer than 2^31 elements; split the batch",
+                v, mm);
+  g.workspace_bytes = static_cast<size_t>(v + mm) * dtype_size(dtype);
+  if (geo != nullptr) *geo = g;
+  if (kg != nullptr) {
+    kg->N = static_cast<int>(d->batch);
+    kg->C = static_cast<int>(d->in_channels);
+    kg->K = static_cast<int>(d->out_channels);
+    for (int a = 0; a < MW_MAX_NDIM; ++a) {
+      kg->in[a] = 1;
+      kg->out[a] = 1;
+      kg->pad[a] = 0;
+      kg->tiles[a] = 1;
+    }
+    for (int i = 0; i < d->ndim; ++i) {
+      kg->in[first + i] = static_cast<int>(d->in_size[i]);
+      kg->out[first + i] = static_cast<int>(g.out_size[i]);
+      kg->pad[first + i] = static_cast<int>(d->padding[i]);
+      kg->tiles[first + i] = static_cast<int>(g.tiles[i]);
+    }
+    kg->P = static_cast<int>(tiles);
+  }
+  return ok();
+}
+
+bool specialized(int ndim, int m, int r) {
+  return ndim == 2 ? mw::SpecializedTiles2d::contains(m, r) : mw::SpecializedTiles3d::contains(m, r);
+}
+
+// Run f(Tile<m, r>{}) for the specialised tile of (ndim, m, r); false if there is none.
+template <typename F>
+bool dispatch_tile(int ndim, int m, int r, F&& f) {
+  return ndim == 2 ? mw::SpecializedTiles2d::dispatch(m, r, f) : mw::SpecializedTiles3d::dispatch(m, r, f);
+}
+
+template <typename T>
+cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* w, T* U,
+                               const T* mats, cudaStream_t s) {
+  cudaError_t err = cudaSuccess;
+  if (mats == nullptr &&
+      dispatch_tile(d->ndim, d->m, d->r, [&](auto tile) {
+        using Tl = decltype(tile);
+        err = mw::filter_transform_launch<T, Tl::m, Tl::r>(d->ndim, g, w, U, s);
+      }))
+    return err;
+  return mw::filter_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), w, U, s);
+}
+
+template <typename T>
+cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* x, T* V, int relu,
+                              const T* mats, cudaStream_t s) {
+  cudaError_t err = cudaSuccess;
+  if (mats == nullptr &&
+      dispatch_tile(d->ndim, d->m, d->r, [&](auto tile) {
+        using Tl = decltype(tile);
+        err = mw::input_transform_launch<T, Tl::m, Tl::r>(d->ndim, g, x, V, relu, s);
+      }))
+    return err;
+  return mw::input_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), x, V, relu, s);
+}
+
+template <typename T>
+cudaError_t output_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* Mw, const T* bias,
+                               T* y, const T* mats, cudaStream_t s) {
+  cudaError_t err = cudaSuccess;
+  if (mats == nullptr &&
+      dispatch_tile(d->ndim, d->m, d->r, [&](auto tile) {
+        using Tl = decltype(tile);
+        err = mw::output_transform_launch<T, Tl::m, Tl::r>(d->ndim, g, Mw, bias, y, s);
+      }))
+    return err;
+  return mw::output_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), Mw, bias, y,
+                                                s);
+}
+
+mw_status check_transform_common(const mw_conv_desc* d, const void* matrices) {
+  if (matrices == nullptr && !specialized(d->ndim, d->m, d->r))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "F(%d, %d) in %dD has no specialised kernel in this build: pass the transform matrices "
+                "(the generic kernels run any F(m, r))",
+                d->m, d->r, d->ndim);
+  return ok();
+}
+
+cudaStream_t as_stream(mw_stream s) { return reinterpret_cast<cudaStream_t>(s); }
+
+}  // namespace
+
+extern "C" {
+
+mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry) {
+  if (geometry == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "geometry is NULL");
+  return make_geometry(desc, dtype, geometry, nullptr);
+}
+
+int mw_has_specialized_transform(int ndim, int m, int r) {
+  return (ndim == 2 || ndim == 3) && specialized(ndim, m, r) ? 1 : 0;
+}
+
+mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
+                              const void* matrices, mw_stream stream) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (w == nullptr || U == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "w and U must not be NULL");
+  if (mw_status st = check_transform_common(desc, matrices)) return st;
+  const cudaError_t err =
+      dtype == MW_FLOAT32
+          ? filter_transform_t<float>(desc, g, static_cast<const float*>(w), static_cast<float*>(U),
+                                      static_cast<const float*>(matrices), as_stream(stream))
+          : filter_transform_t<double>(desc, g, static_cast<const double*>(w), static_cast<double*>(U),
+                                       static_cast<const double*>(matrices), as_stream(stream));
+  return from_cuda(err, "filter transform");
+}
+
+mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V, mw_relu relu,
+                             const void* matrices, mw_stream stream) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (x == nullptr || V == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "x and V must not be NULL");
+  if (relu != MW_RELU_NONE && relu != MW_RELU_SPATIAL && relu != MW_RELU_WINOGRAD)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "relu must be MW_RELU_NONE, MW_RELU_SPATIAL or MW_RELU_WINOGRAD, got %d",
+                relu);
+  if (mw_status st = check_transform_common(desc, matrices)) return st;
+  const cudaError_t err =
+      dtype == MW_FLOAT32
+          ? input_transform_t<float>(desc, g, static_cast<const float*>(x), static_cast<float*>(V), relu,
+                                     static_cast<const float*>(matrices), as_stream(stream))
+          : input_transform_t<double>(desc, g, static_cast<const double*>(x), static_cast<double*>(V), relu,
+                                      static_cast<const double*>(matrices), as_stream(stream));
+  return from_cuda(err, "input transform");
+}
+
+mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M, const void* bias, void* y,
+                              const void* matrices, mw_stream stream) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (M == nullptr || y == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "M and y must not be NULL");
+  if (mw_status st = check_transform_common(desc, matrices)) return st;
+  const cudaError_t err =
+      dtype == MW_FLOAT32
+          ? output_transform_t<float>(desc, g, static_cast<const float*>(M), static_cast<const float*>(bias),
+                                      static_cast<float*>(y), static_cast<const float*>(matrices), as_stream(stream))
+          : output_transform_t<double>(desc, g, static_cast<const double*>(M), static_cast<const double*>(bias),
+                                       static_cast<double*>(y), static_cast<const double*>(matrices),
+                                       as_stream(stream));
+  return from_cuda(err, "output transform");
+}
+
+mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void* A,
+                          const void* B, void* C, mw_stream stream) {
+  if (!valid_dtype(dtype)) return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (batch < 1 || m < 1 || n < 1 || k < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "batch, m, n, k must be >= 1, got %lld, %lld, %lld, %lld",
+                (long long)batch, (long long)m, (long long)n, (long long)k);
+  if (A == nullptr || B == nullptr || C == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must not be NULL");
+  if (batch * m * k > kMaxElements || batch * k * n > kMaxElements || batch * m * n > kMaxElements)
+    return fail(MW_STATUS_UNSUPPORTED, "batched product too large: arrays of 2^31 or more elements");
+  const cudaError_t err =
+      dtype == MW_FLOAT32
+          ? mw::gemm_batched<float>(int(batch), int(m), int(n), int(k), static_cast<const float*>(A),
+                                    static_cast<const float*>(B), static_cast<float*>(C), as_stream(stream))
+          : mw::gemm_batched<double>(int(batch), int(m), int(n), int(k), static_cast<const double*>(A),
+                                     static_cast<const double*>(B), static_cast<double*>(C), as_stream(stream));
+  return from_cuda(err, "batched product");
+}
+
+mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                          const int32_t* row_ptr, const int32_t* col_idx, const void* values, int64_t nnz,
+                          const void* B, void* C, mw_stream stream) {
+  if (!valid_dtype(dtype)) return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (batch < 1 || rows < 1 || cols < 1 || n < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld",
+                (long long)batch, (long long)rows, (long long)cols, (long long)n);
+  if (nnz < 0 || nnz > batch * rows * cols)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "nnz = %lld must be in [0, batch * rows * cols]", (long long)nnz);
+  if (row_ptr == nullptr || B == nullptr || C == nullptr || (nnz > 0 && (col_idx == nullptr || values == nullptr)))
+    return fail(MW_STATUS_INVALID_ARGUMENT, "row_ptr, B, C (and col_idx, values when nnz > 0) must not be NULL");
+  if (batch * rows * cols > kMaxElements || batch * cols * n > kMaxElements || batch * rows * n > kMaxElements)
+    return fail(MW_STATUS_UNSUPPORTED, "sparse batched product too large: arrays of 2^31 or more elements");
+  const cudaError_t err =
+      dtype == MW_FLOAT32
+          ? mw::spmm_batched_launch<float>(int(batch), int(rows), int(cols), int(n), row_ptr, col_idx,
+                                           static_cast<const float*>(values), int(nnz), static_cast<const float*>(B),
+                                           static_cast<float*>(C), as_stream(stream))
+          : mw::spmm_batched_launch<double>(int(batch), int(rows), int(cols), int(n), row_ptr, col_idx,
+                                            static_cast<const double*>(values), int(nnz), static_cast<const double*>(B),
+                                            static_cast<double*>(C), as_stream(stream));
+  return from_cuda(err, "sparse batched product");
+}
+
+const char* mw_status_name(mw_status status) {
+  switch (status) {
+    case MW_STATUS_SUCCESS:
+      return "MW_STATUS_SUCCESS";
+    case MW_STATUS_INVALID_ARGUMENT:
+      return "MW_STATUS_INVALID_ARGUMENT";
+    case MW_STATUS_UNSUPPORTED:
+      return "MW_STATUS_UNSUPPORTED";
+    case MW_STATUS_LAUNCH_FAILED:
+      return "MW_STATUS_LAUNCH_FAILED";
+    case MW_STATUS_CUDA_ERROR:
+      return "MW_STATUS_CUDA_ERROR";
+  }
+  return "MW_STATUS_UNKNOWN";
+}
+
+const char* mw_last_error_message(void) { return g_last_error.c_str(); }
+
+const char* mw_build_info(void) {
+#if MW_EMULATOR
+  return "backend=emulator;arch=cpu;specialized2d=" MW_SPECIALIZED_2D_STR ";specialized3d=" MW_SPECIALIZED_3D_STR;
+#else
+  return "backend=cuda;arch=" MW_CUDA_ARCH_STR ";specialized2d=" MW_SPECIALIZED_2D_STR
+         ";specialized3d=" MW_SPECIALIZED_3D_STR;
+#endif
+}
+
+}  // extern "C"

@@ -1,0 +1,265 @@
+#include "launch.cuh"
+// Sparse batched products: C[b] = A_csr[b] · B[b] for every Winograd position b, one launch.
+//
+// In a layer: M[b] (K x P) = U[b] (K x C, pruned, batched CSR) · V[b] (C x P, dense).
+// The batched CSR format (docs/sparse.md, magma_wino/sparse.py):
+//
+//   row_ptr  int32, batch x (rows + 1): matrix b's row i holds entries
+//            row_ptr[b*(rows+1) + i] .. row_ptr[b*(rows+1) + i + 1] - 1 of the shared arrays
+//   col_idx  int32, nnz   column of every entry (need not be sorted; repeats add up)
+//   values   T,     nnz
+//
+// B is batch x cols x n and C batch x rows x n, row-major, contiguous per batch entry.
+// C is fully written (empty rows give zeros).
+//
+// MAGMA's four layers:
+//   spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK>  __device__ body: one block
+//       computes a BLK_M x BLK_N tile of C[b]
+//   spmm_batched_kernel<...>   __global__: b = blockIdx.z (+ chunk offset), dynamic smem
+//   spmm_batched_launch<T>     host: picks the named config and the grid
+//       (ceil(n / BLK_N), ceil(rows / BLK_M), batch), chunking y and z at 65535
+//   mw_spmm_batched            extern "C" in magma_wino.cu: argument checks, dtype dispatch
+//
+// Design.
+// * Thread (tx, ty) owns rows row0 + ty + DIM_Y*i (i < THR_M) and columns
+//   col0 + tx + DIM_X*j (j < THR_N) of the tile, in registers.  DIM_X = 32: a warp is one ty,
+//   so its 32 threads work on the same row, hence the same nonzero at the same time (no
+//   divergence from unbalanced rows inside a warp), and read 32 consecutive columns of the
+//   same row of B: coalesced along n = P, which is the contiguous axis of V.
+// * The rows of a block are consecutive CSR rows, so their nonzeros are one contiguous range
+//   [row_ptr[row0], row_ptr[row0 + BLK_M]).  It is staged in shared memory in chunks of
+//   NNZ_CHUNK (values and column indices, one coalesced load per chunk by all threads) and
+//   every thread walks the part of its rows that falls in the chunk.  The (col, value) reads
+//   from shared memory are broadcasts (one address per warp).  Very long rows simply take
+//   more chunks; empty rows take none and write zeros.
+// * Why not a dense tile of A in shared memory: pruned U has 10-30% density, a dense tile
+//   would waste the sparsity; a row-per-warp CSR walk keeps the work proportional to nnz.
+// * Defensive: Python validates the CSR, the C layer checks sizes; the kernel additionally
+//   clamps every row range into [0, nnz] and into the block's range and skips column indices
+//   outside [0, cols), so a corrupt CSR gives wrong numbers, never an out-of-bounds access.
+//   (That is why the launcher takes nnz: it is the length of col_idx and values.)
+// * Index math: offsets into B and C are formed in 64 bits (b * cols * n can pass 2^31 even
+//   when every single matrix fits), offsets into the CSR arrays are int32 by the format.
+//
+// Density heuristic (the lead picks sparse vs dense per layer by density).  First principles,
+// per SM of an A100/H100-class GPU, for the products only (the transforms cost the same):
+//   dense (gemm_batched.cuh): 2*K*C*P flops, register-blocked 4x4, ~0.5 shared-memory loads
+//     per FMA: compute-bound, time ~ K*C*P / FMA_rate.
+//   sparse (this kernel): 2*nnz*P flops, but every FMA needs its own element of B, a load of
+//     sizeof(T) bytes served by L1/L2 (the same B row is re-read by the BLK_M rows of a block
+//     and by the ceil(rows/BLK_M) row blocks): bound by the L1 load bandwidth, time ~
+//     nnz*P*sizeof(T) / L1_bandwidth.
+//   Crossover density d* = (K*C*P / FMA_rate) / (K*C*P*sizeof(T) / L1_bw)
+//                        = L1_bw / (sizeof(T) * FMA_rate)
+//     fp32: 128 B/clk / (4 B * 128 FMA/clk) = 0.25;  fp64 (H100: 64 FMA/clk): 128 / (8*64) = 0.25.
+//   Index overhead (4 more bytes per nonzero, amortised over BLK_N columns), load imbalance
+//   between warps and the dense kernel's own distance from peak move it; expect sparse to win
+//   below a density of roughly 0.2-0.3 against the FMA-based dense kernel (far lower, ~0.05,
+//   against a tensor-core GEMM).  This is an estimate only: the crossover is to be measured
+//   by the benchmark (`magma-wino bench`, density sweep) and the threshold set from that.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace mw {
+
+// Named tile configurations (a config is a type, not a numbered macro).
+template <int DIM_X_, int DIM_Y_, int BLK_M_, int BLK_N_, int NNZ_CHUNK_>
+struct SpmmConfig {
+  static constexpr int DIM_X = DIM_X_, DIM_Y = DIM_Y_;
+  static constexpr int BLK_M = BLK_M_, BLK_N = BLK_N_, NNZ_CHUNK = NNZ_CHUNK_;
+  static constexpr int THREADS = DIM_X * DIM_Y;
+  static constexpr int THR_M = BLK_M / DIM_Y, THR_N = BLK_N / DIM_X;
+  static_assert(DIM_X == 32, "a warp must be one row of threads (coalesced B, no divergence)");
+  static_assert(BLK_M % DIM_Y == 0 && BLK_N % DIM_X == 0, "register block must tile the block");
+  static_assert(NNZ_CHUNK % THREADS == 0, "a chunk must load in whole rounds");
+  // values (T) first, then the int32 column indices: T's alignment >= int32's.
+  template <typename T>
+  static constexpr size_t shared_bytes() {
+    return static_cast<size_t>(NNZ_CHUNK) * (sizeof(T) + sizeof(int32_t));
+  }
+};
+
+// 32 rows x 128 columns, 4 x 4 outputs per thread, 256 threads: the fp32 workhorse (P >= 128).
+using SpmmTileWide = SpmmConfig<32, 8, 32, 128, 512>;
+// 32 rows x 64 columns, 4 x 2 per thread: the fp64 workhorse (8 double accumulators, ~70
+// registers, where 4 x 4 doubles need ~96; fp64 FMA throughput is the limit, not B loads).
+using SpmmTileWide64 = SpmmConfig<32, 8, 32, 64, 256>;
+// 16 rows x 32 columns, 4 x 1 per thread, 128 threads: few tiles (small P), small layers.
+using SpmmTileNarrow = SpmmConfig<32, 4, 16, 32, 256>;
+
+// The configuration per element type: Wide when P fills it, else Narrow.
+template <typename T>
+struct SpmmTiles {
+  using Wide = SpmmTileWide;
+  using Narrow = SpmmTileNarrow;
+};
+template <>
+struct SpmmTiles<double> {
+  using Wide = SpmmTileWide64;
+  using Narrow = SpmmTileNarrow;
+};
+
+template <typename T>
+__device__ __forceinline__ T spmm_fma(T a, T b, T c) {
+  return fma(a, b, c);
+}
+
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK>
+__device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, int nnz, int row_block,
+                                                    const int32_t* __restrict__ row_ptr,  // this b
+                                                    const int32_t* __restrict__ col_idx,  // shared
+                                                    const T* __restrict__ values,         // shared
+                                                    const T* __restrict__ B,              // this b
+                                                    T* __restrict__ C,                    // this b
+                                                    unsigned char* __restrict__ smem) {
+  constexpr int THR_M = BLK_M / DIM_Y, THR_N = BLK_N / DIM_X, THREADS = DIM_X * DIM_Y;
+  T* __restrict__ s_val = reinterpret_cast<T*>(smem);                              // [NNZ_CHUNK]
+  int32_t* __restrict__ s_col = reinterpret_cast<int32_t*>(smem + sizeof(T) * NNZ_CHUNK);  // [NNZ_CHUNK]
+
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tid = ty * DIM_X + tx;
+  const int row0 = row_block * BLK_M;
+  const int col0 = blockIdx.x * BLK_N;
+  const int row_end = min(row0 + BLK_M, rows);
+
+  // The block's nonzero range, clamped to [0, nnz] (uniform across the block, so the chunk
+  // loop below has block-uniform trip counts and its barriers are safe).
+  const int blk_lo = min(max(__ldg(row_ptr + row0), 0), nnz);
+  const int blk_hi = min(max(__ldg(row_ptr + row_end), blk_lo), nnz);
+
+  // This thread's rows, each range clamped into the block's range.
+  int lo[THR_M], hi[THR_M];
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+    const int r = row0 + ty + DIM_Y * i;
+    if (r < rows) {
+      lo[i] = min(max(__ldg(row_ptr + r), blk_lo), blk_hi);
+      hi[i] = min(max(__ldg(row_ptr + r + 1), lo[i]), blk_hi);
+    } else {
+      lo[i] = hi[i] = blk_lo;  // no work
+    }
+  }
+
+  T acc[THR_M][THR_N];
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+#pragma unroll
+    for (int j = 0; j < THR_N; ++j) acc[i][j] = T(0);
+  }
+
+  // This thread's first column of B in every row; j-th column is + DIM_X * j.
+  const T* __restrict__ B_col = B + col0 + tx;
+
+  for (int cs = blk_lo; cs < blk_hi; cs += NNZ_CHUNK) {
+    const int len = min(NNZ_CHUNK, blk_hi - cs);
+    // Stage the chunk: consecutive threads read consecutive entries (coalesced).
+    for (int t = tid; t < len; t += THREADS) {
+      s_val[t] = __ldg(values + cs + t);
+      s_col[t] = __ldg(col_idx + cs + t);
+    }
+    __syncthreads();
+
+#pragma unroll
+    for (int i = 0; i < THR_M; ++i) {
+      const int e_lo = max(lo[i], cs) - cs;
+      const int e_hi = min(hi[i], cs + len) - cs;
+      for (int e = e_lo; e < e_hi; ++e) {
+        const int c = s_col[e];  // broadcast: the whole warp reads the same entry
+        // Corrupt column index: skip (unsigned compare catches c < 0 as well).
+        if (static_cast<unsigned>(c) >= static_cast<unsigned>(cols)) continue;
+        const T v = s_val[e];
+        const T* __restrict__ b_row = B_col + static_cast<long long>(c) * n;
+#pragma unroll
+        for (int j = 0; j < THR_N; ++j) {
+          if (col0 + tx + DIM_X * j < n) acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
+        }
+      }
+    }
+    // The next chunk overwrites s_val/s_col: wait until every thread is done with them.
+    __syncthreads();
+  }
+
+  // Write the tile; rows without nonzeros write their zeros.  Stores are coalesced along n.
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+    const int r = row0 + ty + DIM_Y * i;
+    if (r >= rows) continue;
+    T* __restrict__ c_row = C + static_cast<long long>(r) * n;
+#pragma unroll
+    for (int j = 0; j < THR_N; ++j) {
+      const int col = col0 + tx + DIM_X * j;
+      if (col < n) c_row[col] = acc[i][j];
+    }
+  }
+}
+
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK>
+// Minimum 2 blocks per SM: gives ptxas an explicit register budget (65536 / (2 * threads) =
+// 128 for 256 threads).  Without it, CUDA 13's ptxas picked 48-80 registers for the 256-thread
+// fp64 tiles and spilled; with it every configuration compiles with zero spills (sm_80, sm_90).
+__global__ void __launch_bounds__(DIM_X* DIM_Y, 2)
+    spmm_batched_kernel(int rows, int cols, int n, int nnz, const int32_t* __restrict__ row_ptr,
+                        const int32_t* __restrict__ col_idx, const T* __restrict__ values,
+                        const T* __restrict__ B, T* __restrict__ C, int row_block_offset,
+                        int batch_offset) {
+  MW_DYNAMIC_SHARED(unsigned char, smem);
+  const long long b = static_cast<long long>(blockIdx.z) + batch_offset;
+  const int row_block = static_cast<int>(blockIdx.y) + row_block_offset;
+  spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK>(
+      rows, cols, n, nnz, row_block, row_ptr + b * (rows + 1), col_idx, values,
+      B + b * cols * static_cast<long long>(n), C + b * rows * static_cast<long long>(n), smem);
+}
+
+// Grid dimension limit of CUDA for y and z.
+constexpr int kSpmmMaxGridYZ = 65535;
+
+template <typename T, typename Cfg>
+cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                       const int32_t* col_idx, const T* values, int nnz, const T* B,
+                                       T* C, cudaStream_t stream) {
+  const int blocks_m = (rows + Cfg::BLK_M - 1) / Cfg::BLK_M;
+  const int blocks_n = (n + Cfg::BLK_N - 1) / Cfg::BLK_N;
+  const dim3 block(Cfg::DIM_X, Cfg::DIM_Y);
+  auto kernel = spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N, Cfg::NNZ_CHUNK>;
+  // Row blocks and batch entries beyond the y / z limits: further launches with offsets.
+  for (int rb = 0; rb < blocks_m; rb += kSpmmMaxGridYZ) {
+    for (int b0 = 0; b0 < batch; b0 += kSpmmMaxGridYZ) {
+      const dim3 grid(blocks_n, std::min(blocks_m - rb, kSpmmMaxGridYZ),
+                      std::min(batch - b0, kSpmmMaxGridYZ));
+      const cudaError_t err = launch(kernel, grid, block, Cfg::template shared_bytes<T>(), stream, rows,
+                                     cols, n, nnz, row_ptr, col_idx, values, B, C, rb, b0);
+      if (err != cudaSuccess) return err;
+    }
+  }
+  return cudaSuccess;
+}
+
+// C[b] = A_csr[b] · B[b], b < batch.  nnz is the length of col_idx and values (every row range
+// is clamped to it).  Sizes must make every index fit (checked by mw_spmm_batched); nothing is
+// launched, and cudaSuccess returned, when there is nothing to compute (batch, rows or n == 0).
+// With cols == 0 every product is empty and C is written with zeros.
+template <typename T>
+cudaError_t spmm_batched_launch(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                const int32_t* col_idx, const T* values, int nnz, const T* B, T* C,
+                                cudaStream_t stream) {
+  if (batch < 0 || rows < 0 || cols < 0 || n < 0 || nnz < 0) return cudaErrorInvalidValue;
+  if (batch == 0 || rows == 0 || n == 0) return cudaSuccess;
+  using Wide = typename SpmmTiles<T>::Wide;
+  using Narrow = typename SpmmTiles<T>::Narrow;
+  if (n >= Wide::BLK_N)
+    return spmm_batched_launch_config<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B, C,
+                                               stream);
+  return spmm_batched_launch_config<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B, C,
+                                               stream);
+}
+
+// The signature without nnz cannot bound the row ranges of a corrupt CSR: deliberately
+// unavailable.  Pass nnz (the length of col_idx / values) after values.
+template <typename T>
+cudaError_t spmm_batched_launch(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                const int32_t* col_idx, const T* values, const T* B, T* C,
+                                cudaStream_t stream) = delete;
+
+}  // namespace mw

@@ -1,0 +1,667 @@
+// Winograd tile transforms: input (x -> V), filter (w -> U), output (M -> y).
+//
+// Four layers, MAGMA style:  *_device (the per-thread body)  ->  *_kernel (__global__)
+// ->  *_launch (host: grid and block)  ->  mw_* in magma_wino.cu (checks and dispatch).
+//
+// Two families:
+//  - specialised, templated on <T, M, R>: the coefficients of F(M, R) are compile-time
+//    constants (generated from magma_wino/transforms.py into mw_coefficients.h), loops are
+//    fully unrolled and zero coefficients cost nothing;
+//  - generic, any F(m, r) with alpha <= 16 and any interpolation points: the matrices are
+//    read from device memory and every transformed element is one thread's direct sum.
+//
+// Layouts (docs/layouts.md): x N x C x D x H x W (2D: D = 1), V alpha^nd x C x P,
+// U alpha^nd x K x C, M alpha^nd x K x P, y N x K x Do x Ho x Wo, with P = N * tD * tH * tW
+// and p = ((n * tD + td) * tH + th) * tW + tw.  Thread index -> (channel, tile) puts the
+// tile index p in the fastest-varying position so that V and M, contiguous along P, are
+// read and written coalesced.
+#pragma once
+
+#include "launch.cuh"
+#include "magma_wino.h"
+#include "mw_coefficients.h"
+
+namespace mw {
+
+// Sizes of one layer, as the kernels see them.  2D layers are 3D layers with D = 1
+// (one tile along depth, no padding there).  The C layer has checked that every array
+// has fewer than 2^31 elements, so int indices suffice except where noted.
+struct ConvGeometry {
+  int N, C, K;
+  int in[3];    // D, H, W
+  int out[3];   // Do, Ho, Wo
+  int pad[3];
+  int tiles[3];
+  int P;        // N * tiles[0] * tiles[1] * tiles[2]
+};
+
+struct TileCoord {
+  int n, t[3];
+};
+
+MW_HOST_DEVICE inline TileCoord tile_coord(const ConvGeometry& g, int p) {
+  TileCoord tc;
+  tc.t[2] = p % g.tiles[2];
+  p /= g.tiles[2];
+  tc.t[1] = p % g.tiles[1];
+  p /= g.tiles[1];
+  tc.t[0] = p % g.tiles[0];
+  tc.n = p / g.tiles[0];
+  return tc;
+}
+
+// Threads per block of the transform kernels: one thread per (channel, tile) pair and
+// no shared memory, so a modest block keeps many blocks resident and lets the compiler
+// use up to 255 registers for the tile arrays (F(6,3) in double needs ~150).
+constexpr int kTransformThreads = 128;
+
+template <typename T>
+MW_HOST_DEVICE inline T relu(T v) {
+  return v > T(0) ? v : T(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Specialised 2D transforms
+// ---------------------------------------------------------------------------------------
+
+// In-place column transform: d[0..ROWS_OUT)[j] = (Mat · d[:, j]) for every column j, where
+// Mat(i, k) is a compile-time coefficient.  Coefficients that are zero are skipped and the
+// loops unroll completely, so each column costs exactly the transform's nonzero terms.
+template <typename T, int ROWS_OUT, int ROWS_IN, int COLS, typename Coef>
+__device__ __forceinline__ void transform_columns(T (&d)[ROWS_IN][COLS], Coef coef) {
+#pragma unroll
+  for (int j = 0; j < COLS; ++j) {
+    T col[ROWS_OUT];
+#pragma unroll
+    for (int i = 0; i < ROWS_OUT; ++i) {
+      T acc = T(0);
+#pragma unroll
+      for (int k = 0; k < ROWS_IN; ++k) {
+        const T c = coef(i, k);
+        if (c != T(0)) acc += c * d[k][j];
+      }
+      col[i] = acc;
+    }
+#pragma unroll
+    for (int i = 0; i < ROWS_OUT; ++i) d[i][j] = col[i];
+  }
+}
+
+// One row of the right-hand transform: out(l) = Σ_k Mat(l, k) · row[k].
+template <typename T, int COLS, typename Coef>
+__device__ __forceinline__ T transform_row_entry(const T (&row)[COLS], int l, Coef coef) {
+  T acc = T(0);
+#pragma unroll
+  for (int k = 0; k < COLS; ++k) {
+    const T c = coef(l, k);
+    if (c != T(0)) acc += c * row[k];
+  }
+  return acc;
+}
+
+// V[:, c, p] = Bᵀ d B for the alpha x alpha window d of channel c under tile p.
+template <typename T, int M, int R, int RELU>
+__device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
+                                                          const T* __restrict__ x,
+                                                          T* __restrict__ V, int c, int p) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  const auto bt = [](int i, int k) { return Coef::template bt<T>(i, k); };
+  const TileCoord tc = tile_coord(g, p);
+  const int H = g.in[1], W = g.in[2];
+  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * H * W;
+  const int h0 = tc.t[1] * M - g.pad[1];
+  const int w0 = tc.t[2] * M - g.pad[2];
+
+  // Load the window; reads that fall in the padding (or past the input) are zeros.
+  T d[A][A];
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+#pragma unroll
+    for (int j = 0; j < A; ++j) {
+      const int h = h0 + i, w = w0 + j;
+      const bool inside = h >= 0 && h < H && w >= 0 && w < W;
+      T v = inside ? __ldg(xc + h * W + w) : T(0);
+      if (RELU == MW_RELU_SPATIAL) v = relu(v);
+      d[i][j] = v;
+    }
+  }
+  transform_columns<T, A, A, A>(d, bt);  // d <- Bᵀ d
+  const long long stride = static_cast<long long>(g.C) * g.P;
+  T* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+#pragma unroll
+    for (int l = 0; l < A; ++l) {
+      T v = transform_row_entry<T, A>(d[i], l, bt);  // (Bᵀ d) B
+      if (RELU == MW_RELU_WINOGRAD) v = relu(v);
+      out[(i * A + l) * stride] = v;
+    }
+  }
+}
+
+template <typename T, int M, int R, int RELU>
+__global__ void __launch_bounds__(kTransformThreads)
+    input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(g.C) * g.P) return;
+  input_transform_2d_device<T, M, R, RELU>(g, x, V, static_cast<int>(idx / g.P),
+                                           static_cast<int>(idx % g.P));
+}
+
+// U[:, k, c] = G g Gᵀ for the r x r filter g = w[k, c].
+template <typename T, int M, int R>
+__device__ __forceinline__ void filter_transform_2d_device(const ConvGeometry& g,
+                                                           const T* __restrict__ w,
+                                                           T* __restrict__ U, int k, int c) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  const auto gm = [](int i, int j) { return Coef::template g<T>(i, j); };
+  const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R * R;
+  // tmp = G g (alpha x R), computed column by column from the R x R filter.
+  T tmp[A][R];
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+      T acc = T(0);
+#pragma unroll
+      for (int l = 0; l < R; ++l) {
+        const T cf = gm(i, l);
+        if (cf != T(0)) acc += cf * __ldg(wkc + l * R + j);
+      }
+      tmp[i][j] = acc;
+    }
+  }
+  const long long stride = static_cast<long long>(g.K) * g.C;
+  T* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+#pragma unroll
+    for (int j = 0; j < A; ++j) out[(i * A + j) * stride] = transform_row_entry<T, R>(tmp[i], j, gm);
+  }
+}
+
+template <typename T, int M, int R>
+__global__ void __launch_bounds__(kTransformThreads)
+    filter_transform_2d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(g.K) * g.C) return;
+  filter_transform_2d_device<T, M, R>(g, w, U, static_cast<int>(idx / g.C),
+                                      static_cast<int>(idx % g.C));
+}
+
+// y[n, k, tile p] = Aᵀ M[:, k, p] A (+ bias[k]), clipped at the right and bottom edges.
+template <typename T, int M, int R>
+__device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g,
+                                                           const T* __restrict__ Mw,
+                                                           const T* __restrict__ bias,
+                                                           T* __restrict__ y, int k, int p) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  const auto at = [](int i, int j) { return Coef::template at<T>(i, j); };
+  const long long stride = static_cast<long long>(g.K) * g.P;
+  const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
+  T t[A][A];
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+#pragma unroll
+    for (int j = 0; j < A; ++j) t[i][j] = __ldg(src + (i * A + j) * stride);
+  }
+  transform_columns<T, M, A, A>(t, at);  // rows 0..M-1 of t <- Aᵀ t
+  const TileCoord tc = tile_coord(g, p);
+  const int Ho = g.out[1], Wo = g.out[2];
+  const T b = bias != nullptr ? __ldg(bias + k) : T(0);
+  T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Ho * Wo;
+#pragma unroll
+  for (int u = 0; u < M; ++u) {
+    const int oh = tc.t[1] * M + u;
+#pragma unroll
+    for (int v = 0; v < M; ++v) {
+      const int ow = tc.t[2] * M + v;
+      const T val = transform_row_entry<T, A>(t[u], v, at) + b;
+      if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = val;
+    }
+  }
+}
+
+template <typename T, int M, int R>
+__global__ void __launch_bounds__(kTransformThreads)
+    output_transform_2d_kernel(ConvGeometry g, const T* __restrict__ Mw, const T* __restrict__ bias,
+                               T* __restrict__ y) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(g.K) * g.P) return;
+  output_transform_2d_device<T, M, R>(g, Mw, bias, y, static_cast<int>(idx / g.P),
+                                      static_cast<int>(idx % g.P));
+}
+
+// ---------------------------------------------------------------------------------------
+// Specialised 3D transforms.  An alpha^3 tile does not fit in registers for alpha = 6
+// (216 values, 432 registers in double), so the 3D kernels produce the output one slice
+// at a time: slice i of the result is (Σ_a Mat(i, a) · X[a]) transformed in 2D, where X[a]
+// are the slices of the input along depth, re-read from global memory (L1/L2-resident:
+// the same alpha^3 window is re-read alpha times by one thread).
+// ---------------------------------------------------------------------------------------
+
+template <typename T, int M, int R, int RELU>
+__device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
+                                                          const T* __restrict__ x,
+                                                          T* __restrict__ V, int c, int p) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  const auto bt = [](int i, int k) { return Coef::template bt<T>(i, k); };
+  const TileCoord tc = tile_coord(g, p);
+  const int D = g.in[0], H = g.in[1], W = g.in[2];
+  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * D * H * W;
+  const int z0 = tc.t[0] * M - g.pad[0];
+  const int h0 = tc.t[1] * M - g.pad[1];
+  const int w0 = tc.t[2] * M - g.pad[2];
+  const long long stride = static_cast<long long>(g.C) * g.P;
+  T* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
+#pragma unroll 1
+  for (int i = 0; i < A; ++i) {
+    // s = Σ_a Bᵀ(i, a) · window slice a
+    T s[A][A];
+#pragma unroll
+    for (int j = 0; j < A; ++j) {
+#pragma unroll
+      for (int l = 0; l < A; ++l) s[j][l] = T(0);
+    }
+#pragma unroll
+    for (int a = 0; a < A; ++a) {
+      const T cf = bt(i, a);  // i is a runtime index here: one small table lookup
+      const int z = z0 + a;
+      if (cf == T(0) || z < 0 || z >= D) continue;
+#pragma unroll
+      for (int j = 0; j < A; ++j) {
+#pragma unroll
+        for (int l = 0; l < A; ++l) {
+          const int h = h0 + j, w = w0 + l;
+          const bool inside = h >= 0 && h < H && w >= 0 && w < W;
+          T v = inside ? __ldg(xc + (static_cast<long long>(z) * H + h) * W + w) : T(0);
+          if (RELU == MW_RELU_SPATIAL) v = relu(v);
+          s[j][l] += cf * v;
+        }
+      }
+    }
+    transform_columns<T, A, A, A>(s, bt);
+#pragma unroll
+    for (int j = 0; j < A; ++j) {
+#pragma unroll
+      for (int l = 0; l < A; ++l) {
+        T v = transform_row_entry<T, A>(s[j], l, bt);
+        if (RELU == MW_RELU_WINOGRAD) v = relu(v);
+        out[((i * A + j) * A + l) * stride] = v;
+      }
+    }
+  }
+}
+
+template <typename T, int M, int R, int RELU>
+__global__ void __launch_bounds__(kTransformThreads)
+    input_transform_3d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(g.C) * g.P) return;
+  input_transform_3d_device<T, M, R, RELU>(g, x, V, static_cast<int>(idx / g.P),
+                                           static_cast<int>(idx % g.P));
+}
+
+template <typename T, int M, int R>
+__device__ __forceinline__ void filter_transform_3d_device(const ConvGeometry& g,
+                                                           const T* __restrict__ w,
+                                                           T* __restrict__ U, int k, int c) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  const auto gm = [](int i, int j) { return Coef::template g<T>(i, j); };
+  const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R * R * R;
+  const long long stride = static_cast<long long>(g.K) * g.C;
+  T* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
+#pragma unroll 1
+  for (int i = 0; i < A; ++i) {
+    // s = Σ_a G(i, a) · filter slice a  (R x R), then the 2D transform G s Gᵀ.
+    T s[R][R];
+#pragma unroll
+    for (int j = 0; j < R; ++j) {
+#pragma unroll
+      for (int l = 0; l < R; ++l) {
+        T acc = T(0);
+#pragma unroll
+        for (int a = 0; a < R; ++a) {
+          const T cf = gm(i, a);
+          if (cf != T(0)) acc += cf * __ldg(wkc + (a * R + j) * R + l);
+        }
+        s[j][l] = acc;
+      }
+    }
+    T tmp[A][R];
+#pragma unroll
+    for (int j = 0; j < A; ++j) {
+#pragma unroll
+      for (int l = 0; l < R; ++l) {
+        T acc = T(0);
+#pragma unroll
+        for (int a = 0; a < R; ++a) {
+          const T cf = gm(j, a);
+          if (cf != T(0)) acc += cf * s[a][l];
+        }
+        tmp[j][l] = acc;
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < A; ++j) {
+#pragma unroll
+      for (int l = 0; l < A; ++l)
+        out[((i * A + j) * A + l) * stride] = transform_row_entry<T, R>(tmp[j], l, gm);
+    }
+  }
+}
+
+template <typename T, int M, int R>
+__global__ void __launch_bounds__(kTransformThreads)
+    filter_transform_3d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(g.K) * g.C) return;
+  filter_transform_3d_device<T, M, R>(g, w, U, static_cast<int>(idx / g.C),
+                                      static_cast<int>(idx % g.C));
+}
+
+template <typename T, int M, int R>
+__device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g,
+                                                           const T* __restrict__ Mw,
+                                                           const T* __restrict__ bias,
+                                                           T* __restrict__ y, int k, int p) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  const auto at = [](int i, int j) { return Coef::template at<T>(i, j); };
+  const long long stride = static_cast<long long>(g.K) * g.P;
+  const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
+  const TileCoord tc = tile_coord(g, p);
+  const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
+  const T b = bias != nullptr ? __ldg(bias + k) : T(0);
+  T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Do * Ho * Wo;
+#pragma unroll 1
+  for (int u = 0; u < M; ++u) {
+    const int od = tc.t[0] * M + u;
+    if (od >= Do) break;
+    // s = Σ_i Aᵀ(u, i) · M slice i, then the 2D output transform of s.
+    T s[A][A];
+#pragma unroll
+    for (int j = 0; j < A; ++j) {
+#pragma unroll
+      for (int l = 0; l < A; ++l) s[j][l] = T(0);
+    }
+#pragma unroll
+    for (int i = 0; i < A; ++i) {
+      const T cf = at(u, i);
+      if (cf == T(0)) continue;
+#pragma unroll
+      for (int j = 0; j < A; ++j) {
+#pragma unroll
+        for (int l = 0; l < A; ++l) s[j][l] += cf * __ldg(src + ((i * A + j) * A + l) * stride);
+      }
+    }
+    transform_columns<T, M, A, A>(s, at);
+#pragma unroll
+    for (int v = 0; v < M; ++v) {
+      const int oh = tc.t[1] * M + v;
+#pragma unroll
+      for (int q = 0; q < M; ++q) {
+        const int ow = tc.t[2] * M + q;
+        const T val = transform_row_entry<T, A>(s[v], q, at) + b;
+        if (oh < Ho && ow < Wo) yk[(static_cast<long long>(od) * Ho + oh) * Wo + ow] = val;
+      }
+    }
+  }
+}
+
+template <typename T, int M, int R>
+__global__ void __launch_bounds__(kTransformThreads)
+    output_transform_3d_kernel(ConvGeometry g, const T* __restrict__ Mw, const T* __restrict__ bias,
+                               T* __restrict__ y) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(g.K) * g.P) return;
+  output_transform_3d_device<T, M, R>(g, Mw, bias, y, static_cast<int>(idx / g.P),
+                                      static_cast<int>(idx % g.P));
+}
+
+// ---------------------------------------------------------------------------------------
+// Generic transforms: any F(m, r), any points, 2D or 3D.  One thread per transformed
+// element, a direct sum over the tile with the matrices read from device memory.  No
+// register arrays whose size depends on alpha, hence no spills at any alpha <= 16.
+// ---------------------------------------------------------------------------------------
+
+// The transform matrices of one F(m, r), back to back in one device array.
+template <typename T>
+struct GenericMatrices {
+  const T* at;  // m x alpha
+  const T* g;   // alpha x r
+  const T* bt;  // alpha x alpha
+  int m, r, alpha;
+};
+
+template <typename T>
+MW_HOST_DEVICE inline GenericMatrices<T> split_matrices(const T* mats, int m, int r) {
+  const int a = m + r - 1;
+  return GenericMatrices<T>{mats, mats + m * a, mats + m * a + a * r, m, r, a};
+}
+
+// Split a position index b into its per-axis indices (axis 0 = depth, unused in 2D).
+template <int NDIM>
+MW_HOST_DEVICE inline void split_position(int b, int alpha, int (&idx)[3]) {
+  idx[2] = b % alpha;
+  b /= alpha;
+  idx[1] = b % alpha;
+  idx[0] = NDIM == 3 ? b / alpha : 0;
+}
+
+template <typename T, int NDIM, int RELU>
+__global__ void __launch_bounds__(kTransformThreads)
+    input_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ x,
+                                   T* __restrict__ V) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int A = mat.alpha;
+  const int positions = NDIM == 3 ? A * A * A : A * A;
+  if (idx >= static_cast<long long>(positions) * g.C * g.P) return;
+  const int p = static_cast<int>(idx % g.P);
+  const int c = static_cast<int>((idx / g.P) % g.C);
+  const int b = static_cast<int>(idx / (static_cast<long long>(g.P) * g.C));
+  int bi[3];
+  split_position<NDIM>(b, A, bi);
+  const TileCoord tc = tile_coord(g, p);
+  const int D = g.in[0], H = g.in[1], W = g.in[2];
+  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * D * H * W;
+  const int z0 = tc.t[0] * mat.m - g.pad[0];
+  const int h0 = tc.t[1] * mat.m - g.pad[1];
+  const int w0 = tc.t[2] * mat.m - g.pad[2];
+  T acc = T(0);
+  for (int a0 = 0; a0 < (NDIM == 3 ? A : 1); ++a0) {
+    const T c0 = NDIM == 3 ? mat.bt[bi[0] * A + a0] : T(1);
+    const int z = z0 + a0;
+    if (c0 == T(0) || z < 0 || z >= D) continue;
+    for (int a1 = 0; a1 < A; ++a1) {
+      const T c1 = mat.bt[bi[1] * A + a1];
+      const int h = h0 + a1;
+      if (c1 == T(0) || h < 0 || h >= H) continue;
+      T row = T(0);
+      for (int a2 = 0; a2 < A; ++a2) {
+        const T c2 = mat.bt[bi[2] * A + a2];
+        const int w = w0 + a2;
+        if (c2 == T(0) || w < 0 || w >= W) continue;
+        T v = __ldg(xc + (static_cast<long long>(z) * H + h) * W + w);
+        if (RELU == MW_RELU_SPATIAL) v = relu(v);
+        row += c2 * v;
+      }
+      acc += c0 * c1 * row;
+    }
+  }
+  if (RELU == MW_RELU_WINOGRAD) acc = relu(acc);
+  V[idx] = acc;  // idx = (b * C + c) * P + p: exactly V's layout
+}
+
+template <typename T, int NDIM>
+__global__ void __launch_bounds__(kTransformThreads)
+    filter_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ w,
+                                    T* __restrict__ U) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int A = mat.alpha, R = mat.r;
+  const int positions = NDIM == 3 ? A * A * A : A * A;
+  const long long KC = static_cast<long long>(g.K) * g.C;
+  if (idx >= positions * KC) return;
+  const int b = static_cast<int>(idx / KC);
+  const long long kc = idx % KC;  // k * C + c
+  int bi[3];
+  split_position<NDIM>(b, A, bi);
+  const int taps = NDIM == 3 ? R * R * R : R * R;
+  const T* __restrict__ wkc = w + kc * taps;
+  T acc = T(0);
+  for (int a0 = 0; a0 < (NDIM == 3 ? R : 1); ++a0) {
+    const T c0 = NDIM == 3 ? mat.g[bi[0] * R + a0] : T(1);
+    if (c0 == T(0)) continue;
+    for (int a1 = 0; a1 < R; ++a1) {
+      const T c1 = mat.g[bi[1] * R + a1];
+      if (c1 == T(0)) continue;
+      T row = T(0);
+      for (int a2 = 0; a2 < R; ++a2) row += mat.g[bi[2] * R + a2] * __ldg(wkc + (a0 * R + a1) * R + a2);
+      acc += c0 * c1 * row;
+    }
+  }
+  U[idx] = acc;  // idx = b * K * C + k * C + c: exactly U's layout
+}
+
+template <typename T, int NDIM>
+__global__ void __launch_bounds__(kTransformThreads)
+    output_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ Mw,
+                                    const T* __restrict__ bias, T* __restrict__ y) {
+  // One thread per output element y[n, k, od, oh, ow]: consecutive threads write
+  // consecutive ow, so the stores are coalesced.
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
+  const long long per_image = static_cast<long long>(g.K) * Do * Ho * Wo;
+  if (idx >= per_image * g.N) return;
+  long long rest = idx;
+  const int ow = static_cast<int>(rest % Wo);
+  rest /= Wo;
+  const int oh = static_cast<int>(rest % Ho);
+  rest /= Ho;
+  const int od = static_cast<int>(rest % Do);
+  rest /= Do;
+  const int k = static_cast<int>(rest % g.K);
+  const int n = static_cast<int>(rest / g.K);
+  const int m = mat.m, A = mat.alpha;
+  const int p = ((n * g.tiles[0] + od / m) * g.tiles[1] + oh / m) * g.tiles[2] + ow / m;
+  const int u0 = od % m, u1 = oh % m, u2 = ow % m;
+  const long long stride = static_cast<long long>(g.K) * g.P;
+  const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
+  T acc = T(0);
+  for (int i0 = 0; i0 < (NDIM == 3 ? A : 1); ++i0) {
+    const T c0 = NDIM == 3 ? mat.at[u0 * A + i0] : T(1);
+    if (c0 == T(0)) continue;
+    for (int i1 = 0; i1 < A; ++i1) {
+      const T c1 = mat.at[u1 * A + i1];
+      if (c1 == T(0)) continue;
+      T row = T(0);
+      for (int i2 = 0; i2 < A; ++i2) {
+        const T c2 = mat.at[u2 * A + i2];
+        if (c2 == T(0)) continue;
+        row += c2 * __ldg(src + ((i0 * A + i1) * A + i2) * stride);
+      }
+      acc += c0 * c1 * row;
+    }
+  }
+  if (bias != nullptr) acc += __ldg(bias + k);
+  y[idx] = acc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Host launchers
+// ---------------------------------------------------------------------------------------
+
+inline unsigned transform_blocks(long long threads) {
+  return static_cast<unsigned>((threads + kTransformThreads - 1) / kTransformThreads);
+}
+
+template <typename T, int M, int R>
+cudaError_t input_transform_launch(int ndim, const ConvGeometry& g, const T* x, T* V, int relu_mode,
+                                   cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.C) * g.P)), block(kTransformThreads);
+  // The ReLU mode is a template parameter so the common no-ReLU kernel carries no branch.
+  if (ndim == 2) {
+    switch (relu_mode) {
+      case MW_RELU_SPATIAL:
+        return launch(input_transform_2d_kernel<T, M, R, MW_RELU_SPATIAL>, grid, block, 0, stream, g, x, V);
+      case MW_RELU_WINOGRAD:
+        return launch(input_transform_2d_kernel<T, M, R, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, x, V);
+      default:
+        return launch(input_transform_2d_kernel<T, M, R, MW_RELU_NONE>, grid, block, 0, stream, g, x, V);
+    }
+  }
+  switch (relu_mode) {
+    case MW_RELU_SPATIAL:
+      return launch(input_transform_3d_kernel<T, M, R, MW_RELU_SPATIAL>, grid, block, 0, stream, g, x, V);
+    case MW_RELU_WINOGRAD:
+      return launch(input_transform_3d_kernel<T, M, R, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, x, V);
+    default:
+      return launch(input_transform_3d_kernel<T, M, R, MW_RELU_NONE>, grid, block, 0, stream, g, x, V);
+  }
+}
+
+template <typename T, int M, int R>
+cudaError_t filter_transform_launch(int ndim, const ConvGeometry& g, const T* w, T* U, cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.C)), block(kTransformThreads);
+  if (ndim == 2) return launch(filter_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+  return launch(filter_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+}
+
+template <typename T, int M, int R>
+cudaError_t output_transform_launch(int ndim, const ConvGeometry& g, const T* Mw, const T* bias, T* y,
+                                    cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.P)), block(kTransformThreads);
+  if (ndim == 2) return launch(output_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
+  return launch(output_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
+}
+
+template <typename T>
+cudaError_t input_transform_generic_launch(int ndim, const ConvGeometry& g, const GenericMatrices<T>& mat,
+                                           const T* x, T* V, int relu_mode, cudaStream_t stream) {
+  long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
+  const dim3 grid(transform_blocks(positions * g.C * g.P)), block(kTransformThreads);
+  if (ndim == 2) {
+    switch (relu_mode) {
+      case MW_RELU_SPATIAL:
+        return launch(input_transform_generic_kernel<T, 2, MW_RELU_SPATIAL>, grid, block, 0, stream, g, mat, x, V);
+      case MW_RELU_WINOGRAD:
+        return launch(input_transform_generic_kernel<T, 2, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, mat, x, V);
+      default:
+        return launch(input_transform_generic_kernel<T, 2, MW_RELU_NONE>, grid, block, 0, stream, g, mat, x, V);
+    }
+  }
+  switch (relu_mode) {
+    case MW_RELU_SPATIAL:
+      return launch(input_transform_generic_kernel<T, 3, MW_RELU_SPATIAL>, grid, block, 0, stream, g, mat, x, V);
+    case MW_RELU_WINOGRAD:
+      return launch(input_transform_generic_kernel<T, 3, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, mat, x, V);
+    default:
+      return launch(input_transform_generic_kernel<T, 3, MW_RELU_NONE>, grid, block, 0, stream, g, mat, x, V);
+  }
+}
+
+template <typename T>
+cudaError_t filter_transform_generic_launch(int ndim, const ConvGeometry& g, const GenericMatrices<T>& mat,
+                                            const T* w, T* U, cudaStream_t stream) {
+  long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
+  const dim3 grid(transform_blocks(positions * g.K * g.C)), block(kTransformThreads);
+  if (ndim == 2) return launch(filter_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, w, U);
+  return launch(filter_transform_generic_kernel<T, 3>, grid, block, 0, stream, g, mat, w, U);
+}
+
+template <typename T>
+cudaError_t output_transform_generic_launch(int ndim, const ConvGeometry& g, const GenericMatrices<T>& mat,
+                                            const T* Mw, const T* bias, T* y, cudaStream_t stream) {
+  const long long outputs =
+      static_cast<long long>(g.N) * g.K * g.out[0] * g.out[1] * g.out[2];
+  const dim3 grid(transform_blocks(outputs)), block(kTransformThreads);
+  if (ndim == 2) return launch(output_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, Mw, bias, y);
+  return launch(output_transform_generic_kernel<T, 3>, grid, block, 0, stream, g, mat, Mw, bias, y);
+}
+
+}  // namespace mw

@@ -1,0 +1,625 @@
+"""Exact multiplication and addition counts of a convolution layer, Winograd vs direct.
+
+"F(m, r) needs only α² multiplications per m×m output tile instead of m²·r²" counts the
+element-wise products of *one* tile and *one* channel pair.  A layer also pays the
+transforms, and pruning changes the products.  This module counts everything, exactly,
+from the actual transform matrices of :func:`magma_wino.transforms.winograd`, so the claim
+can be checked with numbers (``python -m magma_wino.cost``; docs/cost.md).
+
+How counts are made
+-------------------
+*One 1-D transform* ``y = T x`` (T of shape out×in) is counted as a plain matrix–vector
+product with the coefficients of T (no common-subexpression elimination, no shifts for
+powers of two — the kernels multiply by every coefficient that is not ±1):
+
+* multiplications = number of entries of T not in {0, +1, −1};
+* additions       = Σ over rows of max(nonzeros in the row − 1, 0).
+
+*An n-D transform* applies the 1-D transform along each axis in turn, axis 0 first; when
+axis k is transformed, axes < k already have their output length and axes > k still have
+their input length, so axis k needs ``out^k · in^(nd−1−k)`` 1-D transforms.  In 2D:
+
+* input  ``Bᵀ d B``  (Bᵀ α×α): α + α = 2α 1-D transforms per tile and input channel;
+* output ``Aᵀ M A``  (Aᵀ m×α): α (columns, α long → m) + m (rows) = α + m per tile and
+  output channel (reducing first is the cheaper order, and what the kernels do);
+* filter ``G g Gᵀ`` (G α×r):  r + α per (output, input) channel pair.
+
+*Amortisation* is that of the algorithm: the input transform runs once per tile and input
+channel (``P·C`` times, P = N · tiles), the output transform once per tile and output
+channel (``P·K`` times), for whole tiles (edge tiles are computed in full and clipped when
+written, as the kernels do).  The filter transform runs once per layer and is free at
+inference (the layer stores U): it is reported separately and not in the totals.
+
+*The products* ``M[b] = U[b] · V[b]`` (K×C times C×P, for each of the α^nd positions b):
+a row k of U[b] with n nonzeros costs, per tile, n multiplications and n − 1 additions
+(0 and 0 for an empty row, whose output is the constant 0).  So over the layer
+
+    mults = P · nnz(U),      adds = P · Σ_b Σ_k max(n_bk − 1, 0).
+
+Dense U has n_bk = C: mults = α^nd·K·C·P, adds = α^nd·K·(C−1)·P.
+
+*Winograd-ReLU* products also skip zero activations of V = ReLU(Bᵀ d B): a nonzero
+U[b,k,c] is multiplied with V[b,c,p] only when that is nonzero.  With a per-position
+activation density a_b (fraction of nonzero entries of V[b]) and activations independent
+of the weight pattern, the *expected* counts are
+
+    mults = P · Σ_b a_b · nnz(U[b]),
+    adds  = P · Σ_b Σ_k (n_bk · a_b − 1 + (1 − a_b)^n_bk)
+
+(the number of products in a row is Binomial(n_bk, a_b) and E[max(X − 1, 0)] =
+E[X] − 1 + P(X = 0)).  At a_b = 1 these are exactly the Winograd-pruned counts.  If the
+actual V (α^nd×C×P) and U are given, the counts are exact instead:
+``mults = Σ_b Σ_c colnnz(U[b])_c · rownnz(V[b])_c`` and
+``adds = Σ_b Σ_{k,p} max(#{c: U[b,k,c] ≠ 0 ≠ V[b,c,p]} − 1, 0)``.
+
+*Direct convolution*: ``mults = N·K·C·r^nd·Πo``, ``adds = N·K·(C·r^nd − 1)·Πo`` (Πo = the
+number of output positions), both + N·K·Πo additions with a bias.  Winograd adds the bias
+once per output actually written (N·K·Πo).  ReLU (a comparison) costs nothing here.
+
+Weight sparsity without the actual U: ``weight_density`` d gives every position
+``round(d·K·C)`` nonzeros (what ``prune_winograd(..., per_position=True)`` keeps), and
+``nnz=`` gives a total spread evenly over positions; within a position the nonzeros are
+spread evenly over the K rows (floor/ceil), which fixes the number of nonempty rows.
+Pass ``U=`` (array, mask or :class:`~magma_wino.sparse.BatchedCSR`) for exact row counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .transforms import winograd
+
+__all__ = [
+    "C3D_LAYERS",
+    "LayerCost",
+    "VARIANTS",
+    "VGG16_LAYERS",
+    "cost_table",
+    "format_table",
+    "layer_cost",
+    "matvec_cost",
+    "transform_cost",
+]
+
+VARIANTS = ("dense", "spatial", "winograd", "winograd_relu")
+
+#: The 13 3×3 convolution layers of VGG-16 (padding 1): (C, K, H, W).
+VGG16_LAYERS: tuple[tuple[int, int, int, int], ...] = (
+    (3, 64, 224, 224),
+    (64, 64, 224, 224),
+    (64, 128, 112, 112),
+    (128, 128, 112, 112),
+    (128, 256, 56, 56),
+    (256, 256, 56, 56),
+    (256, 256, 56, 56),
+    (256, 512, 28, 28),
+    (512, 512, 28, 28),
+    (512, 512, 28, 28),
+    (512, 512, 14, 14),
+    (512, 512, 14, 14),
+    (512, 512, 14, 14),
+)
+
+#: The 8 3×3×3 convolution layers of C3D (Tran et al. 2015; padding 1, input
+#: 3×16×112×112, pool1 1×2×2, later pools 2×2×2): (C, K, D, H, W).
+C3D_LAYERS: tuple[tuple[int, int, int, int, int], ...] = (
+    (3, 64, 16, 112, 112),  # conv1a
+    (64, 128, 16, 56, 56),  # conv2a
+    (128, 256, 8, 28, 28),  # conv3a
+    (256, 256, 8, 28, 28),  # conv3b
+    (256, 512, 4, 14, 14),  # conv4a
+    (512, 512, 4, 14, 14),  # conv4b
+    (512, 512, 2, 7, 7),  # conv5a
+    (512, 512, 2, 7, 7),  # conv5b
+)
+
+Number = int | float
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def _entries(T: Any) -> list[list[Fraction]]:
+    if isinstance(T, np.ndarray):
+        if T.ndim != 2:
+            raise ValueError(f"T must be a 2-D matrix, got shape {T.shape}")
+        return [[Fraction(float(v)) for v in row] for row in T]
+    rows = [list(row) for row in T]
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError("T must be a non-empty rectangular matrix")
+    return [[Fraction(v) for v in row] for row in rows]
+
+
+def matvec_cost(T: Any) -> tuple[int, int]:
+    """(multiplications, additions) of one 1-D transform ``y = T x``.
+
+    ``T`` is a matrix (nested sequences of numbers / Fractions, or a 2-D array).
+    Multiplications: entries not in {0, +1, −1}.  Additions: Σ_rows max(nonzeros − 1, 0).
+    """
+    rows = _entries(T)
+    mults = sum(1 for row in rows for v in row if v not in (0, 1, -1))
+    adds = sum(max(sum(1 for v in row if v != 0) - 1, 0) for row in rows)
+    return mults, adds
+
+
+def transform_cost(T: Any, ndim: int) -> tuple[int, int, int]:
+    """(multiplications, additions, number of 1-D transforms) of the n-D transform by T.
+
+    T (out×in) is applied along axis 0, then 1, …: axis k needs ``out^k · in^(nd−1−k)``
+    1-D transforms.  E.g. 2D ``Bᵀ d B`` (Bᵀ α×α): 2α; ``Aᵀ M A`` (Aᵀ m×α): α + m.
+    """
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"ndim must be 1, 2 or 3, got {ndim}")
+    rows = _entries(T)
+    n_out, n_in = len(rows), len(rows[0])
+    count = sum(n_out**k * n_in ** (ndim - 1 - k) for k in range(ndim))
+    mults, adds = matvec_cost(rows)
+    return mults * count, adds * count, count
+
+
+# --------------------------------------------------------------------------- the cost
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Counts of one layer (see the module docstring for exactly what is counted).
+
+    Counts are ints when exact; the Winograd-ReLU products with a *stated* activation
+    density are expectations (floats).  ``mults``/``adds`` are the inference totals
+    (input transform + products + output transform + bias); the filter transform is
+    reported separately (``filter_mults``/``filter_adds``, once per layer).
+    """
+
+    variant: str
+    ndim: int
+    N: int
+    C: int
+    K: int
+    spatial_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    r: int
+    m: int
+    alpha: int
+    padding: tuple[int, ...]
+    tiles: tuple[int, ...]
+    P: int
+    weight_nnz: int
+    weight_density: float
+    activation_density: float
+    input_mults: Number
+    input_adds: Number
+    product_mults: Number
+    product_adds: Number
+    output_mults: Number
+    output_adds: Number
+    bias_adds: Number
+    filter_mults: Number
+    filter_adds: Number
+    direct_mults: int
+    direct_adds: int
+    direct_sparse_mults: int | None = None
+    per_tile: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> int:
+        """Output values computed and written: N·K·Πo."""
+        return self.N * self.K * math.prod(self.out_size)
+
+    @property
+    def mults(self) -> Number:
+        """Inference multiplications: transforms + products."""
+        return self.input_mults + self.product_mults + self.output_mults
+
+    @property
+    def adds(self) -> Number:
+        """Inference additions: transforms + products + bias."""
+        return self.input_adds + self.product_adds + self.output_adds + self.bias_adds
+
+    @property
+    def mults_per_output(self) -> float:
+        return self.mults / self.outputs
+
+    @property
+    def adds_per_output(self) -> float:
+        return self.adds / self.outputs
+
+    @property
+    def direct_mults_per_output(self) -> float:
+        """``C·r^nd``."""
+        return self.direct_mults / self.outputs
+
+    @property
+    def mult_ratio(self) -> float:
+        """Winograd multiplications / direct-convolution multiplications (< 1: fewer)."""
+        return self.mults / self.direct_mults
+
+    @property
+    def add_ratio(self) -> float:
+        return self.adds / self.direct_adds
+
+    @property
+    def transform_mult_share(self) -> float:
+        """Fraction of the inference multiplications spent in the two tile transforms."""
+        return (self.input_mults + self.output_mults) / self.mults if self.mults else 0.0
+
+
+def _pos_int(v: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def _density(v: Any, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(v).__name__}")
+    d = float(v)
+    if not 0.0 <= d <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+    return d
+
+
+def _even_split(total: int, parts: int) -> np.ndarray:
+    """``total`` spread over ``parts`` as evenly as possible (the first ones get the extra)."""
+    q, rem = divmod(total, parts)
+    out = np.full(parts, q, dtype=np.int64)
+    out[:rem] += 1
+    return out
+
+
+def _row_counts_from_U(U: Any, positions: int, K: int, C: int) -> np.ndarray:
+    """positions×K array of nonzeros per row of U (array, mask or BatchedCSR)."""
+    from .sparse import BatchedCSR  # noqa: PLC0415  (keep import light)
+
+    if isinstance(U, BatchedCSR):
+        if U.shape != (positions, K, C):
+            raise ValueError(f"U must have shape (α^nd, K, C) = {(positions, K, C)}, got {U.shape}")
+        return U.row_nnz()
+    if not hasattr(U, "shape"):
+        raise TypeError(f"U must be an array, a boolean mask or a BatchedCSR, got {type(U).__name__}")
+    a = U.get() if type(U).__module__.split(".")[0] == "cupy" else np.asarray(U)
+    if a.shape != (positions, K, C):
+        raise ValueError(f"U must have shape (α^nd, K, C) = {(positions, K, C)}, got {a.shape}")
+    return (a != 0).sum(axis=2).astype(np.int64)
+
+
+def layer_cost(
+    N: int,
+    C: int,
+    K: int,
+    spatial_size: int | Sequence[int],
+    r: int = 3,
+    m: int = 2,
+    padding: int | Sequence[int] = 0,
+    *,
+    variant: str = "dense",
+    weight_density: float = 1.0,
+    nnz: int | Sequence[int] | None = None,
+    U: Any = None,
+    activation_density: float | Sequence[float] = 1.0,
+    V: Any = None,
+    bias: bool = False,
+    ndim: int = 2,
+    points: Sequence[Any] | None = None,
+) -> LayerCost:
+    """Exact operation counts of one stride-1 convolution layer computed with F(m, r).
+
+    Args:
+        N, C, K: batch, input channels, output channels.
+        spatial_size: input size per spatial axis (an int for a square / cubic input).
+        r, m: filter size and output tile size; ``points``: interpolation points.
+        padding: zero padding per axis (int or tuple).
+        variant: ``"dense"``; ``"spatial"`` (spatially pruned weights: U is dense, so the
+            products cost what dense ones cost; ``weight_density`` is the density of w
+            and only enters ``direct_sparse_mults``); ``"winograd"`` (pruned U);
+            ``"winograd_relu"`` (pruned U and ReLU'd V).
+        weight_density: density of U (Winograd variants) or of w (``"spatial"``).
+        nnz: instead of ``weight_density``, the nonzeros of U: a total (spread evenly
+            over positions) or one count per position.
+        U: instead, the actual U (α^nd×K×C array or mask, or a BatchedCSR): exact rows.
+        activation_density: ``"winograd_relu"`` only: density of V, a number or one per
+            position (expected counts, module docstring).
+        V: ``"winograd_relu"`` only: the actual V (α^nd×C×P) — exact counts, needs ``U``.
+        bias: count the bias additions.
+        ndim: 2 or 3 spatial axes.
+
+    Returns:
+        A :class:`LayerCost`.
+
+    Raises:
+        TypeError / ValueError naming the argument for inconsistent or bad arguments.
+    """
+    N = _pos_int(N, "N")
+    C = _pos_int(C, "C")
+    K = _pos_int(K, "K")
+    r = _pos_int(r, "r")
+    m = _pos_int(m, "m")
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    size = (spatial_size,) * ndim if isinstance(spatial_size, (int, np.integer)) else tuple(spatial_size)
+    if len(size) != ndim:
+        raise ValueError(f"spatial_size must have {ndim} entries for ndim={ndim}, got {size}")
+    size = tuple(_pos_int(s, "spatial_size") for s in size)
+    pads = (padding,) * ndim if isinstance(padding, (int, np.integer)) else tuple(padding)
+    if len(pads) != ndim:
+        raise ValueError(f"padding must have {ndim} entries for ndim={ndim}, got {pads}")
+    pads = tuple(_pos_int(p, "padding", 0) for p in pads)
+    out = tuple(s + 2 * p - r + 1 for s, p in zip(size, pads))
+    if any(o < 1 for o in out):
+        raise ValueError(f"spatial_size {size} with padding {pads} is smaller than r = {r}")
+
+    t = winograd(m, r, points)
+    AT, G, BT = t.exact()
+    alpha = t.alpha
+    tiles = tuple(math.ceil(o / m) for o in out)
+    P = N * math.prod(tiles)
+    positions = alpha**ndim
+    n_out = math.prod(out)
+
+    in_m, in_a, _ = transform_cost(BT, ndim)
+    out_m, out_a, _ = transform_cost(AT, ndim)
+    f_m, f_a, _ = transform_cost(G, ndim)
+
+    # ---- weights: nonzeros per (position, row)
+    w_density = _density(weight_density, "weight_density")
+    given = [name for name, v in (("nnz", nnz), ("U", U)) if v is not None]
+    if len(given) > 1 or (given and w_density != 1.0):
+        raise ValueError("give at most one of weight_density, nnz and U")
+    direct_sparse = None
+    if variant in ("dense", "spatial"):
+        if given:
+            raise ValueError(f"variant={variant!r} has a dense U; nnz/U apply to 'winograd' variants")
+        if variant == "dense" and w_density != 1.0:
+            raise ValueError("variant='dense' needs weight_density=1.0 (use 'spatial' or 'winograd')")
+        rows = np.full((positions, K), C, dtype=np.int64)
+        w_nnz_spatial = math.floor(w_density * K * C * r**ndim + 0.5)
+        if variant == "spatial":
+            direct_sparse = N * n_out * w_nnz_spatial
+    elif U is not None:
+        rows = _row_counts_from_U(U, positions, K, C)
+    else:
+        if nnz is None:
+            per_pos = np.full(positions, math.floor(w_density * K * C + 0.5), dtype=np.int64)
+        elif isinstance(nnz, (int, np.integer)) and not isinstance(nnz, (bool, np.bool_)):
+            if not 0 <= nnz <= positions * K * C:
+                raise ValueError(f"nnz must be in [0, α^nd·K·C] = [0, {positions * K * C}], got {nnz}")
+            per_pos = _even_split(int(nnz), positions)
+        else:
+            per_pos = np.asarray(nnz)
+            if per_pos.shape != (positions,) or per_pos.dtype.kind not in "iu":
+                raise ValueError(f"nnz must be an int or {positions} ints (one per position), got {nnz!r}")
+            if per_pos.min() < 0 or per_pos.max() > K * C:
+                raise ValueError(f"nnz per position must be in [0, K·C] = [0, {K * C}]")
+            per_pos = per_pos.astype(np.int64)
+        rows = np.stack([_even_split(int(n), K) for n in per_pos])
+    w_nnz = int(rows.sum())
+
+    # ---- activations
+    if variant != "winograd_relu":
+        if V is not None or not np.all(np.asarray(activation_density) == 1.0):
+            raise ValueError("activation_density / V apply to variant='winograd_relu' only")
+    a_b: np.ndarray
+    if V is not None:
+        if U is None:
+            raise ValueError("V (exact activation counts) needs the actual U as well")
+        Va = V.get() if type(V).__module__.split(".")[0] == "cupy" else np.asarray(V)
+        if Va.shape != (positions, C, P):
+            raise ValueError(f"V must have shape (α^nd, C, P) = {(positions, C, P)}, got {Va.shape}")
+        from .sparse import BatchedCSR  # noqa: PLC0415
+
+        Um = U.to_host().to_dense() != 0 if isinstance(U, BatchedCSR) else np.asarray(U) != 0
+        Vm = Va != 0
+        prod_m: Number = 0
+        prod_a: Number = 0
+        for b in range(positions):
+            cnt = Um[b].astype(np.int64) @ Vm[b].astype(np.int64)  # K×P products per output
+            prod_m += int(cnt.sum())
+            prod_a += int(np.maximum(cnt - 1, 0).sum())
+        a_b = Vm.reshape(positions, -1).mean(axis=1)
+    else:
+        ad = np.asarray(activation_density, dtype=np.float64)
+        if ad.ndim == 0:
+            ad = np.full(positions, float(ad))
+        if ad.shape != (positions,) or not np.all((ad >= 0) & (ad <= 1)):
+            raise ValueError(
+                f"activation_density must be a number in [0, 1] or {positions} of them, got {activation_density!r}"
+            )
+        a_b = ad
+        if np.all(ad == 1.0):  # exact integer counts
+            prod_m = P * w_nnz
+            prod_a = P * int(np.maximum(rows - 1, 0).sum())
+        else:
+            n = rows.astype(np.float64)
+            a = ad[:, None]
+            prod_m = float(P * (n * a).sum())
+            prod_a = float(P * (n * a - 1.0 + (1.0 - a) ** n).sum())
+
+    def direct_counts() -> tuple[int, int]:
+        per = C * r**ndim
+        return N * K * n_out * per, N * K * n_out * (per - 1) + (N * K * n_out if bias else 0)
+
+    d_m, d_a = direct_counts()
+    return LayerCost(
+        variant=variant,
+        ndim=ndim,
+        N=N,
+        C=C,
+        K=K,
+        spatial_size=size,
+        out_size=out,
+        r=r,
+        m=m,
+        alpha=alpha,
+        padding=pads,
+        tiles=tiles,
+        P=P,
+        weight_nnz=w_nnz,
+        weight_density=w_density if variant == "spatial" else w_nnz / (positions * K * C),
+        activation_density=float(np.mean(a_b)),
+        input_mults=P * C * in_m,
+        input_adds=P * C * in_a,
+        product_mults=prod_m,
+        product_adds=prod_a,
+        output_mults=P * K * out_m,
+        output_adds=P * K * out_a,
+        bias_adds=N * K * n_out if bias else 0,
+        filter_mults=K * C * f_m,
+        filter_adds=K * C * f_a,
+        direct_mults=d_m,
+        direct_adds=d_a,
+        direct_sparse_mults=direct_sparse,
+        per_tile={"input": (in_m, in_a), "output": (out_m, out_a), "filter": (f_m, f_a)},
+    )
+
+
+# --------------------------------------------------------------------------- tables
+
+#: Configurations of :func:`cost_table`: (variant, weight density, activation density).
+DEFAULT_CONFIGS: tuple[tuple[str, float, float], ...] = (
+    ("dense", 1.0, 1.0),
+    ("spatial", 0.3, 1.0),
+    ("winograd", 0.3, 1.0),
+    ("winograd", 0.1, 1.0),
+    ("winograd_relu", 0.3, 0.5),
+    ("winograd_relu", 0.1, 0.5),
+)
+
+
+def _layer_name(i: int, layer: Sequence[int]) -> str:
+    c, k, *sp = layer
+    return f"L{i + 1:<2d} {c}->{k} {'x'.join(map(str, sp))}"
+
+
+def cost_table(
+    layers: Iterable[Sequence[int]],
+    ms: Sequence[int] = (2, 4, 6),
+    configs: Sequence[tuple[str, float, float]] = DEFAULT_CONFIGS,
+    *,
+    N: int = 1,
+    r: int = 3,
+    padding: int = 1,
+    ndim: int | None = None,
+    per_layer: bool = True,
+    total: bool = True,
+) -> list[dict[str, Any]]:
+    """Rows of counts for a network: per layer and/or network totals.
+
+    Args:
+        layers: ``(C, K, *spatial)`` tuples, e.g. :data:`VGG16_LAYERS` (2D) or
+            :data:`C3D_LAYERS` (3D); ``ndim`` defaults to ``len(spatial)``.
+        ms: output tile sizes m (F(m, r) for each).
+        configs: ``(variant, weight_density, activation_density)`` triples.
+        per_layer / total: emit one row per layer and/or one "total" row per (m, config).
+
+    Returns:
+        A list of dicts with keys ``layer, F, variant, w_dens, a_dens, mults/out,
+        in_tf/out, prod/out, out_tf/out, adds/out, direct/out, mult_ratio, filter_mults``.
+        Per-output numbers divide by the outputs N·K·Πo (network totals: Σ counts / Σ outputs).
+    """
+    layers = [tuple(layer) for layer in layers]
+    rows: list[dict[str, Any]] = []
+    for m in ms:
+        for variant, wd, ad in configs:
+            costs = []
+            for i, layer in enumerate(layers):
+                c, k, *sp = layer
+                nd = ndim if ndim is not None else len(sp)
+                lc = layer_cost(
+                    N, c, k, tuple(sp), r, m, padding, variant=variant, weight_density=wd,
+                    activation_density=ad, ndim=nd,
+                )
+                costs.append(lc)
+                if per_layer:
+                    rows.append(_row(_layer_name(i, layer), lc, variant, wd, ad, [lc]))
+            if total:
+                rows.append(_row("total", costs[0], variant, wd, ad, costs))
+    return rows
+
+
+def _row(name: str, lc: LayerCost, variant: str, wd: float, ad: float, costs: list[LayerCost]) -> dict[str, Any]:
+    outs = sum(c.outputs for c in costs)
+    s = lambda attr: sum(getattr(c, attr) for c in costs)  # noqa: E731
+    return {
+        "layer": name,
+        "F": f"F({lc.m},{lc.r})" if lc.ndim == 2 else f"F({lc.m}^3,{lc.r}^3)",
+        "variant": variant,
+        "w_dens": wd,
+        "a_dens": ad if variant == "winograd_relu" else 1.0,
+        "mults/out": s("mults") / outs,
+        "in_tf/out": s("input_mults") / outs,
+        "prod/out": s("product_mults") / outs,
+        "out_tf/out": s("output_mults") / outs,
+        "adds/out": s("adds") / outs,
+        "direct/out": s("direct_mults") / outs,
+        "mult_ratio": s("mults") / s("direct_mults"),
+        "filter_mults": s("filter_mults"),
+    }
+
+
+def _fmt_cell(v: Any) -> str:
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.3f}"
+    if isinstance(v, (int, np.integer)):
+        return f"{v:,d}"
+    return str(v)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, markdown: bool = False) -> str:
+    """A readable fixed-width (or Markdown, ``markdown=True``) text table of ``rows``."""
+    if not rows:
+        return "(no rows)"
+    cols = list(columns) if columns is not None else list(rows[0].keys())
+    cells = [[_fmt_cell(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    left = {"layer", "F", "variant"}
+
+    def line(vals: Sequence[str]) -> str:
+        parts = [v.ljust(w) if c in left else v.rjust(w) for v, w, c in zip(vals, widths, cols)]
+        return ("| " + " | ".join(parts) + " |") if markdown else "  ".join(parts)
+
+    out = [line(cols)]
+    if markdown:
+        out.append("|" + "|".join(
+            (":" + "-" * (w + 1)) if c in left else ("-" * (w + 1) + ":") for c, w in zip(cols, widths)
+        ) + "|")
+    else:
+        out.append("  ".join("-" * w for w in widths))
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: ``python -m magma_wino.cost [--network vgg16|c3d] [--m 2 4 6] [--totals-only] [--markdown]``."""
+    p = argparse.ArgumentParser(prog="python -m magma_wino.cost", description=__doc__.split("\n")[0])
+    p.add_argument("--network", choices=("vgg16", "c3d"), default="vgg16")
+    p.add_argument("--m", type=int, nargs="+", default=None, help="output tile sizes (default 2 4 6; C3D: 2 4)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--totals-only", action="store_true", help="only the network totals")
+    p.add_argument("--dense-only", action="store_true", help="only the dense configuration")
+    p.add_argument("--markdown", action="store_true")
+    a = p.parse_args(argv)
+    layers = VGG16_LAYERS if a.network == "vgg16" else C3D_LAYERS
+    ms = a.m or ((2, 4, 6) if a.network == "vgg16" else (2, 4))
+    configs = DEFAULT_CONFIGS[:1] if a.dense_only else DEFAULT_CONFIGS
+    rows = cost_table(layers, ms, configs, N=a.batch, per_layer=not a.totals_only)
+    print(format_table(rows, markdown=a.markdown))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""NumPy references: direct convolution (float64 ground truth) and Winograd convolution.
+
+These functions define the conventions the CUDA kernels are validated against
+(see ``docs/reference.md`` and ``/work/shared/DESIGN.md``):
+
+* ``x`` is N×C×H×W (3D: N×C×D×H×W), ``w`` is K×C×r×r (3D: K×C×r×r×r), stride 1,
+  zero padding ``padding`` (an int or one int per spatial axis), output
+  ``Ho = H + 2·pad_h − r + 1`` etc.  The operation is correlation (what CNNs
+  call convolution): ``y[n,k,i,j] = Σ_c Σ_u Σ_v x_pad[n,c,i+u,j+v]·w[k,c,u,v] + bias[k]``.
+* Tiles: ``tiles = ceil(Ho/m)`` per axis; ``P = N·tilesH·tilesW``; tile index
+  ``p = (n·tilesH + th)·tilesW + tw`` (3D: ``((n·tD + td)·tH + th)·tW + tw``).
+  Tile ``(th, tw)`` reads the α×α window of the padded input starting at
+  ``(th·m, tw·m)``; reads beyond the padded input are zeros.
+* Winograd position ``b = i·α + j`` (3D: ``(i·α + j)·α + l``), row-major.
+* ``U`` (α²×K×C, 3D α³×K×C): ``U[b,k,c] = (G w[k,c] Gᵀ)[i,j]``.
+* ``V`` (α²×C×P): ``V[b,c,p] = (Bᵀ d B)[i,j]``, ``d`` the tile's window of channel c;
+  optionally ``ReLU`` after the transform (Winograd-ReLU).
+* ``M`` (α²×K×P): ``M[b] = U[b] @ V[b]``.
+* ``y[n,k,th·m+u,tw·m+v] = (Aᵀ M_tile A)[u,v] (+ bias[k])``, edge tiles clipped.
+
+Computation dtype of the transform functions: float32 (and float16) inputs are
+computed in float32 with float32 matrices, everything else (float64, integers)
+in float64 — what the GPU kernels do for their two dtypes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import _checks
+from .transforms import winograd
+
+__all__ = [
+    "conv2d_direct",
+    "conv3d_direct",
+    "filter_transform",
+    "input_transform",
+    "output_transform",
+    "tile_grid",
+    "winograd_conv2d",
+    "winograd_conv3d",
+    "winograd_conv_from_U",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def tile_grid(spatial_out: Sequence[int], m: int) -> tuple[int, ...]:
+    """Number of m-wide output tiles per spatial axis, ``ceil(o / m)`` for each ``o``.
+
+    Parameters
+    ----------
+    spatial_out : sequence of int
+        Output spatial shape, e.g. ``(Ho, Wo)`` or ``(Do, Ho, Wo)``; entries >= 1.
+    m : int
+        Output tile size, >= 1.
+
+    Returns
+    -------
+    tuple of int
+        Tiles per axis; ``P = N · prod(tile_grid(...))``.
+    """
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+        raise TypeError(f"m must be an int, got {type(m).__name__}")
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    out = tuple(int(o) for o in spatial_out)
+    if any(o < 1 for o in out):
+        raise ValueError(f"spatial_out entries must be >= 1, got {out}")
+    return _checks.num_tiles(out, int(m))
+
+
+def _as_array(a: object, name: str) -> np.ndarray:
+    """np.asarray with a TypeError naming the argument for non-arrays / odd dtypes."""
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists etc.
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from exc
+    _checks.check_dtype(arr, name)
+    return arr
+
+
+def _contract_axes(mat: np.ndarray, arr: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """Apply ``mat`` (out × in) along each axis in ``axes`` of ``arr``: arr ×_ax mat."""
+    for ax in axes:
+        arr = np.moveaxis(np.tensordot(arr, mat, axes=([ax], [1])), -1, ax)
+    return arr
+
+
+def _matrices(m: int, r: int, points: object, dtype: np.dtype):
+    t = winograd(m, r, points)  # validates m, r, points
+    return t, t.matrices(dtype)
+
+
+# --------------------------------------------------------------------------- direct
+
+
+def _conv_direct(x, w, bias, padding, ndim: int) -> np.ndarray:
+    x = _as_array(x, "x")
+    w = _as_array(w, "w")
+    if bias is not None:
+        bias = _as_array(bias, "bias")
+    pads, out = _checks.check_conv_args(x, w, bias, padding, ndim)
+    x = x.astype(np.float64, copy=False)
+    w = w.astype(np.float64, copy=False)
+    r = w.shape[2]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    acc = np.zeros((w.shape[0], x.shape[0]) + out, dtype=np.float64)  # K, N, spatial
+    for taps in itertools.product(range(r), repeat=ndim):
+        sl = (slice(None), slice(None)) + tuple(slice(t, t + o) for t, o in zip(taps, out))
+        # (K×C) · (N×C×spatial) over C  ->  K×N×spatial
+        acc += np.tensordot(w[(slice(None), slice(None)) + taps], xp[sl], axes=([1], [1]))
+    y = np.ascontiguousarray(np.swapaxes(acc, 0, 1))
+    if bias is not None:
+        y += bias.astype(np.float64).reshape((1, -1) + (1,) * ndim)
+    return y
+
+
+def conv2d_direct(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, padding: int | Sequence[int] = 0
+) -> np.ndarray:
+    """Direct 2D correlation in float64 (the ground truth).
+
+    Parameters
+    ----------
+    x : ndarray, N×C×H×W
+        Input (any real numeric dtype; converted to float64).
+    w : ndarray, K×C×r×r
+        Filters.
+    bias : ndarray of shape (K,), optional
+    padding : int or (int, int)
+        Zero padding per spatial axis.
+
+    Returns
+    -------
+    ndarray, float64, N×K×Ho×Wo
+        ``y[n,k,i,j] = Σ_c Σ_u Σ_v x_pad[n,c,i+u,j+v]·w[k,c,u,v] + bias[k]``.
+    """
+    return _conv_direct(x, w, bias, padding, 2)
+
+
+def conv3d_direct(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, padding: int | Sequence[int] = 0
+) -> np.ndarray:
+    """Direct 3D correlation in float64: x N×C×D×H×W, w K×C×r×r×r → N×K×Do×Ho×Wo.
+
+    See :func:`conv2d_direct`; ``padding`` is an int or three ints.
+    """
+    return _conv_direct(x, w, bias, padding, 3)
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def filter_transform(
+    w: np.ndarray, m: int, points: Sequence[object] | None = None
+) -> np.ndarray:
+    """Winograd-domain weights ``U`` of ``w`` for F(m, r).
+
+    Parameters
+    ----------
+    w : ndarray, K×C×r×r (2D) or K×C×r×r×r (3D)
+        Spatial filters; the rank decides 2D / 3D.
+    m : int
+        Output tile size.
+    points : sequence, optional
+        Interpolation points (see :func:`magma_wino.transforms.winograd`).
+
+    Returns
+    -------
+    ndarray, α²×K×C (3D: α³×K×C)
+        ``U[b,k,c] = (G w[k,c] Gᵀ)[i,j]`` with ``b = i·α + j`` (3D: G applied on
+        all three axes, ``b = (i·α + j)·α + l``).  float32 for float32/float16
+        ``w``, else float64.
+    """
+    w = _as_array(w, "w")
+    if w.ndim not in (4, 5):
+        raise ValueError(
+            f"w must be 4-D (K×C×r×r) for 2D or 5-D (K×C×r×r×r) for 3D, got shape {w.shape}"
+        )
+    ndim = w.ndim - 2
+    _checks.check_filter(w, ndim)
+    k, c, r = w.shape[0], w.shape[1], w.shape[2]
+    dt = _checks.compute_dtype(w.dtype)
+    t, (_, g, _) = _matrices(m, r, points, dt)
+    u = _contract_axes(g, w.astype(dt, copy=False), range(2, 2 + ndim))  # K, C, α...
+    u = np.moveaxis(u, (0, 1), (-2, -1))  # α..., K, C
+    return np.ascontiguousarray(u.reshape(t.alpha**ndim, k, c))
+
+
+def _tile_windows(x: np.ndarray, m: int, alpha: int, pads, out) -> np.ndarray:
+    """View N×C×tiles...×α... of the zero-padded input (extra zeros past the edge)."""
+    ndim = x.ndim - 2
+    tiles = _checks.num_tiles(out, m)
+    # padded extent must be (tiles-1)·m + α = tiles·m + r − 1 = out + r − 1 + (tiles·m − out)
+    widths = [(0, 0), (0, 0)] + [(p, p + t * m - o) for p, t, o in zip(pads, tiles, out)]
+    xp = np.pad(x, widths)
+    win = sliding_window_view(xp, (alpha,) * ndim, axis=tuple(range(2, 2 + ndim)))
+    return win[(slice(None), slice(None)) + (slice(None, None, m),) * ndim]
+
+
+def input_transform(
+    x: np.ndarray,
+    m: int,
+    r: int,
+    padding: int | Sequence[int] = 0,
+    points: Sequence[object] | None = None,
+    relu: bool = False,
+) -> np.ndarray:
+    """Transformed input tiles ``V`` for F(m, r).
+
+    Parameters
+    ----------
+    x : ndarray, N×C×H×W (2D) or N×C×D×H×W (3D)
+        Input; the rank decides 2D / 3D.
+    m, r : int
+        Output tile size and filter size.
+    padding : int or tuple of int
+        Zero padding per spatial axis.
+    points : sequence, optional
+        Interpolation points.
+    relu : bool
+        Apply ReLU to V after the transform (Winograd-ReLU, Liu et al. 2018).
+
+    Returns
+    -------
+    ndarray, α²×C×P (3D: α³×C×P)
+        ``V[b,c,p] = (Bᵀ d B)[i,j]`` where ``d`` is the α×α window of tile ``p``
+        (``p = (n·tH + th)·tW + tw``) of channel ``c``, starting at padded
+        coordinates ``(th·m, tw·m)``.  float32 for float32/float16 ``x``, else float64.
+    """
+    x = _as_array(x, "x")
+    ndim = _checks.spatial_ndim(x)
+    t, (_, _, bt) = _matrices(m, r, points, _checks.compute_dtype(x.dtype))
+    pads, out = _checks.check_input_args(x, t.r, padding, ndim)
+    dt = bt.dtype
+    n, c = x.shape[:2]
+    win = _tile_windows(x.astype(dt, copy=False), t.m, t.alpha, pads, out)
+    # win: N, C, tiles..., α...  -> contract every α axis with Bᵀ (positions kept)
+    v = _contract_axes(bt, win, range(2 + ndim, 2 + 2 * ndim))
+    v = np.moveaxis(v, tuple(range(2 + ndim, 2 + 2 * ndim)), tuple(range(ndim)))  # α..., N, C, tiles...
+    v = np.moveaxis(v, ndim + 1, ndim)  # α..., C, N, tiles...
+    v = np.ascontiguousarray(v).reshape(t.alpha**ndim, c, -1)
+    if relu:
+        np.maximum(v, 0, out=v)
+    return v
+
+
+def output_transform(
+    M: np.ndarray,
+    m: int,
+    r: int,
+    out_shape: Sequence[int],
+    bias: np.ndarray | None = None,
+    points: Sequence[object] | None = None,
+) -> np.ndarray:
+    """Output ``y`` from the Winograd-domain products ``M``.
+
+    Parameters
+    ----------
+    M : ndarray, α²×K×P (3D: α³×K×P)
+        ``M[b] = U[b] @ V[b]``.
+    m, r : int
+        Output tile size and filter size.
+    out_shape : (N, K, Ho, Wo) or (N, K, Do, Ho, Wo)
+        Output shape; its length decides 2D / 3D and ``P`` must equal
+        ``N · prod(tile_grid(out_shape[2:], m))``.
+    bias : ndarray of shape (K,), optional
+    points : sequence, optional
+
+    Returns
+    -------
+    ndarray, out_shape
+        ``y[n,k,th·m+u,tw·m+v] = (Aᵀ M_tile A)[u,v] + bias[k]``, edge tiles clipped.
+        float32 for float32/float16 ``M``, else float64.
+    """
+    M = _as_array(M, "M")
+    if isinstance(out_shape, (str, bytes)) or not isinstance(out_shape, Sequence | np.ndarray):
+        raise TypeError(f"out_shape must be a tuple of ints, got {type(out_shape).__name__}")
+    out_shape = tuple(int(s) for s in out_shape)
+    if len(out_shape) not in (4, 5):
+        raise ValueError(
+            f"out_shape must be (N, K, Ho, Wo) or (N, K, Do, Ho, Wo), got {out_shape}"
+        )
+    if any(s < 1 for s in out_shape):
+        raise ValueError(f"out_shape entries must be >= 1, got {out_shape}")
+    ndim = len(out_shape) - 2
+    dt = _checks.compute_dtype(M.dtype)
+    t, (at, _, _) = _matrices(m, r, points, dt)
+    n, k = out_shape[:2]
+    spatial = out_shape[2:]
+    tiles = _checks.num_tiles(spatial, t.m)
+    p = n * int(np.prod(tiles))
+    expect = (t.alpha**ndim, k, p)
+    if M.shape != expect:
+        raise ValueError(
+            f"M must have shape (alpha^{ndim}, K, P) = {expect} for F({t.m}, {t.r}) and "
+            f"out_shape {out_shape}, got {M.shape}"
+        )
+    if bias is not None:
+        bias = _as_array(bias, "bias")
+    _checks.check_bias(bias, k)
+    mm = M.astype(dt, copy=False).reshape((t.alpha,) * ndim + (k, n) + tiles)
+    y = _contract_axes(at, mm, range(ndim))  # m..., K, N, tiles...
+    # -> N, K, (tile0, m0), (tile1, m1), ...
+    order = [ndim + 1, ndim]
+    for a in range(ndim):
+        order += [ndim + 2 + a, a]
+    y = y.transpose(order).reshape((n, k) + tuple(tl * t.m for tl in tiles))
+    y = np.ascontiguousarray(y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)])
+    if bias is not None:
+        y += bias.astype(dt).reshape((1, -1) + (1,) * ndim)
+    return y
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def _winograd_conv(x, w, m, padding, bias, points, ndim: int) -> np.ndarray:
+    x = _as_array(x, "x")
+    w = _as_array(w, "w")
+    if bias is not None:
+        bias = _as_array(bias, "bias")
+    pads, out = _checks.check_conv_args(x, w, bias, padding, ndim)
+    dt = _checks.compute_dtype(x.dtype, w.dtype)
+    x = x.astype(dt, copy=False)
+    w = w.astype(dt, copy=False)
+    r = w.shape[2]
+    u = filter_transform(w, m, points)
+    v = input_transform(x, m, r, pads, points)
+    M = np.matmul(u, v)  # the one batched product: α^nd × (K×C @ C×P)
+    return output_transform(M, m, r, (x.shape[0], w.shape[0]) + out, bias, points)
+
+
+def winograd_conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    m: int,
+    padding: int | Sequence[int] = 0,
+    bias: np.ndarray | None = None,
+    points: Sequence[object] | None = None,
+) -> np.ndarray:
+    """2D convolution by F(m×m, r×r) Winograd: filter/input transforms, one batched matmul, output transform.
+
+    Parameters
+    ----------
+    x : ndarray, N×C×H×W
+    w : ndarray, K×C×r×r
+    m : int
+        Output tile size.
+    padding : int or (int, int)
+    bias : ndarray of shape (K,), optional
+    points : sequence, optional
+        Interpolation points (see :func:`magma_wino.transforms.winograd`).
+
+    Returns
+    -------
+    ndarray, N×K×Ho×Wo
+        float32 if the result dtype of ``x`` and ``w`` is float32 (or float16), else float64.
+    """
+    return _winograd_conv(x, w, m, padding, bias, points, 2)
+
+
+def winograd_conv3d(
+    x: np.ndarray,
+    w: np.ndarray,
+    m: int,
+    padding: int | Sequence[int] = 0,
+    bias: np.ndarray | None = None,
+    points: Sequence[object] | None = None,
+) -> np.ndarray:
+    """3D convolution by F(m×m×m, r×r×r) Winograd (x N×C×D×H×W, w K×C×r×r×r).
+
+    See :func:`winograd_conv2d`.
+    """
+    return _winograd_conv(x, w, m, padding, bias, points, 3)
+
+
+def winograd_conv_from_U(
+    x: np.ndarray,
+    U: np.ndarray,
+    m: int,
+    r: int,
+    padding: int | Sequence[int] = 0,
+    bias: np.ndarray | None = None,
+    relu: bool = False,
+    points: Sequence[object] | None = None,
+) -> np.ndarray:
+    """Convolution whose parameters are the Winograd-domain weights ``U``.
+
+    Computes ``Aᵀ[U ⊙ V]A`` (``V`` passed through ReLU when ``relu``): the
+    Winograd-domain-pruned layer (Li et al. 2017) and, with ``relu=True``, the
+    Winograd-ReLU layer (Liu et al. 2018).  ``U`` need not come from any spatial
+    filter.
+
+    Parameters
+    ----------
+    x : ndarray, N×C×H×W (2D) or N×C×D×H×W (3D)
+        Input; the rank decides 2D / 3D.
+    U : ndarray, α²×K×C (3D: α³×K×C)
+        Winograd-domain weights for F(m, r), ``α = m + r − 1``.
+    m, r : int
+    padding : int or tuple of int
+    bias : ndarray of shape (K,), optional
+    relu : bool
+        ReLU on the transformed input (Winograd-ReLU).
+    points : sequence, optional
+
+    Returns
+    -------
+    ndarray, N×K×Ho×Wo (3D: N×K×Do×Ho×Wo)
+        float32 if the result dtype of ``x`` and ``U`` is float32 (or float16), else float64.
+    """
+    x = _as_array(x, "x")
+    U = _as_array(U, "U")
+    if bias is not None:
+        bias = _as_array(bias, "bias")
+    ndim = _checks.spatial_ndim(x)
+    t = winograd(m, r, points)
+    pads, out = _checks.check_input_args(x, t.r, padding, ndim)
+    expect0 = t.alpha**ndim
+    if U.ndim != 3 or U.shape[0] != expect0 or U.shape[2] != x.shape[1] or 0 in U.shape:
+        raise ValueError(
+            f"U must have shape (alpha^{ndim}, K, C) = ({expect0}, K, {x.shape[1]}) for "
+            f"F({t.m}, {t.r}) and x with C = {x.shape[1]}, got {U.shape}"
+        )
+    _checks.check_bias(bias, U.shape[1])
+    dt = _checks.compute_dtype(x.dtype, U.dtype)
+    v = input_transform(x.astype(dt, copy=False), m, r, pads, points, relu=relu)
+    M = np.matmul(U.astype(dt, copy=False), v)
+    return output_transform(M, m, r, (x.shape[0], U.shape[1]) + out, bias, points)
