@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "gemm_batched.cuh"
 #include "launch.cuh"
@@ -130,10 +131,13 @@ bool specialized(int ndim, int m, int r) {
   return ndim == 2 ? mw::SpecializedTiles2d::contains(m, r) : mw::SpecializedTiles3d::contains(m, r);
 }
 
-// Run f(Tile<m, r>{}) for the specialised tile of (ndim, m, r); false if there is none.
+// Run f(ndim_constant, Tile<m, r>{}) for the specialised tile of (ndim, m, r); false if
+// there is none.  Each dimension instantiates only the tiles of its own list.
 template <typename F>
 bool dispatch_tile(int ndim, int m, int r, F&& f) {
-  return ndim == 2 ? mw::SpecializedTiles2d::dispatch(m, r, f) : mw::SpecializedTiles3d::dispatch(m, r, f);
+  if (ndim == 2)
+    return mw::SpecializedTiles2d::dispatch(m, r, [&](auto tile) { f(std::integral_constant<int, 2>{}, tile); });
+  return mw::SpecializedTiles3d::dispatch(m, r, [&](auto tile) { f(std::integral_constant<int, 3>{}, tile); });
 }
 
 template <typename T>
@@ -141,9 +145,9 @@ cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g,
                                const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
   if (mats == nullptr &&
-      dispatch_tile(d->ndim, d->m, d->r, [&](auto tile) {
+      dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
-        err = mw::filter_transform_launch<T, Tl::m, Tl::r>(d->ndim, g, w, U, s);
+        err = mw::filter_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, w, U, s);
       }))
     return err;
   return mw::filter_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), w, U, s);
@@ -154,9 +158,9 @@ cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, 
                               const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
   if (mats == nullptr &&
-      dispatch_tile(d->ndim, d->m, d->r, [&](auto tile) {
+      dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
-        err = mw::input_transform_launch<T, Tl::m, Tl::r>(d->ndim, g, x, V, relu, s);
+        err = mw::input_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, x, V, relu, s);
       }))
     return err;
   return mw::input_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), x, V, relu, s);
@@ -167,9 +171,9 @@ cudaError_t output_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g,
                                T* y, const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
   if (mats == nullptr &&
-      dispatch_tile(d->ndim, d->m, d->r, [&](auto tile) {
+      dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
-        err = mw::output_transform_launch<T, Tl::m, Tl::r>(d->ndim, g, Mw, bias, y, s);
+        err = mw::output_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, Mw, bias, y, s);
       }))
     return err;
   return mw::output_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), Mw, bias, y,

@@ -8,6 +8,7 @@
 #else
 #define MW_HOST_DEVICE
 #endif
+#define MW_FORCEINLINE __forceinline__
 
 namespace mw {
 

@@ -64,39 +64,23 @@ MW_HOST_DEVICE inline T relu(T v) {
 // Specialised 2D transforms
 // ---------------------------------------------------------------------------------------
 
-// In-place column transform: d[0..ROWS_OUT)[j] = (Mat · d[:, j]) for every column j, where
-// Mat(i, k) is a compile-time coefficient.  Coefficients that are zero are skipped and the
-// loops unroll completely, so each column costs exactly the transform's nonzero terms.
-template <typename T, int ROWS_OUT, int ROWS_IN, int COLS, typename Coef>
-__device__ __forceinline__ void transform_columns(T (&d)[ROWS_IN][COLS], Coef coef) {
+// The specialised kernels apply the generated straight-line 1D transforms (Coef::bt, ::g,
+// ::at: y = Mat · x) first down every column, then along every row of the tile.  All loops
+// unroll completely, so every array index is a compile-time constant and the tile lives
+// in registers.
+
+// d[0..OUT)[j] <- Mat · d[0..IN)[j] for each of the COLS columns (OUT <= ROWS rows kept).
+template <typename T, int IN, int OUT, int ROWS, int COLS, typename Apply>
+__device__ __forceinline__ void transform_columns(T (&d)[ROWS][COLS], Apply apply) {
 #pragma unroll
   for (int j = 0; j < COLS; ++j) {
-    T col[ROWS_OUT];
+    T in[IN], out[OUT];
 #pragma unroll
-    for (int i = 0; i < ROWS_OUT; ++i) {
-      T acc = T(0);
+    for (int i = 0; i < IN; ++i) in[i] = d[i][j];
+    apply(in, out);
 #pragma unroll
-      for (int k = 0; k < ROWS_IN; ++k) {
-        const T c = coef(i, k);
-        if (c != T(0)) acc += c * d[k][j];
-      }
-      col[i] = acc;
-    }
-#pragma unroll
-    for (int i = 0; i < ROWS_OUT; ++i) d[i][j] = col[i];
+    for (int i = 0; i < OUT; ++i) d[i][j] = out[i];
   }
-}
-
-// One row of the right-hand transform: out(l) = Σ_k Mat(l, k) · row[k].
-template <typename T, int COLS, typename Coef>
-__device__ __forceinline__ T transform_row_entry(const T (&row)[COLS], int l, Coef coef) {
-  T acc = T(0);
-#pragma unroll
-  for (int k = 0; k < COLS; ++k) {
-    const T c = coef(l, k);
-    if (c != T(0)) acc += c * row[k];
-  }
-  return acc;
 }
 
 // V[:, c, p] = Bᵀ d B for the alpha x alpha window d of channel c under tile p.
@@ -106,7 +90,6 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
                                                           T* __restrict__ V, int c, int p) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
-  const auto bt = [](int i, int k) { return Coef::template bt<T>(i, k); };
   const TileCoord tc = tile_coord(g, p);
   const int H = g.in[1], W = g.in[2];
   const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * H * W;
@@ -126,16 +109,16 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
       d[i][j] = v;
     }
   }
-  transform_columns<T, A, A, A>(d, bt);  // d <- Bᵀ d
+  transform_columns<T, A, A>(d, [](const T(&in)[A], T(&out)[A]) { Coef::bt(in, out); });
   const long long stride = static_cast<long long>(g.C) * g.P;
   T* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
 #pragma unroll
   for (int i = 0; i < A; ++i) {
+    T row[A];
+    Coef::bt(d[i], row);  // (Bᵀ d) B, one row at a time
 #pragma unroll
     for (int l = 0; l < A; ++l) {
-      T v = transform_row_entry<T, A>(d[i], l, bt);  // (Bᵀ d) B
-      if (RELU == MW_RELU_WINOGRAD) v = relu(v);
-      out[(i * A + l) * stride] = v;
+      out[(i * A + l) * stride] = RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l];
     }
   }
 }
@@ -145,8 +128,8 @@ __global__ void __launch_bounds__(kTransformThreads)
     input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.C) * g.P) return;
-  input_transform_2d_device<T, M, R, RELU>(g, x, V, static_cast<int>(idx / g.P),
-                                           static_cast<int>(idx % g.P));
+  const int i = static_cast<int>(idx);  // < 2^31: checked by the C layer; int division is cheap
+  input_transform_2d_device<T, M, R, RELU>(g, x, V, i / g.P, i % g.P);
 }
 
 // U[:, k, c] = G g Gᵀ for the r x r filter g = w[k, c].
@@ -156,29 +139,26 @@ __device__ __forceinline__ void filter_transform_2d_device(const ConvGeometry& g
                                                            T* __restrict__ U, int k, int c) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
-  const auto gm = [](int i, int j) { return Coef::template g<T>(i, j); };
   const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R * R;
-  // tmp = G g (alpha x R), computed column by column from the R x R filter.
-  T tmp[A][R];
+  // t = G g (alpha x R): G applied to each column of the filter.
+  T t[A][R];
 #pragma unroll
-  for (int i = 0; i < A; ++i) {
+  for (int j = 0; j < R; ++j) {
+    T in[R], col[A];
 #pragma unroll
-    for (int j = 0; j < R; ++j) {
-      T acc = T(0);
+    for (int i = 0; i < R; ++i) in[i] = __ldg(wkc + i * R + j);
+    Coef::g(in, col);
 #pragma unroll
-      for (int l = 0; l < R; ++l) {
-        const T cf = gm(i, l);
-        if (cf != T(0)) acc += cf * __ldg(wkc + l * R + j);
-      }
-      tmp[i][j] = acc;
-    }
+    for (int i = 0; i < A; ++i) t[i][j] = col[i];
   }
   const long long stride = static_cast<long long>(g.K) * g.C;
   T* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
 #pragma unroll
   for (int i = 0; i < A; ++i) {
+    T row[A];
+    Coef::g(t[i], row);  // (G g) Gᵀ
 #pragma unroll
-    for (int j = 0; j < A; ++j) out[(i * A + j) * stride] = transform_row_entry<T, R>(tmp[i], j, gm);
+    for (int j = 0; j < A; ++j) out[(i * A + j) * stride] = row[j];
   }
 }
 
@@ -187,8 +167,8 @@ __global__ void __launch_bounds__(kTransformThreads)
     filter_transform_2d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.K) * g.C) return;
-  filter_transform_2d_device<T, M, R>(g, w, U, static_cast<int>(idx / g.C),
-                                      static_cast<int>(idx % g.C));
+  const int i = static_cast<int>(idx);
+  filter_transform_2d_device<T, M, R>(g, w, U, i / g.C, i % g.C);
 }
 
 // y[n, k, tile p] = Aᵀ M[:, k, p] A (+ bias[k]), clipped at the right and bottom edges.
@@ -199,7 +179,6 @@ __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g
                                                            T* __restrict__ y, int k, int p) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
-  const auto at = [](int i, int j) { return Coef::template at<T>(i, j); };
   const long long stride = static_cast<long long>(g.K) * g.P;
   const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
   T t[A][A];
@@ -208,7 +187,8 @@ __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g
 #pragma unroll
     for (int j = 0; j < A; ++j) t[i][j] = __ldg(src + (i * A + j) * stride);
   }
-  transform_columns<T, M, A, A>(t, at);  // rows 0..M-1 of t <- Aᵀ t
+  // Rows 0..M-1 of t <- Aᵀ t.
+  transform_columns<T, A, M>(t, [](const T(&in)[A], T(&out)[M]) { Coef::at(in, out); });
   const TileCoord tc = tile_coord(g, p);
   const int Ho = g.out[1], Wo = g.out[2];
   const T b = bias != nullptr ? __ldg(bias + k) : T(0);
@@ -216,11 +196,12 @@ __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g
 #pragma unroll
   for (int u = 0; u < M; ++u) {
     const int oh = tc.t[1] * M + u;
+    T row[M];
+    Coef::at(t[u], row);  // (Aᵀ t) A
 #pragma unroll
     for (int v = 0; v < M; ++v) {
       const int ow = tc.t[2] * M + v;
-      const T val = transform_row_entry<T, A>(t[u], v, at) + b;
-      if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = val;
+      if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = row[v] + b;
     }
   }
 }
@@ -231,16 +212,17 @@ __global__ void __launch_bounds__(kTransformThreads)
                                T* __restrict__ y) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.K) * g.P) return;
-  output_transform_2d_device<T, M, R>(g, Mw, bias, y, static_cast<int>(idx / g.P),
-                                      static_cast<int>(idx % g.P));
+  const int i = static_cast<int>(idx);
+  output_transform_2d_device<T, M, R>(g, Mw, bias, y, i / g.P, i % g.P);
 }
 
 // ---------------------------------------------------------------------------------------
 // Specialised 3D transforms.  An alpha^3 tile does not fit in registers for alpha = 6
-// (216 values, 432 registers in double), so the 3D kernels produce the output one slice
-// at a time: slice i of the result is (Σ_a Mat(i, a) · X[a]) transformed in 2D, where X[a]
-// are the slices of the input along depth, re-read from global memory (L1/L2-resident:
-// the same alpha^3 window is re-read alpha times by one thread).
+// (216 values, 432 registers in double), so the 3D kernels produce the result one depth
+// slice at a time: slice i is (Σ_a Mat(i, a) · X[a]) transformed in 2D, where X[a] are
+// the input's depth slices, re-read from global memory (L1-resident: one thread re-reads
+// the same alpha^3 window alpha times).  The depth loop is not unrolled (it bounds code
+// size and register pressure), so its coefficients come from the runtime accessors.
 // ---------------------------------------------------------------------------------------
 
 template <typename T, int M, int R, int RELU>
@@ -249,7 +231,6 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
                                                           T* __restrict__ V, int c, int p) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
-  const auto bt = [](int i, int k) { return Coef::template bt<T>(i, k); };
   const TileCoord tc = tile_coord(g, p);
   const int D = g.in[0], H = g.in[1], W = g.in[2];
   const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * D * H * W;
@@ -260,16 +241,15 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
   T* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
 #pragma unroll 1
   for (int i = 0; i < A; ++i) {
-    // s = Σ_a Bᵀ(i, a) · window slice a
-    T s[A][A];
+    T s[A][A];  // s = Σ_a Bᵀ(i, a) · window slice a
 #pragma unroll
     for (int j = 0; j < A; ++j) {
 #pragma unroll
       for (int l = 0; l < A; ++l) s[j][l] = T(0);
     }
-#pragma unroll
+#pragma unroll 1
     for (int a = 0; a < A; ++a) {
-      const T cf = bt(i, a);  // i is a runtime index here: one small table lookup
+      const T cf = Coef::template bt_coef<T>(i, a);
       const int z = z0 + a;
       if (cf == T(0) || z < 0 || z >= D) continue;
 #pragma unroll
@@ -284,15 +264,14 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
         }
       }
     }
-    transform_columns<T, A, A, A>(s, bt);
+    transform_columns<T, A, A>(s, [](const T(&in)[A], T(&o)[A]) { Coef::bt(in, o); });
 #pragma unroll
     for (int j = 0; j < A; ++j) {
+      T row[A];
+      Coef::bt(s[j], row);
 #pragma unroll
-      for (int l = 0; l < A; ++l) {
-        T v = transform_row_entry<T, A>(s[j], l, bt);
-        if (RELU == MW_RELU_WINOGRAD) v = relu(v);
-        out[((i * A + j) * A + l) * stride] = v;
-      }
+      for (int l = 0; l < A; ++l)
+        out[((i * A + j) * A + l) * stride] = RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l];
     }
   }
 }
@@ -302,8 +281,8 @@ __global__ void __launch_bounds__(kTransformThreads)
     input_transform_3d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.C) * g.P) return;
-  input_transform_3d_device<T, M, R, RELU>(g, x, V, static_cast<int>(idx / g.P),
-                                           static_cast<int>(idx % g.P));
+  const int i = static_cast<int>(idx);
+  input_transform_3d_device<T, M, R, RELU>(g, x, V, i / g.P, i % g.P);
 }
 
 template <typename T, int M, int R>
@@ -312,46 +291,35 @@ __device__ __forceinline__ void filter_transform_3d_device(const ConvGeometry& g
                                                            T* __restrict__ U, int k, int c) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
-  const auto gm = [](int i, int j) { return Coef::template g<T>(i, j); };
   const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R * R * R;
   const long long stride = static_cast<long long>(g.K) * g.C;
   T* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
 #pragma unroll 1
   for (int i = 0; i < A; ++i) {
-    // s = Σ_a G(i, a) · filter slice a  (R x R), then the 2D transform G s Gᵀ.
-    T s[R][R];
+    // s = Σ_a G(i, a) · filter slice a (R x R), then the 2D transform G s Gᵀ.
+    T s[A][R];
 #pragma unroll
     for (int j = 0; j < R; ++j) {
 #pragma unroll
-      for (int l = 0; l < R; ++l) {
-        T acc = T(0);
+      for (int l = 0; l < R; ++l) s[j][l] = T(0);
+    }
+#pragma unroll 1
+    for (int a = 0; a < R; ++a) {
+      const T cf = Coef::template g_coef<T>(i, a);
+      if (cf == T(0)) continue;
 #pragma unroll
-        for (int a = 0; a < R; ++a) {
-          const T cf = gm(i, a);
-          if (cf != T(0)) acc += cf * __ldg(wkc + (a * R + j) * R + l);
-        }
-        s[j][l] = acc;
+      for (int j = 0; j < R; ++j) {
+#pragma unroll
+        for (int l = 0; l < R; ++l) s[j][l] += cf * __ldg(wkc + (a * R + j) * R + l);
       }
     }
-    T tmp[A][R];
+    transform_columns<T, R, A>(s, [](const T(&in)[R], T(&o)[A]) { Coef::g(in, o); });
 #pragma unroll
     for (int j = 0; j < A; ++j) {
+      T row[A];
+      Coef::g(s[j], row);
 #pragma unroll
-      for (int l = 0; l < R; ++l) {
-        T acc = T(0);
-#pragma unroll
-        for (int a = 0; a < R; ++a) {
-          const T cf = gm(j, a);
-          if (cf != T(0)) acc += cf * s[a][l];
-        }
-        tmp[j][l] = acc;
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < A; ++j) {
-#pragma unroll
-      for (int l = 0; l < A; ++l)
-        out[((i * A + j) * A + l) * stride] = transform_row_entry<T, R>(tmp[j], l, gm);
+      for (int l = 0; l < A; ++l) out[((i * A + j) * A + l) * stride] = row[l];
     }
   }
 }
@@ -361,8 +329,8 @@ __global__ void __launch_bounds__(kTransformThreads)
     filter_transform_3d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.K) * g.C) return;
-  filter_transform_3d_device<T, M, R>(g, w, U, static_cast<int>(idx / g.C),
-                                      static_cast<int>(idx % g.C));
+  const int i = static_cast<int>(idx);
+  filter_transform_3d_device<T, M, R>(g, w, U, i / g.C, i % g.C);
 }
 
 template <typename T, int M, int R>
@@ -372,7 +340,6 @@ __device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g
                                                            T* __restrict__ y, int k, int p) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
-  const auto at = [](int i, int j) { return Coef::template at<T>(i, j); };
   const long long stride = static_cast<long long>(g.K) * g.P;
   const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
   const TileCoord tc = tile_coord(g, p);
@@ -383,16 +350,15 @@ __device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g
   for (int u = 0; u < M; ++u) {
     const int od = tc.t[0] * M + u;
     if (od >= Do) break;
-    // s = Σ_i Aᵀ(u, i) · M slice i, then the 2D output transform of s.
-    T s[A][A];
+    T s[A][A];  // s = Σ_i Aᵀ(u, i) · M slice i, then the 2D output transform of s
 #pragma unroll
     for (int j = 0; j < A; ++j) {
 #pragma unroll
       for (int l = 0; l < A; ++l) s[j][l] = T(0);
     }
-#pragma unroll
+#pragma unroll 1
     for (int i = 0; i < A; ++i) {
-      const T cf = at(u, i);
+      const T cf = Coef::template at_coef<T>(u, i);
       if (cf == T(0)) continue;
 #pragma unroll
       for (int j = 0; j < A; ++j) {
@@ -400,15 +366,16 @@ __device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g
         for (int l = 0; l < A; ++l) s[j][l] += cf * __ldg(src + ((i * A + j) * A + l) * stride);
       }
     }
-    transform_columns<T, M, A, A>(s, at);
+    transform_columns<T, A, M>(s, [](const T(&in)[A], T(&o)[M]) { Coef::at(in, o); });
 #pragma unroll
     for (int v = 0; v < M; ++v) {
       const int oh = tc.t[1] * M + v;
+      T row[M];
+      Coef::at(s[v], row);
 #pragma unroll
       for (int q = 0; q < M; ++q) {
         const int ow = tc.t[2] * M + q;
-        const T val = transform_row_entry<T, A>(s[v], q, at) + b;
-        if (oh < Ho && ow < Wo) yk[(static_cast<long long>(od) * Ho + oh) * Wo + ow] = val;
+        if (oh < Ho && ow < Wo) yk[(static_cast<long long>(od) * Ho + oh) * Wo + ow] = row[q] + b;
       }
     }
   }
@@ -420,8 +387,8 @@ __global__ void __launch_bounds__(kTransformThreads)
                                T* __restrict__ y) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.K) * g.P) return;
-  output_transform_3d_device<T, M, R>(g, Mw, bias, y, static_cast<int>(idx / g.P),
-                                      static_cast<int>(idx % g.P));
+  const int i = static_cast<int>(idx);
+  output_transform_3d_device<T, M, R>(g, Mw, bias, y, i / g.P, i % g.P);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -462,9 +429,10 @@ __global__ void __launch_bounds__(kTransformThreads)
   const int A = mat.alpha;
   const int positions = NDIM == 3 ? A * A * A : A * A;
   if (idx >= static_cast<long long>(positions) * g.C * g.P) return;
-  const int p = static_cast<int>(idx % g.P);
-  const int c = static_cast<int>((idx / g.P) % g.C);
-  const int b = static_cast<int>(idx / (static_cast<long long>(g.P) * g.C));
+  const int i = static_cast<int>(idx);  // V has < 2^31 elements (C layer)
+  const int p = i % g.P;
+  const int c = (i / g.P) % g.C;
+  const int b = i / g.P / g.C;
   int bi[3];
   split_position<NDIM>(b, A, bi);
   const TileCoord tc = tile_coord(g, p);
@@ -505,10 +473,10 @@ __global__ void __launch_bounds__(kTransformThreads)
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int A = mat.alpha, R = mat.r;
   const int positions = NDIM == 3 ? A * A * A : A * A;
-  const long long KC = static_cast<long long>(g.K) * g.C;
-  if (idx >= positions * KC) return;
-  const int b = static_cast<int>(idx / KC);
-  const long long kc = idx % KC;  // k * C + c
+  const int KC = g.K * g.C;
+  if (idx >= static_cast<long long>(positions) * KC) return;
+  const int b = static_cast<int>(idx) / KC;
+  const int kc = static_cast<int>(idx) % KC;  // k * C + c
   int bi[3];
   split_position<NDIM>(b, A, bi);
   const int taps = NDIM == 3 ? R * R * R : R * R;
@@ -529,7 +497,7 @@ __global__ void __launch_bounds__(kTransformThreads)
 }
 
 template <typename T, int NDIM>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, 1)
     output_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ Mw,
                                     const T* __restrict__ bias, T* __restrict__ y) {
   // One thread per output element y[n, k, od, oh, ow]: consecutive threads write
@@ -538,15 +506,15 @@ __global__ void __launch_bounds__(kTransformThreads)
   const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
   const long long per_image = static_cast<long long>(g.K) * Do * Ho * Wo;
   if (idx >= per_image * g.N) return;
-  long long rest = idx;
-  const int ow = static_cast<int>(rest % Wo);
+  int rest = static_cast<int>(idx);  // y has < 2^31 elements (C layer)
+  const int ow = rest % Wo;
   rest /= Wo;
-  const int oh = static_cast<int>(rest % Ho);
+  const int oh = rest % Ho;
   rest /= Ho;
-  const int od = static_cast<int>(rest % Do);
+  const int od = rest % Do;
   rest /= Do;
-  const int k = static_cast<int>(rest % g.K);
-  const int n = static_cast<int>(rest / g.K);
+  const int k = rest % g.K;
+  const int n = rest / g.K;
   const int m = mat.m, A = mat.alpha;
   const int p = ((n * g.tiles[0] + od / m) * g.tiles[1] + oh / m) * g.tiles[2] + ow / m;
   const int u0 = od % m, u1 = oh % m, u2 = ow % m;
@@ -580,44 +548,59 @@ inline unsigned transform_blocks(long long threads) {
   return static_cast<unsigned>((threads + kTransformThreads - 1) / kTransformThreads);
 }
 
-template <typename T, int M, int R>
-cudaError_t input_transform_launch(int ndim, const ConvGeometry& g, const T* x, T* V, int relu_mode,
-                                   cudaStream_t stream) {
-  const dim3 grid(transform_blocks(static_cast<long long>(g.C) * g.P)), block(kTransformThreads);
-  // The ReLU mode is a template parameter so the common no-ReLU kernel carries no branch.
-  if (ndim == 2) {
-    switch (relu_mode) {
-      case MW_RELU_SPATIAL:
-        return launch(input_transform_2d_kernel<T, M, R, MW_RELU_SPATIAL>, grid, block, 0, stream, g, x, V);
-      case MW_RELU_WINOGRAD:
-        return launch(input_transform_2d_kernel<T, M, R, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, x, V);
-      default:
-        return launch(input_transform_2d_kernel<T, M, R, MW_RELU_NONE>, grid, block, 0, stream, g, x, V);
-    }
-  }
+// The ReLU mode becomes a template parameter so the common no-ReLU kernel carries no branch.
+template <template <typename, int, int, int> class Kernel, typename T, int M, int R, typename... Args>
+cudaError_t launch_with_relu(int relu_mode, dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
   switch (relu_mode) {
     case MW_RELU_SPATIAL:
-      return launch(input_transform_3d_kernel<T, M, R, MW_RELU_SPATIAL>, grid, block, 0, stream, g, x, V);
+      return launch(Kernel<T, M, R, MW_RELU_SPATIAL>::fn, grid, block, 0, stream, args...);
     case MW_RELU_WINOGRAD:
-      return launch(input_transform_3d_kernel<T, M, R, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, x, V);
+      return launch(Kernel<T, M, R, MW_RELU_WINOGRAD>::fn, grid, block, 0, stream, args...);
     default:
-      return launch(input_transform_3d_kernel<T, M, R, MW_RELU_NONE>, grid, block, 0, stream, g, x, V);
+      return launch(Kernel<T, M, R, MW_RELU_NONE>::fn, grid, block, 0, stream, args...);
   }
 }
 
-template <typename T, int M, int R>
-cudaError_t filter_transform_launch(int ndim, const ConvGeometry& g, const T* w, T* U, cudaStream_t stream) {
-  const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.C)), block(kTransformThreads);
-  if (ndim == 2) return launch(filter_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
-  return launch(filter_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+// Kernel "names" as types, so launch_with_relu can instantiate them per ReLU mode.
+template <typename T, int M, int R, int RELU>
+struct InputTransform2d {
+  static constexpr auto fn = input_transform_2d_kernel<T, M, R, RELU>;
+};
+template <typename T, int M, int R, int RELU>
+struct InputTransform3d {
+  static constexpr auto fn = input_transform_3d_kernel<T, M, R, RELU>;
+};
+
+template <typename T, int NDIM, int M, int R>
+cudaError_t input_transform_launch(const ConvGeometry& g, const T* x, T* V, int relu_mode,
+                                   cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.C) * g.P)), block(kTransformThreads);
+  if constexpr (NDIM == 2) {
+    return launch_with_relu<InputTransform2d, T, M, R>(relu_mode, grid, block, stream, g, x, V);
+  } else {
+    return launch_with_relu<InputTransform3d, T, M, R>(relu_mode, grid, block, stream, g, x, V);
+  }
 }
 
-template <typename T, int M, int R>
-cudaError_t output_transform_launch(int ndim, const ConvGeometry& g, const T* Mw, const T* bias, T* y,
+template <typename T, int NDIM, int M, int R>
+cudaError_t filter_transform_launch(const ConvGeometry& g, const T* w, T* U, cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.C)), block(kTransformThreads);
+  if constexpr (NDIM == 2) {
+    return launch(filter_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+  } else {
+    return launch(filter_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+  }
+}
+
+template <typename T, int NDIM, int M, int R>
+cudaError_t output_transform_launch(const ConvGeometry& g, const T* Mw, const T* bias, T* y,
                                     cudaStream_t stream) {
   const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.P)), block(kTransformThreads);
-  if (ndim == 2) return launch(output_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
-  return launch(output_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
+  if constexpr (NDIM == 2) {
+    return launch(output_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
+  } else {
+    return launch(output_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
+  }
 }
 
 template <typename T>

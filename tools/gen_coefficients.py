@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Write kernels' compile-time Winograd coefficients from magma_wino.transforms.
 
-The CUDA kernels for the specialised tiles read their Aᵀ, G, Bᵀ from a header that this
-script generates at build time from the exact Fractions of ``magma_wino/transforms.py``
-(never typed by hand).  Each coefficient is stored as an exact fraction num/den and the
-kernels evaluate ``T(num) / T(den)`` at compile time, i.e. the coefficient correctly
-rounded to the kernel's precision T.
+The CUDA kernels for the specialised tiles apply Aᵀ, G, Bᵀ through straight-line 1D
+matrix-vector functions that this script generates at build time from the exact Fractions
+of ``magma_wino/transforms.py`` (never typed by hand).  Zero coefficients produce no code,
+±1 produce no multiplication, and a fraction num/den is written ``T(num) / T(den)``, which
+the compiler folds to the coefficient correctly rounded to the kernel's precision T.  The
+operation counts of these functions are exactly what magma_wino.cost counts.
 
 Usage: gen_coefficients.py OUTPUT.h
 """
@@ -33,17 +34,63 @@ def _load_transforms():
     return mod
 
 
-def _table(name: str, mat) -> str:
-    rows_n = ", ".join("{" + ", ".join(f"{v.numerator}" for v in row) + "}" for row in mat)
-    rows_d = ", ".join("{" + ", ".join(f"{v.denominator}" for v in row) + "}" for row in mat)
+def _literal(v) -> str:
+    """The coefficient as a C++ expression in T, exact up to one rounding to T."""
+    if v.denominator == 1:
+        return f"T({v.numerator})"
+    return f"(T({v.numerator}) / T({v.denominator}))"
+
+
+def _matvec(name: str, mat) -> str:
+    """y = mat · x as straight-line code: zeros cost nothing, ±1 costs no multiplication."""
     nr, nc = len(mat), len(mat[0])
+    lines = []
+    for i, row in enumerate(mat):
+        terms = []
+        for k, v in enumerate(row):
+            if v == 0:
+                continue
+            if v == 1:
+                terms.append(("+", f"x[{k}]"))
+            elif v == -1:
+                terms.append(("-", f"x[{k}]"))
+            elif v < 0:
+                terms.append(("-", f"{_literal(-v)} * x[{k}]"))
+            else:
+                terms.append(("+", f"{_literal(v)} * x[{k}]"))
+        if not terms:
+            expr = "T(0)"
+        else:
+            sign, first = terms[0]
+            expr = ("-" if sign == "-" else "") + first
+            for sign, t in terms[1:]:
+                expr += f" {sign} {t}"
+        lines.append(f"    y[{i}] = {expr};")
+    body = "\n".join(lines)
     return (
-        f"  // {name}: {nr} x {nc}\n"
+        f"  // y = {name.upper()} x  ({nr} x {nc})\n"
         f"  template <typename T>\n"
-        f"  MW_HOST_DEVICE static constexpr T {name}(int i, int j) {{\n"
-        f"    constexpr long long num[{nr}][{nc}] = {{{rows_n}}};\n"
-        f"    constexpr long long den[{nr}][{nc}] = {{{rows_d}}};\n"
-        f"    return T(num[i][j]) / T(den[i][j]);\n"
+        f"  MW_HOST_DEVICE static MW_FORCEINLINE void {name}(const T (&x)[{nc}], T (&y)[{nr}]) {{\n"
+        f"{body}\n"
+        f"  }}\n"
+    )
+
+
+def _accessor(name: str, mat) -> str:
+    """One coefficient by runtime index (for loops that cannot be unrolled)."""
+    nr, nc = len(mat), len(mat[0])
+    cases = "".join(
+        f"      case {i * nc + k}: return {_literal(v)};\n"
+        for i, row in enumerate(mat)
+        for k, v in enumerate(row)
+        if v != 0
+    )
+    return (
+        f"  template <typename T>\n"
+        f"  MW_HOST_DEVICE static MW_FORCEINLINE T {name}_coef(int i, int k) {{\n"
+        f"    switch (i * {nc} + k) {{\n{cases}"
+        f"      default: return T(0);\n"
+        f"    }}\n"
         f"  }}\n"
     )
 
@@ -66,7 +113,8 @@ def generate() -> str:
         out.append(f"// F({m}, {r}), alpha = {w.alpha}, points {pts}, inf")
         out.append(f"template <>\nstruct WinogradCoefficients<{m}, {r}> {{")
         out.append(f"  static constexpr int m = {m}, r = {r}, alpha = {w.alpha};")
-        out.append(_table("at", at) + _table("g", g) + _table("bt", bt) + "};\n")
+        out.append(_matvec("at", at) + _matvec("g", g) + _matvec("bt", bt))
+        out.append(_accessor("at", at) + _accessor("g", g) + _accessor("bt", bt) + "};\n")
     list2 = ", ".join(f"Tile<{m}, {r}>" for m, r in SPECIALIZED_2D)
     list3 = ", ".join(f"Tile<{m}, {r}>" for m, r in SPECIALIZED_3D)
     out.append(f"using SpecializedTiles2d = TileList<{list2}>;")

@@ -1,0 +1,182 @@
+"""Backends: where arrays live and which compiled module runs the kernels.
+
+=========  ==========================================  ===================================
+backend    arrays                                      what runs
+=========  ==========================================  ===================================
+cuda       CuPy arrays, or anything exposing           the CUDA kernels, on CuPy's current
+           ``__cuda_array_interface__`` or DLPack      stream, workspace from CuPy's pool
+emulator   NumPy arrays                                the same kernel source on the CPU
+numpy      NumPy arrays                                the NumPy reference
+=========  ==========================================  ===================================
+
+``auto`` picks ``cuda`` for device arrays and ``numpy`` for host arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailableError
+
+BACKENDS = ("auto", "cuda", "emulator", "numpy")
+_DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_module() -> ModuleType | None:
+    """CuPy if it can be imported (it imports without a driver), else None."""
+    try:
+        return importlib.import_module("cupy")
+    except Exception:  # ImportError, or a broken CUDA installation
+        return None
+
+
+def cuda_available() -> bool:
+    """True when CuPy sees a usable GPU and the CUDA extension was built."""
+    cp = cupy_module()
+    if cp is None:
+        return False
+    try:
+        if not cp.is_available():
+            return False
+    except Exception:
+        return False
+    return extension("cuda", required=False) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _import_extension(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"magma_wino.{name}")
+    except ImportError:
+        return None
+
+
+def extension(backend: str, required: bool = True) -> ModuleType | None:
+    """The compiled module of a kernel backend (``_cuda`` or ``_emu``)."""
+    mod = _import_extension("_cuda" if backend == "cuda" else "_emu")
+    if mod is None and required:
+        if backend == "cuda":
+            raise BackendUnavailableError(
+                "backend='cuda': the CUDA extension was not built (nvcc was not found when the "
+                "package was installed); reinstall with nvcc on PATH, or use backend='emulator' "
+                "or 'numpy'"
+            )
+        raise BackendUnavailableError("backend='emulator': the emulator extension magma_wino._emu is missing")
+    return mod
+
+
+def is_device_array(a: Any) -> bool:
+    """True for arrays in GPU memory: CuPy arrays, ``__cuda_array_interface__`` or a
+    DLPack capsule provider whose device is CUDA."""
+    if a is None or isinstance(a, np.ndarray):
+        return False
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    dev = getattr(a, "__dlpack_device__", None)
+    if dev is not None:
+        try:
+            return int(dev()[0]) in (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+        except Exception:
+            return False
+    return False
+
+
+def resolve(backend: str, *arrays: Any) -> str:
+    """Turn ``backend`` (possibly ``auto``) into a concrete backend name."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    return "cuda" if any(is_device_array(a) for a in arrays if a is not None) else "numpy"
+
+
+def as_device_array(a: Any, name: str) -> Any:
+    """A CuPy view of a device array (zero copy) for the cuda backend; TypeError for host arrays."""
+    cp = cupy_module()
+    if cp is None:
+        raise BackendUnavailableError("backend='cuda' needs CuPy (pip install 'magma-wino[cuda]')")
+    if isinstance(a, cp.ndarray):
+        return a
+    if isinstance(a, np.ndarray) or not is_device_array(a):
+        raise TypeError(
+            f"{name}: the cuda backend needs a device array (CuPy, __cuda_array_interface__ or "
+            f"DLPack), got {type(a).__module__}.{type(a).__name__}; move it with cupy.asarray({name}) "
+            f"or use backend='numpy' or 'emulator'"
+        )
+    if hasattr(a, "__cuda_array_interface__"):
+        return cp.asarray(a)
+    return cp.from_dlpack(a)
+
+
+def as_host_array(a: Any, name: str, backend: str) -> np.ndarray:
+    """The NumPy array for the numpy / emulator backends; TypeError for device arrays."""
+    if is_device_array(a):
+        raise TypeError(
+            f"{name}: backend={backend!r} runs on host (NumPy) arrays, got a device array "
+            f"({type(a).__module__}.{type(a).__name__}); use backend='cuda' or copy it with .get()"
+        )
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray for backend={backend!r}, got {type(a).__name__}")
+    return a
+
+
+def kernel_dtype(dt: Any, name: str) -> int:
+    """The C ABI dtype code; TypeError for anything but float32 / float64."""
+    dt = np.dtype(dt)
+    if dt not in _DTYPES:
+        raise TypeError(f"{name} must be float32 or float64 for the kernel backends, got {dt}")
+    return _DTYPES[dt]
+
+
+def check_contiguous(a: Any, name: str) -> None:
+    """The kernels take C-contiguous arrays; others are rejected, never silently copied."""
+    flags = getattr(a, "flags", None)
+    if flags is not None and not flags["C_CONTIGUOUS"]:
+        raise ValueError(
+            f"{name} must be C-contiguous (row-major, positive strides), got strides "
+            f"{tuple(a.strides)} for shape {tuple(a.shape)}; pass a contiguous copy "
+            f"(e.g. numpy.ascontiguousarray / cupy.ascontiguousarray)"
+        )
+
+
+class Engine:
+    """Allocation, pointers and stream of one kernel backend."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.ext = extension(backend)
+        if backend == "cuda":
+            cp = cupy_module()
+            if cp is None or not cuda_available():
+                raise BackendUnavailableError(
+                    "backend='cuda': no usable CUDA GPU (cupy.is_available() is False or CuPy is "
+                    "missing); use backend='emulator' or 'numpy'"
+                )
+            self.xp = cp
+        else:
+            self.xp = np
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        # cupy.empty draws from CuPy's memory pool: workspaces are recycled between calls.
+        return self.xp.empty(shape, dtype=dtype)
+
+    def asarray(self, a: Any, name: str) -> Any:
+        if self.backend == "cuda":
+            return as_device_array(a, name)
+        return as_host_array(a, name, self.backend)
+
+    def ptr(self, a: Any) -> int:
+        if a is None:
+            return 0
+        return int(a.data.ptr) if self.backend == "cuda" else int(a.ctypes.data)
+
+    def stream(self) -> int:
+        if self.backend == "cuda":
+            return int(self.xp.cuda.get_current_stream().ptr)
+        return 0

@@ -1,0 +1,393 @@
+"""Winograd convolution plans: transform the weights once, run ``plan(x)`` many times.
+
+:class:`WinogradConv2d` and :class:`WinogradConv3d` hold the Winograd-domain weights U
+(α^nd×K×C, dense or as a :class:`~magma_wino.sparse.BatchedCSR`) on their backend and run
+
+    V = input transform of x        (optionally with ReLU, see ``relu``)
+    M[b] = U[b] · V[b]              (batched GEMM, or batched sparse × dense)
+    y = output transform of M (+ bias)
+
+The three sparse variants of docs/sparse.md:
+
+- spatially pruned: ``WinogradConv2d.from_spatial(w, prune=0.3, relu="spatial")`` —
+  Aᵀ[(G·Prune(g)·Gᵀ) ⊙ (Bᵀ·ReLU(d)·B)]A; U is dense again after the transform.
+- Winograd-domain pruned (Li, Park, Tang 2017): ``from_winograd(U, r, prune=0.3)`` or
+  ``from_winograd(U, r, mask=...)`` / ``csr=...`` — Aᵀ[Prune(G g Gᵀ) ⊙ (Bᵀ d B)]A.
+- Winograd-ReLU (Liu, Pool, Han, Dally 2018): the same with ``relu="winograd"`` —
+  Aᵀ[Prune(G g Gᵀ) ⊙ ReLU(Bᵀ d B)]A.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _backend, _checks, pruning, reference
+from .sparse import BatchedCSR
+from .transforms import winograd
+
+__all__ = ["WinogradConv2d", "WinogradConv3d", "SPARSE_DENSITY_THRESHOLD"]
+
+#: Weight density at or below which ``sparse="auto"`` uses the batched sparse product.
+#: A first-principles estimate (docs/sparse.md): the CSR product reads ~3x more bytes per
+#: useful multiply-add than the dense tile does, so it wins below about a quarter.
+#: ``magma-wino bench`` measures the real crossover on each machine.
+SPARSE_DENSITY_THRESHOLD = 0.25
+
+Relu = Literal["spatial", "winograd"] | None
+_RELU_CODES = {None: 0, "spatial": 1, "winograd": 2}
+
+
+def _check_m(m: object) -> int:
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+        raise TypeError(f"m must be an int, got {type(m).__name__}")
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    return int(m)
+
+
+def _check_relu(relu: object) -> Relu:
+    if relu not in _RELU_CODES:
+        raise ValueError(f"relu must be None, 'spatial' or 'winograd', got {relu!r}")
+    return relu  # type: ignore[return-value]
+
+
+class _WinogradConvNd:
+    """Shared implementation of the 2D and 3D plans (``ndim`` set by the subclass)."""
+
+    ndim: int = 2
+
+    def __init__(
+        self,
+        w: Any,
+        bias: Any = None,
+        padding: int | tuple[int, ...] = 0,
+        m: int = 4,
+        backend: str = "auto",
+        *,
+        relu: Relu = None,
+        points: Any = None,
+        generic: bool = False,
+    ) -> None:
+        """Plan for spatial weights ``w`` (K×C×r×r; 3D K×C×r×r×r).
+
+        Args:
+            w: spatial weights, float32 or float64 (NumPy, CuPy or any device array).
+            bias: optional (K,) array added to every output of channel k.
+            padding: zero padding, an int or one int per spatial axis, 0 <= p <= r - 1.
+            m: output tile size per axis: F(m, r) with r from ``w``.
+            backend: "auto" (cuda for device arrays, numpy for host arrays), "cuda",
+                "emulator" or "numpy".
+            relu: None, "spatial" (ReLU of the input before the transform) or
+                "winograd" (ReLU after the input transform, Liu et al. 2018).
+            points: interpolation points for :func:`magma_wino.transforms.winograd`
+                (default points use the specialised kernels, others the generic ones).
+            generic: force the generic transform kernels (testing, alternative points).
+        """
+        wshape = _checks.check_filter(w, self.ndim)
+        self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w)
+        self._U = self._filter_transform(w)
+        self._csr: BatchedCSR | None = None
+        self._sparse = False
+
+    # ----------------------------------------------------------------- construction
+
+    def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like) -> None:
+        self.m = _check_m(m)
+        self.r = int(r)
+        self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
+        self.alpha = self.transform.alpha
+        self.K, self.C = int(K), int(C)
+        self.padding = _checks.as_padding(padding, self.ndim)
+        if any(p > self.r - 1 for p in self.padding):
+            raise ValueError(
+                f"padding {self.padding} too large: at most r - 1 = {self.r - 1} per axis "
+                f"(larger padding only adds outputs that see zeros; pad x explicitly)"
+            )
+        self.relu = _check_relu(relu)
+        self.backend = _backend.resolve(backend, like, bias)
+        dt = np.dtype(like.dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"weights must be float32 or float64, got {dt}")
+        self.dtype = dt
+        if self.backend == "numpy":
+            self._engine = None
+        else:
+            self._engine = _backend.Engine(self.backend)
+        self._points = points
+        use_generic = bool(generic) or points is not None
+        if self._engine is not None and not use_generic:
+            use_generic = not self._engine.ext.has_specialized_transform(self.ndim, self.m, self.r)
+        self.generic = use_generic
+        self._mats = None
+        if self._engine is not None and use_generic:
+            at, g, bt = self.transform.matrices(self.dtype)
+            host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self.dtype)
+            self._mats = self._engine.xp.asarray(host)
+        if bias is not None:
+            _checks.check_bias(bias, self.K)
+            if np.dtype(bias.dtype) != self.dtype:
+                raise TypeError(f"dtype mismatch: bias is {bias.dtype} but the weights are {self.dtype}")
+            bias = self._array(bias, "bias")
+        self.bias = bias
+
+    def _array(self, a: Any, name: str) -> Any:
+        """``a`` on this plan's backend, C-contiguous, or a clear error."""
+        if self._engine is None:
+            a = _backend.as_host_array(a, name, "numpy")
+        else:
+            a = self._engine.asarray(a, name)
+            _backend.check_contiguous(a, name)
+        return a
+
+    def _filter_transform(self, w: Any) -> Any:
+        if np.dtype(w.dtype) != self.dtype:
+            raise TypeError(f"w must be {self.dtype}, got {w.dtype}")
+        w = self._array(w, "w")
+        if self._engine is None:
+            return reference.filter_transform(w, self.m, self._points).astype(self.dtype, copy=False)
+        e = self._engine
+        U = e.empty((self.alpha**self.ndim, self.K, self.C), self.dtype)
+        desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim, (0,) * self.ndim)
+        e.ext.filter_transform(desc, _backend.kernel_dtype(self.dtype, "w"), e.ptr(w), e.ptr(U),
+                               e.ptr(self._mats), e.stream())
+        return U
+
+    @classmethod
+    def from_spatial(
+        cls,
+        w: Any,
+        *,
+        prune: float | None = None,
+        bias: Any = None,
+        padding: int | tuple[int, ...] = 0,
+        m: int = 4,
+        backend: str = "auto",
+        relu: Relu = None,
+        points: Any = None,
+    ) -> _WinogradConvNd:
+        """The spatially pruned variant: ``w`` magnitude-pruned to density ``prune``
+        (per layer) before the filter transform, which fills the zeros in again, so the
+        products stay dense.  ``relu="spatial"`` gives the literature's standard layer
+        Aᵀ[(G·Prune(g)·Gᵀ) ⊙ (Bᵀ·ReLU(d)·B)]A.  Pruning runs on the host (NumPy).
+        """
+        if prune is not None:
+            host = w.get() if hasattr(w, "get") and not isinstance(w, np.ndarray) else w
+            wp, _ = pruning.prune_spatial(np.asarray(host), prune)
+            w = wp if isinstance(w, np.ndarray) else _backend.cupy_module().asarray(wp)
+        return cls(w, bias, padding, m, backend, relu=relu, points=points)
+
+    @classmethod
+    def from_winograd(
+        cls,
+        U: Any = None,
+        r: int | None = None,
+        *,
+        mask: Any = None,
+        csr: BatchedCSR | None = None,
+        prune: float | None = None,
+        per_position: bool = False,
+        bias: Any = None,
+        padding: int | tuple[int, ...] = 0,
+        m: int = 4,
+        backend: str = "auto",
+        relu: Relu = None,
+        sparse: bool | Literal["auto"] = "auto",
+        points: Any = None,
+    ) -> _WinogradConvNd:
+        """A layer whose parameters are Winograd-domain weights (α^nd×K×C).
+
+        Give either dense ``U`` (optionally with a boolean ``mask`` of U's shape, or
+        ``prune`` = a density for magnitude pruning, per layer or ``per_position``), or a
+        :class:`BatchedCSR` ``csr``.  ``r`` is the filter size the weights belong to.
+        ``relu="winograd"`` makes it the Winograd-ReLU layer.  ``sparse``: True runs the
+        batched sparse product, False the dense one, "auto" the sparse one when the
+        density is at most :data:`SPARSE_DENSITY_THRESHOLD`.
+        """
+        if r is None:
+            raise TypeError("from_winograd needs r, the filter size the weights belong to")
+        if (U is None) == (csr is None):
+            raise ValueError("give exactly one of U (dense) and csr (BatchedCSR)")
+        self = cls.__new__(cls)
+        if csr is not None:
+            if not isinstance(csr, BatchedCSR):
+                raise TypeError(f"csr must be a BatchedCSR, got {type(csr).__name__}")
+            if mask is not None or prune is not None:
+                raise ValueError("mask and prune apply to dense U, not to csr")
+            csr.validate()
+            positions, K, C = csr.shape
+            like = csr.values
+        else:
+            if getattr(U, "ndim", None) != 3:
+                raise ValueError(f"U must be 3-D (α^nd×K×C), got shape {getattr(U, 'shape', None)}")
+            positions, K, C = (int(s) for s in U.shape)
+            like = U
+        if sparse not in (True, False, "auto"):
+            raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
+        self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like)
+        want = self.alpha**self.ndim
+        if positions != want:
+            raise ValueError(
+                f"U has {positions} Winograd positions but F({self.m}, {self.r}) in {self.ndim}D "
+                f"needs alpha^{self.ndim} = {want}"
+            )
+        if csr is None:
+            if mask is not None or prune is not None:
+                hostU = np.asarray(U.get() if not isinstance(U, np.ndarray) and hasattr(U, "get") else U)
+                if prune is not None:
+                    if mask is not None:
+                        raise ValueError("give mask or prune, not both")
+                    hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position)
+                else:
+                    hmask = np.asarray(mask.get() if hasattr(mask, "get") and not isinstance(mask, np.ndarray) else mask)
+                    if hmask.shape != hostU.shape:
+                        raise ValueError(f"mask must have U's shape {hostU.shape}, got {hmask.shape}")
+                    if hmask.dtype != np.bool_:
+                        raise TypeError(f"mask must be a bool array, got {hmask.dtype}")
+                    hostU = np.where(hmask, hostU, 0).astype(hostU.dtype)
+                csr = BatchedCSR.from_dense(hostU, hmask)
+                U = hostU if self._engine is None else self._engine.xp.asarray(hostU)
+            else:
+                csr = BatchedCSR.from_dense(np.asarray(U.get() if not isinstance(U, np.ndarray) and hasattr(U, "get") else U))
+            self._U = self._array(U, "U")
+        else:
+            self._U = None
+        density = csr.density
+        self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
+        if np.dtype(csr.dtype) != self.dtype:
+            csr = csr.astype(self.dtype)
+        if self._engine is not None and self._engine.backend == "cuda":
+            csr = csr.to_device()
+        self._csr = csr
+        if self._U is None and not self._sparse:
+            dense = csr.to_dense()
+            self._U = dense if self._engine is None or self._engine.backend != "cuda" else dense
+        return self
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def U(self) -> Any:
+        """The Winograd-domain weights α^nd×K×C (dense) on the plan's backend."""
+        if self._U is None:
+            self._U = self._csr.to_dense()  # type: ignore[union-attr]
+        return self._U
+
+    @property
+    def csr(self) -> BatchedCSR | None:
+        """The batched CSR weights, for plans built with :meth:`from_winograd`."""
+        return self._csr
+
+    @property
+    def uses_sparse_product(self) -> bool:
+        """Whether ``plan(x)`` runs the batched sparse product."""
+        return self._sparse
+
+    @property
+    def weight_density(self) -> float:
+        """Fraction of nonzero Winograd-domain weights."""
+        if self._csr is not None:
+            return float(self._csr.density)
+        U = self._U
+        return float((U != 0).sum()) / U.size
+
+    def out_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Output shape N×K×(spatial) for an input of shape ``x_shape``."""
+        spatial = tuple(s + 2 * p - self.r + 1 for s, p in zip(x_shape[2:], self.padding))
+        return (x_shape[0], self.K, *spatial)
+
+    # ----------------------------------------------------------------- running
+
+    def _check_x(self, x: Any) -> Any:
+        _checks.check_input_args(x, self.r, self.padding, self.ndim)
+        if x.shape[1] != self.C:
+            raise ValueError(
+                f"channel mismatch: x has C = {x.shape[1]} channels (axis 1) but the weights "
+                f"have C = {self.C}"
+            )
+        if np.dtype(x.dtype) != self.dtype:
+            raise TypeError(f"dtype mismatch: x is {x.dtype} but the weights are {self.dtype}")
+        return self._array(x, "x")
+
+    def _desc(self, x: Any) -> Any:
+        e = self._engine
+        return e.ext.ConvDesc(self.ndim, self.m, self.r, x.shape[0], self.C, self.K, tuple(x.shape[2:]),
+                              self.padding)
+
+    def _input_transform(self, x: Any) -> Any:
+        if self._engine is None:
+            xin = np.maximum(x, 0) if self.relu == "spatial" else x
+            return reference.input_transform(xin, self.m, self.r, self.padding, self._points,
+                                             relu=self.relu == "winograd")
+        e = self._engine
+        desc = self._desc(x)
+        geo = desc.geometry(_backend.kernel_dtype(self.dtype, "x"))
+        V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self.dtype)
+        e.ext.input_transform(desc, _backend.kernel_dtype(self.dtype, "x"), e.ptr(x), e.ptr(V),
+                              _RELU_CODES[self.relu], e.ptr(self._mats), e.stream())
+        return V
+
+    def __call__(self, x: Any, out: Any = None) -> Any:
+        """Convolve ``x`` (N×C×H×W; 3D N×C×D×H×W) and return y (N×K×Ho×Wo).
+
+        ``out``, if given, must be a C-contiguous array of the output's shape and dtype on
+        this plan's backend; it is written and returned.
+        """
+        x = self._check_x(x)
+        yshape = self.out_shape(tuple(x.shape))
+        if out is not None:
+            if tuple(out.shape) != yshape:
+                raise ValueError(f"out must have shape {yshape}, got {tuple(out.shape)}")
+            if np.dtype(out.dtype) != self.dtype:
+                raise TypeError(f"out must be {self.dtype}, got {out.dtype}")
+            out = self._array(out, "out")
+        V = self._input_transform(x)
+        if self._engine is None:
+            U = self.U
+            M = np.matmul(U, V)
+            y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
+                self.dtype, copy=False)
+            if out is not None:
+                out[...] = y
+                return out
+            return y
+        e = self._engine
+        dt = _backend.kernel_dtype(self.dtype, "x")
+        positions, P = V.shape[0], V.shape[2]
+        M = e.empty((positions, self.K, P), self.dtype)
+        if self._sparse:
+            c = self._csr
+            e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
+                               e.ptr(c.values), c.nnz, e.ptr(V), e.ptr(M), e.stream())
+        else:
+            e.ext.gemm_batched(dt, positions, self.K, P, self.C, e.ptr(self.U), e.ptr(V), e.ptr(M), e.stream())
+        y = out if out is not None else e.empty(yshape, self.dtype)
+        e.ext.output_transform(self._desc(x), dt, e.ptr(M), e.ptr(self.bias), e.ptr(y), e.ptr(self._mats),
+                               e.stream())
+        return y
+
+    def activation_density(self, x: Any) -> float:
+        """Fraction of nonzero entries of V, the transformed input (after the plan's
+        ReLU): the activation sparsity a Winograd-ReLU layer can exploit."""
+        x = self._check_x(x)
+        V = self._input_transform(x)
+        return float((V != 0).sum()) / V.size
+
+    def __repr__(self) -> str:
+        kind = "sparse" if self._sparse else "dense"
+        return (f"{type(self).__name__}(F({self.m}, {self.r}), K={self.K}, C={self.C}, "
+                f"padding={self.padding}, backend={self.backend!r}, {kind}, relu={self.relu!r}, "
+                f"dtype={self.dtype})")
+
+
+class WinogradConv2d(_WinogradConvNd):
+    """2D Winograd convolution plan F(m×m, r×r) — see the module docstring."""
+
+    ndim = 2
+
+
+class WinogradConv3d(_WinogradConvNd):
+    """3D Winograd convolution plan F(m×m×m, r×r×r) — see the module docstring."""
+
+    ndim = 3
