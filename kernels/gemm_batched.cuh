@@ -74,7 +74,8 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
     for (int e = tid; e < BLK_M * BLK_K; e += THREADS) {
       const int r = e / BLK_K, c = e % BLK_K;
       const int gr = row0 + r, gc = kk + c;
-      sA[c * BLK_M + r] = (gr < m && gc < k) ? __ldg(A + static_cast<long long>(gr) * k + gc) : T(0);
+      sA[c * BLK_M + r] =
+          (gr < m && gc < k) ? __ldg(A + static_cast<long long>(gr) * k + gc) : T(0);
     }
     // Stage B[kk : kk+BLK_K, col0 : col0+BLK_N] -> sB.  Consecutive threads read
     // consecutive columns: coalesced along P.
@@ -82,7 +83,8 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
     for (int e = tid; e < BLK_K * BLK_N; e += THREADS) {
       const int r = e / BLK_N, c = e % BLK_N;
       const int gr = kk + r, gc = col0 + c;
-      sB[r * BLK_N + c] = (gr < k && gc < n) ? __ldg(B + static_cast<long long>(gr) * n + gc) : T(0);
+      sB[r * BLK_N + c] =
+          (gr < k && gc < n) ? __ldg(B + static_cast<long long>(gr) * n + gc) : T(0);
     }
     __syncthreads();
 
@@ -157,8 +159,10 @@ cudaError_t gemm_batched_launch(int batch, int m, int n, int k, const T* A, cons
 template <typename T>
 cudaError_t gemm_batched(int batch, int m, int n, int k, const T* A, const T* B, T* C,
                          cudaStream_t stream) {
-  if (m >= 64 && n >= 64) return gemm_batched_launch<T, GemmTile64x64>(batch, m, n, k, A, B, C, stream);
-  if (m >= 32 && n >= 64) return gemm_batched_launch<T, GemmTile32x64>(batch, m, n, k, A, B, C, stream);
+  if (m >= 64 && n >= 64)
+    return gemm_batched_launch<T, GemmTile64x64>(batch, m, n, k, A, B, C, stream);
+  if (m >= 32 && n >= 64)
+    return gemm_batched_launch<T, GemmTile32x64>(batch, m, n, k, A, B, C, stream);
   return gemm_batched_launch<T, GemmTile16x32>(batch, m, n, k, A, B, C, stream);
 }
 

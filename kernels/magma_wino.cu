@@ -56,35 +56,46 @@ constexpr long long kMaxElements = INT_MAX;
 mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry* geo,
                         mw::ConvGeometry* kg) {
   if (d == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "desc is NULL");
-  if (!valid_dtype(dtype)) return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
-  if (d->ndim != 2 && d->ndim != 3) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.ndim must be 2 or 3, got %d", d->ndim);
+  if (!valid_dtype(dtype))
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (d->ndim != 2 && d->ndim != 3)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.ndim must be 2 or 3, got %d", d->ndim);
   if (d->m < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.m must be >= 1, got %d", d->m);
   if (d->r < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.r must be >= 1, got %d", d->r);
   const int alpha = d->m + d->r - 1;
   if (alpha > MW_MAX_ALPHA)
-    return fail(MW_STATUS_UNSUPPORTED, "F(%d, %d): alpha = m + r - 1 = %d exceeds %d", d->m, d->r, alpha, MW_MAX_ALPHA);
-  if (d->batch < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.batch must be >= 1, got %lld", (long long)d->batch);
+    return fail(MW_STATUS_UNSUPPORTED, "F(%d, %d): alpha = m + r - 1 = %d exceeds %d", d->m, d->r,
+                alpha, MW_MAX_ALPHA);
+  if (d->batch < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.batch must be >= 1, got %lld",
+                (long long)d->batch);
   if (d->in_channels < 1)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_channels must be >= 1, got %lld", (long long)d->in_channels);
+    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_channels must be >= 1, got %lld",
+                (long long)d->in_channels);
   if (d->out_channels < 1)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.out_channels must be >= 1, got %lld", (long long)d->out_channels);
+    return fail(MW_STATUS_INVALID_ARGUMENT, "desc.out_channels must be >= 1, got %lld",
+                (long long)d->out_channels);
   mw_conv_geometry g{};
   g.alpha = alpha;
   g.positions = 1;
-  long long tiles = d->batch, in_elems = d->batch * d->in_channels, out_elems = d->batch * d->out_channels;
+  long long tiles = d->batch, in_elems = d->batch * d->in_channels,
+            out_elems = d->batch * d->out_channels;
   for (int a = 0; a < MW_MAX_NDIM; ++a) {
     g.out_size[a] = g.tiles[a] = 1;
   }
   const int first = MW_MAX_NDIM - d->ndim;  // 2D uses axes 1, 2 (H, W); axis 0 is depth
   for (int i = 0; i < d->ndim; ++i) {
     const long long in = d->in_size[i], pad = d->padding[i];
-    if (in < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_size[%d] must be >= 1, got %lld", i, in);
+    if (in < 1)
+      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_size[%d] must be >= 1, got %lld", i, in);
     if (pad < 0 || pad > d->r - 1)
-      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding[%d] = %lld: must be in [0, r - 1 = %d]", i, pad, d->r - 1);
+      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding[%d] = %lld: must be in [0, r - 1 = %d]",
+                  i, pad, d->r - 1);
     const long long out = in + 2 * pad - d->r + 1;
     if (out < 1)
       return fail(MW_STATUS_INVALID_ARGUMENT,
-                  "spatial axis %d: input %lld with padding %lld is smaller than the filter %d", i, in, pad, d->r);
+                  "spatial axis %d: input %lld with padding %lld is smaller than the filter %d", i,
+                  in, pad, d->r);
     if (in > kMaxElements || out > kMaxElements)
       return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
     g.out_size[i] = out;
@@ -94,14 +105,17 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
     out_elems *= out;
     g.positions *= alpha;
     if (tiles > kMaxElements || in_elems > kMaxElements || out_elems > kMaxElements)
-      return fail(MW_STATUS_UNSUPPORTED, "layer too large: arrays of 2^31 or more elements are not supported");
+      return fail(MW_STATUS_UNSUPPORTED,
+                  "layer too large: arrays of 2^31 or more elements are not supported");
   }
   g.num_tiles = tiles;
-  const long long v = g.positions * d->in_channels * tiles, mm = g.positions * d->out_channels * tiles,
+  const long long v = g.positions * d->in_channels * tiles,
+                  mm = g.positions * d->out_channels * tiles,
                   u = g.positions * d->out_channels * d->in_channels;
   if (v > kMaxElements || mm > kMaxElements || u > kMaxElements)
     return fail(MW_STATUS_UNSUPPORTED,
-                "layer too large: the Winograd-domain arrays (alpha^nd x C x P = %lld, alpha^nd x K x P = %lld "
+                "layer too large: the Winograd-domain arrays (alpha^nd x C x P = %lld, alpha^nd x "
+                "K x P = %lld "
                 "elements) must have fewer than 2^31 elements; split the batch",
                 v, mm);
   g.workspace_bytes = static_cast<size_t>(v + mm) * dtype_size(dtype);
@@ -128,7 +142,8 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
 }
 
 bool specialized(int ndim, int m, int r) {
-  return ndim == 2 ? mw::SpecializedTiles2d::contains(m, r) : mw::SpecializedTiles3d::contains(m, r);
+  return ndim == 2 ? mw::SpecializedTiles2d::contains(m, r)
+                   : mw::SpecializedTiles3d::contains(m, r);
 }
 
 // Run f(ndim_constant, Tile<m, r>{}) for the specialised tile of (ndim, m, r); false if
@@ -136,56 +151,58 @@ bool specialized(int ndim, int m, int r) {
 template <typename F>
 bool dispatch_tile(int ndim, int m, int r, F&& f) {
   if (ndim == 2)
-    return mw::SpecializedTiles2d::dispatch(m, r, [&](auto tile) { f(std::integral_constant<int, 2>{}, tile); });
-  return mw::SpecializedTiles3d::dispatch(m, r, [&](auto tile) { f(std::integral_constant<int, 3>{}, tile); });
+    return mw::SpecializedTiles2d::dispatch(
+        m, r, [&](auto tile) { f(std::integral_constant<int, 2>{}, tile); });
+  return mw::SpecializedTiles3d::dispatch(
+      m, r, [&](auto tile) { f(std::integral_constant<int, 3>{}, tile); });
 }
 
 template <typename T>
 cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* w, T* U,
                                const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
-  if (mats == nullptr &&
-      dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
+  if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err = mw::filter_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, w, U, s);
       }))
     return err;
-  return mw::filter_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), w, U, s);
+  return mw::filter_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), w,
+                                                U, s);
 }
 
 template <typename T>
-cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* x, T* V, int relu,
-                              const T* mats, cudaStream_t s) {
+cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* x, T* V,
+                              int relu, const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
-  if (mats == nullptr &&
-      dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
+  if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err = mw::input_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, x, V, relu, s);
       }))
     return err;
-  return mw::input_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), x, V, relu, s);
+  return mw::input_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), x,
+                                               V, relu, s);
 }
 
 template <typename T>
-cudaError_t output_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* Mw, const T* bias,
-                               T* y, const T* mats, cudaStream_t s) {
+cudaError_t output_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* Mw,
+                               const T* bias, T* y, const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
-  if (mats == nullptr &&
-      dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
+  if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err = mw::output_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, Mw, bias, y, s);
       }))
     return err;
-  return mw::output_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), Mw, bias, y,
-                                                s);
+  return mw::output_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r),
+                                                Mw, bias, y, s);
 }
 
 mw_status check_transform_common(const mw_conv_desc* d, const void* matrices) {
   if (matrices == nullptr && !specialized(d->ndim, d->m, d->r))
-    return fail(MW_STATUS_UNSUPPORTED,
-                "F(%d, %d) in %dD has no specialised kernel in this build: pass the transform matrices "
-                "(the generic kernels run any F(m, r))",
-                d->m, d->r, d->ndim);
+    return fail(
+        MW_STATUS_UNSUPPORTED,
+        "F(%d, %d) in %dD has no specialised kernel in this build: pass the transform matrices "
+        "(the generic kernels run any F(m, r))",
+        d->m, d->r, d->ndim);
   return ok();
 }
 
@@ -195,7 +212,8 @@ cudaStream_t as_stream(mw_stream s) { return reinterpret_cast<cudaStream_t>(s); 
 
 extern "C" {
 
-mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry) {
+mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
+                               mw_conv_geometry* geometry) {
   if (geometry == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "geometry is NULL");
   return make_geometry(desc, dtype, geometry, nullptr);
 }
@@ -208,91 +226,111 @@ mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const vo
                               const void* matrices, mw_stream stream) {
   mw::ConvGeometry g;
   if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
-  if (w == nullptr || U == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "w and U must not be NULL");
+  if (w == nullptr || U == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "w and U must not be NULL");
   if (mw_status st = check_transform_common(desc, matrices)) return st;
   const cudaError_t err =
       dtype == MW_FLOAT32
           ? filter_transform_t<float>(desc, g, static_cast<const float*>(w), static_cast<float*>(U),
                                       static_cast<const float*>(matrices), as_stream(stream))
-          : filter_transform_t<double>(desc, g, static_cast<const double*>(w), static_cast<double*>(U),
+          : filter_transform_t<double>(desc, g, static_cast<const double*>(w),
+                                       static_cast<double*>(U),
                                        static_cast<const double*>(matrices), as_stream(stream));
   return from_cuda(err, "filter transform");
 }
 
-mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V, mw_relu relu,
-                             const void* matrices, mw_stream stream) {
+mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
+                             mw_relu relu, const void* matrices, mw_stream stream) {
   mw::ConvGeometry g;
   if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
-  if (x == nullptr || V == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "x and V must not be NULL");
+  if (x == nullptr || V == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "x and V must not be NULL");
   if (relu != MW_RELU_NONE && relu != MW_RELU_SPATIAL && relu != MW_RELU_WINOGRAD)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "relu must be MW_RELU_NONE, MW_RELU_SPATIAL or MW_RELU_WINOGRAD, got %d",
-                relu);
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "relu must be MW_RELU_NONE, MW_RELU_SPATIAL or MW_RELU_WINOGRAD, got %d", relu);
   if (mw_status st = check_transform_common(desc, matrices)) return st;
   const cudaError_t err =
       dtype == MW_FLOAT32
-          ? input_transform_t<float>(desc, g, static_cast<const float*>(x), static_cast<float*>(V), relu,
-                                     static_cast<const float*>(matrices), as_stream(stream))
-          : input_transform_t<double>(desc, g, static_cast<const double*>(x), static_cast<double*>(V), relu,
+          ? input_transform_t<float>(desc, g, static_cast<const float*>(x), static_cast<float*>(V),
+                                     relu, static_cast<const float*>(matrices), as_stream(stream))
+          : input_transform_t<double>(desc, g, static_cast<const double*>(x),
+                                      static_cast<double*>(V), relu,
                                       static_cast<const double*>(matrices), as_stream(stream));
   return from_cuda(err, "input transform");
 }
 
-mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M, const void* bias, void* y,
-                              const void* matrices, mw_stream stream) {
+mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
+                              const void* bias, void* y, const void* matrices, mw_stream stream) {
   mw::ConvGeometry g;
   if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
-  if (M == nullptr || y == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "M and y must not be NULL");
+  if (M == nullptr || y == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "M and y must not be NULL");
   if (mw_status st = check_transform_common(desc, matrices)) return st;
   const cudaError_t err =
       dtype == MW_FLOAT32
-          ? output_transform_t<float>(desc, g, static_cast<const float*>(M), static_cast<const float*>(bias),
-                                      static_cast<float*>(y), static_cast<const float*>(matrices), as_stream(stream))
-          : output_transform_t<double>(desc, g, static_cast<const double*>(M), static_cast<const double*>(bias),
-                                       static_cast<double*>(y), static_cast<const double*>(matrices),
-                                       as_stream(stream));
+          ? output_transform_t<float>(desc, g, static_cast<const float*>(M),
+                                      static_cast<const float*>(bias), static_cast<float*>(y),
+                                      static_cast<const float*>(matrices), as_stream(stream))
+          : output_transform_t<double>(desc, g, static_cast<const double*>(M),
+                                       static_cast<const double*>(bias), static_cast<double*>(y),
+                                       static_cast<const double*>(matrices), as_stream(stream));
   return from_cuda(err, "output transform");
 }
 
-mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k, const void* A,
-                          const void* B, void* C, mw_stream stream) {
-  if (!valid_dtype(dtype)) return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                          const void* A, const void* B, void* C, mw_stream stream) {
+  if (!valid_dtype(dtype))
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
   if (batch < 1 || m < 1 || n < 1 || k < 1)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "batch, m, n, k must be >= 1, got %lld, %lld, %lld, %lld",
-                (long long)batch, (long long)m, (long long)n, (long long)k);
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "batch, m, n, k must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
+                (long long)m, (long long)n, (long long)k);
   if (A == nullptr || B == nullptr || C == nullptr)
     return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must not be NULL");
   if (batch * m * k > kMaxElements || batch * k * n > kMaxElements || batch * m * n > kMaxElements)
-    return fail(MW_STATUS_UNSUPPORTED, "batched product too large: arrays of 2^31 or more elements");
+    return fail(MW_STATUS_UNSUPPORTED,
+                "batched product too large: arrays of 2^31 or more elements");
   const cudaError_t err =
       dtype == MW_FLOAT32
-          ? mw::gemm_batched<float>(int(batch), int(m), int(n), int(k), static_cast<const float*>(A),
-                                    static_cast<const float*>(B), static_cast<float*>(C), as_stream(stream))
-          : mw::gemm_batched<double>(int(batch), int(m), int(n), int(k), static_cast<const double*>(A),
-                                     static_cast<const double*>(B), static_cast<double*>(C), as_stream(stream));
+          ? mw::gemm_batched<float>(int(batch), int(m), int(n), int(k),
+                                    static_cast<const float*>(A), static_cast<const float*>(B),
+                                    static_cast<float*>(C), as_stream(stream))
+          : mw::gemm_batched<double>(int(batch), int(m), int(n), int(k),
+                                     static_cast<const double*>(A), static_cast<const double*>(B),
+                                     static_cast<double*>(C), as_stream(stream));
   return from_cuda(err, "batched product");
 }
 
 mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
-                          const int32_t* row_ptr, const int32_t* col_idx, const void* values, int64_t nnz,
-                          const void* B, void* C, mw_stream stream) {
-  if (!valid_dtype(dtype)) return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+                          const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                          int64_t nnz, const void* B, void* C, mw_stream stream) {
+  if (!valid_dtype(dtype))
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
   if (batch < 1 || rows < 1 || cols < 1 || n < 1)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld",
-                (long long)batch, (long long)rows, (long long)cols, (long long)n);
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
+                (long long)rows, (long long)cols, (long long)n);
   if (nnz < 0 || nnz > batch * rows * cols)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "nnz = %lld must be in [0, batch * rows * cols]", (long long)nnz);
-  if (row_ptr == nullptr || B == nullptr || C == nullptr || (nnz > 0 && (col_idx == nullptr || values == nullptr)))
-    return fail(MW_STATUS_INVALID_ARGUMENT, "row_ptr, B, C (and col_idx, values when nnz > 0) must not be NULL");
-  if (batch * rows * cols > kMaxElements || batch * cols * n > kMaxElements || batch * rows * n > kMaxElements)
-    return fail(MW_STATUS_UNSUPPORTED, "sparse batched product too large: arrays of 2^31 or more elements");
+    return fail(MW_STATUS_INVALID_ARGUMENT, "nnz = %lld must be in [0, batch * rows * cols]",
+                (long long)nnz);
+  if (row_ptr == nullptr || B == nullptr || C == nullptr ||
+      (nnz > 0 && (col_idx == nullptr || values == nullptr)))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "row_ptr, B, C (and col_idx, values when nnz > 0) must not be NULL");
+  if (batch * rows * cols > kMaxElements || batch * cols * n > kMaxElements ||
+      batch * rows * n > kMaxElements)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "sparse batched product too large: arrays of 2^31 or more elements");
   const cudaError_t err =
       dtype == MW_FLOAT32
-          ? mw::spmm_batched_launch<float>(int(batch), int(rows), int(cols), int(n), row_ptr, col_idx,
-                                           static_cast<const float*>(values), int(nnz), static_cast<const float*>(B),
-                                           static_cast<float*>(C), as_stream(stream))
-          : mw::spmm_batched_launch<double>(int(batch), int(rows), int(cols), int(n), row_ptr, col_idx,
-                                            static_cast<const double*>(values), int(nnz), static_cast<const double*>(B),
-                                            static_cast<double*>(C), as_stream(stream));
+          ? mw::spmm_batched_launch<float>(int(batch), int(rows), int(cols), int(n), row_ptr,
+                                           col_idx, static_cast<const float*>(values), int(nnz),
+                                           static_cast<const float*>(B), static_cast<float*>(C),
+                                           as_stream(stream))
+          : mw::spmm_batched_launch<double>(int(batch), int(rows), int(cols), int(n), row_ptr,
+                                            col_idx, static_cast<const double*>(values), int(nnz),
+                                            static_cast<const double*>(B), static_cast<double*>(C),
+                                            as_stream(stream));
   return from_cuda(err, "sparse batched product");
 }
 
@@ -316,7 +354,8 @@ const char* mw_last_error_message(void) { return g_last_error.c_str(); }
 
 const char* mw_build_info(void) {
 #if MW_EMULATOR
-  return "backend=emulator;arch=cpu;specialized2d=" MW_SPECIALIZED_2D_STR ";specialized3d=" MW_SPECIALIZED_3D_STR;
+  return "backend=emulator;arch=cpu;specialized2d=" MW_SPECIALIZED_2D_STR
+         ";specialized3d=" MW_SPECIALIZED_3D_STR;
 #else
   return "backend=cuda;arch=" MW_CUDA_ARCH_STR ";specialized2d=" MW_SPECIALIZED_2D_STR
          ";specialized3d=" MW_SPECIALIZED_3D_STR;

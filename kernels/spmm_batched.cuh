@@ -107,7 +107,8 @@ __device__ __forceinline__ T spmm_fma(T a, T b, T c) {
 }
 
 template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK>
-__device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, int nnz, int row_block,
+__device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, int nnz,
+                                                    int row_block,
                                                     const int32_t* __restrict__ row_ptr,  // this b
                                                     const int32_t* __restrict__ col_idx,  // shared
                                                     const T* __restrict__ values,         // shared
@@ -115,8 +116,9 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
                                                     T* __restrict__ C,                    // this b
                                                     unsigned char* __restrict__ smem) {
   constexpr int THR_M = BLK_M / DIM_Y, THR_N = BLK_N / DIM_X, THREADS = DIM_X * DIM_Y;
-  T* __restrict__ s_val = reinterpret_cast<T*>(smem);                              // [NNZ_CHUNK]
-  int32_t* __restrict__ s_col = reinterpret_cast<int32_t*>(smem + sizeof(T) * NNZ_CHUNK);  // [NNZ_CHUNK]
+  T* __restrict__ s_val = reinterpret_cast<T*>(smem);  // [NNZ_CHUNK]
+  int32_t* __restrict__ s_col =
+      reinterpret_cast<int32_t*>(smem + sizeof(T) * NNZ_CHUNK);  // [NNZ_CHUNK]
 
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int tid = ty * DIM_X + tx;
@@ -173,7 +175,8 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
         const T* __restrict__ b_row = B_col + static_cast<long long>(c) * n;
 #pragma unroll
         for (int j = 0; j < THR_N; ++j) {
-          if (col0 + tx + DIM_X * j < n) acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
+          if (col0 + tx + DIM_X * j < n)
+            acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
         }
       }
     }
@@ -222,14 +225,15 @@ cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, con
   const int blocks_m = (rows + Cfg::BLK_M - 1) / Cfg::BLK_M;
   const int blocks_n = (n + Cfg::BLK_N - 1) / Cfg::BLK_N;
   const dim3 block(Cfg::DIM_X, Cfg::DIM_Y);
-  auto kernel = spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N, Cfg::NNZ_CHUNK>;
+  auto kernel =
+      spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N, Cfg::NNZ_CHUNK>;
   // Row blocks and batch entries beyond the y / z limits: further launches with offsets.
   for (int rb = 0; rb < blocks_m; rb += kSpmmMaxGridYZ) {
     for (int b0 = 0; b0 < batch; b0 += kSpmmMaxGridYZ) {
       const dim3 grid(blocks_n, std::min(blocks_m - rb, kSpmmMaxGridYZ),
                       std::min(batch - b0, kSpmmMaxGridYZ));
-      const cudaError_t err = launch(kernel, grid, block, Cfg::template shared_bytes<T>(), stream, rows,
-                                     cols, n, nnz, row_ptr, col_idx, values, B, C, rb, b0);
+      const cudaError_t err = launch(kernel, grid, block, Cfg::template shared_bytes<T>(), stream,
+                                     rows, cols, n, nnz, row_ptr, col_idx, values, B, C, rb, b0);
       if (err != cudaSuccess) return err;
     }
   }
@@ -249,10 +253,10 @@ cudaError_t spmm_batched_launch(int batch, int rows, int cols, int n, const int3
   using Wide = typename SpmmTiles<T>::Wide;
   using Narrow = typename SpmmTiles<T>::Narrow;
   if (n >= Wide::BLK_N)
-    return spmm_batched_launch_config<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B, C,
-                                               stream);
-  return spmm_batched_launch_config<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B, C,
-                                               stream);
+    return spmm_batched_launch_config<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
+                                               B, C, stream);
+  return spmm_batched_launch_config<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
+                                               B, C, stream);
 }
 
 // The signature without nnz cannot bound the row ranges of a corrupt CSR: deliberately

@@ -28,11 +28,11 @@ namespace mw {
 // has fewer than 2^31 elements, so int indices suffice except where noted.
 struct ConvGeometry {
   int N, C, K;
-  int in[3];    // D, H, W
-  int out[3];   // Do, Ho, Wo
+  int in[3];   // D, H, W
+  int out[3];  // Do, Ho, Wo
   int pad[3];
   int tiles[3];
-  int P;        // N * tiles[0] * tiles[1] * tiles[2]
+  int P;  // N * tiles[0] * tiles[1] * tiles[2]
 };
 
 struct TileCoord {
@@ -54,6 +54,11 @@ MW_HOST_DEVICE inline TileCoord tile_coord(const ConvGeometry& g, int p) {
 // no shared memory, so a modest block keeps many blocks resident and lets the compiler
 // use up to 255 registers for the tile arrays (F(6,3) in double needs ~150).
 constexpr int kTransformThreads = 128;
+// Minimum resident blocks per SM promised to ptxas.  With only the thread count, ptxas
+// caps some of these kernels at 32 or 128 registers (an occupancy heuristic) and spills;
+// promising one block lets it keep the tile in registers.  Occupancy is then what the
+// register count gives, as the kernel report shows.
+constexpr int kTransformMinBlocks = 1;
 
 template <typename T>
 MW_HOST_DEVICE inline T relu(T v) {
@@ -124,7 +129,7 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
 }
 
 template <typename T, int M, int R, int RELU>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.C) * g.P) return;
@@ -163,7 +168,7 @@ __device__ __forceinline__ void filter_transform_2d_device(const ConvGeometry& g
 }
 
 template <typename T, int M, int R>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_2d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.K) * g.C) return;
@@ -207,7 +212,7 @@ __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g
 }
 
 template <typename T, int M, int R>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     output_transform_2d_kernel(ConvGeometry g, const T* __restrict__ Mw, const T* __restrict__ bias,
                                T* __restrict__ y) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -277,7 +282,7 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
 }
 
 template <typename T, int M, int R, int RELU>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_3d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.C) * g.P) return;
@@ -325,7 +330,7 @@ __device__ __forceinline__ void filter_transform_3d_device(const ConvGeometry& g
 }
 
 template <typename T, int M, int R>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_3d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<long long>(g.K) * g.C) return;
@@ -382,7 +387,7 @@ __device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g
 }
 
 template <typename T, int M, int R>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     output_transform_3d_kernel(ConvGeometry g, const T* __restrict__ Mw, const T* __restrict__ bias,
                                T* __restrict__ y) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -422,7 +427,7 @@ MW_HOST_DEVICE inline void split_position(int b, int alpha, int (&idx)[3]) {
 }
 
 template <typename T, int NDIM, int RELU>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ x,
                                    T* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -467,7 +472,7 @@ __global__ void __launch_bounds__(kTransformThreads)
 }
 
 template <typename T, int NDIM>
-__global__ void __launch_bounds__(kTransformThreads)
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ w,
                                     T* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -489,7 +494,8 @@ __global__ void __launch_bounds__(kTransformThreads)
       const T c1 = mat.g[bi[1] * R + a1];
       if (c1 == T(0)) continue;
       T row = T(0);
-      for (int a2 = 0; a2 < R; ++a2) row += mat.g[bi[2] * R + a2] * __ldg(wkc + (a0 * R + a1) * R + a2);
+      for (int a2 = 0; a2 < R; ++a2)
+        row += mat.g[bi[2] * R + a2] * __ldg(wkc + (a0 * R + a1) * R + a2);
       acc += c0 * c1 * row;
     }
   }
@@ -497,9 +503,10 @@ __global__ void __launch_bounds__(kTransformThreads)
 }
 
 template <typename T, int NDIM>
-__global__ void __launch_bounds__(kTransformThreads, 1)
-    output_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ Mw,
-                                    const T* __restrict__ bias, T* __restrict__ y) {
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
+    output_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat,
+                                    const T* __restrict__ Mw, const T* __restrict__ bias,
+                                    T* __restrict__ y) {
   // One thread per output element y[n, k, od, oh, ow]: consecutive threads write
   // consecutive ow, so the stores are coalesced.
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -549,8 +556,10 @@ inline unsigned transform_blocks(long long threads) {
 }
 
 // The ReLU mode becomes a template parameter so the common no-ReLU kernel carries no branch.
-template <template <typename, int, int, int> class Kernel, typename T, int M, int R, typename... Args>
-cudaError_t launch_with_relu(int relu_mode, dim3 grid, dim3 block, cudaStream_t stream, Args... args) {
+template <template <typename, int, int, int> class Kernel, typename T, int M, int R,
+          typename... Args>
+cudaError_t launch_with_relu(int relu_mode, dim3 grid, dim3 block, cudaStream_t stream,
+                             Args... args) {
   switch (relu_mode) {
     case MW_RELU_SPATIAL:
       return launch(Kernel<T, M, R, MW_RELU_SPATIAL>::fn, grid, block, 0, stream, args...);
@@ -604,46 +613,57 @@ cudaError_t output_transform_launch(const ConvGeometry& g, const T* Mw, const T*
 }
 
 template <typename T>
-cudaError_t input_transform_generic_launch(int ndim, const ConvGeometry& g, const GenericMatrices<T>& mat,
-                                           const T* x, T* V, int relu_mode, cudaStream_t stream) {
+cudaError_t input_transform_generic_launch(int ndim, const ConvGeometry& g,
+                                           const GenericMatrices<T>& mat, const T* x, T* V,
+                                           int relu_mode, cudaStream_t stream) {
   long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
   const dim3 grid(transform_blocks(positions * g.C * g.P)), block(kTransformThreads);
   if (ndim == 2) {
     switch (relu_mode) {
       case MW_RELU_SPATIAL:
-        return launch(input_transform_generic_kernel<T, 2, MW_RELU_SPATIAL>, grid, block, 0, stream, g, mat, x, V);
+        return launch(input_transform_generic_kernel<T, 2, MW_RELU_SPATIAL>, grid, block, 0, stream,
+                      g, mat, x, V);
       case MW_RELU_WINOGRAD:
-        return launch(input_transform_generic_kernel<T, 2, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, mat, x, V);
+        return launch(input_transform_generic_kernel<T, 2, MW_RELU_WINOGRAD>, grid, block, 0,
+                      stream, g, mat, x, V);
       default:
-        return launch(input_transform_generic_kernel<T, 2, MW_RELU_NONE>, grid, block, 0, stream, g, mat, x, V);
+        return launch(input_transform_generic_kernel<T, 2, MW_RELU_NONE>, grid, block, 0, stream, g,
+                      mat, x, V);
     }
   }
   switch (relu_mode) {
     case MW_RELU_SPATIAL:
-      return launch(input_transform_generic_kernel<T, 3, MW_RELU_SPATIAL>, grid, block, 0, stream, g, mat, x, V);
+      return launch(input_transform_generic_kernel<T, 3, MW_RELU_SPATIAL>, grid, block, 0, stream,
+                    g, mat, x, V);
     case MW_RELU_WINOGRAD:
-      return launch(input_transform_generic_kernel<T, 3, MW_RELU_WINOGRAD>, grid, block, 0, stream, g, mat, x, V);
+      return launch(input_transform_generic_kernel<T, 3, MW_RELU_WINOGRAD>, grid, block, 0, stream,
+                    g, mat, x, V);
     default:
-      return launch(input_transform_generic_kernel<T, 3, MW_RELU_NONE>, grid, block, 0, stream, g, mat, x, V);
+      return launch(input_transform_generic_kernel<T, 3, MW_RELU_NONE>, grid, block, 0, stream, g,
+                    mat, x, V);
   }
 }
 
 template <typename T>
-cudaError_t filter_transform_generic_launch(int ndim, const ConvGeometry& g, const GenericMatrices<T>& mat,
-                                            const T* w, T* U, cudaStream_t stream) {
+cudaError_t filter_transform_generic_launch(int ndim, const ConvGeometry& g,
+                                            const GenericMatrices<T>& mat, const T* w, T* U,
+                                            cudaStream_t stream) {
   long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
   const dim3 grid(transform_blocks(positions * g.K * g.C)), block(kTransformThreads);
-  if (ndim == 2) return launch(filter_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, w, U);
+  if (ndim == 2)
+    return launch(filter_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, w, U);
   return launch(filter_transform_generic_kernel<T, 3>, grid, block, 0, stream, g, mat, w, U);
 }
 
 template <typename T>
-cudaError_t output_transform_generic_launch(int ndim, const ConvGeometry& g, const GenericMatrices<T>& mat,
-                                            const T* Mw, const T* bias, T* y, cudaStream_t stream) {
-  const long long outputs =
-      static_cast<long long>(g.N) * g.K * g.out[0] * g.out[1] * g.out[2];
+cudaError_t output_transform_generic_launch(int ndim, const ConvGeometry& g,
+                                            const GenericMatrices<T>& mat, const T* Mw,
+                                            const T* bias, T* y, cudaStream_t stream) {
+  const long long outputs = static_cast<long long>(g.N) * g.K * g.out[0] * g.out[1] * g.out[2];
   const dim3 grid(transform_blocks(outputs)), block(kTransformThreads);
-  if (ndim == 2) return launch(output_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, Mw, bias, y);
+  if (ndim == 2)
+    return launch(output_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, Mw, bias,
+                  y);
   return launch(output_transform_generic_kernel<T, 3>, grid, block, 0, stream, g, mat, Mw, bias, y);
 }
 

@@ -70,7 +70,8 @@ typedef struct mw_conv_geometry {
 } mw_conv_geometry;
 
 /* Validate desc and fill geometry.  dtype only affects workspace_bytes. */
-mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry);
+mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
+                               mw_conv_geometry* geometry);
 
 /* Nonzero when F(m, r) in ndim dimensions has a specialised (compile-time coefficient)
  * kernel; others run the generic kernels, which need the transform matrices. */

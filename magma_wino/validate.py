@@ -1,0 +1,266 @@
+"""The kernel validation suite (``magma-wino validate``).
+
+Runs every kernel family — the specialised and generic tile transforms, the dense and
+sparse batched products, 2D and 3D, float32 and float64, the three sparse variants —
+over a sweep of layer shapes and compares each result with float64 ground truth:
+
+- dense and spatially pruned layers against :func:`reference.conv2d_direct` /
+  ``conv3d_direct`` (direct convolution in float64);
+- Winograd-domain pruned and Winograd-ReLU layers against the float64 formula of their
+  variant, :func:`reference.winograd_conv_from_U` (their parameters *are* U).
+
+Shapes: VGG-16 and ResNet 3×3 layers (scaled down for the emulator), sizes that straddle
+every tile edge of the product kernels (BLK−1, BLK, BLK+1 in K and in P = N·tiles) and
+spatial sizes that are not multiples of m.  Outputs are pre-filled with NaN so an
+unwritten element fails.  The error is max|y − y_ref| / max|y_ref| and the bound is
+:func:`magma_wino.accuracy.tolerance` (per dtype, F(m, r) and reduction length).  Every
+failing case is printed with its shapes and seed so it can be replayed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _backend, reference
+from .layer import WinogradConv2d, WinogradConv3d
+
+__all__ = ["Case", "Result", "cases", "run_case", "main", "add_arguments", "run"]
+
+#: 3×3 layers (C, K, H) of VGG-16 and ResNet-18/50, before scaling.
+VGG16 = [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56),
+         (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 14)]
+RESNET = [(64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7)]
+SPECIALIZED_2D = [(2, 3), (4, 3), (6, 3), (2, 5)]
+GENERIC_2D = [(3, 3), (3, 2), (4, 5)]
+SPECIALIZED_3D = [(2, 3), (4, 3)]
+DENSITIES = [1.0, 0.5, 0.25, 0.1, 0.05, 0.0]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One validation case; ``str(case)`` is enough to replay it."""
+
+    group: str
+    m: int
+    r: int
+    N: int
+    C: int
+    K: int
+    size: tuple[int, ...]
+    padding: int
+    dtype: str = "float32"
+    variant: str = "dense"  # dense | generic | spatial | winograd | winograd_relu
+    density: float = 1.0
+    seed: int = 0
+
+    @property
+    def ndim(self) -> int:
+        return len(self.size)
+
+    def describe(self) -> str:
+        sz = "x".join(map(str, self.size))
+        return f"N={self.N} C={self.C} K={self.K} {sz} pad={self.padding}"
+
+
+@dataclass
+class Result:
+    case: Case
+    error: float
+    bound: float
+    seconds: float
+    ok: bool
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _scale_layer(c: int, k: int, h: int, cdiv: int, sdiv: int) -> tuple[int, int, int]:
+    return max(3, c // cdiv), max(4, k // cdiv), max(6, h // sdiv)
+
+
+def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
+    """The sweep.  ``quick`` (or the emulator) scales the network layers down."""
+    small = quick or backend == "emulator"
+    cdiv, sdiv = (16, 16) if quick else ((8, 8) if small else (1, 1))
+    out: list[Case] = []
+    seed = 0
+
+    def add(**kw: Any) -> None:
+        nonlocal seed
+        seed += 1
+        out.append(Case(seed=seed, **kw))
+
+    # Network layers, every specialised tile, both dtypes.
+    layers = VGG16[:4] + RESNET[:2] if quick else VGG16 + RESNET
+    for i, (c, k, h) in enumerate(layers):
+        C, K, H = _scale_layer(c, k, h, cdiv, sdiv)
+        group = "vgg16" if i < (4 if quick else len(VGG16)) else "resnet"
+        for m, r in SPECIALIZED_2D:
+            dts = ("float32", "float64") if (m, r) == (4, 3) else ("float32",)
+            for dt in dts:
+                add(group=group, m=m, r=r, N=1, C=C, K=K, size=(H, H + 1), padding=(r - 1) // 2, dtype=dt)
+    # Tile edges of the dense product (BLK_M = 16/32/64 over K, BLK_N = 32/64 over P) and
+    # spatial sizes off the multiples of m.
+    edge_k = [15, 16, 17, 31, 33, 63, 64, 65] if not quick else [15, 17, 33, 63, 65]
+    for K in edge_k:
+        add(group="tile-edge K", m=2, r=3, N=1, C=5, K=K, size=(16, 16), padding=1)  # P = 64
+    for (H, W) in [(14, 18), (16, 16), (10, 26), (6, 62), (7, 9), (1 + 2, 1 + 2)]:
+        add(group="tile-edge P", m=2, r=3, N=1, C=4, K=7, size=(H, W), padding=1)
+    for m, r in SPECIALIZED_2D:
+        add(group="odd sizes", m=m, r=r, N=2, C=3, K=5, size=(m * 2 + 1, m * 3 - 1), padding=r - 1, dtype="float64")
+    # Generic path: any F(m, r), with and without a specialised twin.
+    for m, r in GENERIC_2D + ([] if quick else [(4, 3), (5, 3)]):
+        for dt in ("float32", "float64"):
+            add(group="generic", m=m, r=r, N=1, C=6, K=9, size=(11, 13), padding=r // 2, dtype=dt, variant="generic")
+    # Sparse variants at every density, through the batched sparse product.
+    for d in DENSITIES:
+        add(group="winograd-pruned", m=4, r=3, N=1, C=12, K=20, size=(12, 14), padding=1, variant="winograd", density=d)
+    for d in ([0.5, 0.1] if quick else [1.0, 0.5, 0.1]):
+        add(group="winograd-relu", m=4, r=3, N=1, C=12, K=20, size=(12, 14), padding=1, variant="winograd_relu",
+            density=d)
+        add(group="spatial-pruned", m=2, r=3, N=1, C=12, K=20, size=(12, 14), padding=1, variant="spatial", density=d)
+    add(group="winograd-pruned", m=2, r=3, N=2, C=40, K=70, size=(9, 9), padding=1, variant="winograd", density=0.25,
+        dtype="float64")
+    # 3D: specialised and generic, dense and sparse.
+    for m, r in SPECIALIZED_3D:
+        add(group="3d", m=m, r=r, N=1, C=4, K=6, size=(5, 7, 6), padding=1)
+        add(group="3d", m=m, r=r, N=1, C=4, K=6, size=(6, 5, 7), padding=1, dtype="float64")
+        add(group="3d sparse", m=m, r=r, N=1, C=6, K=8, size=(5, 6, 5), padding=1, variant="winograd", density=0.3)
+    add(group="3d generic", m=3, r=3, N=1, C=3, K=4, size=(5, 5, 6), padding=1, variant="generic")
+    if not quick:
+        c3d = [(64, 128, 56), (128, 256, 28), (256, 256, 28)]
+        for c, k, h in c3d:
+            C, K, H = _scale_layer(c, k, h, 16, 8)
+            add(group="c3d", m=2, r=3, N=1, C=C, K=K, size=(4, H, H), padding=1)
+    return out
+
+
+def _rel_err(y: np.ndarray, y_ref: np.ndarray) -> float:
+    scale = float(np.max(np.abs(y_ref))) if y_ref.size else 0.0
+    diff = np.abs(np.asarray(y, dtype=np.float64) - y_ref)
+    if not np.all(np.isfinite(diff)):
+        return math.inf
+    err = float(diff.max()) if diff.size else 0.0
+    return err / scale if scale > 0 else err
+
+
+def run_case(case: Case, backend: str) -> Result:
+    """Run one case on ``backend`` and compare with its float64 ground truth."""
+    from .accuracy import tolerance  # noqa: PLC0415  (keeps import of the CLI light)
+
+    rng = np.random.default_rng(case.seed)
+    dt = np.dtype(case.dtype)
+    nd = case.ndim
+    x64 = rng.standard_normal((case.N, case.C, *case.size))
+    w64 = rng.standard_normal((case.K, case.C, *(case.r,) * nd))
+    b64 = rng.standard_normal(case.K)
+    plan_cls = WinogradConv2d if nd == 2 else WinogradConv3d
+    direct = reference.conv2d_direct if nd == 2 else reference.conv3d_direct
+    xp = np
+    if backend == "cuda":
+        xp = _backend.cupy_module()
+    x, w, b = (xp.asarray(a.astype(dt)) for a in (x64, w64, b64))
+    xr, wr, br = (a.astype(dt).astype(np.float64) for a in (x64, w64, b64))  # what the kernel sees
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if case.variant in ("dense", "generic"):
+        plan = plan_cls(w, b, case.padding, case.m, backend, generic=case.variant == "generic")
+        y_ref = direct(xr, wr, br, case.padding)
+    elif case.variant == "spatial":
+        plan = plan_cls.from_spatial(w, prune=case.density, bias=b, padding=case.padding, m=case.m,
+                                     backend=backend, relu="spatial")
+        from .pruning import prune_spatial  # noqa: PLC0415
+
+        wp, _ = prune_spatial(w64.astype(dt), case.density)  # what the plan pruned
+        y_ref = direct(np.maximum(xr, 0), wp.astype(np.float64), br, case.padding)
+    else:
+        U64 = reference.filter_transform(w64, case.m)
+        U = xp.asarray(U64.astype(dt))
+        relu = "winograd" if case.variant == "winograd_relu" else None
+        plan = plan_cls.from_winograd(U, case.r, prune=case.density, bias=b, padding=case.padding, m=case.m,
+                                      backend=backend, relu=relu, sparse=True)
+        Up = plan.csr.to_host().to_dense().astype(np.float64)
+        y_ref = reference.winograd_conv_from_U(xr, Up, case.m, case.r, case.padding, br, relu=relu is not None)
+        extra["weight_density"] = plan.weight_density
+    out = xp.full(plan.out_shape(x.shape), np.nan, dtype=dt)
+    y = plan(x, out=out)
+    if backend == "cuda":
+        xp.cuda.get_current_stream().synchronize()
+        y = y.get()
+    seconds = time.perf_counter() - t0
+    err = _rel_err(y, y_ref)
+    n_red = case.C * case.r**nd
+    bound = tolerance(dt, case.m, case.r, n_red, nd)
+    ok = bool(err <= bound) if math.isfinite(err) else False
+    if case.variant in ("winograd", "winograd_relu") and case.density == 0.0:
+        # U = 0: y must equal the bias exactly.
+        ok = bool(np.all(np.asarray(y) == br.astype(dt).reshape((1, -1) + (1,) * nd)))
+        err, bound = (0.0 if ok else math.inf), 0.0
+    return Result(case, err, bound, seconds, ok, extra=extra)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--backend", choices=["emulator", "cuda", "numpy"], default=None,
+                    help="kernel backend to validate (default: cuda if a GPU is usable, else emulator)")
+    ap.add_argument("--quick", action="store_true", help="a reduced sweep (CI: under 2 minutes on the emulator)")
+    ap.add_argument("--filter", default=None, help="only cases whose group contains this text")
+    ap.add_argument("--json", default=None, help="write the results as JSON to this file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import Progress  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    backend = args.backend or ("cuda" if _backend.cuda_available() else "emulator")
+    sweep = [c for c in cases(args.quick, backend) if not args.filter or args.filter in c.group]
+    console = Console()
+    results: list[Result] = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"validating on {backend}", total=len(sweep))
+        for c in sweep:
+            try:
+                results.append(run_case(c, backend))
+            except Exception as exc:  # a crash in a case is a failure of that case, reported
+                results.append(Result(c, math.inf, 0.0, 0.0, False, detail=f"{type(exc).__name__}: {exc}"))
+            progress.advance(task)
+    table = Table(title=f"magma_wino validate — backend {backend}", show_lines=False)
+    for col in ("group", "shape", "F(m,r)", "dtype", "variant", "density", "max rel err", "bound", "ms", "ok"):
+        table.add_column(col, justify="right" if col not in ("group", "shape", "variant") else "left")
+    for res in results:
+        c = res.case
+        fm = f"F({c.m},{c.r})" + ("" if c.ndim == 2 else " 3D")
+        table.add_row(c.group, c.describe(), fm, c.dtype, c.variant, f"{c.density:g}", f"{res.error:.2e}",
+                      f"{res.bound:.2e}", f"{1e3 * res.seconds:.1f}",
+                      "ok" if res.ok else "[bold red]FAILED[/]")
+    console.print(table)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        console.print(f"[red]FAILED[/] {r.case} error={r.error:.3e} bound={r.bound:.3e} {r.detail}")
+    total = sum(r.seconds for r in results)
+    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({total:.1f} s in kernels+refs)")
+    if args.json:
+        import json  # noqa: PLC0415
+        from dataclasses import asdict  # noqa: PLC0415
+
+        rows = [dict(asdict(r.case), error=r.error, bound=r.bound, seconds=r.seconds, ok=r.ok, detail=r.detail,
+                     **r.extra) for r in results]
+        with open(args.json, "w") as fh:
+            json.dump({"backend": backend, "results": rows}, fh, indent=1, default=str)
+    return 1 if failed or not results else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="magma-wino validate", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
