@@ -18,13 +18,13 @@ from typing import Any
 
 from ._version import __version__
 from .errors import (
-    MagmaWinoError,
-    InvalidArgumentError,
-    UnsupportedError,
-    LaunchError,
+    BackendUnavailableError,
     CudaError,
     EmulatorError,
-    BackendUnavailableError,
+    InvalidArgumentError,
+    LaunchError,
+    MagmaWinoError,
+    UnsupportedError,
 )
 
 __all__ = [

@@ -27,7 +27,7 @@ BACKENDS = ("auto", "cuda", "emulator", "numpy")
 _DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_module() -> ModuleType | None:
     """CuPy if it can be imported (it imports without a driver), else None."""
     try:
@@ -49,7 +49,7 @@ def cuda_available() -> bool:
     return extension("cuda", required=False) is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _import_extension(name: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"magma_wino.{name}")

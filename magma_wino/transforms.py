@@ -207,7 +207,7 @@ class WinogradTransform:
         return str(self)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _matrices(t: WinogradTransform, dtype_str: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     out = []
     for mat in t.exact():
@@ -217,7 +217,7 @@ def _matrices(t: WinogradTransform, dtype_str: str) -> tuple[np.ndarray, np.ndar
     return tuple(out)  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build(m: int, r: int, points: tuple[Fraction, ...]) -> WinogradTransform:
     alpha = m + r - 1
     e_alpha = _eval_matrix(points, alpha)

@@ -472,7 +472,7 @@ def test_winograd_conv_from_U_matches_layer_and_explicit_relu_formula(rng, rel_e
     a = m + r - 1
     th, tw = tile_grid(y_relu.shape[2:], m)
     ref = np.full((2, 4, th * m, tw * m), np.nan)
-    for p, n, (i, j), win in _explicit_windows(x, m, r, (1, 1)):
+    for _p, n, (i, j), win in _explicit_windows(x, m, r, (1, 1)):
         vt = np.maximum(np.einsum("ia,cab,jb->cij", bt, win, bt), 0)
         mt = np.einsum("kcij,cij->kij", u_pruned.reshape(a, a, 4, 3).transpose(2, 3, 0, 1), vt)
         ref[n, :, i * m:(i + 1) * m, j * m:(j + 1) * m] = (

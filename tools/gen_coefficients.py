@@ -78,7 +78,7 @@ def _matvec(name: str, mat) -> str:
 
 def _accessor(name: str, mat) -> str:
     """One coefficient by runtime index (for loops that cannot be unrolled)."""
-    nr, nc = len(mat), len(mat[0])
+    nc = len(mat[0])
     cases = "".join(
         f"      case {i * nc + k}: return {_literal(v)};\n"
         for i, row in enumerate(mat)
