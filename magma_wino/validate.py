@@ -87,7 +87,7 @@ def _scale_layer(c: int, k: int, h: int, cdiv: int, sdiv: int) -> tuple[int, int
 def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
     """The sweep.  ``quick`` (or the emulator) scales the network layers down."""
     small = quick or backend == "emulator"
-    cdiv, sdiv = (16, 16) if quick else ((8, 8) if small else (1, 1))
+    cdiv, sdiv = (8, 8) if quick else ((2, 4) if small else (1, 1))
     out: list[Case] = []
     seed = 0
 
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
     backend = args.backend or ("cuda" if _backend.cuda_available() else "emulator")
     sweep = [c for c in cases(args.quick, backend) if not args.filter or args.filter in c.group]
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 150)
     results: list[Result] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"validating on {backend}", total=len(sweep))

@@ -168,3 +168,42 @@ def pytest_terminal_summary(terminalreporter):
     for label, f, n, err, tol in MEASURED:
         ratio = tol / err if err > 0 else math.inf
         tr.write_line(f"{label:38s} {f:8s} {n:8d} {err:10.2e} {tol:10.2e} {ratio:8.0f}")
+
+
+# --------------------------------------------------------------------------- backends (API tests)
+
+#: The host backends every API test runs on (the emulator is always built).
+HOST_BACKENDS = ("numpy", "emulator")
+
+
+@pytest.fixture
+def emu_defaults():
+    """Restore the emulator's worker count and fiber order after the test."""
+    emu = pytest.importorskip("magma_wino._emu", reason="the emulator extension is not built")
+    saved_workers, saved_order = emu.get_workers(), emu.get_order()
+    yield emu
+    emu.set_workers(saved_workers)
+    emu.set_order(saved_order)
+
+
+def check_against_direct(y, y_ref, dtype, m, r, C, ndim=2, points=None, label="", record=False,
+                         factor=1.0):
+    """Assert ``rel_err(y, y_ref) <= factor · winograd_tolerance(...)`` with a message that
+    names the case (shapes included in ``label``); NaN (unwritten output) fails."""
+    y = np.asarray(y)
+    assert y.dtype == np.dtype(dtype), f"{label}: result dtype {y.dtype}, expected {np.dtype(dtype)}"
+    assert y.shape == y_ref.shape, f"{label}: shape {y.shape}, expected {y_ref.shape}"
+    assert not np.isnan(y).any(), f"{label}: {int(np.isnan(y).sum())} NaN (unwritten) outputs"
+    n = C * r**ndim
+    tol = factor * winograd_tolerance(dtype, m, r, n, ndim, points)
+    err = rel_err(y, y_ref)
+    if record:  # shown in the session summary
+        MEASURED.append((label[:38], f"F({m},{r})", n, err, tol))
+    assert err <= tol, f"{label}: rel err {err:.3g} > tol {tol:.3g} (F({m},{r}), n = {n})"
+    return err
+
+
+@pytest.fixture
+def check_direct():
+    """The :func:`check_against_direct` function."""
+    return check_against_direct

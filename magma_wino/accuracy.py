@@ -1,0 +1,557 @@
+"""Accuracy study: float32 Winograd error against the float64 direct convolution.
+
+``magma-wino accuracy`` (= ``python -m magma_wino.accuracy``) measures, for F(2,3), F(4,3),
+F(6,3), F(8,3), F(2,5) and F(4,5) in float32, on VGG-16 layer shapes (batch 1, the real
+channel counts, spatial size capped at ``--spatial``), the maximum and the mean relative
+error of the NumPy Winograd reference (``reference.winograd_conv2d(..., points=...)``)
+against ``reference.conv2d_direct`` (float64):
+
+    max_rel  = max|y − y_ref| / max|y_ref|          (the project's measure, tests/conftest.py)
+    mean_rel = mean|y − y_ref| / mean|y_ref|
+
+for the default interpolation points and alternative point sets (:data:`POINT_SETS`), and the
+same through the emulator backend (the CUDA kernel source on the CPU) on one small layer, to
+show that the kernels reproduce the reference's accuracy.  Published thresholds (NNPACK) are
+reported next to an NNPACK-style measurement (element-wise relative error on uniform(−0.1, 1)
+data).  ``--out DIR`` writes ``accuracy.json``, ``accuracy.md`` and, when matplotlib is
+installed (``pip install 'magma-wino[bench]'``), ``accuracy.png``.
+
+:func:`tolerance` is the library copy of ``tests/conftest.py::winograd_tolerance`` (the
+library must not import the tests); the two are kept in sync by
+``tests/test_accuracy.py::test_tolerance_matches_conftest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import reference
+from ._version import __version__
+from .cost import VGG16_LAYERS
+from .transforms import winograd
+
+__all__ = [
+    "TILES",
+    "POINT_SETS",
+    "NNPACK_THRESHOLDS",
+    "growth_factor",
+    "rounding_depth",
+    "tolerance",
+    "rel_err",
+    "mean_rel_err",
+    "elementwise_rel_err",
+    "point_set",
+    "vgg16_layers",
+    "study",
+    "emulator_check",
+    "nnpack_comparison",
+    "plot",
+    "markdown",
+    "add_arguments",
+    "run",
+    "main",
+]
+
+#: The tile configurations of the study: (m, r).
+TILES: tuple[tuple[int, int], ...] = ((2, 3), (4, 3), (6, 3), (8, 3), (2, 5), (4, 5))
+
+#: Published acceptance thresholds for float32 Winograd F(6×6, 3×3) (NNPACK's
+#: ``nnp_convolution_algorithm_wt8x8``), from NNPACK's tests: the limit passed to
+#: ``ConvolutionTester::errorLimit``; NNPACK's error is the element-wise
+#: ``|ref − y| / max(FLT_MIN, |ref|)``, maximum over outputs, median over iterations, on
+#: uniform(−0.1, 1.0) data.
+NNPACK_THRESHOLDS: tuple[dict[str, Any], ...] = (
+    {"source": "NNPACK test/convolution-inference/alexnet.cc (WT8x8, conv3-conv5)",
+     "network": "AlexNet", "F": "F(6,3)", "limit": 1e-5},
+    {"source": "NNPACK test/convolution-inference/vgg-a.cc (WT8x8, conv1)",
+     "network": "VGG-A", "F": "F(6,3)", "limit": 1e-4},
+)
+
+
+# --------------------------------------------------------------------------- tolerance
+# Copied from tests/conftest.py (winograd_tolerance, growth_factor, rounding_depth); the
+# derivation is documented there.  tests/test_accuracy.py checks that both agree.
+
+
+def growth_factor(m: int, r: int, ndim: int = 2, points: Any = None) -> float:
+    """RMS error growth factor β₂^ndim of F(m, r) (tests/conftest.py::growth_factor).
+
+    ``β₂² = max_i Σ_b Aᵀ[i,b]² · ‖G[b,:]‖₂² · ‖Bᵀ[b,:]‖₂²``.
+    """
+    at, g, bt = winograd(m, r, points).matrices(np.float64)
+    beta2 = float(np.sqrt(((at**2) @ ((g**2).sum(1) * (bt**2).sum(1))).max()))
+    return beta2**ndim
+
+
+def rounding_depth(m: int, r: int, ndim: int = 2) -> int:
+    """L = ndim·(r + 2α) + 1: roundings along one path through the transforms."""
+    alpha = m + r - 1
+    return ndim * (r + 2 * alpha) + 1
+
+
+def tolerance(dtype: Any, m: int, r: int, reduction_len: int, ndim: int = 2,
+              points: Any = None) -> float:
+    """Tolerance for ``rel_err(winograd(x, w), direct(x, w))`` on random data.
+
+    ``tol = u · β₂^ndim · √(n + L)``, u the unit roundoff of ``dtype``, β₂^ndim from
+    :func:`growth_factor`, n = ``reduction_len`` = C·r^ndim, L from :func:`rounding_depth`.
+    The same formula as ``tests/conftest.py::winograd_tolerance`` (derivation there).
+    """
+    u = float(np.finfo(np.dtype(dtype)).eps) / 2.0
+    n_total = reduction_len + rounding_depth(m, r, ndim)
+    return u * growth_factor(m, r, ndim, points) * math.sqrt(n_total)
+
+
+# --------------------------------------------------------------------------- error measures
+
+
+def _host64(a: Any) -> np.ndarray:
+    if hasattr(a, "get") and not isinstance(a, np.ndarray):
+        a = a.get()
+    return np.asarray(a, dtype=np.float64)
+
+
+def rel_err(y: Any, y_ref: Any) -> float:
+    """``max|y − y_ref| / max|y_ref|`` in float64 (0 when both are zero, inf when only y_ref is)."""
+    y, y_ref = _host64(y), _host64(y_ref)
+    if y.shape != y_ref.shape:
+        raise ValueError(f"shape mismatch: {y.shape} vs {y_ref.shape}")
+    scale = float(np.abs(y_ref).max()) if y_ref.size else 0.0
+    diff = float(np.abs(y - y_ref).max()) if y.size else 0.0
+    if scale > 0:
+        return diff / scale
+    return 0.0 if diff == 0 else math.inf
+
+
+def mean_rel_err(y: Any, y_ref: Any) -> float:
+    """``mean|y − y_ref| / mean|y_ref|`` in float64."""
+    y, y_ref = _host64(y), _host64(y_ref)
+    scale = float(np.abs(y_ref).mean()) if y_ref.size else 0.0
+    diff = float(np.abs(y - y_ref).mean()) if y.size else 0.0
+    if scale > 0:
+        return diff / scale
+    return 0.0 if diff == 0 else math.inf
+
+
+def elementwise_rel_err(y: Any, y_ref: Any) -> float:
+    """NNPACK's measure: ``max_i |y_ref_i − y_i| / max(FLT_MIN, |y_ref_i|)``."""
+    y, y_ref = _host64(y), _host64(y_ref)
+    den = np.maximum(np.abs(y_ref), np.finfo(np.float32).tiny)
+    return float((np.abs(y - y_ref) / den).max())
+
+
+# --------------------------------------------------------------------------- point sets
+
+
+def _integers(count: int) -> list[Fraction]:
+    pts = [Fraction(0)]
+    k = 1
+    while len(pts) < count:
+        pts += [Fraction(k), Fraction(-k)]
+        k += 1
+    return pts[:count]
+
+
+def _reciprocals_first(count: int) -> list[Fraction]:
+    pts = [Fraction(0), Fraction(1), Fraction(-1)]
+    k = 2
+    while len(pts) < count:
+        pts += [Fraction(1, k), Fraction(-1, k), Fraction(k), Fraction(-k)]
+        k += 1
+    return pts[:count]
+
+
+#: Point sets of the study (the first α − 1 points of each sequence; ∞ is implied):
+#: ``default`` = 0, ±1, ±2, ±1/2, ±3, ±1/3, … (transforms.default_points);
+#: ``reciprocals`` = 0, ±1, ±1/2, ±2, ±1/3, ±3, … (the same kind of points, reciprocals first);
+#: ``integers`` = 0, ±1, ±2, ±3, … (no fractions: the growth of Aᵀ is not compensated).
+POINT_SETS: tuple[str, ...] = ("default", "reciprocals", "integers")
+
+
+def point_set(name: str, m: int, r: int) -> list[Fraction] | None:
+    """The ``α − 1`` finite points of the named set for F(m, r) (None for ``default``)."""
+    count = m + r - 2
+    if name == "default":
+        return None
+    if name == "integers":
+        return _integers(count)
+    if name == "reciprocals":
+        return _reciprocals_first(count)
+    raise ValueError(f"unknown point set {name!r}; choose from {POINT_SETS}")
+
+
+def _points_str(name: str, m: int, r: int) -> str:
+    pts = winograd(m, r, point_set(name, m, r)).points
+    return ", ".join(str(p) for p in pts) + ", inf"
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def vgg16_layers(spatial: int = 28, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """VGG-16's 3×3 layers, batch 1, real channel counts, H = W = min(H, ``spatial``).
+
+    Identical (C, K, H) after capping are kept once, named after every layer they stand for.
+    """
+    labels = [f"conv{s}_{i}" for s, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+    seen: dict[tuple[int, int, int], dict[str, Any]] = {}
+    for label, (C, K, H, _W) in zip(labels, VGG16_LAYERS):
+        if names is not None and label not in names:
+            continue
+        h = min(H, spatial)
+        key = (C, K, h)
+        if key in seen:
+            seen[key]["name"] += "/" + label.split("conv")[1]
+        else:
+            seen[key] = {"name": label, "C": C, "K": K, "H": h, "W": h, "full_H": H}
+    return list(seen.values())
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def _data(rng: np.random.Generator, shape: tuple[int, ...], dist: str) -> np.ndarray:
+    if dist == "normal":
+        return rng.standard_normal(shape)
+    if dist == "nnpack":
+        return rng.uniform(-0.1, 1.0, shape)
+    raise ValueError(f"unknown data distribution {dist!r}")
+
+
+def study(layers: Sequence[dict[str, Any]], tiles: Sequence[tuple[int, int]] = TILES,
+          point_sets: Sequence[str] = POINT_SETS, dtype: Any = np.float32, seed: int = 0,
+          progress: Any = None) -> list[dict[str, Any]]:
+    """Error rows of the NumPy Winograd reference against float64 direct convolution.
+
+    Each layer gets one random normal (x, w) per filter size r (padding (r−1)/2), computed
+    in ``dtype``; the float64 direct result is the reference.
+    """
+    dtype = np.dtype(dtype)
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(seed)
+    for lay in layers:
+        for r in sorted({r for _, r in tiles}):
+            pad = (r - 1) // 2
+            x64 = _data(rng, (1, lay["C"], lay["H"], lay["W"]), "normal")
+            w64 = _data(rng, (lay["K"], lay["C"], r, r), "normal")
+            x, w = x64.astype(dtype), w64.astype(dtype)
+            y_ref = reference.conv2d_direct(x, w, padding=pad)  # float64 on the rounded data
+            for m, rr in tiles:
+                if rr != r:
+                    continue
+                for ps in point_sets:
+                    pts = point_set(ps, m, r)
+                    if ps != "default" and m + r - 2 <= 3 and pts is not None:
+                        pass  # α − 1 ≤ 3: every set is {0, 1, −1}; still measured (same numbers)
+                    t0 = time.perf_counter()
+                    y = reference.winograd_conv2d(x, w, m, padding=pad, points=pts)
+                    dt_s = time.perf_counter() - t0
+                    n = lay["C"] * r * r
+                    tol = tolerance(dtype, m, r, n, 2, pts)
+                    err = rel_err(y, y_ref)
+                    rows.append({
+                        "layer": lay["name"], "C": lay["C"], "K": lay["K"], "H": lay["H"], "W": lay["W"],
+                        "m": m, "r": r, "F": f"F({m},{r})", "points": ps, "point_values": _points_str(ps, m, r),
+                        "backend": "numpy", "dtype": dtype.name, "max_rel": err,
+                        "mean_rel": mean_rel_err(y, y_ref), "tolerance": tol, "ok": bool(err <= tol),
+                        "growth_factor": growth_factor(m, r, 2, pts), "seconds": dt_s,
+                    })
+                    if progress is not None:
+                        progress()
+    return rows
+
+
+def emulator_check(C: int = 32, K: int = 32, H: int = 14, tiles: Sequence[tuple[int, int]] = TILES,
+                   point_sets: Sequence[str] = ("default", "integers"), dtype: Any = np.float32,
+                   seed: int = 1) -> list[dict[str, Any]]:
+    """The same errors through the emulator backend (the CUDA kernel source on the CPU):
+    specialised kernels for the default points where they exist, generic ones otherwise.
+
+    Returns [] with no rows when the emulator extension is missing.
+    """
+    from . import _backend
+    from .layer import WinogradConv2d
+
+    ext = _backend.extension("emulator", required=False)
+    if ext is None:
+        return []
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in sorted({r for _, r in tiles}):
+        pad = (r - 1) // 2
+        x = rng.standard_normal((1, C, H, H)).astype(dtype)
+        w = rng.standard_normal((K, C, r, r)).astype(dtype)
+        y_ref = reference.conv2d_direct(x, w, padding=pad)
+        for m, rr in tiles:
+            if rr != r:
+                continue
+            for ps in point_sets:
+                pts = point_set(ps, m, r)
+                plan = WinogradConv2d(w, padding=pad, m=m, backend="emulator", points=pts)
+                y = plan(x)
+                y_np = reference.winograd_conv2d(x, w, m, padding=pad, points=pts)
+                tol = tolerance(dtype, m, r, C * r * r, 2, pts)
+                err = rel_err(y, y_ref)
+                rows.append({
+                    "layer": f"C{C}-K{K}-{H}x{H}", "C": C, "K": K, "H": H, "W": H, "m": m, "r": r,
+                    "F": f"F({m},{r})", "points": ps, "backend": "emulator",
+                    "kernels": "generic" if plan.generic else "specialised", "dtype": dtype.name,
+                    "max_rel": err, "mean_rel": mean_rel_err(y, y_ref), "numpy_max_rel": rel_err(y_np, y_ref),
+                    "emulator_vs_numpy": rel_err(y, y_np), "tolerance": tol, "ok": bool(err <= tol),
+                })
+    return rows
+
+
+def nnpack_comparison(layers: Sequence[dict[str, Any]], m: int = 6, r: int = 3, iterations: int = 3,
+                      seed: int = 2) -> list[dict[str, Any]]:
+    """NNPACK-style measurement: uniform(−0.1, 1) data, element-wise relative error, median
+    of ``iterations`` draws, float32, default points — next to NNPACK's limits."""
+    rng = np.random.default_rng(seed)
+    pad = (r - 1) // 2
+    rows = []
+    for lay in layers:
+        errs, proj = [], []
+        for _ in range(iterations):
+            x = _data(rng, (1, lay["C"], lay["H"], lay["W"]), "nnpack").astype(np.float32)
+            w = _data(rng, (lay["K"], lay["C"], r, r), "nnpack").astype(np.float32)
+            y_ref = reference.conv2d_direct(x, w, padding=pad)
+            y = reference.winograd_conv2d(x, w, m, padding=pad)
+            errs.append(elementwise_rel_err(y, y_ref))
+            proj.append(rel_err(y, y_ref))
+        rows.append({"layer": lay["name"], "C": lay["C"], "K": lay["K"], "H": lay["H"], "W": lay["W"],
+                     "F": f"F({m},{r})", "elementwise_max_rel": float(np.median(errs)),
+                     "max_rel": float(np.median(proj)), "iterations": iterations})
+    return rows
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (F, points): the maximum over layers of max_rel and the mean of mean_rel."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["F"], row["points"]), []).append(row)
+    out = []
+    for (f, ps), rs in groups.items():
+        out.append({"F": f, "m": rs[0]["m"], "r": rs[0]["r"], "points": ps,
+                    "point_values": rs[0].get("point_values", ""),
+                    "max_rel": max(r["max_rel"] for r in rs),
+                    "mean_rel": float(np.mean([r["mean_rel"] for r in rs])),
+                    "max_tolerance_ratio": max(r["max_rel"] / r["tolerance"] for r in rs),
+                    "ok": all(r["ok"] for r in rs), "layers": len(rs)})
+    return out
+
+
+def plot(summary: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    """Error against tile size m, one line per (filter size r, point set); a log-scale PNG.
+
+    Returns the path, or None (with a message on stderr) when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install 'magma-wino[bench]'): no plot", file=sys.stderr)
+        return None
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"default": "-o", "reciprocals": "--s", "integers": ":^"}
+    for r in sorted({s["r"] for s in summary}):
+        for ps in sorted({s["points"] for s in summary}, key=lambda p: POINT_SETS.index(p) if p in POINT_SETS else 9):
+            pts = sorted((s for s in summary if s["r"] == r and s["points"] == ps), key=lambda s: s["m"])
+            if not pts:
+                continue
+            ax.plot([s["m"] for s in pts], [s["max_rel"] for s in pts], styles.get(ps, "-x"),
+                    label=f"r={r}, {ps} points")
+    ax.axhline(1e-5, color="grey", lw=0.8, ls="--")
+    ax.axhline(1e-4, color="grey", lw=0.8, ls="-.")
+    ax.text(ax.get_xlim()[0], 1e-5, " NNPACK AlexNet F(6,3) limit 1e-5", va="bottom", fontsize=7, color="grey")
+    ax.text(ax.get_xlim()[0], 1e-4, " NNPACK VGG-A F(6,3) limit 1e-4", va="bottom", fontsize=7, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("output tile size m  (F(m, r), α = m + r − 1)")
+    ax.set_ylabel("max|y − y_ref| / max|y_ref|  (float32, max over layers)")
+    ax.set_title("Winograd float32 error vs float64 direct convolution (VGG-16 shapes)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _e(v: float) -> str:
+    return f"{v:.2e}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The markdown tables of a study result (what docs/results/accuracy.md holds)."""
+    lines = [f"Command: `{result['meta']['command']}`", ""]
+    lines += ["### Summary: max over layers (float32, numpy backend)", "",
+              "| F(m,r) | points | finite points | max rel. error | mean rel. error | error / tolerance | ok |",
+              "|---|---|---|---|---|---|---|"]
+    for s in sorted(result["summary"], key=lambda s: (s["r"], s["m"], POINT_SETS.index(s["points"]))):
+        lines.append(f"| {s['F']} | {s['points']} | {s['point_values']} | {_e(s['max_rel'])} | "
+                     f"{_e(s['mean_rel'])} | {s['max_tolerance_ratio']:.3f} | {'yes' if s['ok'] else 'NO'} |")
+    lines += ["", "### Per layer, default points (max rel. error)", ""]
+    fs = [f"F({m},{r})" for m, r in result["meta"]["tiles"]]
+    lines += ["| layer | C | K | H×W | " + " | ".join(fs) + " |", "|---|---|---|---|" + "---|" * len(fs)]
+    by = {(r["layer"], r["F"]): r for r in result["rows"] if r["points"] == "default"}
+    for lay in result["meta"]["layers"]:
+        cells = [_e(by[(lay['name'], f)]["max_rel"]) if (lay["name"], f) in by else "-" for f in fs]
+        lines.append(f"| {lay['name']} | {lay['C']} | {lay['K']} | {lay['H']}×{lay['W']} | " + " | ".join(cells) + " |")
+    if result.get("emulator"):
+        lines += ["", "### Emulator backend (the CUDA kernel source on the CPU) vs numpy", "",
+                  "| layer | F(m,r) | points | kernels | emulator max rel. | numpy max rel. | emulator vs numpy | ok |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in result["emulator"]:
+            lines.append(f"| {r['layer']} | {r['F']} | {r['points']} | {r['kernels']} | {_e(r['max_rel'])} | "
+                         f"{_e(r['numpy_max_rel'])} | {_e(r['emulator_vs_numpy'])} | {'yes' if r['ok'] else 'NO'} |")
+    if result.get("nnpack"):
+        lines += ["", "### Next to NNPACK's published limits for F(6×6, 3×3) float32", "",
+                  "NNPACK accepts " + "; ".join(f"{t['limit']:.0e} on {t['network']} ({t['source']})"
+                                                for t in NNPACK_THRESHOLDS)
+                  + ". Its error is element-wise (|ref − y| / |ref|, max over outputs, median over "
+                    "iterations) on uniform(−0.1, 1) data; ours measured the same way:", "",
+                  "| layer | C | K | H×W | F | element-wise max rel. (NNPACK measure) | max|δ|/max|y| | "
+                  "NNPACK VGG-A limit | NNPACK AlexNet limit |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in result["nnpack"]:
+            lines.append(f"| {r['layer']} | {r['C']} | {r['K']} | {r['H']}×{r['W']} | {r['F']} | "
+                         f"{_e(r['elementwise_max_rel'])} | {_e(r['max_rel'])} | 1e-04 | 1e-05 |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``magma-wino accuracy`` to ``parser``."""
+    parser.add_argument("--out", metavar="DIR", help="write accuracy.json, accuracy.md, accuracy.png here")
+    parser.add_argument("--spatial", type=int, default=28,
+                        help="cap of the VGG-16 spatial size H = W (default 28: 224/112/56 → 28)")
+    parser.add_argument("--layers", nargs="+", metavar="NAME",
+                        help="VGG-16 layer names (conv1_1 … conv5_3); default all 13")
+    parser.add_argument("--tiles", nargs="+", metavar="M,R", default=[f"{m},{r}" for m, r in TILES],
+                        help="F(m,r) as m,r (default: 2,3 4,3 6,3 8,3 2,5 4,5)")
+    parser.add_argument("--points", nargs="+", choices=POINT_SETS, default=list(POINT_SETS),
+                        help="point sets (default: all)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--no-emulator", action="store_true", help="skip the emulator-backend check")
+    parser.add_argument("--no-nnpack", action="store_true", help="skip the NNPACK-style comparison")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="small: conv1_2, conv3_1, conv5_1 at 14×14, F(2,3) F(4,3) F(6,3) F(2,5)")
+    return parser
+
+
+def _parse_tiles(items: Sequence[str]) -> list[tuple[int, int]]:
+    out = []
+    for it in items:
+        try:
+            m, r = (int(v) for v in it.replace("x", ",").split(","))
+        except ValueError as exc:
+            raise SystemExit(f"--tiles: expected m,r (e.g. 4,3), got {it!r}") from exc
+        out.append((m, r))
+    return out
+
+
+def collect(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Run the study described by ``args``; the result dict (meta, rows, summary, …)."""
+    tiles = _parse_tiles(args.tiles)
+    spatial, names = args.spatial, args.layers
+    if args.quick:
+        tiles = [(2, 3), (4, 3), (6, 3), (2, 5)]
+        spatial, names = 14, names or ["conv1_2", "conv3_1", "conv5_1"]
+    layers = vgg16_layers(spatial, names)
+    if not layers:
+        raise SystemExit(f"--layers: no VGG-16 layer named {names}")
+    t0 = time.perf_counter()
+    rows = _with_progress(lambda tick: study(layers, tiles, args.points, args.dtype, args.seed, tick),
+                          len(layers) * len(tiles) * len(args.points))
+    emu = [] if args.no_emulator else emulator_check(tiles=tiles, dtype=args.dtype)
+    r3 = [lay for lay in layers if lay["name"].split("/")[0] in ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")]
+    nn = [] if args.no_nnpack or args.dtype != "float32" else nnpack_comparison(r3 or layers[:1])
+    return {
+        "schema": "magma_wino.accuracy/1",
+        "meta": {"command": command, "version": __version__, "numpy": np.__version__,
+                 "python": platform.python_version(), "machine": platform.machine(),
+                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                 "dtype": args.dtype, "tiles": tiles, "points": list(args.points),
+                 "point_values": {f"F({m},{r})": {ps: _points_str(ps, m, r) for ps in args.points} for m, r in tiles},
+                 "layers": layers, "spatial_cap": spatial, "batch": 1, "data": "standard normal x and w",
+                 "measure": "max_rel = max|y-y_ref|/max|y_ref|, mean_rel = mean|y-y_ref|/mean|y_ref|, "
+                            "y_ref = float64 direct convolution of the same (rounded) data",
+                 "seconds": time.perf_counter() - t0},
+        "rows": rows,
+        "summary": summarise(rows),
+        "emulator": emu,
+        "nnpack": nn,
+        "nnpack_thresholds": list(NNPACK_THRESHOLDS),
+    }
+
+
+def _with_progress(fn, total: int):
+    try:
+        from rich.progress import Progress
+    except ImportError:  # pragma: no cover - rich is a dependency
+        return fn(None)
+    with Progress(transient=True) as prog:
+        task = prog.add_task("accuracy", total=total)
+        return fn(lambda: prog.advance(task))
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Winograd float32 error vs float64 direct (max over layers)")
+    for col in ("F(m,r)", "points", "max rel", "mean rel", "err/tol", "ok"):
+        table.add_column(col, justify="right")
+    for s in sorted(result["summary"], key=lambda s: (s["r"], s["m"], s["points"])):
+        table.add_row(s["F"], s["points"], _e(s["max_rel"]), _e(s["mean_rel"]),
+                      f"{s['max_tolerance_ratio']:.3f}", "yes" if s["ok"] else "NO")
+    Console().print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``magma-wino accuracy`` with parsed ``args``; exit status (1 if a row exceeds its tolerance)."""
+    command = getattr(args, "command_line", None) or "magma-wino accuracy " + " ".join(getattr(args, "_argv", []))
+    result = collect(args, command.strip())
+    print_summary(result)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        (out / "accuracy.md").write_text(markdown(result))
+        png = plot(result["summary"], out / "accuracy.png")
+        print(f"wrote {out / 'accuracy.json'}, {out / 'accuracy.md'}" + (f", {png}" if png else ""))
+    bad = [s for s in result["summary"] if not s["ok"] and s["points"] == "default"]
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="magma-wino accuracy", description=__doc__.splitlines()[0]))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args._argv = argv
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
