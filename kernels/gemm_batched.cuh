@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 
 #include "launch.cuh"
 
@@ -31,6 +32,7 @@ struct GemmConfig {
   static_assert(BLK_M % DIM_Y == 0 && BLK_N % DIM_X == 0, "register block must tile the block");
   static_assert((BLK_M * BLK_K) % THREADS == 0 && (BLK_K * BLK_N) % THREADS == 0,
                 "shared-memory tiles must load in whole rounds");
+  static_assert(BLK_K % 4 == 0 && BLK_N % 4 == 0, "16-byte vector loads must tile the block");
   template <typename T>
   static constexpr size_t shared_bytes() {
     return sizeof(T) * static_cast<size_t>(BLK_K) * (BLK_M + BLK_N);
@@ -44,7 +46,43 @@ using GemmTile32x64 = GemmConfig<16, 16, 32, 64, 16>;
 // 16 x 32 tile, 2 x 2 per thread (128 threads): tiny layers, avoids mostly-idle blocks.
 using GemmTile16x32 = GemmConfig<16, 8, 16, 32, 8>;
 
-template <typename T, typename Cfg>
+// VEC consecutive elements, aligned for one vector load (float4 / double2 when VEC
+// elements make 16 bytes).
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Vec {
+  T x[VEC];
+  static __device__ __forceinline__ Vec zeros() {
+    Vec v;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v.x[i] = T(0);
+    return v;
+  }
+};
+
+template <typename T, int VEC>
+__device__ __forceinline__ Vec<T, VEC> load_vec(const T* __restrict__ p) {
+  if constexpr (VEC == 1) {
+    Vec<T, 1> v;
+    v.x[0] = __ldg(p);
+    return v;
+  } else {
+#if MW_DEVICE_CODE
+    return *reinterpret_cast<const Vec<T, VEC>*>(p);  // one 16-byte load (LDG.128)
+#else
+    // The emulator reads element by element: same values, and no type punning for g++.
+    Vec<T, VEC> v;
+#pragma unroll
+    for (int i = 0; i < VEC; ++i) v.x[i] = p[i];
+    return v;
+#endif
+  }
+}
+
+// Elements per vector load when the data allow it: 16 bytes.
+template <typename T>
+constexpr int kVecWidth = 16 / sizeof(T);
+
+template <typename T, typename Cfg, int VEC>
 __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T* __restrict__ A,
                                                     const T* __restrict__ B, T* __restrict__ C,
                                                     T* __restrict__ smem) {
@@ -67,24 +105,36 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
   }
 
   for (int kk = 0; kk < k; kk += BLK_K) {
-    // Stage A[row0 : row0+BLK_M, kk : kk+BLK_K] -> sA (transposed).  Consecutive threads
-    // read consecutive k of one row.  Out-of-range elements are staged as zeros, so the
-    // inner loop needs no bounds checks.
+    // Stage A[row0 : row0+BLK_M, kk : kk+BLK_K] -> sA (transposed), VEC elements per load:
+    // consecutive threads read consecutive k of one row.  Out-of-range elements are staged
+    // as zeros, so the inner loop needs no bounds checks.  With VEC > 1 the launcher has
+    // checked k % VEC == 0 and 16-byte alignment, so a vector is either wholly inside or
+    // wholly outside the matrix.
 #pragma unroll
-    for (int e = tid; e < BLK_M * BLK_K; e += THREADS) {
-      const int r = e / BLK_K, c = e % BLK_K;
+    for (int e = tid; e < BLK_M * (BLK_K / VEC); e += THREADS) {
+      const int r = e / (BLK_K / VEC), c = (e % (BLK_K / VEC)) * VEC;
       const int gr = row0 + r, gc = kk + c;
-      sA[c * BLK_M + r] =
-          (gr < m && gc < k) ? __ldg(A + static_cast<long long>(gr) * k + gc) : T(0);
+      Vec<T, VEC> v;
+      if (gr < m && gc < k)
+        v = load_vec<T, VEC>(A + static_cast<long long>(gr) * k + gc);
+      else
+        v = Vec<T, VEC>::zeros();
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) sA[(c + i) * BLK_M + r] = v.x[i];
     }
     // Stage B[kk : kk+BLK_K, col0 : col0+BLK_N] -> sB.  Consecutive threads read
     // consecutive columns: coalesced along P.
 #pragma unroll
-    for (int e = tid; e < BLK_K * BLK_N; e += THREADS) {
-      const int r = e / BLK_N, c = e % BLK_N;
+    for (int e = tid; e < BLK_K * (BLK_N / VEC); e += THREADS) {
+      const int r = e / (BLK_N / VEC), c = (e % (BLK_N / VEC)) * VEC;
       const int gr = kk + r, gc = col0 + c;
-      sB[r * BLK_N + c] =
-          (gr < k && gc < n) ? __ldg(B + static_cast<long long>(gr) * n + gc) : T(0);
+      Vec<T, VEC> v;
+      if (gr < k && gc < n)
+        v = load_vec<T, VEC>(B + static_cast<long long>(gr) * n + gc);
+      else
+        v = Vec<T, VEC>::zeros();
+#pragma unroll
+      for (int i = 0; i < VEC; ++i) sB[r * BLK_N + c + i] = v.x[i];
     }
     __syncthreads();
 
@@ -117,20 +167,26 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
   }
 }
 
-template <typename T, typename Cfg>
-__global__ void __launch_bounds__(Cfg::THREADS)
+// Resident blocks per SM promised to ptxas.  Without it, CUDA 13's ptxas sometimes caps
+// these kernels at 48-64 registers and spills; two blocks of 256 threads allow up to 128
+// registers per thread, more than any configuration needs.
+constexpr int kGemmMinBlocks = 2;
+
+template <typename T, typename Cfg, int VEC>
+__global__ void __launch_bounds__(Cfg::THREADS, kGemmMinBlocks)
     gemm_batched_kernel(int m, int n, int k, const T* __restrict__ A, long long stride_a,
                         const T* __restrict__ B, long long stride_b, T* __restrict__ C,
                         long long stride_c, int batch_offset) {
   MW_DYNAMIC_SHARED(T, smem);
   const long long b = static_cast<long long>(blockIdx.z) + batch_offset;
-  gemm_batched_device<T, Cfg>(m, n, k, A + b * stride_a, B + b * stride_b, C + b * stride_c, smem);
+  gemm_batched_device<T, Cfg, VEC>(m, n, k, A + b * stride_a, B + b * stride_b, C + b * stride_c,
+                                   smem);
 }
 
 // Grid dimension limits of CUDA: y and z at most 65535.
 constexpr int kMaxGridYZ = 65535;
 
-template <typename T, typename Cfg>
+template <typename T, typename Cfg, int VEC>
 cudaError_t gemm_batched_launch(int batch, int m, int n, int k, const T* A, const T* B, T* C,
                                 cudaStream_t stream) {
   const int blocks_m = (m + Cfg::BLK_M - 1) / Cfg::BLK_M;
@@ -146,8 +202,8 @@ cudaError_t gemm_batched_launch(int batch, int m, int n, int k, const T* A, cons
       const dim3 grid(blocks_n, grid_y, std::min(batch - b0, kMaxGridYZ));
       const long long row_off = static_cast<long long>(rb) * Cfg::BLK_M;
       const cudaError_t err =
-          launch(gemm_batched_kernel<T, Cfg>, grid, block, Cfg::template shared_bytes<T>(), stream,
-                 rows_here, n, k, A + row_off * k, static_cast<long long>(m) * k, B,
+          launch(gemm_batched_kernel<T, Cfg, VEC>, grid, block, Cfg::template shared_bytes<T>(),
+                 stream, rows_here, n, k, A + row_off * k, static_cast<long long>(m) * k, B,
                  static_cast<long long>(k) * n, C + row_off * n, static_cast<long long>(m) * n, b0);
       if (err != cudaSuccess) return err;
     }
@@ -155,15 +211,27 @@ cudaError_t gemm_batched_launch(int batch, int m, int n, int k, const T* A, cons
   return cudaSuccess;
 }
 
+// 16-byte vector loads need 16-byte aligned rows: aligned base pointers and row lengths
+// (k for A, n for B) that are multiples of the vector width.
+template <typename T, typename Cfg>
+cudaError_t gemm_batched_vectorized_if_aligned(int batch, int m, int n, int k, const T* A,
+                                               const T* B, T* C, cudaStream_t stream) {
+  constexpr int V = kVecWidth<T>;
+  const bool aligned = k % V == 0 && n % V == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(B) % 16 == 0;
+  if (aligned) return gemm_batched_launch<T, Cfg, V>(batch, m, n, k, A, B, C, stream);
+  return gemm_batched_launch<T, Cfg, 1>(batch, m, n, k, A, B, C, stream);
+}
+
 // Pick the tile configuration by problem size (m = output channels, n = tiles P).
 template <typename T>
 cudaError_t gemm_batched(int batch, int m, int n, int k, const T* A, const T* B, T* C,
                          cudaStream_t stream) {
   if (m >= 64 && n >= 64)
-    return gemm_batched_launch<T, GemmTile64x64>(batch, m, n, k, A, B, C, stream);
+    return gemm_batched_vectorized_if_aligned<T, GemmTile64x64>(batch, m, n, k, A, B, C, stream);
   if (m >= 32 && n >= 64)
-    return gemm_batched_launch<T, GemmTile32x64>(batch, m, n, k, A, B, C, stream);
-  return gemm_batched_launch<T, GemmTile16x32>(batch, m, n, k, A, B, C, stream);
+    return gemm_batched_vectorized_if_aligned<T, GemmTile32x64>(batch, m, n, k, A, B, C, stream);
+  return gemm_batched_vectorized_if_aligned<T, GemmTile16x32>(batch, m, n, k, A, B, C, stream);
 }
 
 }  // namespace mw
