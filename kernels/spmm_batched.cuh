@@ -1,4 +1,3 @@
-#include "launch.cuh"
 // Sparse batched products: C[b] = A_csr[b] · B[b] for every Winograd position b, one launch.
 //
 // In a layer: M[b] (K x P) = U[b] (K x C, pruned, batched CSR) · V[b] (C x P, dense).
@@ -61,6 +60,8 @@
 
 #include <algorithm>
 #include <cstdint>
+
+#include "launch.cuh"
 
 namespace mw {
 
