@@ -49,14 +49,6 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost(args: argparse.Namespace) -> int:
-    from . import cost  # noqa: PLC0415
-
-    argv = list(args.rest)
-    cost.main(argv)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="magma-wino", description="Winograd convolution kernels: validation, "
                                  "benchmarks, accuracy, cost and build info.")
@@ -86,14 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:  # pragma: no cover
         p.set_defaults(func=lambda a, e=exc: print(f"accuracy unavailable: {e}") or 2)
 
-    p = sub.add_parser("cost", help="exact multiplication/addition counts (python -m magma_wino.cost --help)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cost)
+    # Dispatched before parsing (below); listed here for --help.
+    sub.add_parser("cost", help="exact multiplication/addition counts (magma-wino cost --help)", add_help=False)
 
     p = sub.add_parser("info", help="backends, versions, compiled architectures")
     p.add_argument("--kernels", action="store_true", help="static kernel report (needs nvcc and a source checkout)")
     p.set_defaults(func=_info)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cost"]:  # cost has its own parser: pass its options through untouched
+        from . import cost  # noqa: PLC0415
+
+        cost.main(argv[1:])
+        return 0
     args = ap.parse_args(argv)
     return int(args.func(args) or 0)
 
