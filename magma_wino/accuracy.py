@@ -429,7 +429,7 @@ def markdown(result: dict[str, Any]) -> str:
                                                 for t in NNPACK_THRESHOLDS)
                   + ". Its error is element-wise (|ref − y| / |ref|, max over outputs, median over "
                     "iterations) on uniform(−0.1, 1) data; ours measured the same way:", "",
-                  "| layer | C | K | H×W | F | element-wise max rel. (NNPACK measure) | max|δ|/max|y| | "
+                  "| layer | C | K | H×W | F | element-wise max rel. (NNPACK measure) | max abs. err. / max abs. ref. | "
                   "NNPACK VGG-A limit | NNPACK AlexNet limit |", "|---|---|---|---|---|---|---|---|---|"]
         for r in result["nnpack"]:
             lines.append(f"| {r['layer']} | {r['C']} | {r['K']} | {r['H']}×{r['W']} | {r['F']} | "

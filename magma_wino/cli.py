@@ -20,7 +20,7 @@ def _info(args: argparse.Namespace) -> int:
     if emu is not None:
         print(f"                     workers={emu.get_workers()} order={emu.get_order()}")
     cuda = _backend.extension("cuda", required=False)
-    print(f"  cuda extension   : {'built, ' + str(cuda.build_info()) if cuda else 'not built (nvcc was not found at install time)'}")
+    print(f"  cuda extension   : {'built, ' + str(cuda.build_info()) if cuda else 'not built (no nvcc, or MW_CUDA=OFF, at install time)'}")
     if cuda is not None:
         print(f"  CUDA runtime     : {cuda.runtime_info()}")
     cp = _backend.cupy_module()

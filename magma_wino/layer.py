@@ -57,13 +57,15 @@ class _WinogradConvNd:
     """Shared implementation of the 2D and 3D plans (``ndim`` set by the subclass)."""
 
     ndim: int = 2
+    #: Output tile size when ``m`` is not given.
+    default_m: int = 4
 
     def __init__(
         self,
         w: Any,
         bias: Any = None,
         padding: int | tuple[int, ...] = 0,
-        m: int = 4,
+        m: int | None = None,
         backend: str = "auto",
         *,
         relu: Relu = None,
@@ -76,7 +78,8 @@ class _WinogradConvNd:
             w: spatial weights, float32 or float64 (NumPy, CuPy or any device array).
             bias: optional (K,) array added to every output of channel k.
             padding: zero padding, an int or one int per spatial axis, 0 <= p <= r - 1.
-            m: output tile size per axis: F(m, r) with r from ``w``.
+            m: output tile size per axis: F(m, r) with r from ``w``; default
+                :attr:`default_m` (4 in 2D, 2 in 3D).
             backend: "auto" (cuda for device arrays, numpy for host arrays), "cuda",
                 "emulator" or "numpy".
             relu: None, "spatial" (ReLU of the input before the transform) or
@@ -94,7 +97,7 @@ class _WinogradConvNd:
     # ----------------------------------------------------------------- construction
 
     def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like) -> None:
-        self.m = _check_m(m)
+        self.m = _check_m(self.default_m if m is None else m)
         self.r = int(r)
         self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
         self.alpha = self.transform.alpha
@@ -162,7 +165,7 @@ class _WinogradConvNd:
         prune: float | None = None,
         bias: Any = None,
         padding: int | tuple[int, ...] = 0,
-        m: int = 4,
+        m: int | None = None,
         backend: str = "auto",
         relu: Relu = None,
         points: Any = None,
@@ -190,7 +193,7 @@ class _WinogradConvNd:
         per_position: bool = False,
         bias: Any = None,
         padding: int | tuple[int, ...] = 0,
-        m: int = 4,
+        m: int | None = None,
         backend: str = "auto",
         relu: Relu = None,
         sparse: bool | Literal["auto"] = "auto",
@@ -391,3 +394,4 @@ class WinogradConv3d(_WinogradConvNd):
     """3D Winograd convolution plan F(m×m×m, r×r×r) — see the module docstring."""
 
     ndim = 3
+    default_m = 2  # F(2x2x2, 3x3x3): 64 multiplications per 8 outputs instead of 216

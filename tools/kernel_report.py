@@ -49,13 +49,17 @@ def _short(name: str) -> str:
     return name.replace("mw::", "")
 
 
-def _threads_per_block(name: str) -> int:
-    if "gemm_batched_kernel" in name or "spmm_batched_kernel" in name:
-        m = re.search(r"GemmConfig<(\d+), (\d+)", name) or re.search(r"Config<(\d+), (\d+)", name)
-        if m:
-            return int(m.group(1)) * int(m.group(2))
-        return 256
-    return 128
+def _launch_shape(name: str) -> tuple[int, int]:
+    """(threads per block, dynamic shared memory bytes) of a kernel, from its template
+    arguments: ptxas reports only static shared memory, and the products use dynamic."""
+    size = 8 if "<double" in name else 4
+    if (m := re.search(r"gemm_batched_kernel<\w+, GemmConfig<(\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
+        dx, dy, bm, bn, bk = map(int, m.groups())
+        return dx * dy, bk * (bm + bn) * size
+    if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
+        dx, dy, _bm, _bn, chunk = map(int, m.groups())
+        return dx * dy, chunk * (size + 4)
+    return 128, 0  # the transform kernels: kTransformThreads, no shared memory
 
 
 def occupancy(arch: str, regs: int, smem: int, threads: int) -> float:
@@ -96,17 +100,17 @@ def compile_report(archs: list[str], nvcc: str, source: Path) -> list[dict]:
     names = _demangle(sorted({r["mangled"] for r in rows}), nvcc)
     for r in rows:
         r["kernel"] = _short(names[r["mangled"]])
-        r["threads"] = _threads_per_block(r["kernel"])
-        r["occupancy"] = round(occupancy(r["arch"], r["regs"], r["smem"], r["threads"]), 3)
+        r["threads"], r["dynamic_smem"] = _launch_shape(r["kernel"])
+        r["occupancy"] = round(occupancy(r["arch"], r["regs"], r["smem"] + r["dynamic_smem"], r["threads"]), 3)
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
-    head = f"{'arch':>5} {'regs':>4} {'spill':>5} {'stack':>5} {'smem':>6} {'thr':>4} {'occ':>5}  kernel"
+    head = f"{'arch':>5} {'regs':>4} {'spill':>5} {'stack':>5} {'smem':>6} {'dsmem':>6} {'thr':>4} {'occ':>5}  kernel"
     lines = [head, "-" * len(head)]
     for r in sorted(rows, key=lambda r: (r["arch"], r["kernel"])):
         spill = r["spill_stores"] + r["spill_loads"]
-        lines.append(f"sm_{r['arch']:>2} {r['regs']:>4} {spill:>5} {r['stack']:>5} {r['smem']:>6} "
+        lines.append(f"sm_{r['arch']:>2} {r['regs']:>4} {spill:>5} {r['stack']:>5} {r['smem']:>6} {r['dynamic_smem']:>6} "
                      f"{r['threads']:>4} {r['occupancy']:>5.2f}  {r['kernel']}")
     return "\n".join(lines)
 

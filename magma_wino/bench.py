@@ -1,0 +1,868 @@
+"""``magma-wino bench``: Winograd layers of VGG-16, ResNet-18/50 and C3D, timed per phase.
+
+For every layer × batch × F(m, 3) × density × backend one MAGMA-style row:
+
+    layer | N | C | K | H×W | F(m,r) | density | backend | ms | in/prod/out ms | GFLOP/s |
+    workspace MiB | error | ok
+
+* ``ms``: the whole ``plan(x)``; ``in/prod/out``: the three phases timed separately (the same
+  calls ``plan.__call__`` makes: input transform, batched dense or sparse product, output
+  transform), like NNPACK's profile.  CPU: ``time.perf_counter``, GPU: CUDA events; one
+  warm-up call, then the median of ``--repeat`` calls.
+* ``GFLOP/s``: *effective*, the direct convolution's 2·N·K·C·Πout·r^nd divided by the time
+  (a Winograd layer does fewer real operations; a pruned one fewer still).
+* ``workspace``: V (α^nd·C·P) + M (α^nd·K·P) + U (dense, or the CSR arrays); on a GPU also
+  CuPy's memory-pool peak during one call.
+* ``error``: ``max|y − y_ref| / max|y_ref|`` against float64 (dense: the direct convolution;
+  pruned: ``reference.winograd_conv_from_U`` of the pruned U, which *is* the layer), on the
+  first image and an output window of at most ``--check-window`` per axis (a multiple of
+  every m, so the tiles are the plan's); ``ok``: error ≤ :func:`magma_wino.accuracy.tolerance`.
+
+Densities: ``1.0 dense`` is the plain plan; ``d sparse`` rows are
+``from_winograd(U, r, prune=d, sparse=True)`` (Winograd-domain pruning, batched CSR product).
+The numpy backend has no sparse product (its plan multiplies the dense U), so it runs the
+dense rows only.  Baselines in the same run: on CPU ``im2col+matmul`` (NumPy, one matmul);
+on a GPU ``im2col+cublas`` (CuPy, one ``cupy.matmul``) and ``cudnn`` (PyTorch
+``conv2d``/``conv3d``, or CuPy's cuDNN binding).
+
+The emulator runs the CUDA kernel source on the CPU fibers; its layers are scaled down
+(``--scale``, default channels/8 and spatial/4, batch 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _backend, reference
+from ._version import __version__
+from .accuracy import rel_err, tolerance
+from .cost import C3D_LAYERS, VGG16_LAYERS
+
+__all__ = [
+    "NETWORKS",
+    "Layer",
+    "network_layers",
+    "im2col_conv",
+    "cudnn_conv_fn",
+    "phase_functions",
+    "time_cpu",
+    "time_gpu",
+    "bench_layer",
+    "crossovers",
+    "format_table",
+    "markdown_table",
+    "kernel_facts",
+    "add_arguments",
+    "run",
+    "main",
+]
+
+DENSITIES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.0)
+MIB = 1024.0 * 1024.0
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One 3×3 (3D: 3×3×3) stride-1, padding-1 convolution layer."""
+
+    network: str
+    name: str
+    C: int
+    K: int
+    spatial: tuple[int, ...]
+    r: int = 3
+
+    @property
+    def ndim(self) -> int:
+        return len(self.spatial)
+
+    def scaled(self, ch_div: int, sp_div: int) -> Layer:
+        """Channels / ch_div and spatial / sp_div (at least 1 channel, 2 per axis)."""
+        if ch_div == 1 and sp_div == 1:
+            return self
+        return Layer(self.network, self.name, max(1, self.C // ch_div), max(1, self.K // ch_div),
+                     tuple(max(2, s // sp_div) for s in self.spatial), self.r)
+
+
+def _vgg16() -> list[Layer]:
+    labels = [f"conv{s}_{i}" for s, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+    return _dedupe("vgg16", [(lab, C, K, (H, W)) for lab, (C, K, H, W) in zip(labels, VGG16_LAYERS)])
+
+
+def _dedupe(network: str, items: list[tuple[str, int, int, tuple[int, ...]]]) -> list[Layer]:
+    """Identical shapes once, named after all the layers they stand for (conv3_2/3_3)."""
+    seen: dict[tuple, list[str]] = {}
+    for name, C, K, sp in items:
+        seen.setdefault((C, K, sp), []).append(name)
+    out = []
+    for (C, K, sp), names in seen.items():
+        label = names[0] + "".join("/" + n.split("conv")[-1] if n.startswith("conv") else "/" + n for n in names[1:])
+        out.append(Layer(network, label, C, K, sp))
+    return out
+
+
+#: ResNet-18 3×3 layers (He et al. 2016): the repeated C→C convs of each stage, and the
+#: first 3×3 of stages 2–4 (stride 2 in the network) as its stride-1 equivalent: C → 2C at
+#: the stage's output size.
+RESNET18: tuple[tuple[str, int, int, int], ...] = (
+    ("conv2_x", 64, 64, 56),
+    ("conv3_1*", 64, 128, 28),
+    ("conv3_x", 128, 128, 28),
+    ("conv4_1*", 128, 256, 14),
+    ("conv4_x", 256, 256, 14),
+    ("conv5_1*", 256, 512, 7),
+    ("conv5_x", 512, 512, 7),
+)
+
+#: ResNet-50 bottleneck 3×3 layers (the middle conv of each block; the first block of
+#: stages 3–5 has stride 2 in the network — its stride-1 equivalent has the same shape).
+RESNET50: tuple[tuple[str, int, int, int], ...] = (
+    ("conv2_x.b", 64, 64, 56),
+    ("conv3_x.b", 128, 128, 28),
+    ("conv4_x.b", 256, 256, 14),
+    ("conv5_x.b", 512, 512, 7),
+)
+
+C3D_NAMES = ("conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
+
+
+def _c3d() -> list[Layer]:
+    return _dedupe("c3d", [(n, C, K, (D, H, W)) for n, (C, K, D, H, W) in zip(C3D_NAMES, C3D_LAYERS)])
+
+
+NETWORKS: dict[str, Callable[[], list[Layer]]] = {
+    "vgg16": _vgg16,
+    "resnet18": lambda: [Layer("resnet18", n, C, K, (H, H)) for n, C, K, H in RESNET18],
+    "resnet50": lambda: [Layer("resnet50", n, C, K, (H, H)) for n, C, K, H in RESNET50],
+    "c3d": _c3d,
+}
+
+
+def network_layers(names: Sequence[str]) -> list[Layer]:
+    """Layers of the named networks (``all`` = the four)."""
+    if "all" in names:
+        names = list(NETWORKS)
+    out: list[Layer] = []
+    for n in names:
+        if n not in NETWORKS:
+            raise ValueError(f"unknown network {n!r}; choose from {sorted(NETWORKS)} or 'all'")
+        out += NETWORKS[n]()
+    return out
+
+
+def direct_flops(N: int, C: int, K: int, out_spatial: Sequence[int], r: int) -> int:
+    """2·N·K·C·Πout·r^nd: the multiply-adds of the direct convolution, counted as 2 FLOPs."""
+    return 2 * N * K * C * math.prod(out_spatial) * r ** len(out_spatial)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def _xp_of(a: Any):
+    return np if isinstance(a, np.ndarray) else _backend.cupy_module()
+
+
+def im2col_conv(x: Any, w: Any, padding: int | Sequence[int] = 1, xp: Any = None) -> Any:
+    """Convolution as im2col + one matrix product, for NumPy or CuPy arrays (``xp``).
+
+    The padded input is unfolded through a strided view (N, C, out…, r…), copied once into
+    the column matrix (C·r^nd) × (N·Πout), and multiplied by w as a K × (C·r^nd) matrix
+    (one ``xp.matmul``: cuBLAS on CuPy, BLAS on NumPy).  Stride 1, 2D or 3D.
+    """
+    xp = xp or _xp_of(x)
+    nd = x.ndim - 2
+    pads = (padding,) * nd if isinstance(padding, (int, np.integer)) else tuple(padding)
+    N, C = x.shape[:2]
+    K, r = w.shape[0], w.shape[2]
+    xpad = xp.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    out = tuple(s - r + 1 for s in xpad.shape[2:])
+    st = xpad.strides
+    win = xp.lib.stride_tricks.as_strided(xpad, shape=(N, C) + out + (r,) * nd,
+                                          strides=st[:2] + st[2:] + st[2:])
+    perm = (1,) + tuple(range(2 + nd, 2 + 2 * nd)) + (0,) + tuple(range(2, 2 + nd))
+    cols = xp.ascontiguousarray(win.transpose(perm)).reshape(C * r**nd, N * math.prod(out))
+    y = xp.matmul(w.reshape(K, C * r**nd), cols)
+    return xp.ascontiguousarray(y.reshape((K, N) + out).swapaxes(0, 1))
+
+
+def cudnn_conv_fn(x: Any, w: Any, padding: int = 1) -> tuple[str, Callable[[], Any]] | None:
+    """A no-argument callable running cuDNN's convolution of device arrays x, w, and its name.
+
+    PyTorch (``torch.nn.functional.conv2d``/``conv3d`` on CUDA, TF32 off so float32 is
+    float32) when importable, else CuPy's cuDNN binding (``cupy.cudnn.convolution_forward``),
+    else None.
+    """
+    nd = x.ndim - 2
+    try:
+        import torch
+        import torch.nn.functional as F
+
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+            tx, tw = torch.from_dlpack(x), torch.from_dlpack(w)
+            conv = F.conv2d if nd == 2 else F.conv3d
+            return "cudnn(torch)", lambda: conv(tx, tw, padding=padding)
+    except Exception:
+        pass
+    cp = _backend.cupy_module()
+    try:
+        import cupy.cudnn as cudnn  # needs CuPy built with cuDNN (cupy-cuda* + nvidia-cudnn)
+
+        out = tuple(s + 2 * padding - w.shape[2] + 1 for s in x.shape[2:])
+        y = cp.empty((x.shape[0], w.shape[0]) + out, dtype=x.dtype)
+        pad, one = (padding,) * nd, (1,) * nd
+
+        def fn():
+            cudnn.convolution_forward(x, w, None, y, pad, one, one, 1, auto_tune=True, tensor_core="never")
+            return y
+
+        return "cudnn(cupy)", fn
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_cpu(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds (``time.perf_counter``) after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_gpu(fn: Callable[[], Any], repeat: int = 10, warmup: int = 2) -> float:
+    """Median GPU time of ``fn()`` in seconds: CUDA events on CuPy's current stream."""
+    cp = _backend.cupy_module()
+    for _ in range(warmup):
+        fn()
+    cp.cuda.get_current_stream().synchronize()
+    times = []
+    for _ in range(max(1, repeat)):
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) / 1e3)
+    return statistics.median(times)
+
+
+def phase_functions(plan: Any, x: Any) -> tuple[dict[str, Callable[[], Any]], dict[str, int]]:
+    """The three phases of ``plan(x)`` as separate callables, and the workspace bytes.
+
+    Replicates ``_WinogradConvNd.__call__`` (magma_wino/layer.py) through the plan's
+    engine: ``input`` = input transform (V), ``product`` = batched GEMM or batched CSR
+    product (M), ``output`` = output transform (y).  Each phase reads the previous one's
+    latest result, so they can be timed independently after one call of each.
+    """
+    x = plan._check_x(x)
+    yshape = plan.out_shape(tuple(x.shape))
+    itemsize = np.dtype(plan.dtype).itemsize
+    st: dict[str, Any] = {}
+
+    def inp():
+        st["V"] = plan._input_transform(x)
+
+    inp()
+    V = st["V"]
+    positions, P = int(V.shape[0]), int(V.shape[2])
+    if plan.uses_sparse_product and plan.csr is not None:
+        c = plan.csr
+        u_bytes = int(c.values.nbytes + c.col_idx.nbytes + c.row_ptr.nbytes)
+    else:
+        u_bytes = positions * plan.K * plan.C * itemsize
+    sizes = {"V": int(V.nbytes), "M": positions * plan.K * P * itemsize, "U": u_bytes}
+    e = plan._engine
+    if e is None:
+        U = plan.U
+
+        def prod():
+            st["M"] = np.matmul(U, st["V"])
+
+        def out():
+            return reference.output_transform(st["M"], plan.m, plan.r, yshape, plan.bias, plan._points)
+    else:
+        dt = _backend.kernel_dtype(plan.dtype, "x")
+        M = e.empty((positions, plan.K, P), plan.dtype)
+        y = e.empty(yshape, plan.dtype)
+        desc = plan._desc(x)
+        if plan.uses_sparse_product:
+            c = plan.csr
+
+            def prod():
+                e.ext.spmm_batched(dt, positions, plan.K, plan.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
+                                   e.ptr(c.values), c.nnz, e.ptr(st["V"]), e.ptr(M), e.stream())
+        else:
+            U = plan.U
+
+            def prod():
+                e.ext.gemm_batched(dt, positions, plan.K, P, plan.C, e.ptr(U), e.ptr(st["V"]), e.ptr(M), e.stream())
+
+        def out():
+            e.ext.output_transform(desc, dt, e.ptr(M), e.ptr(plan.bias), e.ptr(y), e.ptr(plan._mats), e.stream())
+            return y
+    prod()
+    return {"input": inp, "product": prod, "output": out}, sizes
+
+
+# --------------------------------------------------------------------------- one layer
+
+
+def _plan_cls(ndim: int):
+    from .layer import WinogradConv2d, WinogradConv3d
+
+    return WinogradConv2d if ndim == 2 else WinogradConv3d
+
+
+def _check_extent(out: int, tiles: Sequence[int], window: int) -> int:
+    """Output extent checked per axis: all of it, or a multiple of every m ≤ window."""
+    if out <= window:
+        return out
+    step = math.lcm(*tiles)
+    return max(step, (window // step) * step)
+
+
+def _crop(a: Any, n: int, extents: Sequence[int]) -> Any:
+    return a[(slice(0, n), slice(None)) + tuple(slice(0, e) for e in extents)]
+
+
+def _to_host(a: Any) -> np.ndarray:
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densities: Sequence[float],
+                dtype: Any = np.float32, repeat: int = 5, check_window: int = 24, seed: int = 0,
+                baselines: bool = True, scaled_from: Layer | None = None,
+                tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """All rows of one layer at batch N on one backend (Winograd dense/sparse and baselines)."""
+    dtype = np.dtype(dtype)
+    gpu = backend == "cuda"
+    rng = np.random.default_rng(seed)
+    nd, r, pad = layer.ndim, layer.r, (layer.r - 1) // 2
+    xh = rng.standard_normal((N, layer.C) + layer.spatial).astype(dtype)
+    wh = rng.standard_normal((layer.K, layer.C) + (r,) * nd).astype(dtype)
+    out_sp = tuple(s + 2 * pad - r + 1 for s in layer.spatial)
+    flops = direct_flops(N, layer.C, layer.K, out_sp, r)
+    # the checked subset: first image, a tile-aligned output window, and the input it reads
+    ext = tuple(_check_extent(o, tiles, check_window) for o in out_sp)
+    x_sub = _crop(xh, 1, tuple(min(s, e + r - 1 - pad) for s, e in zip(layer.spatial, ext)))
+    direct = reference.conv2d_direct if nd == 2 else reference.conv3d_direct
+    y_direct = _crop(direct(x_sub, wh, padding=pad), 1, ext)
+    subset = "all" if N == 1 and ext == out_sp else f"n=0, out[{'x'.join(map(str, ext))}]"
+    cp = _backend.cupy_module() if gpu else None
+    pool = cp.get_default_memory_pool() if gpu else None
+    x = cp.asarray(xh) if gpu else xh
+    w = cp.asarray(wh) if gpu else wh
+    timer = time_gpu if gpu else time_cpu
+    n_red = layer.C * r**nd
+
+    base = {"network": layer.network, "layer": layer.name, "ndim": nd, "N": N, "C": layer.C, "K": layer.K,
+            "spatial": list(layer.spatial), "r": r, "dtype": dtype.name, "flops": flops,
+            "scaled_from": None if scaled_from is None else
+            {"C": scaled_from.C, "K": scaled_from.K, "spatial": list(scaled_from.spatial)}}
+    rows: list[dict[str, Any]] = []
+
+    def finish(row: dict[str, Any], seconds: float, y: Any, y_ref: np.ndarray, tol: float | None) -> None:
+        row["ms"] = seconds * 1e3
+        row["gflops"] = flops / seconds / 1e9 if seconds > 0 else math.inf
+        err = rel_err(_crop(_to_host(y), 1, ext), y_ref)
+        row["error"] = err
+        row["error_subset"] = subset
+        row["tolerance"] = tol
+        row["ok"] = bool(err <= tol) if tol is not None else None
+        rows.append(row)
+        if tick is not None:
+            tick()
+
+    Plan = _plan_cls(nd)
+    for m in tiles:
+        tol = tolerance(dtype, m, r, n_red, nd)
+        plans: list[tuple[float, str, Any, np.ndarray]] = []
+        dense = Plan(w, padding=pad, m=m, backend=backend)
+        plans.append((1.0, "dense", dense, y_direct))
+        if backend != "numpy":
+            Uh = reference.filter_transform(wh, m).astype(dtype)
+            for d in densities:
+                sp = Plan.from_winograd(Uh, r, prune=d, sparse=True, padding=pad, m=m, backend=backend)
+                Up = _to_host(sp.csr.to_dense()).astype(np.float64)
+                y_ref = _crop(reference.winograd_conv_from_U(x_sub.astype(np.float64), Up, m, r, padding=pad), 1, ext)
+                plans.append((float(d), "sparse", sp, y_ref))
+        for d, kind, plan, y_ref in plans:
+            if gpu:
+                cp.cuda.get_current_stream().synchronize()
+                pool.free_all_blocks()
+            y = plan(x)
+            peak = None
+            if gpu:  # the pool was emptied: what it holds now is what one call needed
+                cp.cuda.get_current_stream().synchronize()
+                peak = int(pool.total_bytes())
+            fns, sizes = phase_functions(plan, x)
+            if peak is not None:
+                sizes["pool_peak"] = peak
+            total = timer(lambda: plan(x), repeat)
+            phases = {k: timer(f, repeat) * 1e3 for k, f in fns.items()}
+            row = dict(base, m=m, F=f"F({m},{r})", density=d, product=kind, backend=backend,
+                       weight_density=float(plan.weight_density) if kind == "sparse" else 1.0,
+                       sparse_product=bool(plan.uses_sparse_product), phase_ms=phases,
+                       workspace_bytes=sizes,
+                       workspace_mib=(sizes["V"] + sizes["M"] + sizes["U"]) / MIB)
+            finish(row, total, y, y_ref, tol)
+    if baselines:
+        tol = tolerance(dtype, 1, r, n_red, nd)  # direct-method rounding: F(1, r) has β = 1
+        cands: list[tuple[str, Callable[[], Any]]] = [
+            ("im2col+cublas" if gpu else "im2col+matmul", lambda: im2col_conv(x, w, pad))]
+        if gpu:
+            cd = cudnn_conv_fn(x, w, pad)
+            if cd is not None:
+                cands.append(cd)
+        for name, fn in cands:
+            if gpu:
+                pool.free_all_blocks()
+            y = fn()
+            if hasattr(y, "__dlpack__") and not hasattr(y, "get") and not isinstance(y, np.ndarray):
+                y = cp.from_dlpack(y)  # torch tensor → CuPy
+            total = timer(fn, repeat)
+            col_bytes = n_red * N * math.prod(out_sp) * dtype.itemsize
+            sizes = {"cols": col_bytes} if "im2col" in name else {}
+            if gpu:
+                sizes["pool_peak"] = int(pool.total_bytes())
+            row = dict(base, m=None, F=name, density=1.0, product="baseline", backend=name,
+                       weight_density=1.0, sparse_product=False, phase_ms=None, workspace_bytes=sizes,
+                       workspace_mib=sizes.get("cols", 0) / MIB)
+            finish(row, total, y, y_direct, tol)
+    return rows
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def crossovers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (layer, backend, N, F): the measured density below which the sparse product is
+    faster than the dense one.
+
+    ``crossover_density`` is the highest density d such that the sparse *product phase* is
+    faster than the dense product at d and at every lower measured density (None: never
+    faster; the product phase is what the density changes).  ``total_crossover_density``: the
+    same for the whole layer time.
+    """
+    groups: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        if r["product"] not in ("dense", "sparse"):
+            continue
+        key = (r["network"], r["layer"], r["backend"], r["N"], r["F"])
+        g = groups.setdefault(key, {"dense": None, "sparse": []})
+        if r["product"] == "dense":
+            g["dense"] = r
+        else:
+            g["sparse"].append(r)
+
+    def cross(dense_t: float, pts: list[tuple[float, float]]) -> float | None:
+        best = None
+        for d, t in sorted(pts):  # ascending density
+            if t < dense_t:
+                best = d
+            else:
+                break
+        return best
+
+    out = []
+    from .layer import SPARSE_DENSITY_THRESHOLD
+
+    for (net, layer, be, N, F), g in groups.items():
+        if g["dense"] is None or not g["sparse"]:
+            continue
+        dp = g["dense"]["phase_ms"]["product"]
+        out.append({
+            "network": net, "layer": layer, "backend": be, "N": N, "F": F,
+            "dense_product_ms": dp,
+            "sparse_product_ms": {str(s["density"]): s["phase_ms"]["product"] for s in g["sparse"]},
+            "crossover_density": cross(dp, [(s["density"], s["phase_ms"]["product"]) for s in g["sparse"]]),
+            "total_crossover_density": cross(g["dense"]["ms"], [(s["density"], s["ms"]) for s in g["sparse"]]),
+            "threshold": SPARSE_DENSITY_THRESHOLD,
+        })
+    return out
+
+
+def _fmt_density(r: dict[str, Any]) -> str:
+    if r["product"] == "baseline":
+        return "-"
+    if r["product"] == "dense":
+        return "dense"
+    return f"{r['density']:g} csr"
+
+
+def _fmt_shape(r: dict[str, Any]) -> str:
+    s = "×".join(str(v) for v in r["spatial"])
+    return s
+
+
+def _fmt_err(v: float) -> str:
+    return f"{v:.1e}" if v else "0"
+
+
+TABLE_COLUMNS = ("layer", "N", "C", "K", "H×W", "F(m,r)", "density", "backend", "ms", "in/prod/out ms",
+                 "GFLOP/s", "workspace MiB", "error", "ok")
+
+
+def table_cells(r: dict[str, Any]) -> list[str]:
+    ph = r.get("phase_ms")
+    phases = "/".join(f"{ph[k]:.3g}" for k in ("input", "product", "output")) if ph else "-"
+    ok = "-" if r["ok"] is None else ("yes" if r["ok"] else "NO")
+    layer = r["layer"] + ("ˢ" if r.get("scaled_from") else "")
+    return [layer, str(r["N"]), str(r["C"]), str(r["K"]), _fmt_shape(r), r["F"], _fmt_density(r), r["backend"],
+            f"{r['ms']:.3g}", phases, f"{r['gflops']:.3g}", f"{r['workspace_mib']:.3g}", _fmt_err(r["error"]), ok]
+
+
+def format_table(rows: Sequence[dict[str, Any]], title: str = "magma-wino bench") -> Any:
+    """The rows as a ``rich.table.Table`` (MAGMA-style columns)."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for c in TABLE_COLUMNS:
+        table.add_column(c, justify="left" if c in ("layer", "F(m,r)", "backend", "density") else "right",
+                         no_wrap=True)
+    for r in rows:
+        cells = table_cells(r)
+        style = "red" if r["ok"] is False else None
+        table.add_row(*cells, style=style)
+    return table
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a GitHub markdown table (the same columns)."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def crossover_markdown(cx: Sequence[dict[str, Any]]) -> str:
+    lines = ["| layer | backend | N | F(m,r) | dense product ms | sparse product ms by density | "
+             "crossover (product) | crossover (total) | SPARSE_DENSITY_THRESHOLD |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in cx:
+        sp = ", ".join(f"{d}: {t:.3g}" for d, t in sorted(c["sparse_product_ms"].items(), key=lambda kv: -float(kv[0])))
+        lines.append(f"| {c['layer']} | {c['backend']} | {c['N']} | {c['F']} | {c['dense_product_ms']:.3g} | {sp} | "
+                     f"{c['crossover_density']} | {c['total_crossover_density']} | {c['threshold']} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- kernel facts
+
+
+def kernel_facts(archs: Sequence[str] = ("80", "90")) -> dict[str, Any]:
+    """Static kernel facts (registers, spills, smem, occupancy) from tools/kernel_report.py.
+
+    Needs a source checkout (tools/ next to the package) and nvcc; returns
+    ``{"skipped": reason}`` otherwise.  Compiles kernels/magma_wino.cu (~20 s per arch).
+    """
+    root = Path(__file__).resolve().parents[1]
+    tool = root / "tools" / "kernel_report.py"
+    if not tool.exists():
+        return {"skipped": f"{tool} not found (needs a source checkout)"}
+    nvcc = shutil.which("nvcc") or os.environ.get("CUDACXX") or "/usr/local/cuda/bin/nvcc"
+    if not Path(nvcc).exists():
+        return {"skipped": "nvcc not found"}
+    spec = importlib.util.spec_from_file_location("_mw_kernel_report", tool)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    try:
+        rows = mod.compile_report(list(archs), nvcc, root / "kernels" / "magma_wino.cu")
+    except (SystemExit, Exception) as exc:  # nvcc failed
+        return {"skipped": f"kernel report failed: {exc}"}
+    spills = sum(1 for r in rows if r["spill_stores"] or r["spill_loads"])
+    return {"nvcc": nvcc, "archs": list(archs), "rows": rows, "instantiations": len(rows),
+            "with_spills": spills}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``magma-wino bench`` to ``parser``."""
+    parser.add_argument("--backend", nargs="+", choices=("numpy", "emulator", "cuda", "all"),
+                        help="default: cuda when a GPU is usable, else numpy and emulator")
+    parser.add_argument("--network", nargs="+", choices=(*NETWORKS, "all"), default=["all"])
+    parser.add_argument("--layers", nargs="+", metavar="NAME", help="only layers whose name contains one of these")
+    parser.add_argument("--batch", nargs="+", type=int, default=[1, 8, 32], help="batch sizes N")
+    parser.add_argument("--tile", nargs="+", type=int, default=[2, 4, 6], help="output tile sizes m of F(m,3)")
+    parser.add_argument("--density", nargs="+", type=float, default=list(DENSITIES),
+                        help="Winograd-domain weight densities of the sparse rows (emulator, cuda)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per measurement (median; default 5 CPU, 20 GPU)")
+    parser.add_argument("--scale", default="8x4", metavar="CxS",
+                        help="emulator layers: channels / C and spatial / S, e.g. 8x4 (default), 1x1 = full")
+    parser.add_argument("--emulator-batch", type=int, nargs="+", default=[1],
+                        help="batch sizes for the (scaled) emulator rows (default 1)")
+    parser.add_argument("--max-workspace-mib", type=float, default=2048.0,
+                        help="skip configurations whose x + V + M + im2col columns exceed this (default 2048)")
+    parser.add_argument("--check-window", type=int, default=24,
+                        help="error checked on image 0 and an output window of this many per axis (default 24)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip im2col / cuDNN rows")
+    parser.add_argument("--kernels", action="store_true",
+                        help="add static kernel facts (nvcc -Xptxas -v via tools/kernel_report.py) to the JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small subset (< 1 min on a 2-core CPU): 3 layers, N=1, densities 1 0.25 0")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write the tables as markdown")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+#: ``--quick``: one layer per network family (N = 1, densities 1, 0.25, 0; 3D only m ≤ 4).
+QUICK_LAYERS = {"vgg16": ("conv5_1",), "resnet18": ("conv5_1*",), "c3d": ("conv5a",)}
+
+
+def _parse_scale(s: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in str(s).lower().replace(":", "x").split("x")]
+    except ValueError as exc:
+        raise SystemExit(f"--scale: expected CxS such as 8x4, got {s!r}") from exc
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise SystemExit(f"--scale: expected CxS with positive integers, got {s!r}")
+    return parts[0], parts[1]
+
+
+def default_backends() -> list[str]:
+    """cuda when a GPU is usable (and the CUDA extension is built), else numpy + emulator."""
+    if _backend.cuda_available():
+        return ["cuda"]
+    out = ["numpy"]
+    if _backend.extension("emulator", required=False) is not None:
+        out.append("emulator")
+    return out
+
+
+def plan_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The (layer, backend, N) jobs of a run, and the skipped ones (with the reason)."""
+    backends = args.backend or default_backends()
+    if "all" in backends:
+        backends = default_backends() if not _backend.cuda_available() else ["cuda", "numpy", "emulator"]
+    if "cuda" in backends and not _backend.cuda_available():
+        raise SystemExit("--backend cuda: no usable CUDA GPU (cupy.is_available() is False, CuPy is missing, "
+                         "or the CUDA extension was not built); use --backend numpy emulator")
+    layers = network_layers(args.network)
+    if args.layers:
+        layers = [lay for lay in layers if any(s in lay.name for s in args.layers)]
+    if args.quick:
+        layers = [lay for lay in layers if lay.name.split("/")[0] in QUICK_LAYERS.get(lay.network, ())]
+    ch, sp = _parse_scale(args.scale)
+    itemsize = np.dtype(args.dtype).itemsize
+    jobs, skipped = [], []
+    for be in backends:
+        for lay in layers:
+            run_lay, src = (lay.scaled(ch, sp), lay) if be == "emulator" else (lay, None)
+            if src is not None and run_lay == lay:
+                src = None
+            batches = args.emulator_batch if be == "emulator" else args.batch
+            for N in batches:
+                # worst case over the tiles: F(2,3) has the largest V, M per output
+                out = tuple(s for s in run_lay.spatial)
+                alpha = min(args.tile) + run_lay.r - 1
+                P = N * math.prod(math.ceil(o / min(args.tile)) for o in out)
+                est = (alpha**run_lay.ndim * (run_lay.C + run_lay.K) * P
+                       + N * run_lay.C * math.prod(out)
+                       + run_lay.C * run_lay.r**run_lay.ndim * N * math.prod(out)) * itemsize / MIB
+                job = {"layer": run_lay, "scaled_from": src, "backend": be, "N": N, "est_mib": est}
+                if est > args.max_workspace_mib:
+                    skipped.append({"network": lay.network, "layer": lay.name, "backend": be, "N": N,
+                                    "reason": f"estimated {est:.0f} MiB > --max-workspace-mib {args.max_workspace_mib:g}"})
+                else:
+                    jobs.append(job)
+    return jobs, skipped
+
+
+def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict[str, Any]:
+    """Run the benchmark described by ``args``; the JSON-ready result."""
+    if args.quick:
+        args.batch = [1]
+        args.density = [1.0, 0.25, 0.0]
+        args.repeat = args.repeat or 2
+    densities = sorted(set(args.density), reverse=True)
+    for d in densities:
+        if not 0.0 <= d <= 1.0:
+            raise SystemExit(f"--density: {d} is not in [0, 1]")
+    jobs, skipped = plan_jobs(args)
+    dtype = np.dtype(args.dtype)
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+
+    def tiles_of(job):
+        if args.quick and job["layer"].ndim == 3:
+            return [m for m in args.tile if m <= 4] or args.tile[:1]
+        return list(args.tile)
+
+    def n_rows(job):
+        per_tile = 1 + (0 if job["backend"] == "numpy" else len(densities))
+        nb = 0 if args.no_baselines or job["backend"] == "emulator" else (2 if job["backend"] == "cuda" else 1)
+        return per_tile * len(tiles_of(job)) + nb
+
+    total = sum(n_rows(j) for j in jobs)
+    progress = None
+    if not args.no_progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=True)
+    ctx = progress if progress is not None else _Null()
+    with ctx:
+        task = progress.add_task("bench", total=total) if progress is not None else None
+        for job in jobs:
+            lay = job["layer"]
+            if progress is not None:
+                progress.update(task, description=f"{job['backend']:8s} {lay.network}/{lay.name} N={job['N']}")
+            repeat = args.repeat or (20 if job["backend"] == "cuda" else 5)
+            rows += bench_layer(lay, job["N"], job["backend"], tiles_of(job), densities, dtype, repeat,
+                                args.check_window, args.seed,
+                                baselines=not args.no_baselines and job["backend"] != "emulator",
+                                scaled_from=job["scaled_from"],
+                                tick=(lambda: progress.advance(task)) if progress is not None else None)
+    result = {
+        "schema": "magma_wino.bench/1",
+        "meta": _meta(args, command, time.perf_counter() - t0),
+        "rows": rows,
+        "crossover": crossovers(rows),
+        "skipped": skipped,
+    }
+    if args.kernels:
+        result["kernels"] = kernel_facts()
+    return result
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _meta(args: argparse.Namespace, command: str, seconds: float) -> dict[str, Any]:
+    meta = {
+        "command": command, "version": __version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "numpy": np.__version__, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+        "dtype": args.dtype, "tiles": list(args.tile), "batches": list(args.batch), "densities": list(args.density),
+        "scale_emulator": args.scale, "repeat": args.repeat, "check_window": args.check_window,
+        "timing": "median of --repeat calls after one warm-up; CPU time.perf_counter, GPU CUDA events",
+        "gflops": "effective: direct-convolution FLOPs 2*N*K*C*prod(out)*r^nd / time",
+        "error": "max|y-y_ref|/max|y_ref| vs float64 (direct conv for dense and baselines; "
+                 "winograd_conv_from_U of the pruned U for sparse rows) on error_subset",
+        "seconds": seconds,
+    }
+    if _backend.cuda_available():
+        cp = _backend.cupy_module()
+        try:
+            props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+            meta["gpu"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            meta["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
+        except Exception:
+            meta["gpu"] = "unknown"
+    else:
+        meta["gpu"] = None
+    return meta
+
+
+def _console() -> Any:
+    """A rich Console; wide enough for the table when stdout is not a terminal (CI logs)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
+def print_result(result: dict[str, Any], console: Any = None) -> None:
+    """Print the rows (rich Table), the crossover summary and skipped configurations."""
+    from rich.table import Table
+
+    console = console or _console()
+    console.print(format_table(result["rows"]))
+    if result["crossover"]:
+        t = Table(title="sparse/dense crossover (product phase; measured)")
+        for c in ("layer", "backend", "N", "F(m,r)", "dense prod ms", "crossover density", "threshold"):
+            t.add_column(c, justify="right")
+        for c in result["crossover"]:
+            t.add_row(c["layer"], c["backend"], str(c["N"]), c["F"], f"{c['dense_product_ms']:.3g}",
+                      str(c["crossover_density"]), str(c["threshold"]))
+        console.print(t)
+    for s in result["skipped"]:
+        console.print(f"[yellow]skipped[/] {s['network']}/{s['layer']} {s['backend']} N={s['N']}: {s['reason']}")
+    k = result.get("kernels")
+    if k:
+        if "skipped" in k:
+            console.print(f"kernel facts: {k['skipped']}")
+        else:
+            console.print(f"kernel facts: {k['instantiations']} instantiations, {k['with_spills']} with spills")
+    ok = [r["ok"] for r in result["rows"] if r["ok"] is not None]
+    console.print(f"{len(result['rows'])} rows, {sum(ok)}/{len(ok)} within tolerance, "
+                  f"{result['meta']['seconds']:.1f} s")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``magma-wino bench`` with parsed ``args``; exit status 1 if a row's error is out of tolerance."""
+    command = getattr(args, "command_line", None) or ("magma-wino bench " + " ".join(getattr(args, "_argv", []))).strip()
+    result = collect(args, command)
+    print_result(result)
+    if args.json:
+        p = Path(args.json)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    if args.markdown:
+        p = Path(args.markdown)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        text = f"Command: `{command}`\n\n" + markdown_table(result["rows"])
+        if result["crossover"]:
+            text += "\n### Sparse/dense crossover (measured)\n\n" + crossover_markdown(result["crossover"])
+        if result["skipped"]:
+            text += "\nSkipped: " + "; ".join(f"{s['layer']} {s['backend']} N={s['N']} ({s['reason']})"
+                                              for s in result["skipped"]) + "\n"
+        p.write_text(text)
+    return 1 if any(r["ok"] is False for r in result["rows"]) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_arguments(argparse.ArgumentParser(prog="magma-wino bench", description=__doc__.splitlines()[0]))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args._argv = argv
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
