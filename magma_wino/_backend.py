@@ -96,6 +96,27 @@ def resolve(backend: str, *arrays: Any) -> str:
     return "cuda" if any(is_device_array(a) for a in arrays if a is not None) else "numpy"
 
 
+def coerce(a: Any, name: str, backend: str = "auto") -> Any:
+    """Entry-point normalisation: NumPy and CuPy arrays (and None) pass through; any other
+    device array (``__cuda_array_interface__`` or CUDA DLPack, e.g. a PyTorch CUDA tensor)
+    becomes a zero-copy CuPy view when the backend may be cuda, so shape/dtype checks and
+    the cuda backend see one kind of device array.  For the host backends it is left as is
+    (their checks reject device arrays with a TypeError)."""
+    if a is None or isinstance(a, np.ndarray) or backend in ("numpy", "emulator"):
+        return a
+    cp = cupy_module()
+    if cp is not None and isinstance(a, cp.ndarray):
+        return a
+    if not is_device_array(a):
+        return a
+    if cp is None or not cuda_available():
+        raise BackendUnavailableError(
+            f"{name} is a device array ({type(a).__module__}.{type(a).__name__}) but the cuda backend "
+            f"is not usable here (CuPy missing, no GPU, or the CUDA extension not built)"
+        )
+    return as_device_array(a, name)
+
+
 def as_device_array(a: Any, name: str) -> Any:
     """A CuPy view of a device array (zero copy) for the cuda backend; TypeError for host arrays."""
     cp = cupy_module()

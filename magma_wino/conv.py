@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _checks
+from . import _backend, _checks
 from .layer import WinogradConv2d, WinogradConv3d
 
 __all__ = ["conv2d", "conv3d"]
@@ -49,6 +49,11 @@ def conv2d(
         unsupported F(m, r); :class:`magma_wino.MagmaWinoError` subclasses for errors of
         the compiled layer.
     """
+    # The weights decide "auto", as they do for a plan; x must then live there too.
+    backend = _backend.resolve(backend, w, bias)
+    x, w, bias, out = (
+        _backend.coerce(a, n, backend) for a, n in ((x, "x"), (w, "w"), (bias, "bias"), (out, "out"))
+    )
     _checks.check_conv_args(x, w, bias, padding, 2)
     return WinogradConv2d(w, bias, padding, m, backend, points=points)(x, out=out)
 
@@ -68,5 +73,10 @@ def conv3d(
 
     As :func:`conv2d`, one axis more; F(2,3) and F(4,3) have specialised 3D kernels.
     """
+    # The weights decide "auto", as they do for a plan; x must then live there too.
+    backend = _backend.resolve(backend, w, bias)
+    x, w, bias, out = (
+        _backend.coerce(a, n, backend) for a, n in ((x, "x"), (w, "w"), (bias, "bias"), (out, "out"))
+    )
     _checks.check_conv_args(x, w, bias, padding, 3)
     return WinogradConv3d(w, bias, padding, m, backend, points=points)(x, out=out)

@@ -88,6 +88,7 @@ class _WinogradConvNd:
                 (default points use the specialised kernels, others the generic ones).
             generic: force the generic transform kernels (testing, alternative points).
         """
+        w, bias = _backend.coerce(w, "w", backend), _backend.coerce(bias, "bias", backend)
         wshape = _checks.check_filter(w, self.ndim)
         self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w)
         self._U = self._filter_transform(w)
@@ -210,6 +211,7 @@ class _WinogradConvNd:
         """
         if r is None:
             raise TypeError("from_winograd needs r, the filter size the weights belong to")
+        U, bias = _backend.coerce(U, "U", backend), _backend.coerce(bias, "bias", backend)
         if (U is None) == (csr is None):
             raise ValueError("give exactly one of U (dense) and csr (BatchedCSR)")
         self = cls.__new__(cls)
@@ -337,6 +339,7 @@ class _WinogradConvNd:
         ``out``, if given, must be a C-contiguous array of the output's shape and dtype on
         this plan's backend; it is written and returned.
         """
+        x, out = _backend.coerce(x, "x", self.backend), _backend.coerce(out, "out", self.backend)
         x = self._check_x(x)
         yshape = self.out_shape(tuple(x.shape))
         if out is not None:
@@ -373,7 +376,7 @@ class _WinogradConvNd:
     def activation_density(self, x: Any) -> float:
         """Fraction of nonzero entries of V, the transformed input (after the plan's
         ReLU): the activation sparsity a Winograd-ReLU layer can exploit."""
-        x = self._check_x(x)
+        x = self._check_x(_backend.coerce(x, "x", self.backend))
         V = self._input_transform(x)
         return float((V != 0).sum()) / V.size
 

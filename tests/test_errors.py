@@ -11,9 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from magma_wino import WinogradConv2d, WinogradConv3d, conv2d, conv3d
-from magma_wino import _backend
-from magma_wino.errors import BackendUnavailableError, InvalidArgumentError, MagmaWinoError, UnsupportedError
+from magma_wino import WinogradConv2d, WinogradConv3d, _backend, conv2d, conv3d
+from magma_wino.errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    MagmaWinoError,
+    UnsupportedError,
+)
 
 BACKENDS = ["numpy", "emulator"]
 KERNEL_BACKENDS = ["emulator"]  # the backends that hand raw pointers to kernels
@@ -334,10 +338,6 @@ class _DLPackOnly:
 
 
 @pytest.mark.skipif(_backend.cuda_available(), reason="a CUDA GPU is present (test_gpu.py runs the real case)")
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG (reported to the lead): _checks.check_conv_args requires .shape and .dtype, so objects "
-    "that expose only __cuda_array_interface__ or DLPack (which DESIGN.md's cuda backend accepts) "
-    "are rejected with 'x must be an array (with .shape and .dtype)' before the backend is chosen"))
 @pytest.mark.parametrize("wrap", [_CudaArrayInterfaceOnly, lambda a: _DLPackOnly()], ids=["cai", "dlpack"])
 def test_protocol_only_device_objects_reach_the_cuda_backend(wrap, xw):
     """auto picks cuda for them; with no GPU that is BackendUnavailableError, not a TypeError."""
