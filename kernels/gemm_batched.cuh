@@ -110,8 +110,11 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
     // as zeros, so the inner loop needs no bounds checks.  With VEC > 1 the launcher has
     // checked k % VEC == 0 and 16-byte alignment, so a vector is either wholly inside or
     // wholly outside the matrix.
+    constexpr int A_VECS = BLK_M * (BLK_K / VEC);  // vectors per A slice
 #pragma unroll
-    for (int e = tid; e < BLK_M * (BLK_K / VEC); e += THREADS) {
+    for (int it = 0; it < (A_VECS + THREADS - 1) / THREADS; ++it) {  // compile-time trip count
+      const int e = tid + it * THREADS;
+      if (A_VECS % THREADS != 0 && e >= A_VECS) break;
       const int r = e / (BLK_K / VEC), c = (e % (BLK_K / VEC)) * VEC;
       const int gr = row0 + r, gc = kk + c;
       Vec<T, VEC> v;
@@ -124,8 +127,11 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
     }
     // Stage B[kk : kk+BLK_K, col0 : col0+BLK_N] -> sB.  Consecutive threads read
     // consecutive columns: coalesced along P.
+    constexpr int B_VECS = BLK_K * (BLK_N / VEC);  // vectors per B slice
 #pragma unroll
-    for (int e = tid; e < BLK_K * (BLK_N / VEC); e += THREADS) {
+    for (int it = 0; it < (B_VECS + THREADS - 1) / THREADS; ++it) {
+      const int e = tid + it * THREADS;
+      if (B_VECS % THREADS != 0 && e >= B_VECS) break;
       const int r = e / (BLK_N / VEC), c = (e % (BLK_N / VEC)) * VEC;
       const int gr = kk + r, gc = col0 + c;
       Vec<T, VEC> v;
