@@ -207,3 +207,55 @@ def check_against_direct(y, y_ref, dtype, m, r, C, ndim=2, points=None, label=""
 def check_direct():
     """The :func:`check_against_direct` function."""
     return check_against_direct
+
+
+def winograd_from_U_error_bound(dtype, x, U, m, r, padding=0, relu=None, points=None) -> float:
+    """First-order bound on ``max|y − y_exact|`` for ``y = Aᵀ[U ⊙ V]A`` computed in ``dtype``
+    from given Winograd-domain weights ``U`` (α^nd×K×C) — the layers built with
+    ``from_winograd``, whose U comes from no spatial filter, so :func:`winograd_tolerance`
+    (which assumes U = G g Gᵀ) does not apply.
+
+    Every output is a signed sum of products ``Aᵀ[i,b] · U[b,k,c] · Bᵀ-rows · x``; along
+    one path the value is rounded at most ``L = 2·ndim·α`` times in the transforms, ``C``
+    times in the channel sum and ``2·ndim`` times more through the rounded coefficients, so
+    ``|δy| ≤ (L + C + 2·ndim + 1) · u · y_abs`` with ``y_abs`` the same computation on
+    ``|Aᵀ|, |U|, |Bᵀ|, |x|`` (ReLU in either place only shrinks magnitudes and is
+    1-Lipschitz).  The max over all outputs of ``y_abs`` is used; ×2 covers the float64
+    reference's own rounding.  It cannot flake, and an O(1) error on any tile exceeds it
+    by orders of magnitude for the shapes used here.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
+
+    t = winograd(m, r, points)
+    at, _, bt = (np.abs(a) for a in t.matrices(np.float64))
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    U = np.abs(np.asarray(U, dtype=np.float64))
+    ndim = x.ndim - 2
+    alpha = t.alpha
+    pads = (padding,) * ndim if np.isscalar(padding) else tuple(padding)
+    out = [s + 2 * p - r + 1 for s, p in zip(x.shape[2:], pads)]
+    tiles = [-(-o // m) for o in out]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p + tl * m - o) for p, tl, o in zip(pads, tiles, out)])
+    spatial = tuple(range(2, 2 + ndim))
+    win = sliding_window_view(xp, (alpha,) * ndim, axis=spatial)
+    win = win[(slice(None), slice(None)) + (slice(None, None, m),) * ndim]  # N, C, tiles..., α...
+    for ax in range(2 + ndim, 2 + 2 * ndim):
+        win = np.moveaxis(np.tensordot(win, bt, axes=([ax], [1])), -1, ax)
+    n, c = x.shape[:2]
+    # -> α..., C, N, tiles...  -> (α^nd, C, P) with P ordered (n, tiles...) as the kernels
+    order = tuple(range(2 + ndim, 2 + 2 * ndim)) + (1, 0) + spatial
+    V = np.ascontiguousarray(win.transpose(order)).reshape(alpha**ndim, c, -1)
+    M = np.matmul(U, V)  # α^nd, K, P
+    a_nd = at
+    for _ in range(ndim - 1):
+        a_nd = np.kron(a_nd, at)  # m^nd × α^nd, positions row-major as the kernels
+    y_abs = np.tensordot(a_nd, M, axes=([1], [0]))  # m^nd, K, P
+    u = float(np.finfo(np.dtype(dtype)).eps) / 2
+    depth = 2 * ndim * alpha + c + 2 * ndim + 1
+    return 2.0 * depth * u * float(y_abs.max())
+
+
+@pytest.fixture
+def from_U_bound():
+    """The :func:`winograd_from_U_error_bound` function."""
+    return winograd_from_U_error_bound

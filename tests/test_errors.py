@@ -342,8 +342,14 @@ class _DLPackOnly:
 def test_protocol_only_device_objects_reach_the_cuda_backend(wrap, xw):
     """auto picks cuda for them; with no GPU that is BackendUnavailableError, not a TypeError."""
     x, w, _ = xw
-    with pytest.raises(BackendUnavailableError):
+    with pytest.raises(BackendUnavailableError, match=r"^x is a device array .* cuda backend is not usable"):
         conv2d(wrap(x), wrap(w))
+    with pytest.raises(BackendUnavailableError, match=r"^w is a device array"):
+        WinogradConv2d(wrap(w), m=2)
+    with pytest.raises(BackendUnavailableError, match=r"^U is a device array"):
+        WinogradConv2d.from_winograd(wrap(np.zeros((16, 4, 3), np.float32)), 3, m=2)
+    with pytest.raises(BackendUnavailableError):
+        conv3d(wrap(x[:, :, None].repeat(3, 2)), wrap(w[:, :, None].repeat(3, 2)))
 
 
 # --------------------------------------------------------------------------- exception hierarchy

@@ -103,15 +103,6 @@ def pads_for(ndim: int, r: int) -> tuple[int, ...]:
     return ((r - 1, min(1, r - 1), 0) if ndim == 3 else (min(1, r - 1), r - 1))[:ndim]
 
 
-@pytest.fixture
-def emu_schedule():
-    """Restore the emulator's workers and fiber order after a test that changes them."""
-    saved_workers, saved_order = emu.get_workers(), emu.get_order()
-    yield emu
-    emu.set_workers(saved_workers)
-    emu.set_order(saved_order)
-
-
 # --------------------------------------------------------------------------- transforms
 
 
@@ -562,7 +553,7 @@ SCHEDULES = [(1, "forward"), (2, "forward"), (1, "reverse"), (2, "reverse"), (2,
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
 @pytest.mark.parametrize("ndim,m,r", [(2, 4, 3), (2, 2, 5), (3, 2, 3)])
-def test_emulator_workers_and_fiber_order_give_bitwise_identical_results(emu_schedule, ndim, m, r, sparse):
+def test_emulator_workers_and_fiber_order_give_bitwise_identical_results(emu_defaults, ndim, m, r, sparse):
     results = []
     for workers, order in SCHEDULES:
         emu.set_workers(workers)
@@ -579,8 +570,7 @@ def test_emulator_workers_and_fiber_order_give_bitwise_identical_results(emu_sch
             )
 
 
-def test_emulator_schedule_fixture_restores_defaults(emu_schedule):
-    # The fixture restores these; test_* above rely on it.  Bad values are rejected.
+def test_emulator_rejects_bad_schedule_settings(emu_defaults):
     with pytest.raises(ValueError, match="order"):
         emu.set_order("sideways")
     with pytest.raises(ValueError, match="workers"):
