@@ -19,7 +19,7 @@ The three sparse variants of docs/sparse.md:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,7 @@ __all__ = ["WinogradConv2d", "WinogradConv3d", "SPARSE_DENSITY_THRESHOLD"]
 SPARSE_DENSITY_THRESHOLD = 0.25
 
 Relu = Literal["spatial", "winograd"] | None
+_Plan = TypeVar("_Plan", bound="_WinogradConvNd")
 _RELU_CODES = {None: 0, "spatial": 1, "winograd": 2}
 
 
@@ -160,7 +161,7 @@ class _WinogradConvNd:
 
     @classmethod
     def from_spatial(
-        cls,
+        cls: type[_Plan],
         w: Any,
         *,
         prune: float | None = None,
@@ -170,7 +171,7 @@ class _WinogradConvNd:
         backend: str = "auto",
         relu: Relu = None,
         points: Any = None,
-    ) -> _WinogradConvNd:
+    ) -> _Plan:
         """The spatially pruned variant: ``w`` magnitude-pruned to density ``prune``
         (per layer) before the filter transform, which fills the zeros in again, so the
         products stay dense.  ``relu="spatial"`` gives the literature's standard layer
@@ -184,7 +185,7 @@ class _WinogradConvNd:
 
     @classmethod
     def from_winograd(
-        cls,
+        cls: type[_Plan],
         U: Any = None,
         r: int | None = None,
         *,
@@ -199,7 +200,7 @@ class _WinogradConvNd:
         relu: Relu = None,
         sparse: bool | Literal["auto"] = "auto",
         points: Any = None,
-    ) -> _WinogradConvNd:
+    ) -> _Plan:
         """A layer whose parameters are Winograd-domain weights (α^nd×K×C).
 
         Give either dense ``U`` (optionally with a boolean ``mask`` of U's shape, or
