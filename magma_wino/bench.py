@@ -277,18 +277,16 @@ def time_gpu(fn: Callable[[], Any], repeat: int = 10, warmup: int = 2) -> float:
 def phase_functions(plan: Any, x: Any) -> tuple[dict[str, Callable[[], Any]], dict[str, int]]:
     """The three phases of ``plan(x)`` as separate callables, and the workspace bytes.
 
-    Replicates ``_WinogradConvNd.__call__`` (magma_wino/layer.py) through the plan's
-    engine: ``input`` = input transform (V), ``product`` = batched GEMM or batched CSR
-    product (M), ``output`` = output transform (y).  Each phase reads the previous one's
+    The plan's public phases (magma_wino/layer.py): ``input`` = ``plan.transform_input``
+    (V), ``product`` = ``plan.multiply`` (batched GEMM or batched CSR product, M),
+    ``output`` = ``plan.transform_output`` (y).  Each phase reads the previous one's
     latest result, so they can be timed independently after one call of each.
     """
-    x = plan._check_x(x)
-    yshape = plan.out_shape(tuple(x.shape))
     itemsize = np.dtype(plan.dtype).itemsize
     st: dict[str, Any] = {}
 
     def inp():
-        st["V"] = plan._input_transform(x)
+        st["V"] = plan.transform_input(x)
 
     inp()
     V = st["V"]
@@ -299,35 +297,16 @@ def phase_functions(plan: Any, x: Any) -> tuple[dict[str, Callable[[], Any]], di
     else:
         u_bytes = positions * plan.K * plan.C * itemsize
     sizes = {"V": int(V.nbytes), "M": positions * plan.K * P * itemsize, "U": u_bytes}
-    e = plan._engine
-    if e is None:
-        U = plan.U
+    xp = np if plan.backend != "cuda" else _backend.cupy_module()
+    M = xp.empty((positions, plan.K, P), dtype=plan.dtype)
+    y = xp.empty(plan.out_shape(tuple(x.shape)), dtype=plan.dtype)
 
-        def prod():
-            st["M"] = np.matmul(U, st["V"])
+    def prod():
+        st["M"] = plan.multiply(st["V"], out=M)
 
-        def out():
-            return reference.output_transform(st["M"], plan.m, plan.r, yshape, plan.bias, plan._points)
-    else:
-        dt = _backend.kernel_dtype(plan.dtype, "x")
-        M = e.empty((positions, plan.K, P), plan.dtype)
-        y = e.empty(yshape, plan.dtype)
-        desc = plan._desc(x)
-        if plan.uses_sparse_product:
-            c = plan.csr
+    def out():
+        return plan.transform_output(st["M"], tuple(x.shape), out=y)
 
-            def prod():
-                e.ext.spmm_batched(dt, positions, plan.K, plan.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
-                                   e.ptr(c.values), c.nnz, e.ptr(st["V"]), e.ptr(M), e.stream())
-        else:
-            U = plan.U
-
-            def prod():
-                e.ext.gemm_batched(dt, positions, plan.K, P, plan.C, e.ptr(U), e.ptr(st["V"]), e.ptr(M), e.stream())
-
-        def out():
-            e.ext.output_transform(desc, dt, e.ptr(M), e.ptr(plan.bias), e.ptr(y), e.ptr(plan._mats), e.stream())
-            return y
     prod()
     return {"input": inp, "product": prod, "output": out}, sizes
 
@@ -426,7 +405,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
             fns, sizes = phase_functions(plan, x)
             if peak is not None:
                 sizes["pool_peak"] = peak
-            total = timer(lambda: plan(x), repeat)
+            total = timer(lambda plan=plan: plan(x), repeat)
             phases = {k: timer(f, repeat) * 1e3 for k, f in fns.items()}
             row = dict(base, m=m, F=f"F({m},{r})", density=d, product=kind, backend=backend,
                        weight_density=float(plan.weight_density) if kind == "sparse" else 1.0,
@@ -728,7 +707,13 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
     total = sum(n_rows(j) for j in jobs)
     progress = None
     if not args.no_progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), transient=True)

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         cost.main(argv[1:])
         return 0
     args = ap.parse_args(argv)
+    args.command_line = "magma-wino " + " ".join(argv)  # recorded in the results of bench / accuracy
     return int(args.func(args) or 0)
 
 

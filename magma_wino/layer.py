@@ -334,6 +334,51 @@ class _WinogradConvNd:
                               _RELU_CODES[self.relu], e.ptr(self._mats), e.stream())
         return V
 
+    # The three phases of plan(x), public so that they can be profiled one by one (as
+    # NNPACK's profile does) and composed by frameworks that keep V or M themselves.
+
+    def transform_input(self, x: Any) -> Any:
+        """Phase 1: V = input transform of ``x`` (α^nd×C×P, the plan's ReLU applied)."""
+        x = self._check_x(_backend.coerce(x, "x", self.backend))
+        return self._input_transform(x)
+
+    def multiply(self, V: Any, out: Any = None) -> Any:
+        """Phase 2: M[b] = U[b] · V[b] for every position b (batched GEMM, or the batched
+        sparse product for sparse plans); M is α^nd×K×P.  ``out`` may be a preallocated M."""
+        positions, P = int(V.shape[0]), int(V.shape[2])
+        if tuple(V.shape) != (self.alpha**self.ndim, self.C, P):
+            raise ValueError(f"V must have shape ({self.alpha**self.ndim}, {self.C}, P), got {tuple(V.shape)}")
+        if self._engine is None:
+            return np.matmul(self.U, V, out=out)
+        e = self._engine
+        dt = _backend.kernel_dtype(self.dtype, "V")
+        M = out if out is not None else e.empty((positions, self.K, P), self.dtype)
+        if self._sparse:
+            c = self._csr
+            e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
+                               e.ptr(c.values), c.nnz, e.ptr(V), e.ptr(M), e.stream())
+        else:
+            e.ext.gemm_batched(dt, positions, self.K, P, self.C, e.ptr(self.U), e.ptr(V), e.ptr(M), e.stream())
+        return M
+
+    def transform_output(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
+        """Phase 3: y = output transform of M (+ bias) for an input of shape ``x_shape``."""
+        yshape = self.out_shape(tuple(x_shape))
+        if self._engine is None:
+            y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
+                self.dtype, copy=False)
+            if out is not None:
+                out[...] = y
+                return out
+            return y
+        e = self._engine
+        y = out if out is not None else e.empty(yshape, self.dtype)
+        desc = e.ext.ConvDesc(self.ndim, self.m, self.r, x_shape[0], self.C, self.K, tuple(x_shape[2:]),
+                              self.padding)
+        e.ext.output_transform(desc, _backend.kernel_dtype(self.dtype, "M"), e.ptr(M), e.ptr(self.bias), e.ptr(y),
+                               e.ptr(self._mats), e.stream())
+        return y
+
     def __call__(self, x: Any, out: Any = None) -> Any:
         """Convolve ``x`` (N×C×H×W; 3D N×C×D×H×W) and return y (N×K×Ho×Wo).
 
@@ -350,29 +395,8 @@ class _WinogradConvNd:
                 raise TypeError(f"out must be {self.dtype}, got {out.dtype}")
             out = self._array(out, "out")
         V = self._input_transform(x)
-        if self._engine is None:
-            U = self.U
-            M = np.matmul(U, V)
-            y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
-                self.dtype, copy=False)
-            if out is not None:
-                out[...] = y
-                return out
-            return y
-        e = self._engine
-        dt = _backend.kernel_dtype(self.dtype, "x")
-        positions, P = V.shape[0], V.shape[2]
-        M = e.empty((positions, self.K, P), self.dtype)
-        if self._sparse:
-            c = self._csr
-            e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
-                               e.ptr(c.values), c.nnz, e.ptr(V), e.ptr(M), e.stream())
-        else:
-            e.ext.gemm_batched(dt, positions, self.K, P, self.C, e.ptr(self.U), e.ptr(V), e.ptr(M), e.stream())
-        y = out if out is not None else e.empty(yshape, self.dtype)
-        e.ext.output_transform(self._desc(x), dt, e.ptr(M), e.ptr(self.bias), e.ptr(y), e.ptr(self._mats),
-                               e.stream())
-        return y
+        M = self.multiply(V)
+        return self.transform_output(M, tuple(x.shape), out)
 
     def activation_density(self, x: Any) -> float:
         """Fraction of nonzero entries of V, the transformed input (after the plan's

@@ -1,0 +1,124 @@
+"""magma_wino.accuracy: the accuracy study, its tolerance, outputs and plot."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from magma_wino import _backend, accuracy
+
+HAS_EMU = _backend.extension("emulator", required=False) is not None
+
+LAYER = {"name": "c64-14", "C": 64, "K": 64, "H": 14, "W": 14}
+
+
+@pytest.mark.parametrize("m,r,n,nd", [(2, 3, 576, 2), (4, 3, 27, 2), (6, 3, 4608, 2), (2, 5, 1600, 2),
+                                      (8, 3, 9, 2), (2, 3, 1728, 3), (4, 3, 64 * 27, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tolerance_matches_conftest(winograd_tol, m, r, n, nd, dtype) -> None:
+    """accuracy.tolerance is the library copy of tests/conftest.py::winograd_tolerance."""
+    assert accuracy.tolerance(dtype, m, r, n, nd) == pytest.approx(winograd_tol(dtype, m, r, n, nd), rel=1e-12)
+    pts = [0, 1, -1, 2, -2][: m + r - 2] if m + r - 2 <= 5 else None
+    if pts is not None:
+        assert accuracy.tolerance(dtype, m, r, n, nd, pts) == pytest.approx(
+            winograd_tol(dtype, m, r, n, nd, points=pts), rel=1e-12)
+
+
+def test_error_grows_with_m_and_stays_within_tolerance() -> None:
+    rows = accuracy.study([LAYER], tiles=[(2, 3), (4, 3), (6, 3)], point_sets=["default"], seed=3)
+    err = {r["m"]: r["max_rel"] for r in rows}
+    mean = {r["m"]: r["mean_rel"] for r in rows}
+    # the mean error is a stable statistic; the maximum is one extreme value (F(4,3) and
+    # F(6,3) differ by only 1.5x in growth factor, so their maxima can swap on one draw)
+    assert mean[2] < mean[4] < mean[6]
+    assert err[2] < min(err[4], err[6])
+    for r in rows:
+        assert r["max_rel"] <= r["tolerance"] == pytest.approx(accuracy.tolerance(np.float32, r["m"], 3, 64 * 9))
+        assert 0 < r["mean_rel"] <= r["max_rel"] * 10
+        assert r["ok"]
+    assert err[2] < 1e-6 * 10  # float32 F(2,3): a few ulps
+    assert err[2] <= accuracy.tolerance(np.float32, 2, 3, 64 * 9)
+
+
+def test_point_sets() -> None:
+    assert accuracy.point_set("default", 4, 3) is None
+    assert accuracy.point_set("integers", 4, 3) == [0, 1, -1, 2, -2]
+    assert accuracy.point_set("integers", 6, 3) == [0, 1, -1, 2, -2, 3, -3]
+    assert accuracy.point_set("reciprocals", 4, 3) == [0, 1, -1, Fraction(1, 2), Fraction(-1, 2)]
+    with pytest.raises(ValueError, match="unknown point set"):
+        accuracy.point_set("chebyshev", 4, 3)
+
+
+def test_integer_points_are_worse_for_large_tiles() -> None:
+    rows = accuracy.study([LAYER], tiles=[(6, 3)], point_sets=["default", "integers"], seed=4)
+    by = {r["points"]: r for r in rows}
+    assert by["integers"]["max_rel"] > 10 * by["default"]["max_rel"]
+    assert by["integers"]["growth_factor"] > by["default"]["growth_factor"]
+    assert all(r["ok"] for r in rows)  # the tolerance follows the points' growth factor
+
+
+def test_error_measures() -> None:
+    ref = np.array([1.0, -2.0, 4.0])
+    y = np.array([1.0, -2.0, 4.5])
+    assert accuracy.rel_err(y, ref) == pytest.approx(0.125)
+    assert accuracy.mean_rel_err(y, ref) == pytest.approx((0.5 / 3) / (7 / 3))
+    assert accuracy.elementwise_rel_err(y, ref) == pytest.approx(0.125)
+    assert accuracy.rel_err(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_vgg16_layers_capped_and_deduplicated() -> None:
+    layers = accuracy.vgg16_layers(28)
+    assert layers[0] == {"name": "conv1_1", "C": 3, "K": 64, "H": 28, "W": 28, "full_H": 224}
+    assert max(lay["H"] for lay in layers) == 28
+    assert any(lay["name"] == "conv4_2/4_3" for lay in layers)  # 28×28 either way, kept once
+    assert sum(len(lay["name"].split("/")) for lay in layers) == 13
+
+
+@pytest.mark.skipif(not HAS_EMU, reason="emulator extension missing")
+def test_emulator_matches_numpy_accuracy() -> None:
+    rows = accuracy.emulator_check(C=16, K=16, H=10, tiles=[(2, 3), (4, 3), (4, 5)], point_sets=["default", "integers"])
+    assert len(rows) == 6
+    kinds = {(r["F"], r["points"]): r["kernels"] for r in rows}
+    assert kinds[("F(4,3)", "default")] == "specialised"
+    assert kinds[("F(4,3)", "integers")] == "generic"
+    for r in rows:
+        assert r["ok"], r
+        assert r["emulator_vs_numpy"] <= r["tolerance"]
+
+
+def test_main_writes_json_markdown_and_plot(tmp_path) -> None:
+    status = accuracy.main(["--layers", "conv5_1", "--spatial", "7", "--tiles", "2,3", "4,3", "2,5",
+                            "--no-nnpack", "--no-emulator", "--out", str(tmp_path)])
+    assert status == 0
+    res = json.loads((tmp_path / "accuracy.json").read_text())
+    assert res["schema"] == "magma_wino.accuracy/1"
+    assert {"meta", "rows", "summary", "emulator", "nnpack", "nnpack_thresholds"} <= set(res)
+    assert res["meta"]["command"].startswith("magma-wino accuracy --layers conv5_1")
+    assert len(res["rows"]) == 3 * len(accuracy.POINT_SETS)
+    for r in res["rows"]:
+        assert {"layer", "C", "K", "H", "F", "points", "max_rel", "mean_rel", "tolerance", "ok"} <= set(r)
+        assert r["ok"]
+    md = (tmp_path / "accuracy.md").read_text()
+    assert "| F(m,r) | points |" in md and "F(2,5)" in md
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not (tmp_path / "accuracy.png").exists()
+    else:
+        assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_writes_png(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    summary = [{"F": f"F({m},3)", "m": m, "r": 3, "points": "default", "max_rel": 1e-7 * m * m} for m in (2, 4, 6)]
+    path = accuracy.plot(summary, tmp_path / "p.png")
+    assert path is not None and path.stat().st_size > 1000
+
+
+def test_nnpack_comparison_rows() -> None:
+    rows = accuracy.nnpack_comparison([{"name": "t", "C": 16, "K": 8, "H": 8, "W": 8}], iterations=1)
+    (r,) = rows
+    assert r["F"] == "F(6,3)" and 0 < r["max_rel"] <= r["elementwise_max_rel"]

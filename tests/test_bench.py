@@ -1,0 +1,255 @@
+"""magma_wino.bench: the benchmark's plumbing (rows, JSON, table, baselines, GPU rows).
+
+No wall-clock assertions: times are only checked to be positive and the phases to add up to
+roughly the whole call (generous bound: they are timed separately).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from magma_wino import _backend, bench, reference
+from magma_wino.accuracy import tolerance
+from magma_wino.layer import WinogradConv2d, WinogradConv3d
+
+HAS_EMU = _backend.extension("emulator", required=False) is not None
+HAS_GPU = _backend.cuda_available()
+needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
+
+ROW_KEYS = {"network", "layer", "ndim", "N", "C", "K", "spatial", "r", "m", "F", "density", "product",
+            "backend", "ms", "phase_ms", "gflops", "flops", "workspace_bytes", "workspace_mib", "error",
+            "error_subset", "tolerance", "ok", "weight_density", "sparse_product", "dtype", "scaled_from"}
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One ``magma-wino bench --quick`` run on numpy (+ emulator), shared by the tests."""
+    out = tmp_path_factory.mktemp("bench")
+    backends = ["numpy", "emulator"] if HAS_EMU else ["numpy"]
+    argv = ["--quick", "--backend", *backends, "--json", str(out / "b.json"), "--markdown", str(out / "b.md"),
+            "--no-progress"]
+    status = bench.main(argv)
+    return status, json.loads((out / "b.json").read_text()), (out / "b.md").read_text()
+
+
+def test_quick_writes_json_with_documented_keys(quick) -> None:
+    status, res, _ = quick
+    assert status == 0
+    assert res["schema"] == "magma_wino.bench/1"
+    assert {"meta", "rows", "crossover", "skipped"} <= set(res)
+    assert {"command", "version", "cpu", "dtype", "tiles", "timing", "gflops", "error"} <= set(res["meta"])
+    assert res["meta"]["command"].startswith("magma-wino bench --quick")
+    rows = res["rows"]
+    assert rows
+    for r in rows:
+        assert ROW_KEYS <= set(r), ROW_KEYS - set(r)
+        assert r["ms"] > 0 and r["gflops"] > 0
+        assert r["flops"] == bench.direct_flops(r["N"], r["C"], r["K"], r["spatial"], r["r"])
+        assert r["ok"] is True, r
+        assert r["error"] <= r["tolerance"]
+    backends = {r["backend"] for r in rows}
+    assert {"numpy", "im2col+matmul"} <= backends
+    assert {r["ndim"] for r in rows} == {2, 3}  # c3d is in the quick set
+    if HAS_EMU:
+        assert "emulator" in backends
+        emu = [r for r in rows if r["backend"] == "emulator"]
+        assert all(r["scaled_from"] is not None for r in emu)
+        sparse = [r for r in emu if r["product"] == "sparse"]
+        assert sparse and all(r["sparse_product"] for r in sparse)
+        assert {r["density"] for r in sparse} == {1.0, 0.25, 0.0}
+        assert res["crossover"]
+        for c in res["crossover"]:
+            assert c["crossover_density"] in (None, 1.0, 0.25, 0.0)
+            assert c["threshold"] == pytest.approx(0.25)
+
+
+def test_phase_times_add_up(quick) -> None:
+    _, res, _ = quick
+    for r in res["rows"]:
+        if r["product"] == "baseline":
+            assert r["phase_ms"] is None
+            continue
+        ph = r["phase_ms"]
+        assert set(ph) == {"input", "product", "output"}
+        assert all(v > 0 for v in ph.values()), r
+
+
+def test_workspace_bytes(quick) -> None:
+    _, res, _ = quick
+    for r in res["rows"]:
+        if r["product"] == "baseline":
+            continue
+        wb, item = r["workspace_bytes"], np.dtype(r["dtype"]).itemsize
+        alpha = r["m"] + r["r"] - 1
+        P = r["N"] * math.prod(math.ceil(s / r["m"]) for s in r["spatial"])  # padding 1: out = in
+        assert wb["V"] == alpha ** r["ndim"] * r["C"] * P * item
+        assert wb["M"] == alpha ** r["ndim"] * r["K"] * P * item
+        assert r["workspace_mib"] == pytest.approx((wb["V"] + wb["M"] + wb["U"]) / 2**20)
+
+
+def test_table_renders(quick) -> None:
+    from rich.console import Console
+
+    _, res, md = quick
+    console = Console(record=True, width=260)
+    bench.print_result(res, console)
+    text = console.export_text()
+    for col in ("layer", "F(m,r)", "density", "in/prod/out ms", "GFLOP/s", "workspace MiB", "error", "ok"):
+        assert col in text
+    assert "F(4,3)" in text and "im2col+matmul" in text
+    assert md.startswith("Command: `magma-wino bench --quick")
+    assert "| layer | N | C | K | H×W | F(m,r) |" in md
+    assert md.count("\n| ") >= len(res["rows"])
+
+
+@pytest.mark.parametrize("nd,pad", [(2, 1), (2, 0), (3, 1)])
+def test_im2col_numpy_matches_direct(rng, nd, pad) -> None:
+    x = rng.standard_normal((2, 3) + (6, 7, 5)[:nd])
+    w = rng.standard_normal((4, 3) + (3,) * nd)
+    direct = reference.conv2d_direct if nd == 2 else reference.conv3d_direct
+    y = bench.im2col_conv(x, w, pad)
+    np.testing.assert_allclose(y, direct(x, w, padding=pad), rtol=1e-12, atol=1e-12)
+    y32 = bench.im2col_conv(x.astype(np.float32), w.astype(np.float32), pad, xp=np)
+    assert y32.dtype == np.float32
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_phase_functions_compose_to_the_plan(rng, sparse) -> None:
+    backend = "emulator" if HAS_EMU else "numpy"
+    if sparse and not HAS_EMU:
+        pytest.skip("emulator extension missing")
+    x = rng.standard_normal((2, 8, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+    if sparse:
+        U = reference.filter_transform(w, 4).astype(np.float32)
+        plan = WinogradConv2d.from_winograd(U, 3, prune=0.5, sparse=True, padding=1, m=4, backend=backend)
+    else:
+        plan = WinogradConv2d(w, padding=1, m=4, backend=backend)
+    fns, sizes = bench.phase_functions(plan, x)
+    fns["input"]()
+    fns["product"]()
+    y = fns["output"]()
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(plan(x)))
+    assert sizes["V"] > 0 and sizes["M"] > 0 and sizes["U"] > 0
+
+
+def test_phase_functions_numpy_3d(rng) -> None:
+    x = rng.standard_normal((1, 4, 5, 6, 7))
+    w = rng.standard_normal((3, 4, 3, 3, 3))
+    plan = WinogradConv3d(w, padding=1, m=2, backend="numpy")
+    fns, _ = bench.phase_functions(plan, x)
+    fns["product"]()
+    np.testing.assert_allclose(fns["output"](), plan(x), rtol=1e-12, atol=1e-12)
+
+
+def test_bench_layer_error_subset_uses_tile_aligned_window(rng) -> None:
+    lay = bench.Layer("test", "t", 8, 8, (30, 30))
+    rows = bench.bench_layer(lay, 2, "numpy", [2, 4, 6], [1.0], repeat=1, check_window=12)
+    assert all(r["error_subset"] == "n=0, out[12x12]" for r in rows)
+    assert all(r["ok"] for r in rows)
+    if HAS_EMU:
+        rows = bench.bench_layer(lay, 1, "emulator", [4], [0.5, 0.1], repeat=1, check_window=12, baselines=False)
+        assert [r["product"] for r in rows] == ["dense", "sparse", "sparse"]
+        assert rows[1]["weight_density"] == pytest.approx(0.5, abs=0.01)
+        assert all(r["ok"] for r in rows)
+
+
+def test_network_tables() -> None:
+    r18 = bench.network_layers(["resnet18"])
+    shapes = {(lay.C, lay.K, lay.spatial) for lay in r18}
+    assert {(64, 64, (56, 56)), (128, 128, (28, 28)), (256, 256, (14, 14)), (512, 512, (7, 7))} <= shapes
+    assert {(64, 128, (28, 28)), (128, 256, (14, 14)), (256, 512, (7, 7))} <= shapes
+    r50 = bench.network_layers(["resnet50"])
+    assert [(lay.C, lay.spatial[0]) for lay in r50] == [(64, 56), (128, 28), (256, 14), (512, 7)]
+    vgg = bench.network_layers(["vgg16"])
+    assert len(vgg) == 9 and vgg[0].C == 3 and any("/" in lay.name for lay in vgg)
+    c3d = bench.network_layers(["c3d"])
+    assert all(lay.ndim == 3 for lay in c3d)
+    assert len(bench.network_layers(["all"])) == len(vgg) + len(r18) + len(r50) + len(c3d)
+    assert bench.Layer("n", "l", 64, 128, (56, 56)).scaled(8, 4) == bench.Layer("n", "l", 8, 16, (14, 14))
+    with pytest.raises(ValueError, match="unknown network"):
+        bench.network_layers(["alexnet"])
+
+
+def test_max_workspace_skips(tmp_path) -> None:
+    parser = bench.add_arguments(__import__("argparse").ArgumentParser())
+    args = parser.parse_args(["--backend", "numpy", "--network", "vgg16", "--batch", "32",
+                              "--max-workspace-mib", "100"])
+    jobs, skipped = bench.plan_jobs(args)
+    assert skipped and all("max-workspace-mib" in s["reason"] for s in skipped)
+    assert all(j["est_mib"] <= 100 for j in jobs)
+
+
+def test_crossover_from_rows() -> None:
+    def row(product, d, prod_ms, ms):
+        return {"network": "n", "layer": "l", "backend": "emulator", "N": 1, "F": "F(4,3)", "product": product,
+                "density": d, "phase_ms": {"input": 1, "product": prod_ms, "output": 1}, "ms": ms}
+
+    rows = [row("dense", 1.0, 10, 12), row("sparse", 1.0, 30, 32), row("sparse", 0.5, 12, 14),
+            row("sparse", 0.25, 8, 13), row("sparse", 0.1, 4, 6), row("sparse", 0.0, 1, 3)]
+    (c,) = bench.crossovers(rows)
+    assert c["crossover_density"] == 0.25
+    assert c["total_crossover_density"] == 0.1
+    rows[1:] = [row("sparse", 0.1, 20, 22)]
+    assert bench.crossovers(rows)[0]["crossover_density"] is None
+
+
+def test_cuda_backend_without_gpu_is_a_clear_error() -> None:
+    if HAS_GPU:
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="no usable CUDA GPU"):
+        bench.main(["--backend", "cuda", "--quick", "--no-progress"])
+
+
+def test_tolerance_of_rows_is_the_library_tolerance(quick) -> None:
+    _, res, _ = quick
+    r = next(r for r in res["rows"] if r["product"] == "dense" and r["backend"] == "numpy")
+    assert r["tolerance"] == pytest.approx(tolerance(r["dtype"], r["m"], 3, r["C"] * 3 ** r["ndim"], r["ndim"]))
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_im2col_cupy_matches_direct(rng) -> None:
+    cp = _backend.cupy_module()
+    x = rng.standard_normal((2, 5, 9, 8))
+    w = rng.standard_normal((4, 5, 3, 3))
+    y = bench.im2col_conv(cp.asarray(x), cp.asarray(w), 1)
+    assert isinstance(y, cp.ndarray)
+    np.testing.assert_allclose(y.get(), reference.conv2d_direct(x, w, padding=1), rtol=1e-10, atol=1e-10)
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_cudnn_baseline_matches_direct(rng) -> None:
+    cp = _backend.cupy_module()
+    x = rng.standard_normal((2, 5, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 5, 3, 3)).astype(np.float32)
+    got = bench.cudnn_conv_fn(cp.asarray(x), cp.asarray(w), 1)
+    if got is None:
+        pytest.skip("neither PyTorch with CUDA nor CuPy's cuDNN binding is available")
+    name, fn = got
+    y = fn()
+    y = y.get() if hasattr(y, "get") else y.cpu().numpy()
+    np.testing.assert_allclose(y, reference.conv2d_direct(x, w, padding=1), rtol=1e-4, atol=1e-4)
+    assert name.startswith("cudnn")
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_cuda_rows(rng) -> None:
+    lay = bench.Layer("test", "t", 16, 16, (14, 14))
+    rows = bench.bench_layer(lay, 2, "cuda", [2, 4], [0.5, 0.0], repeat=3)
+    kinds = {(r["product"], r["backend"]) for r in rows}
+    assert ("dense", "cuda") in kinds and ("sparse", "cuda") in kinds and ("baseline", "im2col+cublas") in kinds
+    for r in rows:
+        assert r["ms"] > 0 and r["ok"], r
+        if r["product"] != "baseline":
+            assert all(v > 0 for v in r["phase_ms"].values())
+            assert r["workspace_bytes"]["pool_peak"] > 0
