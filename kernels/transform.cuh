@@ -60,6 +60,19 @@ constexpr int kTransformThreads = 128;
 // register count gives, as the kernel report shows.
 constexpr int kTransformMinBlocks = 1;
 
+// One thread per (outer, inner) pair, inner fastest (so that the tile index p, contiguous in
+// V and M, varies across a warp).  False for the threads past the end of the grid.  The C
+// layer has checked outer * inner < 2^31, so the division is a cheap 32-bit one.
+__device__ __forceinline__ bool thread_pair(int outer_count, int inner_count, int& outer,
+                                            int& inner) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(outer_count) * inner_count) return false;
+  const int i = static_cast<int>(idx);
+  outer = i / inner_count;
+  inner = i % inner_count;
+  return true;
+}
+
 template <typename T>
 MW_HOST_DEVICE inline T relu(T v) {
   return v > T(0) ? v : T(0);
@@ -131,10 +144,8 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
 template <typename T, int M, int R, int RELU>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
-  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(g.C) * g.P) return;
-  const int i = static_cast<int>(idx);  // < 2^31: checked by the C layer; int division is cheap
-  input_transform_2d_device<T, M, R, RELU>(g, x, V, i / g.P, i % g.P);
+  int c, p;
+  if (thread_pair(g.C, g.P, c, p)) input_transform_2d_device<T, M, R, RELU>(g, x, V, c, p);
 }
 
 // U[:, k, c] = G g Gᵀ for the r x r filter g = w[k, c].
@@ -170,10 +181,8 @@ __device__ __forceinline__ void filter_transform_2d_device(const ConvGeometry& g
 template <typename T, int M, int R>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_2d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
-  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(g.K) * g.C) return;
-  const int i = static_cast<int>(idx);
-  filter_transform_2d_device<T, M, R>(g, w, U, i / g.C, i % g.C);
+  int k, c;
+  if (thread_pair(g.K, g.C, k, c)) filter_transform_2d_device<T, M, R>(g, w, U, k, c);
 }
 
 // y[n, k, tile p] = Aᵀ M[:, k, p] A (+ bias[k]), clipped at the right and bottom edges.
@@ -215,10 +224,8 @@ template <typename T, int M, int R>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     output_transform_2d_kernel(ConvGeometry g, const T* __restrict__ Mw, const T* __restrict__ bias,
                                T* __restrict__ y) {
-  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(g.K) * g.P) return;
-  const int i = static_cast<int>(idx);
-  output_transform_2d_device<T, M, R>(g, Mw, bias, y, i / g.P, i % g.P);
+  int k, p;
+  if (thread_pair(g.K, g.P, k, p)) output_transform_2d_device<T, M, R>(g, Mw, bias, y, k, p);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -284,10 +291,8 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
 template <typename T, int M, int R, int RELU>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_3d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
-  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(g.C) * g.P) return;
-  const int i = static_cast<int>(idx);
-  input_transform_3d_device<T, M, R, RELU>(g, x, V, i / g.P, i % g.P);
+  int c, p;
+  if (thread_pair(g.C, g.P, c, p)) input_transform_3d_device<T, M, R, RELU>(g, x, V, c, p);
 }
 
 template <typename T, int M, int R>
@@ -332,10 +337,8 @@ __device__ __forceinline__ void filter_transform_3d_device(const ConvGeometry& g
 template <typename T, int M, int R>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_3d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
-  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(g.K) * g.C) return;
-  const int i = static_cast<int>(idx);
-  filter_transform_3d_device<T, M, R>(g, w, U, i / g.C, i % g.C);
+  int k, c;
+  if (thread_pair(g.K, g.C, k, c)) filter_transform_3d_device<T, M, R>(g, w, U, k, c);
 }
 
 template <typename T, int M, int R>
@@ -390,10 +393,8 @@ template <typename T, int M, int R>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     output_transform_3d_kernel(ConvGeometry g, const T* __restrict__ Mw, const T* __restrict__ bias,
                                T* __restrict__ y) {
-  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<long long>(g.K) * g.P) return;
-  const int i = static_cast<int>(idx);
-  output_transform_3d_device<T, M, R>(g, Mw, bias, y, i / g.P, i % g.P);
+  int k, p;
+  if (thread_pair(g.K, g.P, k, p)) output_transform_3d_device<T, M, R>(g, Mw, bias, y, k, p);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -842,11 +842,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="magma-wino bench", description=__doc__.splitlines()[0]))
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args._argv = argv
-    return run(args)
+    from .cli import module_main  # noqa: PLC0415
+
+    return module_main("magma-wino bench", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def module_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None = None) -> int:
+    """``python -m magma_wino.<module>`` for a subcommand module with add_arguments/run."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args._argv = argv
+    args.command_line = f"{prog} " + " ".join(argv)
+    return int(run(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="magma-wino", description="Winograd convolution kernels: validation, "
                                  "benchmarks, accuracy, cost and build info.")

@@ -257,9 +257,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="magma-wino validate", description=__doc__.splitlines()[0])
-    add_arguments(ap)
-    return run(ap.parse_args(argv))
+    from .cli import module_main  # noqa: PLC0415
+
+    return module_main("magma-wino validate", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
