@@ -1,4 +1,5 @@
-// Fiber stacks (mmap + guard page) and the two context-switch implementations.
+// Fiber stacks (mmap + guard page) and the context-switch implementations (hand-written for
+// x86-64 and aarch64, ucontext everywhere).
 #include "fiber_context.h"
 
 #include <sys/mman.h>
@@ -14,7 +15,7 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#if MW_EMU_HAVE_ASM_SWITCH
+#if MW_EMU_HAVE_ASM_SWITCH && defined(__x86_64__)
 // mw_emu_switch_stack(void** save_sp, void* new_sp)
 //   Pushes the System V callee-saved registers and the floating-point control state (MXCSR,
 //   x87 control word) on the current stack, stores the stack pointer in *save_sp, loads new_sp
@@ -70,7 +71,86 @@ mw_emu_fiber_trampoline:
   .cfi_endproc
   .size mw_emu_fiber_trampoline, .-mw_emu_fiber_trampoline
 )");
+#elif MW_EMU_HAVE_ASM_SWITCH && defined(__aarch64__)
+// mw_emu_switch_stack(void** save_sp, void* new_sp)            (x0 = save_sp, x1 = new_sp)
+//   Stores the AAPCS64 callee-saved state in a 176-byte frame on the current stack: x19-x28,
+//   x29 (fp), x30 (lr, where the final ret goes), d8-d15 (only the low 64 bits of v8-v15 are
+//   callee-saved) and FPCR (rounding mode, flush-to-zero, default NaN); stores sp in *save_sp,
+//   loads new_sp and restores the same frame from there. sp stays 16-byte aligned throughout
+//   (Linux enables the sp alignment check). FPCR is written only when it differs: a write may
+//   serialize the pipeline, and fibers almost never change it. x18 (platform register) and
+//   the caller-saved registers need no saving: the switch is an ordinary call for the compiler.
+//   `hint #34` is `bti c` (a no-op without BTI) in case the call ever goes through a veneer.
+// mw_emu_fiber_trampoline
+//   First "return address" of a new fiber: prepare_context leaves the argument in x19 and the
+//   entry function in x20, and fp = 0 ends frame-pointer walks. sp is 16-byte aligned here;
+//   the entry never returns (brk catches a bug if it does).
+//
+// Frame layout, in 8-byte slots from the saved sp (prepare_context builds the same):
+//    0 x19   1 x20   2 x21   3 x22   4 x23   5 x24   6 x25   7 x26   8 x27   9 x28
+//   10 x29  11 x30  12 d8   13 d9   14 d10  15 d11  16 d12  17 d13  18 d14  19 d15
+//   20 FPCR 21 (padding to 16 bytes)
+asm(R"(
+  .text
+  .p2align 4
+  .globl mw_emu_switch_stack
+  .hidden mw_emu_switch_stack
+  .type mw_emu_switch_stack, %function
+mw_emu_switch_stack:
+  .cfi_startproc
+  hint #34
+  sub sp, sp, #176
+  stp x19, x20, [sp, #0]
+  stp x21, x22, [sp, #16]
+  stp x23, x24, [sp, #32]
+  stp x25, x26, [sp, #48]
+  stp x27, x28, [sp, #64]
+  stp x29, x30, [sp, #80]
+  stp d8, d9, [sp, #96]
+  stp d10, d11, [sp, #112]
+  stp d12, d13, [sp, #128]
+  stp d14, d15, [sp, #144]
+  mrs x9, fpcr
+  str x9, [sp, #160]
+  mov x10, sp
+  str x10, [x0]
+  mov sp, x1
+  ldr x10, [sp, #160]
+  cmp x9, x10
+  b.eq 1f
+  msr fpcr, x10
+1:
+  ldp x19, x20, [sp, #0]
+  ldp x21, x22, [sp, #16]
+  ldp x23, x24, [sp, #32]
+  ldp x25, x26, [sp, #48]
+  ldp x27, x28, [sp, #64]
+  ldp x29, x30, [sp, #80]
+  ldp d8, d9, [sp, #96]
+  ldp d10, d11, [sp, #112]
+  ldp d12, d13, [sp, #128]
+  ldp d14, d15, [sp, #144]
+  add sp, sp, #176
+  ret
+  .cfi_endproc
+  .size mw_emu_switch_stack, .-mw_emu_switch_stack
 
+  .p2align 4
+  .globl mw_emu_fiber_trampoline
+  .hidden mw_emu_fiber_trampoline
+  .type mw_emu_fiber_trampoline, %function
+mw_emu_fiber_trampoline:
+  .cfi_startproc
+  .cfi_undefined x30
+  mov x0, x19
+  blr x20
+  brk #0x3e8
+  .cfi_endproc
+  .size mw_emu_fiber_trampoline, .-mw_emu_fiber_trampoline
+)");
+#endif
+
+#if MW_EMU_HAVE_ASM_SWITCH
 extern "C" void mw_emu_fiber_trampoline();
 #endif
 
@@ -123,6 +203,7 @@ void prepare_context(ExecutionContext& context, const FiberStack& stack, void (*
   if (method == SwitchMethod::kAssembly) {
     auto top = reinterpret_cast<uintptr_t>(stack.lowest) + stack.size;
     top &= ~uintptr_t{15};
+#if defined(__x86_64__)
     // The frame mw_emu_switch_stack pops: control words, r15, r14, r13, r12, rbx, rbp, return.
     auto* frame = reinterpret_cast<uint64_t*>(top) - 8;
     uint32_t mxcsr;
@@ -137,6 +218,19 @@ void prepare_context(ExecutionContext& context, const FiberStack& stack, void (*
     frame[5] = 0;                                     // rbx
     frame[6] = 0;                                     // rbp: ends frame-pointer walks
     frame[7] = reinterpret_cast<uint64_t>(&mw_emu_fiber_trampoline);
+#elif defined(__aarch64__)
+    // The 176-byte frame mw_emu_switch_stack restores (layout above). After it, sp == top:
+    // 16-byte aligned at the trampoline's call. The new fiber inherits this thread's FPCR, as
+    // on x86-64 it inherits MXCSR and the x87 control word.
+    auto* frame = reinterpret_cast<uint64_t*>(top) - 22;
+    for (int slot = 0; slot < 22; ++slot) frame[slot] = 0;  // x21-x29 (fp = 0), d8-d15
+    uint64_t fpcr;
+    asm volatile("mrs %0, fpcr" : "=r"(fpcr));
+    frame[0] = reinterpret_cast<uint64_t>(argument);                   // x19
+    frame[1] = reinterpret_cast<uint64_t>(entry);                      // x20
+    frame[11] = reinterpret_cast<uint64_t>(&mw_emu_fiber_trampoline);  // x30
+    frame[20] = fpcr;
+#endif
     context.stack_pointer = frame;
     return;
   }

@@ -1,9 +1,10 @@
 // Fiber stacks and execution contexts for the emulator's scheduler (internal header).
 //
 // Two ways to switch between contexts, chosen per launch:
-//   * kAssembly: a hand-written x86-64 switch that saves only the callee-saved registers plus
-//     MXCSR and the x87 control word (a few ns); compiled only on x86-64 when the build does
-//     not force MW_EMU_FORCE_UCONTEXT;
+//   * kAssembly: a hand-written switch that saves only the callee-saved registers plus the
+//     floating-point control state (a few ns): on x86-64 rbx, rbp, r12-r15, MXCSR and the x87
+//     control word; on aarch64 x19-x30, d8-d15 and FPCR. Compiled only on those two (ELF)
+//     targets, and only when the build does not force MW_EMU_FORCE_UCONTEXT;
 //   * kUcontext: glibc makecontext/swapcontext, portable but ~10x slower (swapcontext makes a
 //     sigprocmask system call on every switch).
 #pragma once
@@ -12,7 +13,8 @@
 
 #include <cstddef>
 
-#if defined(__x86_64__) && !defined(MW_EMU_FORCE_UCONTEXT)
+#if (defined(__x86_64__) || defined(__aarch64__)) && defined(__ELF__) && \
+    !defined(MW_EMU_FORCE_UCONTEXT)
 #define MW_EMU_HAVE_ASM_SWITCH 1
 #else
 #define MW_EMU_HAVE_ASM_SWITCH 0

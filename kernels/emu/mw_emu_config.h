@@ -33,7 +33,7 @@ unsigned long long mw_emu_get_order_seed(void);
 /* method: MW_EMU_SWITCH_*; MW_EMU_SWITCH_ASM fails (returns nonzero) in builds without it. */
 int mw_emu_set_context_switch(int method);
 int mw_emu_get_context_switch(void);
-/* 1 when the hand-written x86-64 switch is compiled in. */
+/* 1 when the hand-written (x86-64 or aarch64) switch is compiled in. */
 int mw_emu_has_asm_switch(void);
 
 /* Fiber stack size in KiB (16 .. 65536); applies to stacks created afterwards. */
