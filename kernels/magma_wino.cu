@@ -52,6 +52,17 @@ bool valid_dtype(mw_dtype dtype) { return dtype == MW_FLOAT32 || dtype == MW_FLO
 // Largest element count of any one array we index with int.
 constexpr long long kMaxElements = INT_MAX;
 
+// a * b * c <= kMaxElements, without signed overflow on the way (all factors >= 0).
+bool fits(long long a, long long b, long long c = 1) {
+  long long t;
+  return !__builtin_mul_overflow(a, b, &t) && !__builtin_mul_overflow(t, c, &t) &&
+         t <= kMaxElements;
+}
+
+#ifndef MW_CUDA_ARCH_STR
+#define MW_CUDA_ARCH_STR "unknown"  // set by CMake from CMAKE_CUDA_ARCHITECTURES
+#endif
+
 // Validate a descriptor and compute its geometry.  Returns success or the first problem.
 mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry* geo,
                         mw::ConvGeometry* kg) {
@@ -75,6 +86,10 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
   if (d->out_channels < 1)
     return fail(MW_STATUS_INVALID_ARGUMENT, "desc.out_channels must be >= 1, got %lld",
                 (long long)d->out_channels);
+  if (!fits(d->batch, d->in_channels) || !fits(d->batch, d->out_channels) ||
+      !fits(d->out_channels, d->in_channels))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "layer too large: arrays of 2^31 or more elements are not supported");
   mw_conv_geometry g{};
   g.alpha = alpha;
   g.positions = 1;
@@ -88,6 +103,8 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
     const long long in = d->in_size[i], pad = d->padding[i];
     if (in < 1)
       return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_size[%d] must be >= 1, got %lld", i, in);
+    if (in > kMaxElements)
+      return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
     if (pad < 0 || pad > d->r - 1)
       return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding[%d] = %lld: must be in [0, r - 1 = %d]",
                   i, pad, d->r - 1);
@@ -100,6 +117,9 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
       return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
     g.out_size[i] = out;
     g.tiles[i] = (out + d->m - 1) / d->m;
+    if (!fits(tiles, g.tiles[i]) || !fits(in_elems, in) || !fits(out_elems, out))
+      return fail(MW_STATUS_UNSUPPORTED,
+                  "layer too large: arrays of 2^31 or more elements are not supported");
     tiles *= g.tiles[i];
     in_elems *= in;
     out_elems *= out;
@@ -109,16 +129,15 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
                   "layer too large: arrays of 2^31 or more elements are not supported");
   }
   g.num_tiles = tiles;
-  const long long v = g.positions * d->in_channels * tiles,
-                  mm = g.positions * d->out_channels * tiles,
-                  u = g.positions * d->out_channels * d->in_channels;
-  if (v > kMaxElements || mm > kMaxElements || u > kMaxElements)
+  if (!fits(g.positions, d->in_channels, tiles) || !fits(g.positions, d->out_channels, tiles) ||
+      !fits(g.positions, d->out_channels, d->in_channels))
     return fail(MW_STATUS_UNSUPPORTED,
-                "layer too large: the Winograd-domain arrays (alpha^nd x C x P = %lld, alpha^nd x "
-                "K x P = %lld "
-                "elements) must have fewer than 2^31 elements; split the batch",
-                v, mm);
-  g.workspace_bytes = static_cast<size_t>(v + mm) * dtype_size(dtype);
+                "layer too large: the Winograd-domain arrays (alpha^nd x C x P, alpha^nd x K x P "
+                "with P = %lld tiles) must have fewer than 2^31 elements; split the batch",
+                tiles);
+  g.workspace_bytes =
+      static_cast<size_t>(g.positions * (d->in_channels + d->out_channels) * tiles) *
+      dtype_size(dtype);  // both products < 2^31: checked above
   if (geo != nullptr) *geo = g;
   if (kg != nullptr) {
     kg->N = static_cast<int>(d->batch);
@@ -287,7 +306,7 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
                 (long long)m, (long long)n, (long long)k);
   if (A == nullptr || B == nullptr || C == nullptr)
     return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must not be NULL");
-  if (batch * m * k > kMaxElements || batch * k * n > kMaxElements || batch * m * n > kMaxElements)
+  if (!fits(batch, m, k) || !fits(batch, k, n) || !fits(batch, m, n))
     return fail(MW_STATUS_UNSUPPORTED,
                 "batched product too large: arrays of 2^31 or more elements");
   const cudaError_t err =
@@ -310,15 +329,15 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
                 (long long)rows, (long long)cols, (long long)n);
-  if (nnz < 0 || nnz > batch * rows * cols)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "nnz = %lld must be in [0, batch * rows * cols]",
-                (long long)nnz);
+  // Repeated columns are allowed (they add up), so nnz may exceed batch * rows * cols; the
+  // kernel clamps every row range into [0, nnz].
+  if (nnz < 0 || nnz > kMaxElements)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "nnz = %lld must be in [0, 2^31 - 1]", (long long)nnz);
   if (row_ptr == nullptr || B == nullptr || C == nullptr ||
       (nnz > 0 && (col_idx == nullptr || values == nullptr)))
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "row_ptr, B, C (and col_idx, values when nnz > 0) must not be NULL");
-  if (batch * rows * cols > kMaxElements || batch * cols * n > kMaxElements ||
-      batch * rows * n > kMaxElements)
+  if (!fits(batch, rows, cols) || !fits(batch, cols, n) || !fits(batch, rows, n))
     return fail(MW_STATUS_UNSUPPORTED,
                 "sparse batched product too large: arrays of 2^31 or more elements");
   const cudaError_t err =
