@@ -14,6 +14,7 @@ numpy      NumPy arrays                                the NumPy reference
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib
 from types import ModuleType
@@ -76,12 +77,16 @@ def is_device_array(a: Any) -> bool:
     DLPack capsule provider whose device is CUDA."""
     if a is None or isinstance(a, np.ndarray):
         return False
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
-    dev = getattr(a, "__dlpack_device__", None)
+    try:  # a property can raise (e.g. PyTorch for tensors that require grad)
+        if hasattr(a, "__cuda_array_interface__"):
+            return True
+    except Exception:
+        pass
+    dev = getattr(type(a), "__dlpack_device__", None)
     if dev is not None:
         try:
-            return int(dev()[0]) in (2, 3, 13)  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+            # kDLCUDA, kDLCUDAManaged.  Pinned host memory (kDLCUDAHost) is host memory.
+            return int(a.__dlpack_device__()[0]) in (2, 13)
         except Exception:
             return False
     return False
@@ -130,9 +135,26 @@ def as_device_array(a: Any, name: str) -> Any:
             f"DLPack), got {type(a).__module__}.{type(a).__name__}; move it with cupy.asarray({name}) "
             f"or use backend='numpy' or 'emulator'"
         )
-    if hasattr(a, "__cuda_array_interface__"):
-        return cp.asarray(a)
-    return cp.from_dlpack(a)
+    # DLPack first: the producer then makes CuPy's current stream wait for its pending work
+    # (an event, no host block).  __cuda_array_interface__ v2 (PyTorch's) carries no stream
+    # at all, and v3 makes CuPy synchronise the producer's stream from the host.
+    if hasattr(type(a), "__dlpack__") and hasattr(type(a), "__dlpack_device__"):
+        return cp.from_dlpack(a)
+    return cp.asarray(a)
+
+
+# Foreign device arrays (converted by coerce) referenced by launches still in flight: the
+# CuPy view does not own the memory, so the producer's allocator could reuse it as soon as
+# the caller drops a temporary.  Each entry holds (event after the last launch, objects).
+_in_flight: collections.deque[tuple[Any, tuple[Any, ...]]] = collections.deque()
+
+
+def keep_alive(event: Any, objects: tuple[Any, ...]) -> None:
+    """Hold ``objects`` until ``event`` has completed (checked on later calls)."""
+    while _in_flight and _in_flight[0][0].done:
+        _in_flight.popleft()
+    if objects:
+        _in_flight.append((event, objects))
 
 
 def as_host_array(a: Any, name: str, backend: str) -> np.ndarray:
@@ -178,6 +200,13 @@ class Engine:
                 raise BackendUnavailableError(
                     "backend='cuda': no usable CUDA GPU (cupy.is_available() is False or CuPy is "
                     "missing); use backend='emulator' or 'numpy'"
+                )
+            cc = str(cp.cuda.Device().compute_capability)  # CuPy gives e.g. "90" for sm_90
+            major, minor = int(cc[:-1]), int(cc[-1])
+            if major < 8:
+                raise BackendUnavailableError(
+                    f"backend='cuda': GPU {cp.cuda.Device().id} has compute capability {major}.{minor}; "
+                    f"this build has code for sm_80 and newer only (MW_CUDA_ARCHITECTURES)"
                 )
             self.xp = cp
         else:

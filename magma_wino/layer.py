@@ -19,6 +19,8 @@ The three sparse variants of docs/sparse.md:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -95,6 +97,7 @@ class _WinogradConvNd:
         self._U = self._filter_transform(w)
         self._csr: BatchedCSR | None = None
         self._sparse = False
+        self._mark_ready()
 
     # ----------------------------------------------------------------- construction
 
@@ -120,6 +123,8 @@ class _WinogradConvNd:
             self._engine = None
         else:
             self._engine = _backend.Engine(self.backend)
+        self._device = int(self._engine.xp.cuda.Device().id) if self.backend == "cuda" else None
+        self._last_use = None
         self._points = points
         use_generic = bool(generic) or points is not None
         if self._engine is not None and not use_generic:
@@ -145,6 +150,71 @@ class _WinogradConvNd:
             a = self._engine.asarray(a, name)
             _backend.check_contiguous(a, name)
         return a
+
+    def _work(self, a: Any, name: str, shape: tuple[int, ...]) -> Any:
+        """A V, M or out array handed to a phase: exact shape, the plan's dtype, backend,
+        device and C-contiguous, writable if it is written — else a clear error (the C
+        layer trusts these sizes)."""
+        a = _backend.coerce(a, name, self.backend)
+        if not hasattr(a, "shape") or tuple(a.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(getattr(a, 'shape', ()))}")
+        if np.dtype(a.dtype) != self.dtype:
+            raise TypeError(f"{name} must be {self.dtype}, got {a.dtype}")
+        a = self._array(a, name)
+        if isinstance(a, np.ndarray) and name in ("out", "M out") and not a.flags.writeable:
+            raise ValueError(f"{name} is read-only")
+        self._check_device(a, name)
+        return a
+
+    def _check_device(self, a: Any, name: str) -> None:
+        if self._device is not None and a is not None and int(a.device.id) != self._device:
+            raise ValueError(
+                f"{name} is on GPU {int(a.device.id)} but the plan's weights are on GPU {self._device}"
+            )
+
+    # Streams.  The plan's state (U, the CSR, the generic matrices, bias) is produced on the
+    # stream current at construction (its "home"); an event marks when it is ready, and calls
+    # on other streams wait for that event on the GPU (no host block).  A call on another
+    # stream records its own event, which the home stream waits for when the plan is
+    # dropped, so CuPy's pool does not hand U's memory out while that call still reads it.
+
+    def _mark_ready(self) -> None:
+        self._home = self._ready = None
+        if self._device is not None:
+            cp = self._engine.xp
+            self._home = cp.cuda.get_current_stream()
+            self._ready = cp.cuda.Event(disable_timing=True)
+            self._ready.record(self._home)
+
+    @contextlib.contextmanager
+    def _launch_scope(self, foreign: tuple[Any, ...] = ()) -> Iterator[None]:
+        """Run launches on the plan's GPU and the current stream, ordered after the plan's
+        construction; keep foreign input objects alive until the launches are done."""
+        if self._device is None:
+            yield
+            return
+        cp = self._engine.xp
+        with cp.cuda.Device(self._device):
+            stream = cp.cuda.get_current_stream()
+            other = stream.ptr != self._home.ptr
+            if other:
+                stream.wait_event(self._ready)
+            yield
+            if other or foreign:
+                done = cp.cuda.Event(disable_timing=True)
+                done.record(stream)
+                if other:
+                    self._last_use = done
+                _backend.keep_alive(done, foreign)
+
+    def __del__(self) -> None:
+        last = getattr(self, "_last_use", None)
+        home = getattr(self, "_home", None)
+        if last is not None and home is not None:
+            try:
+                home.wait_event(last)
+            except Exception:  # interpreter shutdown: nothing left to protect
+                pass
 
     def _filter_transform(self, w: Any) -> Any:
         if np.dtype(w.dtype) != self.dtype:
@@ -265,10 +335,12 @@ class _WinogradConvNd:
             csr = csr.astype(self.dtype)
         if self._engine is not None and self._engine.backend == "cuda":
             csr = csr.to_device()
+        elif csr.xp is not np:
+            csr = csr.to_host()  # a CuPy CSR given to a host backend
         self._csr = csr
         if self._U is None and not self._sparse:
-            dense = csr.to_dense()
-            self._U = dense if self._engine is None or self._engine.backend != "cuda" else dense
+            self._U = csr.to_dense()
+        self._mark_ready()
         return self
 
     # ----------------------------------------------------------------- properties
@@ -314,7 +386,9 @@ class _WinogradConvNd:
             )
         if np.dtype(x.dtype) != self.dtype:
             raise TypeError(f"dtype mismatch: x is {x.dtype} but the weights are {self.dtype}")
-        return self._array(x, "x")
+        x = self._array(x, "x")
+        self._check_device(x, "x")
+        return x
 
     def _desc(self, x: Any) -> Any:
         e = self._engine
@@ -339,15 +413,34 @@ class _WinogradConvNd:
 
     def transform_input(self, x: Any) -> Any:
         """Phase 1: V = input transform of ``x`` (α^nd×C×P, the plan's ReLU applied)."""
+        x0 = x
         x = self._check_x(_backend.coerce(x, "x", self.backend))
-        return self._input_transform(x)
+        with self._launch_scope((x0,) if x0 is not x else ()):
+            return self._input_transform(x)
+
+    def _positions_and_tiles(self, x_shape: tuple[int, ...]) -> tuple[int, int]:
+        x_shape = tuple(int(v) for v in x_shape)
+        if len(x_shape) != self.ndim + 2 or x_shape[1] != self.C:
+            raise ValueError(f"x_shape must be (N, {self.C}, {', '.join(['S'] * self.ndim)}), got {x_shape}")
+        out = _checks.out_spatial(x_shape[2:], self.r, self.padding)
+        P = x_shape[0] * int(np.prod(_checks.num_tiles(out, self.m)))
+        return self.alpha**self.ndim, P
 
     def multiply(self, V: Any, out: Any = None) -> Any:
         """Phase 2: M[b] = U[b] · V[b] for every position b (batched GEMM, or the batched
         sparse product for sparse plans); M is α^nd×K×P.  ``out`` may be a preallocated M."""
+        if getattr(V, "ndim", None) != 3:
+            raise ValueError(f"V must be 3-D (α^nd×C×P), got shape {tuple(getattr(V, 'shape', ()))}")
+        positions, P = self.alpha**self.ndim, int(V.shape[2])
+        V0, out0 = V, out
+        V = self._work(V, "V", (positions, self.C, P))
+        if out is not None:
+            out = self._work(out, "out", (positions, self.K, P))
+        with self._launch_scope(tuple(o for o, c in ((V0, V), (out0, out)) if o is not None and o is not c)):
+            return self._multiply(V, out)
+
+    def _multiply(self, V: Any, out: Any = None) -> Any:
         positions, P = int(V.shape[0]), int(V.shape[2])
-        if tuple(V.shape) != (self.alpha**self.ndim, self.C, P):
-            raise ValueError(f"V must have shape ({self.alpha**self.ndim}, {self.C}, P), got {tuple(V.shape)}")
         if self._engine is None:
             return np.matmul(self.U, V, out=out)
         e = self._engine
@@ -363,7 +456,17 @@ class _WinogradConvNd:
 
     def transform_output(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
         """Phase 3: y = output transform of M (+ bias) for an input of shape ``x_shape``."""
-        yshape = self.out_shape(tuple(x_shape))
+        positions, P = self._positions_and_tiles(x_shape)
+        M0, out0 = M, out
+        M = self._work(M, "M", (positions, self.K, P))
+        yshape = self.out_shape(tuple(int(v) for v in x_shape))
+        if out is not None:
+            out = self._work(out, "out", yshape)
+        with self._launch_scope(tuple(o for o, c in ((M0, M), (out0, out)) if o is not None and o is not c)):
+            return self._output_transform(M, tuple(int(v) for v in x_shape), out)
+
+    def _output_transform(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
+        yshape = self.out_shape(x_shape)
         if self._engine is None:
             y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
                 self.dtype, copy=False)
@@ -383,27 +486,28 @@ class _WinogradConvNd:
         """Convolve ``x`` (N×C×H×W; 3D N×C×D×H×W) and return y (N×K×Ho×Wo).
 
         ``out``, if given, must be a C-contiguous array of the output's shape and dtype on
-        this plan's backend; it is written and returned.
+        this plan's backend; it is written and returned.  On the cuda backend everything runs
+        on CuPy's current stream, ordered after the plan's construction.
         """
+        x0, out0 = x, out
         x, out = _backend.coerce(x, "x", self.backend), _backend.coerce(out, "out", self.backend)
         x = self._check_x(x)
         yshape = self.out_shape(tuple(x.shape))
         if out is not None:
-            if tuple(out.shape) != yshape:
-                raise ValueError(f"out must have shape {yshape}, got {tuple(out.shape)}")
-            if np.dtype(out.dtype) != self.dtype:
-                raise TypeError(f"out must be {self.dtype}, got {out.dtype}")
-            out = self._array(out, "out")
-        V = self._input_transform(x)
-        M = self.multiply(V)
-        return self.transform_output(M, tuple(x.shape), out)
+            out = self._work(out, "out", yshape)
+        foreign = tuple(o for o, c in ((x0, x), (out0, out)) if o is not None and o is not c)
+        with self._launch_scope(foreign):
+            V = self._input_transform(x)
+            M = self._multiply(V)
+            return self._output_transform(M, tuple(x.shape), out)
 
     def activation_density(self, x: Any) -> float:
         """Fraction of nonzero entries of V, the transformed input (after the plan's
         ReLU): the activation sparsity a Winograd-ReLU layer can exploit."""
         x = self._check_x(_backend.coerce(x, "x", self.backend))
-        V = self._input_transform(x)
-        return float((V != 0).sum()) / V.size
+        with self._launch_scope():
+            V = self._input_transform(x)
+            return float((V != 0).sum()) / V.size
 
     def __repr__(self) -> str:
         kind = "sparse" if self._sparse else "dense"

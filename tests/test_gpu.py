@@ -250,3 +250,46 @@ def test_non_contiguous_device_array_raises_value_error_naming_x(rng):
         plan(cp.asarray(x)[..., ::2])
     with pytest.raises(ValueError, match=r"^x must be C-contiguous"):
         plan(cp.asarray(x)[..., ::-1])
+
+
+# --------------------------------------------------------------------------- streams, devices
+
+
+def test_plan_built_on_one_stream_is_ordered_before_calls_on_another(rng, check_direct):
+    x, w, b = layer(rng, 2, 32, 48, (20, 20), 3, np.float32)
+    build = cp.cuda.Stream(non_blocking=True)
+    with build:
+        plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), 1, m=4, backend="cuda")
+    run = cp.cuda.Stream(non_blocking=True)
+    with run:
+        xd = cp.asarray(x)
+        y = plan(xd)
+    run.synchronize()
+    check_direct(host(y), conv2d_direct(x, w, b, 1), np.float32, 4, 3, 32, label="cross-stream plan")
+
+
+def test_foreign_temporary_input_gives_the_same_result_as_cupy(rng):
+    x, w, b = layer(rng, 1, 16, 16, (12, 12), 3, np.float32)
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), 1, m=2, backend="cuda")
+    y_ref = host(plan(cp.asarray(x)))
+    y = plan(DLPackOnly(cp.asarray(x)))  # the temporary is dropped by the caller at once
+    cp.cuda.get_current_stream().synchronize()
+    np.testing.assert_array_equal(host(y), y_ref)
+
+
+def _gpu_count() -> int:
+    try:
+        return cp.cuda.runtime.getDeviceCount() if cp is not None else 0
+    except Exception:  # no driver
+        return 0
+
+
+@pytest.mark.skipif(_gpu_count() < 2, reason="needs two GPUs")
+def test_input_on_another_gpu_than_the_plan_is_rejected(rng):
+    x, w, b = layer(rng, 1, 4, 4, (8, 8), 3, np.float32)
+    with cp.cuda.Device(0):
+        plan = WinogradConv2d(cp.asarray(w), padding=1, m=2, backend="cuda")
+    with cp.cuda.Device(1):
+        x1 = cp.asarray(x)
+    with pytest.raises(ValueError, match="x is on GPU 1 but the plan's weights are on GPU 0"):
+        plan(x1)

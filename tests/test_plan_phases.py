@@ -34,5 +34,61 @@ def test_phases_compose_to_the_plan_call_2d_F4x4_3x3(backend, sparse):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_multiply_rejects_V_of_the_wrong_shape(backend):
     plan = WinogradConv3d(np.ones((2, 3, 3, 3, 3)), m=2, backend=backend)
-    with pytest.raises(ValueError, match=r"^V must have shape \(64, 3, P\)"):
+    with pytest.raises(ValueError, match=r"^V must have shape \(64, 3, 10\), got \(64, 4, 10\)"):
         plan.multiply(np.ones((64, 4, 10)))
+    with pytest.raises(ValueError, match=r"^V must be 3-D"):
+        plan.multiply(np.ones((64, 3)))
+
+
+# The C layer trusts the sizes it is given: every array a phase hands it is checked first,
+# so none of these can read or write out of bounds (the review found that they could).
+
+
+@pytest.fixture
+def plan_and_V():
+    rng = np.random.default_rng(3)
+    plan = WinogradConv2d(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), padding=1, m=2,
+                          backend="emulator")
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    return plan, x, plan.transform_input(x)
+
+
+def test_multiply_rejects_an_out_too_small(plan_and_V):
+    plan, _, V = plan_and_V
+    with pytest.raises(ValueError, match=r"^out must have shape \(16, 4, 16\), got \(16, 2, 16\)"):
+        plan.multiply(V, out=np.empty((16, 2, 16), np.float32))
+
+
+def test_multiply_rejects_V_of_another_dtype(plan_and_V):
+    plan, _, V = plan_and_V
+    with pytest.raises(TypeError, match=r"^V must be float32, got float64"):
+        plan.multiply(V.astype(np.float64))
+
+
+def test_multiply_rejects_a_non_contiguous_V(plan_and_V):
+    plan, _, V = plan_and_V
+    wide = np.zeros((16, 3, 32), np.float32)
+    with pytest.raises(ValueError, match=r"V must be C-contiguous"):
+        plan.multiply(wide[:, :, ::2])
+
+
+def test_transform_output_rejects_M_that_does_not_match_x_shape(plan_and_V):
+    plan, x, V = plan_and_V
+    M = plan.multiply(V)
+    with pytest.raises(ValueError, match=r"^M must have shape \(16, 4, 48\), got \(16, 4, 16\)"):
+        plan.transform_output(M, (3, 3, 8, 8))  # N = 3 needs three times the tiles
+    with pytest.raises(ValueError, match=r"^x_shape must be"):
+        plan.transform_output(M, (1, 5, 8, 8))
+
+
+def test_transform_output_rejects_a_wrong_or_read_only_out(plan_and_V):
+    plan, x, V = plan_and_V
+    M = plan.multiply(V)
+    with pytest.raises(ValueError, match=r"^out must have shape \(1, 4, 8, 8\)"):
+        plan.transform_output(M, x.shape, out=np.empty((1, 4, 4, 4), np.float32))
+    ro = np.empty((1, 4, 8, 8), np.float32)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match=r"^out is read-only"):
+        plan.transform_output(M, x.shape, out=ro)
+    with pytest.raises(ValueError, match=r"^out is read-only"):
+        plan(x, out=ro)
