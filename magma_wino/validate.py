@@ -109,7 +109,11 @@ def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
     # spatial sizes off the multiples of m.
     edge_k = [15, 16, 17, 31, 33, 63, 64, 65] if not quick else [15, 17, 33, 63, 65]
     for K in edge_k:
+        # C = 5 takes the scalar loads of the product, C = 8 the 16-byte vector loads.
         add(group="tile-edge K", m=2, r=3, N=1, C=5, K=K, size=(16, 16), padding=1)  # P = 64
+        add(group="tile-edge K vec", m=2, r=3, N=1, C=8, K=K, size=(16, 16), padding=1)
+        if not quick:
+            add(group="tile-edge K vec", m=2, r=3, N=1, C=8, K=K, size=(16, 16), padding=1, dtype="float64")
     for (H, W) in [(14, 18), (16, 16), (10, 26), (6, 62), (7, 9), (1 + 2, 1 + 2)]:
         add(group="tile-edge P", m=2, r=3, N=1, C=4, K=7, size=(H, W), padding=1)
     for m, r in SPECIALIZED_2D:
