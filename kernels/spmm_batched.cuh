@@ -155,7 +155,9 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
   // This thread's first column of B in every row; j-th column is + DIM_X * j.
   const T* __restrict__ B_col = B + col0 + tx;
 
-  for (int cs = blk_lo; cs < blk_hi; cs += NNZ_CHUNK) {
+  // The chunk start advances in 64 bits: blk_hi can lie within NNZ_CHUNK of INT_MAX.
+  for (long long cs_wide = blk_lo; cs_wide < blk_hi; cs_wide += NNZ_CHUNK) {
+    const int cs = static_cast<int>(cs_wide);
     const int len = min(NNZ_CHUNK, blk_hi - cs);
     // Stage the chunk: consecutive threads read consecutive entries (coalesced).
     for (int t = tid; t < len; t += THREADS) {
