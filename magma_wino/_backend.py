@@ -37,6 +37,15 @@ def cupy_module() -> ModuleType | None:
         return None
 
 
+def to_host(a: Any) -> np.ndarray:
+    """A NumPy array of ``a``: a CuPy array is copied to the host, anything else goes
+    through ``np.asarray``."""
+    cp = cupy_module()
+    if cp is not None and isinstance(a, cp.ndarray):
+        return a.get()
+    return np.asarray(a)
+
+
 def cuda_available() -> bool:
     """True when CuPy sees a usable GPU and the CUDA extension was built."""
     cp = cupy_module()

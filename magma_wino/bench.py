@@ -332,10 +332,6 @@ def _crop(a: Any, n: int, extents: Sequence[int]) -> Any:
     return a[(slice(0, n), slice(None)) + tuple(slice(0, e) for e in extents)]
 
 
-def _to_host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
 def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densities: Sequence[float],
                 dtype: Any = np.float32, repeat: int = 5, check_window: int = 24, seed: int = 0,
                 baselines: bool = True, scaled_from: Layer | None = None,
@@ -371,7 +367,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
     def finish(row: dict[str, Any], seconds: float, y: Any, y_ref: np.ndarray, tol: float | None) -> None:
         row["ms"] = seconds * 1e3
         row["gflops"] = flops / seconds / 1e9 if seconds > 0 else math.inf
-        err = rel_err(_crop(_to_host(y), 1, ext), y_ref)
+        err = rel_err(_crop(_backend.to_host(y), 1, ext), y_ref)
         row["error"] = err
         row["error_subset"] = subset
         row["tolerance"] = tol
@@ -390,7 +386,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
             Uh = reference.filter_transform(wh, m).astype(dtype)
             for d in densities:
                 sp = Plan.from_winograd(Uh, r, prune=d, sparse=True, padding=pad, m=m, backend=backend)
-                Up = _to_host(sp.csr.to_dense()).astype(np.float64)
+                Up = _backend.to_host(sp.csr.to_dense()).astype(np.float64)
                 y_ref = _crop(reference.winograd_conv_from_U(x_sub.astype(np.float64), Up, m, r, padding=pad), 1, ext)
                 plans.append((float(d), "sparse", sp, y_ref))
         for d, kind, plan, y_ref in plans:

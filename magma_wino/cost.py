@@ -74,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from ._backend import to_host
 from .transforms import winograd
 
 __all__ = [
@@ -285,7 +286,7 @@ def _row_counts_from_U(U: Any, positions: int, K: int, C: int) -> np.ndarray:
         return U.row_nnz()
     if not hasattr(U, "shape"):
         raise TypeError(f"U must be an array, a boolean mask or a BatchedCSR, got {type(U).__name__}")
-    a = U.get() if type(U).__module__.split(".")[0] == "cupy" else np.asarray(U)
+    a = to_host(U)
     if a.shape != (positions, K, C):
         raise ValueError(f"U must have shape (α^nd, K, C) = {(positions, K, C)}, got {a.shape}")
     return (a != 0).sum(axis=2).astype(np.int64)
@@ -412,7 +413,7 @@ def layer_cost(
     if V is not None:
         if U is None:
             raise ValueError("V (exact activation counts) needs the actual U as well")
-        Va = V.get() if type(V).__module__.split(".")[0] == "cupy" else np.asarray(V)
+        Va = to_host(V)
         if Va.shape != (positions, C, P):
             raise ValueError(f"V must have shape (α^nd, C, P) = {(positions, C, P)}, got {Va.shape}")
         from .sparse import BatchedCSR  # noqa: PLC0415

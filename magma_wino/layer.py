@@ -248,8 +248,7 @@ class _WinogradConvNd:
         Aᵀ[(G·Prune(g)·Gᵀ) ⊙ (Bᵀ·ReLU(d)·B)]A.  Pruning runs on the host (NumPy).
         """
         if prune is not None:
-            host = w.get() if hasattr(w, "get") and not isinstance(w, np.ndarray) else w
-            wp, _ = pruning.prune_spatial(np.asarray(host), prune)
+            wp, _ = pruning.prune_spatial(_backend.to_host(w), prune)
             w = wp if isinstance(w, np.ndarray) else _backend.cupy_module().asarray(wp)
         return cls(w, bias, padding, m, backend, relu=relu, points=points)
 
@@ -310,13 +309,13 @@ class _WinogradConvNd:
             )
         if csr is None:
             if mask is not None or prune is not None:
-                hostU = np.asarray(U.get() if not isinstance(U, np.ndarray) and hasattr(U, "get") else U)
+                hostU = _backend.to_host(U)
                 if prune is not None:
                     if mask is not None:
                         raise ValueError("give mask or prune, not both")
                     hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position)
                 else:
-                    hmask = np.asarray(mask.get() if hasattr(mask, "get") and not isinstance(mask, np.ndarray) else mask)
+                    hmask = _backend.to_host(mask)
                     if hmask.shape != hostU.shape:
                         raise ValueError(f"mask must have U's shape {hostU.shape}, got {hmask.shape}")
                     if hmask.dtype != np.bool_:
@@ -325,7 +324,7 @@ class _WinogradConvNd:
                 csr = BatchedCSR.from_dense(hostU, hmask)
                 U = hostU if self._engine is None else self._engine.xp.asarray(hostU)
             else:
-                csr = BatchedCSR.from_dense(np.asarray(U.get() if not isinstance(U, np.ndarray) and hasattr(U, "get") else U))
+                csr = BatchedCSR.from_dense(_backend.to_host(U))
             self._U = self._array(U, "U")
         else:
             self._U = None
@@ -390,10 +389,10 @@ class _WinogradConvNd:
         self._check_device(x, "x")
         return x
 
-    def _desc(self, x: Any) -> Any:
-        e = self._engine
-        return e.ext.ConvDesc(self.ndim, self.m, self.r, x.shape[0], self.C, self.K, tuple(x.shape[2:]),
-                              self.padding)
+    def _desc(self, x_shape: tuple[int, ...]) -> Any:
+        """The C descriptor of this layer for an input of shape ``x_shape``."""
+        return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, x_shape[0], self.C, self.K,
+                                         tuple(x_shape[2:]), self.padding)
 
     def _input_transform(self, x: Any) -> Any:
         if self._engine is None:
@@ -401,7 +400,7 @@ class _WinogradConvNd:
             return reference.input_transform(xin, self.m, self.r, self.padding, self._points,
                                              relu=self.relu == "winograd")
         e = self._engine
-        desc = self._desc(x)
+        desc = self._desc(tuple(x.shape))
         geo = desc.geometry(_backend.kernel_dtype(self.dtype, "x"))
         V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self.dtype)
         e.ext.input_transform(desc, _backend.kernel_dtype(self.dtype, "x"), e.ptr(x), e.ptr(V),
@@ -476,9 +475,7 @@ class _WinogradConvNd:
             return y
         e = self._engine
         y = out if out is not None else e.empty(yshape, self.dtype)
-        desc = e.ext.ConvDesc(self.ndim, self.m, self.r, x_shape[0], self.C, self.K, tuple(x_shape[2:]),
-                              self.padding)
-        e.ext.output_transform(desc, _backend.kernel_dtype(self.dtype, "M"), e.ptr(M), e.ptr(self.bias), e.ptr(y),
+        e.ext.output_transform(self._desc(x_shape), _backend.kernel_dtype(self.dtype, "M"), e.ptr(M), e.ptr(self.bias), e.ptr(y),
                                e.ptr(self._mats), e.stream())
         return y
 

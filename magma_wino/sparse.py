@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend
+
 __all__ = ["BatchedCSR", "array_module", "INT32_MAX"]
 
 #: Largest nnz (and any offset) the int32 index arrays can hold.
@@ -160,7 +162,7 @@ class BatchedCSR:
         if rows > 0:
             d = rp[:, 1:] - rp[:, :-1]
             if bool(xp.any(d < 0)):
-                b, i = (int(v) for v in np.argwhere(_to_numpy(d) < 0)[0])
+                b, i = (int(v) for v in np.argwhere(_backend.to_host(d) < 0)[0])
                 raise ValueError(
                     f"row_ptr must be non-decreasing within each position: "
                     f"row_ptr[{b}, {i + 1}] = {_scalar(rp[b, i + 1])} < "
@@ -169,7 +171,7 @@ class BatchedCSR:
         if batch > 1:
             mismatch = rp[1:, 0] != rp[:-1, rows]
             if bool(xp.any(mismatch)):
-                b = int(np.argmax(_to_numpy(mismatch))) + 1
+                b = int(np.argmax(_backend.to_host(mismatch))) + 1
                 raise ValueError(
                     f"row_ptr: position {b} must start where position {b - 1} ends: "
                     f"row_ptr[{b}, 0] = {_scalar(rp[b, 0])} != "
@@ -271,7 +273,7 @@ class BatchedCSR:
 
     def nnz_per_position(self) -> np.ndarray:
         """Stored entries of every matrix ``b`` (host int64 array of length batch)."""
-        rp = _to_numpy(self.row_ptr).astype(np.int64)
+        rp = _backend.to_host(self.row_ptr).astype(np.int64)
         return rp[:, -1] - rp[:, 0] if rp.size else np.zeros(self.shape[0], np.int64)
 
     def density_per_position(self) -> np.ndarray:
@@ -282,7 +284,7 @@ class BatchedCSR:
 
     def row_nnz(self) -> np.ndarray:
         """Stored entries per row, host int64 array of shape ``(batch, rows)``."""
-        rp = _to_numpy(self.row_ptr).astype(np.int64)
+        rp = _backend.to_host(self.row_ptr).astype(np.int64)
         return np.diff(rp, axis=1)
 
     def to_dense(self) -> Any:
@@ -326,7 +328,7 @@ class BatchedCSR:
         if self.xp is np:
             return self
         return BatchedCSR(
-            _to_numpy(self.row_ptr), _to_numpy(self.col_idx), _to_numpy(self.values), self.shape
+            _backend.to_host(self.row_ptr), _backend.to_host(self.col_idx), _backend.to_host(self.values), self.shape
         )
 
     def astype(self, dtype: Any) -> BatchedCSR:
@@ -340,8 +342,3 @@ class BatchedCSR:
             f"dtype={self.dtype}, {where})"
         )
 
-
-def _to_numpy(a: Any) -> np.ndarray:
-    if _is_cupy(a):
-        return a.get()
-    return np.asarray(a)
