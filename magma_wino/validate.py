@@ -145,18 +145,9 @@ def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
     return out
 
 
-def _rel_err(y: np.ndarray, y_ref: np.ndarray) -> float:
-    scale = float(np.max(np.abs(y_ref))) if y_ref.size else 0.0
-    diff = np.abs(np.asarray(y, dtype=np.float64) - y_ref)
-    if not np.all(np.isfinite(diff)):
-        return math.inf
-    err = float(diff.max()) if diff.size else 0.0
-    return err / scale if scale > 0 else err
-
-
 def run_case(case: Case, backend: str) -> Result:
     """Run one case on ``backend`` and compare with its float64 ground truth."""
-    from .accuracy import tolerance  # noqa: PLC0415  (keeps import of the CLI light)
+    from .accuracy import rel_err, tolerance  # noqa: PLC0415  (keeps import of the CLI light)
 
     rng = np.random.default_rng(case.seed)
     dt = np.dtype(case.dtype)
@@ -198,7 +189,7 @@ def run_case(case: Case, backend: str) -> Result:
         xp.cuda.get_current_stream().synchronize()
         y = y.get()
     seconds = time.perf_counter() - t0
-    err = _rel_err(y, y_ref)
+    err = rel_err(y, y_ref)
     n_red = case.C * case.r**nd
     bound = tolerance(dt, case.m, case.r, n_red, nd)
     ok = bool(err <= bound) if math.isfinite(err) else False

@@ -15,16 +15,20 @@ HAS_EMU = _backend.extension("emulator", required=False) is not None
 LAYER = {"name": "c64-14", "C": 64, "K": 64, "H": 14, "W": 14}
 
 
-@pytest.mark.parametrize("m,r,n,nd", [(2, 3, 576, 2), (4, 3, 27, 2), (6, 3, 4608, 2), (2, 5, 1600, 2),
-                                      (8, 3, 9, 2), (2, 3, 1728, 3), (4, 3, 64 * 27, 3)])
+@pytest.mark.parametrize("m,r,beta2", [(2, 3, 2.24), (3, 2, 2.00), (4, 3, 9.71), (2, 5, 9.94), (6, 3, 11.78)])
+def test_growth_factor_of_the_default_points_has_its_documented_value(m, r, beta2) -> None:
+    assert accuracy.growth_factor(m, r, ndim=1) == pytest.approx(beta2, abs=0.005)
+    assert accuracy.growth_factor(m, r, ndim=3) == pytest.approx(accuracy.growth_factor(m, r, ndim=1) ** 3)
+
+
+@pytest.mark.parametrize("m,r,n,nd", [(2, 3, 576, 2), (6, 3, 4608, 2), (4, 3, 64 * 27, 3)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tolerance_matches_conftest(winograd_tol, m, r, n, nd, dtype) -> None:
-    """accuracy.tolerance is the library copy of tests/conftest.py::winograd_tolerance."""
-    assert accuracy.tolerance(dtype, m, r, n, nd) == pytest.approx(winograd_tol(dtype, m, r, n, nd), rel=1e-12)
-    pts = [0, 1, -1, 2, -2][: m + r - 2] if m + r - 2 <= 5 else None
-    if pts is not None:
-        assert accuracy.tolerance(dtype, m, r, n, nd, pts) == pytest.approx(
-            winograd_tol(dtype, m, r, n, nd, points=pts), rel=1e-12)
+def test_tolerance_is_unit_roundoff_times_growth_times_root_of_reduction_and_rounding_depth(m, r, n, nd,
+                                                                                            dtype) -> None:
+    u = {np.float32: 2.0**-24, np.float64: 2.0**-53}[dtype]
+    depth = nd * (r + 2 * (m + r - 1)) + 1
+    expected = u * accuracy.growth_factor(m, r, nd) * np.sqrt(n + depth)
+    assert accuracy.tolerance(dtype, m, r, n, nd) == pytest.approx(expected, rel=1e-12)
 
 
 def test_error_grows_with_m_and_stays_within_tolerance() -> None:
