@@ -210,11 +210,12 @@ class Engine:
                     "backend='cuda': no usable CUDA GPU (cupy.is_available() is False or CuPy is "
                     "missing); use backend='emulator' or 'numpy'"
                 )
-            cc = str(cp.cuda.Device().compute_capability)  # CuPy gives e.g. "90" for sm_90
+            device = cp.cuda.Device()
+            cc = str(device.compute_capability)  # CuPy gives e.g. "90" for sm_90
             major, minor = int(cc[:-1]), int(cc[-1])
             if major < 8:
                 raise BackendUnavailableError(
-                    f"backend='cuda': GPU {cp.cuda.Device().id} has compute capability {major}.{minor}; "
+                    f"backend='cuda': GPU {device.id} has compute capability {major}.{minor}; "
                     f"this build has code for sm_80 and newer only (MW_CUDA_ARCHITECTURES)"
                 )
             self.xp = cp

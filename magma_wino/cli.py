@@ -41,11 +41,7 @@ def _info(args: argparse.Namespace) -> int:
             return 2
         import runpy  # noqa: PLC0415
 
-        sys.argv = [str(tool)]
-        try:
-            runpy.run_path(str(tool), run_name="__main__")
-        except SystemExit as exc:
-            return int(exc.code or 0)
+        return int(runpy.run_path(str(tool))["main"]([]))
     return 0
 
 

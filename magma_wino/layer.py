@@ -161,7 +161,7 @@ class _WinogradConvNd:
         if np.dtype(a.dtype) != self.dtype:
             raise TypeError(f"{name} must be {self.dtype}, got {a.dtype}")
         a = self._array(a, name)
-        if isinstance(a, np.ndarray) and name in ("out", "M out") and not a.flags.writeable:
+        if isinstance(a, np.ndarray) and name == "out" and not a.flags.writeable:
             raise ValueError(f"{name} is read-only")
         self._check_device(a, name)
         return a
