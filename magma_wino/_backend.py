@@ -15,8 +15,10 @@ numpy      NumPy arrays                                the NumPy reference
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import importlib
+import re
 from types import ModuleType
 from typing import Any
 
@@ -46,17 +48,72 @@ def to_host(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def cuda_available() -> bool:
-    """True when CuPy sees a usable GPU and the CUDA extension was built."""
+@functools.cache
+def cuda_unavailable_reason() -> str | None:
+    """None when the cuda backend is usable in this process; otherwise why not, in words.
+
+    Both runtimes are asked: CuPy's (``cupy.is_available()``) and the CUDA extension's own
+    statically linked runtime (``runtime_info()``), which can disagree (e.g. a driver too
+    old for the runtime the extension was built with).  Cached: it does not change while
+    the process lives (tests clear it with ``cuda_unavailable_reason.cache_clear()``).
+    """
     cp = cupy_module()
     if cp is None:
-        return False
+        return "CuPy is not installed (pip install 'magma-wino[cuda]')"
+    ext = extension("cuda", required=False)
+    if ext is None:
+        return "the CUDA extension was not built (nvcc was not found when the package was installed)"
+    try:
+        info = ext.runtime_info()
+    except Exception as exc:  # pragma: no cover - a broken build
+        return f"the CUDA extension's runtime failed: {exc}"
+    if int(info.get("device_count", 0)) < 1:
+        return f"the CUDA extension's runtime sees no GPU ({info.get('device_error') or 'no device'})"
     try:
         if not cp.is_available():
-            return False
-    except Exception:
-        return False
-    return extension("cuda", required=False) is not None
+            return "CuPy sees no usable GPU (cupy.is_available() is False)"
+    except Exception as exc:  # pragma: no cover - a broken CuPy installation
+        return f"CuPy failed to query the GPU: {exc}"
+    return None
+
+
+def cuda_available() -> bool:
+    """True when both CuPy and the CUDA extension's runtime see a GPU (see
+    :func:`cuda_unavailable_reason`)."""
+    return cuda_unavailable_reason() is None
+
+
+def parse_architectures(arch: str) -> list[tuple[int, int, str, bool, bool]]:
+    """CMake ``CUDA_ARCHITECTURES`` of a build (``"80-real,90-real,90-virtual"``; ``,`` or
+    ``;`` separated) as ``(major, minor, suffix, real, virtual)`` per entry; a bare number
+    means real code and PTX, as in CMake; ``suffix`` is ``""``, ``"a"`` or ``"f"``."""
+    out = []
+    for item in re.split(r"[,;\s]+", arch.strip()):
+        if not item:
+            continue
+        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)([af]?)(?:-(real|virtual))?", item)
+        if m is None:
+            raise ValueError(f"arch: cannot parse CUDA architecture {item!r} in {arch!r}")
+        major, minor = divmod(int(m[1]), 10)
+        kind = m[3]
+        out.append((major, minor, m[2], kind in (None, "real"), kind in (None, "virtual")))
+    return out
+
+
+def build_runs_on(arch: str, capability: tuple[int, int]) -> bool:
+    """Whether a build for ``arch`` has code a GPU of compute ``capability`` can run.
+
+    CUDA's rules: real code (a cubin) for sm_XY runs on X.Z with Z >= Y (same major);
+    arch-specific code (sm_90a) only on exactly 9.0; PTX for compute_XY is JIT-compiled by
+    the driver for any capability >= X.Y.
+    """
+    cmaj, cmin = capability
+    for major, minor, suffix, real, virtual in parse_architectures(arch):
+        if real and major == cmaj and (minor == cmin if suffix == "a" else minor <= cmin):
+            return True
+        if virtual and not suffix and (major, minor) <= (cmaj, cmin):
+            return True
+    return False
 
 
 @functools.cache
@@ -123,10 +180,11 @@ def coerce(a: Any, name: str, backend: str = "auto") -> Any:
         return a
     if not is_device_array(a):
         return a
-    if cp is None or not cuda_available():
+    reason = cuda_unavailable_reason()
+    if cp is None or reason is not None:
         raise BackendUnavailableError(
             f"{name} is a device array ({type(a).__module__}.{type(a).__name__}) but the cuda backend "
-            f"is not usable here (CuPy missing, no GPU, or the CUDA extension not built)"
+            f"is not usable here: {reason}"
         )
     return as_device_array(a, name)
 
@@ -197,30 +255,60 @@ def check_contiguous(a: Any, name: str) -> None:
         )
 
 
-class Engine:
-    """Allocation, pointers and stream of one kernel backend."""
+def device_of(a: Any) -> int | None:
+    """The GPU ordinal of a CuPy array, else None."""
+    cp = cupy_module()
+    if cp is not None and isinstance(a, cp.ndarray):
+        return int(a.device.id)
+    return None
 
-    def __init__(self, backend: str) -> None:
+
+def like(host: np.ndarray, ref: Any) -> Any:
+    """``host`` where ``ref`` lives: a new CuPy array on ``ref``'s GPU if ``ref`` is a CuPy
+    array, else ``host`` itself."""
+    dev = device_of(ref)
+    if dev is None:
+        return host
+    cp = cupy_module()
+    with cp.cuda.Device(dev):
+        return cp.asarray(host)
+
+
+class Engine:
+    """Allocation, pointers and stream of one kernel backend (for cuda: on one GPU,
+    ``device``, by default CuPy's current one)."""
+
+    def __init__(self, backend: str, device: int | None = None) -> None:
         self.backend = backend
         self.ext = extension(backend)
+        self.device: int | None = None
         if backend == "cuda":
             cp = cupy_module()
-            if cp is None or not cuda_available():
+            reason = cuda_unavailable_reason()
+            if cp is None or reason is not None:
                 raise BackendUnavailableError(
-                    "backend='cuda': no usable CUDA GPU (cupy.is_available() is False or CuPy is "
-                    "missing); use backend='emulator' or 'numpy'"
+                    f"backend='cuda': no usable CUDA GPU ({reason}); use backend='emulator' or 'numpy'"
                 )
-            device = cp.cuda.Device()
-            cc = str(device.compute_capability)  # CuPy gives e.g. "90" for sm_90
-            major, minor = int(cc[:-1]), int(cc[-1])
-            if major < 8:
+            dev = cp.cuda.Device(device) if device is not None else cp.cuda.Device()
+            cc = str(dev.compute_capability)  # CuPy gives e.g. "90" for sm_90, "120" for sm_120
+            capability = (int(cc[:-1]), int(cc[-1]))
+            arch = self.ext.build_info().get("arch", "")
+            if not build_runs_on(arch, capability):
                 raise BackendUnavailableError(
-                    f"backend='cuda': GPU {device.id} has compute capability {major}.{minor}; "
-                    f"this build has code for sm_80 and newer only (MW_CUDA_ARCHITECTURES)"
+                    f"backend='cuda': GPU {dev.id} has compute capability {capability[0]}.{capability[1]}, "
+                    f"but this build has code only for CUDA architectures {arch!r} "
+                    f"(reinstall with pip's -Ccmake.define.MW_CUDA_ARCHITECTURES={cc}-real); use backend='emulator' or 'numpy'"
                 )
+            self.device = int(dev.id)
             self.xp = cp
         else:
             self.xp = np
+
+    def scope(self) -> contextlib.AbstractContextManager[Any]:
+        """``with engine.scope():`` makes the engine's GPU current (a no-op on the host)."""
+        if self.device is None:
+            return contextlib.nullcontext()
+        return self.xp.cuda.Device(self.device)
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         # cupy.empty draws from CuPy's memory pool: workspaces are recycled between calls.

@@ -20,6 +20,7 @@ The three sparse variants of docs/sparse.md:
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal, TypeVar
 
@@ -40,6 +41,17 @@ SPARSE_DENSITY_THRESHOLD = 0.25
 Relu = Literal["spatial", "winograd"] | None
 _Plan = TypeVar("_Plan", bound="_WinogradConvNd")
 _RELU_CODES = {None: 0, "spatial": 1, "winograd": 2}
+
+
+#: ``cudaStreamPerThread``: one handle that names a different stream in every host thread.
+_PER_THREAD_STREAM = 2
+
+
+def same_stream(ptr_a: int, thread_a: int, ptr_b: int, thread_b: int) -> bool:
+    """Whether stream handle ``ptr_a`` used by host thread ``thread_a`` is the same CUDA
+    stream as ``ptr_b`` used by ``thread_b`` (the per-thread default stream has one handle
+    for a different stream in each thread)."""
+    return ptr_a == ptr_b and (ptr_a != _PER_THREAD_STREAM or thread_a == thread_b)
 
 
 def _check_m(m: object) -> int:
@@ -91,17 +103,25 @@ class _WinogradConvNd:
                 (default points use the specialised kernels, others the generic ones).
             generic: force the generic transform kernels (testing, alternative points).
         """
+        w0, bias0 = w, bias
         w, bias = _backend.coerce(w, "w", backend), _backend.coerce(bias, "bias", backend)
         wshape = _checks.check_filter(w, self.ndim)
-        self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w)
-        self._U = self._filter_transform(w)
+        self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w,
+                    bias_borrowed=bias0 is not bias)
         self._csr: BatchedCSR | None = None
         self._sparse = False
-        self._mark_ready()
+        with self._scope():
+            self._U = self._filter_transform(w)
+        # The filter transform may still be reading a foreign w when the caller drops it.
+        self._mark_ready(foreign=(w0,) if w0 is not w else ())
 
     # ----------------------------------------------------------------- construction
 
-    def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like) -> None:
+    def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like,
+               bias_borrowed: bool = False) -> None:
+        """Everything but the weights.  On the cuda backend the plan's GPU is the one
+        ``like`` (the weights) lives on, whatever device is current; every array the plan
+        keeps is created there or checked to be there."""
         self.m = _check_m(self.default_m if m is None else m)
         self.r = int(r)
         self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
@@ -122,9 +142,10 @@ class _WinogradConvNd:
         if self.backend == "numpy":
             self._engine = None
         else:
-            self._engine = _backend.Engine(self.backend)
-        self._device = int(self._engine.xp.cuda.Device().id) if self.backend == "cuda" else None
-        self._last_use = None
+            self._engine = _backend.Engine(self.backend, _backend.device_of(like))
+        self._device = self._engine.device if self._engine is not None else None
+        self._pending: list[Any] = []  # events of calls on streams other than the home stream
+        self._borrowed: tuple[Any, ...] = ()  # views of foreign memory the plan keeps (bias, U)
         self._points = points
         use_generic = bool(generic) or points is not None
         if self._engine is not None and not use_generic:
@@ -134,13 +155,21 @@ class _WinogradConvNd:
         if self._engine is not None and use_generic:
             at, g, bt = self.transform.matrices(self.dtype)
             host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self.dtype)
-            self._mats = self._engine.xp.asarray(host)
+            with self._scope():
+                self._mats = self._engine.xp.asarray(host)
         if bias is not None:
             _checks.check_bias(bias, self.K)
             if np.dtype(bias.dtype) != self.dtype:
                 raise TypeError(f"dtype mismatch: bias is {bias.dtype} but the weights are {self.dtype}")
             bias = self._array(bias, "bias")
+            self._check_device(bias, "bias")
+            if bias_borrowed:
+                self._borrowed += (bias,)
         self.bias = bias
+
+    def _scope(self) -> contextlib.AbstractContextManager[Any]:
+        """The plan's GPU made current (a no-op on the host backends)."""
+        return self._engine.scope() if self._engine is not None else contextlib.nullcontext()
 
     def _array(self, a: Any, name: str) -> Any:
         """``a`` on this plan's backend, C-contiguous, or a clear error."""
@@ -167,52 +196,60 @@ class _WinogradConvNd:
         return a
 
     def _check_device(self, a: Any, name: str) -> None:
-        if self._device is not None and a is not None and int(a.device.id) != self._device:
-            raise ValueError(
-                f"{name} is on GPU {int(a.device.id)} but the plan's weights are on GPU {self._device}"
-            )
+        dev = _backend.device_of(a)
+        if self._device is not None and dev is not None and dev != self._device:
+            raise ValueError(f"{name} is on GPU {dev} but the plan's weights are on GPU {self._device}")
 
     # Streams.  The plan's state (U, the CSR, the generic matrices, bias) is produced on the
-    # stream current at construction (its "home"); an event marks when it is ready, and calls
-    # on other streams wait for that event on the GPU (no host block).  A call on another
-    # stream records its own event, which the home stream waits for when the plan is
-    # dropped, so CuPy's pool does not hand U's memory out while that call still reads it.
+    # stream current at construction (its "home"); an event marks when it is ready, and every
+    # call waits for that event on the GPU (no host block; cheap once it has completed).  A
+    # call on another stream records its own event; the home stream waits for all of them
+    # still pending when the plan is dropped, so CuPy's pool (which recycles U's memory on
+    # the home stream) does not hand it out while such a call still reads it.
 
-    def _mark_ready(self) -> None:
+    def _mark_ready(self, foreign: tuple[Any, ...] = ()) -> None:
         self._home = self._ready = None
+        self._home_thread = threading.get_ident()
         if self._device is not None:
             cp = self._engine.xp
-            self._home = cp.cuda.get_current_stream()
-            self._ready = cp.cuda.Event(disable_timing=True)
-            self._ready.record(self._home)
+            with self._scope():
+                self._home = cp.cuda.get_current_stream()
+                self._ready = cp.cuda.Event(disable_timing=True)
+                self._ready.record(self._home)
+            _backend.keep_alive(self._ready, foreign)
 
     @contextlib.contextmanager
     def _launch_scope(self, foreign: tuple[Any, ...] = ()) -> Iterator[None]:
         """Run launches on the plan's GPU and the current stream, ordered after the plan's
-        construction; keep foreign input objects alive until the launches are done."""
+        construction; keep foreign input objects (and the plan's borrowed views) alive
+        until the launches are done."""
         if self._device is None:
             yield
             return
         cp = self._engine.xp
         with cp.cuda.Device(self._device):
             stream = cp.cuda.get_current_stream()
-            other = stream.ptr != self._home.ptr
-            if other:
-                stream.wait_event(self._ready)
-            yield
-            if other or foreign:
-                done = cp.cuda.Event(disable_timing=True)
-                done.record(stream)
-                if other:
-                    self._last_use = done
-                _backend.keep_alive(done, foreign)
+            stream.wait_event(self._ready)
+            try:
+                yield
+            finally:
+                home = same_stream(self._home.ptr, self._home_thread, stream.ptr, threading.get_ident())
+                held = foreign + self._borrowed
+                if not home or held:
+                    done = cp.cuda.Event(disable_timing=True)
+                    done.record(stream)
+                    if not home:
+                        self._pending = [e for e in self._pending if not e.done]
+                        self._pending.append(done)
+                    _backend.keep_alive(done, held)
 
     def __del__(self) -> None:
-        last = getattr(self, "_last_use", None)
         home = getattr(self, "_home", None)
-        if last is not None and home is not None:
+        if home is None:
+            return
+        for event in getattr(self, "_pending", ()):
             try:
-                home.wait_event(last)
+                home.wait_event(event)
             except Exception:  # interpreter shutdown: nothing left to protect
                 pass
 
@@ -248,8 +285,12 @@ class _WinogradConvNd:
         Aᵀ[(G·Prune(g)·Gᵀ) ⊙ (Bᵀ·ReLU(d)·B)]A.  Pruning runs on the host (NumPy).
         """
         if prune is not None:
-            wp, _ = pruning.prune_spatial(_backend.to_host(w), prune)
-            w = wp if isinstance(w, np.ndarray) else _backend.cupy_module().asarray(wp)
+            # Coerce first (a PyTorch CUDA tensor or a DLPack-only object becomes a CuPy view),
+            # and refuse non-arrays by name before pruning on the host.
+            wc = _backend.coerce(w, "w", backend)
+            _checks.check_filter(wc, cls.ndim)
+            wp, _ = pruning.prune_spatial(_backend.to_host(wc), prune)
+            w = _backend.like(wp, wc)  # back where w lives (its GPU), as a new array
         return cls(w, bias, padding, m, backend, relu=relu, points=points)
 
     @classmethod
@@ -281,7 +322,9 @@ class _WinogradConvNd:
         """
         if r is None:
             raise TypeError("from_winograd needs r, the filter size the weights belong to")
+        U0, bias0 = U, bias
         U, bias = _backend.coerce(U, "U", backend), _backend.coerce(bias, "bias", backend)
+        mask = _backend.coerce(mask, "mask", backend)
         if (U is None) == (csr is None):
             raise ValueError("give exactly one of U (dense) and csr (BatchedCSR)")
         self = cls.__new__(cls)
@@ -294,51 +337,60 @@ class _WinogradConvNd:
             positions, K, C = csr.shape
             like = csr.values
         else:
+            if not hasattr(U, "shape") or not hasattr(U, "dtype"):
+                raise TypeError(f"U must be an array (NumPy, CuPy or a device array), got {type(U).__name__}")
             if getattr(U, "ndim", None) != 3:
                 raise ValueError(f"U must be 3-D (α^nd×K×C), got shape {getattr(U, 'shape', None)}")
             positions, K, C = (int(s) for s in U.shape)
             like = U
         if sparse not in (True, False, "auto"):
             raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
-        self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like)
+        self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
+                    bias_borrowed=bias0 is not bias)
         want = self.alpha**self.ndim
         if positions != want:
             raise ValueError(
                 f"U has {positions} Winograd positions but F({self.m}, {self.r}) in {self.ndim}D "
                 f"needs alpha^{self.ndim} = {want}"
             )
-        if csr is None:
-            if mask is not None or prune is not None:
-                hostU = _backend.to_host(U)
-                if prune is not None:
-                    if mask is not None:
-                        raise ValueError("give mask or prune, not both")
-                    hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position)
+        with self._scope():
+            if csr is None:
+                if mask is not None or prune is not None:
+                    hostU = _backend.to_host(U)
+                    if prune is not None:
+                        if mask is not None:
+                            raise ValueError("give mask or prune, not both")
+                        hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position)
+                    else:
+                        hmask = _backend.to_host(mask)
+                        if hmask.shape != hostU.shape:
+                            raise ValueError(f"mask must have U's shape {hostU.shape}, got {hmask.shape}")
+                        if hmask.dtype != np.bool_:
+                            raise TypeError(f"mask must be a bool array, got {hmask.dtype}")
+                        hostU = np.where(hmask, hostU, 0).astype(hostU.dtype)
+                    csr = BatchedCSR.from_dense(hostU, hmask)
+                    U = hostU if self._engine is None else self._engine.xp.asarray(hostU)
                 else:
-                    hmask = _backend.to_host(mask)
-                    if hmask.shape != hostU.shape:
-                        raise ValueError(f"mask must have U's shape {hostU.shape}, got {hmask.shape}")
-                    if hmask.dtype != np.bool_:
-                        raise TypeError(f"mask must be a bool array, got {hmask.dtype}")
-                    hostU = np.where(hmask, hostU, 0).astype(hostU.dtype)
-                csr = BatchedCSR.from_dense(hostU, hmask)
-                U = hostU if self._engine is None else self._engine.xp.asarray(hostU)
+                    csr = BatchedCSR.from_dense(_backend.to_host(U))
+                    if U0 is not U:
+                        self._borrowed += (U,)
+                self._U = self._array(U, "U")
+                self._check_device(self._U, "U")
             else:
-                csr = BatchedCSR.from_dense(_backend.to_host(U))
-            self._U = self._array(U, "U")
-        else:
-            self._U = None
-        density = csr.density
-        self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
-        if np.dtype(csr.dtype) != self.dtype:
-            csr = csr.astype(self.dtype)
-        if self._engine is not None and self._engine.backend == "cuda":
-            csr = csr.to_device()
-        elif csr.xp is not np:
-            csr = csr.to_host()  # a CuPy CSR given to a host backend
-        self._csr = csr
-        if self._U is None and not self._sparse:
-            self._U = csr.to_dense()
+                self._U = None
+            density = csr.density
+            self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
+            if np.dtype(csr.dtype) != self.dtype:
+                csr = csr.astype(self.dtype)
+            if self._engine is not None and self._engine.backend == "cuda":
+                csr = csr.to_device()  # onto the plan's GPU (current in this scope)
+                for field in ("row_ptr", "col_idx", "values"):
+                    self._check_device(getattr(csr, field), f"csr.{field}")
+            elif csr.xp is not np:
+                csr = csr.to_host()  # a CuPy CSR given to a host backend
+            self._csr = csr
+            if self._U is None and not self._sparse:
+                self._U = csr.to_dense()
         self._mark_ready()
         return self
 
@@ -348,7 +400,8 @@ class _WinogradConvNd:
     def U(self) -> Any:
         """The Winograd-domain weights α^nd×K×C (dense) on the plan's backend."""
         if self._U is None:
-            self._U = self._csr.to_dense()  # type: ignore[union-attr]
+            with self._scope():
+                self._U = self._csr.to_dense()  # type: ignore[union-attr]
         return self._U
 
     @property

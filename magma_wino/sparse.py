@@ -297,8 +297,11 @@ class BatchedCSR:
         out = xp.zeros((batch, rows, cols), dtype=self.values.dtype)
         if self.nnz == 0:
             return out
-        counts = self.row_ptr[:, 1:] - self.row_ptr[:, :-1]  # batch × rows
-        row_of = xp.repeat(xp.arange(batch * rows, dtype=np.int64), counts.ravel().astype(np.int64))
+        # The (flattened) row of every entry: the last row whose start is <= its index (empty
+        # rows share their start with the next row).  searchsorted rather than repeat with
+        # array counts, which CuPy accepts only from version 14.
+        starts = self.row_ptr[:, :-1].ravel().astype(np.int64)
+        row_of = xp.searchsorted(starts, xp.arange(self.nnz, dtype=np.int64), side="right") - 1
         flat = row_of * cols + self.col_idx.astype(np.int64)
         if xp is np:
             np.add.at(out.reshape(-1), flat, self.values)

@@ -293,3 +293,163 @@ def test_input_on_another_gpu_than_the_plan_is_rejected(rng):
         x1 = cp.asarray(x)
     with pytest.raises(ValueError, match="x is on GPU 1 but the plan's weights are on GPU 0"):
         plan(x1)
+
+
+# --------------------------------------------------------------------------- every kernel path
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dt_id)
+@pytest.mark.parametrize(
+    "K, size, config",
+    [(64, (16, 16), "64x64"), (40, (16, 16), "32x64"), (8, (8, 8), "16x32")],
+    ids=["64x64", "32x64", "16x32"],
+)
+def test_cuda_vectorized_gemm_paths(K, size, config, dtype, rng, check_direct):
+    """C and P = N·tiles multiples of 4 (16-byte rows) reach the vector-load GEMM of each
+    tile configuration: K >= 64 and P >= 64 the 64x64 tile, 32 <= K < 64 the 32x64 tile,
+    smaller layers the 16x32 tile (gemm_batched in kernels/gemm_batched.cuh)."""
+    x, w, b = layer(rng, 1, 16, K, size, 3, dtype)
+    P = (size[0] // 2) * (size[1] // 2)
+    assert P % 4 == 0 and (P >= 64) == (config != "16x32")
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), 1, m=2)
+    xd = cp.asarray(x)
+    check_direct(host(plan(xd)), conv2d_direct(x, w, b, 1), dtype, 2, 3, 16, label=f"vector GEMM {config}")
+    # The same V one element off 16-byte alignment takes the scalar loads of that tile.
+    V = plan.transform_input(xd)
+    Vv = cp.empty(V.size + 1, dtype=dtype)[1:].reshape(V.shape)
+    Vv[...] = V
+    y = plan.transform_output(plan.multiply(Vv), x.shape)
+    check_direct(host(y), conv2d_direct(x, w, b, 1), dtype, 2, 3, 16, label=f"scalar GEMM {config}")
+
+
+def test_cuda_build_has_code_for_this_gpu():
+    cc = str(cp.cuda.Device().compute_capability)
+    arch = _backend.extension("cuda").build_info()["arch"]
+    assert _backend.build_runs_on(arch, (int(cc[:-1]), int(cc[-1]))), (arch, cc)
+
+
+def test_cuda_large_layer_at_the_int32_element_limit(rng, winograd_tol):
+    """V and M just under 2^31 elements (F(2,3): 16·64·P with P = 127·128² tiles), where an
+    offset computed in 32 bits without care would wrap: the first and the last image must
+    match the same plan run on that image alone.  Two images more pass the limit, and the
+    C layer must refuse the layer by name rather than fault."""
+    from magma_wino.errors import UnsupportedError
+
+    N, C, K, H = 127, 64, 64, 256
+    free, _ = cp.cuda.Device().mem_info
+    if free < 30 * 2**30:
+        pytest.skip(f"needs ~30 GiB of free GPU memory, {free / 2**30:.0f} GiB free")
+    assert 16 * C * N * (H // 2) ** 2 < 2**31 < 16 * C * (N + 2) * (H // 2) ** 2
+    plan = WinogradConv2d(cp.asarray(rng.standard_normal((K, C, 3, 3)).astype(np.float32)), padding=1, m=2)
+    x = cp.random.default_rng(1).standard_normal((N + 2, C, H, H), dtype=cp.float32)
+    y = plan(x[:N])
+    tol = winograd_tol(np.float32, 2, 3, C * 9)
+    for n in (0, N - 1):
+        alone = plan(x[n:n + 1].copy())
+        err = float(cp.abs(y[n] - alone[0]).max() / cp.abs(alone).max())
+        assert err <= tol, (n, err, tol)
+    del y
+    with pytest.raises(UnsupportedError, match=r"layer too large: the Winograd-domain arrays .* fewer than 2\^31 elements"):
+        plan(x)
+    del x
+
+
+# --------------------------------------------------------------------------- threads, streams
+
+
+def test_cuda_calls_from_several_threads_and_streams(rng, check_direct):
+    """A plan built in one thread, called from four others, each on its own stream or on its
+    per-thread default stream (same handle in every thread, a different stream in each)."""
+    import threading
+
+    x, w, b = layer(rng, 2, 16, 24, (14, 14), 3, np.float32)
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), 1, m=4)
+    ref = conv2d_direct(x, w, b, 1)
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            stream = cp.cuda.Stream(non_blocking=True) if i % 2 else cp.cuda.Stream.ptds
+            with stream:
+                xd = cp.asarray(x)
+                results[i] = host(plan(xd))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i, y in results.items():
+        check_direct(y, ref, np.float32, 4, 3, 16, label=f"thread {i}")
+
+
+def test_cuda_dropped_plan_does_not_recycle_weights_under_pending_calls(rng, check_direct):
+    """Calls on streams A and B, then the plan is dropped and the home stream reuses the pool
+    memory at once: both calls must still see the plan's U (the home stream waits for both)."""
+    x, w, b = layer(rng, 2, 32, 48, (20, 20), 3, np.float32)
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), 1, m=4)
+    a, bs = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    ys = []
+    for s in (a, bs):
+        with s:
+            ys.append(plan(cp.asarray(x)))
+    del plan
+    junk = [cp.full(1 << 20, cp.nan, dtype=cp.float32) for _ in range(8)]  # take the freed blocks
+    a.synchronize()
+    bs.synchronize()
+    for y in ys:
+        check_direct(host(y), conv2d_direct(x, w, b, 1), np.float32, 4, 3, 32, label="after drop")
+    del junk
+
+
+def test_cuda_foreign_temporary_weights_are_kept_alive(rng):
+    x, w, b = layer(rng, 1, 16, 16, (12, 12), 3, np.float32)
+    ref = host(WinogradConv2d(cp.asarray(w), cp.asarray(b), 1, m=2)(cp.asarray(x)))
+    plan = WinogradConv2d(DLPackOnly(cp.asarray(w)), DLPackOnly(cp.asarray(b)), 1, m=2)
+    np.testing.assert_array_equal(host(plan(cp.asarray(x))), ref)
+
+
+def test_cuda_pytorch_tensors_with_pruning(rng, check_direct, from_U_bound):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA device")
+    x, w, b = layer(rng, 1, 8, 12, (10, 10), 3, np.float32)
+    tx, tw, tb = (torch.from_numpy(a).cuda() for a in (x, w, b))
+    plan = WinogradConv2d.from_spatial(tw, prune=0.5, bias=tb, padding=1, m=2)
+    wp, _ = pruning.prune_spatial(w, 0.5)
+    check_direct(host(plan(tx)), conv2d_direct(x, wp, b, 1), np.float32, 2, 3, 8, label="torch from_spatial")
+    U = WinogradConv2d(w, m=2, backend="numpy").U
+    mask = np.abs(U) > np.median(np.abs(U))
+    sp = WinogradConv2d.from_winograd(torch.from_numpy(U).cuda(), 3, mask=torch.from_numpy(mask).cuda(),
+                                      bias=tb, padding=1, m=2, sparse=True)
+    y_ref = winograd_conv_from_U(x, np.where(mask, U, 0).astype(np.float64), 2, 3, 1, b)
+    err = np.abs(host(sp(tx)) - y_ref).max()
+    assert err <= from_U_bound(np.float32, x, np.where(mask, U, 0), 2, 3, 1), err
+
+
+# --------------------------------------------------------------------------- two GPUs
+
+
+@pytest.mark.skipif(_gpu_count() < 2, reason="needs two GPUs")
+def test_plan_lives_on_the_gpu_of_its_weights(rng, check_direct):
+    """Weights on GPU 1 while GPU 0 is current: the plan is built and runs on GPU 1."""
+    x, w, b = layer(rng, 1, 4, 4, (8, 8), 3, np.float32)
+    with cp.cuda.Device(1):
+        w1, b1, x1 = cp.asarray(w), cp.asarray(b), cp.asarray(x)
+        U1 = cp.asarray(WinogradConv2d(w, m=2, backend="numpy").U)
+    with cp.cuda.Device(0):
+        plan = WinogradConv2d(w1, b1, padding=1, m=2)
+        assert plan._device == 1 and plan.U.device.id == 1
+        y = plan(x1)
+        assert y.device.id == 1
+        check_direct(host(y), conv2d_direct(x, w, b, 1), np.float32, 2, 3, 4, label="weights on GPU 1")
+        with pytest.raises(ValueError, match="bias is on GPU 0 but the plan's weights are on GPU 1"):
+            WinogradConv2d(w1, cp.asarray(b), padding=1, m=2)
+        sp = WinogradConv2d.from_winograd(U1, 3, prune=0.5, bias=b1, padding=1, m=2, sparse=True)
+        assert sp.csr.values.device.id == 1 and sp.csr.row_ptr.device.id == 1
+        assert sp(x1).device.id == 1
+        with pytest.raises(ValueError, match="bias is on GPU 0 but the plan's weights are on GPU 1"):
+            WinogradConv2d.from_winograd(U1, 3, bias=cp.asarray(b), padding=1, m=2)
