@@ -13,7 +13,8 @@ Shapes: VGG-16 and ResNet 3×3 layers (scaled down for the emulator), sizes that
 every tile edge of the product kernels (BLK−1, BLK, BLK+1 in K and in P = N·tiles) and
 spatial sizes that are not multiples of m.  Outputs are pre-filled with NaN so an
 unwritten element fails.  The error is max|y − y_ref| / max|y_ref| and the bound is
-:func:`magma_wino.accuracy.tolerance` (per dtype, F(m, r) and reduction length).  Every
+:func:`magma_wino.accuracy.tolerance` (per dtype, F(m, r) and reduction length; for the
+Winograd-domain variants :func:`magma_wino.accuracy.tolerance_from_U`, from their U and x).  Every
 failing case is printed with its shapes and seed so it can be replayed.
 """
 
@@ -147,7 +148,7 @@ def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
 
 def run_case(case: Case, backend: str) -> Result:
     """Run one case on ``backend`` and compare with its float64 ground truth."""
-    from .accuracy import rel_err, tolerance  # noqa: PLC0415  (keeps import of the CLI light)
+    from .accuracy import rel_err, tolerance, tolerance_from_U  # noqa: PLC0415  (keeps import of the CLI light)
 
     rng = np.random.default_rng(case.seed)
     dt = np.dtype(case.dtype)
@@ -192,6 +193,9 @@ def run_case(case: Case, backend: str) -> Result:
     err = rel_err(y, y_ref)
     n_red = case.C * case.r**nd
     bound = tolerance(dt, case.m, case.r, n_red, nd)
+    if case.variant in ("winograd", "winograd_relu"):  # U is the parameter: its own, data-aware model
+        scale = float(np.abs(y_ref).max())
+        bound = tolerance_from_U(dt, xr, Up, case.m, case.r, case.padding, relu) / scale if scale > 0 else 0.0
     ok = bool(err <= bound) if math.isfinite(err) else False
     if case.variant in ("winograd", "winograd_relu") and case.density == 0.0:
         # U = 0: y must equal the bias exactly.
