@@ -59,6 +59,9 @@ def module_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="magma-wino", description="Winograd convolution kernels: validation, "
                                  "benchmarks, accuracy, cost and build info.")
+    from . import __version__  # noqa: PLC0415
+
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     from . import validate  # noqa: PLC0415

@@ -212,12 +212,36 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", default=None, help="write the results as JSON to this file")
 
 
+def _print_failures(console: Any, failed: list[Result], shown: int = 3) -> None:
+    """Each failing case with its error and bound (enough to replay it); cases that crashed
+    with the same exception message are grouped: the message once, with a count, and the
+    first ``shown`` cases (``--json`` lists them all)."""
+    by_detail: dict[str, list[Result]] = {}
+    for r in failed:
+        by_detail.setdefault(r.detail, []).append(r)
+    for r in failed:
+        group = by_detail[r.detail] if r.detail else [r]
+        if len(group) == 1:
+            console.print(f"[red]FAILED[/] {r.case} error={r.error:.3e} bound={r.bound:.3e} {r.detail}")
+        elif r is group[0]:
+            console.print(f"[red]FAILED[/] {len(group)} cases with the same error: {r.detail}")
+            for g in group[:shown]:
+                console.print(f"    {g.case}")
+            if len(group) > shown:
+                console.print(f"    … and {len(group) - shown} more (--json lists every case)")
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     backend = args.backend or ("cuda" if _backend.cuda_available() else "emulator")
+    if backend == "cuda" and (why := _backend.cuda_unavailable_reason()) is not None:
+        # Once, up front: otherwise every case fails with the same CUDA error.
+        print(f"magma-wino validate --backend cuda: the cuda backend is not usable here: {why}. "
+              "Use --backend emulator (the same kernel source on the CPU) or --backend numpy.", file=sys.stderr)
+        return 2
     sweep = [c for c in cases(args.quick, backend) if not args.filter or args.filter in c.group]
     console = Console(width=None if Console().is_terminal else 150)
     results: list[Result] = []
@@ -240,8 +264,7 @@ def run(args: argparse.Namespace) -> int:
                       "ok" if res.ok else "[bold red]FAILED[/]")
     console.print(table)
     failed = [r for r in results if not r.ok]
-    for r in failed:
-        console.print(f"[red]FAILED[/] {r.case} error={r.error:.3e} bound={r.bound:.3e} {r.detail}")
+    _print_failures(console, failed)
     total = sum(r.seconds for r in results)
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({total:.1f} s in kernels+refs)")
     if args.json:

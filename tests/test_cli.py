@@ -59,3 +59,42 @@ def test_bad_cli_arguments_exit_with_usage_error(argv):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
+
+
+def test_version_prints_the_package_version(capsys):
+    from magma_wino import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"magma-wino {__version__}"
+
+
+def test_validate_cuda_without_a_usable_gpu_says_why_once_and_exits_2(monkeypatch, capsys):
+    from magma_wino import _backend, validate
+
+    monkeypatch.setattr(_backend, "cuda_unavailable_reason", lambda: "CuPy is not installed (pip install ...)")
+    ran = []
+    monkeypatch.setattr(validate, "run_case", lambda case, backend: ran.append(case))
+    assert cli.main(["validate", "--backend", "cuda", "--quick"]) == 2
+    captured = capsys.readouterr()
+    assert not ran, "no case may run when the backend is unusable"
+    assert captured.err.count("CuPy is not installed") == 1
+    assert "--backend emulator" in captured.err
+    assert "FAILED" not in captured.out + captured.err
+
+
+def test_validate_groups_cases_that_fail_with_the_same_exception(monkeypatch, capsys):
+    from magma_wino import validate
+
+    def crash(case, backend):
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    monkeypatch.setattr(validate, "run_case", crash)
+    assert cli.main(["validate", "--backend", "emulator", "--quick", "--filter", "tile-edge"]) == 1
+    out = capsys.readouterr().out
+    n = len([c for c in validate.cases(True, "emulator") if "tile-edge" in c.group])
+    assert n > 3
+    assert out.count("cudaErrorNoDevice") == 1  # the message once ...
+    assert f"{n} cases with the same error" in out  # ... with the count
+    assert f"and {n - 3} more" in out and out.count("Case(group=") == 3
