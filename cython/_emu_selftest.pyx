@@ -44,6 +44,8 @@ cdef extern from "selftest_kernels.h" nogil:
     int mw_selftest_bad_shuffle(int which, int* out)
     int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                   unsigned by, unsigned bz, size_t shared_bytes, int* flag)
+    int mw_selftest_vector_access(const float* x, float* out, int vectors, int width,
+                                  int offset, int store)
 
 
 try:  # the package's error hierarchy when available (it derives from RuntimeError)
@@ -325,3 +327,33 @@ def launch_config(grid, block, size_t shared_bytes=0):
         status = mw_selftest_launch_config(ugx, ugy, ugz, ubx, uby, ubz, shared_bytes, &fv[0])
     _check(status)
     return bool(flag[0])
+
+
+def _aligned_f32(int n, fill):
+    """n float32 whose first element is 64-byte aligned (what a cudaMalloc'd buffer gives)."""
+    raw = np.empty(n + 16, dtype=np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    out = raw[skip:skip + n]
+    out[...] = fill
+    return out
+
+
+def vector_access(x, int width, int offset, bint store=False):
+    """2 * x through one `width`-float vector access per thread (2: 8 bytes, 4: 16 bytes).
+
+    The vector side is offset by `offset` floats from a 64-byte aligned buffer: the load of x
+    (store=False) or the store of the result (store=True).  len(x) must be a multiple of width.
+    Offsets that are not multiples of width make the access misaligned: EmulatorError 716.
+    """
+    x = _f32(x).ravel()
+    if x.shape[0] % width != 0:
+        raise ValueError("len(x) must be a multiple of width")
+    cdef int vectors = x.shape[0] // width, n = x.shape[0], status
+    src = _aligned_f32(n + (0 if store else offset), 0.0)
+    src[src.shape[0] - n:] = x
+    dst = _aligned_f32(n + (offset if store else 0), np.nan)
+    cdef float[::1] sv = src, dv = dst
+    with nogil:
+        status = mw_selftest_vector_access(&sv[0], &dv[0], vectors, width, offset, store)
+    _check(status)
+    return dst[dst.shape[0] - n:].copy()

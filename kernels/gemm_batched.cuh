@@ -66,15 +66,9 @@ __device__ __forceinline__ Vec<T, VEC> load_vec(const T* __restrict__ p) {
     v.x[0] = __ldg(p);
     return v;
   } else {
-#if MW_DEVICE_CODE
-    return *reinterpret_cast<const Vec<T, VEC>*>(p);  // one 16-byte load (LDG.128)
-#else
-    // The emulator reads element by element: same values, and no type punning for g++.
-    Vec<T, VEC> v;
-#pragma unroll
-    for (int i = 0; i < VEC; ++i) v.x[i] = p[i];
-    return v;
-#endif
+    // One 16-byte load (LDG.128); p must be 16-byte aligned (the emulator checks it).
+    using V = Vec<T, VEC>;
+    return MW_LOAD_VECTOR(V, p);
   }
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #include <cuda_runtime.h>
@@ -38,7 +39,49 @@
   T* name = reinterpret_cast<T*>(mw_dynamic_smem)
 #endif
 
+// Vector accesses: MW_LOAD_VECTOR(V, p) reads one V (a 4-, 8- or 16-byte vector type: float2,
+// float4, double2, mw::Vec<T, n>) from the element pointer p with a single instruction
+// (LDG.64 / LDG.128); MW_STORE_VECTOR(p, v) writes one.  A GPU faults ("misaligned address")
+// unless p is a multiple of sizeof(V); the emulator checks it and fails the launch with
+// cudaErrorMisalignedAddress, naming file:line, block and thread, where it would otherwise
+// read element by element and give right answers from a bad pointer.  Every vector access of
+// the kernels goes through these two macros (a type with a comma needs an alias first).
+#define MW_LOAD_VECTOR(V, p) ::mw::load_vector<V>((p), __FILE__, __LINE__)
+#define MW_STORE_VECTOR(p, v) ::mw::store_vector((p), (v), __FILE__, __LINE__)
+
 namespace mw {
+
+template <typename V, typename T>
+__device__ __forceinline__ V load_vector(const T* p, const char* file, int line) {
+  static_assert(sizeof(V) % sizeof(T) == 0 && (sizeof(V) == 4 || sizeof(V) == 8 || sizeof(V) == 16),
+                "a vector access moves 4, 8 or 16 bytes of whole elements");
+  static_assert(alignof(V) == sizeof(V), "a vector type is aligned to its size");
+#if MW_EMULATOR
+  emu::check_aligned(p, sizeof(V), /*store=*/false, file, line);
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+#else
+  (void)file;
+  (void)line;
+  return *reinterpret_cast<const V*>(p);
+#endif
+}
+
+template <typename T, typename V>
+__device__ __forceinline__ void store_vector(T* p, const V& v, const char* file, int line) {
+  static_assert(sizeof(V) % sizeof(T) == 0 && (sizeof(V) == 4 || sizeof(V) == 8 || sizeof(V) == 16),
+                "a vector access moves 4, 8 or 16 bytes of whole elements");
+  static_assert(alignof(V) == sizeof(V), "a vector type is aligned to its size");
+#if MW_EMULATOR
+  emu::check_aligned(p, sizeof(V), /*store=*/true, file, line);
+  std::memcpy(p, &v, sizeof(V));
+#else
+  (void)file;
+  (void)line;
+  *reinterpret_cast<V*>(p) = v;
+#endif
+}
 
 #if MW_EMULATOR
 

@@ -210,6 +210,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true", help="a reduced sweep (CI: under 2 minutes on the emulator)")
     ap.add_argument("--filter", default=None, help="only cases whose group contains this text")
     ap.add_argument("--json", default=None, help="write the results as JSON to this file")
+    ap.add_argument("--sanitize", action="store_true",
+                    help="instead of the sweep: build (if needed) and run the kernels under AddressSanitizer + UBSan "
+                         "(magma_wino.sanitize; needs a source checkout, cmake and g++, else exit status 2)")
 
 
 def _print_failures(console: Any, failed: list[Result], shown: int = 3) -> None:
@@ -232,6 +235,10 @@ def _print_failures(console: Any, failed: list[Result], shown: int = 3) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "sanitize", False):
+        from .sanitize import run as run_sanitize  # noqa: PLC0415
+
+        return run_sanitize(args)
     from rich.console import Console  # noqa: PLC0415
     from rich.progress import Progress  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415

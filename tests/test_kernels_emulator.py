@@ -757,3 +757,318 @@ def test_transform_cases_cover_every_specialised_tile():
         if g and (nd, m, r) not in expected:
             assert not emu.has_specialized_transform(nd, m, r)
     assert all(isinstance(c, tuple) for c in itertools.chain(GENERIC_2D, GENERIC_3D))
+
+
+# --------------------------------------------------------------------------- misaligned operands
+#
+# Every entry point takes any element-aligned pointer.  The products use 16-byte vector loads
+# only when A and B are 16-byte aligned (and k, n multiples of the vector width); otherwise
+# they must fall back to scalar loads.  The emulator fails a launch whose vector load is
+# misaligned (as a GPU faults), so these tests catch a missing or wrong alignment check, which
+# element-by-element reads would otherwise hide.  Shapes below take the vector path when aligned.
+
+MISALIGNED = [(np.float32, 4), (np.float32, 8), (np.float64, 8)]
+
+
+def _misaligned_id(v) -> str:
+    return f"{np.dtype(v[0]).name}+{v[1]}B" if isinstance(v, tuple) else str(v)
+
+
+def offset_array(shape, dtype, offset_bytes: int, fill=np.nan) -> np.ndarray:
+    """A C-contiguous array whose data start ``offset_bytes`` past a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    assert offset_bytes % dtype.itemsize == 0
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + offset_bytes + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset_bytes
+    a = raw[start:start + nbytes].view(dtype).reshape(shape)
+    a[...] = fill
+    assert a.ctypes.data % 64 == offset_bytes and a.flags["C_CONTIGUOUS"]
+    return a
+
+
+def offset_copy(a: np.ndarray | None, offset_bytes: int) -> np.ndarray | None:
+    if a is None:
+        return None
+    return offset_array(a.shape, a.dtype, offset_bytes, a)
+
+
+def _run_transforms(case, dtype, arrays, relu=2):
+    """Filter, input and output transform of one small layer on the given arrays (in place)."""
+    ndim, m, r, _ = case
+    N, C, K = 2, 3, 4
+    pads = pads_for(ndim, r)
+    size = in_sizes(ndim, m, r, pads)
+    dt = DT_CODE[np.dtype(dtype)]
+    a = arrays
+    emu.filter_transform(emu.ConvDesc(ndim, m, r, 1, C, K, (r,) * ndim, (0,) * ndim), dt,
+                         ptr(a["w"]), ptr(a["U"]), ptr(a["mats"]), 0)
+    desc = emu.ConvDesc(ndim, m, r, N, C, K, size, pads)
+    emu.input_transform(desc, dt, ptr(a["x"]), ptr(a["V"]), relu, ptr(a["mats"]), 0)
+    emu.output_transform(desc, dt, ptr(a["M"]), ptr(a["bias"]), ptr(a["y"]), ptr(a["mats"]), 0)
+
+
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("case", TRANSFORM_CASES, ids=_case_id)
+def test_transforms_on_misaligned_arrays_equal_aligned_bitwise(case, dtype, offset, rng):
+    ndim, m, r, generic = case
+    N, C, K = 2, 3, 4
+    pads = pads_for(ndim, r)
+    size = in_sizes(ndim, m, r, pads)
+    geo = emu.ConvDesc(ndim, m, r, N, C, K, size, pads).geometry(DT_CODE[np.dtype(dtype)])
+    pos, P = geo["positions"], geo["num_tiles"]
+    aligned = {
+        "w": rng.standard_normal((K, C) + (r,) * ndim).astype(dtype),
+        "x": rng.standard_normal((N, C) + size).astype(dtype),
+        "M": rng.standard_normal((pos, K, P)).astype(dtype),
+        "bias": rng.standard_normal(K).astype(dtype),
+        "mats": mats_for(m, r, dtype) if generic else None,
+        "U": nan_array((pos, K, C), dtype),
+        "V": nan_array((pos, C, P), dtype),
+        "y": nan_array((N, K) + geo["out_size"], dtype),
+    }
+    shifted = {name: offset_copy(a, offset) for name, a in aligned.items()}
+    _run_transforms(case, dtype, aligned)
+    _run_transforms(case, dtype, shifted)
+    for name in ("U", "V", "y"):
+        assert not np.isnan(shifted[name]).any(), f"{_case_id(case)}: {name} has unwritten elements"
+        assert np.array_equal(shifted[name], aligned[name]), (
+            f"{_case_id(case)} {np.dtype(dtype).name}: {name} on arrays offset by {offset} bytes "
+            f"differs from the aligned run"
+        )
+
+
+# (m, n, k) per GEMM configuration (64x64, 32x64, 16x32), k and n multiples of 4.
+MISALIGNED_GEMM_SHAPES = [(65, 68, 20), (40, 64, 16), (17, 36, 8)]
+
+
+@pytest.mark.parametrize("operands", ["A", "B", "C", "ABC"])
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("m,n,k", MISALIGNED_GEMM_SHAPES, ids=lambda v: str(v))
+def test_gemm_batched_exact_on_misaligned_operands(m, n, k, dtype, offset, operands, rng):
+    batch = 3
+    A = int_array(rng, (batch, m, k), dtype)
+    B = int_array(rng, (batch, k, n), dtype)
+    C = nan_array((batch, m, n), dtype)
+    A, B, C = (offset_copy(a, offset) if name in operands else a for name, a in zip("ABC", (A, B, C)))
+    emu.gemm_batched(DT_CODE[np.dtype(dtype)], batch, m, n, k, ptr(A), ptr(B), ptr(C), 0)
+    ref = np.matmul(A.astype(np.float64), B.astype(np.float64))
+    assert np.array_equal(C, ref), (
+        f"gemm_batched {np.dtype(dtype).name} m={m} n={n} k={k} (config {gemm_config(m, n)}) with "
+        f"{operands} offset by {offset} bytes: {int((C != ref).sum())} of {C.size} differ"
+    )
+
+
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("n", [40, 200], ids=["narrow", "wide"])
+def test_spmm_batched_exact_on_misaligned_operands(n, dtype, offset, rng):
+    batch, rows, cols = 3, 37, 24
+    csr = random_csr(rng, batch, rows, cols, 0.4, dtype)
+    B = offset_copy(int_array(rng, (batch, cols, n), dtype), offset)
+    C = offset_array((batch, rows, n), dtype, offset)
+    rp = offset_copy(np.ascontiguousarray(csr.row_ptr, np.int32), 4)
+    ci = offset_copy(np.ascontiguousarray(csr.col_idx, np.int32), 4)
+    vals = offset_copy(np.ascontiguousarray(csr.values, dtype), offset)
+    emu.spmm_batched(DT_CODE[np.dtype(dtype)], batch, rows, cols, n, ptr(rp), ptr(ci), ptr(vals),
+                     csr.nnz, ptr(B), ptr(C), 0)
+    ref = np.matmul(csr.to_dense().astype(np.float64), B.astype(np.float64))
+    assert np.array_equal(C, ref), f"spmm_batched n={n} on operands offset by {offset} bytes"
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+def test_plan_phases_on_misaligned_views_equal_aligned_bitwise(dtype, offset, sparse, rng):
+    """The plan API on backend="emulator" hands user arrays to the kernels as they are: x, w,
+    bias, V, M and out as offset views (C = 8, K = 12, P = 16: the dense product would take
+    the vector path if they were aligned)."""
+    from magma_wino import WinogradConv2d
+
+    N, C, K, H = 1, 8, 12, 16
+    x = rng.standard_normal((N, C, H, H)).astype(dtype)
+    w = rng.standard_normal((K, C, 3, 3)).astype(dtype)
+    bias = rng.standard_normal(K).astype(dtype)
+
+    def plan_for(w, bias):
+        if not sparse:
+            return WinogradConv2d(w, bias, padding=1, m=4, backend="emulator")
+        dense = WinogradConv2d(w, bias, padding=1, m=4, backend="emulator")
+        return WinogradConv2d.from_winograd(np.asarray(dense.U), r=3, prune=0.3, bias=bias,
+                                            padding=1, m=4, backend="emulator", sparse=True)
+
+    ref_plan = plan_for(w, bias)
+    y_ref = ref_plan(x)
+    plan = plan_for(offset_copy(w, offset), offset_copy(bias, offset))
+    assert plan.uses_sparse_product == sparse
+    out = offset_array(y_ref.shape, dtype, offset)
+    assert plan(offset_copy(x, offset), out=out) is out
+    assert np.array_equal(out, y_ref), "plan(x) on offset views differs from the aligned run"
+    V = plan.transform_input(offset_copy(x, offset))
+    M = offset_array((36, K, V.shape[2]), dtype, offset)
+    assert plan.multiply(offset_copy(V, offset), out=M) is M
+    y = plan.transform_output(offset_copy(M, offset), x.shape, out=offset_array(y_ref.shape, dtype, offset))
+    assert np.array_equal(y, y_ref), "the phases on offset views differ from the aligned run"
+
+
+# --------------------------------------------------------------------------- grid chunks
+#
+# CUDA limits grid.y and grid.z to 65,535: the product launchers cut the batch (z) and the
+# row blocks (y) into chunks and pass the chunk's offset.  Tiny matrices make a second chunk
+# cheap on the emulator (~1 s each); every entry is checked exactly (C pre-filled with NaN).
+
+GRID_YZ = 65535
+
+
+def _check_every_entry(C: np.ndarray, ref: np.ndarray, label: str) -> None:
+    bad = np.flatnonzero(~(C == ref).reshape(C.shape[0], -1).all(axis=1))
+    assert bad.size == 0, (
+        f"{label}: {bad.size} of {C.shape[0]} entries wrong (first {bad[:5].tolist()}, "
+        f"NaN = unwritten: {int(np.isnan(C).sum())})"
+    )
+
+
+def _check_rows(C: np.ndarray, ref: np.ndarray, block_rows: int, label: str) -> None:
+    bad = np.flatnonzero(~(C[0] == ref[0]).all(axis=1))
+    assert bad.size == 0, (
+        f"{label}: {bad.size} of {C.shape[1]} rows wrong (first in row block "
+        f"{bad[0] // block_rows} of {-(-C.shape[1] // block_rows)}; NaN = unwritten: "
+        f"{int(np.isnan(C).sum())})"
+    )
+
+
+def test_gemm_batched_exact_in_the_second_batch_chunk(emu_defaults, rng):
+    batch, m, n, k = GRID_YZ + 2, 2, 3, 2
+    A = int_array(rng, (batch, m, k), np.float32)
+    B = int_array(rng, (batch, k, n), np.float32)
+    C = nan_array((batch, m, n), np.float32)
+    emu.gemm_batched(emu.FLOAT32, batch, m, n, k, ptr(A), ptr(B), ptr(C), 0)
+    _check_every_entry(C, np.matmul(A, B), f"gemm_batched batch={batch} m={m} n={n} k={k}")
+
+
+def test_gemm_batched_exact_in_the_second_row_block_chunk(emu_defaults, rng):
+    bm = GEMM_BLK[gemm_config(10**7, 3)][0]
+    m, n, k = bm * GRID_YZ + bm + 1, 3, 2  # 65,537 row blocks of the 16x32 configuration
+    A = int_array(rng, (1, m, k), np.float32)
+    B = int_array(rng, (1, k, n), np.float32)
+    C = nan_array((1, m, n), np.float32)
+    emu.gemm_batched(emu.FLOAT32, 1, m, n, k, ptr(A), ptr(B), ptr(C), 0)
+    _check_rows(C, np.matmul(A, B), bm, f"gemm_batched m={m} n={n} k={k}")
+
+
+def _dense_csr(U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched CSR arrays (row_ptr batch x (rows+1), col_idx, values) of a dense stack, fast
+    for a large batch."""
+    batch, rows, _ = U.shape
+    counts = (U != 0).sum(axis=2).ravel()
+    flat = np.concatenate([[0], np.cumsum(counts)])
+    row_ptr = flat[np.arange(batch)[:, None] * rows + np.arange(rows + 1)[None, :]]
+    col_idx = np.nonzero(U)[2]
+    return row_ptr.astype(np.int32), col_idx.astype(np.int32), np.ascontiguousarray(U[U != 0])
+
+
+def _spmm_dense(U: np.ndarray, B: np.ndarray) -> np.ndarray:
+    batch, rows, cols = U.shape
+    n = B.shape[2]
+    rp, ci, vals = _dense_csr(U)
+    C = nan_array((batch, rows, n), U.dtype)
+    emu.spmm_batched(DT_CODE[np.dtype(U.dtype)], batch, rows, cols, n, ptr(rp), ptr(ci), ptr(vals),
+                     vals.size, ptr(B), ptr(C), 0)
+    return C
+
+
+def test_spmm_batched_exact_in_the_second_batch_chunk(emu_defaults, rng):
+    batch, rows, cols, n = GRID_YZ + 2, 2, 3, 2
+    U = np.where(rng.random((batch, rows, cols)) < 0.6, int_array(rng, (batch, rows, cols), np.float32), 0)
+    B = int_array(rng, (batch, cols, n), np.float32)
+    _check_every_entry(_spmm_dense(U.astype(np.float32), B), np.matmul(U, B),
+                       f"spmm_batched batch={batch} rows={rows}")
+
+
+def test_spmm_batched_exact_in_the_second_row_block_chunk(emu_defaults, rng):
+    bm = SPMM_BLK[spmm_config(2, np.float32)][0]
+    rows, cols, n = bm * GRID_YZ + bm + 1, 3, 2  # 65,537 row blocks of the narrow configuration
+    U = np.where(rng.random((1, rows, cols)) < 0.6, int_array(rng, (1, rows, cols), np.float32), 0)
+    B = int_array(rng, (1, cols, n), np.float32)
+    _check_rows(_spmm_dense(U.astype(np.float32), B), np.matmul(U, B), bm, f"spmm_batched rows={rows}")
+
+
+# --------------------------------------------------------------------------- nnz near 2^31
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("rows,n,window", [(40, 40, 700), (40, 200, 700), (3, 40, 1300), (3, 200, 1300)])
+def test_spmm_batched_exact_with_nonzero_offsets_ending_at_int_max(rows, n, window, dtype, rng):
+    """nnz = INT_MAX without 2^31 elements of memory: the CSR offsets of two matrices cover
+    [INT_MAX − window, INT_MAX), and col_idx / values are passed as base pointers that many
+    elements before small real arrays (pointers are plain integers here, never dereferenced
+    outside the window).  The chunk loop of the last row block runs into INT_MAX: a 32-bit
+    chunk start overflows there."""
+    int_max = 2**31 - 1
+    batch, cols = 2, 9
+    start = int_max - window
+    local = (window * np.arange(batch * rows + 1)) // (batch * rows)  # row boundaries
+    row_ptr = np.stack([local[b * rows: (b + 1) * rows + 1] for b in range(batch)]) + start
+    _, _, chunk = SPMM_BLK[spmm_config(n, dtype)]
+    bm = SPMM_BLK[spmm_config(n, dtype)][0]
+    last_block = int_max - row_ptr[-1, (rows - 1) // bm * bm]
+    assert last_block % chunk != 0, "the last block's nonzeros must not fill whole chunks"
+    col_idx = rng.integers(0, cols, size=window).astype(np.int32)
+    values = (rng.integers(1, 5, size=window) * rng.choice([-1, 1], size=window)).astype(dtype)
+    B = int_array(rng, (batch, cols, n), dtype)
+    C = nan_array((batch, rows, n), dtype)
+    ci_base = ptr(col_idx) - start * col_idx.itemsize
+    vals_base = ptr(values) - start * values.itemsize
+    assert ci_base > 0 and vals_base > 0
+    rp = np.ascontiguousarray(row_ptr, np.int32)
+    emu.spmm_batched(DT_CODE[np.dtype(dtype)], batch, rows, cols, n, ptr(rp), ci_base, vals_base,
+                     int_max, ptr(B), ptr(C), 0)
+    U = np.zeros((batch, rows, cols))
+    entry_row = np.repeat(np.arange(batch * rows), np.diff(local))
+    np.add.at(U.reshape(batch * rows, cols), (entry_row, col_idx), values)
+    ref = np.matmul(U, B.astype(np.float64))
+    assert np.array_equal(C, ref), (
+        f"spmm_batched nnz=INT_MAX rows={rows} n={n} window={window}: "
+        f"{int((C != ref).sum())} of {C.size} differ (NaN: {int(np.isnan(C).sum())})"
+    )
+
+
+# --------------------------------------------------------------------------- fp64 accuracy
+
+
+def gamma(k: int, dtype) -> float:
+    """γ_k = k·u / (1 − k·u): |fl(Σ x_i y_i) − Σ x_i y_i| ≤ γ_k Σ|x_i y_i| for a dot product of
+    length k in any order, with or without FMA (Higham, Accuracy and Stability, §3.1)."""
+    u = float(np.finfo(np.dtype(dtype)).eps) / 2
+    return k * u / (1 - k * u)
+
+
+def _products_error_ratio(C: np.ndarray, A: np.ndarray, B: np.ndarray) -> float:
+    """max |C − A·B| / (γ_k (|A|·|B|)), with A·B in extended precision (long double)."""
+    exact = np.matmul(A.astype(np.longdouble), B.astype(np.longdouble))
+    scale = np.matmul(np.abs(A), np.abs(B)) * gamma(A.shape[2], np.float64)
+    return float((np.abs(C.astype(np.longdouble) - exact) / scale).max())
+
+
+@pytest.mark.parametrize("m,n,k", [(65, 68, 300), (17, 33, 301)], ids=lambda v: str(v))
+def test_gemm_batched_fp64_on_non_integer_data_is_fp64_accurate(m, n, k, rng):
+    """Integer data are exact in any accumulator wider than 24 bits, so the exact tests cannot
+    tell a float32 accumulator in the fp64 path.  Standard normal data: every entry must be
+    within the worst-case float64 bound γ_k·(|A|·|B|)[i, j] (measured: ~0.01 of it); a
+    float32 accumulator is ~10^7 times over."""
+    batch = 3
+    A = rng.standard_normal((batch, m, k))
+    B = rng.standard_normal((batch, k, n))
+    C = nan_array((batch, m, n), np.float64)
+    emu.gemm_batched(emu.FLOAT64, batch, m, n, k, ptr(A), ptr(B), ptr(C), 0)
+    ratio = _products_error_ratio(C, A, B)
+    assert ratio <= 1.0, f"gemm_batched float64 m={m} n={n} k={k}: error / γ_k bound = {ratio:.3g}"
+
+
+@pytest.mark.parametrize("n", [40, 200], ids=["narrow", "wide"])
+def test_spmm_batched_fp64_on_non_integer_data_is_fp64_accurate(n, rng):
+    batch, rows, cols = 2, 33, 300
+    mask = rng.random((batch, rows, cols)) < 0.9
+    U = np.where(mask, rng.standard_normal((batch, rows, cols)), 0.0)
+    B = rng.standard_normal((batch, cols, n))
+    C = _spmm_dense(U, B)
+    ratio = _products_error_ratio(C, U, B)
+    assert ratio <= 1.0, f"spmm_batched float64 n={n}: error / γ_k bound = {ratio:.3g}"

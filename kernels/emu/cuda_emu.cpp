@@ -11,7 +11,8 @@
 // Diagnostics never abort: the fiber that detects a problem records it and switches to the
 // scheduler for the last time; the scheduler abandons the block (its fibers are re-prepared
 // from scratch for the next block, so their stacks are simply reused), and the launch stops
-// handing out blocks. The caller gets cudaErrorLaunchFailure and the message.
+// handing out blocks. The caller gets cudaErrorLaunchFailure (cudaErrorMisalignedAddress for a
+// misaligned vector access, as on a GPU) and the message.
 #include "cuda_emu.h"
 
 #include <sched.h>
@@ -166,6 +167,7 @@ struct BlockRun {
   const Fiber* first_at_barrier = nullptr;
   bool failed = false;
   std::string error;
+  cudaError_t status = cudaErrorLaunchFailure;  // what the launch returns when failed
 };
 
 // Everything one worker thread owns. Fibers of a block only ever run on their worker.
@@ -223,10 +225,12 @@ void yield_to_scheduler(Worker& worker, Fiber& fiber, bool final_switch) {
 // Records a diagnostic for the running fiber's block (the first one wins). Call it as its own
 // statement, then abandon_fiber(): a fiber that is abandoned never runs destructors, so no
 // std::string may be alive in its frames at that point.
-void record_failure(Worker& worker, const std::string& what) {
+void record_failure(Worker& worker, const std::string& what,
+                    cudaError_t status = cudaErrorLaunchFailure) {
   BlockRun& block = *worker.block;
   if (block.failed) return;
   block.failed = true;
+  block.status = status;
   block.error = what + format(" [block %s thread %s]", triple(block.block_idx).c_str(),
                               triple(worker.current->thread_idx).c_str());
 }
@@ -523,7 +527,7 @@ bool run_block(Worker& worker, const LaunchState& launch, unsigned long long blo
   worker.block = nullptr;
   if (block.failed) {
     const_cast<LaunchState&>(launch).report(block_linear, "mw emulator: " + block.error,
-                                            cudaErrorLaunchFailure);
+                                            block.status);
   }
   return !block.failed;
 }
@@ -712,6 +716,21 @@ void sync_threads(const std::source_location& where) {
   yield_to_scheduler(worker, fiber, /*final_switch=*/false);
 }
 
+void misaligned_access(const void* address, size_t bytes, bool store, const char* file, int line) {
+  // Host code (outside any launch): the CPU has no alignment fault to mimic.
+  if (tls_worker == nullptr || tls_worker->current == nullptr) return;
+  Worker& worker = *tls_worker;
+  const uintptr_t value = reinterpret_cast<uintptr_t>(address);
+  record_failure(
+      worker,
+      format("%s:%d: misaligned address: %zu-byte vector %s at %p (address %% %zu = %zu); "
+             "a GPU faults here, the pointer must be a multiple of %zu bytes",
+             file, line, bytes, store ? "store" : "load", address, bytes,
+             static_cast<size_t>(value % bytes), bytes),
+      cudaErrorMisalignedAddress);
+  abandon_fiber(worker);
+}
+
 unsigned active_mask() {
   if (tls_worker == nullptr || tls_worker->current == nullptr) return 1u;
   Worker& worker = *tls_worker;
@@ -829,6 +848,8 @@ const char* cudaGetErrorString(cudaError_t error) {
       return "invalid device ordinal";
     case cudaErrorIllegalAddress:
       return "an illegal memory access was encountered";
+    case cudaErrorMisalignedAddress:
+      return "misaligned address";
     case cudaErrorLaunchFailure:
       return "unspecified launch failure";
     case cudaErrorNotSupported:
@@ -859,6 +880,8 @@ const char* cudaGetErrorName(cudaError_t error) {
       return "cudaErrorInvalidDevice";
     case cudaErrorIllegalAddress:
       return "cudaErrorIllegalAddress";
+    case cudaErrorMisalignedAddress:
+      return "cudaErrorMisalignedAddress";
     case cudaErrorLaunchFailure:
       return "cudaErrorLaunchFailure";
     case cudaErrorNotSupported:

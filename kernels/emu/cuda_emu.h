@@ -139,6 +139,7 @@ enum cudaError_t : int {
   cudaErrorInvalidDevice = 101,
   cudaErrorNotSupported = 801,
   cudaErrorIllegalAddress = 700,
+  cudaErrorMisalignedAddress = 716,
   cudaErrorLaunchFailure = 719,
   cudaErrorUnknown = 999,
 };
@@ -204,6 +205,18 @@ cudaError_t launch_kernel(void (*kernel)(KParams...), dim3 grid, dim3 block, siz
 unsigned char* dynamic_shared_memory();
 
 void sync_threads(const std::source_location& where);
+
+// A vector access (`bytes` = 4, 8 or 16) whose address is not a multiple of `bytes`: a GPU
+// faults ("misaligned address"). Reports it for the running thread with file:line, block and
+// thread, and leaves the thread (the launch returns cudaErrorMisalignedAddress); does nothing
+// outside a launch. Kernels reach it through MW_LOAD_VECTOR / MW_STORE_VECTOR (launch.cuh).
+void misaligned_access(const void* address, size_t bytes, bool store, const char* file, int line);
+
+inline void check_aligned(const void* address, size_t bytes, bool store, const char* file,
+                          int line) {
+  if (reinterpret_cast<uintptr_t>(address) % bytes != 0) [[unlikely]]
+    misaligned_access(address, bytes, store, file, line);
+}
 
 enum class WarpOpKind : int {
   kSyncWarp,

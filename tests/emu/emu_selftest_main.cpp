@@ -95,6 +95,15 @@ void check_diagnostics() {
     const std::string what = "bad shuffle " + std::to_string(which) + " is reported";
     check(mw_selftest_bad_shuffle(which, iout.data()) != 0, what.c_str());
   }
+  std::vector<float> src(260, 1.0f), dst(260, 0.0f);
+  check(mw_selftest_vector_access(src.data(), dst.data(), 64, 4, 0, 0) == 0 && dst[255] == 2.0f,
+        "aligned 16-byte vector loads work");
+  check(mw_selftest_vector_access(src.data(), dst.data(), 64, 4, 1, 0) == 716 &&
+            message_has("misaligned address"),
+        "a misaligned 16-byte vector load is reported");
+  check(mw_selftest_vector_access(src.data(), dst.data(), 64, 2, 1, 1) == 716 &&
+            message_has("8-byte vector store"),
+        "a misaligned 8-byte vector store is reported");
   int flag = 0;
   check(mw_selftest_launch_config(1, 1, 1, 1025, 1, 1, 0, &flag) != 0 &&
             message_has("invalid launch configuration"),

@@ -2,9 +2,20 @@
 // AddressSanitizer + UBSan, on exactly sized heap buffers: any read or write one element
 // outside an array is reported.  Sizes straddle every tile edge; the sparse product also
 // gets deliberately corrupt CSR arrays, which must give wrong numbers, never a bad access.
-// Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI.
+// Also: operands offset from 16-byte alignment (the kernels must fall back to scalar loads;
+// the emulator reports a misaligned vector load as a launch failure) and a sparse product whose
+// nonzero offsets end at INT_MAX (the chunk loop must not overflow), both checked exactly.
+// Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI, by
+// `magma-wino validate --sanitize` and by tests/test_sanitize.py.
+//
+//   kernels_asan            every check; prints "kernels under ASan: 0 failures", exits 0
+//   kernels_asan overread   a product whose A is one element short: ASan must report a
+//                           heap-buffer-overflow (proves the sanitizer sees the kernels)
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -84,6 +95,76 @@ void gemm(int batch, int m, int n, int k, mw_dtype dt) {
   std::free(C);
 }
 
+// A batched product whose operands start `offset` elements past an aligned allocation (the
+// allocation itself is exactly sized past that offset), checked exactly against a reference.
+template <typename T>
+void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c, mw_dtype dt) {
+  const long la = long(batch) * m * k, lb = long(batch) * k * n, lc = long(batch) * m * n;
+  T* a_alloc = filled<T>(la + off_a);
+  T* b_alloc = filled<T>(lb + off_b);
+  T* c_alloc = filled<T>(lc + off_c);
+  const T *A = a_alloc + off_a, *B = b_alloc + off_b;
+  T* C = c_alloc + off_c;
+  check(mw_gemm_batched(dt, batch, m, n, k, A, B, C, nullptr), "gemm, offset operands");
+  long wrong = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        T ref = 0;
+        for (int l = 0; l < k; ++l)
+          ref += A[(long(b) * m + i) * k + l] * B[(long(b) * k + l) * n + j];
+        wrong += C[(long(b) * m + i) * n + j] != ref;
+      }
+  if (wrong != 0) {
+    std::printf("FAIL gemm, offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld wrong\n",
+                off_a, off_b, off_c, batch, m, n, k, wrong);
+    ++g_failures;
+  }
+  std::free(a_alloc);
+  std::free(b_alloc);
+  std::free(c_alloc);
+}
+
+// A sparse product whose CSR offsets end at INT_MAX: the `window` real nonzeros are entries
+// [INT_MAX - window, INT_MAX) of col_idx / values, whose base pointers are formed (as integers)
+// that many elements before the real arrays; only the window is ever read.  Checked exactly.
+template <typename T>
+void spmm_near_int_max(int rows, int cols, int n, int window, mw_dtype dt) {
+  std::mt19937 rng(rows * 7 + n);
+  const int32_t start = INT_MAX - window;
+  std::vector<int32_t> row_ptr(rows + 1);
+  for (int i = 0; i < rows; ++i) row_ptr[i] = start + int32_t(long(window) * i / rows);
+  row_ptr[rows] = INT_MAX;
+  int32_t* rp = filled<int32_t>(rows + 1);
+  int32_t* ci = filled<int32_t>(window);
+  T* values = filled<T>(window);
+  for (int i = 0; i <= rows; ++i) rp[i] = row_ptr[i];
+  for (int e = 0; e < window; ++e) ci[e] = int32_t(rng() % cols);
+  T* B = filled<T>(long(cols) * n);
+  T* C = filled<T>(long(rows) * n);
+  const auto shifted = [start](const void* p, size_t size) {
+    return reinterpret_cast<uintptr_t>(p) - uintptr_t(start) * size;
+  };
+  const auto* ci_base = reinterpret_cast<const int32_t*>(shifted(ci, sizeof(int32_t)));
+  const auto* values_base = reinterpret_cast<const T*>(shifted(values, sizeof(T)));
+  check(mw_spmm_batched(dt, 1, rows, cols, n, rp, ci_base, values_base, INT_MAX, B, C, nullptr),
+        "spmm, offsets near INT_MAX");
+  long wrong = 0;
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < n; ++j) {
+      T ref = 0;
+      for (int32_t e = row_ptr[i] - start; e < row_ptr[i + 1] - start; ++e)
+        ref += values[e] * B[long(ci[e]) * n + j];
+      wrong += C[long(i) * n + j] != ref;
+    }
+  if (wrong != 0) {
+    std::printf("FAIL spmm near INT_MAX, rows %d n %d window %d: %ld wrong\n", rows, n, window,
+                wrong);
+    ++g_failures;
+  }
+  for (void* p : {(void*)rp, (void*)ci, (void*)values, (void*)B, (void*)C}) std::free(p);
+}
+
 template <typename T>
 void spmm(int batch, int rows, int cols, int n, double density, mw_dtype dt, bool corrupt) {
   std::mt19937 rng(rows * 31 + cols);
@@ -114,7 +195,16 @@ void spmm(int batch, int rows, int cols, int n, double density, mw_dtype dt, boo
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "overread") == 0) {
+    const int m = 17, n = 33, k = 9;
+    float* A = filled<float>(m * k - 1);  // one element short
+    float* B = filled<float>(k * n);
+    float* C = filled<float>(m * n);
+    const mw_status st = mw_gemm_batched(MW_FLOAT32, 1, m, n, k, A, B, C, nullptr);
+    std::printf("overread product returned %d without a sanitizer report\n", int(st));
+    return 3;
+  }
   const int tiles2d[][2] = {{2, 3}, {4, 3}, {6, 3}, {2, 5}};
   for (const auto& t : tiles2d)
     for (int h : {1, 2, 3, 5, 7, 8, 13})
@@ -151,6 +241,25 @@ int main() {
       }
   spmm<float>(2, 40, 600, 130, 0.9, MW_FLOAT32, false);  // more than one nonzero chunk per block
   spmm<double>(2, 40, 600, 70, 0.9, MW_FLOAT64, true);
+  // Misaligned operands (4, 8, 12 bytes for float, 8 for double) on shapes that take the
+  // vector path when aligned (k, n multiples of 4), every tile configuration.
+  for (int m : {17, 40, 65})
+    for (int n : {4, 64, 68})
+      for (int k : {4, 20}) {
+        for (int off : {1, 2, 3}) {
+          gemm_offset<float>(2, m, n, k, off, 0, 0, MW_FLOAT32);
+          gemm_offset<float>(2, m, n, k, 0, off, off, MW_FLOAT32);
+        }
+        gemm_offset<double>(2, m, n, k, 1, 0, 0, MW_FLOAT64);
+        gemm_offset<double>(2, m, n, k, 0, 1, 1, MW_FLOAT64);
+      }
+  // CSR offsets ending at INT_MAX, windows that are not multiples of a nonzero chunk; narrow and
+  // wide configurations.
+  for (int n : {40, 200}) {
+    spmm_near_int_max<float>(40, 9, n, 700, MW_FLOAT32);
+    spmm_near_int_max<double>(40, 9, n, 700, MW_FLOAT64);
+    spmm_near_int_max<float>(3, 5, n, 1300, MW_FLOAT32);
+  }
   std::printf("kernels under ASan: %d failures\n", g_failures);
   return g_failures != 0;
 }

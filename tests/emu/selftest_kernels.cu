@@ -263,6 +263,32 @@ __global__ void global_out_of_bounds_kernel(float* buffer, int n) {
   if (threadIdx.x == 0) buffer[n] = 1.0f;  // one past the end
 }
 
+// W floats moved by one vector instruction (8 or 16 bytes, aligned to their size).
+template <int W>
+struct alignas(4 * W) Floats {
+  float v[W];
+};
+
+// out = 2 * x, one vector per thread: read from x + offset as one vector (store == 0) or written
+// to out + offset as one vector (store == 1); the other side is scalar.  Correct when offset is
+// a multiple of W; otherwise the vector access is misaligned (a GPU faults).
+template <int W>
+__global__ void vector_access_kernel(const float* __restrict__ x, float* __restrict__ out,
+                                     int vectors, int offset, int store) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= vectors) return;
+  if (store == 0) {
+    const Floats<W> v = MW_LOAD_VECTOR(Floats<W>, x + offset + W * t);  // MARK: vector-load
+#pragma unroll
+    for (int i = 0; i < W; ++i) out[W * t + i] = 2.0f * v.v[i];
+  } else {
+    Floats<W> v;
+#pragma unroll
+    for (int i = 0; i < W; ++i) v.v[i] = 2.0f * x[W * t + i];
+    MW_STORE_VECTOR(out + offset + W * t, v);  // MARK: vector-store
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -377,6 +403,18 @@ int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx
 
 int mw_selftest_global_out_of_bounds(float* buffer, int n) {
   return mw::launch(global_out_of_bounds_kernel, dim3(1), dim3(32), 0, nullptr, buffer, n);
+}
+
+int mw_selftest_vector_access(const float* x, float* out, int vectors, int width, int offset,
+                              int store) {
+  const dim3 grid(ceil_div(vectors, 64)), block(64);
+  if (width == 2)
+    return mw::launch(vector_access_kernel<2>, grid, block, 0, nullptr, x, out, vectors, offset,
+                      store);
+  if (width == 4)
+    return mw::launch(vector_access_kernel<4>, grid, block, 0, nullptr, x, out, vectors, offset,
+                      store);
+  return cudaErrorInvalidValue;
 }
 
 }  // extern "C"

@@ -63,6 +63,13 @@ int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx
                               unsigned bz, size_t shared_bytes, int* flag);
 /* Writes buffer[n] (one past the end); only meaningful under AddressSanitizer. */
 int mw_selftest_global_out_of_bounds(float* buffer, int n);
+/* out = 2 * x with one `width`-float vector (2: 8 bytes, 4: 16 bytes) per thread, `vectors`
+   threads: loaded from x + offset (store == 0; out has vectors * width floats) or stored to
+   out + offset (store == 1; x has vectors * width floats).  Correct when offset % width == 0;
+   otherwise the vector access is misaligned and the emulator must report it
+   (cudaErrorMisalignedAddress, 716). */
+int mw_selftest_vector_access(const float* x, float* out, int vectors, int width, int offset,
+                              int store);
 
 #ifdef __cplusplus
 }

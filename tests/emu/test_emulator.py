@@ -270,6 +270,44 @@ def test_a_launch_after_a_failed_one_works(rng):
     np.testing.assert_array_equal(emu.sgemm(a, a), a @ a)
 
 
+MISALIGNED_ADDRESS = 716
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["load", "store"])
+@pytest.mark.parametrize("width", [2, 4])
+def test_aligned_vector_accesses_are_exact(width, store, rng):
+    x = rng.integers(-9, 10, size=64 * width * 3).astype(np.float32)  # 3 blocks of 64 threads
+    for offset in (0, width, 3 * width):
+        np.testing.assert_array_equal(emu.vector_access(x, width, offset, store), 2 * x)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("store", [False, True], ids=["load", "store"])
+@pytest.mark.parametrize("width,offset", [(2, 1), (4, 1), (4, 2), (4, 3), (4, 5)])
+def test_misaligned_vector_access_is_reported_as_a_gpu_fault(width, offset, store, order):
+    """A GPU faults on a vector load / store whose address is not a multiple of its size; the
+    emulator, which could read element by element, must report it (MW_LOAD_VECTOR /
+    MW_STORE_VECTOR) with the line, the access and the thread, as cudaErrorMisalignedAddress."""
+    emu.set_order(order, 9)
+    with pytest.raises(emu.EmulatorError) as caught:
+        emu.vector_access(np.ones(64 * width * 2, np.float32), width, offset, store)
+    message = str(caught.value)
+    assert caught.value.code == MISALIGNED_ADDRESS
+    assert "misaligned address" in message
+    kind = "store" if store else "load"
+    assert f"selftest_kernels.cu:{marked_line('vector-' + kind)}" in message
+    assert f"{4 * width}-byte vector {kind}" in message
+    assert f"address % {4 * width} = {4 * offset % (4 * width)}" in message
+    assert re.search(r"\[block \(0,0,0\) thread \(\d+,0,0\)\]", message), message
+
+
+def test_a_launch_after_a_misaligned_access_works(rng):
+    with pytest.raises(emu.EmulatorError):
+        emu.vector_access(np.ones(16, np.float32), 4, 2)
+    x = rng.integers(-9, 10, size=256).astype(np.float32)
+    np.testing.assert_array_equal(emu.vector_access(x, 4, 4), 2 * x)
+
+
 def test_emulator_error_is_a_runtime_error():
     assert issubclass(emu.EmulatorError, RuntimeError)
 
