@@ -642,8 +642,8 @@ def plan_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
     if "all" in backends:
         backends = default_backends() if not _backend.cuda_available() else ["cuda", "numpy", "emulator"]
     if "cuda" in backends and not _backend.cuda_available():
-        raise SystemExit("--backend cuda: no usable CUDA GPU (cupy.is_available() is False, CuPy is missing, "
-                         "or the CUDA extension was not built); use --backend numpy emulator")
+        raise SystemExit(f"--backend cuda: no usable CUDA GPU ({_backend.cuda_unavailable_reason()}); "
+                         "use --backend numpy emulator")
     layers = network_layers(args.network)
     if args.layers:
         layers = [lay for lay in layers if any(s in lay.name for s in args.layers)]
