@@ -768,10 +768,7 @@ def test_transform_cases_cover_every_specialised_tile():
 # element-by-element reads would otherwise hide.  Shapes below take the vector path when aligned.
 
 MISALIGNED = [(np.float32, 4), (np.float32, 8), (np.float64, 8)]
-
-
-def _misaligned_id(v) -> str:
-    return f"{np.dtype(v[0]).name}+{v[1]}B" if isinstance(v, tuple) else str(v)
+MISALIGNED_IDS = [f"{np.dtype(d).name}+{o}B" for d, o in MISALIGNED]
 
 
 def offset_array(shape, dtype, offset_bytes: int, fill=np.nan) -> np.ndarray:
@@ -808,7 +805,7 @@ def _run_transforms(case, dtype, arrays, relu=2):
     emu.output_transform(desc, dt, ptr(a["M"]), ptr(a["bias"]), ptr(a["y"]), ptr(a["mats"]), 0)
 
 
-@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=MISALIGNED_IDS)
 @pytest.mark.parametrize("case", TRANSFORM_CASES, ids=_case_id)
 def test_transforms_on_misaligned_arrays_equal_aligned_bitwise(case, dtype, offset, rng):
     ndim, m, r, generic = case
@@ -843,7 +840,7 @@ MISALIGNED_GEMM_SHAPES = [(65, 68, 20), (40, 64, 16), (17, 36, 8)]
 
 
 @pytest.mark.parametrize("operands", ["A", "B", "C", "ABC"])
-@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=MISALIGNED_IDS)
 @pytest.mark.parametrize("m,n,k", MISALIGNED_GEMM_SHAPES, ids=lambda v: str(v))
 def test_gemm_batched_exact_on_misaligned_operands(m, n, k, dtype, offset, operands, rng):
     batch = 3
@@ -859,7 +856,7 @@ def test_gemm_batched_exact_on_misaligned_operands(m, n, k, dtype, offset, opera
     )
 
 
-@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=MISALIGNED_IDS)
 @pytest.mark.parametrize("n", [40, 200], ids=["narrow", "wide"])
 def test_spmm_batched_exact_on_misaligned_operands(n, dtype, offset, rng):
     batch, rows, cols = 3, 37, 24
@@ -876,7 +873,7 @@ def test_spmm_batched_exact_on_misaligned_operands(n, dtype, offset, rng):
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=_misaligned_id)
+@pytest.mark.parametrize("dtype,offset", MISALIGNED, ids=MISALIGNED_IDS)
 def test_plan_phases_on_misaligned_views_equal_aligned_bitwise(dtype, offset, sparse, rng):
     """The plan API on backend="emulator" hands user arrays to the kernels as they are: x, w,
     bias, V, M and out as offset views (C = 8, K = 12, P = 16: the dense product would take

@@ -125,9 +125,10 @@ MUTANTS = [
     ),
     Mutant(
         "spmm-fp64-float-accumulator", "kernels/spmm_batched.cuh",
-        "  T acc[THR_M][THR_N];\n", "  float acc[THR_M][THR_N];\n",
+        "acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);",
+        "acc[i][j] = static_cast<float>(spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]));",
         [pytest_cmd(KT + "test_spmm_batched_fp64_on_non_integer_data_is_fp64_accurate")],
-        "float accumulator in the fp64 SpMM (exact on the integer tests)",
+        "fp64 SpMM accumulator rounded to float at every step (exact on the integer tests)",
     ),
 ]
 
@@ -167,6 +168,7 @@ def child_env(venv: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUB}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["MW_CUDA"] = "OFF"
+    env["COLUMNS"] = "400"  # pytest's short summary keeps the failure message
     return env
 
 
@@ -213,11 +215,18 @@ def evidence(out: str, returncode: int) -> str:
     if returncode < 0:
         return f"crashed (signal {-returncode})"
     lines = out.splitlines()
-    for pattern in (r"^FAILED \S+", r"^FAILED\s+\S+.*", r"^ERROR \S+"):
+    report = next((ln for ln in lines if "sanitizer report:" in ln or ln.startswith("FAIL ")), None)
+    if report:  # magma-wino validate --sanitize: the failed check and its first reported line
+        failed = next((ln for ln in lines if ln.startswith("FAILED ")), "")
+        text = f"{failed.split()[1] + ': ' if failed else ''}{report.split('sanitizer report:')[-1].strip()}"
+        text = re.sub(r" (on address|at pc|at|bp|sp) 0x[0-9a-f]+", "", text)  # addresses vary
+        return re.sub(r"\s+", " ", text)[:300]
+    for pattern in (r"^FAILED \S+.*", r"^ERROR \S+.*"):
         hit = next((m.group(0) for line in lines if (m := re.match(pattern, line))), None)
         if hit:
             summary = next((ln.strip("= ") for ln in reversed(lines) if re.search(r"\d+ (failed|passed)", ln)), "")
-            return re.sub(r"\s+", " ", f"{hit} ({summary})" if summary else hit)[:300]
+            hit = hit.replace(KT, "…::").replace("AssertionError: ", "")
+            return re.sub(r"\s+", " ", f"{hit} ({summary})" if summary else hit)[:400]
     fatal = next((ln for ln in lines if "Fatal Python error" in ln or "Segmentation fault" in ln), None)
     if fatal:
         return fatal.strip()[:300]
@@ -230,7 +239,7 @@ def run_command(label: str, argv: list[str], src: Path, venv: Path, timeout: flo
     try:
         proc = subprocess.run([str(venv / "bin" / "python"), *argv], cwd=src, capture_output=True, text=True,
                               env=child_env(venv), timeout=timeout)
-        rc, out = proc.returncode, proc.stdout + proc.stderr
+        rc, out = proc.returncode, (proc.stdout + proc.stderr).replace(f"{src}/", "")
     except subprocess.TimeoutExpired:
         rc, out = 124, f"timed out after {timeout:.0f} s"
     seconds = time.perf_counter() - t0
