@@ -41,7 +41,7 @@ from . import reference
 from ._backend import to_host
 from ._version import __version__
 from .cost import VGG16_LAYERS
-from .transforms import winograd
+from .transforms import _check_mr, winograd
 
 __all__ = [
     "TILES",
@@ -110,6 +110,32 @@ TOLERANCE_SAFETY: float = 3.0
 # all use these functions.
 
 
+def _int_arg(v: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def _check_ndim(ndim: Any) -> int:
+    ndim = _int_arg(ndim, "ndim")
+    if ndim > 3:
+        raise ValueError(f"ndim must be 1, 2 or 3, got {ndim}")
+    return ndim
+
+
+def _unit_roundoff(dtype: Any) -> float:
+    """Unit roundoff of a floating-point ``dtype`` (TypeError naming dtype otherwise)."""
+    try:
+        dt = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}") from None
+    if dt.kind != "f":
+        raise TypeError(f"dtype must be a floating-point dtype (float16, float32, float64), got {dt}")
+    return float(np.finfo(dt).eps) / 2.0
+
+
 def growth_factor(m: int, r: int, ndim: int = 2, points: Any = None) -> float:
     """RMS error growth factor β₂^ndim of F(m, r) (computed in float64).
 
@@ -126,6 +152,7 @@ def growth_factor(m: int, r: int, ndim: int = 2, points: Any = None) -> float:
     in 2D and 46–190× in 3D: a tolerance built on it is never approached by
     random data (tests/conftest.py::winograd_error_bound uses it for a worst-case bound).
     """
+    ndim = _check_ndim(ndim)
     at, g, bt = winograd(m, r, points).matrices(np.float64)
     beta2 = float(np.sqrt(((at**2) @ ((g**2).sum(1) * (bt**2).sum(1))).max()))
     return beta2**ndim
@@ -137,6 +164,7 @@ def rounding_depth(m: int, r: int, ndim: int = 2) -> int:
     Filter transform: ndim passes of length-r dot products; input and output
     transforms: ndim passes of length α each; plus the product U·V.
     """
+    m, r, ndim = _int_arg(m, "m"), _int_arg(r, "r"), _check_ndim(ndim)
     alpha = m + r - 1
     return ndim * (r + 2 * alpha) + 1
 
@@ -186,7 +214,8 @@ def tolerance(dtype: Any, m: int, r: int, reduction_len: int, ndim: int = 2,
     inputs with a large mean (then ``G g`` adds up coherently, up to √r per axis more
     than the model: error/tol measured up to 0.58 with uniform(−0.1, 1) weights).
     """
-    u = float(np.finfo(np.dtype(dtype)).eps) / 2.0
+    u = _unit_roundoff(dtype)
+    reduction_len = _int_arg(reduction_len, "reduction_len")
     beta = growth_factor(m, r, ndim, points)
     depth = rounding_depth(m, r, ndim)
     channels = reduction_len / r**ndim
@@ -280,15 +309,28 @@ def tolerance_from_U(dtype: Any, x: Any, U: Any, m: int, r: int, padding: Any = 
 # --------------------------------------------------------------------------- error measures
 
 
-def _host64(a: Any) -> np.ndarray:
-    return to_host(a).astype(np.float64, copy=False)
+def _host64(a: Any, name: str) -> np.ndarray:
+    if a is None or isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    try:
+        h = to_host(a)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if h.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {h.dtype}")
+    return h.astype(np.float64, copy=False)
+
+
+def _pair64(y: Any, y_ref: Any) -> tuple[np.ndarray, np.ndarray]:
+    y, y_ref = _host64(y, "y"), _host64(y_ref, "y_ref")
+    if y.shape != y_ref.shape:
+        raise ValueError(f"y and y_ref must have the same shape, got {y.shape} and {y_ref.shape}")
+    return y, y_ref
 
 
 def rel_err(y: Any, y_ref: Any) -> float:
     """``max|y − y_ref| / max|y_ref|`` in float64 (0 when both are zero, inf when only y_ref is)."""
-    y, y_ref = _host64(y), _host64(y_ref)
-    if y.shape != y_ref.shape:
-        raise ValueError(f"shape mismatch: {y.shape} vs {y_ref.shape}")
+    y, y_ref = _pair64(y, y_ref)
     scale = float(np.abs(y_ref).max()) if y_ref.size else 0.0
     diff = float(np.abs(y - y_ref).max()) if y.size else 0.0
     if scale > 0:
@@ -298,7 +340,7 @@ def rel_err(y: Any, y_ref: Any) -> float:
 
 def mean_rel_err(y: Any, y_ref: Any) -> float:
     """``mean|y − y_ref| / mean|y_ref|`` in float64."""
-    y, y_ref = _host64(y), _host64(y_ref)
+    y, y_ref = _pair64(y, y_ref)
     scale = float(np.abs(y_ref).mean()) if y_ref.size else 0.0
     diff = float(np.abs(y - y_ref).mean()) if y.size else 0.0
     if scale > 0:
@@ -308,9 +350,9 @@ def mean_rel_err(y: Any, y_ref: Any) -> float:
 
 def elementwise_rel_err(y: Any, y_ref: Any) -> float:
     """NNPACK's measure: ``max_i |y_ref_i − y_i| / max(FLT_MIN, |y_ref_i|)``."""
-    y, y_ref = _host64(y), _host64(y_ref)
+    y, y_ref = _pair64(y, y_ref)
     den = np.maximum(np.abs(y_ref), np.finfo(np.float32).tiny)
-    return float((np.abs(y - y_ref) / den).max())
+    return float((np.abs(y - y_ref) / den).max()) if y.size else 0.0
 
 
 # --------------------------------------------------------------------------- point sets
@@ -343,6 +385,9 @@ POINT_SETS: tuple[str, ...] = ("default", "reciprocals", "integers")
 
 def point_set(name: str, m: int, r: int) -> list[Fraction] | None:
     """The ``α − 1`` finite points of the named set for F(m, r) (None for ``default``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a point set name, one of {POINT_SETS}, got {type(name).__name__}")
+    m, r = _check_mr(m, r)
     count = m + r - 2
     if name == "default":
         return None
@@ -350,7 +395,7 @@ def point_set(name: str, m: int, r: int) -> list[Fraction] | None:
         return _integers(count)
     if name == "reciprocals":
         return _reciprocals_first(count)
-    raise ValueError(f"unknown point set {name!r}; choose from {POINT_SETS}")
+    raise ValueError(f"name: unknown point set {name!r}; choose from {POINT_SETS}")
 
 
 def _points_str(name: str, m: int, r: int) -> str:
@@ -365,8 +410,19 @@ def vgg16_layers(spatial: int = 28, names: Sequence[str] | None = None) -> list[
     """VGG-16's 3×3 layers, batch 1, real channel counts, H = W = min(H, ``spatial``).
 
     Identical (C, K, H) after capping are kept once, named after every layer they stand for.
+    ``names``: the layers to keep (``conv1_1`` … ``conv5_3``), default all.
     """
+    spatial = _int_arg(spatial, "spatial")
     labels = [f"conv{s}_{i}" for s, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+    if names is not None:
+        if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, set, frozenset)):
+            raise TypeError(f"names must be a sequence of layer names (str), got {type(names).__name__}")
+        for n in names:
+            if not isinstance(n, str):
+                raise TypeError(f"names must be layer names (str), got {type(n).__name__}")
+        unknown = [n for n in names if n not in labels]
+        if unknown:
+            raise ValueError(f"names: unknown VGG-16 layer(s) {unknown}; choose from {labels[0]} … {labels[-1]}")
     seen: dict[tuple[int, int, int], dict[str, Any]] = {}
     for label, (C, K, H, _W) in zip(labels, VGG16_LAYERS):
         if names is not None and label not in names:
@@ -669,7 +725,10 @@ def collect(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if args.quick:
         tiles = [(2, 3), (4, 3), (6, 3), (2, 5)]
         spatial, names = 14, names or ["conv1_2", "conv3_1", "conv5_1"]
-    layers = vgg16_layers(spatial, names)
+    try:
+        layers = vgg16_layers(spatial, names)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"--layers / --spatial: {exc}") from None
     if not layers:
         raise SystemExit(f"--layers: no VGG-16 layer named {names}")
     t0 = time.perf_counter()

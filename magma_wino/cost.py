@@ -67,7 +67,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -127,15 +128,42 @@ Number = int | float
 # --------------------------------------------------------------------------- transforms
 
 
+def _coef(v: Any, i: int, j: int) -> Fraction:
+    """One matrix entry ``T[i][j]`` as an exact Fraction (finite real numbers only)."""
+    where = f"T[{i}][{j}]"
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, str):
+        try:
+            return Fraction(v)
+        except ValueError:
+            raise ValueError(f"{where} = {v!r} is not a number") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{where} must be finite, got {v!r}")
+    if isinstance(v, numbers.Real):
+        return Fraction(v)  # type: ignore[arg-type]
+    raise TypeError(f"{where} must be a real number, got {type(v).__name__}")
+
+
 def _entries(T: Any) -> list[list[Fraction]]:
+    """The entries of a matrix ``T`` (a 2-D array or nested sequences), validated."""
     if isinstance(T, np.ndarray):
         if T.ndim != 2:
             raise ValueError(f"T must be a 2-D matrix, got shape {T.shape}")
-        return [[Fraction(float(v)) for v in row] for row in T]
-    rows = [list(row) for row in T]
-    if not rows or len({len(r) for r in rows}) != 1:
-        raise ValueError("T must be a non-empty rectangular matrix")
-    return [[Fraction(v) for v in row] for row in rows]
+        if T.dtype.kind not in "biuf":
+            raise TypeError(f"T must have real numeric entries, got dtype {T.dtype}")
+        if T.size == 0:
+            raise ValueError(f"T must be a non-empty matrix, got shape {T.shape}")
+    elif isinstance(T, (str, bytes)) or not isinstance(T, Iterable):
+        raise TypeError(f"T must be a matrix (a 2-D array or nested sequences of numbers), got {type(T).__name__}")
+    rows = []
+    for i, row in enumerate(T):
+        if isinstance(row, (str, bytes)) or not isinstance(row, Iterable):
+            raise TypeError(f"T[{i}] must be a row (a sequence of numbers), got {type(row).__name__}")
+        rows.append(list(row))
+    if not rows or not rows[0] or len({len(r) for r in rows}) != 1:
+        raise ValueError(f"T must be a non-empty rectangular matrix, got row lengths {[len(r) for r in rows]}")
+    return [[_coef(v, i, j) for j, v in enumerate(row)] for i, row in enumerate(rows)]
 
 
 def matvec_cost(T: Any) -> tuple[int, int]:
@@ -156,8 +184,7 @@ def transform_cost(T: Any, ndim: int) -> tuple[int, int, int]:
     T (out×in) is applied along axis 0, then 1, …: axis k needs ``out^k · in^(nd−1−k)``
     1-D transforms.  E.g. 2D ``Bᵀ d B`` (Bᵀ α×α): 2α; ``Aᵀ M A`` (Aᵀ m×α): α + m.
     """
-    if ndim not in (1, 2, 3):
-        raise ValueError(f"ndim must be 1, 2 or 3, got {ndim}")
+    ndim = _choice(ndim, "ndim", (1, 2, 3))
     rows = _entries(T)
     n_out, n_in = len(rows), len(rows[0])
     count = sum(n_out**k * n_in ** (ndim - 1 - k) for k in range(ndim))
@@ -259,6 +286,36 @@ def _pos_int(v: Any, name: str, minimum: int = 1) -> int:
     return int(v)
 
 
+def _choice(v: Any, name: str, allowed: tuple[int, ...]) -> int:
+    """An int that must be one of ``allowed`` (TypeError for non-ints and bools)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int ({', '.join(map(str, allowed))}), got {type(v).__name__}")
+    if v not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {v!r}")
+    return int(v)
+
+
+def _bool(v: Any, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _int_tuple(v: Any, name: str, ndim: int, minimum: int) -> tuple[int, ...]:
+    """An int (the same on every axis) or ``ndim`` ints, each >= ``minimum``."""
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a sequence of {ndim} ints, got bool")
+    if isinstance(v, (int, np.integer)):
+        vals: Sequence[Any] = (v,) * ndim
+    elif isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, (str, bytes)):
+        vals = tuple(v)
+        if len(vals) != ndim:
+            raise ValueError(f"{name} must have {ndim} entries for ndim={ndim}, got {vals}")
+    else:
+        raise TypeError(f"{name} must be an int or a sequence of {ndim} ints, got {type(v).__name__}")
+    return tuple(_pos_int(x, name, minimum) for x in vals)
+
+
 def _density(v: Any, name: str) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number in [0, 1], got {type(v).__name__}")
@@ -268,12 +325,20 @@ def _density(v: Any, name: str) -> float:
     return d
 
 
-def _even_split(total: int, parts: int) -> np.ndarray:
-    """``total`` spread over ``parts`` as evenly as possible (the first ones get the extra)."""
-    q, rem = divmod(total, parts)
-    out = np.full(parts, q, dtype=np.int64)
-    out[:rem] += 1
-    return out
+#: Nonzeros per row of one position's K×C matrix, as (nonzeros in a row, number of such rows)
+#: pairs: a histogram, so that a layer's counts need no K-sized array (K may be huge).
+RowHist = list[tuple[int, int]]
+
+
+def _even_split(total: int, parts: int) -> RowHist:
+    """``total`` spread over ``parts`` rows as evenly as possible (some rows get one more)."""
+    q, rem = divmod(int(total), int(parts))
+    return [(n, c) for n, c in ((q + 1, rem), (q, parts - rem)) if c]
+
+
+def _hist(counts: np.ndarray) -> RowHist:
+    vals, cnts = np.unique(counts, return_counts=True)
+    return [(int(n), int(c)) for n, c in zip(vals, cnts)]
 
 
 def _row_counts_from_U(U: Any, positions: int, K: int, C: int) -> np.ndarray:
@@ -343,18 +408,14 @@ def layer_cost(
     K = _pos_int(K, "K")
     r = _pos_int(r, "r")
     m = _pos_int(m, "m")
-    if ndim not in (2, 3):
-        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+    ndim = _choice(ndim, "ndim", (2, 3))
+    if not isinstance(variant, str):
+        raise TypeError(f"variant must be one of {VARIANTS}, got {type(variant).__name__}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    size = (spatial_size,) * ndim if isinstance(spatial_size, (int, np.integer)) else tuple(spatial_size)
-    if len(size) != ndim:
-        raise ValueError(f"spatial_size must have {ndim} entries for ndim={ndim}, got {size}")
-    size = tuple(_pos_int(s, "spatial_size") for s in size)
-    pads = (padding,) * ndim if isinstance(padding, (int, np.integer)) else tuple(padding)
-    if len(pads) != ndim:
-        raise ValueError(f"padding must have {ndim} entries for ndim={ndim}, got {pads}")
-    pads = tuple(_pos_int(p, "padding", 0) for p in pads)
+    bias = _bool(bias, "bias")
+    size = _int_tuple(spatial_size, "spatial_size", ndim, 1)
+    pads = _int_tuple(padding, "padding", ndim, 0)
     out = tuple(s + 2 * p - r + 1 for s, p in zip(size, pads))
     if any(o < 1 for o in out):
         raise ValueError(f"spatial_size {size} with padding {pads} is smaller than r = {r}")
@@ -371,7 +432,7 @@ def layer_cost(
     out_m, out_a, _ = transform_cost(AT, ndim)
     f_m, f_a, _ = transform_cost(G, ndim)
 
-    # ---- weights: nonzeros per (position, row)
+    # ---- weights: nonzeros per (position, row), as one histogram per position
     w_density = _density(weight_density, "weight_density")
     given = [name for name, v in (("nnz", nnz), ("U", U)) if v is not None]
     if len(given) > 1 or (given and w_density != 1.0):
@@ -382,32 +443,44 @@ def layer_cost(
             raise ValueError(f"variant={variant!r} has a dense U; nnz/U apply to 'winograd' variants")
         if variant == "dense" and w_density != 1.0:
             raise ValueError("variant='dense' needs weight_density=1.0 (use 'spatial' or 'winograd')")
-        rows = np.full((positions, K), C, dtype=np.int64)
+        rows: list[RowHist] = [[(C, K)]] * positions
         w_nnz_spatial = math.floor(w_density * K * C * r**ndim + 0.5)
         if variant == "spatial":
             direct_sparse = N * n_out * w_nnz_spatial
     elif U is not None:
-        rows = _row_counts_from_U(U, positions, K, C)
+        rows = [_hist(rc) for rc in _row_counts_from_U(U, positions, K, C)]
     else:
+        per_pos: list[int]
         if nnz is None:
-            per_pos = np.full(positions, math.floor(w_density * K * C + 0.5), dtype=np.int64)
-        elif isinstance(nnz, (int, np.integer)) and not isinstance(nnz, (bool, np.bool_)):
+            per_pos = [math.floor(w_density * K * C + 0.5)] * positions
+        elif isinstance(nnz, (bool, np.bool_)):
+            raise TypeError("nnz must be an int or a sequence of ints (one per position), got bool")
+        elif isinstance(nnz, (int, np.integer)):
             if not 0 <= nnz <= positions * K * C:
                 raise ValueError(f"nnz must be in [0, α^nd·K·C] = [0, {positions * K * C}], got {nnz}")
-            per_pos = _even_split(int(nnz), positions)
+            per_pos = [n for n, c in _even_split(int(nnz), positions) for _ in range(c)]
         else:
-            per_pos = np.asarray(nnz)
-            if per_pos.shape != (positions,) or per_pos.dtype.kind not in "iu":
-                raise ValueError(f"nnz must be an int or {positions} ints (one per position), got {nnz!r}")
-            if per_pos.min() < 0 or per_pos.max() > K * C:
-                raise ValueError(f"nnz per position must be in [0, K·C] = [0, {K * C}]")
-            per_pos = per_pos.astype(np.int64)
-        rows = np.stack([_even_split(int(n), K) for n in per_pos])
-    w_nnz = int(rows.sum())
+            if isinstance(nnz, (str, bytes)) or not isinstance(nnz, (Sequence, np.ndarray)):
+                raise TypeError(f"nnz must be an int or a sequence of {positions} ints (one per position), "
+                                f"got {type(nnz).__name__}")
+            try:
+                arr = np.asarray(nnz)
+            except ValueError as exc:  # ragged
+                raise ValueError(f"nnz must be an int or {positions} ints (one per position): {exc}") from None
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"nnz must be an int or {positions} ints (one per position), got dtype {arr.dtype}")
+            if arr.shape != (positions,):
+                raise ValueError(f"nnz must be an int or {positions} ints (one per position), got shape {arr.shape}")
+            if arr.min() < 0 or arr.max() > K * C:
+                raise ValueError(f"nnz per position must be in [0, K·C] = [0, {K * C}], got {arr.min()}..{arr.max()}")
+            per_pos = [int(n) for n in arr]
+        rows = [_even_split(n, K) for n in per_pos]
+    w_nnz = sum(n * c for hist in rows for n, c in hist)
 
     # ---- activations
+    ad = _activation_density(activation_density, positions)
     if variant != "winograd_relu":
-        if V is not None or not np.all(np.asarray(activation_density) == 1.0):
+        if V is not None or not np.all(ad == 1.0):
             raise ValueError("activation_density / V apply to variant='winograd_relu' only")
     a_b: np.ndarray
     if V is not None:
@@ -428,22 +501,14 @@ def layer_cost(
             prod_a += int(np.maximum(cnt - 1, 0).sum())
         a_b = Vm.reshape(positions, -1).mean(axis=1)
     else:
-        ad = np.asarray(activation_density, dtype=np.float64)
-        if ad.ndim == 0:
-            ad = np.full(positions, float(ad))
-        if ad.shape != (positions,) or not np.all((ad >= 0) & (ad <= 1)):
-            raise ValueError(
-                f"activation_density must be a number in [0, 1] or {positions} of them, got {activation_density!r}"
-            )
         a_b = ad
         if np.all(ad == 1.0):  # exact integer counts
             prod_m = P * w_nnz
-            prod_a = P * int(np.maximum(rows - 1, 0).sum())
+            prod_a = P * sum(max(n - 1, 0) * c for hist in rows for n, c in hist)
         else:
-            n = rows.astype(np.float64)
-            a = ad[:, None]
-            prod_m = float(P * (n * a).sum())
-            prod_a = float(P * (n * a - 1.0 + (1.0 - a) ** n).sum())
+            prod_m = float(P * sum(float(a) * n * c for a, hist in zip(ad, rows) for n, c in hist))
+            prod_a = float(P * sum((n * float(a) - 1.0 + (1.0 - float(a)) ** n) * c
+                                   for a, hist in zip(ad, rows) for n, c in hist))
 
     def direct_counts() -> tuple[int, int]:
         per = C * r**ndim
@@ -481,6 +546,27 @@ def layer_cost(
         direct_sparse_mults=direct_sparse,
         per_tile={"input": (in_m, in_a), "output": (out_m, out_a), "filter": (f_m, f_a)},
     )
+
+
+def _activation_density(v: Any, positions: int) -> np.ndarray:
+    """``activation_density``: a number in [0, 1], or one per position, as a float64 array."""
+    what = f"activation_density must be a number in [0, 1] or {positions} of them"
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{what}, got bool")
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return np.full(positions, _density(v, "activation_density"))
+    if isinstance(v, (str, bytes)) or not isinstance(v, (Sequence, np.ndarray)):
+        raise TypeError(f"{what}, got {type(v).__name__}")
+    try:
+        ad = np.asarray(v)
+    except ValueError as exc:  # ragged
+        raise ValueError(f"{what}: {exc}") from None
+    if ad.dtype.kind not in "iuf":
+        raise TypeError(f"{what}, got dtype {ad.dtype}")
+    ad = ad.astype(np.float64)
+    if ad.shape != (positions,) or not np.all((ad >= 0) & (ad <= 1)):
+        raise ValueError(f"{what}, got {v!r}")
+    return ad
 
 
 # --------------------------------------------------------------------------- tables
@@ -527,24 +613,82 @@ def cost_table(
         in_tf/out, prod/out, out_tf/out, adds/out, direct/out, mult_ratio, filter_mults``.
         Per-output numbers divide by the outputs N·K·Πo (network totals: Σ counts / Σ outputs).
     """
-    layers = [tuple(layer) for layer in layers]
+    layers = _check_layers(layers, ndim)
+    ms = _check_seq(ms, "ms", lambda v, name: _pos_int(v, name))
+    configs = _check_seq(configs, "configs", _check_config)
+    N, r = _pos_int(N, "N"), _pos_int(r, "r")
+    per_layer, total = _bool(per_layer, "per_layer"), _bool(total, "total")
     rows: list[dict[str, Any]] = []
-    for m in ms:
-        for variant, wd, ad in configs:
+    for j, m in enumerate(ms):
+        for q, (variant, wd, ad) in enumerate(configs):
             costs = []
             for i, layer in enumerate(layers):
                 c, k, *sp = layer
-                nd = ndim if ndim is not None else len(sp)
-                lc = layer_cost(
-                    N, c, k, tuple(sp), r, m, padding, variant=variant, weight_density=wd,
-                    activation_density=ad, ndim=nd,
-                )
+                try:
+                    lc = layer_cost(
+                        N, c, k, tuple(sp), r, m, padding, variant=variant, weight_density=wd,
+                        activation_density=ad, ndim=len(sp),
+                    )
+                except (TypeError, ValueError) as exc:
+                    if type(exc) in (TypeError, ValueError) and not _names_a_table_argument(str(exc)):
+                        raise type(exc)(f"layers[{i}] = {layer} with ms[{j}] = {m} and configs[{q}] = "
+                                        f"{configs[q]}: {exc}") from exc
+                    raise
                 costs.append(lc)
                 if per_layer:
                     rows.append(_row(_layer_name(i, layer), lc, variant, wd, ad, [lc]))
             if total:
                 rows.append(_row("total", costs[0], variant, wd, ad, costs))
     return rows
+
+
+def _names_a_table_argument(msg: str) -> bool:
+    """Whether a message of layer_cost starts with an argument cost_table passes through."""
+    return msg.split(" ", 1)[0] in ("N", "r", "padding", "ndim")
+
+
+def _check_seq(v: Any, name: str, check: Any) -> list[Any]:
+    """A list of the entries of the sequence ``v``, each checked by ``check(entry, "name[i]")``."""
+    if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Iterable):
+        raise TypeError(f"{name} must be a sequence, got {type(v).__name__}")
+    return [check(x, f"{name}[{i}]") for i, x in enumerate(v)]
+
+
+def _check_config(cfg: Any, name: str) -> tuple[str, float, float]:
+    if isinstance(cfg, (str, bytes)) or not isinstance(cfg, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a (variant, weight_density, activation_density) triple, "
+                        f"got {type(cfg).__name__}")
+    if len(cfg) != 3:
+        raise ValueError(f"{name} must be a (variant, weight_density, activation_density) triple, got {cfg!r}")
+    variant, wd, ad = cfg
+    if not isinstance(variant, str):
+        raise TypeError(f"{name}: variant must be one of {VARIANTS}, got {type(variant).__name__}")
+    if variant not in VARIANTS:
+        raise ValueError(f"{name}: variant must be one of {VARIANTS}, got {variant!r}")
+    return variant, _density(wd, f"{name}: weight_density"), _density(ad, f"{name}: activation_density")
+
+
+def _check_layers(layers: Any, ndim: Any) -> list[tuple[int, ...]]:
+    """``layers``: a non-empty sequence of (C, K, *spatial) int tuples, 2 or 3 spatial axes
+    (``ndim`` of them when given)."""
+    if ndim is not None:
+        ndim = _choice(ndim, "ndim", (2, 3))
+    if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Iterable):
+        raise TypeError(f"layers must be a sequence of (C, K, *spatial) tuples, got {type(layers).__name__}")
+    out = []
+    for i, layer in enumerate(layers):
+        name = f"layers[{i}]"
+        if isinstance(layer, (str, bytes)) or not isinstance(layer, (Sequence, np.ndarray)):
+            raise TypeError(f"{name} must be a (C, K, *spatial) tuple of ints, got {type(layer).__name__}")
+        layer = tuple(layer)
+        lengths = (2 + ndim,) if ndim is not None else (4, 5)
+        if len(layer) not in lengths:
+            want = f"{2 + ndim}" if ndim is not None else "4 (2D) or 5 (3D)"
+            raise ValueError(f"{name} must be (C, K, *spatial) with {want} entries, got {layer!r}")
+        out.append(tuple(_pos_int(v, f"{name}[{j}]") for j, v in enumerate(layer)))
+    if not out:
+        raise ValueError("layers must not be empty")
+    return out
 
 
 def _row(name: str, lc: LayerCost, variant: str, wd: float, ad: float, costs: list[LayerCost]) -> dict[str, Any]:
@@ -582,10 +726,26 @@ def _fmt_cell(v: Any) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, markdown: bool = False) -> str:
-    """A readable fixed-width (or Markdown, ``markdown=True``) text table of ``rows``."""
+    """A readable fixed-width (or Markdown, ``markdown=True``) text table of ``rows``.
+
+    ``rows``: a sequence of dicts (column -> value), e.g. from :func:`cost_table`;
+    ``columns``: the column names to show (default: the keys of the first row).
+    """
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence):
+        raise TypeError(f"rows must be a sequence of dicts, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"rows[{i}] must be a dict (column -> value), got {type(row).__name__}")
+    if columns is not None:
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+            raise TypeError(f"columns must be a sequence of column names (str), got {type(columns).__name__}")
+        for i, c in enumerate(columns):
+            if not isinstance(c, str):
+                raise TypeError(f"columns[{i}] must be a column name (str), got {type(c).__name__}")
+    markdown = _bool(markdown, "markdown")
     if not rows:
         return "(no rows)"
-    cols = list(columns) if columns is not None else list(rows[0].keys())
+    cols = list(columns) if columns is not None else [str(c) for c in rows[0].keys()]
     cells = [[_fmt_cell(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     left = {"layer", "F", "variant"}

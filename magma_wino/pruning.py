@@ -79,7 +79,9 @@ def kept_count(density: float, size: int) -> int:
     ``[0, size]`` and within 0.5 of ``density · size``.
     """
     d = _check_density(density)
-    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 0:
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int >= 0, got {type(size).__name__}")
+    if size < 0:
         raise ValueError(f"size must be an int >= 0, got {size!r}")
     return min(int(size), max(0, math.floor(d * int(size) + 0.5)))
 
@@ -142,10 +144,14 @@ def magnitude_mask(
         TypeError: ``a`` not a real NumPy array, ``density`` not a number, bad axis types.
         ValueError: ``density`` outside ``[0, 1]``, NaN/inf in ``a``, bad axes.
     """
-    arr = _as_array(a, "a")
-    d = _check_density(density)
-    axes = _normalise_axes(axis_groups, arr.ndim)
-    mag = _magnitudes(arr, "a")
+    return _mask(_as_array(a, "a"), density, axis_groups, "a", "density")
+
+
+def _mask(arr: np.ndarray, density: object, axis_groups: object, name: str, density_name: str) -> np.ndarray:
+    """:func:`magnitude_mask` of a checked array; messages name ``name`` / ``density_name``."""
+    d = _check_density(density, density_name)
+    axes = _normalise_axes(axis_groups, arr.ndim)  # type: ignore[arg-type]
+    mag = _magnitudes(arr, name)
     rest = tuple(ax for ax in range(arr.ndim) if ax not in axes)
     # groups first, then the group's elements in C order: their flat order within a
     # group is the same as in the whole array, so "lower flat index" is well defined.
@@ -201,11 +207,13 @@ def measured_density(a: np.ndarray, axis_groups: int | Sequence[int] | None = No
 # --------------------------------------------------------------------------- pruning
 
 
-def prune_spatial(w: np.ndarray, density: float) -> tuple[np.ndarray, np.ndarray]:
+def prune_spatial(w: np.ndarray, density: float, *, density_name: str = "density") -> tuple[np.ndarray, np.ndarray]:
     """Magnitude-prune spatial filters (K×C×r×r or K×C×r×r×r) to ``density`` per layer.
 
     This is the "spatially pruned" variant: after the filter transform the zeros are
     filled in again (U is dense), so no multiplications are saved in the products.
+    ``density_name``: what error messages call ``density`` (a caller's own argument name,
+    e.g. ``"prune"`` for ``WinogradConv2d.from_spatial(w, prune=...)``).
 
     Returns:
         ``(w_pruned, mask)``: a new array of ``w``'s dtype in which only the
@@ -217,12 +225,12 @@ def prune_spatial(w: np.ndarray, density: float) -> tuple[np.ndarray, np.ndarray
     arr = _as_array(w, "w")
     if arr.ndim < 3:
         raise ValueError(f"w must be K×C×r×r (or K×C×r×r×r), got shape {arr.shape}")
-    mask = magnitude_mask(arr, density)
+    mask = _mask(arr, density, None, "w", density_name)
     return apply_mask(arr, mask), mask
 
 
 def prune_winograd(
-    U: np.ndarray, density: float, per_position: bool = False
+    U: np.ndarray, density: float, per_position: bool = False, *, density_name: str = "density"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Magnitude-prune Winograd-domain weights U (α^nd×K×C) to ``density``.
 
@@ -233,6 +241,8 @@ def prune_winograd(
             ``round(density·α^nd·K·C)`` entries (positions end up with different
             densities).  True: every position ``b`` keeps ``round(density·K·C)`` of
             ``U[b]`` (balanced work per position in the batched products).
+        density_name: what error messages call ``density`` (e.g. ``"prune"`` for
+            ``from_winograd(U, r, prune=...)``).
 
     Returns:
         ``(U_pruned, mask)``.
@@ -242,7 +252,7 @@ def prune_winograd(
         raise ValueError(f"U must be 3-D (α^nd×K×C), got shape {arr.shape}")
     if not isinstance(per_position, (bool, np.bool_)):
         raise TypeError(f"per_position must be a bool, got {type(per_position).__name__}")
-    mask = magnitude_mask(arr, density, axis_groups=0 if per_position else None)
+    mask = _mask(arr, density, 0 if per_position else None, "U", density_name)
     return apply_mask(arr, mask), mask
 
 
@@ -266,6 +276,8 @@ def prune_filters(
     arr = _as_array(w, "w")
     if arr.ndim < 2:
         raise ValueError(f"w must be at least 2-D (K×C×…), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"w must not be empty (at least one filter of at least one element), got shape {arr.shape}")
     k_total = arr.shape[0]
     if (keep is None) == (keep_fraction is None):
         raise TypeError("prune_filters needs exactly one of keep (a count) and keep_fraction")
@@ -303,7 +315,10 @@ def drop_input_channels(w_next: np.ndarray, kept_indices: np.ndarray | Sequence[
     arr = _as_array(w_next, "w_next")
     if arr.ndim < 2:
         raise ValueError(f"w_next must be at least 2-D (K×C×…), got shape {arr.shape}")
-    idx = np.asarray(kept_indices)
+    try:
+        idx = np.asarray(kept_indices)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"kept_indices must be a 1-D sequence of ints: {exc}") from None
     if idx.dtype.kind not in "iu":
         raise TypeError(f"kept_indices must be integers, got dtype {idx.dtype}")
     if idx.ndim != 1:

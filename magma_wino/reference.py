@@ -26,6 +26,7 @@ in float64 — what the GPU kernels do for their two dtypes.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -65,14 +66,30 @@ def tile_grid(spatial_out: Sequence[int], m: int) -> tuple[int, ...]:
     tuple of int
         Tiles per axis; ``P = N · prod(tile_grid(...))``.
     """
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
+    if isinstance(m, (bool, np.bool_)) or not isinstance(m, (int, np.integer)):
         raise TypeError(f"m must be an int, got {type(m).__name__}")
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    out = tuple(int(o) for o in spatial_out)
+    out = _int_tuple(spatial_out, "spatial_out")
     if any(o < 1 for o in out):
         raise ValueError(f"spatial_out entries must be >= 1, got {out}")
     return _checks.num_tiles(out, int(m))
+
+
+def _int_tuple(v: object, name: str) -> tuple[int, ...]:
+    """A tuple of ints from a sequence of ints (TypeError naming ``name`` otherwise)."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, Sequence | np.ndarray):
+        raise TypeError(f"{name} must be a tuple of ints, got {type(v).__name__}")
+    for s in v:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"{name} entries must be ints, got {type(s).__name__}")
+    return tuple(int(s) for s in v)
+
+
+def _check_bool(v: object, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
 
 
 def _as_array(a: object, name: str) -> np.ndarray:
@@ -237,6 +254,7 @@ def input_transform(
         coordinates ``(th·m, tw·m)``.  float32 for float32/float16 ``x``, else float64.
     """
     x = _as_array(x, "x")
+    relu = _check_bool(relu, "relu")
     ndim = _checks.spatial_ndim(x)
     t, (_, _, bt) = _matrices(m, r, points, _checks.compute_dtype(x.dtype))
     pads, out = _checks.check_input_args(x, t.r, padding, ndim)
@@ -282,9 +300,7 @@ def output_transform(
         float32 for float32/float16 ``M``, else float64.
     """
     M = _as_array(M, "M")
-    if isinstance(out_shape, (str, bytes)) or not isinstance(out_shape, Sequence | np.ndarray):
-        raise TypeError(f"out_shape must be a tuple of ints, got {type(out_shape).__name__}")
-    out_shape = tuple(int(s) for s in out_shape)
+    out_shape = _int_tuple(out_shape, "out_shape")
     if len(out_shape) not in (4, 5):
         raise ValueError(
             f"out_shape must be (N, K, Ho, Wo) or (N, K, Do, Ho, Wo), got {out_shape}"
@@ -297,7 +313,7 @@ def output_transform(
     n, k = out_shape[:2]
     spatial = out_shape[2:]
     tiles = _checks.num_tiles(spatial, t.m)
-    p = n * int(np.prod(tiles))
+    p = n * math.prod(tiles)
     expect = (t.alpha**ndim, k, p)
     if M.shape != expect:
         raise ValueError(
@@ -422,6 +438,7 @@ def winograd_conv_from_U(
     U = _as_array(U, "U")
     if bias is not None:
         bias = _as_array(bias, "bias")
+    relu = _check_bool(relu, "relu")
     ndim = _checks.spatial_ndim(x)
     t = winograd(m, r, points)
     pads, out = _checks.check_input_args(x, t.r, padding, ndim)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
+from .errors import BackendUnavailableError
 
 __all__ = ["BatchedCSR", "array_module", "INT32_MAX"]
 
@@ -64,8 +65,10 @@ def _scalar(x: Any) -> int:
 
 
 def _check_shape(shape: Any) -> tuple[int, int, int]:
-    if not isinstance(shape, tuple) or len(shape) != 3:
-        raise TypeError(f"shape must be a tuple (batch, rows, cols), got {shape!r}")
+    if not isinstance(shape, tuple):
+        raise TypeError(f"shape must be a tuple (batch, rows, cols), got {type(shape).__name__}")
+    if len(shape) != 3:
+        raise TypeError(f"shape must be a tuple (batch, rows, cols) of 3 ints, got {shape!r}")
     out = []
     for name, v in zip(("batch", "rows", "cols"), shape):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
@@ -209,7 +212,7 @@ class BatchedCSR:
         if not hasattr(U, "shape") or not hasattr(U, "dtype"):
             raise TypeError(f"U must be a NumPy or CuPy array, got {type(U).__name__}")
         xp = array_module(U)
-        if U.ndim != 3:
+        if len(U.shape) != 3:
             raise ValueError(f"U must be 3-D (batch × rows × cols, e.g. α^nd×K×C), got shape {tuple(U.shape)}")
         dt = np.dtype(U.dtype)
         if dt.kind == "f":
@@ -318,12 +321,22 @@ class BatchedCSR:
 
         Raises:
             ImportError: CuPy is not installed.
+            BackendUnavailableError: CuPy imports but sees no usable GPU.
         """
         if self.xp is not np:
             return self
         cp = _cupy()
         if cp is None:
             raise ImportError("BatchedCSR.to_device needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)")
+        try:
+            usable = bool(cp.is_available())
+        except Exception:  # a broken CUDA install
+            usable = False
+        if not usable:
+            raise BackendUnavailableError(
+                "BatchedCSR.to_device: no usable CUDA GPU (cupy.is_available() is False); "
+                "keep the CSR on the host for backend='emulator' or 'numpy'"
+            )
         return BatchedCSR(cp.asarray(self.row_ptr), cp.asarray(self.col_idx), cp.asarray(self.values), self.shape)
 
     def to_host(self) -> BatchedCSR:
@@ -336,7 +349,13 @@ class BatchedCSR:
 
     def astype(self, dtype: Any) -> BatchedCSR:
         """The same structure with ``values`` converted to float32 or float64."""
-        return BatchedCSR(self.row_ptr, self.col_idx, self.values.astype(np.dtype(dtype)), self.shape)
+        try:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        return BatchedCSR(self.row_ptr, self.col_idx, self.values.astype(dt), self.shape)
 
     def __repr__(self) -> str:
         where = "device" if self.xp is not np else "host"

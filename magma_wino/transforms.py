@@ -61,10 +61,13 @@ def default_points(count: int) -> tuple[Fraction, ...]:
 
     ``0, 1, -1, 2, -2, 1/2, -1/2, 3, -3, 1/3, -1/3, 4, …``: small integers and
     their reciprocals, which keep the transform coefficients (and so the
-    floating-point error) as small as such simple points allow.
+    floating-point error) as small as such simple points allow.  ``count`` is at most
+    ``MAX_ALPHA - 1`` (the points of the largest supported tile).
     """
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
+    if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)):
+        raise TypeError(f"count must be an int, got {type(count).__name__}")
+    if not 0 <= count <= MAX_ALPHA - 1:
+        raise ValueError(f"count must be in [0, MAX_ALPHA - 1] = [0, {MAX_ALPHA - 1}], got {count}")
     pts: list[Fraction] = [Fraction(0), Fraction(1), Fraction(-1)]
     k = 2
     while len(pts) < count:
@@ -74,7 +77,7 @@ def default_points(count: int) -> tuple[Fraction, ...]:
 
 
 def _as_fraction(p: object, index: int) -> Fraction:
-    if isinstance(p, bool):
+    if isinstance(p, (bool, np.bool_)):
         raise TypeError(f"points[{index}] must be a finite rational number, got bool")
     if isinstance(p, (Fraction, int, Rational)):
         return Fraction(p)  # type: ignore[arg-type]
@@ -97,7 +100,7 @@ def _as_fraction(p: object, index: int) -> Fraction:
 
 def _check_mr(m: object, r: object) -> tuple[int, int]:
     for name, v in (("m", m), ("r", r)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         if v < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
@@ -187,7 +190,10 @@ class WinogradTransform:
         Each coefficient is rounded once from its exact value (via float64).
         The returned arrays are read-only and cached.
         """
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype!r}") from None
         if dt.kind not in "fc":
             raise TypeError(f"dtype must be a floating-point dtype, got {dt}")
         return _matrices(self, dt.str)

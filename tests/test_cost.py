@@ -207,3 +207,56 @@ def test_winograd_domain_pruning_then_reference_equals_formula_by_hand() -> None
                 acc = sum(Up[:, k, c].reshape(alpha, alpha) * (BT @ d[c] @ BT.T) for c in range(C))
                 expect[0, k, th * m : th * m + m, tw * m : tw * m + m] = AT @ acc @ AT.T
     np.testing.assert_allclose(y, expect, rtol=1e-12, atol=1e-12)
+
+
+def test_row_histograms_give_the_counts_of_explicit_rows() -> None:
+    """nnz spread evenly over rows, kept as (row nonzeros, rows) pairs, counts as the rows do."""
+    K, C, positions = 5, 7, 16
+    per_pos = [int(n) for n in np.random.default_rng(3).integers(0, K * C + 1, positions)]
+    lc = layer_cost(1, C, K, 8, variant="winograd_relu", nnz=per_pos, activation_density=0.4)
+    rows = np.array([[n // K + (i < n % K) for i in range(K)] for n in per_pos], dtype=np.float64)
+    a = 0.4
+    assert lc.weight_nnz == sum(per_pos)
+    assert lc.product_mults == pytest.approx(lc.P * (rows * a).sum(), rel=1e-12)
+    assert lc.product_adds == pytest.approx(lc.P * (rows * a - 1 + (1 - a) ** rows).sum(), rel=1e-12)
+    exact = layer_cost(1, C, K, 8, variant="winograd", nnz=per_pos)
+    assert exact.product_adds == exact.P * int(np.maximum(rows - 1, 0).sum())
+
+
+def test_huge_layers_are_counted_not_allocated() -> None:
+    lc = layer_cost(10**6, 10**9, 10**9, 10**4, variant="winograd", weight_density=0.25)
+    assert lc.weight_nnz == 16 * (10**18 // 4)
+    assert isinstance(lc.product_mults, int) and lc.product_mults == lc.P * lc.weight_nnz  # no int64 overflow
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(spatial_size=None), TypeError, r"^spatial_size must be an int or a sequence"),
+    (dict(spatial_size=2.5), TypeError, r"^spatial_size"),
+    (dict(spatial_size="88"), TypeError, r"^spatial_size"),
+    (dict(padding=None), TypeError, r"^padding must be an int or a sequence"),
+    (dict(padding=(1, 1, 1)), ValueError, r"^padding must have 2 entries"),
+    (dict(ndim=2.0), TypeError, r"^ndim must be an int"),
+    (dict(variant=None), TypeError, r"^variant must be one of"),
+    (dict(bias="yes"), TypeError, r"^bias must be a bool"),
+    (dict(variant="winograd", nnz=True), TypeError, r"^nnz must be an int"),
+    (dict(variant="winograd", nnz=[1, [2]]), ValueError, r"^nnz must be an int or 16 ints"),
+    (dict(variant="winograd", nnz=[0.5] * 16), TypeError, r"^nnz must be an int or 16 ints"),
+    (dict(variant="winograd_relu", activation_density="abc"), TypeError, r"^activation_density"),
+    (dict(variant="winograd_relu", activation_density=True), TypeError, r"^activation_density"),
+])
+def test_layer_cost_bad_argument_types_name_the_argument(kw, exc, match) -> None:
+    args = dict(N=1, C=2, K=2, spatial_size=8)
+    args.update(kw)
+    with pytest.raises(exc, match=match):
+        layer_cost(**args)
+
+
+def test_cost_table_errors_of_a_layer_say_which_layer() -> None:
+    with pytest.raises(ValueError, match=r"^layers\[1\] = \(3, 4, 2, 2\) with ms\[0\] = 2 .*smaller than r = 3"):
+        cost_table([(3, 4, 8, 8), (3, 4, 2, 2)], [2], padding=0)
+    with pytest.raises(ValueError, match=r"^layers\[0\] must be \(C, K, \*spatial\) with 5 entries"):
+        cost_table([(3, 4, 8, 8)], [2], ndim=3)
+    with pytest.raises(TypeError, match=r"^layers\[0\]\[0\] must be an int, got bool"):
+        cost_table([(True, 4, 8, 8)], [2])
+    with pytest.raises(ValueError, match=r"^configs\[0\]: weight_density must be in \[0, 1\]"):
+        cost_table([(3, 4, 8, 8)], [2], [("winograd", 1.5, 1.0)])

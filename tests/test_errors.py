@@ -145,7 +145,7 @@ def test_dtype_mismatch_between_x_and_w_raises_type_error(backend, xw):
 @pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64, np.uint8])
 def test_float16_and_integer_input_raise_type_error(dtype, backend, xw):
     x, w, _ = xw
-    with pytest.raises(TypeError, match=rf"weights must be float32 or float64, got {np.dtype(dtype).name}"):
+    with pytest.raises(TypeError, match=rf"(weights|w) must be float32 or float64, got {np.dtype(dtype).name}"):
         conv2d(x.astype(dtype), w.astype(dtype), backend=backend)
     with pytest.raises(TypeError, match=rf"dtype mismatch: x is {np.dtype(dtype).name}"):
         conv2d(x.astype(dtype), w, backend=backend)
@@ -364,3 +364,195 @@ def test_compiled_layer_errors_are_value_errors_with_status_and_detail():
     assert err.status == "MW_STATUS_INVALID_ARGUMENT" and "desc.m" in err.detail
     assert issubclass(UnsupportedError, ValueError)
     assert issubclass(BackendUnavailableError, MagmaWinoError)
+
+
+# --------------------------------------------------------------------------- issue 10 §3
+# Found by the fuzz (tests/test_fuzz.py): every bad input of the public API a TypeError or
+# ValueError whose message names the argument, never IndexError, AttributeError, NumPy's
+# or CuPy's internals.
+
+
+def test_cost_table_of_no_layers_raises_value_error_naming_layers():
+    from magma_wino import cost
+
+    with pytest.raises(ValueError, match=r"^layers must not be empty"):
+        cost.cost_table([], [2])
+    with pytest.raises(TypeError, match=r"^layers must be a sequence"):
+        cost.cost_table(5, [2])
+    with pytest.raises(ValueError, match=r"^layers\[0\] must be \(C, K, \*spatial\)"):
+        cost.cost_table([(3,)], [2])
+    with pytest.raises(TypeError, match=r"^ms\[0\] must be an int"):
+        cost.cost_table([(3, 4, 8, 8)], [2.5])
+    with pytest.raises(ValueError, match=r"configs\[0\]"):
+        cost.cost_table([(3, 4, 8, 8)], [2], [("dense", 1.0)])
+    with pytest.raises(TypeError, match=r"^per_layer must be a bool"):
+        cost.cost_table([(3, 4, 8, 8)], [2], per_layer=None)
+
+
+def test_format_table_of_a_string_raises_type_error_naming_rows():
+    from magma_wino import cost
+
+    with pytest.raises(TypeError, match=r"^rows must be a sequence of dicts, got str"):
+        cost.format_table("abc")
+    with pytest.raises(TypeError, match=r"^rows\[1\] must be a dict"):
+        cost.format_table([{"a": 1}, 5])
+    with pytest.raises(TypeError, match=r"^columns"):
+        cost.format_table([{"a": 1}], columns=5)
+    with pytest.raises(TypeError, match=r"^markdown must be a bool"):
+        cost.format_table([{"a": 1}], markdown="yes")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_weights_in_pruning_name_the_users_argument(bad):
+    from magma_wino import pruning
+
+    w = np.ones((2, 2, 3, 3))
+    w[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match=r"^w contains NaN or infinite values"):
+        pruning.prune_spatial(w, 0.5)
+    U = np.ones((16, 2, 2))
+    U[3, 1, 0] = bad
+    with pytest.raises(ValueError, match=r"^U contains NaN or infinite values"):
+        pruning.prune_winograd(U, 0.5)
+    with pytest.raises(ValueError, match=r"^U contains NaN"):
+        pruning.prune_winograd(U, 0.5, per_position=True)
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 3, 3), (2, 0, 3, 3)])
+def test_prune_filters_of_empty_w_raises_value_error_naming_w(shape):
+    from magma_wino import pruning
+
+    with pytest.raises(ValueError, match=r"^w must not be empty"):
+        pruning.prune_filters(np.zeros(shape), keep_fraction=0.5)
+    with pytest.raises(ValueError, match=r"^w must not be empty"):
+        pruning.prune_filters(np.zeros(shape), 1)
+
+
+def test_matvec_and_transform_cost_of_non_matrices_name_T():
+    from magma_wino import cost
+
+    with pytest.raises(TypeError, match=r"^T must be a matrix .*got int"):
+        cost.matvec_cost(5)
+    with pytest.raises(TypeError, match=r"^T must be a matrix .*got int"):
+        cost.transform_cost(5, 2)
+    with pytest.raises(TypeError, match=r"^T\[0\] must be a row"):
+        cost.matvec_cost([5, 6])
+    with pytest.raises(ValueError, match=r"^T\[0\]\[1\] must be finite, got nan"):
+        cost.matvec_cost([[1, float("nan")]])
+    with pytest.raises(ValueError, match=r"^T\[0\]\[0\] must be finite, got inf"):
+        cost.matvec_cost(np.array([[np.inf]]))
+    with pytest.raises(ValueError, match=r"^T must be a non-empty"):
+        cost.transform_cost(np.zeros((0, 3)), 2)
+    with pytest.raises(TypeError, match=r"^T\[0\]\[0\] must be a real number, got NoneType"):
+        cost.matvec_cost([[None]])
+
+
+@pytest.mark.parametrize("ndim", [True, 2.0, "2", None])
+def test_transform_cost_refuses_a_non_int_ndim(ndim):
+    from magma_wino import cost
+
+    with pytest.raises(TypeError, match=r"^ndim must be an int"):
+        cost.transform_cost([[1, 2], [3, 4]], ndim=ndim)
+    with pytest.raises(TypeError, match=r"^ndim must be an int"):
+        cost.layer_cost(1, 2, 2, 8, ndim=ndim)
+
+
+def test_pruning_messages_use_the_callers_argument_name():
+    """The plans pass ``density_name="prune"``: an out-of-range ``prune=`` names prune."""
+    from magma_wino import pruning
+
+    with pytest.raises(ValueError, match=r"^prune must be in \[0, 1\], got 1.5"):
+        pruning.prune_spatial(np.ones((2, 2, 3, 3)), 1.5, density_name="prune")
+    with pytest.raises(TypeError, match=r"^prune must be a real number"):
+        pruning.prune_winograd(np.ones((16, 2, 2)), True, density_name="prune")
+    with pytest.raises(ValueError, match=r"^density must be in \[0, 1\]"):  # the default name
+        pruning.prune_spatial(np.ones((2, 2, 3, 3)), -0.1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("prune", [1.5, -0.1, float("nan"), True, "0.5"])
+def test_out_of_range_prune_names_prune(prune, backend, rng):
+    w = rng.standard_normal((2, 2, 3, 3))
+    exc = TypeError if isinstance(prune, (bool, str)) else ValueError
+    with pytest.raises(exc, match=r"^prune "):
+        WinogradConv2d.from_spatial(w, prune=prune, backend=backend)
+    with pytest.raises(exc, match=r"^prune "):
+        WinogradConv2d.from_winograd(rng.standard_normal((16, 2, 2)), 3, m=2, prune=prune, backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_from_spatial_of_a_list_raises_type_error_naming_w(backend):
+    """Lists are refused by name on every backend, as conv2d refuses them (no CuPy error)."""
+    with pytest.raises(TypeError, match=r"^w must be an array"):
+        WinogradConv2d.from_spatial([[[[1.0]]]], prune=0.5, backend=backend)
+    with pytest.raises(TypeError, match=r"^w must be an array"):
+        WinogradConv2d([[[[1.0]]]], backend=backend)
+    with pytest.raises(TypeError, match=r"^x must be an array"):
+        conv2d([[[[1.0]]]], np.ones((1, 1, 1, 1)), backend=backend)
+
+
+@pytest.mark.skipif(_backend.cuda_available(), reason="a CUDA GPU is present")
+def test_csr_to_device_without_gpu_is_backend_unavailable_not_a_cuda_runtime_error():
+    from magma_wino.sparse import BatchedCSR
+
+    csr = BatchedCSR.from_dense(np.eye(3)[None])
+    try:
+        import cupy  # noqa: F401
+    except Exception:
+        pytest.skip("CuPy is not installed (to_device raises ImportError then)")
+    with pytest.raises(BackendUnavailableError, match=r"to_device: no usable CUDA GPU"):
+        csr.to_device()
+
+
+def test_bools_and_floats_for_ints_are_type_errors_everywhere():
+    from magma_wino import accuracy, pruning, transforms
+
+    with pytest.raises(TypeError, match=r"^size must be an int"):
+        pruning.kept_count(0.5, np.float64(3))
+    with pytest.raises(TypeError, match=r"^count must be an int"):
+        transforms.default_points(True)
+    with pytest.raises(ValueError, match=r"^count must be in \[0, MAX_ALPHA - 1\]"):
+        transforms.default_points(10**12)  # refused, not a list of 10^12 points
+    with pytest.raises(TypeError, match=r"^reduction_len must be an int"):
+        accuracy.tolerance(np.float32, 2, 3, 2.5)
+    with pytest.raises(TypeError, match=r"^ndim must be an int"):
+        accuracy.rounding_depth(2, 3, True)
+    with pytest.raises(TypeError, match=r"^bias must be a bool"):
+        from magma_wino import cost
+
+        cost.layer_cost(1, 2, 2, 8, bias=2)
+
+
+def test_error_measures_name_y_and_y_ref():
+    from magma_wino import accuracy
+
+    for f in (accuracy.rel_err, accuracy.mean_rel_err, accuracy.elementwise_rel_err):
+        with pytest.raises(ValueError, match=r"^y and y_ref must have the same shape"):
+            f(np.ones(3), np.ones(2))  # mean_rel_err used to broadcast
+        with pytest.raises(TypeError, match=r"^y_ref must be an array, got NoneType"):
+            f(np.ones(3), None)
+        with pytest.raises(TypeError, match=r"^y must be a real numeric array, got dtype complex"):
+            f(np.ones(3, complex), np.ones(3))
+    assert accuracy.elementwise_rel_err(np.ones(0), np.ones(0)) == 0.0
+
+
+def test_dtype_arguments_name_dtype():
+    from magma_wino import accuracy, transforms
+    from magma_wino.sparse import BatchedCSR
+
+    with pytest.raises(TypeError, match=r"^dtype must be a floating-point dtype, got 'abc'"):
+        transforms.winograd(2, 3).matrices("abc")
+    with pytest.raises(TypeError, match=r"^dtype must be a floating-point dtype"):
+        accuracy.tolerance(np.int32, 2, 3, 9)
+    with pytest.raises(TypeError, match=r"^dtype must be float32 or float64, got int32"):
+        BatchedCSR.from_dense(np.eye(2)[None]).astype(np.int32)
+
+
+def test_layer_cost_with_huge_channel_counts_counts_without_allocating():
+    """Rows are kept as a histogram: K = C = 10^9 needs no K-sized array."""
+    from magma_wino import cost
+
+    lc = cost.layer_cost(1, 10**9, 10**9, 8, variant="winograd_relu", weight_density=0.5,
+                         activation_density=0.5)
+    assert lc.weight_nnz == 16 * (10**18 // 2)
+    assert cost.layer_cost(1, 10**9, 10**9, 8).product_mults == 16 * 10**18 * lc.P

@@ -152,3 +152,35 @@ def test_bad_filter_and_channel_arguments() -> None:
         prune_winograd(np.ones((4, 4)), 0.5)
     with pytest.raises(ValueError, match="a contains NaN"):
         magnitude_mask(np.array([np.nan, 1.0]), 0.5)
+
+
+def test_messages_name_the_users_arrays_and_the_callers_density_name() -> None:
+    w = np.ones((2, 2, 3, 3))
+    w[1, 1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^w contains NaN"):
+        prune_spatial(w, 0.5)
+    with pytest.raises(ValueError, match=r"^U contains NaN"):
+        prune_winograd(np.full((4, 2, 2), np.inf), 0.5, per_position=True)
+    with pytest.raises(ValueError, match=r"^prune must be in \[0, 1\]"):
+        prune_winograd(np.ones((4, 2, 2)), 2.0, density_name="prune")
+    with pytest.raises(TypeError, match=r"^prune must be a real number"):
+        prune_spatial(np.ones((2, 2, 3, 3)), "0.5", density_name="prune")
+    pruned, mask = prune_spatial(np.arange(18.0).reshape(1, 2, 3, 3), 0.5, density_name="prune")
+    assert mask.sum() == 9 and (pruned[mask] >= 9).all()
+
+
+def test_kept_count_size_type_and_value_errors() -> None:
+    for bad in (True, 2.5, np.float64(3), "3", None):
+        with pytest.raises(TypeError, match=r"^size must be an int"):
+            kept_count(0.5, bad)
+    with pytest.raises(ValueError, match=r"^size must be an int >= 0, got -1"):
+        kept_count(0.5, -1)
+    assert kept_count(0.5, np.int64(3)) == 2
+
+
+def test_prune_filters_refuses_empty_w_and_drop_input_channels_ragged_indices() -> None:
+    for shape in ((0, 2, 3, 3), (3, 0, 3, 3), (3, 2, 0, 3)):
+        with pytest.raises(ValueError, match=r"^w must not be empty"):
+            prune_filters(np.zeros(shape), keep_fraction=1.0)
+    with pytest.raises(ValueError, match=r"^kept_indices must be a 1-D sequence"):
+        drop_input_channels(np.ones((2, 3, 3, 3)), [0, [1, 2]])
