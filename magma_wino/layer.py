@@ -20,6 +20,7 @@ The three sparse variants of docs/sparse.md:
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal, TypeVar
@@ -54,16 +55,17 @@ def same_stream(ptr_a: int, thread_a: int, ptr_b: int, thread_b: int) -> bool:
     return ptr_a == ptr_b and (ptr_a != _PER_THREAD_STREAM or thread_a == thread_b)
 
 
-def _check_m(m: object) -> int:
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
-        raise TypeError(f"m must be an int, got {type(m).__name__}")
+def _positive_int(m: object, name: str = "m") -> int:
+    """``m`` as an int >= 1 (``m``, ``r``), or a TypeError / ValueError naming it."""
+    if isinstance(m, (bool, np.bool_)) or not isinstance(m, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(m).__name__}")
     if m < 1:
-        raise ValueError(f"m must be >= 1, got {m}")
+        raise ValueError(f"{name} must be >= 1, got {m}")
     return int(m)
 
 
 def _check_relu(relu: object) -> Relu:
-    if relu not in _RELU_CODES:
+    if relu is not None and not (isinstance(relu, str) and relu in _RELU_CODES):
         raise ValueError(f"relu must be None, 'spatial' or 'winograd', got {relu!r}")
     return relu  # type: ignore[return-value]
 
@@ -118,12 +120,14 @@ class _WinogradConvNd:
     # ----------------------------------------------------------------- construction
 
     def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like,
-               bias_borrowed: bool = False) -> None:
+               bias_borrowed: bool = False, like_name: str = "w") -> None:
         """Everything but the weights.  On the cuda backend the plan's GPU is the one
         ``like`` (the weights) lives on, whatever device is current; every array the plan
         keeps is created there or checked to be there."""
-        self.m = _check_m(self.default_m if m is None else m)
-        self.r = int(r)
+        self.m = _positive_int(self.default_m if m is None else m)
+        self.r = _positive_int(r, "r")
+        if not isinstance(generic, (bool, np.bool_)):
+            raise TypeError(f"generic must be a bool, got {type(generic).__name__}")
         self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
         self.alpha = self.transform.alpha
         self.K, self.C = int(K), int(C)
@@ -137,7 +141,7 @@ class _WinogradConvNd:
         self.backend = _backend.resolve(backend, like, bias)
         dt = np.dtype(like.dtype)
         if dt not in (np.float32, np.float64):
-            raise TypeError(f"weights must be float32 or float64, got {dt}")
+            raise TypeError(f"{like_name} must be float32 or float64, got {dt}")
         self.dtype = dt
         if self.backend == "numpy":
             self._engine = None
@@ -185,7 +189,9 @@ class _WinogradConvNd:
         device and C-contiguous, writable if it is written — else a clear error (the C
         layer trusts these sizes)."""
         a = _backend.coerce(a, name, self.backend)
-        if not hasattr(a, "shape") or tuple(a.shape) != tuple(shape):
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"{name} must be an array of shape {tuple(shape)}, got {type(a).__name__}")
+        if tuple(a.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(getattr(a, 'shape', ()))}")
         if np.dtype(a.dtype) != self.dtype:
             raise TypeError(f"{name} must be {self.dtype}, got {a.dtype}")
@@ -289,7 +295,7 @@ class _WinogradConvNd:
             # and refuse non-arrays by name before pruning on the host.
             wc = _backend.coerce(w, "w", backend)
             _checks.check_filter(wc, cls.ndim)
-            wp, _ = pruning.prune_spatial(_backend.to_host(wc), prune)
+            wp, _ = pruning.prune_spatial(_backend.to_host(wc), prune, density_name="prune")
             w = _backend.like(wp, wc)  # back where w lives (its GPU), as a new array
         return cls(w, bias, padding, m, backend, relu=relu, points=points)
 
@@ -337,21 +343,26 @@ class _WinogradConvNd:
             positions, K, C = csr.shape
             like = csr.values
         else:
+            if isinstance(U, BatchedCSR):
+                raise TypeError("U must be a dense array; pass a BatchedCSR as csr=")
             if not hasattr(U, "shape") or not hasattr(U, "dtype"):
                 raise TypeError(f"U must be an array (NumPy, CuPy or a device array), got {type(U).__name__}")
             if getattr(U, "ndim", None) != 3:
                 raise ValueError(f"U must be 3-D (α^nd×K×C), got shape {getattr(U, 'shape', None)}")
             positions, K, C = (int(s) for s in U.shape)
             like = U
-        if sparse not in (True, False, "auto"):
+        wname = "U" if csr is None else "csr"
+        if 0 in (K, C):
+            raise ValueError(f"{wname} must not be empty (K, C >= 1), got shape {(positions, K, C)}")
+        if not (isinstance(sparse, (bool, np.bool_)) or (isinstance(sparse, str) and sparse == "auto")):
             raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
-                    bias_borrowed=bias0 is not bias)
+                    bias_borrowed=bias0 is not bias, like_name=wname)
         want = self.alpha**self.ndim
         if positions != want:
             raise ValueError(
-                f"U has {positions} Winograd positions but F({self.m}, {self.r}) in {self.ndim}D "
-                f"needs alpha^{self.ndim} = {want}"
+                f"{wname} has {positions} Winograd positions but F({self.m}, {self.r}) in {self.ndim}D "
+                f"needs alpha^{self.ndim} = {want} (alpha = m + r - 1 with m = {self.m}, r = {self.r})"
             )
         with self._scope():
             if csr is None:
@@ -360,7 +371,8 @@ class _WinogradConvNd:
                     if prune is not None:
                         if mask is not None:
                             raise ValueError("give mask or prune, not both")
-                        hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position)
+                        hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position,
+                                                              density_name="prune")
                     else:
                         hmask = _backend.to_host(mask)
                         if hmask.shape != hostU.shape:
@@ -422,8 +434,23 @@ class _WinogradConvNd:
         U = self._U
         return float((U != 0).sum()) / U.size
 
+    def _x_shape(self, x_shape: Any) -> tuple[int, ...]:
+        """``x_shape`` checked: (N, C, spatial...) ints >= 1 with C the plan's and an output >= 1."""
+        if isinstance(x_shape, (str, bytes)) or not isinstance(x_shape, (tuple, list)):
+            raise TypeError(f"x_shape must be a tuple of ints (N, C, spatial...), got {type(x_shape).__name__}")
+        for s in x_shape:
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+                raise TypeError(f"x_shape entries must be ints, got {type(s).__name__}")
+        x_shape = tuple(int(s) for s in x_shape)
+        if len(x_shape) != self.ndim + 2 or x_shape[1] != self.C or min(x_shape) < 1:
+            raise ValueError(f"x_shape must be (N, {self.C}, {', '.join(['S'] * self.ndim)}) of ints >= 1, "
+                             f"got {x_shape}")
+        _checks.out_spatial(x_shape[2:], self.r, self.padding, name="x_shape")
+        return x_shape
+
     def out_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Output shape N×K×(spatial) for an input of shape ``x_shape``."""
+        x_shape = self._x_shape(x_shape)
         spatial = tuple(s + 2 * p - self.r + 1 for s, p in zip(x_shape[2:], self.padding))
         return (x_shape[0], self.K, *spatial)
 
@@ -471,16 +498,16 @@ class _WinogradConvNd:
             return self._input_transform(x)
 
     def _positions_and_tiles(self, x_shape: tuple[int, ...]) -> tuple[int, int]:
-        x_shape = tuple(int(v) for v in x_shape)
-        if len(x_shape) != self.ndim + 2 or x_shape[1] != self.C:
-            raise ValueError(f"x_shape must be (N, {self.C}, {', '.join(['S'] * self.ndim)}), got {x_shape}")
+        x_shape = self._x_shape(x_shape)
         out = _checks.out_spatial(x_shape[2:], self.r, self.padding)
-        P = x_shape[0] * int(np.prod(_checks.num_tiles(out, self.m)))
+        P = x_shape[0] * math.prod(_checks.num_tiles(out, self.m))
         return self.alpha**self.ndim, P
 
     def multiply(self, V: Any, out: Any = None) -> Any:
         """Phase 2: M[b] = U[b] · V[b] for every position b (batched GEMM, or the batched
         sparse product for sparse plans); M is α^nd×K×P.  ``out`` may be a preallocated M."""
+        if not hasattr(V, "shape") or not hasattr(V, "dtype"):
+            raise TypeError(f"V must be an array (α^nd×C×P), got {type(V).__name__}")
         if getattr(V, "ndim", None) != 3:
             raise ValueError(f"V must be 3-D (α^nd×C×P), got shape {tuple(getattr(V, 'shape', ()))}")
         positions, P = self.alpha**self.ndim, int(V.shape[2])
@@ -508,14 +535,15 @@ class _WinogradConvNd:
 
     def transform_output(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
         """Phase 3: y = output transform of M (+ bias) for an input of shape ``x_shape``."""
+        x_shape = self._x_shape(x_shape)
         positions, P = self._positions_and_tiles(x_shape)
         M0, out0 = M, out
         M = self._work(M, "M", (positions, self.K, P))
-        yshape = self.out_shape(tuple(int(v) for v in x_shape))
+        yshape = self.out_shape(x_shape)
         if out is not None:
             out = self._work(out, "out", yshape)
         with self._launch_scope(tuple(o for o, c in ((M0, M), (out0, out)) if o is not None and o is not c)):
-            return self._output_transform(M, tuple(int(v) for v in x_shape), out)
+            return self._output_transform(M, x_shape, out)
 
     def _output_transform(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
         yshape = self.out_shape(x_shape)
