@@ -290,7 +290,7 @@ def _U(rng, positions=16, K=3, C=2, dtype=np.float64):
 
 
 @pytest.mark.parametrize("density", [-0.1, 1.5, float("nan")])
-def test_prune_density_outside_unit_interval_raises_value_error(density, rng):
+def test_prune_density_outside_unit_interval_raises_value_error_naming_prune(density, rng):
     with pytest.raises(ValueError, match="prune"):
         WinogradConv2d.from_winograd(_U(rng), 3, prune=density, m=2, backend="emulator")
     with pytest.raises(ValueError, match="prune"):
