@@ -6,7 +6,7 @@
   ``reference.winograd_conv_from_U`` with the pruned U;
 * Winograd-ReLU: the same with ``relu="winograd"`` equals ``winograd_conv_from_U(relu=True)``.
 
-Errors of the ``from_winograd`` layers are bounded by ``conftest.winograd_from_U_error_bound``
+Errors of the ``from_winograd`` layers are bounded by ``accuracy.tolerance_from_U`` (the ``from_U_bound`` fixture)
 (U comes from no spatial filter, so the direct-convolution tolerance does not apply).
 """
 
