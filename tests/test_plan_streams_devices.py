@@ -62,18 +62,20 @@ def test_the_built_architectures_parse():
 
 
 @pytest.fixture
-def fresh_availability():
-    _backend.cuda_unavailable_reason.cache_clear()
-    yield
-    _backend.cuda_unavailable_reason.cache_clear()
-
-
-def test_cuda_is_unavailable_when_the_extension_runtime_sees_no_gpu(monkeypatch, fresh_availability):
-    """CuPy saying yes is not enough: the extension's own (static) runtime must see a GPU."""
+def cupy_and_extension():
+    """CuPy and the CUDA extension, with the cached availability cleared around the test."""
     cp = _backend.cupy_module()
     ext = _backend.extension("cuda", required=False)
     if cp is None or ext is None:
         pytest.skip("needs CuPy and the CUDA extension (built when nvcc is present)")
+    _backend.cuda_unavailable_reason.cache_clear()
+    yield cp, ext
+    _backend.cuda_unavailable_reason.cache_clear()
+
+
+def test_cuda_is_unavailable_when_the_extension_runtime_sees_no_gpu(monkeypatch, cupy_and_extension):
+    """CuPy saying yes is not enough: the extension's own (static) runtime must see a GPU."""
+    cp, ext = cupy_and_extension
     monkeypatch.setattr(cp, "is_available", lambda: True)
     monkeypatch.setattr(ext, "runtime_info", lambda: {"device_count": 0, "device_error": "driver too old"})
     reason = _backend.cuda_unavailable_reason()
@@ -83,11 +85,8 @@ def test_cuda_is_unavailable_when_the_extension_runtime_sees_no_gpu(monkeypatch,
         _backend.Engine("cuda")
 
 
-def test_cuda_is_unavailable_when_cupy_sees_no_gpu(monkeypatch, fresh_availability):
-    cp = _backend.cupy_module()
-    ext = _backend.extension("cuda", required=False)
-    if cp is None or ext is None:
-        pytest.skip("needs CuPy and the CUDA extension (built when nvcc is present)")
+def test_cuda_is_unavailable_when_cupy_sees_no_gpu(monkeypatch, cupy_and_extension):
+    cp, ext = cupy_and_extension
     monkeypatch.setattr(cp, "is_available", lambda: False)
     monkeypatch.setattr(ext, "runtime_info", lambda: {"device_count": 1, "device_error": ""})
     assert "cupy.is_available() is False" in _backend.cuda_unavailable_reason()
