@@ -460,17 +460,10 @@ def layer_cost(
                 raise ValueError(f"nnz must be in [0, α^nd·K·C] = [0, {positions * K * C}], got {nnz}")
             per_pos = [n for n, c in _even_split(int(nnz), positions) for _ in range(c)]
         else:
-            if isinstance(nnz, (str, bytes)) or not isinstance(nnz, (Sequence, np.ndarray)):
-                raise TypeError(f"nnz must be an int or a sequence of {positions} ints (one per position), "
-                                f"got {type(nnz).__name__}")
-            try:
-                arr = np.asarray(nnz)
-            except ValueError as exc:  # ragged
-                raise ValueError(f"nnz must be an int or {positions} ints (one per position): {exc}") from None
-            if arr.dtype.kind not in "iu":
-                raise TypeError(f"nnz must be an int or {positions} ints (one per position), got dtype {arr.dtype}")
+            what = f"nnz must be an int or {positions} ints (one per position)"
+            arr = _numeric_sequence(nnz, what, "iu")
             if arr.shape != (positions,):
-                raise ValueError(f"nnz must be an int or {positions} ints (one per position), got shape {arr.shape}")
+                raise ValueError(f"{what}, got shape {arr.shape}")
             if arr.min() < 0 or arr.max() > K * C:
                 raise ValueError(f"nnz per position must be in [0, K·C] = [0, {K * C}], got {arr.min()}..{arr.max()}")
             per_pos = [int(n) for n in arr]
@@ -548,6 +541,20 @@ def layer_cost(
     )
 
 
+def _numeric_sequence(v: Any, what: str, kinds: str) -> np.ndarray:
+    """``v`` (a sequence or array) as a NumPy array whose dtype kind is one of ``kinds``;
+    TypeError for other types and dtypes, ValueError for ragged sequences, each ``what``."""
+    if isinstance(v, (str, bytes)) or not isinstance(v, (Sequence, np.ndarray)):
+        raise TypeError(f"{what}, got {type(v).__name__}")
+    try:
+        arr = np.asarray(v)
+    except ValueError as exc:  # ragged
+        raise ValueError(f"{what}: {exc}") from None
+    if arr.dtype.kind not in kinds:
+        raise TypeError(f"{what}, got dtype {arr.dtype}")
+    return arr
+
+
 def _activation_density(v: Any, positions: int) -> np.ndarray:
     """``activation_density``: a number in [0, 1], or one per position, as a float64 array."""
     what = f"activation_density must be a number in [0, 1] or {positions} of them"
@@ -555,15 +562,7 @@ def _activation_density(v: Any, positions: int) -> np.ndarray:
         raise TypeError(f"{what}, got bool")
     if isinstance(v, (int, float, np.integer, np.floating)):
         return np.full(positions, _density(v, "activation_density"))
-    if isinstance(v, (str, bytes)) or not isinstance(v, (Sequence, np.ndarray)):
-        raise TypeError(f"{what}, got {type(v).__name__}")
-    try:
-        ad = np.asarray(v)
-    except ValueError as exc:  # ragged
-        raise ValueError(f"{what}: {exc}") from None
-    if ad.dtype.kind not in "iuf":
-        raise TypeError(f"{what}, got dtype {ad.dtype}")
-    ad = ad.astype(np.float64)
+    ad = _numeric_sequence(v, what, "iuf").astype(np.float64)
     if ad.shape != (positions,) or not np.all((ad >= 0) & (ad <= 1)):
         raise ValueError(f"{what}, got {v!r}")
     return ad
