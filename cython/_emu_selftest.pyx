@@ -357,3 +357,75 @@ def vector_access(x, int width, int offset, bint store=False):
         status = mw_selftest_vector_access(&sv[0], &dv[0], vectors, width, offset, store)
     _check(status)
     return dst[dst.shape[0] - n:].copy()
+
+
+# ---- asynchronous copies (tests/emu/pipeline_kernels.cu) --------------------------------------
+cdef extern from "emu/mw_emu_config.h" nogil:
+    int mw_emu_set_async_copy(int mode, unsigned long long seed)
+    int mw_emu_get_async_copy()
+    unsigned long long mw_emu_get_async_copy_seed()
+
+cdef extern from "pipeline_kernels.h" nogil:
+    int mw_pipe_gemm(const float* a, const float* b, float* c, int m, int n, int k, int width,
+                     int variant)
+    int mw_pipe_zfill(const float* src, float* out, int size, int zfill)
+    int mw_pipe_bad_copy(const float* src, int which)
+    int mw_pipe_copy_from(const float* src, int offset, float* out)
+
+_ASYNC_COPY = {"late": 0, "random": 1}
+PIPE_GEMM_VARIANTS = {"correct": 0, "no_wait": 1, "wait_too_short": 2, "skip_empty_commit": 3}
+BAD_COPIES = {"size12": 0, "misaligned_src": 1, "misaligned_dst": 2, "zfill_too_large": 3}
+
+
+def set_async_copy(mode, unsigned long long seed=0):
+    """When __pipeline_memcpy_async copies complete: 'late' (at the covering wait) or 'random'
+    (possibly earlier, at a barrier or pipeline call of the thread, by a seeded coin)."""
+    if mode not in _ASYNC_COPY or mw_emu_set_async_copy(_ASYNC_COPY[mode], seed) != 0:
+        raise ValueError(f"invalid asynchronous-copy mode {mode!r}")
+
+
+def get_async_copy():
+    return {v: k for k, v in _ASYNC_COPY.items()}[mw_emu_get_async_copy()], mw_emu_get_async_copy_seed()
+
+
+def pipe_gemm(a, b, int width=4, variant="correct"):
+    """a @ b by the double-buffered __pipeline_memcpy_async GEMM (`width` floats per copy)."""
+    a, b = _f32(a), _f32(b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError("pipe_gemm needs a (m x k) and b (k x n)")
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1], status
+    cdef int code = PIPE_GEMM_VARIANTS[variant]
+    if k % width or n % width:
+        raise ValueError("k and n must be multiples of width")
+    a_al = _aligned_f32(m * k, 0.0)
+    a_al[...] = a.ravel()
+    b_al = _aligned_f32(k * n, 0.0)
+    b_al[...] = b.ravel()
+    c = np.full(m * n, 12345.0, dtype=np.float32)
+    cdef float[::1] av = a_al, bv = b_al, cv = c
+    with nogil:
+        status = mw_pipe_gemm(&av[0], &bv[0], &cv[0], m, n, k, width, code)
+    _check(status)
+    return c.reshape(m, n)
+
+
+def pipe_zfill(src, int size, int zfill):
+    """The 4 floats of a 16-byte shared slot after one copy of `size` bytes with `zfill`."""
+    s = _aligned_f32(4, 0.0)
+    s[...] = _f32(src).ravel()[:4]
+    out = np.zeros(4, dtype=np.float32)
+    cdef float[::1] sv = s, ov = out
+    cdef int status
+    with nogil:
+        status = mw_pipe_zfill(&sv[0], &ov[0], size, zfill)
+    _check(status)
+    return out
+
+
+def pipe_bad_copy(which):
+    s = _aligned_f32(8, 1.0)
+    cdef float[::1] sv = s
+    cdef int code = BAD_COPIES[which], status
+    with nogil:
+        status = mw_pipe_bad_copy(&sv[0], code)
+    _check(status)

@@ -147,11 +147,16 @@ struct Fiber {
   bool warp_arrived = false;
   WarpOpRequest warp_request{};
   unsigned long long warp_result = 0;
+  // Asynchronous copies in flight (pipeline_emu.cpp), created on first use.
+  PipelineState* pipeline = nullptr;
 
   Fiber() = default;
   Fiber(const Fiber&) = delete;
   Fiber& operator=(const Fiber&) = delete;
-  ~Fiber() { free_fiber_stack(stack); }
+  ~Fiber() {
+    pipeline_destroy(pipeline);
+    free_fiber_stack(stack);
+  }
 };
 
 struct LaunchState;
@@ -337,6 +342,7 @@ std::string absent_lanes_text(Worker& worker, unsigned warp_base, unsigned mask)
   sanitizer_finish_switch(nullptr, &worker.scheduler_stack_bottom, &worker.scheduler_stack_size);
   BlockRun& block = *worker.block;
   block.call->invoke(block.call->closure);
+  if (fiber.pipeline != nullptr) pipeline_thread_exit(fiber.pipeline);
 
   fiber.state = FiberState::kDone;
   ++block.done;
@@ -466,6 +472,7 @@ bool run_block(Worker& worker, const LaunchState& launch, unsigned long long blo
     fiber.thread_idx = {t % dims.x, t / dims.x % dims.y, t / dims.x / dims.y};
     fiber.warp_arrived = false;
     fiber.asan_fake_stack = nullptr;
+    if (fiber.pipeline != nullptr) pipeline_reset(fiber.pipeline);
     sanitizer_forget_stack(fiber.stack);
     prepare_context(fiber.context, fiber.stack, &fiber_entry, &fiber, worker.method);
   }
@@ -710,10 +717,30 @@ void sync_threads(const std::source_location& where) {
                        triple(other.thread_idx).c_str(), where_text(other.barrier_site).c_str()));
     abandon_fiber(worker);
   }
+  if (fiber.pipeline != nullptr) pipeline_switch_point(fiber.pipeline);
   fiber.barrier_site = where;
   fiber.state = FiberState::kAtBarrier;
   if (block.at_barrier++ == 0) block.first_at_barrier = &fiber;
   yield_to_scheduler(worker, fiber, /*final_switch=*/false);
+}
+
+PipelineState** current_pipeline_slot() {
+  if (tls_worker == nullptr || tls_worker->current == nullptr) return nullptr;
+  return &tls_worker->current->pipeline;
+}
+
+unsigned long long block_seed() {
+  if (tls_worker == nullptr || tls_worker->current == nullptr) return 0;
+  const Worker& worker = *tls_worker;
+  return (worker.block->block_linear * 0xd1b54a32d192ed03ull) ^
+         (static_cast<unsigned long long>(worker.current->linear) * 0x9e3779b97f4a7c15ull);
+}
+
+void fail_thread(const char* message, cudaError_t status) {
+  if (tls_worker == nullptr || tls_worker->current == nullptr) return;
+  Worker& worker = *tls_worker;
+  record_failure(worker, message, status);
+  abandon_fiber(worker);
 }
 
 void misaligned_access(const void* address, size_t bytes, bool store, const char* file, int line) {

@@ -218,6 +218,23 @@ inline void check_aligned(const void* address, size_t bytes, bool store, const c
     misaligned_access(address, bytes, store, file, line);
 }
 
+// Per-thread state of asynchronous copies (kept by pipeline_emu.cpp, the runtime of the
+// emulator's <cuda_pipeline.h>): every fiber owns one slot. current_pipeline_slot() is the
+// running fiber's slot (nullptr outside a launch); block_seed() is a per-(block, thread) seed
+// that does not depend on the worker count. fail_thread() records `message` (it should name
+// file:line) for the running thread and leaves it (the launch returns `status`); outside a
+// launch it returns.
+struct PipelineState;
+PipelineState** current_pipeline_slot();
+unsigned long long block_seed();
+void fail_thread(const char* message, cudaError_t status);
+// Called by cuda_emu.cpp: a new block (reset), a barrier (switch point), thread exit (pending
+// copies are performed), fiber destruction.
+void pipeline_reset(PipelineState* state);
+void pipeline_switch_point(PipelineState* state);
+void pipeline_thread_exit(PipelineState* state);
+void pipeline_destroy(PipelineState* state);
+
 enum class WarpOpKind : int {
   kSyncWarp,
   kShflIdx,

@@ -5,6 +5,7 @@
  *   MW_EMU_ORDER            forward | reverse | shuffle[:seed]   order fibers of a block run in
  *   MW_EMU_CONTEXT_SWITCH   asm | ucontext                       (asm where built)
  *   MW_EMU_STACK_KB         fiber stack size in KiB (default 64, 512 under AddressSanitizer)
+ *   MW_EMU_ASYNC_COPY       late | random[:seed]   when __pipeline_memcpy_async copies complete
  * All setters return 0 on success and nonzero (leaving the setting unchanged) on a bad argument.
  * Settings are process-wide (per copy of the emulator library) and apply from the next launch.
  */
@@ -39,6 +40,14 @@ int mw_emu_has_asm_switch(void);
 /* Fiber stack size in KiB (16 .. 65536); applies to stacks created afterwards. */
 int mw_emu_set_stack_kb(int kib);
 int mw_emu_get_stack_kb(void);
+
+/* Asynchronous copies (__pipeline_memcpy_async): LATE performs each copy at the wait that covers
+   it (or at the thread's exit); RANDOM may perform it earlier, at a barrier or pipeline call of
+   its thread between issue and that wait, by a coin seeded from seed, block and thread. */
+enum { MW_EMU_ASYNC_COPY_LATE = 0, MW_EMU_ASYNC_COPY_RANDOM = 1 };
+int mw_emu_set_async_copy(int mode, unsigned long long seed);
+int mw_emu_get_async_copy(void);
+unsigned long long mw_emu_get_async_copy_seed(void);
 
 #ifdef __cplusplus
 }

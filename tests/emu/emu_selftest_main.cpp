@@ -5,6 +5,8 @@
 //                            results, prints "emu selftest: all checks passed", exits 0
 //   emu_selftest_asan oob    writes one float past a heap buffer inside a kernel; ASan must
 //                            report a heap-buffer-overflow (and abort the process)
+//   emu_selftest_asan async_oob  an asynchronous copy (__pipeline_memcpy_async) whose source
+//                            runs past a heap buffer; ASan must report a heap-buffer-overflow
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "emu/mw_emu_config.h"
+#include "pipeline_kernels.h"
 #include "selftest_kernels.h"
 
 namespace {
@@ -113,9 +116,50 @@ void check_diagnostics() {
         "a launch after failures works");
 }
 
+// The asynchronous-copy kernels (tests/emu/pipeline_kernels.cu): the double-buffered GEMM on
+// small integers (exact) late and with random completion; the bugs make NaN visible; bad copies
+// are reported.
+void check_pipeline_kernels() {
+  const int m = 33, n = 36, k = 40;
+  alignas(16) static float a[m * k], b[k * n], c[m * n];
+  for (int i = 0; i < m * k; ++i) a[i] = static_cast<float>(i % 7 - 3);
+  for (int i = 0; i < k * n; ++i) b[i] = static_cast<float>(i % 5 - 2);
+  for (int mode : {MW_EMU_ASYNC_COPY_LATE, MW_EMU_ASYNC_COPY_RANDOM}) {
+    mw_emu_set_async_copy(mode, 99);
+    for (int variant = MW_PIPE_GEMM_CORRECT; variant <= MW_PIPE_GEMM_SKIP_EMPTY_COMMIT; ++variant) {
+      bool ok = mw_pipe_gemm(a, b, c, m, n, k, 4, variant) == 0;
+      int wrong = 0, nans = 0;
+      for (int i = 0; ok && i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+          float expected = 0;
+          for (int kk = 0; kk < k; ++kk) expected += a[i * k + kk] * b[kk * n + j];
+          if (std::isnan(c[i * n + j])) ++nans;
+          if (c[i * n + j] != expected) ++wrong;
+        }
+      }
+      const std::string what = "pipelined GEMM variant " + std::to_string(variant) + " mode " +
+                               std::to_string(mode) +
+                               (variant == 0 ? " is exact" : " shows poison (NaN)");
+      check(ok && (variant == 0 ? wrong == 0 : nans > 0), what.c_str());
+    }
+  }
+  mw_emu_set_async_copy(MW_EMU_ASYNC_COPY_LATE, 0);
+  for (int which = 0; which < 4; ++which) {
+    const std::string what = "bad asynchronous copy " + std::to_string(which) + " is reported";
+    check(mw_pipe_bad_copy(a, which) != 0 && message_has("__pipeline_memcpy_async"), what.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "async_oob") == 0) {
+    std::vector<float> buffer(98);  // 392 bytes: a 16-byte copy at float 96 reads 8 past it
+    float out[4];
+    const int status = mw_pipe_copy_from(buffer.data(), 96, out);
+    std::printf("out-of-bounds asynchronous copy returned %d without a sanitizer report\n", status);
+    return 3;
+  }
   if (argc > 1 && std::strcmp(argv[1], "oob") == 0) {
     std::vector<float> buffer(100);
     const int status = mw_selftest_global_out_of_bounds(buffer.data(), 100);
@@ -129,6 +173,7 @@ int main(int argc, char** argv) {
       std::printf("-- workers %d, order %d\n", workers, order);
       check_correct_kernels();
       check_diagnostics();
+      check_pipeline_kernels();
     }
   }
   if (mw_emu_has_asm_switch()) {

@@ -33,7 +33,14 @@ pytestmark = pytest.mark.skipif(
     reason=f"{' and '.join(missing)} not on PATH (apt-get install g++-aarch64-linux-gnu qemu-user)",
 )
 
-COMMON = ["-std=c++20", "-static", "-Wall", "-Wno-unknown-pragmas", f"-I{ROOT / 'kernels'}"]
+COMMON = [
+    "-std=c++20",
+    "-static",
+    "-Wall",
+    "-Wno-unknown-pragmas",
+    f"-I{ROOT / 'kernels'}",
+    f"-I{ROOT / 'kernels/emu/include'}",
+]
 HARNESS_SOURCES = [
     ROOT / "tests/emu/aarch64/fiber_switch_harness.cpp",
     ROOT / "kernels/emu/fiber_context.cpp",
@@ -41,7 +48,9 @@ HARNESS_SOURCES = [
 SELFTEST_SOURCES = [
     ROOT / "kernels/emu/cuda_emu.cpp",
     ROOT / "kernels/emu/fiber_context.cpp",
+    ROOT / "kernels/emu/pipeline_emu.cpp",
     ROOT / "tests/emu/selftest_kernels_emu.cpp",
+    ROOT / "tests/emu/pipeline_kernels_emu.cpp",
     ROOT / "tests/emu/emu_selftest_main.cpp",
 ]
 
