@@ -10,6 +10,7 @@ must fail the launch naming the call's file:line, block and thread.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -161,3 +162,15 @@ def test_sanitizer_build_reports_out_of_bounds_async_copy_source(asan_executable
     assert run.returncode != 0 and run.returncode != 3, run.stdout + run.stderr
     assert "heap-buffer-overflow" in run.stderr
     assert "pipeline_kernels.cu" in run.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_pipeline_kernels_are_valid_cuda_for_sm80_and_sm90(tmp_path):
+    """The same file with the toolkit's <cuda_pipeline.h> (the CMake build also compiles it, in
+    mw_emu_selftest_cuda, when nvcc is found)."""
+    root = KERNEL_SOURCE.parents[2]
+    command = ["nvcc", "-std=c++17", "-c", str(KERNEL_SOURCE), "-o", str(tmp_path / "k.o")]
+    command += [f"-I{root / 'kernels'}", f"-I{KERNEL_SOURCE.parent}"]
+    command += ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
