@@ -373,7 +373,13 @@ cdef extern from "pipeline_kernels.h" nogil:
     int mw_pipe_copy_from(const float* src, int offset, float* out)
 
 _ASYNC_COPY = {"late": 0, "random": 1}
-PIPE_GEMM_VARIANTS = {"correct": 0, "no_wait": 1, "wait_too_short": 2, "skip_empty_commit": 3}
+PIPE_GEMM_VARIANTS = {
+    "correct": 0,
+    "no_wait": 1,
+    "wait_too_short": 2,
+    "skip_empty_commit": 3,
+    "no_refill_barrier": 4,
+}
 BAD_COPIES = {"size12": 0, "misaligned_src": 1, "misaligned_dst": 2, "zfill_too_large": 3}
 
 

@@ -126,7 +126,7 @@ void check_pipeline_kernels() {
   for (int i = 0; i < k * n; ++i) b[i] = static_cast<float>(i % 5 - 2);
   for (int mode : {MW_EMU_ASYNC_COPY_LATE, MW_EMU_ASYNC_COPY_RANDOM}) {
     mw_emu_set_async_copy(mode, 99);
-    for (int variant = MW_PIPE_GEMM_CORRECT; variant <= MW_PIPE_GEMM_SKIP_EMPTY_COMMIT; ++variant) {
+    for (int variant = MW_PIPE_GEMM_CORRECT; variant <= MW_PIPE_GEMM_NO_REFILL_BARRIER; ++variant) {
       bool ok = mw_pipe_gemm(a, b, c, m, n, k, 4, variant) == 0;
       int wrong = 0, nans = 0;
       for (int i = 0; ok && i < m; ++i) {

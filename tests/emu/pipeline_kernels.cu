@@ -91,7 +91,9 @@ __global__ void __launch_bounds__(PipeGemmShape::kThreads)
         }
       }
     }
-    __syncthreads();  // the stage is refilled by the next iteration's copies
+    if (variant != MW_PIPE_GEMM_NO_REFILL_BARRIER) {
+      __syncthreads();  // the stage is refilled by the next iteration's copies
+    }
   }
   __pipeline_wait_prior(0);  // drain
 #pragma unroll

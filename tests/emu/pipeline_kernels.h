@@ -17,11 +17,13 @@ extern "C" {
 
 /* Variants of the double-buffered GEMM. */
 enum {
-  MW_PIPE_GEMM_CORRECT = 0,          /* commit every stage, wait_prior(1), barrier, compute */
-  MW_PIPE_GEMM_NO_WAIT = 1,          /* reads the stage without waiting for it */
-  MW_PIPE_GEMM_WAIT_TOO_SHORT = 2,   /* wait_prior(2): the needed group stays in flight */
-  MW_PIPE_GEMM_SKIP_EMPTY_COMMIT = 3 /* the empty tail stage is not committed, so wait_prior(1)
-                                        leaves the last real stage in flight */
+  MW_PIPE_GEMM_CORRECT = 0,           /* commit every stage, wait_prior(1), barrier, compute */
+  MW_PIPE_GEMM_NO_WAIT = 1,           /* reads the stage without waiting for it */
+  MW_PIPE_GEMM_WAIT_TOO_SHORT = 2,    /* wait_prior(2): the needed group stays in flight */
+  MW_PIPE_GEMM_SKIP_EMPTY_COMMIT = 3, /* the empty tail stage is not committed, so wait_prior(1)
+                                         leaves the last real stage in flight */
+  MW_PIPE_GEMM_NO_REFILL_BARRIER = 4  /* no barrier between the multiply of a stage and its
+                                         refill: other threads still read what a copy poisons */
 };
 
 /* c (m x n) = a (m x k) . b (k x n), row-major float32: 32x32 tiles of c per 256-thread block,

@@ -25,6 +25,7 @@ KERNEL_SOURCE = Path(__file__).with_name("pipeline_kernels.cu")
 LAUNCH_FAILURE = 719
 MISALIGNED_ADDRESS = 716
 BUGS = ["no_wait", "wait_too_short", "skip_empty_commit"]
+ORDERS = ["forward", "reverse", "shuffle"]
 
 
 def marked_line(tag: str) -> int:
@@ -93,6 +94,18 @@ def test_reading_a_stage_before_its_wait_sees_poison(bug):
     a, b = integer_operands(40, 32, 48)
     c = emu.pipe_gemm(a, b, 4, bug)
     assert np.isnan(c).all(), f"{bug}: {np.isnan(c).sum()} of {c.size} entries are NaN"
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("mode", ["late", "random"])
+def test_refilling_a_stage_without_a_barrier_sees_poison(order, mode):
+    """Without the barrier between a stage's multiply and its refill, a thread that runs ahead
+    issues the copies of slice t + 2 over the stage other threads still multiply: the poison
+    written at issue makes their reads NaN (a GPU would give them a mix of old and new data)."""
+    emu.set_order(order, 11)
+    emu.set_async_copy(mode, 3)
+    a, b = integer_operands(40, 32, 64)
+    assert np.isnan(emu.pipe_gemm(a, b, 4, "no_refill_barrier")).any()
 
 
 @pytest.mark.parametrize("bug", BUGS)
