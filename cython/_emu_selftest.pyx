@@ -74,6 +74,10 @@ cdef int _check(int status) except -1:
     return 0
 
 
+# WMMA test kernels and the fragment-permutation setting (tests/emu/wmma_kernels.cu).
+include "_emu_wmma.pxi"
+
+
 # ---- settings ---------------------------------------------------------------------------------
 _ORDERS = {"forward": 0, "reverse": 1, "shuffle": 2}
 _SWITCHES = {"asm": 0, "ucontext": 1}

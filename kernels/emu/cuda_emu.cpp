@@ -60,6 +60,8 @@ struct Settings {
   unsigned long long seed = 0;
   int context_switch = MW_EMU_HAVE_ASM_SWITCH ? MW_EMU_SWITCH_ASM : MW_EMU_SWITCH_UCONTEXT;
   int stack_kb = MW_EMU_ASAN ? 512 : 64;
+  bool fragment_permute = false;  // WMMA element-to-lane mapping permuted (<mma.h>)
+  unsigned long long fragment_seed = 0;
 
   Settings() {
     if (const char* text = std::getenv("MW_EMU_WORKERS")) {
@@ -79,6 +81,13 @@ struct Settings {
       const std::string_view value(text);
       if (value == "ucontext") context_switch = MW_EMU_SWITCH_UCONTEXT;
       if (value == "asm" && MW_EMU_HAVE_ASM_SWITCH) context_switch = MW_EMU_SWITCH_ASM;
+    }
+    if (const char* text = std::getenv("MW_EMU_WMMA_PERMUTE")) {
+      const std::string_view value(text);
+      if (!value.empty() && value != "off") {
+        fragment_permute = true;
+        fragment_seed = std::strtoull(text, nullptr, 0);
+      }
     }
     if (const char* text = std::getenv("MW_EMU_STACK_KB")) {
       const int kib = std::atoi(text);
@@ -190,6 +199,8 @@ struct Worker {
   SwitchMethod method = SwitchMethod::kUcontext;
   BlockRun* block = nullptr;
   Fiber* current = nullptr;
+  bool fragment_permute = false;  // the running launch's WMMA mapping setting
+  unsigned long long fragment_seed = 0;
 
   ~Worker() { ::operator delete[](dynamic_shared, std::align_val_t{64}); }
 };
@@ -278,6 +289,7 @@ unsigned long long lane_result(Worker& worker, unsigned warp_base, unsigned lane
   unsigned source = lane;
   switch (request.kind) {
     case WarpOpKind::kSyncWarp:
+    case WarpOpKind::kCollective:
       return 0;
     case WarpOpKind::kBallot:
     case WarpOpKind::kAny:
@@ -315,6 +327,34 @@ unsigned long long lane_result(Worker& worker, unsigned warp_base, unsigned lane
   // Reading a lane that does not take part gives an undefined value on the GPU: poison it.
   if (!(mask >> source & 1u)) return kPoisonBits;
   return lane_fiber(worker, warp_base, source).warp_request.value;
+}
+
+// A warp-collective call (WarpOpKind::kCollective) of the running lane against one that already
+// waits: records the first difference of call site or argument and returns true, or false.
+bool record_collective_mismatch(Worker& worker, unsigned lane, const WarpOpRequest& mine,
+                                unsigned other, const WarpOpRequest& theirs) {
+  const unsigned warp = worker.current->linear / 32;
+  if (!same_site(mine.where, theirs.where) || std::strcmp(mine.name, theirs.name) != 0) {
+    record_failure(worker,
+                   format("%s: %s: warp-collective call diverges in warp %u: lane %u calls it "
+                          "here while lane %u waits in %s at %s; every lane of the warp must "
+                          "reach the same call",
+                          where_text(mine.where).c_str(), mine.name, warp, lane, other, theirs.name,
+                          where_text(theirs.where).c_str()));
+    return true;
+  }
+  for (int i = 0; i < 3; ++i) {
+    const char* argument = mine.collective->arg_names[i];
+    const unsigned long long a = mine.collective->args[i], b = theirs.collective->args[i];
+    if (argument == nullptr || a == b) continue;
+    record_failure(
+        worker,
+        format("%s: %s: lanes of warp %u disagree on %s: lane %u passes %#llx, lane "
+               "%u passes %#llx; every lane of the warp must pass the same value",
+               where_text(mine.where).c_str(), mine.name, warp, argument, lane, a, other, b));
+    return true;
+  }
+  return false;
 }
 
 // Where (and why) the fiber `waiter` cannot complete its warp operation; "" when it could.
@@ -365,9 +405,12 @@ std::string absent_lanes_text(Worker& worker, unsigned warp_base, unsigned mask)
     if (waiter.warp_arrived && (waiter.warp_request.mask >> lane & 1u)) {
       record_failure(
           worker, format("%s: %s: thread %s (lane %u) exited while lane %u waits for it "
-                         "(mask 0x%08x)",
+                         "(mask 0x%08x)%s",
                          where_text(waiter.warp_request.where).c_str(), waiter.warp_request.name,
-                         triple(fiber.thread_idx).c_str(), lane, other, waiter.warp_request.mask));
+                         triple(fiber.thread_idx).c_str(), lane, other, waiter.warp_request.mask,
+                         waiter.warp_request.kind == WarpOpKind::kCollective
+                             ? "; a warp-collective call must be reached by every lane of the warp"
+                             : ""));
       abandon_fiber(worker);
     }
   }
@@ -392,6 +435,8 @@ struct LaunchState {
   unsigned long long seed = 0;
   SwitchMethod method = SwitchMethod::kUcontext;
   size_t stack_bytes = 0;
+  bool fragment_permute = false;
+  unsigned long long fragment_seed = 0;
   std::atomic<unsigned long long> next_block{0};
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
@@ -430,6 +475,8 @@ void prepare_worker(Worker& worker, const LaunchState& launch) {
   }
   worker.dynamic_shared_bytes = launch.shared_bytes;
   worker.method = launch.method;
+  worker.fragment_permute = launch.fragment_permute;
+  worker.fragment_seed = launch.fragment_seed;
   worker.order.resize(threads);
 }
 
@@ -671,6 +718,8 @@ cudaError_t run_grid(const KernelCall& call, dim3 grid, dim3 block, size_t share
     launch.method =
         s.context_switch == MW_EMU_SWITCH_ASM ? SwitchMethod::kAssembly : SwitchMethod::kUcontext;
     launch.stack_bytes = static_cast<size_t>(s.stack_kb) * 1024;
+    launch.fragment_permute = s.fragment_permute;
+    launch.fragment_seed = s.fragment_seed;
   }
   workers = static_cast<int>(
       std::min<unsigned long long>(static_cast<unsigned long long>(workers), launch.total_blocks));
@@ -758,6 +807,12 @@ void misaligned_access(const void* address, size_t bytes, bool store, const char
   abandon_fiber(worker);
 }
 
+bool fragment_permutation(unsigned long long* seed) {
+  if (tls_worker == nullptr || tls_worker->block == nullptr) return false;
+  *seed = tls_worker->fragment_seed;
+  return tls_worker->fragment_permute;
+}
+
 unsigned active_mask() {
   if (tls_worker == nullptr || tls_worker->current == nullptr) return 1u;
   Worker& worker = *tls_worker;
@@ -807,9 +862,13 @@ unsigned long long warp_op(const WarpOpRequest& request) {
     if ((mask >> other & 1u) && peer.state == FiberState::kDone) {
       record_failure(worker,
                      format("%s: %s: mask 0x%08x names lane %u (thread %s), which has exited "
-                            "[lane %u]",
+                            "[lane %u]%s",
                             where_text(request.where).c_str(), request.name, mask, other,
-                            triple(peer.thread_idx).c_str(), lane));
+                            triple(peer.thread_idx).c_str(), lane,
+                            request.kind == WarpOpKind::kCollective
+                                ? "; a warp-collective call must be reached by every lane of "
+                                  "the warp"
+                                : ""));
       abandon_fiber(worker);
     }
     if (!peer.warp_arrived) continue;
@@ -822,6 +881,10 @@ unsigned long long warp_op(const WarpOpRequest& request) {
                          where_text(request.where).c_str(), request.name, lane, mask, request.width,
                          other, peer.warp_request.name, where_text(peer.warp_request.where).c_str(),
                          peer.warp_request.mask, peer.warp_request.width));
+      abandon_fiber(worker);
+    }
+    if (related && request.kind == WarpOpKind::kCollective &&
+        record_collective_mismatch(worker, lane, request, other, peer.warp_request)) {
       abandon_fiber(worker);
     }
   }
@@ -838,6 +901,13 @@ unsigned long long warp_op(const WarpOpRequest& request) {
     return fiber.warp_result;  // computed by the last lane to arrive
   }
   // Last to arrive: compute every lane's result before anyone deposits again.
+  if (request.kind == WarpOpKind::kCollective && request.collective->run != nullptr) {
+    void* lane_data[32] = {};
+    for (unsigned other = 0; other < lanes; ++other) {
+      lane_data[other] = lane_fiber(worker, warp_base, other).warp_request.collective->lane_data;
+    }
+    request.collective->run(lane_data);
+  }
   for (unsigned other = 0; other < lanes; ++other) {
     if (!(mask >> other & 1u)) continue;
     lane_fiber(worker, warp_base, other).warp_result = lane_result(worker, warp_base, other);
@@ -995,6 +1065,22 @@ int mw_emu_get_stack_kb(void) {
   auto& s = mw::emu::settings();
   std::lock_guard<std::mutex> lock(s.mutex);
   return s.stack_kb;
+}
+
+int mw_emu_set_fragment_permutation(int enabled, unsigned long long seed) {
+  if (enabled != 0 && enabled != 1) return 1;
+  auto& s = mw::emu::settings();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.fragment_permute = enabled != 0;
+  s.fragment_seed = seed;
+  return 0;
+}
+
+int mw_emu_get_fragment_permutation(unsigned long long* seed) {
+  auto& s = mw::emu::settings();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (seed != nullptr) *seed = s.fragment_seed;
+  return s.fragment_permute ? 1 : 0;
 }
 
 }  // extern "C"

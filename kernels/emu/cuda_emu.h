@@ -243,7 +243,19 @@ enum class WarpOpKind : int {
   kShflXor,
   kBallot,
   kAny,
-  kAll
+  kAll,
+  kCollective  // a warp-collective call of the whole warp (the WMMA functions of <mma.h>)
+};
+
+// A warp-collective call (kCollective): every lane of the warp must make the same call (same
+// name and call site) with the same `args`; otherwise the launch fails naming the first
+// argument that differs. The last lane to arrive runs `run` (if not null) with every lane's
+// `lane_data`, indexed by lane, before any lane continues.
+struct WarpCollective {
+  unsigned long long args[3];
+  const char* arg_names[3];  // null: that argument is not compared
+  void* lane_data;
+  void (*run)(void* const* lane_data);
 };
 
 // One lane's part in a warp-level rendezvous; see cuda_emu.cpp.
@@ -255,8 +267,13 @@ struct WarpOpRequest {
   int width;
   const char* name;
   std::source_location where;
+  const WarpCollective* collective = nullptr;  // kCollective only
 };
 unsigned long long warp_op(const WarpOpRequest& request);
+
+// True when the element-to-lane mapping of WMMA fragments is permuted in the running launch
+// (mw_emu_set_fragment_permutation, MW_EMU_WMMA_PERMUTE); *seed is then its seed.
+bool fragment_permutation(unsigned long long* seed);
 // Mask of the lanes of the calling warp that have not exited.
 unsigned active_mask();
 

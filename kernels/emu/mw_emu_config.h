@@ -5,6 +5,7 @@
  *   MW_EMU_ORDER            forward | reverse | shuffle[:seed]   order fibers of a block run in
  *   MW_EMU_CONTEXT_SWITCH   asm | ucontext                       (asm where built)
  *   MW_EMU_STACK_KB         fiber stack size in KiB (default 64, 512 under AddressSanitizer)
+ *   MW_EMU_WMMA_PERMUTE     off | seed   permute the element-to-lane mapping of WMMA fragments
  *   MW_EMU_ASYNC_COPY       late | random[:seed]   when __pipeline_memcpy_async copies complete
  * All setters return 0 on success and nonzero (leaving the setting unchanged) on a bad argument.
  * Settings are process-wide (per copy of the emulator library) and apply from the next launch.
@@ -40,6 +41,12 @@ int mw_emu_has_asm_switch(void);
 /* Fiber stack size in KiB (16 .. 65536); applies to stacks created afterwards. */
 int mw_emu_set_stack_kb(int kib);
 int mw_emu_get_stack_kb(void);
+
+/* WMMA fragments (<mma.h>): enabled = 1 permutes the element-to-lane mapping of every fragment
+   type by a permutation derived from seed (the same for all blocks and warps of a launch);
+   0 restores the default mapping. get returns enabled and stores the seed (seed may be NULL). */
+int mw_emu_set_fragment_permutation(int enabled, unsigned long long seed);
+int mw_emu_get_fragment_permutation(unsigned long long* seed);
 
 /* Asynchronous copies (__pipeline_memcpy_async): LATE performs each copy at the wait that covers
    it (or at the thread's exit); RANDOM may perform it earlier, at a barrier or pipeline call of
