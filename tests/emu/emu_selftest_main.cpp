@@ -16,6 +16,7 @@
 #include "emu/mw_emu_config.h"
 #include "pipeline_kernels.h"
 #include "selftest_kernels.h"
+#include "wmma_kernels.h"
 
 namespace {
 
@@ -174,6 +175,7 @@ int main(int argc, char** argv) {
       check_correct_kernels();
       check_diagnostics();
       check_pipeline_kernels();
+      failures += mw_wmma_selftest_checks();
     }
   }
   if (mw_emu_has_asm_switch()) {

@@ -51,6 +51,10 @@ int mw_selftest_wmma_assume_mapping(const float* a, const float* b, float* d);
    9 half the warp waits at __syncthreads() while the other half calls mma_sync. */
 int mw_selftest_wmma_bad(int which, float* buffer);
 
+/* The WMMA checks of the standalone self-test (tests/emu/wmma_selftest_checks.cpp, g++ only):
+   prints one "ok"/"FAIL" line per check and returns the number of failures. */
+int mw_wmma_selftest_checks(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -51,6 +51,8 @@ SELFTEST_SOURCES = [
     ROOT / "kernels/emu/pipeline_emu.cpp",
     ROOT / "tests/emu/selftest_kernels_emu.cpp",
     ROOT / "tests/emu/pipeline_kernels_emu.cpp",
+    ROOT / "tests/emu/wmma_kernels_emu.cpp",
+    ROOT / "tests/emu/wmma_selftest_checks.cpp",
     ROOT / "tests/emu/emu_selftest_main.cpp",
 ]
 
