@@ -1,20 +1,22 @@
-// An outside project's kernel: a 64x64x64 float32 GEMM whose k slices are staged in shared
-// memory by double-buffered __pipeline_memcpy_async (16-byte copies), launched with mw::launch.
-// The same file compiles with nvcc (sm_80, sm_90; the toolkit's <cuda_pipeline.h>) and with g++
-// against magma_wino::emu (the emulator's <cuda_pipeline.h>, kernels/emu/include).
-//
-// The multiply of one staged slice is SIMT (mac_slice); it is the one piece to replace by a
-// WMMA (TF32) warp tile once the emulator's <mma.h> is part of the repository.
+// An outside project's kernel: a 64x64x64 TF32 tensor-core GEMM (WMMA m16n16k8, float
+// accumulation) whose k slices are staged in shared memory by double-buffered
+// __pipeline_memcpy_async (16-byte copies), launched with mw::launch. The same file compiles with
+// nvcc (sm_80, sm_90; the toolkit's <mma.h> and <cuda_pipeline.h>) and with g++ against
+// magma_wino::emu (the emulator's headers in kernels/emu/include).
 #include <cuda_pipeline.h>
+#include <mma.h>
 
 #include "launch.cuh"
 
 namespace outside {
 
+namespace wmma = nvcuda::wmma;
+
 struct Shape {
   static constexpr int kM = 64, kN = 64, kK = 64;  // the whole problem: one block
   static constexpr int kSliceK = 16, kStages = 2;
-  static constexpr int kThreads = 256;  // 16 x 16, each thread 4 x 4 entries of c
+  static constexpr int kWarps = 8, kThreads = 32 * kWarps;    // warp w: rows 16 (w / 2), 2 tiles
+  static constexpr int kTileM = 16, kTileN = 16, kTileK = 8;  // m16n16k8 (TF32)
   static constexpr int kSliceFloats = kM * kSliceK + kSliceK * kN;
 };
 
@@ -37,29 +39,43 @@ __device__ void load_slice(float* stage, const float* a, const float* b, int s) 
   }
 }
 
-// acc (4 x 4 entries: rows ty + 16 i, columns tx + 16 j) += A slice . B slice.
-__device__ void mac_slice(const float* stage, float (&acc)[4][4]) {
-  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+using FragA = wmma::fragment<wmma::matrix_a, Shape::kTileM, Shape::kTileN, Shape::kTileK,
+                             wmma::precision::tf32, wmma::row_major>;
+using FragB = wmma::fragment<wmma::matrix_b, Shape::kTileM, Shape::kTileN, Shape::kTileK,
+                             wmma::precision::tf32, wmma::row_major>;
+using FragC = wmma::fragment<wmma::accumulator, Shape::kTileM, Shape::kTileN, Shape::kTileK, float>;
+
+// acc[j] (the warp's tiles: rows 16 (warp / 2), columns 16 (2 (warp % 2) + j)) += A . B slice.
+__device__ void mac_slice(const float* stage, FragC (&acc)[2]) {
+  const int warp = threadIdx.x / 32;
+  const int tile_row = warp / 2, tile_col = 2 * (warp % 2);
   const float* as = stage;
   const float* bs = stage + Shape::kM * Shape::kSliceK;
 #pragma unroll
-  for (int kk = 0; kk < Shape::kSliceK; ++kk) {
+  for (int kk = 0; kk < Shape::kSliceK; kk += Shape::kTileK) {
+    FragA fa;
+    wmma::load_matrix_sync(fa, as + tile_row * Shape::kTileM * Shape::kSliceK + kk, Shape::kSliceK);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        acc[i][j] = fmaf(as[(ty + 16 * i) * Shape::kSliceK + kk], bs[kk * Shape::kN + tx + 16 * j],
-                         acc[i][j]);
-      }
+    for (int j = 0; j < 2; ++j) {
+      FragB fb;
+      wmma::load_matrix_sync(fb, bs + kk * Shape::kN + (tile_col + j) * Shape::kTileN, Shape::kN);
+#pragma unroll
+      for (int i = 0; i < fb.num_elements; ++i) fb.x[i] = wmma::__float_to_tf32(fb.x[i]);
+      wmma::mma_sync(acc[j], fa, fb, acc[j]);
     }
   }
 }
 
 __global__ void __launch_bounds__(Shape::kThreads)
     gemm64_kernel(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ c) {
-  MW_DYNAMIC_SHARED(float, smem);  // (kStages, kSliceFloats)
+  // WMMA pointers must be 256-bit aligned.
+  __shared__ __align__(32) float smem[Shape::kStages * Shape::kSliceFloats];
   constexpr int kSlices = Shape::kK / Shape::kSliceK;
-  float acc[4][4] = {};
+  FragC acc[2];
+  wmma::fill_fragment(acc[0], 0.0f);
+  wmma::fill_fragment(acc[1], 0.0f);
   load_slice(smem, a, b, 0);
   __pipeline_commit();
   for (int s = 0; s < kSlices; ++s) {
@@ -71,21 +87,23 @@ __global__ void __launch_bounds__(Shape::kThreads)
     __syncthreads();  // the stage is refilled next iteration
   }
   __pipeline_wait_prior(0);
-  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int warp = threadIdx.x / 32;
+  const int tile_row = warp / 2, tile_col = 2 * (warp % 2);
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) c[(ty + 16 * i) * Shape::kN + tx + 16 * j] = acc[i][j];
+  for (int j = 0; j < 2; ++j) {
+    wmma::store_matrix_sync(
+        c + tile_row * Shape::kTileM * Shape::kN + (tile_col + j) * Shape::kTileN, acc[j],
+        Shape::kN, wmma::mem_row_major);
   }
 }
 
 }  // namespace outside
 
-// c = a . b, all 64 x 64 row-major float32, 16-byte aligned (device pointers under nvcc).
+// c = a . b with TF32 operands (rounded by __float_to_tf32) and float accumulation, all 64 x 64
+// row-major float32, 32-byte aligned (device pointers under nvcc).
 extern "C" int outside_gemm64(const float* a, const float* b, float* c) {
   using outside::Shape;
-  return mw::launch(outside::gemm64_kernel, dim3(1), dim3(Shape::kThreads),
-                    sizeof(float) * Shape::kStages * Shape::kSliceFloats, nullptr, a, b, c);
+  return mw::launch(outside::gemm64_kernel, dim3(1), dim3(Shape::kThreads), 0, nullptr, a, b, c);
 }
 
 extern "C" const char* outside_last_error() { return mw::last_launch_error_message(); }

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   constexpr int kCount = 64 * 64;
-  alignas(16) static float a[kCount], b[kCount], c[kCount];
+  alignas(64) static float a[kCount], b[kCount], c[kCount];
   std::uint64_t state = 0x243f6a8885a308d3ull;  // a fixed LCG: values in [-1, 1)
   auto next = [&state] {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
