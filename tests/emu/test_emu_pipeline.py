@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,14 @@ def test_pipeline_kernels_are_valid_cuda_for_sm80_and_sm90(tmp_path):
     command += ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_environment_selects_random_completion():
+    """MW_EMU_ASYNC_COPY=random:seed is read when the emulator library is first used."""
+    code = "import magma_wino._emu_selftest as m; print(m.get_async_copy())"
+    env = dict(os.environ, MW_EMU_ASYNC_COPY="random:7")
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "('random', 7)"
