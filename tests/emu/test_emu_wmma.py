@@ -11,6 +11,8 @@ diagnostic fires and names its line.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +300,15 @@ def test_wmma_diagnostic_names_the_line(which, order):
     for mark in marks:
         assert f"wmma_kernels.cu:{marked_line(mark)}" in message, (mark, message)
     assert "[block (0,0,0)" in message, message
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+def test_wmma_kernels_are_valid_cuda_for_sm80_and_sm90(tmp_path):
+    """The same file against the toolkit's <mma.h> (the CMake build also compiles it, in
+    mw_emu_selftest_cuda, when nvcc is found)."""
+    root = KERNEL_SOURCE.parents[2]
+    command = ["nvcc", "-std=c++17", "-c", str(KERNEL_SOURCE), "-o", str(tmp_path / "k.o")]
+    command += [f"-I{root / 'kernels'}", f"-I{KERNEL_SOURCE.parent}"]
+    command += ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
