@@ -6,7 +6,17 @@ sm_80 and sm_90), parses ptxas's resource usage per kernel instantiation, comput
 theoretical occupancy (resident warps per SM / maximum warps) and prints a table.  Exits
 with status 1 if any kernel spills registers: zero spills is the project's rule.
 
-Usage:  python tools/kernel_report.py [--arch 80 --arch 90] [--json FILE] [--nvcc PATH]
+SASS instruction mix (when ``cuobjdump`` is found: on PATH, next to nvcc, or from the
+``nvidia-cuda-cuobjdump`` wheel of the ``dev`` extra): the same source is compiled to a
+cubin per architecture, disassembled with ``cuobjdump -sass``, and for every kernel the
+*hot loop* is found -- among the innermost loops (a backward branch and the instructions
+from its target to it, enclosing no other loop with arithmetic) the one with the most
+FMA-class instructions (FFMA, DFMA, HMMA, DMMA, ...), the smallest such on ties; a kernel without a loop doing arithmetic is counted whole
+(``scope: function``: one thread's work).  Its opcodes are counted by class: FFMA, DFMA,
+HMMA, DMMA, LDS.32/64/128, LDG.32/64/128, LDGSTS, STS.32/64/128, BAR, other.  Without
+cuobjdump the report says so and goes on (same exit status).
+
+Usage:  python tools/kernel_report.py [--arch 80 --arch 90] [--json FILE] [--nvcc PATH] [--no-sass]
 (also reachable as ``magma-wino info --kernels`` from a source checkout).
 """
 
@@ -73,11 +83,136 @@ def occupancy(arch: str, regs: int, smem: int, threads: int) -> float:
     return blocks * warps / lim["warps"]
 
 
-def compile_report(archs: list[str], nvcc: str, source: Path) -> list[dict]:
+# --------------------------------------------------------------------------- SASS mix
+
+#: Instruction classes counted in a hot loop, in report order.
+MIX_CLASSES = ("FFMA", "DFMA", "HMMA", "DMMA", "LDS.32", "LDS.64", "LDS.128", "LDG.32", "LDG.64",
+               "LDG.128", "LDGSTS", "STS.32", "STS.64", "STS.128", "BAR", "other")
+#: Opcodes that count as the loop's arithmetic when the hot loop is chosen.
+FMA_OPS = ("FFMA", "DFMA", "HMMA", "DMMA", "HGMMA", "IMMA")
+
+_FUNC = re.compile(r"^\s*Function\s*:\s*(?P<name>\S+)")
+# "/*0590*/   @!P0 LDG.E.128.CONSTANT R12, desc[UR10][R42.64] ;"
+_INSN = re.compile(r"^\s*/\*(?P<addr>[0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?(?P<op>[A-Z][A-Z0-9_.]*)"
+                   r"(?P<args>[^;]*);")
+_TARGET = re.compile(r"0x(?P<t>[0-9a-f]+)")
+
+
+def find_cuobjdump(nvcc: str | None = None) -> str | None:
+    """cuobjdump: on PATH, next to nvcc, or in the nvidia-cuda-cuobjdump wheel (site-packages
+    ``nvidia/cu13/bin``; older wheels: ``nvidia/cuda_cuobjdump/bin``)."""
+    if (found := shutil.which("cuobjdump")):
+        return found
+    if nvcc and (found := shutil.which("cuobjdump", path=str(Path(nvcc).parent))):
+        return found
+    for base in sys.path:
+        for sub in ("nvidia/cu13/bin", "nvidia/cuda_cuobjdump/bin"):
+            cand = Path(base or ".") / sub / "cuobjdump"
+            if cand.is_file() and os.access(cand, os.X_OK):
+                return str(cand)
+    return None
+
+
+def _width_class(op: str, base: str) -> str:
+    """LDS/LDG/STS by access width: .64 / .128 suffixes, 32 bits otherwise (.U8 etc. too)."""
+    parts = op.split(".")
+    width = "128" if "128" in parts else "64" if "64" in parts else "32"
+    return f"{base}.{width}"
+
+
+def classify(op: str) -> str:
+    """The mix class of one SASS opcode (with its modifiers), e.g. 'LDG.E.128.CONSTANT' -> 'LDG.128'."""
+    head = op.split(".")[0]
+    if head in ("FFMA", "DFMA", "DMMA"):
+        return head
+    if head in ("HMMA", "HGMMA"):
+        return "HMMA"
+    if head in ("LDS", "LDG", "STS"):
+        return _width_class(op, head)
+    if head == "LDGSTS":
+        return "LDGSTS"
+    if head == "BAR":
+        return "BAR"
+    return "other"
+
+
+def parse_sass(text: str) -> dict[str, list[tuple[int, str, str]]]:
+    """``cuobjdump -sass`` output -> {mangled kernel name: [(address, opcode, operands)]}."""
+    funcs: dict[str, list[tuple[int, str, str]]] = {}
+    current: list | None = None
+    for line in text.splitlines():
+        if (m := _FUNC.match(line)):
+            current = funcs.setdefault(m.group("name"), [])
+        elif current is not None and (m := _INSN.match(line)):
+            current.append((int(m.group("addr"), 16), m.group("op"), m.group("args").strip()))
+    return funcs
+
+
+def _count(insns: list[tuple[int, str, str]]) -> dict[str, int]:
+    mix = dict.fromkeys(MIX_CLASSES, 0)
+    for _a, op, _args in insns:
+        mix[classify(op)] += 1
+    return mix
+
+
+def hot_loop(insns: list[tuple[int, str, str]]) -> dict:
+    """The hot loop of one kernel's instructions and its mix (see the module docstring).
+
+    Returns {"scope": "loop"|"function", "start", "end" (byte addresses, inclusive),
+    "instructions", "mix": {class: count}}: counts per iteration of the loop (per thread
+    for scope "function").  The self-branch that pads the end of every kernel is no loop."""
+    loops = []
+    for addr, op, args in insns:
+        if op.split(".")[0] in ("BRA", "JMP") and (t := _TARGET.search(args)) and int(t.group("t"), 16) < addr:
+            start = int(t.group("t"), 16)
+            body = [i for i in insns if start <= i[0] <= addr]
+            fmas = sum(1 for i in body if i[1].split(".")[0] in FMA_OPS)
+            loops.append((fmas, -len(body), start, addr, body))
+    loops = [lp for lp in loops if lp[0] > 0]
+    # innermost: a loop with arithmetic that encloses no other such loop (the per-nonzero
+    # loop of the SpMM, not the chunk loop around it)
+    loops = [lp for lp in loops if not any(o is not lp and lp[2] <= o[2] and o[3] <= lp[3] for o in loops)]
+    if loops:
+        fmas, _neg, start, end, body = max(loops)
+        scope = "loop"
+    else:
+        body = [i for i in insns if i[1] != "BRA" or not (t := _TARGET.search(i[2])) or int(t.group("t"), 16) != i[0]]
+        start, end, scope = (body[0][0], body[-1][0], "function") if body else (0, 0, "function")
+    return {"scope": scope, "start": start, "end": end, "instructions": len(body), "mix": _count(body)}
+
+
+def sass_mix(sass_text: str) -> dict[str, dict]:
+    """{mangled kernel name: hot_loop(...)} of every kernel in a ``cuobjdump -sass`` listing."""
+    return {name: hot_loop(insns) for name, insns in parse_sass(sass_text).items()}
+
+
+def _sass_of(arch: str, nvcc: str, cuobjdump: str, source: Path, gen: Path) -> dict[str, dict]:
+    cubin = gen / f"mw_sm{arch}.cubin"
+    cmd = [nvcc, "-std=c++17", f"-arch=sm_{arch}", "-cubin", str(source), "-o", str(cubin),
+           f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'include'}", f"-I{gen}",
+           f'-DMW_CUDA_ARCH_STR="sm_{arch}"']
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        return {}
+    dump = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True)
+    if dump.returncode != 0:
+        sys.stderr.write(dump.stderr)
+        return {}
+    return sass_mix(dump.stdout)
+
+
+def compile_report(archs: list[str], nvcc: str, source: Path, sass: bool = False) -> list[dict]:
+    """ptxas facts per kernel instantiation; with ``sass`` (and cuobjdump found) each row also
+    gets ``sass``: its hot loop's instruction mix (:func:`hot_loop`), or None if absent."""
     gen = Path(tempfile.mkdtemp(prefix="mw_report_"))
     subprocess.run([sys.executable, str(ROOT / "tools" / "gen_coefficients.py"), str(gen / "mw_coefficients.h")], check=True)
     rows: list[dict] = []
+    cuobjdump = find_cuobjdump(nvcc) if sass else None
+    mixes: dict[str, dict[str, dict]] = {}
     for arch in archs:
+        if cuobjdump:
+            mixes[arch] = _sass_of(arch, nvcc, cuobjdump, source, gen)
         cmd = [nvcc, "-std=c++17", f"-arch=sm_{arch}", "-Xptxas", "-v", "-c", str(source), "-o", os.devnull,
                f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'include'}", f"-I{gen}",
                f'-DMW_CUDA_ARCH_STR="sm_{arch}"']
@@ -102,7 +237,33 @@ def compile_report(archs: list[str], nvcc: str, source: Path) -> list[dict]:
         r["kernel"] = _short(names[r["mangled"]])
         r["threads"], r["dynamic_smem"] = _launch_shape(r["kernel"])
         r["occupancy"] = round(occupancy(r["arch"], r["regs"], r["smem"] + r["dynamic_smem"], r["threads"]), 3)
+        if cuobjdump:
+            r["sass"] = mixes.get(r["arch"], {}).get(r["mangled"])
     return rows
+
+
+#: Columns of the instruction-mix table (the classes, a few merged for width).
+_MIX_COLS = ("FFMA", "DFMA", "HMMA", "DMMA", "LDS.32", "LDS.64", "LDS.128", "LDG", "LDGSTS", "STS", "BAR", "other")
+
+
+def _mix_cells(mix: dict[str, int]) -> list[int]:
+    merged = dict(mix, LDG=sum(mix[k] for k in ("LDG.32", "LDG.64", "LDG.128")),
+                  STS=sum(mix[k] for k in ("STS.32", "STS.64", "STS.128")))
+    return [merged[c] for c in _MIX_COLS]
+
+
+def format_mix(rows: list[dict]) -> str:
+    """The hot-loop instruction mix per kernel (counts per loop iteration; scope 'function':
+    the whole kernel, one thread's work)."""
+    head = f"{'arch':>5} {'scope':>5} " + " ".join(f"{c:>7}" for c in _MIX_COLS) + "  kernel"
+    lines = [head, "-" * len(head)]
+    for r in sorted(rows, key=lambda r: (r["arch"], r["kernel"])):
+        if not r.get("sass"):
+            continue
+        sc = "loop" if r["sass"]["scope"] == "loop" else "func"
+        lines.append(f"sm_{r['arch']:>2} {sc:>5} " + " ".join(f"{v:>7}" for v in _mix_cells(r["sass"]["mix"]))
+                     + f"  {r['kernel']}")
+    return "\n".join(lines)
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -121,12 +282,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nvcc", default=shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc")
     ap.add_argument("--json", help="write the rows as JSON to this file")
     ap.add_argument("--source", default=str(ROOT / "kernels" / "magma_wino.cu"))
+    ap.add_argument("--no-sass", action="store_true", help="skip the SASS instruction mix (cuobjdump)")
     args = ap.parse_args(argv)
     if not Path(args.nvcc).exists():
         print(f"nvcc not found ({args.nvcc}): no kernel report", file=sys.stderr)
         return 2
-    rows = compile_report(args.arch or ["80", "90"], args.nvcc, Path(args.source))
+    want_sass = not args.no_sass
+    if want_sass and not find_cuobjdump(args.nvcc):
+        print("cuobjdump not found (pip install nvidia-cuda-cuobjdump, or the dev extra): "
+              "no SASS instruction mix", file=sys.stderr)
+        want_sass = False
+    rows = compile_report(args.arch or ["80", "90"], args.nvcc, Path(args.source), sass=want_sass)
     print(format_rows(rows))
+    if want_sass:
+        print("\nHot-loop SASS instruction mix (warp instructions per loop iteration; "
+              "func = whole kernel, one thread's work):")
+        print(format_mix(rows))
     spilling = [r for r in rows if r["spill_stores"] or r["spill_loads"]]
     print(f"\n{len(rows)} kernel instantiations, {len(spilling)} with register spills")
     if args.json:
