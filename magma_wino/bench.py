@@ -547,6 +547,24 @@ def crossover_markdown(cx: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_markdown(mod: dict[str, Any]) -> str:
+    """The ``--model`` section: estimated rows, and measured/estimated ratios when measured."""
+    lines = [f"\n### ESTIMATES on {mod['gpu']} (speed-of-light model, not measured; * kernel not yet written)\n",
+             "| layer | N | F(m,r) | precision | density | input ms (limit) | product ms (limit) | "
+             "output ms (limit) | total ms | cuDNN ms | ratio to cuDNN |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in mod["rows"]:
+        ph, lim = e["phase_ms"], e["binding"]
+        cells = " | ".join(f"{ph[k]:.3g} ({lim[k]})" for k in ("input", "product", "output"))
+        lines.append(f"| {e['layer']} | {e['N']} | {e['F']} | {e['precision']}{'*' if e['hypothetical'] else ''} | "
+                     f"{e['density']:g} | {cells} | {e['ms']:.3g} | {e['cudnn_ms']:.3g} | {e['ratio_to_cudnn']:.2f} |")
+    if mod["ratios"]:
+        lines += ["", "| layer | N | F(m,r) | density | measured ms | estimated ms | measured/estimated |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {q['layer']} | {q['N']} | {q['F']} | {q['density']:g} | {q['measured_ms']:.3g} | "
+                  f"{q['estimated_ms']:.3g} | {q['ratio']:.2f} |" for q in mod["ratios"]]
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- kernel facts
 
 
@@ -599,6 +617,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--check-window", type=int, default=24,
                         help="error checked on image 0 and an output window of this many per axis (default 24)")
     parser.add_argument("--no-baselines", action="store_true", help="skip im2col / cuDNN rows")
+    parser.add_argument("--model", choices=("a100", "h100", "h200"), metavar="GPU",
+                        help="add speed-of-light ESTIMATED rows for this GPU (a100, h100, h200; "
+                             "magma_wino.perfmodel) and, for measured cuda rows, measured/estimated ratios")
     parser.add_argument("--kernels", action="store_true",
                         help="add static kernel facts (nvcc -Xptxas -v via tools/kernel_report.py) to the JSON")
     parser.add_argument("--quick", action="store_true",
@@ -636,6 +657,54 @@ def default_backends() -> list[str]:
     return out
 
 
+def selected_layers(args: argparse.Namespace) -> list[Layer]:
+    """The layers of ``--network``, filtered by ``--layers`` and ``--quick``."""
+    layers = network_layers(args.network)
+    if args.layers:
+        layers = [lay for lay in layers if any(s in lay.name for s in args.layers)]
+    if args.quick:
+        layers = [lay for lay in layers if lay.name.split("/")[0] in QUICK_LAYERS.get(lay.network, ())]
+    return layers
+
+
+def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``--model GPU``: ESTIMATED rows (magma_wino.perfmodel) for the run's 2D layers, batches,
+    tiles and densities, in ``--dtype`` (and, for float32, the hypothetical TF32 product: kernel
+    not yet written), plus the measured/estimated ratio of every measured cuda row."""
+    from . import perfmodel
+
+    est: list[dict[str, Any]] = []
+    precisions = [args.dtype] + (["tf32"] if args.dtype == "float32" else [])
+    for lay in selected_layers(args):
+        if lay.ndim != 2:
+            continue
+        H, W = lay.spatial
+        for N in args.batch:
+            for prec in precisions:
+                cud = perfmodel.estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, prec, args.model)
+                for m in args.tile:
+                    for d in (sorted(set(args.density), reverse=True) if prec != "tf32" else [1.0]):
+                        e = perfmodel.estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, args.model)
+                        est.append({"network": lay.network, "layer": lay.name, **e.as_dict(), "F": f"F({m},{lay.r})",
+                                    "phase_ms": {p.phase: p.seconds * 1e3 for p in e.phases},
+                                    "binding": {p.phase: p.binding for p in e.phases},
+                                    "cudnn_ms": cud["ms"], "ratio_to_cudnn": e.ms / cud["ms"]})
+    key = {(r["network"], r["layer"], r["N"], r["m"], r["density"], r["precision"]): r for r in est}
+    ratios = []
+    for r in rows:
+        if r.get("backend") != "cuda" or "m" not in r or r.get("scaled_from"):
+            continue
+        e = key.get((r["network"], r["layer"], r["N"], r["m"], r["density"], r["dtype"]))
+        if e is None:
+            continue
+        ratios.append({"layer": r["layer"], "N": r["N"], "F": r["F"], "density": r["density"],
+                       "measured_ms": r["ms"], "estimated_ms": e["ms"], "ratio": r["ms"] / e["ms"],
+                       "phase_ratio": {k: r["phase_ms"][k] / e["phase_ms"][k] for k in e["phase_ms"]
+                                       if k in r.get("phase_ms", {})}})
+    return {"gpu": args.model, "label": perfmodel.LABEL, "cudnn_efficiency": perfmodel.CUDNN_EFFICIENCY,
+            "rows": est, "ratios": ratios}
+
+
 def plan_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The (layer, backend, N) jobs of a run, and the skipped ones (with the reason)."""
     backends = args.backend or default_backends()
@@ -644,11 +713,7 @@ def plan_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
     if "cuda" in backends and not _backend.cuda_available():
         raise SystemExit(f"--backend cuda: no usable CUDA GPU ({_backend.cuda_unavailable_reason()}); "
                          "use --backend numpy emulator")
-    layers = network_layers(args.network)
-    if args.layers:
-        layers = [lay for lay in layers if any(s in lay.name for s in args.layers)]
-    if args.quick:
-        layers = [lay for lay in layers if lay.name.split("/")[0] in QUICK_LAYERS.get(lay.network, ())]
+    layers = selected_layers(args)
     ch, sp = _parse_scale(args.scale)
     itemsize = np.dtype(args.dtype).itemsize
     jobs, skipped = [], []
@@ -733,6 +798,8 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
         "crossover": crossovers(rows),
         "skipped": skipped,
     }
+    if getattr(args, "model", None):
+        result["model"] = model_estimates(args, rows)
     if args.kernels:
         result["kernels"] = kernel_facts()
     return result
@@ -804,6 +871,28 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
         console.print(t)
     for s in result["skipped"]:
         console.print(f"[yellow]skipped[/] {s['network']}/{s['layer']} {s['backend']} N={s['N']}: {s['reason']}")
+    mod = result.get("model")
+    if mod:
+        t = Table(title=f"ESTIMATE on {mod['gpu']}: speed-of-light model, not measured (* kernel not yet written)")
+        for c in ("layer", "N", "F(m,r)", "precision", "density", "est. in ms", "est. prod ms", "est. out ms",
+                  "est. total ms", "est. cuDNN ms", "est. ratio to cuDNN"):
+            t.add_column(c, justify="right")
+        for e in mod["rows"]:
+            ph, lim = e["phase_ms"], e["binding"]
+            t.add_row(e["layer"], str(e["N"]), e["F"], e["precision"] + ("*" if e["hypothetical"] else ""),
+                      f"{e['density']:g}", *(f"{ph[k]:.3g} ({lim[k]})" for k in ("input", "product", "output")),
+                      f"{e['ms']:.3g}", f"{e['cudnn_ms']:.3g}", f"{e['ratio_to_cudnn']:.2f}")
+        console.print(t)
+        if mod["ratios"]:
+            t = Table(title=f"measured / estimated ({mod['gpu']} model)")
+            for c in ("layer", "N", "F(m,r)", "density", "measured ms", "estimated ms", "ratio", "in", "prod", "out"):
+                t.add_column(c, justify="right")
+            for q in mod["ratios"]:
+                pr = q["phase_ratio"]
+                t.add_row(q["layer"], str(q["N"]), q["F"], f"{q['density']:g}", f"{q['measured_ms']:.3g}",
+                          f"{q['estimated_ms']:.3g}", f"{q['ratio']:.2f}",
+                          *(f"{pr[k]:.2f}" if k in pr else "-" for k in ("input", "product", "output")))
+            console.print(t)
     k = result.get("kernels")
     if k:
         if "skipped" in k:
@@ -830,6 +919,8 @@ def run(args: argparse.Namespace) -> int:
         text = f"Command: `{command}`\n\n" + markdown_table(result["rows"])
         if result["crossover"]:
             text += "\n### Sparse/dense crossover (measured)\n\n" + crossover_markdown(result["crossover"])
+        if result.get("model"):
+            text += model_markdown(result["model"])
         if result["skipped"]:
             text += "\nSkipped: " + "; ".join(f"{s['layer']} {s['backend']} N={s['N']} ({s['reason']})"
                                               for s in result["skipped"]) + "\n"

@@ -243,8 +243,14 @@ class PhaseEstimate:
     hypothetical: bool = False
 
     @property
-    def binding(self) -> str:
+    def limit(self) -> str:
+        """The largest bound's name."""
         return max(self.bounds, key=self.bounds.get)
+
+    @property
+    def binding(self) -> str:
+        """The binding limit: the largest bound, or "launch" when the launch overhead exceeds it."""
+        return "launch" if LAUNCH_OVERHEAD_S > self.bounds[self.limit] else self.limit
 
     @property
     def seconds(self) -> float:

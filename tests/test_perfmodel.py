@@ -37,7 +37,8 @@ def test_hbm_bound_phases_scale_with_bytes() -> None:
 def test_binding_limit_is_the_max(density, precision) -> None:
     e = pm.estimate_layer(**VGG_CONV3, m=4, precision=precision, density=density)
     for p in e.phases:
-        assert p.bounds[p.binding] == max(p.bounds.values())
+        assert p.bounds[p.limit] == max(p.bounds.values())
+        assert p.binding == p.limit  # a big layer: no phase is launch-bound
         assert p.seconds == pytest.approx(max(p.bounds.values()) + pm.LAUNCH_OVERHEAD_S)
     assert e.seconds == pytest.approx(sum(p.seconds for p in e.phases))
 
@@ -104,3 +105,49 @@ def test_cli_json_and_markdown(tmp_path) -> None:
     data = json.loads(js.read_text())
     assert data["label"] == pm.LABEL and len(data["rows"]) == 4
     assert "ESTIMATES" in md.read_text()
+
+
+def test_tiny_layers_are_launch_bound() -> None:
+    e = pm.estimate_layer(1, 8, 8, 8, m=2)
+    assert all(p.binding == "launch" for p in e.phases)
+    assert e.seconds >= 3 * pm.LAUNCH_OVERHEAD_S
+
+
+def _bench_args(*extra: str):
+    import argparse
+
+    from magma_wino import bench
+
+    return bench.add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--backend", "numpy", "--network", "vgg16", "--layers", "conv5_1", "--batch", "32", "--tile", "4",
+         "--density", "1", "0.25", "--model", "h200", *extra])
+
+
+def test_bench_model_rows_and_ratios() -> None:
+    from magma_wino import bench
+
+    args = _bench_args()
+    fake = [{"backend": "cuda", "network": "vgg16", "layer": "conv5_1/5_2/5_3", "N": 32, "m": 4, "F": "F(4,3)",
+             "density": 1.0, "dtype": "float32", "ms": 1.0, "scaled_from": None,
+             "phase_ms": {"input": 0.1, "product": 0.8, "output": 0.1}}]
+    mod = bench.model_estimates(args, fake)
+    assert mod["label"] == pm.LABEL and mod["gpu"] == "h200"
+    # float32 dense + sparse 0.25, and the hypothetical tf32 dense
+    assert {(r["precision"], r["density"]) for r in mod["rows"]} == {("float32", 1.0), ("float32", 0.25), ("tf32", 1.0)}
+    est = next(r for r in mod["rows"] if r["precision"] == "float32" and r["density"] == 1.0)
+    (q,) = mod["ratios"]
+    assert q["ratio"] == pytest.approx(1.0 / est["ms"])
+    assert q["phase_ratio"]["product"] == pytest.approx(0.8 / est["phase_ms"]["product"])
+    assert "ESTIMATES on h200" in bench.model_markdown(mod)
+    assert bench.model_estimates(args, [dict(fake[0], backend="numpy")])["ratios"] == []
+
+
+def test_bench_parses_model_and_prints_estimates(capsys) -> None:
+    from magma_wino import bench
+
+    args = _bench_args("--no-baselines")
+    result = {"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0},
+              "model": bench.model_estimates(args, [])}
+    bench.print_result(result)
+    out = capsys.readouterr().out
+    assert "ESTIMATE on h200" in out and "tf32*" in out
