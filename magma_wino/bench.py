@@ -549,7 +549,7 @@ def crossover_markdown(cx: Sequence[dict[str, Any]]) -> str:
 
 def model_markdown(mod: dict[str, Any]) -> str:
     """The ``--model`` section: estimated rows, and measured/estimated ratios when measured."""
-    lines = [f"\n### ESTIMATES on {mod['gpu']} (speed-of-light model, not measured; * kernel not yet written)\n",
+    lines = [f"\n### ESTIMATES on {mod['gpu']} (speed-of-light model, not measured; * no tensor-core kernel in the layer yet)\n",
              "| layer | N | F(m,r) | precision | density | input ms (limit) | product ms (limit) | "
              "output ms (limit) | total ms | cuDNN ms | ratio to cuDNN |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in mod["rows"]:
@@ -669,8 +669,8 @@ def selected_layers(args: argparse.Namespace) -> list[Layer]:
 
 def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """``--model GPU``: ESTIMATED rows (magma_wino.perfmodel) for the run's 2D layers, batches,
-    tiles and densities, in ``--dtype`` (and, for float32, the hypothetical TF32 product: kernel
-    not yet written), plus the measured/estimated ratio of every measured cuda row."""
+    tiles and densities, in ``--dtype`` (and, for float32, the hypothetical TF32 product: no tensor-core
+    kernel in the layer yet), plus the measured/estimated ratio of every measured cuda row."""
     from . import perfmodel
 
     est: list[dict[str, Any]] = []
@@ -873,7 +873,7 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
         console.print(f"[yellow]skipped[/] {s['network']}/{s['layer']} {s['backend']} N={s['N']}: {s['reason']}")
     mod = result.get("model")
     if mod:
-        t = Table(title=f"ESTIMATE on {mod['gpu']}: speed-of-light model, not measured (* kernel not yet written)")
+        t = Table(title=f"ESTIMATE on {mod['gpu']}: speed-of-light model, not measured (* no tensor-core kernel in the layer yet)")
         for c in ("layer", "N", "F(m,r)", "precision", "density", "est. in ms", "est. prod ms", "est. out ms",
                   "est. total ms", "est. cuDNN ms", "est. ratio to cuDNN"):
             t.add_column(c, justify="right")

@@ -54,6 +54,7 @@ __all__ = [
     "network_estimates",
     "format_estimates",
     "markdown_estimates",
+    "network_totals",
     "roofline_png",
     "main",
 ]
@@ -327,7 +328,7 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     """Estimated time of one 2D stride-1 'same' layer (N, C, K, H x W) with F(m, r).
 
     ``precision``: float32 / float64 (today's SIMT kernels) or tf32 (a *hypothetical*
-    tensor-core product: kernel not yet written; transforms as float32).  ``density`` < 1:
+    tensor-core product: no tensor-core kernel in the layer yet; transforms as float32).  ``density`` < 1:
     the batched CSR product on a pruned U (density 1: the dense GEMM).  ``sass``: hot-loop
     mixes {(kernel, dtype): mix} from tools/kernel_report.py's JSON, else the built-in ones."""
     g = gpu(gpu_key)
@@ -373,7 +374,7 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         tiled = pos * (K * C * math.ceil(P / tile.blk_n) + C * P * math.ceil(K / tile.blk_m)) * s + m_bytes
         if precision == "tf32":
             bounds = {"HBM": dram / hbm, "tensor core": flops / g.peak("tf32")}
-            est.phases.append(PhaseEstimate("product", "TF32 tensor-core GEMM (kernel not yet written)", flops,
+            est.phases.append(PhaseEstimate("product", "TF32 tensor-core GEMM (no tensor-core kernel in the layer yet)", flops,
                                             dram, tiled, bounds, 1.0, "peak only", hypothetical=True))
         else:
             bounds = {"HBM": dram / hbm, "FMA pipe": warp_iters * mix.fma * 32 / fma_rate / eff,
@@ -439,7 +440,7 @@ def network_estimates(networks: Sequence[str] = ("vgg16", "resnet50"), batches: 
                 cud = estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, prec, gpu_key)
                 cud_tf32 = estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, "tf32", gpu_key) if prec != "float64" else None
                 for m in tiles:
-                    for d in densities:
+                    for d in (densities if prec != "tf32" else [1.0]):  # no tensor-core SpMM modelled
                         e = estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, gpu_key, sass)
                         rows.append({"network": lay.network, "layer": lay.name, **e.as_dict(),
                                      "cudnn_ms": cud["ms"], "cudnn_binding": cud["binding"],
@@ -462,7 +463,7 @@ def _prec_label(r: dict[str, Any]) -> str:
 
 
 def format_estimates(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
-    """A rich Table of estimated rows (every one an estimate; * = kernel not yet written)."""
+    """A rich Table of estimated rows (every one an estimate; * = no tensor-core kernel in the layer yet)."""
     from rich.table import Table
 
     t = Table(title=title or f"ESTIMATE: speed-of-light model on {rows[0]['gpu'] if rows else '?'} (not measured)")
@@ -489,6 +490,37 @@ def markdown_estimates(rows: Sequence[dict[str, Any]]) -> str:
                      f"{_phase_cell(ph['output'])} | {r['ms']:.3g} | {r['cudnn_ms']:.3g} | "
                      f"{r['ratio_to_cudnn']:.2f} | {_opt(r['cudnn_tf32_ms'], '.3g')} | "
                      f"{_opt(r['ratio_to_cudnn_tf32'], '.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (network, N, F, precision, density): the sum over the network's 3x3 layers, each
+    deduplicated shape counted as often as it occurs (conv3_2/3_3: twice), and the binding
+    limits of the phases (limit: number of layer-phases)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        k = (r["network"], r["N"], r["m"], r["precision"], r["density"])
+        t = out.setdefault(k, {"network": r["network"], "N": r["N"], "m": r["m"], "r": r["r"],
+                               "precision": r["precision"], "hypothetical": r["hypothetical"],
+                               "density": r["density"], "ms": 0.0, "cudnn_ms": 0.0, "limits": {}})
+        times = r["layer"].count("/") + 1
+        t["ms"] += times * r["ms"]
+        t["cudnn_ms"] += times * r["cudnn_ms"]
+        for p in r["phases"]:
+            t["limits"][f"{p['phase']}: {p['binding']}"] = t["limits"].get(f"{p['phase']}: {p['binding']}", 0) + times
+    for t in out.values():
+        t["ratio_to_cudnn"] = t["ms"] / t["cudnn_ms"]
+        t["label"] = LABEL
+    return list(out.values())
+
+
+def markdown_totals(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| network | N | F(m,r) | precision | density | total ms | cuDNN ms, same math | ratio | "
+             "binding limits (layer-phases) |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in network_totals(rows):
+        lim = ", ".join(f"{k} ×{v}" for k, v in sorted(t["limits"].items()))
+        lines.append(f"| {t['network']} | {t['N']} | F({t['m']},{t['r']}) | {_prec_label(t)} | {t['density']:g} | "
+                     f"{t['ms']:.3g} | {t['cudnn_ms']:.3g} | {t['ratio_to_cudnn']:.2f} | {lim} |")
     return "\n".join(lines) + "\n"
 
 
@@ -526,7 +558,7 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
     for ph, mk in markers.items():
         ax.scatter([], [], marker=mk, color="gray", label=f"{ph} phase")
     for prec, c in colors.items():
-        ax.scatter([], [], marker="s", color=c, label=prec + (" (kernel not yet written)" if prec == "tf32" else ""))
+        ax.scatter([], [], marker="s", color=c, label=prec + (" (no tensor-core kernel in the layer yet)" if prec == "tf32" else ""))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / compulsory DRAM byte)")
@@ -572,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", nargs="+", type=int, default=[32])
     ap.add_argument("--tile", nargs="+", type=int, default=[4], help="output tile sizes m of F(m,3)")
     ap.add_argument("--precision", nargs="+", default=["float32", "float64", "tf32"],
-                    choices=("float32", "float64", "tf32"), help="tf32: hypothetical (kernel not yet written)")
+                    choices=("float32", "float64", "tf32"), help="tf32: hypothetical (no tensor-core kernel in the layer yet)")
     ap.add_argument("--density", nargs="+", type=float, default=[1.0])
     ap.add_argument("--sass-json", metavar="FILE", help="hot-loop mixes from tools/kernel_report.py --json")
     ap.add_argument("--markdown", metavar="FILE", help="write the table as markdown")
@@ -591,13 +623,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     Console(width=240).print(format_estimates(rows))
-    print(f"All rows: {LABEL}; * = precision whose kernel is not yet written. "
+    print(f"All rows: {LABEL}; * = precision with no kernel in the layer yet. "
           f"cuDNN: implicit GEMM at {CUDNN_EFFICIENCY:.0%} of the peak (an assumption).")
     if args.markdown:
         p = Path(args.markdown)
         p.parent.mkdir(parents=True, exist_ok=True)
         cmd = "python -m magma_wino.perfmodel " + " ".join(sys.argv[1:] if argv is None else argv)
-        p.write_text(f"ESTIMATES on {gpu(args.gpu).name} ({LABEL}). Command: `{cmd}`\n\n" + markdown_estimates(rows))
+        p.write_text(f"ESTIMATES on {gpu(args.gpu).name} ({LABEL}). Command: `{cmd}`\n\n"
+                     "Network totals (every 3x3 layer, repeated shapes counted each time):\n\n"
+                     + markdown_totals(rows) + "\nPer layer:\n\n" + markdown_estimates(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"label": LABEL, "gpu": asdict(gpu(args.gpu)), "rows": rows}, indent=1) + "\n")
     return 0
