@@ -14,6 +14,12 @@ FLOAT64 = MW_FLOAT64
 RELU_NONE = MW_RELU_NONE
 RELU_SPATIAL = MW_RELU_SPATIAL
 RELU_WINOGRAD = MW_RELU_WINOGRAD
+PRECISION_FP32 = MW_PRECISION_FP32
+PRECISION_TF32 = MW_PRECISION_TF32
+PRECISION_TF32X3 = MW_PRECISION_TF32X3
+PRECISION_BF16 = MW_PRECISION_BF16
+PRECISION_FP16 = MW_PRECISION_FP16
+PRECISION_FP64 = MW_PRECISION_FP64
 
 
 cdef int _check(mw_status status, str what) except -1:
@@ -110,6 +116,16 @@ def gemm_batched(int dtype, int64_t batch, int64_t m, int64_t n, int64_t k, uint
     with nogil:
         st = mw_gemm_batched(<mw_dtype>dtype, batch, m, n, k, <const void*>A, <const void*>B,
                              <void*>C, <mw_stream>stream)
+    _check(st, "batched product")
+
+
+def gemm_batched_ex(int dtype, int precision, int64_t batch, int64_t m, int64_t n, int64_t k,
+                    uintptr_t A, uintptr_t B, uintptr_t C, uintptr_t stream):
+    """C[b] = A[b] · B[b] in `precision` (PRECISION_FP32 / TF32 / TF32X3 / FP64)."""
+    cdef mw_status st
+    with nogil:
+        st = mw_gemm_batched_ex(<mw_dtype>dtype, <mw_precision>precision, batch, m, n, k,
+                                <const void*>A, <const void*>B, <void*>C, <mw_stream>stream)
     _check(st, "batched product")
 
 

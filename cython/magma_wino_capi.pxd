@@ -18,6 +18,14 @@ cdef extern from "magma_wino.h" nogil:
         MW_RELU_SPATIAL
         MW_RELU_WINOGRAD
 
+    ctypedef enum mw_precision:
+        MW_PRECISION_FP32
+        MW_PRECISION_TF32
+        MW_PRECISION_TF32X3
+        MW_PRECISION_BF16
+        MW_PRECISION_FP16
+        MW_PRECISION_FP64
+
     ctypedef void* mw_stream
 
     ctypedef struct mw_conv_desc:
@@ -48,6 +56,9 @@ cdef extern from "magma_wino.h" nogil:
                                   const void* bias, void* y, const void* matrices, mw_stream stream)
     mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                               const void* A, const void* B, void* C, mw_stream stream)
+    mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                                 int64_t n, int64_t k, const void* A, const void* B, void* C,
+                                 mw_stream stream)
     mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                               const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                               int64_t nnz, const void* B, void* C, mw_stream stream)

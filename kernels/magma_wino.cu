@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "gemm_batched.cuh"
+#include "gemm_tc.cuh"
 #include "launch.cuh"
 #include "magma_wino.h"
 #include "spmm_batched.cuh"
@@ -318,6 +319,53 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
                                      static_cast<const double*>(A), static_cast<const double*>(B),
                                      static_cast<double*>(C), as_stream(stream));
   return from_cuda(err, "batched product");
+}
+
+mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                             int64_t n, int64_t k, const void* A, const void* B, void* C,
+                             mw_stream stream) {
+  if (!valid_dtype(dtype))
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (int(precision) < MW_PRECISION_FP32 || int(precision) > MW_PRECISION_FP64)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "precision %d is not an mw_precision (MW_PRECISION_FP32 .. MW_PRECISION_FP64)",
+                precision);
+  if (precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16)
+    return fail(MW_STATUS_UNSUPPORTED, "precision %s is reserved: not in this build",
+                precision == MW_PRECISION_BF16 ? "MW_PRECISION_BF16" : "MW_PRECISION_FP16");
+  if (precision == MW_PRECISION_FP64 && dtype != MW_FLOAT64)
+    return fail(MW_STATUS_UNSUPPORTED, "precision MW_PRECISION_FP64 needs dtype MW_FLOAT64");
+  if (precision != MW_PRECISION_FP64 && dtype != MW_FLOAT32)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "precision %s needs dtype MW_FLOAT32 (float32 in memory), got MW_FLOAT64",
+                precision == MW_PRECISION_FP32   ? "MW_PRECISION_FP32"
+                : precision == MW_PRECISION_TF32 ? "MW_PRECISION_TF32"
+                                                 : "MW_PRECISION_TF32X3");
+  if (precision == MW_PRECISION_FP32 || precision == MW_PRECISION_FP64)
+    return mw_gemm_batched(dtype, batch, m, n, k, A, B, C, stream);
+  if (batch < 1 || m < 1 || n < 1 || k < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "batch, m, n, k must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
+                (long long)m, (long long)n, (long long)k);
+  if (A == nullptr || B == nullptr || C == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must not be NULL");
+  if (reinterpret_cast<uintptr_t>(A) % sizeof(float) != 0 ||
+      reinterpret_cast<uintptr_t>(B) % sizeof(float) != 0 ||
+      reinterpret_cast<uintptr_t>(C) % sizeof(float) != 0)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must be 4-byte aligned (float32 arrays)");
+  if (!fits(batch, m, k) || !fits(batch, k, n) || !fits(batch, m, n))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "batched product too large: arrays of 2^31 or more elements");
+  const float* a = static_cast<const float*>(A);
+  const float* b = static_cast<const float*>(B);
+  float* c = static_cast<float*>(C);
+  const cudaError_t err = precision == MW_PRECISION_TF32
+                              ? mw::gemm_tc_batched<mw::TcPrecision::kTf32>(
+                                    int(batch), int(m), int(n), int(k), a, b, c, as_stream(stream))
+                              : mw::gemm_tc_batched<mw::TcPrecision::kTf32x3>(
+                                    int(batch), int(m), int(n), int(k), a, b, c, as_stream(stream));
+  return from_cuda(
+      err, precision == MW_PRECISION_TF32 ? "batched product (tf32)" : "batched product (tf32x3)");
 }
 
 mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,

@@ -42,6 +42,17 @@ typedef enum mw_relu {
   MW_RELU_WINOGRAD = 2 /* ReLU after the transform:       ReLU(Bᵀ d B)  (Liu et al. 2018) */
 } mw_relu;
 
+/* What a product computes in (docs/kernels.md, "gemm_tc").  Reserved values are accepted by the
+ * enum but not by this build (MW_STATUS_UNSUPPORTED). */
+typedef enum mw_precision {
+  MW_PRECISION_FP32 = 0,   /* SIMT float32 products (dtype MW_FLOAT32); as mw_gemm_batched */
+  MW_PRECISION_TF32 = 1,   /* tensor cores, one TF32 product, float32 accumulation (MW_FLOAT32) */
+  MW_PRECISION_TF32X3 = 2, /* tensor cores, 3xTF32 (split hi/lo): float32 level (MW_FLOAT32) */
+  MW_PRECISION_BF16 = 3,   /* reserved */
+  MW_PRECISION_FP16 = 4,   /* reserved */
+  MW_PRECISION_FP64 = 5    /* float64 products (dtype MW_FLOAT64): SIMT DFMA today */
+} mw_precision;
+
 typedef void* mw_stream;
 
 #define MW_MAX_NDIM 3
@@ -93,6 +104,14 @@ mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const vo
  * C: batch x m x n.  In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P). */
 mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                           const void* A, const void* B, void* C, mw_stream stream);
+
+/* The same product with an explicit precision.  MW_PRECISION_FP32 (MW_FLOAT32) and
+ * MW_PRECISION_FP64 (MW_FLOAT64) run mw_gemm_batched's kernels; MW_PRECISION_TF32 and
+ * MW_PRECISION_TF32X3 (MW_FLOAT32 only) the tensor-core kernels of gemm_tc.cuh (sm_80+).
+ * A dtype/precision pair that does not match, or a reserved precision: MW_STATUS_UNSUPPORTED. */
+mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                             int64_t n, int64_t k, const void* A, const void* B, void* C,
+                             mw_stream stream);
 
 /* Sparse batched product C[b] = A_csr[b] · B[b] for the batched CSR format of
  * docs/sparse.md: row_ptr is batch x (rows + 1) offsets into the shared col_idx / values

@@ -98,14 +98,18 @@ void gemm(int batch, int m, int n, int k, mw_dtype dt) {
 // A batched product whose operands start `offset` elements past an aligned allocation (the
 // allocation itself is exactly sized past that offset), checked exactly against a reference.
 template <typename T>
-void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c, mw_dtype dt) {
+void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c, mw_dtype dt,
+                 mw_precision prec = MW_PRECISION_FP32) {
   const long la = long(batch) * m * k, lb = long(batch) * k * n, lc = long(batch) * m * n;
   T* a_alloc = filled<T>(la + off_a);
   T* b_alloc = filled<T>(lb + off_b);
   T* c_alloc = filled<T>(lc + off_c);
   const T *A = a_alloc + off_a, *B = b_alloc + off_b;
   T* C = c_alloc + off_c;
-  check(mw_gemm_batched(dt, batch, m, n, k, A, B, C, nullptr), "gemm, offset operands");
+  if (prec == MW_PRECISION_FP32)
+    check(mw_gemm_batched(dt, batch, m, n, k, A, B, C, nullptr), "gemm, offset operands");
+  else  // the tensor-core products (gemm_tc.cuh): small integers are exact in TF32
+    check(mw_gemm_batched_ex(dt, prec, batch, m, n, k, A, B, C, nullptr), "gemm_tc");
   long wrong = 0;
   for (int b = 0; b < batch; ++b)
     for (int i = 0; i < m; ++i)
@@ -116,8 +120,10 @@ void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c
         wrong += C[(long(b) * m + i) * n + j] != ref;
       }
   if (wrong != 0) {
-    std::printf("FAIL gemm, offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld wrong\n",
-                off_a, off_b, off_c, batch, m, n, k, wrong);
+    std::printf(
+        "FAIL gemm (precision %d), offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld "
+        "wrong\n",
+        int(prec), off_a, off_b, off_c, batch, m, n, k, wrong);
     ++g_failures;
   }
   std::free(a_alloc);
@@ -253,6 +259,16 @@ int main(int argc, char** argv) {
         gemm_offset<double>(2, m, n, k, 1, 0, 0, MW_FLOAT64);
         gemm_offset<double>(2, m, n, k, 0, 1, 1, MW_FLOAT64);
       }
+  // The tensor-core products (tf32, tf32x3) over the edges of the 64x64x16 block tile and the
+  // 16x16x8 MMA tile, aligned (16-byte cp.async where k, n % 4 == 0) and offset by one float
+  // (4-byte copies), checked exactly.
+  for (mw_precision prec : {MW_PRECISION_TF32, MW_PRECISION_TF32X3})
+    for (int m : {1, 16, 17, 65})
+      for (int n : {1, 16, 33, 68})
+        for (int k : {1, 8, 17, 32}) {
+          gemm_offset<float>(2, m, n, k, 0, 0, 0, MW_FLOAT32, prec);
+          gemm_offset<float>(1, m, n, k, 1, 1, 1, MW_FLOAT32, prec);
+        }
   // CSR offsets ending at INT_MAX, windows that are not multiples of a nonzero chunk; narrow and
   // wide configurations.
   for (int n : {40, 200}) {
