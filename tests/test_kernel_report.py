@@ -90,3 +90,16 @@ def test_real_gemm_64x64_fp32_hot_loop(tmp_path) -> None:
     assert m["LDS.32"] == 128 and m["LDS.64"] == m["LDS.128"] == 0
     assert m["HMMA"] == m["DFMA"] == m["DMMA"] == 0
     assert m["LDG.128"] == 2 and m["BAR"] == 2
+
+
+def test_short_names_keep_template_arguments_with_parentheses() -> None:
+    """cu++filt writes enum template arguments as ``(mw::TcPrecision)1``: only the trailing
+    parameter list may be cut, and the tensor-core kernel's launch shape follows its config."""
+
+    name = kr._short("void mw::gemm_tc_kernel<(mw::TcPrecision)1, mw::GemmTcConfig<mw::GemmShape<64, 64, 16>, "
+                     "mw::GemmShape<32, 32, 16>, 2>, 4>(int, int, int, float const*, long long, float*, int)")
+    assert name == "gemm_tc_kernel<kTf32x3, GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>, 4>"
+    # 4 warps; 2 stages of A 64x(16+4) and B 16x(64+8) floats (> the 64x(64+4) C tile) + 32 B
+    assert kr._launch_shape(name) == (128, 4 * 2 * (64 * 20 + 16 * 72) + 32)
+    assert kr._short("void mw::gemm_batched_kernel<float, mw::GemmConfig<16, 16, 64, 64, 16>, 4>(int, int)") == \
+        "gemm_batched_kernel<float, GemmConfig<16, 16, 64, 64, 16>, 4>"

@@ -53,10 +53,23 @@ def _demangle(names: list[str], nvcc: str) -> dict[str, str]:
     return dict(zip(names, out)) if len(out) == len(names) else {n: n for n in names}
 
 
+_TC_PRECISION = {"0": "kTf32", "1": "kTf32x3"}  # enum class TcPrecision (kernels/gemm_tc.cuh)
+
+
 def _short(name: str) -> str:
+    """A demangled kernel name without ``void``, namespaces and its parameter list.  Template
+    arguments may hold parentheses themselves (``(mw::TcPrecision)1``), so the parameter list
+    is the balanced group that ends the name."""
     name = re.sub(r"^void ", "", name)
-    name = re.sub(r"\(.*\)$", "", name)
-    return name.replace("mw::", "")
+    if name.endswith(")"):
+        depth = 0
+        for i in range(len(name) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(name[i], 0)
+            if depth == 0:
+                name = name[:i]
+                break
+    name = name.replace("mw::", "")
+    return re.sub(r"\(TcPrecision\)(\d+)", lambda m: _TC_PRECISION.get(m[1], m[0]), name)
 
 
 def _launch_shape(name: str) -> tuple[int, int]:
@@ -69,6 +82,13 @@ def _launch_shape(name: str) -> tuple[int, int]:
     if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
         dx, dy, _bm, _bn, chunk = map(int, m.groups())
         return dx * dy, chunk * (size + 4)
+    if (m := re.search(r"gemm_tc_kernel<\w+, GemmTcConfig<GemmShape<(\d+), (\d+), (\d+)>, "
+                       r"GemmShape<(\d+), (\d+), \d+>, (\d+)>", name)):
+        # GemmTcConfig::shared_bytes(): the stages of padded A (kM x kK+4) and B (kK x kN+8)
+        # slices, or the padded C tile (kM x kN+4) if larger, plus 32 bytes of alignment.
+        bm, bn, bk, wm, wn, stages = map(int, m.groups())
+        floats = max(stages * (bm * (bk + 4) + bk * (bn + 8)), bm * (bn + 4))
+        return 32 * (bm // wm) * (bn // wn), 4 * floats + 32
     return 128, 0  # the transform kernels: kTransformThreads, no shared memory
 
 
