@@ -95,7 +95,6 @@ def test_real_gemm_64x64_fp32_hot_loop(tmp_path) -> None:
 def test_short_names_keep_template_arguments_with_parentheses() -> None:
     """cu++filt writes enum template arguments as ``(mw::TcPrecision)1``: only the trailing
     parameter list may be cut, and the tensor-core kernel's launch shape follows its config."""
-
     name = kr._short("void mw::gemm_tc_kernel<(mw::TcPrecision)1, mw::GemmTcConfig<mw::GemmShape<64, 64, 16>, "
                      "mw::GemmShape<32, 32, 16>, 2>, 4>(int, int, int, float const*, long long, float*, int)")
     assert name == "gemm_tc_kernel<kTf32x3, GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>, 4>"
