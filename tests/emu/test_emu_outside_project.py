@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import kernel_files
 import numpy as np
 import pytest
 
@@ -56,11 +57,7 @@ def test_outside_project_builds_against_magma_wino_emu_and_matches_tf32_numpy(tm
     assert np.abs(c - a.astype(np.float64) @ b.astype(np.float64)).max() > 1e-4
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+@kernel_files.needs_nvcc
 def test_outside_kernel_file_compiles_with_nvcc_for_sm80_and_sm90(tmp_path):
     """The toolkit's <cuda_pipeline.h>: kernels/emu/include is not on nvcc's path."""
-    run(
-        ["nvcc", "-std=c++17", "-c", PROJECT / "gemm_kernel.cu", "-o", tmp_path / "k.o"]
-        + [f"-I{ROOT / 'kernels'}", "-gencode", "arch=compute_80,code=sm_80"]
-        + ["-gencode", "arch=compute_90,code=sm_90"]
-    )
+    kernel_files.compile_for_sm80_and_sm90(PROJECT / "gemm_kernel.cu", tmp_path)

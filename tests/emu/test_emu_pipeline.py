@@ -10,11 +10,11 @@ must fail the launch naming the call's file:line, block and thread.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import kernel_files
 import numpy as np
 import pytest
 
@@ -30,10 +30,7 @@ ORDERS = ["forward", "reverse", "shuffle"]
 
 
 def marked_line(tag: str) -> int:
-    for number, line in enumerate(KERNEL_SOURCE.read_text().splitlines(), start=1):
-        if f"MARK: {tag}" in line:
-            return number
-    raise AssertionError(f"no MARK: {tag} in {KERNEL_SOURCE}")
+    return kernel_files.marked_line(KERNEL_SOURCE, tag)
 
 
 @pytest.fixture(autouse=True)
@@ -178,16 +175,11 @@ def test_sanitizer_build_reports_out_of_bounds_async_copy_source(asan_executable
     assert "pipeline_kernels.cu" in run.stderr
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+@kernel_files.needs_nvcc
 def test_pipeline_kernels_are_valid_cuda_for_sm80_and_sm90(tmp_path):
     """The same file with the toolkit's <cuda_pipeline.h> (the CMake build also compiles it, in
     mw_emu_selftest_cuda, when nvcc is found)."""
-    root = KERNEL_SOURCE.parents[2]
-    command = ["nvcc", "-std=c++17", "-c", str(KERNEL_SOURCE), "-o", str(tmp_path / "k.o")]
-    command += [f"-I{root / 'kernels'}", f"-I{KERNEL_SOURCE.parent}"]
-    command += ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    kernel_files.compile_for_sm80_and_sm90(KERNEL_SOURCE, tmp_path)
 
 
 def test_environment_selects_random_completion():

@@ -11,10 +11,9 @@ diagnostic fires and names its line.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
+import kernel_files
 import numpy as np
 import pytest
 
@@ -41,12 +40,7 @@ TILES = {
 
 def marked_line(tag: str) -> int:
     """Line of the `// MARK: tag` comment (of the line after it for `MARK: tag (next line)`)."""
-    for number, line in enumerate(KERNEL_SOURCE.read_text().splitlines(), start=1):
-        if f"MARK: {tag} (next line)" in line:
-            return number + 1
-        if f"MARK: {tag}" in line:
-            return number
-    raise AssertionError(f"no MARK: {tag} in {KERNEL_SOURCE}")
+    return kernel_files.marked_line(KERNEL_SOURCE, tag)
 
 
 @pytest.fixture(autouse=True)
@@ -302,13 +296,8 @@ def test_wmma_diagnostic_names_the_line(which, order):
     assert "[block (0,0,0)" in message, message
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
+@kernel_files.needs_nvcc
 def test_wmma_kernels_are_valid_cuda_for_sm80_and_sm90(tmp_path):
     """The same file against the toolkit's <mma.h> (the CMake build also compiles it, in
     mw_emu_selftest_cuda, when nvcc is found)."""
-    root = KERNEL_SOURCE.parents[2]
-    command = ["nvcc", "-std=c++17", "-c", str(KERNEL_SOURCE), "-o", str(tmp_path / "k.o")]
-    command += [f"-I{root / 'kernels'}", f"-I{KERNEL_SOURCE.parent}"]
-    command += ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    kernel_files.compile_for_sm80_and_sm90(KERNEL_SOURCE, tmp_path)

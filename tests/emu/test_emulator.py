@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import kernel_files
 import numpy as np
 import pytest
 
@@ -28,10 +29,7 @@ LAUNCH_FAILURE = 719
 
 def marked_line(tag: str) -> int:
     """Line number of the `// MARK: tag` comment in the kernel source."""
-    for number, line in enumerate(KERNEL_SOURCE.read_text().splitlines(), start=1):
-        if f"MARK: {tag}" in line:
-            return number
-    raise AssertionError(f"no MARK: {tag} in {KERNEL_SOURCE}")
+    return kernel_files.marked_line(KERNEL_SOURCE, tag)
 
 
 @pytest.fixture(autouse=True)
