@@ -297,10 +297,12 @@ mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const vo
   return from_cuda(err, "output transform");
 }
 
-mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
-                          const void* A, const void* B, void* C, mw_stream stream) {
-  if (!valid_dtype(dtype))
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+namespace {
+
+// What both dense batched products check: sizes >= 1, no NULL operand, arrays of fewer than
+// 2^31 elements (the kernels index them in int32).
+mw_status check_dense_product(int64_t batch, int64_t m, int64_t n, int64_t k, const void* A,
+                              const void* B, const void* C) {
   if (batch < 1 || m < 1 || n < 1 || k < 1)
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "batch, m, n, k must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
@@ -310,6 +312,17 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
   if (!fits(batch, m, k) || !fits(batch, k, n) || !fits(batch, m, n))
     return fail(MW_STATUS_UNSUPPORTED,
                 "batched product too large: arrays of 2^31 or more elements");
+  return MW_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                          const void* A, const void* B, void* C, mw_stream stream) {
+  if (!valid_dtype(dtype))
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (const mw_status st = check_dense_product(batch, m, n, k, A, B, C); st != MW_STATUS_SUCCESS)
+    return st;
   const cudaError_t err =
       dtype == MW_FLOAT32
           ? mw::gemm_batched<float>(int(batch), int(m), int(n), int(k),
@@ -343,19 +356,12 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
                                                  : "MW_PRECISION_TF32X3");
   if (precision == MW_PRECISION_FP32 || precision == MW_PRECISION_FP64)
     return mw_gemm_batched(dtype, batch, m, n, k, A, B, C, stream);
-  if (batch < 1 || m < 1 || n < 1 || k < 1)
-    return fail(MW_STATUS_INVALID_ARGUMENT,
-                "batch, m, n, k must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
-                (long long)m, (long long)n, (long long)k);
-  if (A == nullptr || B == nullptr || C == nullptr)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must not be NULL");
+  if (const mw_status st = check_dense_product(batch, m, n, k, A, B, C); st != MW_STATUS_SUCCESS)
+    return st;
   if (reinterpret_cast<uintptr_t>(A) % sizeof(float) != 0 ||
       reinterpret_cast<uintptr_t>(B) % sizeof(float) != 0 ||
       reinterpret_cast<uintptr_t>(C) % sizeof(float) != 0)
     return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must be 4-byte aligned (float32 arrays)");
-  if (!fits(batch, m, k) || !fits(batch, k, n) || !fits(batch, m, n))
-    return fail(MW_STATUS_UNSUPPORTED,
-                "batched product too large: arrays of 2^31 or more elements");
   const float* a = static_cast<const float*>(A);
   const float* b = static_cast<const float*>(B);
   float* c = static_cast<float*>(C);
