@@ -300,8 +300,10 @@ class Engine:
                     f"(reinstall with pip's -Ccmake.define.MW_CUDA_ARCHITECTURES={cc}-real); use backend='emulator' or 'numpy'"
                 )
             self.device = int(dev.id)
+            self.capability: tuple[int, int] | None = capability
             self.xp = cp
         else:
+            self.capability = None
             self.xp = np
 
     def scope(self) -> contextlib.AbstractContextManager[Any]:

@@ -24,6 +24,8 @@ def conv2d(
     out: Any = None,
     *,
     points: Any = None,
+    precision: str = "auto",
+    allow_inaccurate: bool = False,
 ) -> Any:
     """2D convolution (cross-correlation, stride 1) by Winograd F(m×m, r×r).
 
@@ -39,6 +41,10 @@ def conv2d(
             "emulator" or "numpy".
         out: optional preallocated output N×K×Ho×Wo.
         points: optional interpolation points (see :mod:`magma_wino.transforms`).
+        precision: "auto" (default), "fp32", "tf32x3", "tf32" or "fp64": what the products
+            compute in (docs/api.md, "Precision").
+        allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the usable
+            limit instead of refusing it.
 
     Returns:
         y, N×K×Ho×Wo with Ho = H + 2·pad_h − r + 1, of x's dtype, on x's backend.
@@ -55,7 +61,8 @@ def conv2d(
         _backend.coerce(a, n, backend) for a, n in ((x, "x"), (w, "w"), (bias, "bias"), (out, "out"))
     )
     _checks.check_conv_args(x, w, bias, padding, 2)
-    return WinogradConv2d(w, bias, padding, m, backend, points=points)(x, out=out)
+    return WinogradConv2d(w, bias, padding, m, backend, points=points, precision=precision,
+                          allow_inaccurate=allow_inaccurate)(x, out=out)
 
 
 def conv3d(
@@ -68,6 +75,8 @@ def conv3d(
     out: Any = None,
     *,
     points: Any = None,
+    precision: str = "auto",
+    allow_inaccurate: bool = False,
 ) -> Any:
     """3D convolution (stride 1) by Winograd F(m×m×m, r×r×r): x N×C×D×H×W, w K×C×r×r×r.
 
@@ -79,4 +88,5 @@ def conv3d(
         _backend.coerce(a, n, backend) for a, n in ((x, "x"), (w, "w"), (bias, "bias"), (out, "out"))
     )
     _checks.check_conv_args(x, w, bias, padding, 3)
-    return WinogradConv3d(w, bias, padding, m, backend, points=points)(x, out=out)
+    return WinogradConv3d(w, bias, padding, m, backend, points=points, precision=precision,
+                          allow_inaccurate=allow_inaccurate)(x, out=out)

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from . import _backend, _checks, pruning, reference
+from . import precision as _precision
 from .sparse import BatchedCSR
 from .transforms import winograd
 
@@ -88,6 +89,8 @@ class _WinogradConvNd:
         relu: Relu = None,
         points: Any = None,
         generic: bool = False,
+        precision: str = "auto",
+        allow_inaccurate: bool = False,
     ) -> None:
         """Plan for spatial weights ``w`` (K×C×r×r; 3D K×C×r×r×r).
 
@@ -104,12 +107,18 @@ class _WinogradConvNd:
             points: interpolation points for :func:`magma_wino.transforms.winograd`
                 (default points use the specialised kernels, others the generic ones).
             generic: force the generic transform kernels (testing, alternative points).
+            precision: what the dense products compute in — "auto" (default), "fp32",
+                "tf32x3", "tf32" or "fp64" (docs/api.md, "Precision"); resolved at
+                construction into :attr:`precision`.  Sparse products run in
+                float32/float64 SIMT whatever the precision.
+            allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the
+                usable limit (else it is refused with a ValueError naming precision).
         """
         w0, bias0 = w, bias
         w, bias = _backend.coerce(w, "w", backend), _backend.coerce(bias, "bias", backend)
         wshape = _checks.check_filter(w, self.ndim)
         self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w,
-                    bias_borrowed=bias0 is not bias)
+                    bias_borrowed=bias0 is not bias, precision=precision, allow_inaccurate=allow_inaccurate)
         self._csr: BatchedCSR | None = None
         self._sparse = False
         with self._scope():
@@ -120,7 +129,8 @@ class _WinogradConvNd:
     # ----------------------------------------------------------------- construction
 
     def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like,
-               bias_borrowed: bool = False, like_name: str = "w") -> None:
+               bias_borrowed: bool = False, like_name: str = "w", precision: str = "auto",
+               allow_inaccurate: bool = False) -> None:
         """Everything but the weights.  On the cuda backend the plan's GPU is the one
         ``like`` (the weights) lives on, whatever device is current; every array the plan
         keeps is created there or checked to be there."""
@@ -138,6 +148,7 @@ class _WinogradConvNd:
                 f"(larger padding only adds outputs that see zeros; pad x explicitly)"
             )
         self.relu = _check_relu(relu)
+        _precision.check(precision)
         self.backend = _backend.resolve(backend, like, bias)
         dt = np.dtype(like.dtype)
         if dt not in (np.float32, np.float64):
@@ -148,6 +159,10 @@ class _WinogradConvNd:
         else:
             self._engine = _backend.Engine(self.backend, _backend.device_of(like))
         self._device = self._engine.device if self._engine is not None else None
+        #: The concrete precision mode of the dense products (see :mod:`magma_wino.precision`).
+        self.precision = _precision.resolve(
+            precision, dt, self.backend, self.m, self.r, self.ndim,
+            capability=getattr(self._engine, "capability", None), allow_inaccurate=allow_inaccurate)
         self._pending: list[Any] = []  # events of calls on streams other than the home stream
         self._borrowed: tuple[Any, ...] = ()  # views of foreign memory the plan keeps (bias, U)
         self._points = points
@@ -284,6 +299,8 @@ class _WinogradConvNd:
         backend: str = "auto",
         relu: Relu = None,
         points: Any = None,
+        precision: str = "auto",
+        allow_inaccurate: bool = False,
     ) -> _Plan:
         """The spatially pruned variant: ``w`` magnitude-pruned to density ``prune``
         (per layer) before the filter transform, which fills the zeros in again, so the
@@ -297,7 +314,8 @@ class _WinogradConvNd:
             _checks.check_filter(wc, cls.ndim)
             wp, _ = pruning.prune_spatial(_backend.to_host(wc), prune, density_name="prune")
             w = _backend.like(wp, wc)  # back where w lives (its GPU), as a new array
-        return cls(w, bias, padding, m, backend, relu=relu, points=points)
+        return cls(w, bias, padding, m, backend, relu=relu, points=points, precision=precision,
+                   allow_inaccurate=allow_inaccurate)
 
     @classmethod
     def from_winograd(
@@ -316,6 +334,8 @@ class _WinogradConvNd:
         relu: Relu = None,
         sparse: bool | Literal["auto"] = "auto",
         points: Any = None,
+        precision: str = "auto",
+        allow_inaccurate: bool = False,
     ) -> _Plan:
         """A layer whose parameters are Winograd-domain weights (α^nd×K×C).
 
@@ -324,7 +344,9 @@ class _WinogradConvNd:
         :class:`BatchedCSR` ``csr``.  ``r`` is the filter size the weights belong to.
         ``relu="winograd"`` makes it the Winograd-ReLU layer.  ``sparse``: True runs the
         batched sparse product, False the dense one, "auto" the sparse one when the
-        density is at most :data:`SPARSE_DENSITY_THRESHOLD`.
+        density is at most :data:`SPARSE_DENSITY_THRESHOLD`.  ``precision`` /
+        ``allow_inaccurate`` as for the constructor (the sparse product runs in
+        float32/float64 SIMT whatever the precision).
         """
         if r is None:
             raise TypeError("from_winograd needs r, the filter size the weights belong to")
@@ -357,7 +379,8 @@ class _WinogradConvNd:
         if not (isinstance(sparse, (bool, np.bool_)) or (isinstance(sparse, str) and sparse == "auto")):
             raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
-                    bias_borrowed=bias0 is not bias, like_name=wname)
+                    bias_borrowed=bias0 is not bias, like_name=wname, precision=precision,
+                    allow_inaccurate=allow_inaccurate)
         want = self.alpha**self.ndim
         if positions != want:
             raise ValueError(
@@ -521,7 +544,9 @@ class _WinogradConvNd:
     def _multiply(self, V: Any, out: Any = None) -> Any:
         positions, P = int(V.shape[0]), int(V.shape[2])
         if self._engine is None:
-            return np.matmul(self.U, V, out=out)
+            # The numpy path emulates the tensor-core operand rounding of tf32 / tf32x3 for
+            # dense plans; sparse plans' products are SIMT (plain matmul) in every mode.
+            return _precision.matmul(self.U, V, "fp32" if self._sparse else self.precision, out=out)
         e = self._engine
         dt = _backend.kernel_dtype(self.dtype, "V")
         M = out if out is not None else e.empty((positions, self.K, P), self.dtype)
@@ -530,7 +555,8 @@ class _WinogradConvNd:
             e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
                                e.ptr(c.values), c.nnz, e.ptr(V), e.ptr(M), e.stream())
         else:
-            e.ext.gemm_batched(dt, positions, self.K, P, self.C, e.ptr(self.U), e.ptr(V), e.ptr(M), e.stream())
+            e.ext.gemm_batched_ex(dt, _precision.ext_code(e.ext, self.precision), positions, self.K, P, self.C,
+                                  e.ptr(self.U), e.ptr(V), e.ptr(M), e.stream())
         return M
 
     def transform_output(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
@@ -591,7 +617,7 @@ class _WinogradConvNd:
         kind = "sparse" if self._sparse else "dense"
         return (f"{type(self).__name__}(F({self.m}, {self.r}), K={self.K}, C={self.C}, "
                 f"padding={self.padding}, backend={self.backend!r}, {kind}, relu={self.relu!r}, "
-                f"dtype={self.dtype})")
+                f"dtype={self.dtype}, precision={self.precision!r})")
 
 
 class WinogradConv2d(_WinogradConvNd):
