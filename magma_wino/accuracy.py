@@ -53,6 +53,7 @@ __all__ = [
     "growth_factor",
     "rounding_depth",
     "tolerance",
+    "tolerance_tf32",
     "tolerance_from_U",
     "rel_err",
     "mean_rel_err",
@@ -221,6 +222,26 @@ def tolerance(dtype: Any, m: int, r: int, reduction_len: int, ndim: int = 2,
     channels = reduction_len / r**ndim
     model = u / math.sqrt(3.0) * beta * math.sqrt((depth + channels / 2.0) / r**ndim)
     return min(TOLERANCE_SAFETY * model, u * beta * math.sqrt(reduction_len + depth))
+
+
+def tolerance_tf32(m: int, r: int, reduction_len: int, ndim: int = 2) -> float:
+    """Tolerance for ``rel_err`` of float32 data whose products run in ``precision="tf32"``.
+
+    Each operand of a product is rounded once to TF32, x(1 + δ) with |δ| ≤ u = 2⁻¹¹
+    (:data:`magma_wino.precision.U_TF32`), modelled uniform (std u/√3), so a product carries
+    a relative error of std √2·u/√3.  As in the derivation of :func:`tolerance`
+    (per-channel contributions weighted by the growth factor β₂^ndim, y a sum of
+    ``reduction_len = C·r^ndim`` products) this gives
+    ``rel_err ≈ √(2/3) · u · β₂^ndim / √(r^ndim)``; the tolerance is
+    :data:`TOLERANCE_SAFETY` (3) times that plus the float32 :func:`tolerance` (the float32
+    sums and transforms still round).  fp32 and tf32x3 use the float32 :func:`tolerance`
+    (tf32x3 drops only the lo·lo term, u² = 2⁻²² relative per product).
+    """
+    from .precision import U_TF32
+
+    reduction_len = _int_arg(reduction_len, "reduction_len")
+    model = math.sqrt(2.0 / 3.0) * U_TF32 * growth_factor(m, r, ndim) / math.sqrt(r**ndim)
+    return TOLERANCE_SAFETY * model + tolerance(np.float32, m, r, reduction_len, ndim)
 
 
 def _tile_transform(x: np.ndarray, bt: np.ndarray, m: int, alpha: int, padding: Any) -> np.ndarray:

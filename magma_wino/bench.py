@@ -2,8 +2,8 @@
 
 For every layer × batch × F(m, 3) × density × backend one MAGMA-style row:
 
-    layer | N | C | K | H×W | F(m,r) | density | backend | ms | in/prod/out ms | GFLOP/s |
-    workspace MiB | error | ok
+    layer | N | C | K | H×W | F(m,r) | density | backend | precision | ms | in/prod/out ms |
+    GFLOP/s | workspace MiB | error | ok
 
 * ``ms``: the whole ``plan(x)``; ``in/prod/out``: the three phases timed separately (the same
   calls ``plan.__call__`` makes: input transform, batched dense or sparse product, output
@@ -16,7 +16,13 @@ For every layer × batch × F(m, 3) × density × backend one MAGMA-style row:
 * ``error``: ``max|y − y_ref| / max|y_ref|`` against float64 (dense: the direct convolution;
   pruned: ``reference.winograd_conv_from_U`` of the pruned U, which *is* the layer), on the
   first image and an output window of at most ``--check-window`` per axis (a multiple of
-  every m, so the tiles are the plan's); ``ok``: error ≤ :func:`magma_wino.accuracy.tolerance`.
+  every m, so the tiles are the plan's); ``ok``: error ≤ :func:`magma_wino.accuracy.tolerance`
+  (tf32 rows: :func:`magma_wino.accuracy.tolerance_tf32`).
+* ``precision``: the mode the plan resolved ``--precision`` to (``plan.precision``; one
+  set of Winograd rows per mode given, default auto).  A mode a layer refuses (dtype, a
+  tile too inaccurate for tf32, no tensor cores) skips those rows, the reason printed once.
+  The sparse rows run once per tile, with the first accepted mode: the batched CSR product
+  is SIMT whatever the mode.  Baselines: ``-``.
 
 Densities: ``1.0 dense`` is the plain plan; ``d sparse`` rows are
 ``from_winograd(U, r, prune=d, sparse=True)`` (Winograd-domain pruning, batched CSR product).
@@ -50,8 +56,9 @@ from typing import Any
 import numpy as np
 
 from . import _backend, reference
+from . import precision as _precision
 from ._version import __version__
-from .accuracy import rel_err, tolerance
+from .accuracy import rel_err, tolerance, tolerance_tf32
 from .cost import C3D_LAYERS, VGG16_LAYERS
 
 __all__ = [
@@ -335,8 +342,13 @@ def _crop(a: Any, n: int, extents: Sequence[int]) -> Any:
 def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densities: Sequence[float],
                 dtype: Any = np.float32, repeat: int = 5, check_window: int = 24, seed: int = 0,
                 baselines: bool = True, scaled_from: Layer | None = None,
-                tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """All rows of one layer at batch N on one backend (Winograd dense/sparse and baselines)."""
+                tick: Callable[[], None] | None = None, precisions: Sequence[str] = ("auto",),
+                refused: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """All rows of one layer at batch N on one backend (Winograd dense/sparse and baselines).
+
+    One dense row per tile and mode of ``precisions`` (a mode the plan refuses is skipped:
+    its reason counted in ``refused``), the sparse rows once per tile with the first mode
+    accepted."""
     dtype = np.dtype(dtype)
     gpu = backend == "cuda"
     rng = np.random.default_rng(seed)
@@ -378,18 +390,32 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
 
     Plan = _plan_cls(nd)
     for m in tiles:
-        tol = tolerance(dtype, m, r, n_red, nd)
         plans: list[tuple[float, str, Any, np.ndarray]] = []
-        dense = Plan(w, padding=pad, m=m, backend=backend)
-        plans.append((1.0, "dense", dense, y_direct))
-        if backend != "numpy":
+        sparse_mode = None
+        for mode in dict.fromkeys(precisions):
+            try:
+                dense = Plan(w, padding=pad, m=m, backend=backend, precision=mode)
+            except ValueError as exc:  # the layer refuses the mode
+                if refused is not None:
+                    refused[str(exc)] = refused.get(str(exc), 0) + 1
+                if tick is not None:
+                    tick()
+                continue
+            if any(k == "dense" and q.precision == dense.precision for _, k, q, _ in plans):
+                continue  # two requested modes resolved alike (auto and its mode): one row
+            plans.append((1.0, "dense", dense, y_direct))
+            sparse_mode = mode if sparse_mode is None else sparse_mode
+        if backend != "numpy" and sparse_mode is not None:
             Uh = reference.filter_transform(wh, m).astype(dtype)
             for d in densities:
-                sp = Plan.from_winograd(Uh, r, prune=d, sparse=True, padding=pad, m=m, backend=backend)
+                sp = Plan.from_winograd(Uh, r, prune=d, sparse=True, padding=pad, m=m, backend=backend,
+                                        precision=sparse_mode)
                 Up = _backend.to_host(sp.csr.to_dense()).astype(np.float64)
                 y_ref = _crop(reference.winograd_conv_from_U(x_sub.astype(np.float64), Up, m, r, padding=pad), 1, ext)
                 plans.append((float(d), "sparse", sp, y_ref))
         for d, kind, plan, y_ref in plans:
+            dense_tf32 = plan.precision == "tf32" and not plan.uses_sparse_product
+            tol = tolerance_tf32(m, r, n_red, nd) if dense_tf32 else tolerance(dtype, m, r, n_red, nd)
             if gpu:
                 cp.cuda.get_current_stream().synchronize()
                 pool.free_all_blocks()
@@ -403,7 +429,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
                 sizes["pool_peak"] = peak
             total = timer(lambda plan=plan: plan(x), repeat)
             phases = {k: timer(f, repeat) * 1e3 for k, f in fns.items()}
-            row = dict(base, m=m, F=f"F({m},{r})", density=d, product=kind, backend=backend,
+            row = dict(base, m=m, F=f"F({m},{r})", density=d, product=kind, backend=backend, precision=plan.precision,
                        weight_density=float(plan.weight_density) if kind == "sparse" else 1.0,
                        sparse_product=bool(plan.uses_sparse_product), phase_ms=phases,
                        workspace_bytes=sizes,
@@ -428,7 +454,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
             sizes = {"cols": col_bytes} if "im2col" in name else {}
             if gpu:
                 sizes["pool_peak"] = int(pool.total_bytes())
-            row = dict(base, m=None, F=name, density=1.0, product="baseline", backend=name,
+            row = dict(base, m=None, F=name, density=1.0, product="baseline", backend=name, precision=None,
                        weight_density=1.0, sparse_product=False, phase_ms=None, workspace_bytes=sizes,
                        workspace_mib=sizes.get("cols", 0) / MIB)
             finish(row, total, y, y_direct, tol)
@@ -451,7 +477,7 @@ def crossovers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         if r["product"] not in ("dense", "sparse"):
             continue
-        key = (r["network"], r["layer"], r["backend"], r["N"], r["F"])
+        key = (r["network"], r["layer"], r["backend"], r["N"], r["F"], r.get("precision"))
         g = groups.setdefault(key, {"dense": None, "sparse": []})
         if r["product"] == "dense":
             g["dense"] = r
@@ -470,7 +496,7 @@ def crossovers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     from .layer import SPARSE_DENSITY_THRESHOLD
 
-    for (net, layer, be, N, F), g in groups.items():
+    for (net, layer, be, N, F, _prec), g in groups.items():
         if g["dense"] is None or not g["sparse"]:
             continue
         dp = g["dense"]["phase_ms"]["product"]
@@ -502,8 +528,8 @@ def _fmt_err(v: float) -> str:
     return f"{v:.1e}" if v else "0"
 
 
-TABLE_COLUMNS = ("layer", "N", "C", "K", "H×W", "F(m,r)", "density", "backend", "ms", "in/prod/out ms",
-                 "GFLOP/s", "workspace MiB", "error", "ok")
+TABLE_COLUMNS = ("layer", "N", "C", "K", "H×W", "F(m,r)", "density", "backend", "precision", "ms",
+                 "in/prod/out ms", "GFLOP/s", "workspace MiB", "error", "ok")
 
 
 def table_cells(r: dict[str, Any]) -> list[str]:
@@ -512,7 +538,7 @@ def table_cells(r: dict[str, Any]) -> list[str]:
     ok = "-" if r["ok"] is None else ("yes" if r["ok"] else "NO")
     layer = r["layer"] + ("ˢ" if r.get("scaled_from") else "")
     return [layer, str(r["N"]), str(r["C"]), str(r["K"]), _fmt_shape(r), r["F"], _fmt_density(r), r["backend"],
-            f"{r['ms']:.3g}", phases, f"{r['gflops']:.3g}", f"{r['workspace_mib']:.3g}", _fmt_err(r["error"]), ok]
+            r.get("precision") or "-", f"{r['ms']:.3g}", phases, f"{r['gflops']:.3g}", f"{r['workspace_mib']:.3g}", _fmt_err(r["error"]), ok]
 
 
 def format_table(rows: Sequence[dict[str, Any]], title: str = "magma-wino bench") -> Any:
@@ -521,7 +547,7 @@ def format_table(rows: Sequence[dict[str, Any]], title: str = "magma-wino bench"
 
     table = Table(title=title, show_lines=False, header_style="bold")
     for c in TABLE_COLUMNS:
-        table.add_column(c, justify="left" if c in ("layer", "F(m,r)", "backend", "density") else "right",
+        table.add_column(c, justify="left" if c in ("layer", "F(m,r)", "backend", "density", "precision") else "right",
                          no_wrap=True)
     for r in rows:
         cells = table_cells(r)
@@ -607,6 +633,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--density", nargs="+", type=float, default=list(DENSITIES),
                         help="Winograd-domain weight densities of the sparse rows (emulator, cuda)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--precision", nargs="+", choices=_precision.MODES, default=["auto"], metavar="MODE",
+                        help="precision modes of the Winograd rows, one set of rows each: "
+                             f"{', '.join(_precision.MODES)} (default auto); the column shows the resolved mode, "
+                             "modes a layer refuses are skipped with the reason")
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per measurement (median; default 5 CPU, 20 GPU)")
     parser.add_argument("--scale", default="8x4", metavar="CxS",
                         help="emulator layers: channels / C and spatial / S, e.g. 8x4 (default), 1x1 = full")
@@ -760,8 +790,11 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
             return [m for m in args.tile if m <= 4] or args.tile[:1]
         return list(args.tile)
 
+    precisions = list(dict.fromkeys(getattr(args, "precision", None) or ["auto"]))
+    refused: dict[str, int] = {}
+
     def n_rows(job):
-        per_tile = 1 + (0 if job["backend"] == "numpy" else len(densities))
+        per_tile = len(precisions) + (0 if job["backend"] == "numpy" else len(densities))
         nb = 0 if args.no_baselines or job["backend"] == "emulator" else (2 if job["backend"] == "cuda" else 1)
         return per_tile * len(tiles_of(job)) + nb
 
@@ -790,13 +823,15 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
                                 args.check_window, args.seed,
                                 baselines=not args.no_baselines and job["backend"] != "emulator",
                                 scaled_from=job["scaled_from"],
-                                tick=(lambda: progress.advance(task)) if progress is not None else None)
+                                tick=(lambda: progress.advance(task)) if progress is not None else None,
+                                precisions=precisions, refused=refused)
     result = {
         "schema": "magma_wino.bench/1",
         "meta": _meta(args, command, time.perf_counter() - t0),
         "rows": rows,
         "crossover": crossovers(rows),
         "skipped": skipped,
+        "refused_precision": [{"reason": k, "rows": v} for k, v in refused.items()],
     }
     if getattr(args, "model", None):
         result["model"] = model_estimates(args, rows)
@@ -827,7 +862,8 @@ def _meta(args: argparse.Namespace, command: str, seconds: float) -> dict[str, A
     meta = {
         "command": command, "version": __version__, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "numpy": np.__version__, "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-        "dtype": args.dtype, "tiles": list(args.tile), "batches": list(args.batch), "densities": list(args.density),
+        "dtype": args.dtype, "precisions": list(getattr(args, "precision", None) or ["auto"]),
+        "tiles": list(args.tile), "batches": list(args.batch), "densities": list(args.density),
         "scale_emulator": args.scale, "repeat": args.repeat, "check_window": args.check_window,
         "timing": "median of --repeat calls after one warm-up; CPU time.perf_counter, GPU CUDA events",
         "gflops": "effective: direct-convolution FLOPs 2*N*K*C*prod(out)*r^nd / time",
@@ -871,6 +907,8 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
         console.print(t)
     for s in result["skipped"]:
         console.print(f"[yellow]skipped[/] {s['network']}/{s['layer']} {s['backend']} N={s['N']}: {s['reason']}")
+    for s in result.get("refused_precision", ()):
+        console.print(f"[yellow]skipped[/] {s['rows']} row(s), the layer refuses the mode: {s['reason']}")
     mod = result.get("model")
     if mod:
         t = Table(title=f"ESTIMATE on {mod['gpu']}: speed-of-light model, not measured (* no tensor-core kernel in the layer yet)")
@@ -921,6 +959,9 @@ def run(args: argparse.Namespace) -> int:
             text += "\n### Sparse/dense crossover (measured)\n\n" + crossover_markdown(result["crossover"])
         if result.get("model"):
             text += model_markdown(result["model"])
+        if result.get("refused_precision"):
+            text += "\nSkipped (precision refused): " + "; ".join(
+                f"{s['rows']} row(s): {s['reason']}" for s in result["refused_precision"]) + "\n"
         if result["skipped"]:
             text += "\nSkipped: " + "; ".join(f"{s['layer']} {s['backend']} N={s['N']} ({s['reason']})"
                                               for s in result["skipped"]) + "\n"

@@ -14,8 +14,15 @@ every tile edge of the product kernels (BLK−1, BLK, BLK+1 in K and in P = N·t
 spatial sizes that are not multiples of m.  Outputs are pre-filled with NaN so an
 unwritten element fails.  The error is max|y − y_ref| / max|y_ref| and the bound is
 :func:`magma_wino.accuracy.tolerance` (per dtype, F(m, r) and reduction length; for the
-Winograd-domain variants :func:`magma_wino.accuracy.tolerance_from_U`, from their U and x).  Every
+Winograd-domain variants :func:`magma_wino.accuracy.tolerance_from_U`, from their U and x;
+for plans whose products run in tf32, :func:`magma_wino.accuracy.tolerance_tf32`).  Every
 failing case is printed with its shapes and seed so it can be replayed.
+
+Precision: every case has a requested ``precision`` (default "auto"); the table and the JSON
+show the mode the plan resolved it to (``plan.precision``).  The "precision" group runs each
+specialised tile in fp32 and tf32x3, and in tf32 where :mod:`magma_wino.precision` accepts
+it without ``allow_inaccurate``.  ``--precision MODE`` runs every plan in MODE, dropping the
+cases MODE does not apply to (dtype, or a tile too inaccurate for tf32).
 """
 
 from __future__ import annotations
@@ -24,12 +31,13 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from . import _backend, reference
+from . import precision as _precision
 from .layer import WinogradConv2d, WinogradConv3d
 
 __all__ = ["Case", "Result", "cases", "run_case", "main", "add_arguments", "run"]
@@ -60,6 +68,7 @@ class Case:
     variant: str = "dense"  # dense | generic | spatial | winograd | winograd_relu
     density: float = 1.0
     seed: int = 0
+    precision: str = "auto"  # requested; the plan resolves it (Result.precision)
 
     @property
     def ndim(self) -> int:
@@ -79,14 +88,30 @@ class Result:
     ok: bool
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    precision: str = ""  # the plan's resolved mode ("" when the plan was not built)
 
 
 def _scale_layer(c: int, k: int, h: int, cdiv: int, sdiv: int) -> tuple[int, int, int]:
     return max(3, c // cdiv), max(4, k // cdiv), max(6, h // sdiv)
 
 
-def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
-    """The sweep.  ``quick`` (or the emulator) scales the network layers down."""
+#: The concrete modes ``--precision`` can select ("auto": each case's own).
+PRECISION_CHOICES = ("auto", "fp32", "tf32x3", "tf32", "fp64")
+
+
+def precision_applies(mode: str, dtype: str, m: int, r: int, ndim: int) -> bool:
+    """Whether ``precision.resolve`` accepts ``mode`` for this dtype and F(m, r) without
+    ``allow_inaccurate`` (the device capability is checked when the plan is built)."""
+    try:
+        _precision.resolve(mode, dtype, "emulator", m, r, ndim)
+    except ValueError:
+        return False
+    return True
+
+
+def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto") -> list[Case]:
+    """The sweep.  ``quick`` (or the emulator) scales the network layers down.  ``precision``
+    other than "auto": every plan in that mode, without the cases it does not apply to."""
     small = quick or backend == "emulator"
     cdiv, sdiv = (8, 8) if quick else ((2, 4) if small else (1, 1))
     out: list[Case] = []
@@ -143,12 +168,22 @@ def cases(quick: bool = False, backend: str = "emulator") -> list[Case]:
         for c, k, h in c3d:
             C, K, H = _scale_layer(c, k, h, 16, 8)
             add(group="c3d", m=2, r=3, N=1, C=C, K=K, size=(4, H, H), padding=1)
+    # Precision modes of the dense product (float32): fp32 and tf32x3 on every specialised
+    # tile, tf32 where precision.py accepts it (its measured error within the usable limit).
+    for (m, r), size in [(mr, (10, 11)) for mr in SPECIALIZED_2D] + [((2, 3), (5, 6, 5))]:
+        for mode in ("fp32", "tf32x3", "tf32"):
+            if precision_applies(mode, "float32", m, r, len(size)):
+                add(group="precision", m=m, r=r, N=1, C=8, K=6, size=size, padding=(r - 1) // 2, precision=mode)
+    if precision != "auto":
+        out = [c if c.group == "precision" else replace(c, precision=precision) for c in out
+               if (c.group != "precision" or c.precision == precision)
+               and precision_applies(precision, c.dtype, c.m, c.r, c.ndim)]
     return out
 
 
 def run_case(case: Case, backend: str) -> Result:
     """Run one case on ``backend`` and compare with its float64 ground truth."""
-    from .accuracy import rel_err, tolerance, tolerance_from_U  # noqa: PLC0415  (keeps import of the CLI light)
+    from .accuracy import rel_err, tolerance, tolerance_from_U, tolerance_tf32  # noqa: PLC0415  (light CLI import)
 
     rng = np.random.default_rng(case.seed)
     dt = np.dtype(case.dtype)
@@ -166,11 +201,12 @@ def run_case(case: Case, backend: str) -> Result:
     t0 = time.perf_counter()
     extra: dict[str, Any] = {}
     if case.variant in ("dense", "generic"):
-        plan = plan_cls(w, b, case.padding, case.m, backend, generic=case.variant == "generic")
+        plan = plan_cls(w, b, case.padding, case.m, backend, generic=case.variant == "generic",
+                        precision=case.precision)
         y_ref = direct(xr, wr, br, case.padding)
     elif case.variant == "spatial":
         plan = plan_cls.from_spatial(w, prune=case.density, bias=b, padding=case.padding, m=case.m,
-                                     backend=backend, relu="spatial")
+                                     backend=backend, relu="spatial", precision=case.precision)
         from .pruning import prune_spatial  # noqa: PLC0415
 
         wp, _ = prune_spatial(w64.astype(dt), case.density)  # what the plan pruned
@@ -180,7 +216,7 @@ def run_case(case: Case, backend: str) -> Result:
         U = xp.asarray(U64.astype(dt))
         relu = "winograd" if case.variant == "winograd_relu" else None
         plan = plan_cls.from_winograd(U, case.r, prune=case.density, bias=b, padding=case.padding, m=case.m,
-                                      backend=backend, relu=relu, sparse=True)
+                                      backend=backend, relu=relu, sparse=True, precision=case.precision)
         Up = plan.csr.to_host().to_dense().astype(np.float64)
         y_ref = reference.winograd_conv_from_U(xr, Up, case.m, case.r, case.padding, br, relu=relu is not None)
         extra["weight_density"] = plan.weight_density
@@ -192,7 +228,8 @@ def run_case(case: Case, backend: str) -> Result:
     seconds = time.perf_counter() - t0
     err = rel_err(y, y_ref)
     n_red = case.C * case.r**nd
-    bound = tolerance(dt, case.m, case.r, n_red, nd)
+    dense_tf32 = plan.precision == "tf32" and not plan.uses_sparse_product
+    bound = tolerance_tf32(case.m, case.r, n_red, nd) if dense_tf32 else tolerance(dt, case.m, case.r, n_red, nd)
     if case.variant in ("winograd", "winograd_relu"):  # U is the parameter: its own, data-aware model
         scale = float(np.abs(y_ref).max())
         bound = tolerance_from_U(dt, xr, Up, case.m, case.r, case.padding, relu) / scale if scale > 0 else 0.0
@@ -201,7 +238,7 @@ def run_case(case: Case, backend: str) -> Result:
         # U = 0: y must equal the bias exactly.
         ok = bool(np.all(np.asarray(y) == br.astype(dt).reshape((1, -1) + (1,) * nd)))
         err, bound = (0.0 if ok else math.inf), 0.0
-    return Result(case, err, bound, seconds, ok, extra=extra)
+    return Result(case, err, bound, seconds, ok, extra=extra, precision=plan.precision)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -209,6 +246,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="kernel backend to validate (default: cuda if a GPU is usable, else emulator)")
     ap.add_argument("--quick", action="store_true", help="a reduced sweep (CI: under 2 minutes on the emulator)")
     ap.add_argument("--filter", default=None, help="only cases whose group contains this text")
+    ap.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                    help="run every plan in this precision mode, without the cases it does not apply to "
+                         "(default auto: each case's own mode; the 'precision' group covers the modes)")
     ap.add_argument("--json", default=None, help="write the results as JSON to this file")
     ap.add_argument("--sanitize", action="store_true",
                     help="instead of the sweep: build (if needed) and run the kernels under AddressSanitizer + UBSan "
@@ -249,7 +289,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"magma-wino validate --backend cuda: the cuda backend is not usable here: {why}. "
               "Use --backend emulator (the same kernel source on the CPU) or --backend numpy.", file=sys.stderr)
         return 2
-    sweep = [c for c in cases(args.quick, backend) if not args.filter or args.filter in c.group]
+    mode = getattr(args, "precision", "auto")
+    sweep = [c for c in cases(args.quick, backend, mode) if not args.filter or args.filter in c.group]
     console = Console(width=None if Console().is_terminal else 150)
     results: list[Result] = []
     with Progress(console=console, transient=True) as progress:
@@ -260,13 +301,16 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:  # a crash in a case is a failure of that case, reported
                 results.append(Result(c, math.inf, 0.0, 0.0, False, detail=f"{type(exc).__name__}: {exc}"))
             progress.advance(task)
-    table = Table(title=f"magma_wino validate — backend {backend}", show_lines=False)
-    for col in ("group", "shape", "F(m,r)", "dtype", "variant", "density", "max rel err", "bound", "ms", "ok"):
+    title = f"magma_wino validate — backend {backend}" + ("" if mode == "auto" else f", precision {mode}")
+    table = Table(title=title, show_lines=False)
+    for col in ("group", "shape", "F(m,r)", "dtype", "precision", "variant", "density", "max rel err", "bound",
+                "ms", "ok"):
         table.add_column(col, justify="right" if col not in ("group", "shape", "variant") else "left")
     for res in results:
         c = res.case
         fm = f"F({c.m},{c.r})" + ("" if c.ndim == 2 else " 3D")
-        table.add_row(c.group, c.describe(), fm, c.dtype, c.variant, f"{c.density:g}", f"{res.error:.2e}",
+        table.add_row(c.group, c.describe(), fm, c.dtype, res.precision or "-", c.variant, f"{c.density:g}",
+                      f"{res.error:.2e}",
                       f"{res.bound:.2e}", f"{1e3 * res.seconds:.1f}",
                       "ok" if res.ok else "[bold red]FAILED[/]")
     console.print(table)
@@ -278,10 +322,12 @@ def run(args: argparse.Namespace) -> int:
         import json  # noqa: PLC0415
         from dataclasses import asdict  # noqa: PLC0415
 
-        rows = [dict(asdict(r.case), error=r.error, bound=r.bound, seconds=r.seconds, ok=r.ok, detail=r.detail,
-                     **r.extra) for r in results]
+        # "precision": the plan's resolved mode (None if the plan was not built); the case's: requested
+        rows = [dict(asdict(r.case), precision_requested=r.case.precision, precision=r.precision or None,
+                     error=r.error, bound=r.bound, seconds=r.seconds, ok=r.ok, detail=r.detail, **r.extra)
+                for r in results]
         with open(args.json, "w") as fh:
-            json.dump({"backend": backend, "results": rows}, fh, indent=1, default=str)
+            json.dump({"backend": backend, "precision": mode, "results": rows}, fh, indent=1, default=str)
     return 1 if failed or not results else 0
 
 

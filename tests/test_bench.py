@@ -22,7 +22,8 @@ needs_gpu = pytest.mark.skipif(not HAS_GPU, reason="no CUDA GPU")
 
 ROW_KEYS = {"network", "layer", "ndim", "N", "C", "K", "spatial", "r", "m", "F", "density", "product",
             "backend", "ms", "phase_ms", "gflops", "flops", "workspace_bytes", "workspace_mib", "error",
-            "error_subset", "tolerance", "ok", "weight_density", "sparse_product", "dtype", "scaled_from"}
+            "error_subset", "tolerance", "ok", "weight_density", "sparse_product", "dtype", "scaled_from",
+            "precision"}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,8 @@ def test_table_renders(quick) -> None:
     console = Console(record=True, width=260)
     bench.print_result(res, console)
     text = console.export_text()
-    for col in ("layer", "F(m,r)", "density", "in/prod/out ms", "GFLOP/s", "workspace MiB", "error", "ok"):
+    for col in ("layer", "F(m,r)", "density", "precision", "in/prod/out ms", "GFLOP/s", "workspace MiB", "error",
+                "ok"):
         assert col in text
     assert "F(4,3)" in text and "im2col+matmul" in text
     assert md.startswith("Command: `magma-wino bench --quick")
@@ -253,3 +255,40 @@ def test_cuda_rows(rng) -> None:
         if r["product"] != "baseline":
             assert all(v > 0 for v in r["phase_ms"].values())
             assert r["workspace_bytes"]["pool_peak"] > 0
+
+
+def test_rows_carry_the_resolved_precision(quick) -> None:
+    _, res, md = quick
+    assert res["meta"]["precisions"] == ["auto"]
+    for r in res["rows"]:
+        want = {"numpy": "fp32", "emulator": "tf32x3"}.get(r["backend"])  # auto, float32; baselines: None
+        assert r["precision"] == want, r
+    assert "| backend | precision |" in md
+
+
+def test_precision_option_rows_per_mode_and_refusals_reported_once(tmp_path, capsys) -> None:
+    path = tmp_path / "b.json"
+    argv = ["--quick", "--backend", "numpy", "--network", "vgg16", "resnet18", "--precision", "fp32", "tf32",
+            "--no-baselines", "--no-progress", "--json", str(path)]
+    assert bench.main(argv) == 0
+    res = json.loads(path.read_text())
+    got = {(r["layer"], r["m"], r["precision"]) for r in res["rows"]}
+    layers = {r["layer"] for r in res["rows"]}
+    assert len(layers) == 2
+    # tf32 only where precision.py accepts it (F(2,3)); F(4,3), F(6,3) refused for every layer
+    assert got == {(lay, m, "fp32") for lay in layers for m in (2, 4, 6)} | {(lay, 2, "tf32") for lay in layers}
+    for r in res["rows"]:
+        tol = (bench.tolerance_tf32 if r["precision"] == "tf32" else lambda *a: tolerance(np.float32, *a))(
+            r["m"], 3, r["C"] * 9, 2)
+        assert r["tolerance"] == pytest.approx(tol)
+    assert {s["rows"] for s in res["refused_precision"]} == {2}  # one reason per tile, both layers
+    out = capsys.readouterr().out
+    for m in (4, 6):
+        assert out.count(f"precision='tf32' is too inaccurate for F({m}, 3)") == 1
+
+
+def test_bad_precision_is_an_argparse_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--backend", "numpy", "--precision", "fp8", "--no-progress"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from magma_wino import cli
@@ -98,3 +99,52 @@ def test_validate_groups_cases_that_fail_with_the_same_exception(monkeypatch, ca
     assert out.count("cudaErrorNoDevice") == 1  # the message once ...
     assert f"{n} cases with the same error" in out  # ... with the count
     assert f"and {n - 3} more" in out and out.count("Case(group=") == 3
+
+
+@pytest.mark.parametrize("backend, resolved", [("emulator", "tf32x3"), ("numpy", "fp32")])
+def test_validate_shows_the_resolved_precision_per_row(tmp_path, capsys, backend, resolved):
+    path = tmp_path / "v.json"
+    assert cli.main(["validate", "--backend", backend, "--quick", "--filter", "3d generic", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "precision" in out and resolved in out
+    rows = json.loads(path.read_text())["results"]
+    assert rows and all(r["precision"] == resolved and r["precision_requested"] == "auto" for r in rows)
+
+
+def test_validate_precision_option_runs_only_that_mode(tmp_path, capsys):
+    from magma_wino import validate
+
+    path = tmp_path / "v.json"
+    argv = ["validate", "--backend", "emulator", "--quick", "--precision", "tf32x3", "--filter", "precision",
+            "--json", str(path)]
+    assert cli.main(argv) == 0
+    data = json.loads(path.read_text())
+    rows = data["results"]
+    assert data["precision"] == "tf32x3"
+    want = [c for c in validate.cases(True, "emulator") if c.group == "precision" and c.precision == "tf32x3"]
+    assert len(rows) == len(want) == len(validate.SPECIALIZED_2D) + 1  # every specialised 2D tile + 3D F(2,3)
+    assert all(r["group"] == "precision" and r["precision"] == "tf32x3" and r["ok"] for r in rows)
+    out = capsys.readouterr().out
+    assert "tf32x3" in out and " fp32 " not in out and " tf32 " not in out
+
+
+def test_validate_precision_group_has_tf32_only_where_precision_allows_it():
+    from magma_wino import precision, validate
+    from magma_wino.accuracy import USABLE_LIMIT
+
+    group = [c for c in validate.cases(True, "emulator") if c.group == "precision"]
+    tf32 = {(c.m, c.r, c.ndim) for c in group if c.precision == "tf32"}
+    assert tf32 == {(m, r, nd) for (mode, m, r, nd), err in precision.MEASURED_REL_ERR.items()
+                    if mode == "tf32" and err <= USABLE_LIMIT[np.dtype(np.float32)]
+                    and ((m, r) in validate.SPECIALIZED_2D if nd == 2 else (m, r) == (2, 3))}
+    assert (2, 3, 2) in tf32 and (4, 3, 2) not in tf32
+    for mode in ("fp32", "tf32x3"):
+        assert len([c for c in group if c.precision == mode]) == len(validate.SPECIALIZED_2D) + 1
+
+
+def test_validate_bad_precision_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["validate", "--backend", "emulator", "--quick", "--precision", "fp8"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--precision" in err and "invalid choice" in err

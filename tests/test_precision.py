@@ -10,27 +10,22 @@ Tolerances:
   the derivation of ``accuracy.tolerance`` (per-channel contributions weighted by the
   growth factor β₂^nd, y a sum of C·r^nd products) this gives
   ``rel_err ≈ √(2/3) · u · β₂^nd / √(r^nd)``; the tolerance is TOLERANCE_SAFETY (3) times
-  that plus the float32 tolerance (the float32 sums and transforms still round).
+  that plus the float32 tolerance (the float32 sums and transforms still round):
+  :func:`magma_wino.accuracy.tolerance_tf32`, which ``magma-wino validate`` and ``bench`` use too.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 
 import numpy as np
 import pytest
 
 from magma_wino import WinogradConv2d, WinogradConv3d, conv2d, conv3d, precision, reference
-from magma_wino.accuracy import TOLERANCE_SAFETY, USABLE_LIMIT, growth_factor, rel_err, tolerance
+from magma_wino.accuracy import USABLE_LIMIT, rel_err, tolerance, tolerance_tf32
 
 BACKENDS = ("numpy", "emulator")
 MODES32 = ("fp32", "tf32x3", "tf32")
-
-
-def tf32_tolerance(m: int, r: int, C: int, ndim: int = 2) -> float:
-    model = math.sqrt(2.0 / 3.0) * precision.U_TF32 * growth_factor(m, r, ndim) / math.sqrt(r**ndim)
-    return TOLERANCE_SAFETY * model + tolerance(np.float32, m, r, C * r**ndim, ndim)
 
 
 def _data(seed, N, C, K, H, r=3, ndim=2):
@@ -85,7 +80,7 @@ def test_every_mode_matches_direct_conv_within_its_tolerance(backend):
     fp32_tol = tolerance(np.float32, 4, 3, C * 9)
     assert err["fp32"] <= fp32_tol, err
     assert err["tf32x3"] <= fp32_tol, err
-    assert err["tf32"] <= tf32_tolerance(4, 3, C), err
+    assert err["tf32"] <= tolerance_tf32(4, 3, C * 9), err
     y64 = conv2d(x.astype(np.float64), w.astype(np.float64), padding=1, m=4, backend=backend, precision="fp64")
     assert rel_err(y64, ref) <= tolerance(np.float64, 4, 3, C * 9)
 
@@ -98,7 +93,7 @@ def test_tf32x3_within_4x_of_fp32_and_tf32_50x_worse_on_vgg_layers(backend, C, H
            for p in MODES32}
     assert err["tf32x3"] <= 4 * err["fp32"], err
     assert err["tf32x3"] <= tolerance(np.float32, 4, 3, C * 9), err
-    assert err["tf32"] <= tf32_tolerance(4, 3, C), err
+    assert err["tf32"] <= tolerance_tf32(4, 3, C * 9), err
     assert err["tf32"] >= 50 * err["tf32x3"], err
 
 
