@@ -246,23 +246,11 @@ def tolerance_tf32(m: int, r: int, reduction_len: int, ndim: int = 2) -> float:
 
 def _tile_transform(x: np.ndarray, bt: np.ndarray, m: int, alpha: int, padding: Any) -> np.ndarray:
     """``Bᵀ d B`` (``bt`` along every spatial axis) of every tile of ``x`` (N×C×spatial), in
-    float64, as α^nd × C × P with P ordered (n, tiles...) as the kernels order the tiles."""
-    from numpy.lib.stride_tricks import sliding_window_view  # noqa: PLC0415
-
+    float64, as α^nd × C × P (:func:`magma_wino.reference._transform_tiles`)."""
     ndim = x.ndim - 2
-    r = alpha - m + 1
     pads = (padding,) * ndim if np.isscalar(padding) else tuple(padding)
-    out = [s + 2 * p - r + 1 for s, p in zip(x.shape[2:], pads)]
-    tiles = [-(-o // m) for o in out]
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p + tl * m - o) for p, tl, o in zip(pads, tiles, out)])
-    spatial = tuple(range(2, 2 + ndim))
-    win = sliding_window_view(xp, (alpha,) * ndim, axis=spatial)
-    win = win[(slice(None), slice(None)) + (slice(None, None, m),) * ndim]  # N, C, tiles..., α...
-    for ax in range(2 + ndim, 2 + 2 * ndim):
-        win = np.moveaxis(np.tensordot(win, bt, axes=([ax], [1])), -1, ax)
-    n, c = x.shape[:2]
-    order = tuple(range(2 + ndim, 2 + 2 * ndim)) + (1, 0) + spatial  # -> α..., C, N, tiles...
-    return np.ascontiguousarray(win.transpose(order)).reshape(alpha**ndim, c, -1)
+    out = [s + 2 * p - (alpha - m) for s, p in zip(x.shape[2:], pads)]
+    return reference._transform_tiles(x, bt, m, pads, out)
 
 
 def _output_matrix(at: np.ndarray, ndim: int) -> np.ndarray:

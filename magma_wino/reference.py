@@ -223,6 +223,23 @@ def _tile_windows(x: np.ndarray, m: int, alpha: int, pads, out) -> np.ndarray:
     return win[(slice(None), slice(None)) + (slice(None, None, m),) * ndim]
 
 
+def _transform_tiles(x: np.ndarray, bt: np.ndarray, m: int, pads: Sequence[int],
+                    out: Sequence[int]) -> np.ndarray:
+    """``bt · d · btᵀ`` (``bt`` α×α along every spatial axis) of every α-window ``d`` of ``x``
+    (N×C×spatial, zero-padded by ``pads``, tiles of ``m`` outputs covering ``out``), as
+    α^nd×C×P with P ordered (n, tiles...) as the kernels order the tiles.  With ``bt = Bᵀ``
+    it is the input transform; :mod:`magma_wino.accuracy` also runs it on ``|Bᵀ|²`` and ``x²``."""
+    ndim = x.ndim - 2
+    alpha = bt.shape[1]
+    c = x.shape[1]
+    win = _tile_windows(x, m, alpha, pads, out)
+    # win: N, C, tiles..., α...  -> contract every α axis with bt (positions kept)
+    v = _contract_axes(bt, win, range(2 + ndim, 2 + 2 * ndim))
+    v = np.moveaxis(v, tuple(range(2 + ndim, 2 + 2 * ndim)), tuple(range(ndim)))  # α..., N, C, tiles...
+    v = np.moveaxis(v, ndim + 1, ndim)  # α..., C, N, tiles...
+    return np.ascontiguousarray(v).reshape(alpha**ndim, c, -1)
+
+
 def input_transform(
     x: np.ndarray,
     m: int,
@@ -258,14 +275,7 @@ def input_transform(
     ndim = _checks.spatial_ndim(x)
     t, (_, _, bt) = _matrices(m, r, points, _checks.compute_dtype(x.dtype))
     pads, out = _checks.check_input_args(x, t.r, padding, ndim)
-    dt = bt.dtype
-    n, c = x.shape[:2]
-    win = _tile_windows(x.astype(dt, copy=False), t.m, t.alpha, pads, out)
-    # win: N, C, tiles..., α...  -> contract every α axis with Bᵀ (positions kept)
-    v = _contract_axes(bt, win, range(2 + ndim, 2 + 2 * ndim))
-    v = np.moveaxis(v, tuple(range(2 + ndim, 2 + 2 * ndim)), tuple(range(ndim)))  # α..., N, C, tiles...
-    v = np.moveaxis(v, ndim + 1, ndim)  # α..., C, N, tiles...
-    v = np.ascontiguousarray(v).reshape(t.alpha**ndim, c, -1)
+    v = _transform_tiles(x.astype(bt.dtype, copy=False), bt, t.m, pads, out)
     if relu:
         np.maximum(v, 0, out=v)
     return v
