@@ -261,17 +261,24 @@ size_t offset(int row, int col, unsigned ldm, bool col_major) {
   return col_major ? static_cast<size_t>(col) * ldm + row : static_cast<size_t>(row) * ldm + col;
 }
 
-template <typename Fragment>
-void load(Fragment& f, const typename FragmentInfo<Fragment>::Storage* p, unsigned ldm,
-          bool col_major, const std::source_location& where) {
-  using Info = FragmentInfo<Fragment>;
-  constexpr const char* kName = "nvcuda::wmma::load_matrix_sync";
+// The warp collective of load/store_matrix_sync: every lane with the same pointer, ldm and
+// layout, then the operand's alignment and ldm rules.
+template <typename Info>
+void memory_rendezvous(const char* name, const void* p, unsigned ldm, bool col_major,
+                       const std::source_location& where) {
   const WarpCollective collective{{reinterpret_cast<uintptr_t>(p), ldm, col_major},
                                   {"the pointer", "ldm", "the layout"},
                                   nullptr,
                                   nullptr};
-  rendezvous(kName, collective, where);
-  check_memory_operand<Info>(kName, p, ldm, where);
+  rendezvous(name, collective, where);
+  check_memory_operand<Info>(name, p, ldm, where);
+}
+
+template <typename Fragment>
+void load(Fragment& f, const typename FragmentInfo<Fragment>::Storage* p, unsigned ldm,
+          bool col_major, const std::source_location& where) {
+  using Info = FragmentInfo<Fragment>;
+  memory_rendezvous<Info>("nvcuda::wmma::load_matrix_sync", p, ldm, col_major, where);
   const uint16_t* map = slot_map<Info>();
   const unsigned lane = linear_thread() % 32;
   for (int i = 0; i < Info::kPerLane; ++i) {
@@ -284,13 +291,7 @@ template <typename Fragment>
 void store(typename FragmentInfo<Fragment>::Storage* p, const Fragment& f, unsigned ldm,
            bool col_major, const std::source_location& where) {
   using Info = FragmentInfo<Fragment>;
-  constexpr const char* kName = "nvcuda::wmma::store_matrix_sync";
-  const WarpCollective collective{{reinterpret_cast<uintptr_t>(p), ldm, col_major},
-                                  {"the pointer", "ldm", "the layout"},
-                                  nullptr,
-                                  nullptr};
-  rendezvous(kName, collective, where);
-  check_memory_operand<Info>(kName, p, ldm, where);
+  memory_rendezvous<Info>("nvcuda::wmma::store_matrix_sync", p, ldm, col_major, where);
   const uint16_t* map = slot_map<Info>();
   const unsigned lane = linear_thread() % 32;
   for (int i = 0; i < Info::kPerLane; ++i) {
