@@ -18,36 +18,18 @@ namespace wmma = nvcuda::wmma;
 constexpr int kWarpsPerBlock = 4;
 
 // Tile shapes and types of each precision (Operand: the fragment element type).
-struct Tf32Config {
-  static constexpr int M = 16, N = 16, K = 8;
-  using In = float;
-  using Operand = wmma::precision::tf32;
-  using Out = float;
+template <int M_, int N_, int K_, typename In_, typename Operand_, typename Out_>
+struct WmmaConfig {
+  static constexpr int M = M_, N = N_, K = K_;
+  using In = In_;
+  using Operand = Operand_;
+  using Out = Out_;
 };
-struct Bf16Config {
-  static constexpr int M = 16, N = 16, K = 16;
-  using In = __nv_bfloat16;
-  using Operand = __nv_bfloat16;
-  using Out = float;
-};
-struct Fp16Config {
-  static constexpr int M = 16, N = 16, K = 16;
-  using In = __half;
-  using Operand = __half;
-  using Out = float;
-};
-struct Fp16Acc16Config {
-  static constexpr int M = 16, N = 16, K = 16;
-  using In = __half;
-  using Operand = __half;
-  using Out = __half;
-};
-struct Fp64Config {
-  static constexpr int M = 8, N = 8, K = 4;
-  using In = double;
-  using Operand = double;
-  using Out = double;
-};
+using Tf32Config = WmmaConfig<16, 16, 8, float, wmma::precision::tf32, float>;
+using Bf16Config = WmmaConfig<16, 16, 16, __nv_bfloat16, __nv_bfloat16, float>;
+using Fp16Config = WmmaConfig<16, 16, 16, __half, __half, float>;
+using Fp16Acc16Config = WmmaConfig<16, 16, 16, __half, __half, __half>;
+using Fp64Config = WmmaConfig<8, 8, 4, double, double, double>;
 
 // TF32: split 0 converts the operands with __float_to_tf32, 1 leaves them unconverted (the
 // tensor core truncates), 2 is 3xTF32: x = hi + lo, acc += a_lo b_hi + a_hi b_lo + a_hi b_hi.
