@@ -116,6 +116,25 @@ __device__ __forceinline__ void cp_async_zfill(float* dst, const float* src, int
   __pipeline_memcpy_async(dst, src, bytes, valid ? 0 : bytes);
 }
 
+// Issues the copies of the kRows x kCols tile at (row0, col0) of the row-major rows x cols
+// matrix src into dst (row stride kLd), VEC floats per copy; vectors outside the matrix are
+// zero-filled.  Consecutive threads take consecutive vectors of a row (coalesced).
+template <int kRows, int kCols, int kLd, int VEC, int kThreads>
+__device__ __forceinline__ void stage_tile(float* dst, const float* __restrict__ src, int rows,
+                                           int cols, int row0, int col0) {
+  constexpr int kVecs = kRows * (kCols / VEC);
+  static_assert(kVecs % kThreads == 0, "a tile loads in whole rounds");
+#pragma unroll
+  for (int it = 0; it < kVecs / kThreads; ++it) {
+    const int e = static_cast<int>(threadIdx.x) + it * kThreads;
+    const int r = e / (kCols / VEC), c = (e % (kCols / VEC)) * VEC;
+    const int gr = row0 + r, gc = col0 + c;
+    const bool valid = gr < rows && gc < cols;
+    cp_async_zfill(dst + r * kLd + c, valid ? src + static_cast<long long>(gr) * cols + gc : src,
+                   4 * VEC, valid);
+  }
+}
+
 // Issues the copies of k slice `kt` into `stage`: A rows [row0, row0 + kM) x k [kk, kk + kK),
 // B k [kk, kk + kK) x columns [col0, col0 + kN).  Out-of-matrix vectors are zero-filled (with
 // VEC = 4 the launcher guarantees a vector is wholly inside or wholly outside).
@@ -123,32 +142,10 @@ template <typename Cfg, int VEC>
 __device__ __forceinline__ void load_stage(float* stage, const float* __restrict__ A,
                                            const float* __restrict__ B, int m, int n, int k,
                                            int row0, int col0, int kt) {
-  const int tid = threadIdx.x;
   const int kk = kt * Cfg::kK;
-  float* sA = stage;
-  float* sB = stage + Cfg::kStageA;
-  constexpr int kVecsA = Cfg::kM * (Cfg::kK / VEC);
-  static_assert(kVecsA % Cfg::kThreads == 0, "A slice loads in whole rounds");
-#pragma unroll
-  for (int it = 0; it < kVecsA / Cfg::kThreads; ++it) {
-    const int e = tid + it * Cfg::kThreads;
-    const int r = e / (Cfg::kK / VEC), c = (e % (Cfg::kK / VEC)) * VEC;
-    const int gr = row0 + r, gc = kk + c;
-    const bool valid = gr < m && gc < k;
-    cp_async_zfill(sA + r * Cfg::kLdA + c, valid ? A + static_cast<long long>(gr) * k + gc : A,
-                   4 * VEC, valid);
-  }
-  constexpr int kVecsB = Cfg::kK * (Cfg::kN / VEC);
-  static_assert(kVecsB % Cfg::kThreads == 0, "B slice loads in whole rounds");
-#pragma unroll
-  for (int it = 0; it < kVecsB / Cfg::kThreads; ++it) {
-    const int e = tid + it * Cfg::kThreads;
-    const int r = e / (Cfg::kN / VEC), c = (e % (Cfg::kN / VEC)) * VEC;
-    const int gr = kk + r, gc = col0 + c;
-    const bool valid = gr < k && gc < n;
-    cp_async_zfill(sB + r * Cfg::kLdB + c, valid ? B + static_cast<long long>(gr) * n + gc : B,
-                   4 * VEC, valid);
-  }
+  stage_tile<Cfg::kM, Cfg::kK, Cfg::kLdA, VEC, Cfg::kThreads>(stage, A, m, k, row0, kk);
+  stage_tile<Cfg::kK, Cfg::kN, Cfg::kLdB, VEC, Cfg::kThreads>(stage + Cfg::kStageA, B, k, n, kk,
+                                                              col0);
 }
 
 // Element-wise on the fragment (legal under any element-to-lane mapping): round to TF32.
