@@ -574,21 +574,22 @@ def crossover_markdown(cx: Sequence[dict[str, Any]]) -> str:
 
 
 def model_markdown(mod: dict[str, Any]) -> str:
-    """The ``--model`` section: estimated rows, and measured/estimated ratios when measured."""
-    lines = [f"\n### ESTIMATES on {mod['gpu']} (speed-of-light model, not measured; * no tensor-core kernel in the layer yet)\n",
-             "| layer | N | F(m,r) | precision | density | input ms (limit) | product ms (limit) | "
-             "output ms (limit) | total ms | cuDNN ms | ratio to cuDNN |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for e in mod["rows"]:
-        ph, lim = e["phase_ms"], e["binding"]
-        cells = " | ".join(f"{ph[k]:.3g} ({lim[k]})" for k in ("input", "product", "output"))
-        lines.append(f"| {e['layer']} | {e['N']} | {e['F']} | {e['precision']}{'*' if e['hypothetical'] else ''} | "
-                     f"{e['density']:g} | {cells} | {e['ms']:.3g} | {e['cudnn_ms']:.3g} | {e['ratio_to_cudnn']:.2f} |")
+    """The ``--model`` section: network totals and per-precision estimated rows, and the
+    measured/estimated ratios when measured."""
+    from . import perfmodel
+
+    text = f"\n### ESTIMATES on {mod['gpu']} (speed-of-light model, not measured)\n\n"
+    text += perfmodel.markdown_report(mod["rows"], mod["gpu"]) if mod["rows"] else "(no 2D layer selected)\n"
     if mod["ratios"]:
-        lines += ["", "| layer | N | F(m,r) | density | measured ms | estimated ms | measured/estimated |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {q['layer']} | {q['N']} | {q['F']} | {q['density']:g} | {q['measured_ms']:.3g} | "
-                  f"{q['estimated_ms']:.3g} | {q['ratio']:.2f} |" for q in mod["ratios"]]
-    return "\n".join(lines) + "\n"
+        lines = ["", "| layer | N | F(m,r) | precision | density | measured ms | estimated ms | measured/estimated | "
+                 "input | product | output |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for q in mod["ratios"]:
+            pr = q["phase_ratio"]
+            cells = " | ".join(f"{pr[k]:.2f}" if k in pr else "-" for k in ("input", "product", "output"))
+            lines.append(f"| {q['layer']} | {q['N']} | {q['F']} | {q['precision']} | {q['density']:g} | "
+                         f"{q['measured_ms']:.3g} | {q['estimated_ms']:.3g} | {q['ratio']:.2f} | {cells} |")
+        text += "\n".join(lines) + "\n"
+    return text
 
 
 # --------------------------------------------------------------------------- kernel facts
@@ -649,7 +650,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-baselines", action="store_true", help="skip im2col / cuDNN rows")
     parser.add_argument("--model", choices=("a100", "h100", "h200"), metavar="GPU",
                         help="add speed-of-light ESTIMATED rows for this GPU (a100, h100, h200; "
-                             "magma_wino.perfmodel) and, for measured cuda rows, measured/estimated ratios")
+                             "magma_wino.perfmodel): per precision mode, per layer and network totals, beside "
+                             "a cuDNN estimate; for measured cuda rows, measured/estimated ratios per phase")
+    parser.add_argument("--model-only", action="store_true",
+                        help="with --model: print the ESTIMATED tables only, measure nothing")
     parser.add_argument("--kernels", action="store_true",
                         help="add static kernel facts (nvcc -Xptxas -v via tools/kernel_report.py) to the JSON")
     parser.add_argument("--quick", action="store_true",
@@ -697,42 +701,58 @@ def selected_layers(args: argparse.Namespace) -> list[Layer]:
     return layers
 
 
-def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``--model GPU``: ESTIMATED rows (magma_wino.perfmodel) for the run's 2D layers, batches,
-    tiles and densities, in ``--dtype`` (and, for float32, the hypothetical TF32 product: no tensor-core
-    kernel in the layer yet), plus the measured/estimated ratio of every measured cuda row."""
+def model_precisions(args: argparse.Namespace, rows: Sequence[dict[str, Any]] = ()) -> list[str]:
+    """The precision modes of the ``--model`` rows: with ``--precision auto`` alone (the
+    default) every mode of ``precision.MODES`` (read at run time) the model has for
+    ``--dtype``; else the modes given (auto: what a plan on an sm_80+ GPU resolves it to,
+    tf32x3 / fp64); plus the mode of every measured cuda row, so each gets its ratio."""
     from . import perfmodel
 
-    est: list[dict[str, Any]] = []
-    precisions = [args.dtype] + (["tf32"] if args.dtype == "float32" else [])
-    for lay in selected_layers(args):
-        if lay.ndim != 2:
-            continue
-        H, W = lay.spatial
-        for N in args.batch:
-            for prec in precisions:
-                cud = perfmodel.estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, prec, args.model)
-                for m in args.tile:
-                    for d in (sorted(set(args.density), reverse=True) if prec != "tf32" else [1.0]):
-                        e = perfmodel.estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, args.model)
-                        est.append({"network": lay.network, "layer": lay.name, **e.as_dict(), "F": f"F({m},{lay.r})",
-                                    "phase_ms": {p.phase: p.seconds * 1e3 for p in e.phases},
-                                    "binding": {p.phase: p.binding for p in e.phases},
-                                    "cudnn_ms": cud["ms"], "ratio_to_cudnn": e.ms / cud["ms"]})
-    key = {(r["network"], r["layer"], r["N"], r["m"], r["density"], r["precision"]): r for r in est}
+    given = list(dict.fromkeys(getattr(args, "precision", None) or ["auto"]))
+    auto = "fp64" if args.dtype == "float64" else "tf32x3"
+    if given == ["auto"]:
+        modes = perfmodel.default_precisions(args.dtype)
+    else:
+        modes = [auto if p == "auto" else p for p in given]
+    modes += [r["precision"] for r in rows if r.get("backend") == "cuda" and r.get("precision")]
+    return [p for p in dict.fromkeys(modes) if p in perfmodel.PRECISIONS]
+
+
+def _model_key(r: dict[str, Any]) -> tuple:
+    """The estimated row a measured row is compared with: sparse rows run the SIMT CSR product
+    whatever the mode, so they meet the model's fp32 / fp64 sparse rows."""
+    prec = r.get("precision")
+    if r.get("product") == "sparse" or r.get("density", 1.0) < 1.0:
+        prec = "fp64" if r.get("dtype") == "float64" else "fp32"
+    return (r["network"], r["layer"], r["N"], r["m"], float(r["density"]), prec)
+
+
+def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``--model GPU``: ESTIMATED rows (magma_wino.perfmodel) for the run's 2D layers, batches,
+    tiles and densities, one set per precision mode (:func:`model_precisions`), the network
+    totals, and the measured/estimated ratio (total and per phase) of every measured cuda row."""
+    from . import perfmodel
+
+    layers = [lay for lay in selected_layers(args) if lay.ndim == 2]
+    precisions = model_precisions(args, rows)
+    est = perfmodel.layer_rows(layers, args.batch, args.tile, precisions, args.density, args.model)
+    key = {(e["network"], e["layer"], e["N"], e["m"], float(e["density"]), e["precision"]): e for e in est}
     ratios = []
     for r in rows:
-        if r.get("backend") != "cuda" or "m" not in r or r.get("scaled_from"):
+        if r.get("backend") != "cuda" or r.get("m") is None or r.get("scaled_from"):
             continue
-        e = key.get((r["network"], r["layer"], r["N"], r["m"], r["density"], r["dtype"]))
+        e = key.get(_model_key(r))
         if e is None:
             continue
         ratios.append({"layer": r["layer"], "N": r["N"], "F": r["F"], "density": r["density"],
+                       "precision": r.get("precision"), "estimated_precision": e["precision"],
                        "measured_ms": r["ms"], "estimated_ms": e["ms"], "ratio": r["ms"] / e["ms"],
                        "phase_ratio": {k: r["phase_ms"][k] / e["phase_ms"][k] for k in e["phase_ms"]
-                                       if k in r.get("phase_ms", {})}})
-    return {"gpu": args.model, "label": perfmodel.LABEL, "cudnn_efficiency": perfmodel.CUDNN_EFFICIENCY,
-            "rows": est, "ratios": ratios}
+                                       if k in (r.get("phase_ms") or {})},
+                       "binding": e["binding"]})
+    return {"gpu": args.model, "label": perfmodel.LABEL, "legend": perfmodel.LEGEND,
+            "cudnn_efficiency": perfmodel.CUDNN_EFFICIENCY, "precisions": precisions,
+            "rows": est, "totals": perfmodel.network_totals(est), "ratios": ratios}
 
 
 def plan_jobs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -780,7 +800,9 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
     for d in densities:
         if not 0.0 <= d <= 1.0:
             raise SystemExit(f"--density: {d} is not in [0, 1]")
-    jobs, skipped = plan_jobs(args)
+    if getattr(args, "model_only", False) and not getattr(args, "model", None):
+        raise SystemExit("--model-only needs --model GPU (a100, h100, h200)")
+    jobs, skipped = ([], []) if getattr(args, "model_only", False) else plan_jobs(args)
     dtype = np.dtype(args.dtype)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -896,7 +918,8 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
     from rich.table import Table
 
     console = console or _console()
-    console.print(format_table(result["rows"]))
+    if result["rows"] or not result.get("model"):  # --model-only measures nothing
+        console.print(format_table(result["rows"]))
     if result["crossover"]:
         t = Table(title="sparse/dense crossover (product phase; measured)")
         for c in ("layer", "backend", "N", "F(m,r)", "dense prod ms", "crossover density", "threshold"):
@@ -911,25 +934,27 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
         console.print(f"[yellow]skipped[/] {s['rows']} row(s), the layer refuses the mode: {s['reason']}")
     mod = result.get("model")
     if mod:
-        t = Table(title=f"ESTIMATE on {mod['gpu']}: speed-of-light model, not measured (* no tensor-core kernel in the layer yet)")
-        for c in ("layer", "N", "F(m,r)", "precision", "density", "est. in ms", "est. prod ms", "est. out ms",
-                  "est. total ms", "est. cuDNN ms", "est. ratio to cuDNN"):
-            t.add_column(c, justify="right")
-        for e in mod["rows"]:
-            ph, lim = e["phase_ms"], e["binding"]
-            t.add_row(e["layer"], str(e["N"]), e["F"], e["precision"] + ("*" if e["hypothetical"] else ""),
-                      f"{e['density']:g}", *(f"{ph[k]:.3g} ({lim[k]})" for k in ("input", "product", "output")),
-                      f"{e['ms']:.3g}", f"{e['cudnn_ms']:.3g}", f"{e['ratio_to_cudnn']:.2f}")
-        console.print(t)
+        from . import perfmodel
+
+        name = perfmodel.gpu(mod["gpu"]).name
+        if mod["rows"]:
+            console.print(perfmodel.format_totals(mod["rows"], f"ESTIMATE on {name}: network totals "
+                                                              "(speed-of-light model, not measured)"))
+        for prec, sel in perfmodel.by_precision(mod["rows"]).items():
+            console.print(perfmodel.format_estimates(sel, f"ESTIMATE on {name}, {prec}: per layer "
+                                                          "(speed-of-light model, not measured)"))
+        console.print(mod["legend"] + ".")
         if mod["ratios"]:
             t = Table(title=f"measured / estimated ({mod['gpu']} model)")
-            for c in ("layer", "N", "F(m,r)", "density", "measured ms", "estimated ms", "ratio", "in", "prod", "out"):
+            for c in ("layer", "N", "F(m,r)", "precision", "density", "measured ms", "estimated ms", "ratio",
+                      "in", "prod", "out", "estimated limits in/prod/out"):
                 t.add_column(c, justify="right")
             for q in mod["ratios"]:
                 pr = q["phase_ratio"]
-                t.add_row(q["layer"], str(q["N"]), q["F"], f"{q['density']:g}", f"{q['measured_ms']:.3g}",
-                          f"{q['estimated_ms']:.3g}", f"{q['ratio']:.2f}",
-                          *(f"{pr[k]:.2f}" if k in pr else "-" for k in ("input", "product", "output")))
+                t.add_row(q["layer"], str(q["N"]), q["F"], str(q["precision"]), f"{q['density']:g}",
+                          f"{q['measured_ms']:.3g}", f"{q['estimated_ms']:.3g}", f"{q['ratio']:.2f}",
+                          *(f"{pr[k]:.2f}" if k in pr else "-" for k in ("input", "product", "output")),
+                          "/".join(q["binding"].get(k, "-") for k in ("input", "product", "output")))
             console.print(t)
     k = result.get("kernels")
     if k:

@@ -2,28 +2,40 @@
 
 Development machines have no GPU, so this module reasons about speed the way kernel engineers
 do before they profile.  For each phase of a three-phase layer (input transform, batched
-product, output transform) it computes lower bounds on the time from
+product, output transform) and each precision mode of the products (``fp32``: SIMT FFMA;
+``tf32``, ``tf32x3``: the WMMA TF32 kernel, one or three HMMA per product; ``bf16``, ``fp16``:
+16-bit U and V, HMMA m16n16k16 with float32 accumulation; ``fp64``: SIMT DFMA) it computes
+lower bounds on the time from
 
-* the phase's DRAM bytes (compulsory: every operand read once, every result written once)
-  over the GPU's HBM bandwidth;
-* its arithmetic (FMA-pipe lane operations) over the GPU's published FP32 / FP64 / TF32 peak;
+* the phase's DRAM bytes (compulsory: every operand read once, every result written once;
+  U and V in 16 bits for bf16 / fp16) over the GPU's HBM bandwidth;
+* its arithmetic: SIMT lane operations over the published FP32 / FP64 peak, or the HMMA
+  work (zero-filled edge tiles included; three passes for tf32x3) over the dense TF32 /
+  BF16 / FP16 tensor-core peak;
 * its shared-memory / L1 traffic (wavefronts of 128 bytes, one per SM per clock) from the
-  kernel's hot-loop SASS mix (``tools/kernel_report.py``) or, without one, from the tile shape;
-* its issue slots (4 warp instructions per SM per clock) from the same mix;
+  kernel's hot-loop SASS mix (``tools/kernel_report.py``) and the tile shape;
+* its issue slots (4 warp instructions per SM per clock) from the same mix: for the
+  tensor-core GEMM the non-HMMA instructions (fragment loads, TF32 conversion, addressing)
+  are most of the loop, so this is usually its binding limit;
 
 scales the on-chip bounds by the wave-quantisation efficiency of the grid, takes the largest
 (the *binding limit*, named), and adds a fixed launch overhead.  A layer's estimate is the sum
-of its phases (they run back to back; V and M round-trip through DRAM).
+of its phases (they run back to back; V and M round-trip through DRAM).  Two *projections*
+(kernels that do not exist) are attached to a layer: split-K for the dense product when the
+grid fills the SMs badly, and, for fp64, a DMMA product at the FP64 tensor-core peak.
 
 Not modelled (so real kernels are slower): latency and occupancy stalls, bank conflicts, L2
 bandwidth (the tiled bytes are reported but not bounded), DRAM efficiency below the datasheet
-figure, clock throttling.  Every figure printed carries the word "estimate"; when a GPU is
-lent, ``magma-wino bench --backend cuda --model h200`` prints measured/estimated ratios.
+figure, clock throttling, and whether HMMA (mma.sync) reaches the dense tensor peak on Hopper
+(its full rate is documented for wgmma).  Every figure printed carries the word "estimate";
+when a GPU is lent, ``magma-wino bench --backend cuda --model h200`` prints
+measured/estimated ratios.
 
 Usage::
 
     python -m magma_wino.perfmodel --gpu h200 --network vgg16 resnet50 --batch 32
     python -m magma_wino.perfmodel --roofline docs/results/roofline_h200.png
+    python -m magma_wino.perfmodel --refresh-builtin /tmp/kr.json   # built-in mixes from a report
 """
 
 from __future__ import annotations
@@ -41,25 +53,54 @@ from typing import Any
 __all__ = [
     "GPU",
     "GPUS",
+    "PRECISIONS",
     "KernelMix",
     "SASS_SM90",
+    "TC_TILE",
     "PhaseEstimate",
     "LayerEstimate",
     "CUDNN_EFFICIENCY",
+    "CUDNN_PATH",
     "LAUNCH_OVERHEAD_S",
     "gpu",
+    "mode",
     "mix_from_sass",
+    "tc_mix",
+    "tc_hmma_per_slice",
+    "load_sass",
     "estimate_layer",
     "estimate_cudnn",
+    "layer_rows",
     "network_estimates",
     "format_estimates",
+    "format_totals",
     "markdown_estimates",
+    "markdown_totals",
+    "markdown_report",
     "network_totals",
     "roofline_png",
     "main",
 ]
 
 LABEL = "estimate (speed-of-light model, not measured)"
+PROJECTION = "projection (speed-of-light model of a kernel that does not exist yet)"
+
+#: The precision modes the model knows: magma_wino.precision.MODES without "auto", in its order.
+PRECISIONS = ("fp32", "tf32x3", "tf32", "bf16", "fp16", "fp64")
+#: Data dtypes accepted for the SIMT modes (the model's first version used them).
+_ALIASES = {"float32": "fp32", "float64": "fp64"}
+#: Modes whose products run on tensor cores, and the dense peak each uses.
+TC_PEAK = {"tf32": "tf32", "tf32x3": "tf32", "bf16": "bf16", "fp16": "fp16"}
+#: Bytes per element of U and V in DRAM and shared memory (M and the transforms: float32).
+OPERAND_BYTES = {"fp32": 4, "tf32": 4, "tf32x3": 4, "bf16": 2, "fp16": 2, "fp64": 8}
+
+
+def mode(precision: str) -> str:
+    """``precision`` as one of :data:`PRECISIONS` (float32 / float64 name fp32 / fp64)."""
+    p = _ALIASES.get(precision, precision)
+    if p not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or float32 / float64), got {precision!r}")
+    return p
 
 
 # --------------------------------------------------------------------------- GPUs
@@ -67,7 +108,7 @@ LABEL = "estimate (speed-of-light model, not measured)"
 
 @dataclass(frozen=True)
 class GPU:
-    """Published peaks of one GPU (dense rates, boost clock).  TFLOP/s, TB/s, MiB, KiB."""
+    """Published peaks of one GPU: dense rates (no 2:4 sparsity), boost clock.  TFLOP/s, TB/s, MiB, KiB."""
 
     key: str
     name: str
@@ -76,6 +117,7 @@ class GPU:
     fp32_tflops: float
     tf32_tflops: float
     bf16_tflops: float
+    fp16_tflops: float
     fp64_tflops: float
     fp64_tc_tflops: float
     hbm_tbs: float
@@ -86,29 +128,43 @@ class GPU:
     regs_per_sm: int = 65536
     max_warps_per_sm: int = 64
 
-    def peak(self, precision: str) -> float:
-        """FLOP/s of the math path a precision uses (fp32, fp64: SIMT FMA; tf32, bf16: tensor cores)."""
-        t = {"float32": self.fp32_tflops, "float64": self.fp64_tflops, "tf32": self.tf32_tflops,
-             "bf16": self.bf16_tflops, "fp64_tc": self.fp64_tc_tflops}[precision]
+    def peak(self, path: str) -> float:
+        """FLOP/s of a math path: fp32, fp64 (SIMT FMA); tf32, bf16, fp16, fp64_tc (tensor
+        cores, dense); a precision mode names its path (tf32x3 -> tf32)."""
+        path = {"float32": "fp32", "float64": "fp64", "tf32x3": "tf32"}.get(path, path)
+        t = {"fp32": self.fp32_tflops, "fp64": self.fp64_tflops, "tf32": self.tf32_tflops,
+             "bf16": self.bf16_tflops, "fp16": self.fp16_tflops, "fp64_tc": self.fp64_tc_tflops}[path]
         return t * 1e12
 
-    def fma_warps_per_clk(self, precision: str) -> float:
+    def fma_warps_per_clk(self, path: str) -> float:
         """Warp FMA instructions per SM per clock implied by the SIMT peak (FP32 on H100: 4)."""
-        return self.peak(precision) / (2 * 32 * self.sms * self.clock_ghz * 1e9)
+        return self.peak(path) / (2 * 32 * self.sms * self.clock_ghz * 1e9)
+
+    def tc_flops_per_clk(self, path: str) -> float:
+        """Tensor-core FLOPs per SM per clock implied by a dense peak (H100 TF32: ~1893)."""
+        return self.peak(path) / (self.sms * self.clock_ghz * 1e9)
 
 
-#: Sources: NVIDIA A100 datasheet (2021, SXM4 80GB: 19.5 FP32, 156 TF32, 312 BF16, 9.7 FP64,
-#: 19.5 FP64 tensor, 2039 GB/s) and the Ampere whitepaper (108 SMs, 1410 MHz boost, 40 MB L2,
-#: 164 KiB shared memory per SM); NVIDIA H100 datasheet (SXM5: 67 FP32, 494.7 TF32 and 989.4
-#: BF16 dense -- the datasheet's 989/1979 are with 2:4 sparsity --, 34 FP64, 67 FP64 tensor,
-#: 3.35 TB/s) and the Hopper whitepaper (132 SMs, 1980 MHz boost -- 132 x 128 x 2 x 1.98 GHz =
-#: 66.9 TFLOP/s --, 50 MB L2, 228 KiB shared memory per SM); NVIDIA H200 datasheet (SXM: the
-#: H100's compute, 141 GB HBM3e at 4.8 TB/s).  Shared memory: 128 bytes per clock per SM on all
-#: three (CUDA C++ Programming Guide, 32 banks of 4 bytes).  /work/.library/device/H200.md.
+#: Sources, all dense figures (NVIDIA's datasheets mark the 2:4-sparsity figures, twice these,
+#: with an asterisk; we halve those):
+#: * A100: NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB: FP32 19.5, TF32 156, BF16
+#:   312, FP16 312, FP64 9.7, FP64 tensor 19.5 TFLOP/s, 2039 GB/s; NVIDIA A100 Tensor Core GPU
+#:   Architecture whitepaper: 108 SMs, 1410 MHz boost, 40 MB L2, 164 KiB shared memory per SM.
+#: * H100: NVIDIA H100 Tensor Core GPU datasheet, SXM5: FP32 67, TF32 989 / BF16 1979 / FP16 1979
+#:   "with sparsity" -> 494.7 / 989.4 / 989.4 dense, FP64 34, FP64 tensor 67, 3.35 TB/s; NVIDIA
+#:   H100 Tensor Core GPU Architecture whitepaper: 132 SMs, 50 MB L2, 228 KiB shared memory per
+#:   SM; 1980 MHz boost (132 x 128 FP32 lanes x 2 x 1.98 GHz = 66.9 TFLOP/s, x 64 FP64 lanes =
+#:   33.5: the datasheet's 67 and 34 rounded).  The dense BF16 figure equals 132 SMs x 4096
+#:   FLOP/clk x 1.83 GHz: the tensor peaks are quoted at a lower clock than the SIMT ones; the
+#:   model uses each published peak as it is and 1.98 GHz for issue and shared-memory bounds.
+#: * H200: NVIDIA H200 Tensor Core GPU datasheet, SXM: the H100 SXM's compute figures (same
+#:   sparsity asterisks), 141 GB HBM3e at 4.8 TB/s.
+#: Shared memory: 128 bytes per clock per SM on all three (CUDA C++ Programming Guide: 32 banks
+#: of 4 bytes).  Device notes: /work/.library/device/H200.md.
 GPUS: dict[str, GPU] = {
-    "a100": GPU("a100", "A100-SXM4-80GB", 108, 1.41, 19.5, 156.0, 312.0, 9.7, 19.5, 2.039, 40.0, 164),
-    "h100": GPU("h100", "H100-SXM5-80GB", 132, 1.98, 66.9, 494.7, 989.4, 33.5, 66.9, 3.35, 50.0, 228),
-    "h200": GPU("h200", "H200-SXM-141GB", 132, 1.98, 66.9, 494.7, 989.4, 33.5, 66.9, 4.8, 50.0, 228),
+    "a100": GPU("a100", "A100-SXM4-80GB", 108, 1.41, 19.5, 156.0, 312.0, 312.0, 9.7, 19.5, 2.039, 40.0, 164),
+    "h100": GPU("h100", "H100-SXM5-80GB", 132, 1.98, 66.9, 494.7, 989.4, 989.4, 33.5, 66.9, 3.35, 50.0, 228),
+    "h200": GPU("h200", "H200-SXM-141GB", 132, 1.98, 66.9, 494.7, 989.4, 989.4, 33.5, 66.9, 4.8, 50.0, 228),
 }
 
 
@@ -125,11 +181,15 @@ def gpu(key: str | GPU) -> GPU:
 #: launches on one stream, a few microseconds on these GPUs; 4 us is a stated assumption.
 LAUNCH_OVERHEAD_S = 4e-6
 
-#: cuDNN's implicit-GEMM / direct 3x3 kernels are taken to reach 70% of the math peak they use
-#: (FP32 SIMT with TF32 off, as the bench runs it; the TF32 tensor-core peak with it on).
+#: cuDNN's implicit-GEMM / direct 3x3 kernels are taken to reach 70% of the math peak they use.
 #: Large CUTLASS/cuDNN implicit-GEMM convolutions typically sustain 60-80% of peak; 0.7 is the
 #: middle of that range, an assumption until a GPU measures it (bench's cudnn rows).
 CUDNN_EFFICIENCY = 0.7
+#: The cuDNN configuration each mode is compared with: the same accuracy class.  tf32x3 is
+#: float32-accurate and cuDNN has no 3xTF32 convolution, so its comparator is cuDNN with TF32
+#: off (FP32 SIMT), as ``magma-wino bench`` runs it; every float32 mode is also shown against
+#: cuDNN with TF32 allowed (``cudnn_tf32_ms``).
+CUDNN_PATH = {"fp32": "fp32", "tf32x3": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16", "fp64": "fp64"}
 
 
 # --------------------------------------------------------------------------- kernel mixes
@@ -139,9 +199,9 @@ CUDNN_EFFICIENCY = 0.7
 class KernelMix:
     """Warp instructions of one hot-loop iteration (or, for ``per_thread``, one thread's kernel).
 
-    ``fma``: FMA-class instructions; ``insns``: all; ``l1_wavefronts``: shared-memory and L1
-    wavefronts (LDS/STS/LDG: one per 128 bytes a warp instruction moves, no conflicts);
-    ``source``: where the numbers come from."""
+    ``fma``: FMA-class instructions (FFMA/DFMA lanes, or HMMA); ``insns``: all;
+    ``l1_wavefronts``: shared-memory and L1 wavefronts (one per 128 bytes a warp instruction
+    moves, no conflicts); ``source``: where the numbers come from ("SASS ..." or "projection ...")."""
 
     fma: float
     insns: float
@@ -153,22 +213,45 @@ _WAVES = {"32": 1, "64": 2, "128": 4}
 
 
 def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
-    """A :class:`KernelMix` from a ``tools/kernel_report.py`` hot-loop ``mix`` dict."""
+    """A :class:`KernelMix` from a ``tools/kernel_report.py`` hot-loop ``mix`` dict (LDGSTS: one
+    wavefront each; the tensor-core GEMM replaces that with its stage bytes, :func:`tc_mix`)."""
     fma = sum(mix.get(k, 0) for k in ("FFMA", "DFMA", "HMMA", "DMMA"))
     waves = sum(mix.get(f"{op}.{w}", 0) * n for op in ("LDS", "LDG", "STS") for w, n in _WAVES.items())
     return KernelMix(fma, sum(mix.values()), waves + mix.get("LDGSTS", 0), source)
 
 
 #: Hot-loop mixes read from the SASS of the kernels by tools/kernel_report.py (nvcc 13.0,
-#: sm_90, cuobjdump 13.5), kept here so that the model runs without the CUDA toolchain:
-#: gemm = one BLK_K = 16 slice of the 64x64 tile, per warp (fp32 with 16-byte loads: VEC 4,
-#: fp64: VEC 2); spmm = the per-nonzero loop of the wide tile (unrolled 4x by ptxas).
-SASS_SM90: dict[tuple[str, str], dict[str, int]] = {
+#: sm_90, cuobjdump 13.5; ``python tools/kernel_report.py --arch 90 --json FILE``, then
+#: ``python -m magma_wino.perfmodel --refresh-builtin FILE`` prints this table), kept here so
+#: that the model runs without the CUDA toolchain:
+#: * gemm = one BLK_K = 16 slice of the 64x64 SIMT tile, per warp (fp32 with 16-byte loads: VEC
+#:   4, fp64: VEC 2);
+#: * spmm = the per-nonzero loop of the wide tile (unrolled 4x by ptxas);
+#: * gemm_tc (kernels/gemm_tc.cuh, GemmTc64x64x16_32x32_s2, VEC 4 = 16-byte cp.async, VEC 1 =
+#:   4-byte) = one kK = 16 slice per warp: 32 HMMA.1684.F32.TF32 (m16n8k4, 1024 FLOP each) for
+#:   tf32, 96 for tf32x3.  Read from the sm_90 listing (opcode by opcode, VEC 4): the WMMA
+#:   fragment loads are 32 generic ``LD.E`` (shared memory through generic addresses, each with
+#:   an ``IMAD.WIDE``: 64 "other"), the TF32 rounding of the 32 fragment elements per thread is
+#:   ``FSETP`` + ``IMAD.IADD`` each (64 "other"; tf32x3's split: ~234), the rest (~115) is
+#:   copy addressing and loop control: 243 (tf32) and 423 (tf32x3) "other" per 32 / 96 HMMA.
+SASS_SM90: dict[tuple, dict[str, int]] = {
     ("gemm", "float32"): {"FFMA": 256, "LDS.32": 128, "LDG.128": 2, "STS.32": 4, "STS.128": 1, "BAR": 2, "other": 32},
     ("gemm", "float64"): {"DFMA": 256, "LDS.64": 128, "LDG.128": 4, "STS.64": 4, "STS.128": 2, "BAR": 2, "other": 55},
     ("spmm", "float32"): {"FFMA": 16, "LDS.32": 8, "LDG.32": 16, "other": 88},
     ("spmm", "float64"): {"DFMA": 8, "LDS.32": 4, "LDS.64": 4, "LDG.64": 8, "other": 88},
+    ("gemm_tc", "tf32", 4): {"HMMA": 32, "LDS.32": 6, "LDGSTS": 8, "BAR": 2, "other": 243},
+    ("gemm_tc", "tf32", 1): {"HMMA": 32, "LDS.32": 6, "LDGSTS": 32, "BAR": 2, "other": 462},
+    ("gemm_tc", "tf32x3", 4): {"HMMA": 96, "LDS.32": 6, "LDGSTS": 8, "BAR": 2, "other": 423},
+    ("gemm_tc", "tf32x3", 1): {"HMMA": 96, "LDS.32": 6, "LDGSTS": 32, "BAR": 2, "other": 642},
 }
+
+#: bf16 / fp16 (WMMA m16n16k16, no kernel compiled when this table was made): a PROJECTION per
+#: kK = 16 slice per warp, from the tile shape and the tf32 kernel's loop: 8 HMMA.16816
+#: (4096 FLOP each), no conversion (U and V are stored in 16 bits), 16 fragment loads (half the
+#: bytes of tf32's 32) with their 16 address instructions, half the 16-byte copies (4), and the
+#: tf32 loop's ~115 other instructions.  ``--sass-json`` / ``--refresh-builtin`` replace it with
+#: the kernel's SASS once the report has ``gemm_tc_kernel<kBf16 | kFp16, ...>`` rows.
+TC_16BIT_PROJECTION: dict[str, int] = {"HMMA": 8, "LDS.32": 6, "LDGSTS": 4, "BAR": 2, "other": 147}
 
 #: One thread's whole transform kernel (2D, r = 3; static instruction counts of the SASS, so
 #: an upper bound on the dynamic count): (phase, dtype, m) -> instructions.
@@ -216,14 +299,112 @@ def gemm_mix(tile: GemmTile, dtype: str, sass: dict | None = None) -> KernelMix:
     THR_M x THR_N FMAs and THR_M + THR_N scalar shared loads per k step (the register block is
     strided, so no vector LDS), the slice's stores, and 1/8 of the FMAs in other instructions."""
     if tile.name == "64x64":
-        mix = (sass or {}).get(("gemm", dtype)) or SASS_SM90[("gemm", dtype)]
-        return mix_from_sass(mix, "SASS sm_90" if sass is None else "SASS (given)")
+        given = (sass or {}).get(("gemm", dtype))
+        return mix_from_sass(given or SASS_SM90[("gemm", dtype)], "SASS (given)" if given else "SASS sm_90")
     s = 8 if dtype == "float64" else 4
     thr_m, thr_n = tile.blk_m // tile.dim_y, tile.blk_n // tile.dim_x
     fma = thr_m * thr_n * tile.blk_k
     lds = (thr_m + thr_n) * tile.blk_k * s / 4
     sts = tile.blk_k * (tile.blk_m + tile.blk_n) * s / 128 / tile.warps  # wavefronts per warp
     return KernelMix(fma, fma + (thr_m + thr_n) * tile.blk_k + fma / 8, lds + 2 * sts, "tile shape")
+
+
+@dataclass(frozen=True)
+class TcTile:
+    """kernels/gemm_tc.cuh's GemmTc64x64x16_32x32_s2 (the one configuration gemm_tc_batched picks)."""
+
+    name: str = "64x64x16_32x32_s2"
+    blk_m: int = 64
+    blk_n: int = 64
+    blk_k: int = 16
+    warp_m: int = 32
+    warp_n: int = 32
+    #: resident blocks per SM (kernel report, sm_90: occupancy 0.25 with 16-byte copies, 0.19
+    #: with 4-byte ones, 128 threads per block)
+    blocks_per_sm: dict = field(default_factory=lambda: {4: 4, 1: 3})
+
+    @property
+    def warps(self) -> int:
+        return (self.blk_m // self.warp_m) * (self.blk_n // self.warp_n)
+
+
+TC_TILE = TcTile()
+#: HMMA instruction shapes (m, n, k) the WMMA fragments compile to on sm_80 / sm_90.
+HMMA_SHAPE = {"tf32": (16, 8, 4), "tf32x3": (16, 8, 4), "bf16": (16, 8, 16), "fp16": (16, 8, 16)}
+
+
+def tc_hmma_per_slice(precision: str, tile: TcTile = TC_TILE) -> int:
+    """HMMA instructions per warp per kK slice implied by the tile and instruction shapes
+    (tf32x3: three products each)."""
+    hm, hn, hk = HMMA_SHAPE[precision]
+    n = (tile.warp_m // hm) * (tile.warp_n // hn) * (tile.blk_k // hk)
+    return 3 * n if precision == "tf32x3" else n
+
+
+def _tc_vec(precision: str, C: int, P: int) -> int:
+    """gemm_tc_batched's copy width: 16-byte cp.async when every row of U and V is 16-byte
+    aligned (C and P multiples of 16 bytes' worth of elements), else 4 bytes."""
+    per16 = 16 // OPERAND_BYTES[precision]
+    return 4 if C % per16 == 0 and P % per16 == 0 else 1
+
+
+def tc_mix(precision: str, vec: int, sass: dict | None = None, tile: TcTile = TC_TILE) -> KernelMix:
+    """The tensor-core GEMM's hot loop per warp per kK slice: instructions from the SASS (given,
+    built in, or for bf16/fp16 without SASS the :data:`TC_16BIT_PROJECTION`); shared-memory
+    wavefronts from the mix's LDS/STS plus, from the tile shape, the stage's cp.async stores
+    (the A and B slices, split over the warps) and the WMMA fragment loads (compiled to generic
+    LD.E, which the report counts as "other")."""
+    key = ("gemm_tc", precision, vec)
+    given = (sass or {}).get(key)
+    if given:
+        mix, source = given, "SASS (given)"
+    elif key in SASS_SM90:
+        mix, source = SASS_SM90[key], "SASS sm_90"
+    elif precision in ("bf16", "fp16"):
+        mix, source = TC_16BIT_PROJECTION, "projection (tile shape; no 16-bit SASS yet)"
+    else:
+        raise ValueError(f"no tensor-core mix for precision {precision!r}")
+    s = OPERAND_BYTES[precision]
+    base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
+    stage = (tile.blk_m + tile.blk_n) * tile.blk_k * s / tile.warps / 128
+    frags = (tile.warp_m + tile.warp_n) * tile.blk_k * s / 128
+    return KernelMix(mix.get("HMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + frags, source)
+
+
+def _tc_key(kernel: str) -> tuple[str, int] | None:
+    """(precision, VEC) of a kernel report's gemm_tc_kernel row name, or None."""
+    if "gemm_tc_kernel<" not in kernel:
+        return None
+    head = kernel.split("<", 1)[1].split(",", 1)[0].strip()
+    prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16", "kF16": "fp16",
+            "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3"}.get(head)
+    vec = kernel.rstrip(">").rsplit(",", 1)[-1].strip()
+    return (prec, int(vec)) if prec and vec.isdigit() else None
+
+
+def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
+    """{key: mix} in the keys of :data:`SASS_SM90` from a ``tools/kernel_report.py --json``
+    file (``arch`` rows: the 64x64 SIMT GEMM with vector loads, the wide SpMM, every
+    gemm_tc_kernel precision and copy width).  None for no path."""
+    if not path:
+        return None
+    out: dict[tuple, dict[str, int]] = {}
+    for r in json.loads(Path(path).read_text()):
+        if str(r.get("arch")) != arch or not r.get("sass"):
+            continue
+        k = r["kernel"]
+        mix = {c: v for c, v in r["sass"]["mix"].items() if v}
+        dtype = "float64" if "<double" in k else "float32"
+        if "gemm_batched_kernel" in k and "64, 64, 16>" in k and not k.endswith(", 1>"):
+            out[("gemm", dtype)] = mix
+        elif "spmm_batched_kernel" in k and ("128, 512>" in k or "32, 64, 256>" in k):
+            out[("spmm", dtype)] = mix
+        elif (tc := _tc_key(k)) and "GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>" in k:
+            out[("gemm_tc", *tc)] = mix
+    return out
+
+
+_load_sass = load_sass  # the name of the first version
 
 
 # --------------------------------------------------------------------------- estimates
@@ -241,7 +422,7 @@ class PhaseEstimate:
     bounds: dict[str, float]
     wave_efficiency: float
     mix_source: str
-    hypothetical: bool = False
+    hypothetical: bool = False  # the kernel's mix is a projection (no kernel compiled yet)
 
     @property
     def limit(self) -> str:
@@ -281,6 +462,8 @@ class LayerEstimate:
     density: float
     phases: list[PhaseEstimate] = field(default_factory=list)
     hypothetical: bool = False
+    #: kernels that do not exist: {"split_k": {...}, "dmma": {...}}, each with its "ms" (layer)
+    projections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -297,11 +480,12 @@ class LayerEstimate:
         return {"gpu": self.gpu, "N": self.N, "C": self.C, "K": self.K, "H": self.H, "W": self.W,
                 "m": self.m, "r": self.r, "precision": self.precision, "density": self.density,
                 "hypothetical": self.hypothetical, "ms": self.ms, "label": LABEL,
-                "phases": [p.as_dict() for p in self.phases]}
+                "phases": [p.as_dict() for p in self.phases], "projections": self.projections}
 
 
 def _waves(blocks: int, per_sm: int, sms: int) -> float:
-    """Wave-quantisation efficiency: blocks / (waves x resident slots)."""
+    """Wave-quantisation efficiency: blocks / (waves x resident slots).  A grid of fewer blocks
+    than one wave leaves SMs idle: 100 blocks on 132 SMs x 4 slots -> 0.19."""
     if blocks <= 0:
         return 1.0
     slots = per_sm * sms
@@ -319,22 +503,35 @@ def _transform_ops(m: int, r: int) -> tuple[int, int, int, int]:
 
 
 def _dtype_of(precision: str) -> str:
-    return "float64" if precision == "float64" else "float32"
+    return "float64" if mode(precision) == "fp64" else "float32"
+
+
+#: Split counts the split-K projection tries; each split keeps at least this many kK slices.
+SPLIT_K = (2, 4, 8, 16)
+SPLIT_K_MIN_SLICES = 4
 
 
 def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4, r: int = 3,
-                   precision: str = "float32", density: float = 1.0, gpu_key: str | GPU = "h200",
+                   precision: str = "fp32", density: float = 1.0, gpu_key: str | GPU = "h200",
                    sass: dict | None = None) -> LayerEstimate:
     """Estimated time of one 2D stride-1 'same' layer (N, C, K, H x W) with F(m, r).
 
-    ``precision``: float32 / float64 (today's SIMT kernels) or tf32 (a *hypothetical*
-    tensor-core product: no tensor-core kernel in the layer yet; transforms as float32).  ``density`` < 1:
-    the batched CSR product on a pruned U (density 1: the dense GEMM).  ``sass``: hot-loop
-    mixes {(kernel, dtype): mix} from tools/kernel_report.py's JSON, else the built-in ones."""
+    ``precision``: a mode of :data:`PRECISIONS` (float32 / float64 accepted for fp32 / fp64):
+    fp32 / fp64 the SIMT GEMM, tf32 / tf32x3 the WMMA kernel's SASS mix, bf16 / fp16 the same
+    tile with a projected mix (``hypothetical`` until their SASS is in the table); transforms
+    run in float32 (fp64: float64), and bf16 / fp16 write and read V, U in 16 bits.
+    ``density`` < 1: the batched CSR product (SIMT, float32 or float64 whatever the mode) on a
+    pruned U.  ``sass``: hot-loop mixes from :func:`load_sass`, else the built-in ones.
+    ``projections``: "split_k" (dense products whose grid fills the SMs badly) and, for fp64,
+    "dmma" -- kernels that do not exist, labelled projections."""
     g = gpu(gpu_key)
+    prec = mode(precision)
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density must be in [0, 1], got {density!r}")
     W = H if W is None else W
-    dtype = _dtype_of(precision)
-    s = 8 if dtype == "float64" else 4
+    dtype = _dtype_of(prec)
+    s = 8 if dtype == "float64" else 4  # transforms, M, x, y
+    s_op = OPERAND_BYTES[prec] if density >= 1.0 else s  # U and V of the dense product
     alpha = m + r - 1
     pos = alpha * alpha
     P = N * math.ceil(H / m) * math.ceil(W / m)
@@ -343,7 +540,7 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     issue = g.issue_per_clk * g.sms * clk  # warp instructions per second
     l1 = g.sms * clk  # wavefronts per second
     hbm = g.hbm_tbs * 1e12
-    est = LayerEstimate(g.key, N, C, K, H, W, m, r, precision, density, hypothetical=precision == "tf32")
+    est = LayerEstimate(g.key, N, C, K, H, W, m, r, prec, density)
     im, ia, om, oa = _transform_ops(m, r)
 
     def transform(phase: str, channels: int, read: float, write: float, ops: int) -> PhaseEstimate:
@@ -360,32 +557,50 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         return PhaseEstimate(phase, f"{phase}_transform_2d F({m},{r}) {dtype}", threads * ops,
                              read + write, None, bounds, eff, src)
 
-    est.phases.append(transform("input", C, N * C * H * W * s, pos * C * P * s, im + ia))
-
+    v_bytes, m_bytes = pos * C * P * s_op, pos * K * P * s
+    y_bytes = N * K * H * W * s
+    est.phases.append(transform("input", C, N * C * H * W * s, v_bytes, im + ia))
     flops = 2.0 * pos * K * C * P * density
-    v_bytes, m_bytes = pos * C * P * s, pos * K * P * s
-    if density >= 1.0:
-        tile = gemm_tile(K, P)
-        mix = gemm_mix(tile, dtype, sass)
-        blocks = pos * math.ceil(K / tile.blk_m) * math.ceil(P / tile.blk_n)
-        eff = _waves(blocks, tile.blocks_per_sm, g.sms)
-        warp_iters = blocks * tile.warps * math.ceil(C / tile.blk_k)
-        dram = pos * K * C * s + v_bytes + m_bytes
-        tiled = pos * (K * C * math.ceil(P / tile.blk_n) + C * P * math.ceil(K / tile.blk_m)) * s + m_bytes
-        if precision == "tf32":
-            bounds = {"HBM": dram / hbm, "tensor core": flops / g.peak("tf32")}
-            est.phases.append(PhaseEstimate("product", "TF32 tensor-core GEMM (no tensor-core kernel in the layer yet)", flops,
-                                            dram, tiled, bounds, 1.0, "peak only", hypothetical=True))
+
+    def dense(splits: int) -> PhaseEstimate:
+        """The dense product with the k loop split ``splits`` ways (1: the kernel as it is;
+        more: s partial M written, the extra (s - 1) M charged to HBM)."""
+        dram = pos * K * C * s_op + v_bytes + splits * m_bytes
+        if prec in TC_PEAK:
+            tile, vec = TC_TILE, _tc_vec(prec, C, P)
+            mix = tc_mix(prec, vec, sass)
+            bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm[vec]
+            name = f"gemm_tc {tile.name} {prec} VEC {vec}"
         else:
-            bounds = {"HBM": dram / hbm, "FMA pipe": warp_iters * mix.fma * 32 / fma_rate / eff,
-                      "shared memory": warp_iters * mix.l1_wavefronts / l1 / eff,
-                      "issue": warp_iters * mix.insns / issue / eff}
-            est.phases.append(PhaseEstimate("product", f"gemm_batched {tile.name} {dtype}", flops, dram, tiled,
-                                            bounds, eff, mix.source))
+            tile = gemm_tile(K, P)
+            mix = gemm_mix(tile, dtype, sass)
+            bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm
+            name = f"gemm_batched {tile.name} {dtype}"
+        slices = math.ceil(C / bk)
+        blocks = pos * math.ceil(K / bm) * math.ceil(P / bn) * splits
+        eff = _waves(blocks, per_sm, g.sms)
+        warp_iters = blocks * tile.warps * math.ceil(slices / splits)
+        tiled = pos * (K * C * math.ceil(P / bn) + C * P * math.ceil(K / bm)) * s_op + splits * m_bytes
+        bounds = {"HBM": dram / hbm}
+        if prec in TC_PEAK:
+            hm, hn, hk = HMMA_SHAPE[prec]
+            bounds["tensor core"] = warp_iters * mix.fma * 2 * hm * hn * hk / g.peak(TC_PEAK[prec]) / eff
+        else:
+            bounds["FMA pipe"] = warp_iters * mix.fma * 32 / fma_rate / eff
+        bounds["shared memory"] = warp_iters * mix.l1_wavefronts / l1 / eff
+        bounds["issue"] = warp_iters * mix.insns / issue / eff
+        hyp = mix.source.startswith("projection")
+        return PhaseEstimate("product", name + (f" split-K {splits}" if splits > 1 else ""), flops, dram, tiled,
+                             bounds, eff, mix.source, hypothetical=hyp)
+
+    if density >= 1.0:
+        prod = dense(1)
+        est.phases.append(prod)
+        est.hypothetical = prod.hypothetical
     else:
         bm, bn = SPMM_TILE[dtype]
-        mix = mix_from_sass((sass or {}).get(("spmm", dtype)) or SASS_SM90[("spmm", dtype)],
-                            "SASS sm_90" if sass is None else "SASS (given)")
+        given = (sass or {}).get(("spmm", dtype))
+        mix = mix_from_sass(given or SASS_SM90[("spmm", dtype)], "SASS (given)" if given else "SASS sm_90")
         nnz = density * pos * K * C
         warp_fmas = nnz * math.ceil(P / bn) * (bn / 32)  # a warp covers BLK_N columns of a row
         blocks = pos * math.ceil(K / bm) * math.ceil(P / bn)
@@ -399,55 +614,131 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         est.phases.append(PhaseEstimate("product", f"spmm_batched {bm}x{bn} {dtype}", flops, dram, tiled, bounds,
                                         eff, mix.source))
 
-    est.phases.append(transform("output", K, m_bytes, N * K * H * W * s, om + oa))
+    est.phases.append(transform("output", K, m_bytes, y_bytes, om + oa))
+
+    if density >= 1.0:
+        # split-K: s partial M (written by the product, summed by the output transform as it
+        # reads them: (s - 1) M more each way); the best s, if it beats the kernel as it is
+        base_in, base_out = est.phase("input").seconds, est.phase("output")
+        best = None
+        slices = math.ceil(C / (TC_TILE.blk_k if prec in TC_PEAK else gemm_tile(K, P).blk_k))
+        for sp in SPLIT_K:
+            if slices / sp < SPLIT_K_MIN_SLICES:
+                break
+            p = dense(sp)
+            out_b = dict(base_out.bounds, HBM=base_out.bounds["HBM"] + (sp - 1) * m_bytes / hbm)
+            total = base_in + p.seconds + max(out_b.values()) + LAUNCH_OVERHEAD_S
+            if best is None or total < best[0]:
+                best = (total, sp, p, max(out_b.values()) + LAUNCH_OVERHEAD_S)
+        if best is not None and best[0] < est.seconds:
+            total, sp, p, out_s = best
+            est.projections["split_k"] = {
+                "splits": sp, "ms": total * 1e3, "product_ms": p.seconds * 1e3, "product_binding": p.binding,
+                "output_ms": out_s * 1e3, "wave_efficiency": p.wave_efficiency,
+                "gain_ms": (est.seconds - total) * 1e3, "label": PROJECTION}
+        if prec == "fp64":
+            prod = est.phase("product")
+            tc_flops = 2.0 * pos * math.ceil(K / 64) * 64 * math.ceil(P / 64) * 64 * math.ceil(C / 16) * 16
+            b = {"HBM": prod.bounds["HBM"], "tensor core": tc_flops / g.peak("fp64_tc") / prod.wave_efficiency}
+            t = max(b.values()) + LAUNCH_OVERHEAD_S
+            est.projections["dmma"] = {
+                "ms": (est.seconds - prod.seconds + t) * 1e3, "product_ms": t * 1e3,
+                "product_binding": max(b, key=b.get), "label": PROJECTION + ": DMMA at the FP64 tensor peak, "
+                "no issue or shared-memory bound"}
     return est
 
 
 def estimate_cudnn(N: int, C: int, K: int, H: int, W: int | None = None, r: int = 3,
-                   precision: str = "float32", gpu_key: str | GPU = "h200",
+                   precision: str = "fp32", gpu_key: str | GPU = "h200",
                    efficiency: float = CUDNN_EFFICIENCY) -> dict[str, Any]:
-    """Estimated cuDNN (implicit GEMM) time: direct FLOPs at ``efficiency`` of the FP32 (or
-    TF32, FP64) peak, or the compulsory bytes over HBM, whichever is larger, plus one launch."""
+    """Estimated cuDNN (implicit GEMM) time for the comparator of a mode (:data:`CUDNN_PATH`; a
+    math path such as "fp32" or "tf32" names itself): the direct convolution's FLOPs at
+    ``efficiency`` of that path's dense peak, or the compulsory bytes of x, w, y (16-bit paths:
+    2 bytes each) over HBM, whichever is larger, plus one launch."""
     g = gpu(gpu_key)
     W = H if W is None else W
-    s = 8 if precision == "float64" else 4
+    path = CUDNN_PATH[mode(precision)]
+    s = {"fp64": 8, "bf16": 2, "fp16": 2}.get(path, 4)
     flops = 2.0 * N * K * C * H * W * r * r
     dram = (N * C * H * W + K * C * r * r + N * K * H * W) * s
-    bounds = {"HBM": dram / (g.hbm_tbs * 1e12), "math": flops / (efficiency * g.peak(precision))}
+    bounds = {"HBM": dram / (g.hbm_tbs * 1e12), "math": flops / (efficiency * g.peak(path))}
     t = max(bounds.values()) + LAUNCH_OVERHEAD_S
-    return {"precision": precision, "efficiency": efficiency, "flops": flops, "dram_bytes": dram,
-            "bounds": bounds, "binding": max(bounds, key=bounds.get), "ms": t * 1e3, "label": LABEL}
+    return {"precision": mode(precision), "path": path, "efficiency": efficiency, "flops": flops,
+            "dram_bytes": dram, "bounds": bounds, "binding": max(bounds, key=bounds.get), "ms": t * 1e3,
+            "label": LABEL}
 
 
 # --------------------------------------------------------------------------- tables
 
 
-def network_estimates(networks: Sequence[str] = ("vgg16", "resnet50"), batches: Sequence[int] = (32,),
-                      tiles: Sequence[int] = (4,), precisions: Sequence[str] = ("float32",),
-                      densities: Sequence[float] = (1.0,), gpu_key: str = "h200",
-                      sass: dict | None = None) -> list[dict[str, Any]]:
-    """One row per (layer, N, m, precision, density) of bench's 2D network layer lists."""
-    from .bench import network_layers
+def refusal(precision: str, m: int, r: int, ndim: int = 2) -> str | None:
+    """Why ``magma_wino.precision.resolve`` refuses the mode for F(m, r) on an sm_90 GPU
+    (accuracy, or not supported yet), or None when a plan would run it."""
+    import numpy as np
 
+    from . import precision as _precision
+
+    prec = mode(precision)
+    dtype = np.float64 if prec == "fp64" else np.float32
+    try:
+        _precision.resolve(prec, dtype, "cuda", m, r, ndim, capability=(9, 0))
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def default_precisions(dtype: str = "float32") -> list[str]:
+    """The modes of ``magma_wino.precision.MODES`` (read at run time) the model has, for data of
+    ``dtype``: fp64 for float64, every other concrete mode for float32."""
+    from . import precision as _precision
+
+    modes = [p for p in _precision.MODES if p in PRECISIONS]
+    return ["fp64"] if dtype == "float64" else [p for p in modes if p != "fp64"]
+
+
+def layer_rows(layers: Sequence[Any], batches: Sequence[int] = (32,), tiles: Sequence[int] = (4,),
+               precisions: Sequence[str] = ("fp32",), densities: Sequence[float] = (1.0,),
+               gpu_key: str | GPU = "h200", sass: dict | None = None) -> list[dict[str, Any]]:
+    """One row per (layer, N, m, precision, density) of 2D ``bench.Layer`` objects (3D skipped).
+    Sparse rows (density < 1) are SIMT whatever the mode: they are made for fp32 and fp64 only."""
     rows = []
-    for lay in network_layers(list(networks)):
+    for lay in layers:
         if lay.ndim != 2:
             continue
         H, W = lay.spatial
         for N in batches:
-            for prec in precisions:
-                # cuDNN on the same math path (FP32, FP64, TF32), and with TF32 allowed (fp32 rows)
+            for prec in dict.fromkeys(mode(p) for p in precisions):
                 cud = estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, prec, gpu_key)
-                cud_tf32 = estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, "tf32", gpu_key) if prec != "float64" else None
+                cud_tf32 = estimate_cudnn(N, lay.C, lay.K, H, W, lay.r, "tf32", gpu_key) if prec != "fp64" else None
                 for m in tiles:
-                    for d in (densities if prec != "tf32" else [1.0]):  # no tensor-core SpMM modelled
+                    refused = refusal(prec, m, lay.r)
+                    for d in sorted(set(densities), reverse=True):
+                        if d < 1.0 and prec not in ("fp32", "fp64"):
+                            continue  # the CSR product is SIMT in every mode: the fp32 rows
                         e = estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, gpu_key, sass)
+                        sk = e.projections.get("split_k")
                         rows.append({"network": lay.network, "layer": lay.name, **e.as_dict(),
-                                     "cudnn_ms": cud["ms"], "cudnn_binding": cud["binding"],
-                                     "ratio_to_cudnn": e.ms / cud["ms"],
+                                     "F": f"F({m},{lay.r})", "refused": refused,
+                                     "phase_ms": {p.phase: p.seconds * 1e3 for p in e.phases},
+                                     "binding": {p.phase: p.binding for p in e.phases},
+                                     "product_wave_efficiency": e.phase("product").wave_efficiency,
+                                     "split_k_ms": sk["ms"] if sk else None,
+                                     "split_k_splits": sk["splits"] if sk else None,
+                                     "cudnn_path": cud["path"], "cudnn_ms": cud["ms"],
+                                     "cudnn_binding": cud["binding"], "ratio_to_cudnn": e.ms / cud["ms"],
                                      "cudnn_tf32_ms": cud_tf32["ms"] if cud_tf32 else None,
                                      "ratio_to_cudnn_tf32": e.ms / cud_tf32["ms"] if cud_tf32 else None})
     return rows
+
+
+def network_estimates(networks: Sequence[str] = ("vgg16", "resnet50"), batches: Sequence[int] = (32,),
+                      tiles: Sequence[int] = (4,), precisions: Sequence[str] = ("fp32",),
+                      densities: Sequence[float] = (1.0,), gpu_key: str | GPU = "h200",
+                      sass: dict | None = None) -> list[dict[str, Any]]:
+    """:func:`layer_rows` of bench's 2D network layer lists."""
+    from .bench import network_layers
+
+    return layer_rows(network_layers(list(networks)), batches, tiles, precisions, densities, gpu_key, sass)
 
 
 def _opt(v: float | None, fmt: str) -> str:
@@ -459,114 +750,186 @@ def _phase_cell(p: dict[str, Any]) -> str:
 
 
 def _prec_label(r: dict[str, Any]) -> str:
-    return r["precision"] + ("*" if r["hypothetical"] else "")
+    """The mode, * when its kernel mix is projected (no kernel yet), † when a plan refuses it."""
+    return r["precision"] + ("*" if r["hypothetical"] else "") + ("†" if r.get("refused") else "")
+
+
+def _split_cell(r: dict[str, Any]) -> str:
+    return "-" if r.get("split_k_ms") is None else f"{r['split_k_ms']:.3g} (s={r['split_k_splits']})"
+
+
+LEGEND = ("every figure is an ESTIMATE of the speed-of-light model (not measured); * = no kernel of this "
+          "mode yet, its hot-loop mix is projected from the tile shape; † = magma_wino.precision refuses "
+          "the mode for this F(m,r) (accuracy, or not supported yet); split-K: a PROJECTION, the kernel "
+          f"does not exist; cuDNN: implicit GEMM at {CUDNN_EFFICIENCY:.0%} of the dense peak of the same "
+          "accuracy class (tf32x3 and fp32: FP32 with TF32 off), an assumption")
+
+_ROW_COLS = ("layer", "N", "F(m,r)", "precision", "density", "input ms", "product ms", "waves",
+             "output ms", "total ms", "split-K ms", "cuDNN ms", "ratio", "cuDNN TF32 ms", "ratio TF32")
+
+
+def _row_cells(r: dict[str, Any]) -> list[str]:
+    ph = {p["phase"]: p for p in r["phases"]}
+    return [f"{r['network']}/{r['layer']}", str(r["N"]), f"F({r['m']},{r['r']})", _prec_label(r),
+            f"{r['density']:g}", _phase_cell(ph["input"]), _phase_cell(ph["product"]),
+            f"{r['product_wave_efficiency']:.2f}", _phase_cell(ph["output"]), f"{r['ms']:.3g}", _split_cell(r),
+            f"{r['cudnn_ms']:.3g} ({r['cudnn_path']})", f"{r['ratio_to_cudnn']:.2f}",
+            _opt(r["cudnn_tf32_ms"], ".3g"), _opt(r["ratio_to_cudnn_tf32"], ".2f")]
 
 
 def format_estimates(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
-    """A rich Table of estimated rows (every one an estimate; * = no tensor-core kernel in the layer yet)."""
+    """A rich Table of estimated rows (every one an estimate; see :data:`LEGEND`)."""
     from rich.table import Table
 
     t = Table(title=title or f"ESTIMATE: speed-of-light model on {rows[0]['gpu'] if rows else '?'} (not measured)")
-    for c in ("layer", "N", "F(m,r)", "precision", "density", "input ms", "product ms", "output ms",
-              "total ms (est.)", "cuDNN ms (est.)", "ratio to cuDNN"):
-        t.add_column(c, justify="right")
+    for c in _ROW_COLS:
+        t.add_column(c, justify="left" if c == "layer" else "right")
     for r in rows:
-        ph = {p["phase"]: p for p in r["phases"]}
-        t.add_row(r["layer"], str(r["N"]), f"F({r['m']},{r['r']})", _prec_label(r), f"{r['density']:g}",
-                  _phase_cell(ph["input"]), _phase_cell(ph["product"]), _phase_cell(ph["output"]),
-                  f"{r['ms']:.3g}", f"{r['cudnn_ms']:.3g}", f"{r['ratio_to_cudnn']:.2f}")
+        t.add_row(*_row_cells(r))
     return t
 
 
 def markdown_estimates(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of estimated rows: per phase ms (binding limit), total, cuDNN, ratios."""
-    lines = ["| layer | N | F(m,r) | precision | density | input ms (limit) | product ms (limit) | "
-             "output ms (limit) | total ms | cuDNN ms, same math | ratio | cuDNN ms, TF32 | ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ph = {p["phase"]: p for p in r["phases"]}
-        lines.append(f"| {r['network']}/{r['layer']} | {r['N']} | F({r['m']},{r['r']}) | {_prec_label(r)} | "
-                     f"{r['density']:g} | {_phase_cell(ph['input'])} | {_phase_cell(ph['product'])} | "
-                     f"{_phase_cell(ph['output'])} | {r['ms']:.3g} | {r['cudnn_ms']:.3g} | "
-                     f"{r['ratio_to_cudnn']:.2f} | {_opt(r['cudnn_tf32_ms'], '.3g')} | "
-                     f"{_opt(r['ratio_to_cudnn_tf32'], '.2f')} |")
+    """Markdown table of estimated rows: per phase ms (binding limit), product wave efficiency,
+    total, the split-K projection, cuDNN of the same accuracy class and with TF32, ratios."""
+    lines = ["| " + " | ".join(_ROW_COLS) + " |", "|" + "---|" * len(_ROW_COLS)]
+    lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (network, N, F, precision, density): the sum over the network's 3x3 layers, each
-    deduplicated shape counted as often as it occurs (conv3_2/3_3: twice), and the binding
-    limits of the phases (limit: number of layer-phases)."""
+    deduplicated shape counted as often as it occurs (conv3_2/3_3: twice), the split-K
+    projection (each layer at its best split, or as it is), and the binding limits of the
+    phases (limit: number of layer-phases)."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in rows:
         k = (r["network"], r["N"], r["m"], r["precision"], r["density"])
         t = out.setdefault(k, {"network": r["network"], "N": r["N"], "m": r["m"], "r": r["r"],
                                "precision": r["precision"], "hypothetical": r["hypothetical"],
-                               "density": r["density"], "ms": 0.0, "cudnn_ms": 0.0, "limits": {}})
+                               "refused": r.get("refused"), "density": r["density"], "ms": 0.0,
+                               "split_k_ms": 0.0, "cudnn_ms": 0.0, "cudnn_path": r.get("cudnn_path"),
+                               "cudnn_tf32_ms": 0.0 if r.get("cudnn_tf32_ms") is not None else None,
+                               "layers": 0, "limits": {}})
         times = r["layer"].count("/") + 1
+        t["layers"] += times
         t["ms"] += times * r["ms"]
+        t["split_k_ms"] += times * (r.get("split_k_ms") or r["ms"])
         t["cudnn_ms"] += times * r["cudnn_ms"]
+        if t["cudnn_tf32_ms"] is not None:
+            t["cudnn_tf32_ms"] += times * r["cudnn_tf32_ms"]
+        t["refused"] = t["refused"] or r.get("refused")
+        t["hypothetical"] = t["hypothetical"] or r["hypothetical"]
         for p in r["phases"]:
-            t["limits"][f"{p['phase']}: {p['binding']}"] = t["limits"].get(f"{p['phase']}: {p['binding']}", 0) + times
+            lim = f"{p['phase']}: {p['binding']}"
+            t["limits"][lim] = t["limits"].get(lim, 0) + times
     for t in out.values():
         t["ratio_to_cudnn"] = t["ms"] / t["cudnn_ms"]
+        t["ratio_to_cudnn_tf32"] = t["ms"] / t["cudnn_tf32_ms"] if t["cudnn_tf32_ms"] else None
         t["label"] = LABEL
     return list(out.values())
 
 
+_TOTAL_COLS = ("network", "N", "F(m,r)", "precision", "density", "layers", "total ms", "split-K ms",
+               "cuDNN ms", "ratio", "cuDNN TF32 ms", "ratio TF32", "binding limits (layer-phases)")
+
+
+def _total_cells(t: dict[str, Any]) -> list[str]:
+    lim = ", ".join(f"{k} ×{v}" for k, v in sorted(t["limits"].items()))
+    return [t["network"], str(t["N"]), f"F({t['m']},{t['r']})", _prec_label(t), f"{t['density']:g}", str(t["layers"]),
+            f"{t['ms']:.3g}", f"{t['split_k_ms']:.3g}", f"{t['cudnn_ms']:.3g} ({t['cudnn_path']})",
+            f"{t['ratio_to_cudnn']:.2f}", _opt(t["cudnn_tf32_ms"], ".3g"), _opt(t["ratio_to_cudnn_tf32"], ".2f"), lim]
+
+
 def markdown_totals(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| network | N | F(m,r) | precision | density | total ms | cuDNN ms, same math | ratio | "
-             "binding limits (layer-phases) |", "|---|---|---|---|---|---|---|---|---|"]
-    for t in network_totals(rows):
-        lim = ", ".join(f"{k} ×{v}" for k, v in sorted(t["limits"].items()))
-        lines.append(f"| {t['network']} | {t['N']} | F({t['m']},{t['r']}) | {_prec_label(t)} | {t['density']:g} | "
-                     f"{t['ms']:.3g} | {t['cudnn_ms']:.3g} | {t['ratio_to_cudnn']:.2f} | {lim} |")
+    lines = ["| " + " | ".join(_TOTAL_COLS) + " |", "|" + "---|" * len(_TOTAL_COLS)]
+    lines += ["| " + " | ".join(_total_cells(t)) + " |" for t in network_totals(rows)]
     return "\n".join(lines) + "\n"
+
+
+def format_totals(rows: Sequence[dict[str, Any]], title: str | None = None) -> Any:
+    """A rich Table of :func:`network_totals`."""
+    from rich.table import Table
+
+    t = Table(title=title or "ESTIMATE: network totals (speed-of-light model, not measured)")
+    for c in _TOTAL_COLS:
+        t.add_column(c, justify="left" if c in ("network", "binding limits (layer-phases)") else "right")
+    for tot in network_totals(rows):
+        t.add_row(*_total_cells(tot))
+    return t
+
+
+def by_precision(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows grouped by precision mode, in the order of :data:`PRECISIONS`."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in PRECISIONS:
+        sel = [r for r in rows if r["precision"] == p]
+        if sel:
+            out[p] = sel
+    return out
+
+
+def markdown_report(rows: Sequence[dict[str, Any]], gpu_key: str | GPU = "h200", command: str | None = None) -> str:
+    """The totals and, per precision, the per-layer table, as markdown (every figure labelled)."""
+    head = f"ESTIMATES on {gpu(gpu_key).name} ({LABEL})." + (f" Command: `{command}`" if command else "")
+    parts = [head, "", LEGEND + ".", "",
+             "Network totals (every 3x3 layer, repeated shapes counted each time):", "", markdown_totals(rows)]
+    for p, sel in by_precision(rows).items():
+        parts += [f"Per layer, {p} (estimate):", "", markdown_estimates(sel)]
+    return "\n".join(parts)
 
 
 def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 4) -> Path:
     """Roofline plot: each kernel's arithmetic intensity (FLOP per compulsory DRAM byte) and
-    estimated rate on VGG-16 conv3 and ResNet-50 conv4 layers, against the GPU's roofs."""
+    estimated rate on VGG-16 conv3 and ResNet-50 conv4 layers, against the GPU's roofs: the
+    transforms and today's SIMT products (fp32, fp64, 25% CSR), the tensor-core product per
+    precision (tf32, tf32x3 from their SASS; bf16, fp16 projected: hollow)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     g = gpu(gpu_key)
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(8.5, 6))
     x = [10 ** (i / 20) for i in range(-40, 81)]
     hbm = g.hbm_tbs * 1e12
-    for name, peak, style in (("FP32", g.peak("float32"), "-"), ("FP64", g.peak("float64"), "--"),
-                              ("TF32 tensor", g.peak("tf32"), ":")):
-        ax.plot(x, [min(peak, hbm * i) / 1e12 for i in x], style, label=f"{name} roof ({peak / 1e12:.0f} TFLOP/s)")
+    for name, path_, style in (("FP32", "fp32", "-"), ("FP64", "fp64", "--"), ("TF32 tensor", "tf32", ":"),
+                               ("BF16/FP16 tensor", "bf16", "-."), ("FP64 tensor", "fp64_tc", (0, (1, 4)))):
+        peak = g.peak(path_)
+        ax.plot(x, [min(peak, hbm * i) / 1e12 for i in x], linestyle=style, color="0.4", lw=1,
+                label=f"{name} roof ({peak / 1e12:.0f} TFLOP/s dense)")
     markers = {"input": "o", "product": "s", "output": "^"}
-    colors = {"float32": "C0", "float64": "C1", "tf32": "C2"}
+    colors = {"fp32": "C0", "fp64": "C1", "tf32": "C2", "tf32x3": "C3", "bf16": "C4", "fp16": "C5"}
     for H, C, K, lay in ((56, 256, 256, "VGG conv3"), (14, 256, 256, "R50 conv4")):
-        for prec in ("float32", "float64", "tf32"):
+        for prec in colors:
             for d in (1.0, 0.25):
-                if d < 1 and prec == "tf32":
+                if d < 1 and prec not in ("fp32", "fp64"):
                     continue
                 e = estimate_layer(N, C, K, H, H, m, 3, prec, d, g)
                 for p in e.phases:
-                    if (d < 1 or prec == "tf32") and p.phase != "product":
-                        continue  # tf32 transforms are the float32 ones
-                    ax.scatter(p.intensity, p.flops / p.seconds / 1e12, marker=markers[p.phase], color=colors[prec],
-                               edgecolors="k" if d == 1 else "none", s=40, zorder=3)
-                    if prec == "float32" and d == 1 and p.phase == "product":
-                        ax.annotate(lay, (p.intensity, p.flops / p.seconds / 1e12), fontsize=7,
-                                    xytext=(4, -10), textcoords="offset points")
+                    if (d < 1 or prec not in ("fp32", "fp64")) and p.phase != "product":
+                        continue  # the tensor-core modes' transforms are the fp32 ones (bf16: V half)
+                    y = p.flops / p.seconds / 1e12
+                    face = "none" if p.hypothetical else colors[prec]
+                    ax.scatter(p.intensity, y, marker=markers[p.phase], facecolors=face, color=colors[prec],
+                               edgecolors=colors[prec] if p.hypothetical else ("k" if d == 1 else "none"),
+                               s=40, zorder=3)
+                    if p.phase == "product" and d == 1 and prec in ("fp32", "tf32"):
+                        ax.annotate(lay, (p.intensity, y), fontsize=7, xytext=(4, -10), textcoords="offset points")
     for ph, mk in markers.items():
         ax.scatter([], [], marker=mk, color="gray", label=f"{ph} phase")
     for prec, c in colors.items():
-        ax.scatter([], [], marker="s", color=c, label=prec + (" (no tensor-core kernel in the layer yet)" if prec == "tf32" else ""))
+        hyp = prec in ("bf16", "fp16")
+        ax.scatter([], [], marker="s", color=c, facecolors="none" if hyp else c,
+                   label=prec + (" (projected mix, no kernel yet)" if hyp else ""))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / compulsory DRAM byte)")
     ax.set_ylabel("TFLOP/s (ESTIMATED, useful FLOPs)")
     ax.set_title(f"ESTIMATE: roofline, {g.name}, N={N}, F({m},3); VGG conv3 56x56x256, R50 conv4 14x14x256\n"
-                 "filled edge = dense, no edge = 25% density (SpMM)", fontsize=9)
+                 "black edge = dense, no edge = 25% density (SpMM); hollow = projected mix", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=6.5, loc="lower right", ncol=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -578,22 +941,10 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
 # --------------------------------------------------------------------------- CLI
 
 
-def _load_sass(path: str | None) -> dict | None:
-    """{(kernel, dtype): mix} from a tools/kernel_report.py --json file (sm_90 rows, 64x64 GEMM
-    with vector loads, the wide SpMM)."""
-    if not path:
-        return None
-    out: dict[tuple[str, str], dict[str, int]] = {}
-    for r in json.loads(Path(path).read_text()):
-        if r.get("arch") != "90" or not r.get("sass"):
-            continue
-        k = r["kernel"]
-        dtype = "float64" if "<double" in k else "float32"
-        if "gemm_batched_kernel" in k and "64, 64, 16>" in k and not k.endswith(", 1>"):
-            out[("gemm", dtype)] = r["sass"]["mix"]
-        elif "spmm_batched_kernel" in k and ("128, 512>" in k or "32, 64, 256>" in k):
-            out[("spmm", dtype)] = r["sass"]["mix"]
-    return out
+def builtin_literal(sass: dict) -> str:
+    """The :data:`SASS_SM90` entries of a :func:`load_sass` dict as Python source (to paste)."""
+    keys = sorted(sass, key=lambda k: tuple(str(v) for v in k))
+    return "SASS_SM90 = {\n" + "".join(f"    {k!r}: {sass[k]!r},\n" for k in keys) + "}\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -603,11 +954,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--network", nargs="+", default=["vgg16", "resnet50"], help="2D networks of magma-wino bench")
     ap.add_argument("--batch", nargs="+", type=int, default=[32])
     ap.add_argument("--tile", nargs="+", type=int, default=[4], help="output tile sizes m of F(m,3)")
-    ap.add_argument("--precision", nargs="+", default=["float32", "float64", "tf32"],
-                    choices=("float32", "float64", "tf32"), help="tf32: hypothetical (no tensor-core kernel in the layer yet)")
+    ap.add_argument("--precision", nargs="+", default=None, choices=(*PRECISIONS, *_ALIASES),
+                    help="precision modes (default: every mode of magma_wino.precision.MODES the model has)")
     ap.add_argument("--density", nargs="+", type=float, default=[1.0])
     ap.add_argument("--sass-json", metavar="FILE", help="hot-loop mixes from tools/kernel_report.py --json")
-    ap.add_argument("--markdown", metavar="FILE", help="write the table as markdown")
+    ap.add_argument("--refresh-builtin", metavar="FILE",
+                    help="print the built-in SASS_SM90 table read from a tools/kernel_report.py --json file, and stop")
+    ap.add_argument("--markdown", metavar="FILE", help="write the tables as markdown")
     ap.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     ap.add_argument("--roofline", metavar="PNG", help="write the roofline plot (matplotlib) and stop")
     return ap
@@ -615,25 +968,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.refresh_builtin:
+        sass = load_sass(args.refresh_builtin) or {}
+        missing = [k for k in SASS_SM90 if k not in sass]
+        print(builtin_literal(sass), end="")
+        if missing:
+            print(f"# not in the report (kept as built in): {missing}")
+        return 0
     if args.roofline:
         print(f"wrote {roofline_png(args.roofline, args.gpu)} ({LABEL})")
         return 0
-    rows = network_estimates(args.network, args.batch, args.tile, args.precision, args.density, args.gpu,
-                             _load_sass(args.sass_json))
+    precisions = args.precision or default_precisions()
+    rows = network_estimates(args.network, args.batch, args.tile, precisions, args.density, args.gpu,
+                             load_sass(args.sass_json))
     from rich.console import Console
 
-    Console(width=240).print(format_estimates(rows))
-    print(f"All rows: {LABEL}; * = precision with no kernel in the layer yet. "
-          f"cuDNN: implicit GEMM at {CUDNN_EFFICIENCY:.0%} of the peak (an assumption).")
+    console = Console(width=250)
+    console.print(format_totals(rows, f"ESTIMATE on {gpu(args.gpu).name}: network totals (not measured)"))
+    for p, sel in by_precision(rows).items():
+        console.print(format_estimates(sel, f"ESTIMATE on {gpu(args.gpu).name}, {p}: per layer (not measured)"))
+    console.print(LEGEND + ".")
     if args.markdown:
         p = Path(args.markdown)
         p.parent.mkdir(parents=True, exist_ok=True)
         cmd = "python -m magma_wino.perfmodel " + " ".join(sys.argv[1:] if argv is None else argv)
-        p.write_text(f"ESTIMATES on {gpu(args.gpu).name} ({LABEL}). Command: `{cmd}`\n\n"
-                     "Network totals (every 3x3 layer, repeated shapes counted each time):\n\n"
-                     + markdown_totals(rows) + "\nPer layer:\n\n" + markdown_estimates(rows))
+        p.write_text(markdown_report(rows, args.gpu, cmd))
     if args.json:
-        Path(args.json).write_text(json.dumps({"label": LABEL, "gpu": asdict(gpu(args.gpu)), "rows": rows}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"label": LABEL, "gpu": asdict(gpu(args.gpu)), "legend": LEGEND,
+                                               "rows": rows, "totals": network_totals(rows)}, indent=1) + "\n")
     return 0
 
 

@@ -292,3 +292,34 @@ def test_bad_precision_is_an_argparse_error(capsys) -> None:
         bench.main(["--quick", "--backend", "numpy", "--precision", "fp8", "--no-progress"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_model_only_prints_and_writes_the_estimated_tables(tmp_path, capsys) -> None:
+    """``magma-wino bench --model h200 --model-only``: no measured row, the estimated totals and
+    one per-layer table per precision mode (every one labelled), the same in JSON and markdown."""
+    js, md = tmp_path / "m.json", tmp_path / "m.md"
+    status = bench.main(["--model", "h200", "--model-only", "--network", "vgg16", "resnet50", "--batch", "32",
+                         "--tile", "4", "--density", "1", "--no-progress", "--json", str(js), "--markdown", str(md)])
+    assert status == 0
+    out = capsys.readouterr().out
+    res = json.loads(js.read_text())
+    assert res["rows"] == []
+    mod = res["model"]
+    assert mod["label"].startswith("estimate") and mod["ratios"] == []
+    assert set(mod["precisions"]) >= {"fp32", "tf32x3", "tf32"}
+    # 9 VGG-16 shapes + 4 ResNet-50 ones, per mode; totals per network and mode
+    assert len(mod["rows"]) == 13 * len(mod["precisions"])
+    assert {(t["network"], t["precision"]) for t in mod["totals"]} == {
+        (n, p) for n in ("vgg16", "resnet50") for p in mod["precisions"]}
+    vgg = {t["precision"]: t for t in mod["totals"] if t["network"] == "vgg16"}
+    assert all(t["layers"] == 13 for t in vgg.values())
+    assert "ESTIMATE on H200-SXM-141GB: network totals" in out
+    for p in mod["precisions"]:
+        assert f"ESTIMATE on H200-SXM-141GB, {p}: per layer" in out
+        assert f"Per layer, {p} (estimate)" in md.read_text()
+    assert "magma-wino bench" not in out.split("ESTIMATE")[0]  # no (empty) measured table first
+
+
+def test_model_only_needs_model() -> None:
+    with pytest.raises(SystemExit, match="--model-only needs --model"):
+        bench.main(["--model-only", "--no-progress"])

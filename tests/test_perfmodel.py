@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
+import math
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from magma_wino import perfmodel as pm
 
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = Path(__file__).with_name("data") / "kernel_report_sm90_mix.json"
 VGG_CONV3 = dict(N=32, C=256, K=256, H=56, W=56)
+TC = ("tf32", "tf32x3", "bf16", "fp16")
 
 
-@pytest.mark.parametrize("precision", ["float32", "float64", "tf32"])
+@pytest.mark.parametrize("precision", pm.PRECISIONS)
 def test_more_channels_take_longer(precision) -> None:
     a = pm.estimate_layer(32, 128, 128, 28, m=4, precision=precision)
     b = pm.estimate_layer(32, 256, 256, 28, m=4, precision=precision)
@@ -32,8 +42,24 @@ def test_hbm_bound_phases_scale_with_bytes() -> None:
         assert (pb.seconds - pm.LAUNCH_OVERHEAD_S) == pytest.approx(2 * (pa.seconds - pm.LAUNCH_OVERHEAD_S))
 
 
+def test_16bit_modes_halve_v_and_u_bytes() -> None:
+    """bf16 / fp16 store U and V in 16 bits: the input transform writes half the V bytes, the
+    product reads half the U and V bytes; x, M and y stay float32.  The memory-bound input
+    transform's estimate is exactly its bytes over HBM (plus the launch)."""
+    N, C, K, H = 32, 256, 256, 56
+    P, pos = N * (H // 4) ** 2, 36
+    g = pm.gpu("h200")
+    for prec, s_op in (("tf32", 4), ("bf16", 2), ("fp16", 2)):
+        e = pm.estimate_layer(N, C, K, H, m=4, precision=prec)
+        inp, prod = e.phase("input"), e.phase("product")
+        assert inp.dram_bytes == N * C * H * H * 4 + pos * C * P * s_op
+        assert prod.dram_bytes == pos * (K * C + C * P) * s_op + pos * K * P * 4
+        assert inp.binding == "HBM"
+        assert inp.seconds == pytest.approx(inp.dram_bytes / (g.hbm_tbs * 1e12) + pm.LAUNCH_OVERHEAD_S)
+
+
 @pytest.mark.parametrize("density", [1.0, 0.5, 0.1])
-@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("precision", ["fp32", "fp64", "tf32x3"])
 def test_binding_limit_is_the_max(density, precision) -> None:
     e = pm.estimate_layer(**VGG_CONV3, m=4, precision=precision, density=density)
     for p in e.phases:
@@ -43,7 +69,7 @@ def test_binding_limit_is_the_max(density, precision) -> None:
     assert e.seconds == pytest.approx(sum(p.seconds for p in e.phases))
 
 
-@pytest.mark.parametrize("precision", ["float32", "float64", "tf32"])
+@pytest.mark.parametrize("precision", pm.PRECISIONS)
 def test_h200_is_faster_than_a100(precision) -> None:
     for layer in (VGG_CONV3, dict(N=32, C=512, K=512, H=7, W=7)):
         h = pm.estimate_layer(**layer, m=4, precision=precision, gpu_key="h200")
@@ -61,34 +87,139 @@ def test_sparse_density_reduces_the_product_estimate() -> None:
 
 
 def test_no_estimate_beats_its_roofs() -> None:
-    """One VGG layer: every phase at most the peak FLOP rate and the HBM bandwidth."""
+    """One VGG layer: every phase at most the peak FLOP rate of its math path and the HBM bandwidth."""
     g = pm.gpu("h200")
-    for precision in ("float32", "float64", "tf32"):
+    for precision in pm.PRECISIONS:
         for d in (1.0, 0.25):
             e = pm.estimate_layer(**VGG_CONV3, m=4, precision=precision, density=d)
             for p in e.phases:
-                peak = g.peak("tf32" if p.hypothetical else ("float64" if precision == "float64" else "float32"))
+                tc = p.phase == "product" and d == 1.0 and precision in TC
+                peak = g.peak(pm.TC_PEAK[precision] if tc else ("fp64" if precision == "fp64" else "fp32"))
                 assert p.flops / p.seconds <= peak * (1 + 1e-9)
                 assert p.dram_bytes / p.seconds <= g.hbm_tbs * 1e12 * (1 + 1e-9)
     # the dense fp32 product: its FLOPs at FP32 peak are a bound, the SASS mix's LDS per FFMA
     # (128 per 256) makes shared memory the binding limit
     prod = pm.estimate_layer(**VGG_CONV3, m=4).phase("product")
-    assert prod.bounds["FMA pipe"] >= prod.flops / g.peak("float32") * (1 - 1e-9)
+    assert prod.bounds["FMA pipe"] >= prod.flops / g.peak("fp32") * (1 - 1e-9)
     assert prod.binding == "shared memory"
     assert prod.mix_source.startswith("SASS")
+
+
+def test_tensor_core_issue_bound_from_the_sass_mix() -> None:
+    """The tf32 product (VEC 4: C, P multiples of 4) charges the loop's 291 warp instructions
+    per 32 HMMA, so on a layer whose grid divides evenly the issue bound is exactly
+    slices x warps x 291 / (4 issue per clock x SMs x clock), and it exceeds the tensor bound."""
+    g = pm.gpu("h200")
+    N, C, K, H = 32, 256, 256, 32  # P = 32 * 8 * 8 = 2048: 32 column tiles, 4 row tiles
+    e = pm.estimate_layer(N, C, K, H, m=4, precision="tf32")
+    prod = e.phase("product")
+    blocks = 36 * (K // 64) * (2048 // 64)
+    eff = pm._waves(blocks, 4, g.sms)
+    warp_iters = blocks * 4 * (C // 16)
+    clk = g.clock_ghz * 1e9
+    assert sum(pm.SASS_SM90[("gemm_tc", "tf32", 4)].values()) == 291
+    assert prod.bounds["issue"] == pytest.approx(warp_iters * 291 / (4 * g.sms * clk) / eff)
+    assert prod.bounds["tensor core"] == pytest.approx(warp_iters * 32 * 1024 / g.peak("tf32") / eff)
+    assert prod.bounds["issue"] > 3 * prod.bounds["tensor core"]  # conversion and fragment loads dominate
+    assert prod.binding == "issue" and "VEC 4" in prod.kernel
+    # C = 3 (VGG conv1_1) has no 16-byte rows: the 4-byte copy variant, 534 instructions per slice
+    first = pm.estimate_layer(32, 3, 64, 224, m=4, precision="tf32").phase("product")
+    assert "VEC 1" in first.kernel
+
+
+def test_bf16_is_faster_than_tf32_on_a_compute_bound_layer() -> None:
+    """Same tile, same FLOPs per slice, twice the dense peak and no conversion: where the tf32
+    product is not HBM-bound the bf16 one is faster, and its tensor bound is half."""
+    tf = pm.estimate_layer(**VGG_CONV3, m=4, precision="tf32").phase("product")
+    for prec in ("bf16", "fp16"):
+        h = pm.estimate_layer(**VGG_CONV3, m=4, precision=prec).phase("product")
+        assert tf.binding != "HBM"
+        assert h.seconds < tf.seconds
+        assert h.bounds["tensor core"] == pytest.approx(tf.bounds["tensor core"] / 2)
+        assert h.hypothetical and h.mix_source.startswith("projection")
+
+
+def test_tf32x3_is_never_faster_than_tf32() -> None:
+    from magma_wino.bench import network_layers
+
+    for lay in network_layers(["vgg16", "resnet50"]):
+        H, W = lay.spatial
+        for m in (2, 4, 6):
+            a = pm.estimate_layer(32, lay.C, lay.K, H, W, m, precision="tf32")
+            b = pm.estimate_layer(32, lay.C, lay.K, H, W, m, precision="tf32x3")
+            assert b.seconds >= a.seconds
+            pa, pb = a.phase("product"), b.phase("product")
+            assert pb.bounds["tensor core"] == pytest.approx(3 * pa.bounds["tensor core"])  # 96 vs 32 HMMA
+            assert pb.bounds["issue"] > pa.bounds["issue"]
+
+
+def test_binding_limit_named_on_constructed_gpus() -> None:
+    """Change one resource of the H200 by orders of magnitude: it becomes the binding limit."""
+    h = pm.gpu("h200")
+    cases = {
+        "HBM": replace(h, hbm_tbs=0.01),
+        "tensor core": replace(h, tf32_tflops=1.0, hbm_tbs=1e3),
+        "issue": replace(h, issue_per_clk=0.05, hbm_tbs=1e3),
+        "shared memory": replace(h, clock_ghz=1e-3, fp32_tflops=1e3, tf32_tflops=1e6, issue_per_clk=1e6, hbm_tbs=1e3),
+    }
+    for name, g in cases.items():
+        prod = pm.estimate_layer(**VGG_CONV3, m=4, precision="tf32", gpu_key=g).phase("product")
+        assert prod.binding == name, (name, prod.bounds)
+    slow = pm.estimate_layer(**VGG_CONV3, m=4, precision="tf32", gpu_key=cases["HBM"])
+    assert all(p.binding == "HBM" for p in slow.phases)
+    p = slow.phase("product")
+    assert p.seconds == pytest.approx(p.dram_bytes / 1e10 + pm.LAUNCH_OVERHEAD_S)
+
+
+def test_wave_quantisation_and_split_k_projection() -> None:
+    assert pm._waves(100, 4, 132) == pytest.approx(100 / 528)
+    assert pm._waves(528, 4, 132) == 1.0 and pm._waves(529, 4, 132) == pytest.approx(529 / 1056)
+    # ResNet-50 conv5 at N = 32, F(4,3): P = 128, 36 x 8 x 2 = 576 blocks on 528 slots -> 0.55
+    e = pm.estimate_layer(32, 512, 512, 7, m=4, precision="fp32")
+    prod = e.phase("product")
+    assert prod.wave_efficiency == pytest.approx(576 / 1056)
+    sk = e.projections["split_k"]
+    assert sk["splits"] > 1 and sk["ms"] < e.ms and sk["gain_ms"] == pytest.approx(e.ms - sk["ms"])
+    assert sk["wave_efficiency"] > prod.wave_efficiency
+    assert sk["label"] == pm.PROJECTION and "does not exist" in sk["label"]
+    # each split keeps >= SPLIT_K_MIN_SLICES slices: C = 64 (4 slices) gets no split
+    assert "split_k" not in pm.estimate_layer(32, 64, 512, 7, m=4, precision="fp32").projections
+
+
+def test_fp64_dmma_projection() -> None:
+    e = pm.estimate_layer(**VGG_CONV3, m=4, precision="fp64")
+    d = e.projections["dmma"]
+    assert d["product_ms"] < e.phase("product").seconds * 1e3 and d["ms"] < e.ms
+    assert "projection" in d["label"]
+    assert "dmma" not in pm.estimate_layer(**VGG_CONV3, m=4, precision="fp32").projections
 
 
 def test_cudnn_estimate_and_rows() -> None:
     c = pm.estimate_cudnn(**VGG_CONV3)
     g = pm.gpu("h200")
-    assert c["binding"] == "math"
-    assert c["ms"] * 1e-3 == pytest.approx(c["flops"] / (pm.CUDNN_EFFICIENCY * g.peak("float32")) + pm.LAUNCH_OVERHEAD_S)
-    rows = pm.network_estimates(["vgg16"], [32], [4], ["float32", "tf32"])
+    assert c["binding"] == "math" and c["path"] == "fp32"
+    assert c["ms"] * 1e-3 == pytest.approx(c["flops"] / (pm.CUDNN_EFFICIENCY * g.peak("fp32")) + pm.LAUNCH_OVERHEAD_S)
+    assert pm.estimate_cudnn(**VGG_CONV3, precision="tf32x3")["path"] == "fp32"  # same accuracy class
+    b = pm.estimate_cudnn(**VGG_CONV3, precision="bf16")
+    assert b["path"] == "bf16" and b["dram_bytes"] == c["dram_bytes"] / 2
+    rows = pm.network_estimates(["vgg16"], [32], [4], ["fp32", "tf32", "bf16"], [1.0, 0.25])
     assert rows and all(r["label"] == pm.LABEL for r in rows)
-    assert {r["precision"] for r in rows} == {"float32", "tf32"}
-    assert all(r["hypothetical"] == (r["precision"] == "tf32") for r in rows)
+    assert {(r["precision"], r["density"]) for r in rows} == {("fp32", 1.0), ("fp32", 0.25), ("tf32", 1.0),
+                                                              ("bf16", 1.0)}
+    assert all(r["hypothetical"] == (r["precision"] == "bf16") for r in rows)
+    assert all(r["refused"] for r in rows if r["precision"] == "tf32")  # F(4,3) too inaccurate in tf32
     md = pm.markdown_estimates(rows)
-    assert "tf32*" in md and "conv3_1" in md
+    assert "tf32†" in md and "bf16*" in md and "conv3_1" in md
+
+
+def test_network_totals_count_repeated_layers() -> None:
+    rows = pm.network_estimates(["vgg16"], [32], [4], ["tf32x3"])
+    (t,) = pm.network_totals(rows)
+    assert t["layers"] == 13
+    times = {r["layer"]: r["layer"].count("/") + 1 for r in rows}
+    assert t["ms"] == pytest.approx(sum(times[r["layer"]] * r["ms"] for r in rows))
+    assert t["split_k_ms"] <= t["ms"]
+    assert t["ratio_to_cudnn"] == pytest.approx(t["ms"] / t["cudnn_ms"])
 
 
 def test_mix_from_sass_counts_wavefronts() -> None:
@@ -97,20 +228,132 @@ def test_mix_from_sass_counts_wavefronts() -> None:
     # the tile-shape derivation of the 64x64 tile agrees with the SASS on FMAs and LDS
     derived = pm.gemm_mix(pm.GemmTile("64x64-derived", 16, 16, 64, 64, 16, 4), "float32")
     assert derived.fma == 256 and derived.source == "tile shape"
+    # tensor-core GEMM: 6 LDS, the stage (2048 floats over 4 warps: 16 wavefronts) and the
+    # fragments ((32 + 32) x 16 floats per warp: 32 wavefronts, the SASS's 32 LD.E)
+    tc = pm.tc_mix("tf32", 4)
+    assert (tc.fma, tc.insns, tc.l1_wavefronts) == (32, 291, 6 + 16 + 32)
+    assert pm.tc_mix("bf16", 4).l1_wavefronts == 6 + 8 + 16
+
+
+def test_builtin_mixes_agree_with_a_kernel_report() -> None:
+    """tests/data/kernel_report_sm90_mix.json: the rows of ``tools/kernel_report.py --arch 90
+    --json`` the model reads.  Every built-in mix is what load_sass reads from it, and the
+    tensor-core rows' HMMA counts are the tile's (32 per slice for tf32, 96 for tf32x3)."""
+    sass = pm.load_sass(REPORT)
+    assert set(sass) == set(pm.SASS_SM90)
+    for k, mix in pm.SASS_SM90.items():
+        assert sass[k] == mix, k
+    for (kernel, *rest), mix in pm.SASS_SM90.items():
+        if kernel == "gemm_tc":
+            prec, vec = rest
+            assert mix["HMMA"] == pm.tc_hmma_per_slice(prec)
+            # 16-byte copies: 4x fewer copy instructions than 4-byte ones
+            assert pm.SASS_SM90[("gemm_tc", prec, 1)]["LDGSTS"] == 4 * pm.SASS_SM90[("gemm_tc", prec, 4)]["LDGSTS"]
+    assert pm.tc_hmma_per_slice("bf16") == pm.TC_16BIT_PROJECTION["HMMA"] == 8
+    # the literal --refresh-builtin prints is the table
+    assert ast.literal_eval(pm.builtin_literal(sass).split("=", 1)[1]) == pm.SASS_SM90
+
+
+def test_sass_json_replaces_the_projection(tmp_path) -> None:
+    """A report with a 16-bit gemm_tc row (enum printed as kBf16, or as a cast) is used in place
+    of the projection, and the row is no longer hypothetical."""
+    rows = json.loads(REPORT.read_text())
+    tf = next(r for r in rows if r["kernel"].startswith("gemm_tc_kernel<kTf32,") and r["kernel"].endswith(", 4>"))
+    bf = dict(tf, kernel=tf["kernel"].replace("kTf32,", "kBf16,"),
+              sass={"scope": "loop", "mix": {"HMMA": 8, "LDS.32": 4, "LDGSTS": 4, "BAR": 2, "other": 90}})
+    cast = dict(tf, kernel=tf["kernel"].replace("kTf32,", "(TcPrecision)1,"))
+    path = tmp_path / "kr.json"
+    path.write_text(json.dumps([bf, cast]))
+    sass = pm.load_sass(path)
+    assert sass[("gemm_tc", "bf16", 4)]["other"] == 90 and ("gemm_tc", "tf32x3", 4) in sass
+    e = pm.estimate_layer(**VGG_CONV3, m=4, precision="bf16", sass=sass)
+    assert not e.hypothetical and e.phase("product").mix_source == "SASS (given)"
+    assert pm.load_sass(path, arch="80") == {}
+
+
+_NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+
+
+def _kernel_report():
+    spec = importlib.util.spec_from_file_location("_mw_kernel_report_pm", ROOT / "tools" / "kernel_report.py")
+    kr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kr)
+    return kr
+
+
+@pytest.mark.skipif(_NVCC is None, reason="nvcc not found (the tensor-core kernels are compiled to SASS)")
+def test_builtin_tc_mixes_match_the_compiled_kernel(tmp_path) -> None:
+    """The tensor-core kernels as they are now (sm_90 cubin of gemm_tc.cuh alone, the four
+    instantiations taken by address, so no signature is restated): the HMMA and cp.async
+    counts per slice of every built-in gemm_tc mix are the SASS's.  The other classes drift with
+    codegen; refresh them with ``python -m magma_wino.perfmodel --refresh-builtin``."""
+    kr = _kernel_report()
+    cuobjdump = kr.find_cuobjdump(_NVCC)
+    if cuobjdump is None:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump, the dev extra)")
+    inst = [f"(const void*)&mw::gemm_tc_kernel<mw::TcPrecision::{p}, mw::GemmTc64x64x16_32x32_s2, {v}>"
+            for p in ("kTf32", "kTf32x3") for v in (1, 4)]
+    src = tmp_path / "tc.cu"
+    src.write_text('#include "gemm_tc.cuh"\nconst void* mw_pm_kernels[] = {' + ", ".join(inst) + "};\n")
+    cubin = tmp_path / "tc.cubin"
+    subprocess.run([_NVCC, "-std=c++17", "-arch=sm_90", "-cubin", str(src), "-o", str(cubin),
+                    f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'include'}"], check=True, capture_output=True)
+    out = subprocess.run([cuobjdump, "-sass", str(cubin)], check=True, capture_output=True, text=True).stdout
+    names = subprocess.run([shutil.which("cu++filt", path=str(Path(_NVCC).parent)) or "c++filt"],
+                           input="\n".join(kr.parse_sass(out)), capture_output=True, text=True).stdout.split("\n")
+    rows = [{"arch": "90", "kernel": kr._short(n), "sass": mix}
+            for n, mix in zip(names, kr.sass_mix(out).values())]
+    report = tmp_path / "kr.json"
+    report.write_text(json.dumps(rows))
+    sass = pm.load_sass(report)
+    for k, mix in pm.SASS_SM90.items():
+        if k[0] != "gemm_tc":
+            continue
+        assert k in sass, f"no gemm_tc row for {k} in {[r['kernel'] for r in rows]}"
+        for c in ("HMMA", "LDGSTS"):
+            assert sass[k].get(c, 0) == mix[c], (k, c, sass[k])
+
+
+def test_default_precisions_follow_precision_modes(monkeypatch) -> None:
+    from magma_wino import precision
+
+    assert pm.default_precisions() == [p for p in precision.MODES if p in pm.PRECISIONS and p != "fp64"]
+    assert pm.default_precisions("float64") == ["fp64"]
+    monkeypatch.setattr(precision, "MODES", ("auto", "fp32", "tf32x3"))
+    assert pm.default_precisions() == ["fp32", "tf32x3"]
+    with pytest.raises(ValueError, match="precision"):
+        pm.mode("int8")
+    with pytest.raises(ValueError, match="density"):
+        pm.estimate_layer(1, 8, 8, 8, density=1.5)
 
 
 def test_cli_json_and_markdown(tmp_path) -> None:
     js, md = tmp_path / "e.json", tmp_path / "e.md"
-    assert pm.main(["--network", "resnet50", "--precision", "float32", "--json", str(js), "--markdown", str(md)]) == 0
+    assert pm.main(["--network", "resnet50", "--precision", "fp32", "tf32x3", "bf16",
+                    "--json", str(js), "--markdown", str(md)]) == 0
     data = json.loads(js.read_text())
-    assert data["label"] == pm.LABEL and len(data["rows"]) == 4
-    assert "ESTIMATES" in md.read_text()
+    assert data["label"] == pm.LABEL and len(data["rows"]) == 12 and len(data["totals"]) == 3
+    text = md.read_text()
+    assert "ESTIMATES" in text and "Per layer, tf32x3 (estimate)" in text and "bf16*" in text
+    assert "PROJECTION" in text and "Command: `python -m magma_wino.perfmodel" in text
+
+
+def test_cli_refresh_builtin(capsys) -> None:
+    assert pm.main(["--refresh-builtin", str(REPORT)]) == 0
+    out = capsys.readouterr().out
+    assert ast.literal_eval(out.split("=", 1)[1].split("\n#")[0]) == pm.SASS_SM90
 
 
 def test_tiny_layers_are_launch_bound() -> None:
     e = pm.estimate_layer(1, 8, 8, 8, m=2)
     assert all(p.binding == "launch" for p in e.phases)
     assert e.seconds >= 3 * pm.LAUNCH_OVERHEAD_S
+
+
+def test_roofline_png(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    p = pm.roofline_png(tmp_path / "r.png")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _bench_args(*extra: str):
@@ -124,22 +367,32 @@ def _bench_args(*extra: str):
 
 
 def test_bench_model_rows_and_ratios() -> None:
-    from magma_wino import bench
+    from magma_wino import bench, precision
 
     args = _bench_args()
     fake = [{"backend": "cuda", "network": "vgg16", "layer": "conv5_1/5_2/5_3", "N": 32, "m": 4, "F": "F(4,3)",
-             "density": 1.0, "dtype": "float32", "ms": 1.0, "scaled_from": None,
-             "phase_ms": {"input": 0.1, "product": 0.8, "output": 0.1}}]
-    mod = bench.model_estimates(args, fake)
+             "density": 1.0, "dtype": "float32", "precision": "tf32x3", "product": "dense", "ms": 1.0,
+             "scaled_from": None, "phase_ms": {"input": 0.1, "product": 0.8, "output": 0.1}}]
+    sparse = dict(fake[0], density=0.25, product="sparse", ms=2.0)
+    mod = bench.model_estimates(args, fake + [sparse])
     assert mod["label"] == pm.LABEL and mod["gpu"] == "h200"
-    # float32 dense + sparse 0.25, and the hypothetical tf32 dense
-    assert {(r["precision"], r["density"]) for r in mod["rows"]} == {("float32", 1.0), ("float32", 0.25), ("tf32", 1.0)}
-    est = next(r for r in mod["rows"] if r["precision"] == "float32" and r["density"] == 1.0)
-    (q,) = mod["ratios"]
-    assert q["ratio"] == pytest.approx(1.0 / est["ms"])
+    # auto alone: every float32 mode of precision.MODES; sparse rows only for fp32
+    modes = [p for p in precision.MODES if p in pm.PRECISIONS and p != "fp64"]
+    assert mod["precisions"] == modes
+    assert {(r["precision"], r["density"]) for r in mod["rows"]} == {(p, 1.0) for p in modes} | {("fp32", 0.25)}
+    est = next(r for r in mod["rows"] if r["precision"] == "tf32x3")
+    est_sp = next(r for r in mod["rows"] if r["density"] == 0.25)
+    q, q_sp = mod["ratios"]
+    assert q["ratio"] == pytest.approx(1.0 / est["ms"]) and q["estimated_precision"] == "tf32x3"
     assert q["phase_ratio"]["product"] == pytest.approx(0.8 / est["phase_ms"]["product"])
-    assert "ESTIMATES on h200" in bench.model_markdown(mod)
+    assert q_sp["estimated_precision"] == "fp32" and q_sp["ratio"] == pytest.approx(2.0 / est_sp["ms"])
+    assert mod["totals"] and all(t["label"] == pm.LABEL for t in mod["totals"])
+    md = bench.model_markdown(mod)
+    assert "ESTIMATES on h200" in md and "measured/estimated" in md
     assert bench.model_estimates(args, [dict(fake[0], backend="numpy")])["ratios"] == []
+    # explicit modes: only those (auto = tf32x3 on the model's sm_80+ GPUs)
+    only = bench.model_estimates(_bench_args("--precision", "auto", "fp32"), [])
+    assert only["precisions"] == ["tf32x3", "fp32"]
 
 
 def test_bench_parses_model_and_prints_estimates(capsys) -> None:
@@ -150,4 +403,8 @@ def test_bench_parses_model_and_prints_estimates(capsys) -> None:
               "model": bench.model_estimates(args, [])}
     bench.print_result(result)
     out = capsys.readouterr().out
-    assert "ESTIMATE on h200" in out and "tf32*" in out
+    assert "ESTIMATE on H200-SXM-141GB: network totals" in out
+    for p in ("fp32", "tf32x3", "tf32"):
+        assert f"ESTIMATE on H200-SXM-141GB, {p}: per layer" in out
+    assert "tf32†" in out and "PROJECTION" in out
+    assert math.isfinite(result["model"]["totals"][0]["ms"])
