@@ -77,6 +77,7 @@ __all__ = [
     "markdown_estimates",
     "markdown_totals",
     "markdown_report",
+    "markdown_pivot",
     "network_totals",
     "roofline_png",
     "main",
@@ -687,12 +688,14 @@ def refusal(precision: str, m: int, r: int, ndim: int = 2) -> str | None:
     return None
 
 
-def default_precisions(dtype: str = "float32") -> list[str]:
+def default_precisions(dtype: str | None = None) -> list[str]:
     """The modes of ``magma_wino.precision.MODES`` (read at run time) the model has, for data of
-    ``dtype``: fp64 for float64, every other concrete mode for float32."""
+    ``dtype``: fp64 for float64, every other concrete mode for float32, all for None."""
     from . import precision as _precision
 
     modes = [p for p in _precision.MODES if p in PRECISIONS]
+    if dtype is None:
+        return modes
     return ["fp64"] if dtype == "float64" else [p for p in modes if p != "fp64"]
 
 
@@ -815,6 +818,8 @@ def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         t["layers"] += times
         t["ms"] += times * r["ms"]
         t["split_k_ms"] += times * (r.get("split_k_ms") or r["ms"])
+        if "dmma" in r.get("projections", {}):
+            t["dmma_ms"] = t.get("dmma_ms", 0.0) + times * r["projections"]["dmma"]["ms"]
         t["cudnn_ms"] += times * r["cudnn_ms"]
         if t["cudnn_tf32_ms"] is not None:
             t["cudnn_tf32_ms"] += times * r["cudnn_tf32_ms"]
@@ -869,11 +874,29 @@ def by_precision(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return out
 
 
+def markdown_pivot(rows: Sequence[dict[str, Any]]) -> str:
+    """Per (layer, N, F, density) one line, per precision one column: total ms and the product's
+    binding limit (the modes side by side; marks as in :func:`markdown_estimates`)."""
+    precs = list(by_precision(rows))
+    cells: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        k = (r["network"], r["layer"], r["N"], r["m"], r["r"], r["density"])
+        cells.setdefault(k, {})[r["precision"]] = (
+            f"{r['ms']:.3g}{'*' if r['hypothetical'] else ''}{'†' if r.get('refused') else ''} ({r['binding']['product']})")
+    lines = ["| layer | N | F(m,r) | density | " + " | ".join(f"{p} ms (product limit)" for p in precs) + " |",
+             "|---|---|---|---|" + "---|" * len(precs)]
+    for (net, lay, N, m, r, d), c in cells.items():
+        lines.append(f"| {net}/{lay} | {N} | F({m},{r}) | {d:g} | " + " | ".join(c.get(p, "-") for p in precs) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_report(rows: Sequence[dict[str, Any]], gpu_key: str | GPU = "h200", command: str | None = None) -> str:
     """The totals and, per precision, the per-layer table, as markdown (every figure labelled)."""
     head = f"ESTIMATES on {gpu(gpu_key).name} ({LABEL})." + (f" Command: `{command}`" if command else "")
     parts = [head, "", LEGEND + ".", "",
              "Network totals (every 3x3 layer, repeated shapes counted each time):", "", markdown_totals(rows)]
+    parts += ["Per layer, the modes side by side (total ms, product phase's binding limit; estimate):", "",
+              markdown_pivot(rows)]
     for p, sel in by_precision(rows).items():
         parts += [f"Per layer, {p} (estimate):", "", markdown_estimates(sel)]
     return "\n".join(parts)
@@ -883,7 +906,7 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
     """Roofline plot: each kernel's arithmetic intensity (FLOP per compulsory DRAM byte) and
     estimated rate on VGG-16 conv3 and ResNet-50 conv4 layers, against the GPU's roofs: the
     transforms and today's SIMT products (fp32, fp64, 25% CSR), the tensor-core product per
-    precision (tf32, tf32x3 from their SASS; bf16, fp16 projected: hollow)."""
+    precision (tf32, tf32x3 from their SASS; bf16 = fp16, projected: hollow)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -894,12 +917,13 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
     x = [10 ** (i / 20) for i in range(-40, 81)]
     hbm = g.hbm_tbs * 1e12
     for name, path_, style in (("FP32", "fp32", "-"), ("FP64", "fp64", "--"), ("TF32 tensor", "tf32", ":"),
-                               ("BF16/FP16 tensor", "bf16", "-."), ("FP64 tensor", "fp64_tc", (0, (1, 4)))):
+                               ("BF16/FP16 tensor", "bf16", "-."), ("FP64 tensor (H100/H200: = FP32)", "fp64_tc", (0, (1, 4)))):
         peak = g.peak(path_)
         ax.plot(x, [min(peak, hbm * i) / 1e12 for i in x], linestyle=style, color="0.4", lw=1,
                 label=f"{name} roof ({peak / 1e12:.0f} TFLOP/s dense)")
     markers = {"input": "o", "product": "s", "output": "^"}
-    colors = {"fp32": "C0", "fp64": "C1", "tf32": "C2", "tf32x3": "C3", "bf16": "C4", "fp16": "C5"}
+    # fp16 is bf16's twin in the model (same peak, bytes and projected mix): one colour for both
+    colors = {"fp32": "C0", "fp64": "C1", "tf32": "C2", "tf32x3": "C3", "bf16": "C4"}
     for H, C, K, lay in ((56, 256, 256, "VGG conv3"), (14, 256, 256, "R50 conv4")):
         for prec in colors:
             for d in (1.0, 0.25):
@@ -919,9 +943,9 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
     for ph, mk in markers.items():
         ax.scatter([], [], marker=mk, color="gray", label=f"{ph} phase")
     for prec, c in colors.items():
-        hyp = prec in ("bf16", "fp16")
+        hyp = prec == "bf16"
         ax.scatter([], [], marker="s", color=c, facecolors="none" if hyp else c,
-                   label=prec + (" (projected mix, no kernel yet)" if hyp else ""))
+                   label={"bf16": "bf16 = fp16 (projected mix, no kernel yet)"}.get(prec, prec))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / compulsory DRAM byte)")
@@ -995,7 +1019,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.write_text(markdown_report(rows, args.gpu, cmd))
     if args.json:
         Path(args.json).write_text(json.dumps({"label": LABEL, "gpu": asdict(gpu(args.gpu)), "legend": LEGEND,
-                                               "rows": rows, "totals": network_totals(rows)}, indent=1) + "\n")
+                                               "rows": rows, "totals": network_totals(rows)}) + "\n")
     return 0
 
 

@@ -317,10 +317,11 @@ def test_builtin_tc_mixes_match_the_compiled_kernel(tmp_path) -> None:
 def test_default_precisions_follow_precision_modes(monkeypatch) -> None:
     from magma_wino import precision
 
-    assert pm.default_precisions() == [p for p in precision.MODES if p in pm.PRECISIONS and p != "fp64"]
+    assert pm.default_precisions() == [p for p in precision.MODES if p in pm.PRECISIONS]
+    assert pm.default_precisions("float32") == [p for p in precision.MODES if p in pm.PRECISIONS and p != "fp64"]
     assert pm.default_precisions("float64") == ["fp64"]
-    monkeypatch.setattr(precision, "MODES", ("auto", "fp32", "tf32x3"))
-    assert pm.default_precisions() == ["fp32", "tf32x3"]
+    monkeypatch.setattr(precision, "MODES", ("auto", "fp32", "tf32x3", "fp64"))
+    assert pm.default_precisions("float32") == ["fp32", "tf32x3"]
     with pytest.raises(ValueError, match="precision"):
         pm.mode("int8")
     with pytest.raises(ValueError, match="density"):
