@@ -4,7 +4,7 @@ Development machines have no GPU, so this module reasons about speed the way ker
 do before they profile.  For each phase of a three-phase layer (input transform, batched
 product, output transform) and each precision mode of the products (``fp32``: SIMT FFMA;
 ``tf32``, ``tf32x3``: the WMMA TF32 kernel, one or three HMMA per product; ``bf16``, ``fp16``:
-16-bit U and V, HMMA m16n16k16 with float32 accumulation; ``fp64``: SIMT DFMA) it computes
+16-bit U and V, WMMA m16n16k16 with float32 accumulation; ``fp64``: SIMT DFMA) it computes
 lower bounds on the time from
 
 * the phase's DRAM bytes (compulsory: every operand read once, every result written once;
@@ -57,6 +57,8 @@ __all__ = [
     "KernelMix",
     "SASS_SM90",
     "TC_TILE",
+    "TC_TILE_16",
+    "tc_tile",
     "PhaseEstimate",
     "LayerEstimate",
     "CUDNN_EFFICIENCY",
@@ -235,6 +237,11 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #:   an ``IMAD.WIDE``: 64 "other"), the TF32 rounding of the 32 fragment elements per thread is
 #:   ``FSETP`` + ``IMAD.IADD`` each (64 "other"; tf32x3's split: ~234), the rest (~115) is
 #:   copy addressing and loop control: 243 (tf32) and 423 (tf32x3) "other" per 32 / 96 HMMA.
+#: * gemm_tc bf16 / fp16 (GemmTc16_64x64x32_32x32_s3, VEC 8 = 16-byte cp.async, VEC 1 = plain
+#:   16-bit loads and stores) = one kK = 32 slice per warp: 16 HMMA.16816.F32 (4096 FLOP each).
+#:   Read from the 16-bit kernel as compiled from the working tree on 2026-12-01, while it was
+#:   being written (refresh when it is committed): fp16 loads its fragments with LDSM (134
+#:   instructions per slice), bf16 with 32 generic LD.E + 16 MOVM (168).
 SASS_SM90: dict[tuple, dict[str, int]] = {
     ("gemm", "float32"): {"FFMA": 256, "LDS.32": 128, "LDG.128": 2, "STS.32": 4, "STS.128": 1, "BAR": 2, "other": 32},
     ("gemm", "float64"): {"DFMA": 256, "LDS.64": 128, "LDG.128": 4, "STS.64": 4, "STS.128": 2, "BAR": 2, "other": 55},
@@ -244,15 +251,11 @@ SASS_SM90: dict[tuple, dict[str, int]] = {
     ("gemm_tc", "tf32", 1): {"HMMA": 32, "LDS.32": 6, "LDGSTS": 32, "BAR": 2, "other": 462},
     ("gemm_tc", "tf32x3", 4): {"HMMA": 96, "LDS.32": 6, "LDGSTS": 8, "BAR": 2, "other": 423},
     ("gemm_tc", "tf32x3", 1): {"HMMA": 96, "LDS.32": 6, "LDGSTS": 32, "BAR": 2, "other": 642},
+    ("gemm_tc", "bf16", 8): {"HMMA": 16, "LDS.32": 3, "LDGSTS": 8, "BAR": 2, "other": 139},
+    ("gemm_tc", "bf16", 1): {"HMMA": 16, "LDG.32": 32, "STS.32": 32, "BAR": 2, "other": 544},
+    ("gemm_tc", "fp16", 8): {"HMMA": 16, "LDS.32": 3, "LDGSTS": 8, "BAR": 2, "other": 105},
+    ("gemm_tc", "fp16", 1): {"HMMA": 16, "LDG.32": 32, "STS.32": 32, "BAR": 2, "other": 467},
 }
-
-#: bf16 / fp16 (WMMA m16n16k16, no kernel compiled when this table was made): a PROJECTION per
-#: kK = 16 slice per warp, from the tile shape and the tf32 kernel's loop: 8 HMMA.16816
-#: (4096 FLOP each), no conversion (U and V are stored in 16 bits), 16 fragment loads (half the
-#: bytes of tf32's 32) with their 16 address instructions, half the 16-byte copies (4), and the
-#: tf32 loop's ~115 other instructions.  ``--sass-json`` / ``--refresh-builtin`` replace it with
-#: the kernel's SASS once the report has ``gemm_tc_kernel<kBf16 | kFp16, ...>`` rows.
-TC_16BIT_PROJECTION: dict[str, int] = {"HMMA": 8, "LDS.32": 6, "LDGSTS": 4, "BAR": 2, "other": 147}
 
 #: One thread's whole transform kernel (2D, r = 3; static instruction counts of the SASS, so
 #: an upper bound on the dynamic count): (phase, dtype, m) -> instructions.
@@ -312,7 +315,7 @@ def gemm_mix(tile: GemmTile, dtype: str, sass: dict | None = None) -> KernelMix:
 
 @dataclass(frozen=True)
 class TcTile:
-    """kernels/gemm_tc.cuh's GemmTc64x64x16_32x32_s2 (the one configuration gemm_tc_batched picks)."""
+    """A kernels/gemm_tc.cuh configuration (gemm_tc_batched picks one per operand width)."""
 
     name: str = "64x64x16_32x32_s2"
     blk_m: int = 64
@@ -320,8 +323,8 @@ class TcTile:
     blk_k: int = 16
     warp_m: int = 32
     warp_n: int = 32
-    #: resident blocks per SM (kernel report, sm_90: occupancy 0.25 with 16-byte copies, 0.19
-    #: with 4-byte ones, 128 threads per block)
+    #: resident blocks per SM by copy width VEC (sm_90 occupancy of the kernel's registers and
+    #: shared memory, 128 threads per block; float: 0.25 with 16-byte copies, 0.19 with 4-byte)
     blocks_per_sm: dict = field(default_factory=lambda: {4: 4, 1: 3})
 
     @property
@@ -329,14 +332,24 @@ class TcTile:
         return (self.blk_m // self.warp_m) * (self.blk_n // self.warp_n)
 
 
+#: float operands (tf32, tf32x3): GemmTc64x64x16_32x32_s2.
 TC_TILE = TcTile()
+#: 16-bit operands (bf16, fp16): GemmTc16_64x64x32_32x32_s3 (32-deep slices, 3 stages, 28.5 KiB;
+#: occupancy 0.25 with 16-byte copies, 0.125 with 16-bit loads: 181 / 249 registers).
+TC_TILE_16 = TcTile("16_64x64x32_32x32_s3", blk_k=32, blocks_per_sm={8: 4, 1: 2})
+
+
+def tc_tile(precision: str) -> TcTile:
+    """The tensor-core configuration of a mode (by its operand width)."""
+    return TC_TILE_16 if OPERAND_BYTES[precision] == 2 else TC_TILE
 #: HMMA instruction shapes (m, n, k) the WMMA fragments compile to on sm_80 / sm_90.
 HMMA_SHAPE = {"tf32": (16, 8, 4), "tf32x3": (16, 8, 4), "bf16": (16, 8, 16), "fp16": (16, 8, 16)}
 
 
-def tc_hmma_per_slice(precision: str, tile: TcTile = TC_TILE) -> int:
+def tc_hmma_per_slice(precision: str, tile: TcTile | None = None) -> int:
     """HMMA instructions per warp per kK slice implied by the tile and instruction shapes
     (tf32x3: three products each)."""
+    tile = tile or tc_tile(precision)
     hm, hn, hk = HMMA_SHAPE[precision]
     n = (tile.warp_m // hm) * (tile.warp_n // hn) * (tile.blk_k // hk)
     return 3 * n if precision == "tf32x3" else n
@@ -346,28 +359,27 @@ def _tc_vec(precision: str, C: int, P: int) -> int:
     """gemm_tc_batched's copy width: 16-byte cp.async when every row of U and V is 16-byte
     aligned (C and P multiples of 16 bytes' worth of elements), else 4 bytes."""
     per16 = 16 // OPERAND_BYTES[precision]
-    return 4 if C % per16 == 0 and P % per16 == 0 else 1
+    return per16 if C % per16 == 0 and P % per16 == 0 else 1
 
 
-def tc_mix(precision: str, vec: int, sass: dict | None = None, tile: TcTile = TC_TILE) -> KernelMix:
-    """The tensor-core GEMM's hot loop per warp per kK slice: instructions from the SASS (given,
-    built in, or for bf16/fp16 without SASS the :data:`TC_16BIT_PROJECTION`); shared-memory
-    wavefronts from the mix's LDS/STS plus, from the tile shape, the stage's cp.async stores
-    (the A and B slices, split over the warps) and the WMMA fragment loads (compiled to generic
-    LD.E, which the report counts as "other")."""
+def tc_mix(precision: str, vec: int, sass: dict | None = None, tile: TcTile | None = None) -> KernelMix:
+    """The tensor-core GEMM's hot loop per warp per kK slice: instructions from the SASS (given
+    or built in); shared-memory wavefronts from the mix's LDS/STS plus, from the tile shape, the
+    stage's cp.async stores (the A and B slices, split over the warps; the mix's STS when the
+    copies go through registers) and the WMMA fragment loads (generic LD.E or LDSM, which the
+    report counts as "other")."""
+    tile = tile or tc_tile(precision)
     key = ("gemm_tc", precision, vec)
     given = (sass or {}).get(key)
     if given:
         mix, source = given, "SASS (given)"
     elif key in SASS_SM90:
         mix, source = SASS_SM90[key], "SASS sm_90"
-    elif precision in ("bf16", "fp16"):
-        mix, source = TC_16BIT_PROJECTION, "projection (tile shape; no 16-bit SASS yet)"
     else:
-        raise ValueError(f"no tensor-core mix for precision {precision!r}")
+        raise ValueError(f"no tensor-core mix for precision {precision!r} with VEC {vec}")
     s = OPERAND_BYTES[precision]
     base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
-    stage = (tile.blk_m + tile.blk_n) * tile.blk_k * s / tile.warps / 128
+    stage = (tile.blk_m + tile.blk_n) * tile.blk_k * s / tile.warps / 128 if mix.get("LDGSTS") else 0.0
     frags = (tile.warp_m + tile.warp_n) * tile.blk_k * s / 128
     return KernelMix(mix.get("HMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + frags, source)
 
@@ -377,10 +389,16 @@ def _tc_key(kernel: str) -> tuple[str, int] | None:
     if "gemm_tc_kernel<" not in kernel:
         return None
     head = kernel.split("<", 1)[1].split(",", 1)[0].strip()
-    prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16", "kF16": "fp16",
-            "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3"}.get(head)
+    prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16",
+            "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3", "(TcPrecision)2": "bf16",
+            "(TcPrecision)3": "fp16"}.get(head)  # enum class TcPrecision's fixed values
     vec = kernel.rstrip(">").rsplit(",", 1)[-1].strip()
     return (prec, int(vec)) if prec and vec.isdigit() else None
+
+
+#: The gemm_tc configurations of TC_TILE and TC_TILE_16, as the kernel report prints them.
+_TC_CONFIGS = ("GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>",
+               "GemmTcConfig16<GemmShape<64, 64, 32>, GemmShape<32, 32, 32>, 3>")
 
 
 def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
@@ -400,7 +418,7 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
             out[("gemm", dtype)] = mix
         elif "spmm_batched_kernel" in k and ("128, 512>" in k or "32, 64, 256>" in k):
             out[("spmm", dtype)] = mix
-        elif (tc := _tc_key(k)) and "GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>" in k:
+        elif (tc := _tc_key(k)) and any(c in k for c in _TC_CONFIGS):
             out[("gemm_tc", *tc)] = mix
     return out
 
@@ -518,9 +536,9 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     """Estimated time of one 2D stride-1 'same' layer (N, C, K, H x W) with F(m, r).
 
     ``precision``: a mode of :data:`PRECISIONS` (float32 / float64 accepted for fp32 / fp64):
-    fp32 / fp64 the SIMT GEMM, tf32 / tf32x3 the WMMA kernel's SASS mix, bf16 / fp16 the same
-    tile with a projected mix (``hypothetical`` until their SASS is in the table); transforms
-    run in float32 (fp64: float64), and bf16 / fp16 write and read V, U in 16 bits.
+    fp32 / fp64 the SIMT GEMM, tf32 / tf32x3 / bf16 / fp16 the WMMA kernels' SASS mixes
+    (``hypothetical``: a phase whose mix is a projection); transforms run in float32 (fp64:
+    float64), and bf16 / fp16 write and read V, U in 16 bits.
     ``density`` < 1: the batched CSR product (SIMT, float32 or float64 whatever the mode) on a
     pruned U.  ``sass``: hot-loop mixes from :func:`load_sass`, else the built-in ones.
     ``projections``: "split_k" (dense products whose grid fills the SMs badly) and, for fp64,
@@ -568,7 +586,7 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         more: s partial M written, the extra (s - 1) M charged to HBM)."""
         dram = pos * K * C * s_op + v_bytes + splits * m_bytes
         if prec in TC_PEAK:
-            tile, vec = TC_TILE, _tc_vec(prec, C, P)
+            tile, vec = tc_tile(prec), _tc_vec(prec, C, P)
             mix = tc_mix(prec, vec, sass)
             bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm[vec]
             name = f"gemm_tc {tile.name} {prec} VEC {vec}"
@@ -622,7 +640,7 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         # reads them: (s - 1) M more each way); the best s, if it beats the kernel as it is
         base_in, base_out = est.phase("input").seconds, est.phase("output")
         best = None
-        slices = math.ceil(C / (TC_TILE.blk_k if prec in TC_PEAK else gemm_tile(K, P).blk_k))
+        slices = math.ceil(C / (tc_tile(prec).blk_k if prec in TC_PEAK else gemm_tile(K, P).blk_k))
         for sp in SPLIT_K:
             if slices / sp < SPLIT_K_MIN_SLICES:
                 break
@@ -753,7 +771,7 @@ def _phase_cell(p: dict[str, Any]) -> str:
 
 
 def _prec_label(r: dict[str, Any]) -> str:
-    """The mode, * when its kernel mix is projected (no kernel yet), † when a plan refuses it."""
+    """The mode, * when its kernel mix is a projection (no kernel), † when a plan refuses it."""
     return r["precision"] + ("*" if r["hypothetical"] else "") + ("†" if r.get("refused") else "")
 
 
@@ -762,7 +780,7 @@ def _split_cell(r: dict[str, Any]) -> str:
 
 
 LEGEND = ("every figure is an ESTIMATE of the speed-of-light model (not measured); * = no kernel of this "
-          "mode yet, its hot-loop mix is projected from the tile shape; † = magma_wino.precision refuses "
+          "mode, its hot-loop mix is a projection; † = magma_wino.precision refuses "
           "the mode for this F(m,r) (accuracy, or not supported yet); split-K: a PROJECTION, the kernel "
           f"does not exist; cuDNN: implicit GEMM at {CUDNN_EFFICIENCY:.0%} of the dense peak of the same "
           "accuracy class (tf32x3 and fp32: FP32 with TF32 off), an assumption")
@@ -906,7 +924,7 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
     """Roofline plot: each kernel's arithmetic intensity (FLOP per compulsory DRAM byte) and
     estimated rate on VGG-16 conv3 and ResNet-50 conv4 layers, against the GPU's roofs: the
     transforms and today's SIMT products (fp32, fp64, 25% CSR), the tensor-core product per
-    precision (tf32, tf32x3 from their SASS; bf16 = fp16, projected: hollow)."""
+    precision (tf32, tf32x3, bf16, fp16 from their SASS)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -922,8 +940,8 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
         ax.plot(x, [min(peak, hbm * i) / 1e12 for i in x], linestyle=style, color="0.4", lw=1,
                 label=f"{name} roof ({peak / 1e12:.0f} TFLOP/s dense)")
     markers = {"input": "o", "product": "s", "output": "^"}
-    # fp16 is bf16's twin in the model (same peak, bytes and projected mix): one colour for both
-    colors = {"fp32": "C0", "fp64": "C1", "tf32": "C2", "tf32x3": "C3", "bf16": "C4"}
+    colors = {"fp32": "C0", "fp64": "C1", "tf32": "C2", "tf32x3": "C3", "bf16": "C4", "fp16": "C5"}
+    size = {"fp16": 90, "bf16": 30}  # the two coincide where shared memory binds: bf16 drawn inside fp16
     for H, C, K, lay in ((56, 256, 256, "VGG conv3"), (14, 256, 256, "R50 conv4")):
         for prec in colors:
             for d in (1.0, 0.25):
@@ -937,21 +955,19 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
                     face = "none" if p.hypothetical else colors[prec]
                     ax.scatter(p.intensity, y, marker=markers[p.phase], facecolors=face, color=colors[prec],
                                edgecolors=colors[prec] if p.hypothetical else ("k" if d == 1 else "none"),
-                               s=40, zorder=3)
+                               s=size.get(prec, 40), zorder=4 if prec == "bf16" else 3)
                     if p.phase == "product" and d == 1 and prec in ("fp32", "tf32"):
                         ax.annotate(lay, (p.intensity, y), fontsize=7, xytext=(4, -10), textcoords="offset points")
     for ph, mk in markers.items():
         ax.scatter([], [], marker=mk, color="gray", label=f"{ph} phase")
     for prec, c in colors.items():
-        hyp = prec == "bf16"
-        ax.scatter([], [], marker="s", color=c, facecolors="none" if hyp else c,
-                   label={"bf16": "bf16 = fp16 (projected mix, no kernel yet)"}.get(prec, prec))
+        ax.scatter([], [], marker="s", color=c, label=prec)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / compulsory DRAM byte)")
     ax.set_ylabel("TFLOP/s (ESTIMATED, useful FLOPs)")
     ax.set_title(f"ESTIMATE: roofline, {g.name}, N={N}, F({m},3); VGG conv3 56x56x256, R50 conv4 14x14x256\n"
-                 "black edge = dense, no edge = 25% density (SpMM); hollow = projected mix", fontsize=9)
+                 "black edge = dense, no edge = 25% density (SpMM); hollow = projected mix; bf16 inside fp16", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6.5, loc="lower right", ncol=2)
     path = Path(path)
