@@ -43,9 +43,11 @@ from numbers import Rational
 import numpy as np
 
 __all__ = [
+    "DEFAULT_POINTS",
     "MAX_ALPHA",
     "WinogradTransform",
     "default_points",
+    "tile_default_points",
     "winograd",
 ]
 
@@ -57,12 +59,14 @@ Matrix = tuple[tuple[Fraction, ...], ...]
 
 
 def default_points(count: int) -> tuple[Fraction, ...]:
-    """The first ``count`` default finite interpolation points.
+    """The first ``count`` points of the default sequence.
 
     ``0, 1, -1, 2, -2, 1/2, -1/2, 3, -3, 1/3, -1/3, 4, …``: small integers and
     their reciprocals, which keep the transform coefficients (and so the
     floating-point error) as small as such simple points allow.  ``count`` is at most
-    ``MAX_ALPHA - 1`` (the points of the largest supported tile).
+    ``MAX_ALPHA - 1`` (the points of the largest supported tile).  The default points of a
+    tile F(m, r) are these unless :data:`DEFAULT_POINTS` lists the tile
+    (:func:`tile_default_points`).
     """
     if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)):
         raise TypeError(f"count must be an int, got {type(count).__name__}")
@@ -74,6 +78,33 @@ def default_points(count: int) -> tuple[Fraction, ...]:
         pts += [Fraction(k), Fraction(-k), Fraction(1, k), Fraction(-1, k)]
         k += 1
     return tuple(pts[:count])
+
+
+#: Default finite points per (m, r) where they are not ``default_points(m + r - 2)``: chosen for
+#: float32 accuracy by ``tools/search_points.py`` (docs/accuracy.md, "Better interpolation
+#: points"), which screens every symmetric set {0, ±p₁, ±p₂, …} with p = n/d, n, d ≤ 9 by the
+#: growth factor β₂ (accuracy.growth_factor) and measures the best on VGG-16 layers.
+#:
+#: * F(8, 3): 0, ±4/9, ±5/6, ±6/5, ±9/4 — reciprocal pairs (p, 1/p) as in Barabasz et al. 2018;
+#:   β₂ 30.6 instead of 148.5 for 0, ±1, ±2, ±1/2, ±3, float32 max rel. error on VGG-16
+#:   layers 1.1e-4 instead of 2.6e-3 (23× smaller); its primitive integer Bᵀ entries stay
+#:   below 2²⁴ (largest 15428257), so the input transform is still exact integers in float32.
+#:
+#: Every other tile keeps ``default_points``: for F(6, 3) no point set found does better than
+#: 0, ±1, ±2, ±1/2 (Lavin's F(6×6, 3×3) points) by more than ~7% (β₂ ≥ 11.5 against 11.78);
+#: for F(4, 3) and F(2, 5), 0, ±2/3, ±3/2 is 3.7× more accurate (β₂ 4.63 / 5.16 against
+#: 9.71 / 9.94) but costs 10 more multiplications per 1D input transform in the specialised
+#: kernels (docs/accuracy.md) — available as ``points=`` and left for a decision on that cost.
+DEFAULT_POINTS: dict[tuple[int, int], tuple[Fraction, ...]] = {
+    (8, 3): tuple(Fraction(p) for p in ("0", "4/9", "-4/9", "5/6", "-5/6", "6/5", "-6/5", "9/4", "-9/4")),
+}
+
+
+def tile_default_points(m: int, r: int) -> tuple[Fraction, ...]:
+    """The default finite points of F(m, r): :data:`DEFAULT_POINTS` ``[(m, r)]`` where the table
+    has the tile, else ``default_points(m + r - 2)``."""
+    m, r = _check_mr(m, r)
+    return DEFAULT_POINTS.get((m, r)) or default_points(m + r - 2)
 
 
 def _as_fraction(p: object, index: int) -> Fraction:
@@ -249,7 +280,8 @@ def winograd(m: int, r: int, points: Sequence[object] | None = None) -> Winograd
         points: ``alpha - 1`` distinct finite rational interpolation points
             (ints, Fractions, strings like ``"1/2"``, or exactly representable
             floats).  The point at infinity is always added.  Default:
-            :func:`default_points`.
+            :func:`tile_default_points` (the :data:`DEFAULT_POINTS` table, else
+            :func:`default_points`).
 
     Raises:
         TypeError: ``m``/``r`` not ints, or a point that is not a number.
@@ -259,7 +291,7 @@ def winograd(m: int, r: int, points: Sequence[object] | None = None) -> Winograd
     m, r = _check_mr(m, r)
     alpha = m + r - 1
     if points is None:
-        pts = default_points(alpha - 1)
+        pts = tile_default_points(m, r)
     else:
         if isinstance(points, (str, bytes)) or not isinstance(points, Sequence | np.ndarray):
             raise TypeError(f"points must be a sequence of numbers, got {type(points).__name__}")

@@ -8,7 +8,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from magma_wino.transforms import MAX_ALPHA, default_points, winograd
+from magma_wino.transforms import (
+    DEFAULT_POINTS,
+    MAX_ALPHA,
+    default_points,
+    tile_default_points,
+    winograd,
+)
 
 ALL_F = [(m, r) for m in range(1, 9) for r in range(1, 8)]  # alpha up to 14
 
@@ -218,6 +224,43 @@ def test_alternative_points_give_valid_transforms(m, r, points):
 def test_default_points_order():
     assert default_points(7) == tuple(map(Fraction, [0, 1, -1, 2, -2, "1/2", "-1/2"]))
     assert winograd(4, 3).points == default_points(5)
+
+
+def test_default_points_table_overrides_the_sequence_only_where_listed():
+    # F(8,3): the searched points (docs/accuracy.md); the table's tiles only, everything else
+    # keeps the sequence (the specialised kernels' tiles among them).
+    assert DEFAULT_POINTS[(8, 3)] == tuple(map(Fraction, [0, "4/9", "-4/9", "5/6", "-5/6", "6/5", "-6/5",
+                                                          "9/4", "-9/4"]))
+    assert winograd(8, 3).points == tile_default_points(8, 3) == DEFAULT_POINTS[(8, 3)]
+    for m, r in [(2, 3), (4, 3), (6, 3), (2, 5), (4, 5), (6, 5), (7, 4)]:
+        assert (m, r) not in DEFAULT_POINTS
+        assert winograd(m, r).points == tile_default_points(m, r) == default_points(m + r - 2)
+    # the explicit-points API still builds the old F(8,3), a different (and exact) algorithm
+    old = winograd(8, 3, default_points(9))
+    assert old is not winograd(8, 3) and old.points == default_points(9)
+    _assert_tensor_identity(old)
+    with pytest.raises(ValueError, match="alpha = m \\+ r - 1 = 17"):
+        tile_default_points(10, 8)
+
+
+@pytest.mark.parametrize("m,r", sorted(DEFAULT_POINTS))
+def test_table_defaults_are_exact_and_keep_float32_integer_input_transforms(m, r):
+    t = winograd(m, r)
+    _assert_tensor_identity(t)
+    assert len(set(t.points)) == t.alpha - 1
+    # Bᵀ rows are primitive integer vectors whose entries float32 holds exactly (< 2^24), so the
+    # input transform computes with exact coefficients, as for the sequence's points.
+    bt = t.exact()[2]
+    assert all(v.denominator == 1 and abs(v) < 2**24 for row in bt for v in row)
+    np.testing.assert_array_equal(t.matrices(np.float32)[2].astype(np.float64), t.matrices(np.float64)[2])
+
+
+def test_table_defaults_have_a_smaller_growth_factor_than_the_sequence():
+    from magma_wino.accuracy import growth_factor
+
+    for (m, r), pts in DEFAULT_POINTS.items():
+        assert growth_factor(m, r, 1) == growth_factor(m, r, 1, pts)
+        assert growth_factor(m, r, 1) < growth_factor(m, r, 1, default_points(m + r - 2)) / 4
 
 
 @pytest.mark.parametrize(
