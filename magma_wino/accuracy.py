@@ -13,7 +13,14 @@ for the default interpolation points and alternative point sets (:data:`POINT_SE
 same through the emulator backend (the CUDA kernel source on the CPU) on one small layer, to
 show that the kernels reproduce the reference's accuracy.  Published thresholds (NNPACK) are
 reported next to an NNPACK-style measurement (element-wise relative error on uniform(−0.1, 1)
-data).  ``--out DIR`` writes ``accuracy.json``, ``accuracy.md`` and, when matplotlib is
+data).
+
+A second study (:func:`precision_study`) runs every concrete precision mode of
+:mod:`magma_wino.precision` (read from ``precision.MODES`` at run time) × F(2,3), F(4,3),
+F(6,3), F(2,5) (2D) and F(2,3), F(4,3) (3D) on the same VGG-16 layers (3D: their channel
+counts at ``--spatial-3d``³): max and mean relative error against float64, the usable limit of
+the data dtype, ok — on the numpy backend (tensor-core operand rounding emulated by
+``precision.matmul``) or ``--backend emulator``.  ``--out DIR`` writes ``accuracy.json``, ``accuracy.md`` and, when matplotlib is
 installed (``pip install 'magma-wino[bench]'``), ``accuracy.png``.
 
 :func:`tolerance` is the library copy of ``tests/conftest.py::winograd_tolerance`` (the
@@ -41,11 +48,18 @@ from . import reference
 from ._backend import to_host
 from ._version import __version__
 from .cost import VGG16_LAYERS
-from .transforms import _check_mr, winograd
+from .transforms import _check_mr, default_points, tile_default_points, winograd
 
 __all__ = [
     "TILES",
     "POINT_SETS",
+    "SEARCHED_POINTS",
+    "PRECISION_TILES",
+    "REFERENCE_LINES",
+    "concrete_modes",
+    "precision_study",
+    "summarise_precision",
+    "precision_checks",
     "NNPACK_THRESHOLDS",
     "USABLE_LIMIT",
     "TOLERANCE_SAFETY",
@@ -325,7 +339,8 @@ def _host64(a: Any, name: str) -> np.ndarray:
         h = to_host(a)
     except ValueError as exc:  # ragged nested sequences
         raise ValueError(f"{name} could not be converted to an array: {exc}") from None
-    if h.dtype.kind not in "biuf":
+    # bfloat16 (ml_dtypes) has kind 'V' but converts to float64 exactly, as float16 does
+    if h.dtype.kind not in "biuf" and h.dtype.name != "bfloat16":
         raise TypeError(f"{name} must be a real numeric array, got dtype {h.dtype}")
     return h.astype(np.float64, copy=False)
 
@@ -385,11 +400,25 @@ def _reciprocals_first(count: int) -> list[Fraction]:
     return pts[:count]
 
 
+#: The best point sets ``tools/search_points.py`` found per F(m, r) (symmetric sets with
+#: numerators and denominators ≤ 9 screened by β₂, the best measured on VGG-16 layers; docs/
+#: accuracy.md, "Better interpolation points"); tiles not listed: the default points.
+SEARCHED_POINTS: dict[tuple[int, int], tuple[str, ...]] = {
+    (4, 3): ("0", "2/3", "-2/3", "3/2", "-3/2"),
+    (2, 5): ("0", "2/3", "-2/3", "3/2", "-3/2"),
+    (6, 3): ("0", "4/7", "-4/7", "1", "-1", "5/3", "-5/3"),
+    (8, 3): ("0", "4/9", "-4/9", "5/6", "-5/6", "6/5", "-6/5", "9/4", "-9/4"),
+}
+
 #: Point sets of the study (the first α − 1 points of each sequence; ∞ is implied):
-#: ``default`` = 0, ±1, ±2, ±1/2, ±3, ±1/3, … (transforms.default_points);
+#: ``default`` = the library's default points (transforms.tile_default_points: the
+#: DEFAULT_POINTS table, else 0, ±1, ±2, ±1/2, ±3, ±1/3, …);
+#: ``sequence`` = 0, ±1, ±2, ±1/2, ±3, ±1/3, … (transforms.default_points: the defaults of
+#: every tile before the table, i.e. the "before" of F(8,3));
 #: ``reciprocals`` = 0, ±1, ±1/2, ±2, ±1/3, ±3, … (the same kind of points, reciprocals first);
-#: ``integers`` = 0, ±1, ±2, ±3, … (no fractions: the growth of Aᵀ is not compensated).
-POINT_SETS: tuple[str, ...] = ("default", "reciprocals", "integers")
+#: ``integers`` = 0, ±1, ±2, ±3, … (no fractions: the growth of Aᵀ is not compensated);
+#: ``searched`` = :data:`SEARCHED_POINTS` (the best found; the default where not listed).
+POINT_SETS: tuple[str, ...] = ("default", "sequence", "reciprocals", "integers", "searched")
 
 
 def point_set(name: str, m: int, r: int) -> list[Fraction] | None:
@@ -400,10 +429,15 @@ def point_set(name: str, m: int, r: int) -> list[Fraction] | None:
     count = m + r - 2
     if name == "default":
         return None
+    if name == "sequence":
+        return list(default_points(count))
     if name == "integers":
         return _integers(count)
     if name == "reciprocals":
         return _reciprocals_first(count)
+    if name == "searched":
+        pts = SEARCHED_POINTS.get((m, r))
+        return [Fraction(p) for p in pts] if pts else list(tile_default_points(m, r))
     raise ValueError(f"name: unknown point set {name!r}; choose from {POINT_SETS}")
 
 
@@ -573,6 +607,213 @@ def nnpack_comparison(layers: Sequence[dict[str, Any]], m: int = 6, r: int = 3, 
     return rows
 
 
+# --------------------------------------------------------------------------- precision modes
+
+#: The (m, r, ndim) of the per-mode study (``magma-wino accuracy``, "Precision modes"): the tiles
+#: with specialised kernels, 2D and 3D.
+PRECISION_TILES: tuple[tuple[int, int, int], ...] = ((2, 3, 2), (4, 3, 2), (6, 3, 2), (2, 5, 2), (2, 3, 3), (4, 3, 3))
+
+#: Published figures the per-mode table is read against (docs/accuracy.md).  TF32 keeps 10 of
+#: float32's 23 mantissa bits (unit roundoff 2⁻¹¹ = 4.9e-4): cuDNN and cuBLAS in TF32 mode are
+#: accurate to about 1e-3 relative; PyTorch's documentation measures a 10240² matmul on an A100
+#: at max|error| / mean|result| = 2.2e-3 in TF32 against 3.9e-5 in float32.
+REFERENCE_LINES: tuple[dict[str, Any], ...] = (
+    {"what": "cuDNN / cuBLAS TF32 (10-bit mantissa, u = 2^-11)", "rel_err": 1e-3,
+     "source": "NVIDIA TF32 (A100 whitepaper); PyTorch docs, CUDA semantics, 'TensorFloat-32 (TF32) on "
+               "Ampere devices': 10240x10240 matmul, max|err|/mean|result| 2.2e-3 TF32 vs 3.9e-5 fp32"},
+    {"what": "NNPACK F(6x6,3x3) float32, AlexNet conv3-5 (element-wise)", "rel_err": 1e-5,
+     "source": NNPACK_THRESHOLDS[0]["source"]},
+    {"what": "NNPACK F(6x6,3x3) float32, VGG-A conv1 (element-wise)", "rel_err": 1e-4,
+     "source": NNPACK_THRESHOLDS[1]["source"]},
+    {"what": "NNPACK F(6x6,3x3) float32 VGG-A output test = our usable limit", "rel_err": 1e-3,
+     "source": "NNPACK test/convolution-output/vgg-a.cc (WT8x8, errorLimit(1.0e-3))"},
+)
+
+
+def concrete_modes() -> list[str]:
+    """The concrete precision modes :mod:`magma_wino.precision` knows at run time (every entry
+    of ``precision.MODES`` but ``"auto"``), in its order — modes added there join the study."""
+    from . import precision
+
+    return [p for p in precision.MODES if p != "auto"]
+
+
+def _mode_dtype(mode: str) -> np.dtype:
+    """The data dtype a mode is studied on: float64 for fp64, float32 for the others."""
+    return np.dtype(np.float64 if mode == "fp64" else np.float32)
+
+
+def _mode_tolerance(mode: str, dtype: np.dtype, m: int, r: int, n: int, ndim: int) -> float | None:
+    """The a-priori bound of a mode's rel_err, or None where the project has no model for it.
+
+    fp32, tf32x3: :func:`tolerance` of float32 (tf32x3 drops only lo·lo, 2⁻²² per product);
+    fp64: :func:`tolerance` of float64; tf32: :func:`tolerance_tf32`; other modes: the
+    precision module's ``tolerance(mode, …)`` when it has one, else None (not judged)."""
+    from . import precision
+
+    if mode in ("fp32", "tf32x3", "fp64"):
+        return tolerance(dtype, m, r, n, ndim)
+    if mode == "tf32":
+        return tolerance_tf32(m, r, n, ndim)
+    fn = getattr(precision, "tolerance", None)
+    if fn is None:
+        return None
+    try:
+        return float(fn(mode, m, r, n, ndim))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _mode_limit(dtype: np.dtype) -> float:
+    return usable_limit(dtype)
+
+
+def _resolve_mode(mode: str, dtype: np.dtype, backend: str, m: int, r: int, ndim: int) -> tuple[str, str]:
+    """(status, message) of running ``mode``: ``"accepted"``; ``"refused"`` (too inaccurate:
+    measured anyway with ``allow_inaccurate=True``, reported not usable); ``"not supported"``
+    (``precision.resolve`` refuses it outright, e.g. "not supported yet": not measured)."""
+    from . import precision
+
+    try:
+        precision.resolve(mode, dtype, backend, m, r, ndim)
+        return "accepted", ""
+    except ValueError as exc:
+        first = str(exc)
+    try:
+        precision.resolve(mode, dtype, backend, m, r, ndim, allow_inaccurate=True)
+    except ValueError as exc:
+        return "not supported", str(exc)
+    return "refused", first
+
+
+def _precision_layers(layers: Sequence[dict[str, Any]], ndim: int, spatial_3d: int,
+                      max_channels: int | None, max_channels_3d: int = 128) -> list[dict[str, Any]]:
+    """The layers of the per-mode study: VGG-16's (C, K) (capped at ``max_channels``), 2D at
+    their (capped) H×W, 3D at ``spatial_3d``³ with C, K also capped at ``max_channels_3d``
+    (a 3D F(4,3) U of 512×512 channels is α³·K·C = 57 M values); identical shapes kept once."""
+    out: dict[tuple[int, int, int], dict[str, Any]] = {}
+    for lay in layers:
+        C, K = lay["C"], lay["K"]
+        cap = max_channels if ndim == 2 else min(max_channels or max_channels_3d, max_channels_3d)
+        if cap is not None:
+            C, K = min(C, cap), min(K, cap)
+        H = lay["H"] if ndim == 2 else spatial_3d
+        key = (C, K, H)
+        if key in out:
+            out[key]["name"] += "/" + lay["name"].replace("conv", "")
+        else:
+            out[key] = {"name": lay["name"], "C": C, "K": K, "H": H, "ndim": ndim}
+    return list(out.values())
+
+
+def precision_study(layers: Sequence[dict[str, Any]], tiles: Sequence[tuple[int, int, int]] = PRECISION_TILES,
+                    modes: Sequence[str] | None = None, backend: str = "numpy", seed: int = 0,
+                    spatial_3d: int = 8, max_channels: int | None = None, max_channels_3d: int = 128,
+                    progress: Any = None) -> list[dict[str, Any]]:
+    """Error rows per precision mode × F(m, r) × layer against the float64 direct convolution.
+
+    ``modes``: default :func:`concrete_modes` (every mode ``precision.MODES`` has now).  fp64
+    runs on float64 data, every other mode on float32 data (the same normal draw, rounded);
+    each row's reference is the float64 direct convolution of its own (rounded) data, so only
+    the algorithm and the mode are measured.  The numpy backend emulates the tensor-core
+    operand rounding (``precision.matmul``); ``backend="emulator"`` runs the kernels.  A mode
+    ``precision.resolve`` refuses as too inaccurate is measured with ``allow_inaccurate=True``
+    and reported ``usable = False`` (status ``refused``); one it refuses outright (e.g. "not
+    supported yet") gets one row per tile with status ``not supported`` and no numbers.
+    """
+    from .conv import conv2d, conv3d
+
+    modes = concrete_modes() if modes is None else list(modes)
+    for p in modes:
+        if p not in concrete_modes():
+            raise ValueError(f"modes: unknown precision mode {p!r}; choose from {concrete_modes()}")
+    if backend not in ("numpy", "emulator"):
+        raise ValueError(f"backend must be 'numpy' or 'emulator', got {backend!r}")
+    spatial_3d = _int_arg(spatial_3d, "spatial_3d")
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for ndim in sorted({nd for _, _, nd in tiles}):
+        conv = conv2d if ndim == 2 else conv3d
+        direct = reference.conv2d_direct if ndim == 2 else reference.conv3d_direct
+        for lay in _precision_layers(layers, ndim, spatial_3d, max_channels, max_channels_3d):
+            for r in sorted({r for _, r, nd in tiles if nd == ndim}):
+                pad = (r - 1) // 2
+                x64 = _data(rng, (1, lay["C"]) + (lay["H"],) * ndim, "normal")
+                w64 = _data(rng, (lay["K"], lay["C"]) + (r,) * ndim, "normal")
+                data: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+                for m, rr, nd in tiles:
+                    if (rr, nd) != (r, ndim):
+                        continue
+                    n = lay["C"] * r**ndim
+                    for mode in modes:
+                        dt = _mode_dtype(mode)
+                        status, why = _resolve_mode(mode, dt, backend, m, r, ndim)
+                        row: dict[str, Any] = {
+                            "layer": lay["name"], "C": lay["C"], "K": lay["K"], "H": lay["H"], "ndim": ndim,
+                            "m": m, "r": r, "F": f"F({m},{r})" + (" 3D" if ndim == 3 else ""), "mode": mode,
+                            "dtype": dt.name, "backend": backend, "status": status, "message": why,
+                            "usable_limit": _mode_limit(dt)}
+                        if status == "not supported":
+                            row.update(max_rel=None, mean_rel=None, tolerance=None, within_bound=None,
+                                       usable=False, ok=False)
+                            rows.append(row)
+                            if progress is not None:
+                                progress()
+                            continue
+                        if dt.name not in data:
+                            x, w = x64.astype(dt), w64.astype(dt)
+                            data[dt.name] = (x, w, direct(x, w, padding=pad))
+                        x, w, y_ref = data[dt.name]
+                        y = to_host(conv(x, w, padding=pad, m=m, backend=backend, precision=mode,
+                                         allow_inaccurate=True))
+                        err = rel_err(y, y_ref)
+                        tol = _mode_tolerance(mode, dt, m, r, n, ndim)
+                        usable = bool(err <= row["usable_limit"]) and status == "accepted"
+                        within = None if tol is None else bool(err <= tol)
+                        row.update(max_rel=err, mean_rel=mean_rel_err(y, y_ref), tolerance=tol,
+                                   within_bound=within, usable=usable, ok=usable and within is not False)
+                        rows.append(row)
+                        if progress is not None:
+                            progress()
+    return rows
+
+
+def summarise_precision(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (F, ndim, mode): the maximum over layers of max_rel, the mean of mean_rel, the
+    largest error / bound; ``usable`` / ``ok`` only when every layer's row is."""
+    groups: dict[tuple[int, int, int, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["ndim"], row["r"], row["m"], row["mode"]), []).append(row)
+    out = []
+    for (nd, r, m, mode), rs in groups.items():
+        measured = [x for x in rs if x["max_rel"] is not None]
+        bounded = [x for x in measured if x["tolerance"]]
+        out.append({
+            "F": rs[0]["F"], "m": m, "r": r, "ndim": nd, "mode": mode, "dtype": rs[0]["dtype"],
+            "status": rs[0]["status"], "message": rs[0]["message"], "layers": len(rs),
+            "max_rel": max((x["max_rel"] for x in measured), default=None),
+            "mean_rel": float(np.mean([x["mean_rel"] for x in measured])) if measured else None,
+            "max_tolerance_ratio": max((x["max_rel"] / x["tolerance"] for x in bounded), default=None),
+            "usable_limit": rs[0]["usable_limit"],
+            "within_bound": None if not bounded else all(x["within_bound"] for x in bounded),
+            "usable": all(x["usable"] for x in rs), "ok": all(x["ok"] for x in rs)})
+    return out
+
+
+def precision_checks(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The comparisons the per-mode table must show, per tile (max over layers):
+    tf32x3 within 4× of fp32 (float32 level), and tf32 more than 10× tf32x3 (what the split buys)."""
+    by = {(s["F"], s["mode"]): s for s in summary}
+    out = []
+    for f in dict.fromkeys(s["F"] for s in summary):
+        fp32, x3, tf32 = ((by[(f, p)]["max_rel"] if (f, p) in by else None) for p in ("fp32", "tf32x3", "tf32"))
+        if fp32 and x3 is not None:
+            out.append({"F": f, "check": "tf32x3 <= 4 x fp32", "ratio": x3 / fp32, "passed": x3 <= 4 * fp32})
+        if x3 and tf32 is not None:
+            out.append({"F": f, "check": "tf32 > 10 x tf32x3", "ratio": tf32 / x3, "passed": tf32 > 10 * x3})
+    return out
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -610,7 +851,7 @@ def plot(summary: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
         return None
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"default": "-o", "reciprocals": "--s", "integers": ":^"}
+    styles = {"default": "-o", "sequence": "-.v", "reciprocals": "--s", "integers": ":^", "searched": "-D"}
     for r in sorted({s["r"] for s in summary}):
         for ps in sorted({s["points"] for s in summary}, key=lambda p: POINT_SETS.index(p) if p in POINT_SETS else 9):
             pts = sorted((s for s in summary if s["r"] == r and s["points"] == ps), key=lambda s: s["m"])
@@ -690,6 +931,8 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["nnpack"]:
             lines.append(f"| {r['layer']} | {r['C']} | {r['K']} | {r['H']}×{r['W']} | {r['F']} | "
                          f"{_e(r['elementwise_max_rel'])} | {_e(r['max_rel'])} | 1e-04 | 1e-05 |")
+    if (result.get("precision") or {}).get("summary"):
+        lines += ["", precision_markdown(result["precision"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -712,8 +955,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-nnpack", action="store_true", help="skip the NNPACK-style comparison")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
-                        help="small: conv1_2, conv3_1, conv5_1 at 14×14, F(2,3) F(4,3) F(6,3) F(2,5)")
+                        help="small: conv1_2, conv3_1, conv5_1 at 14×14, F(2,3) F(4,3) F(6,3) F(2,5); "
+                             "precision study at 3D 4×4×4")
+    g = parser.add_argument_group("precision modes (every concrete mode of magma_wino.precision × F(m,r) × layer)")
+    g.add_argument("--modes", nargs="+", metavar="MODE",
+                   help="precision modes (default: every concrete mode precision.MODES has: "
+                        + " ".join(concrete_modes()) + ")")
+    g.add_argument("--precision-tiles", nargs="+", metavar="M,R[,ND]",
+                   default=[f"{m},{r}" + (",3" if nd == 3 else "") for m, r, nd in PRECISION_TILES],
+                   help="F(m,r) of the mode study as m,r (2D) or m,r,3 (3D) (default: 2,3 4,3 6,3 2,5 2,3,3 4,3,3)")
+    g.add_argument("--backend", choices=("numpy", "emulator"), default="numpy",
+                   help="numpy (tensor-core operand rounding emulated, default) or emulator (the CUDA kernels "
+                        "on the CPU: slow, cap the shapes with --spatial / --layers / --max-channels)")
+    g.add_argument("--spatial-3d", type=int, default=8, help="3D layers: D = H = W (default 8)")
+    g.add_argument("--max-channels", type=int, default=None, metavar="N",
+                   help="cap C and K of the mode study's layers at N (for --backend emulator)")
+    g.add_argument("--max-channels-3d", type=int, default=128, metavar="N",
+                   help="cap C and K of the 3D layers at N (default 128)")
+    g.add_argument("--no-precision", action="store_true", help="skip the precision-mode study")
     return parser
+
+
+def _parse_precision_tiles(items: Sequence[str]) -> list[tuple[int, int, int]]:
+    out = []
+    for it in items:
+        try:
+            vals = [int(v) for v in it.replace("x", ",").split(",")]
+        except ValueError as exc:
+            raise SystemExit(f"--precision-tiles: expected m,r or m,r,3, got {it!r}") from exc
+        if len(vals) == 2:
+            vals.append(2)
+        if len(vals) != 3 or vals[2] not in (2, 3):
+            raise SystemExit(f"--precision-tiles: expected m,r (2D) or m,r,3 (3D), got {it!r}")
+        try:
+            _check_mr(vals[0], vals[1])
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"--precision-tiles: {exc}") from None
+        out.append((vals[0], vals[1], vals[2]))
+    return out
 
 
 def _parse_tiles(items: Sequence[str]) -> list[tuple[int, int]]:
@@ -740,12 +1019,34 @@ def collect(args: argparse.Namespace, command: str) -> dict[str, Any]:
         raise SystemExit(f"--layers / --spatial: {exc}") from None
     if not layers:
         raise SystemExit(f"--layers: no VGG-16 layer named {names}")
+    # the precision-study options are checked before anything runs
+    ptiles = _parse_precision_tiles(args.precision_tiles)
+    modes = args.modes or concrete_modes()
+    unknown = [p for p in modes if p not in concrete_modes()]
+    if unknown:
+        raise SystemExit(f"--modes: unknown precision mode(s) {unknown}; choose from {concrete_modes()}")
+    for opt, v in (("--max-channels", args.max_channels), ("--max-channels-3d", args.max_channels_3d),
+                   ("--spatial-3d", args.spatial_3d)):
+        if v is not None and v < 1:
+            raise SystemExit(f"{opt} must be >= 1, got {v}")
+    s3 = min(args.spatial_3d, 4) if args.quick else args.spatial_3d
     t0 = time.perf_counter()
     rows = _with_progress(lambda tick: study(layers, tiles, args.points, args.dtype, args.seed, tick),
                           len(layers) * len(tiles) * len(args.points))
     emu = [] if args.no_emulator else emulator_check(tiles=tiles, dtype=args.dtype)
     r3 = [lay for lay in layers if lay["name"].split("/")[0] in ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")]
     nn = [] if args.no_nnpack or args.dtype != "float32" else nnpack_comparison(r3 or layers[:1])
+    prec: dict[str, Any] = {}
+    if not args.no_precision:
+        n_layers = sum(len(_precision_layers(layers, nd, s3, args.max_channels, args.max_channels_3d))
+                       * sum(1 for t in ptiles if t[2] == nd) for nd in {t[2] for t in ptiles})
+        prows = _with_progress(lambda tick: precision_study(layers, ptiles, modes, args.backend, args.seed, s3,
+                                                            args.max_channels, args.max_channels_3d, tick),
+                               n_layers * len(modes))
+        psum = summarise_precision(prows)
+        prec = {"backend": args.backend, "modes": list(modes), "tiles": ptiles, "spatial_3d": s3,
+                "max_channels": args.max_channels, "max_channels_3d": args.max_channels_3d, "rows": prows, "summary": psum,
+                "checks": precision_checks(psum), "reference_lines": list(REFERENCE_LINES)}
     return {
         "schema": "magma_wino.accuracy/1",
         "meta": {"command": command, "version": __version__, "numpy": np.__version__,
@@ -762,6 +1063,7 @@ def collect(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "emulator": emu,
         "nnpack": nn,
         "nnpack_thresholds": list(NNPACK_THRESHOLDS),
+        "precision": prec,
     }
 
 
@@ -787,12 +1089,84 @@ def print_summary(result: dict[str, Any]) -> None:
                       f"{s['max_tolerance_ratio']:.3f}", f"{s['usable_limit']:.0e}", _ok_str(s))
     Console(width=None if Console().is_terminal else 120).print(table)
     print("ok = within the a-priori bound (as accurate as the algorithm can be) and within the usable limit")
+    prec = result.get("precision") or {}
+    if prec.get("summary"):
+        table = Table(title=f"Precision modes ({prec['backend']} backend): error vs float64 direct (max over layers)")
+        for col in ("F(m,r)", "mode", "data", "max rel", "mean rel", "err/bound", "usable limit", "ok"):
+            table.add_column(col, justify="right")
+        for s in _sorted_precision(prec["summary"]):
+            table.add_row(s["F"], s["mode"], s["dtype"], _e_or(s["max_rel"]), _e_or(s["mean_rel"]),
+                          "-" if s["max_tolerance_ratio"] is None else f"{s['max_tolerance_ratio']:.3f}",
+                          f"{s['usable_limit']:.0e}", _precision_ok_str(s))
+        Console(width=None if Console().is_terminal else 120).print(table)
+        for c in prec["checks"]:
+            print(f"{c['F']}: {c['check']}: ratio {c['ratio']:.2f} -> {'yes' if c['passed'] else 'NO'}")
+
+
+def _sorted_precision(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    order = {p: i for i, p in enumerate(concrete_modes())}
+    return sorted(summary, key=lambda s: (s["ndim"], s["r"], s["m"], order.get(s["mode"], 99)))
+
+
+def _e_or(v: float | None) -> str:
+    return "-" if v is None else _e(v)
+
+
+def _precision_ok_str(row: dict[str, Any]) -> str:
+    """``yes``, or why not: not supported (not measured), refused by precision.resolve as too
+    inaccurate (measured with allow_inaccurate=True), over the usable limit, over the bound."""
+    if row["status"] == "not supported":
+        return "not supported" + (" yet" if "not supported yet" in row["message"] else "")
+    if row["ok"]:
+        return "yes"
+    why = (["refused: too inaccurate"] if row["status"] == "refused" else []) + \
+          (["unusable"] if row["status"] != "refused" and not row["usable"] else []) + \
+          (["exceeds bound"] if row["within_bound"] is False else [])
+    return "NO (" + ", ".join(why) + ")"
+
+
+def precision_markdown(prec: dict[str, Any]) -> str:
+    """The markdown of the precision-mode study (part of :func:`markdown`)."""
+    modes = [p for p in concrete_modes() if p in prec["modes"]]
+    lines = [f"### Precision modes ({prec['backend']} backend): max rel. error over layers", "",
+             "Rows: F(m,r) (3D at " + f"{prec['spatial_3d']}³); columns: the modes of `magma_wino.precision` "
+             "(fp64 on float64 data, the others on float32 data). `refused`: `precision.resolve` refuses the "
+             "mode for that tile as too inaccurate (measured with `allow_inaccurate=True`, not usable); "
+             "`n/s`: not supported (not measured).", "",
+             "| F(m,r) | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    by = {(s["F"], s["mode"]): s for s in prec["summary"]}
+    for f in dict.fromkeys(s["F"] for s in _sorted_precision(prec["summary"])):
+        cells = []
+        for p in modes:
+            s = by.get((f, p))
+            if s is None:
+                cells.append("-")
+            elif s["status"] == "not supported":
+                cells.append("n/s")
+            else:
+                cells.append(_e(s["max_rel"]) + (" refused" if s["status"] == "refused" else "")
+                             + ("" if s["usable"] or s["status"] == "refused" else " unusable"))
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    lines += ["", "| F(m,r) | mode | data | max rel. error | mean rel. error | error / bound | usable limit | ok |",
+              "|---|---|---|---|---|---|---|---|"]
+    for s in _sorted_precision(prec["summary"]):
+        ratio = "-" if s["max_tolerance_ratio"] is None else f"{s['max_tolerance_ratio']:.3f}"
+        lines.append(f"| {s['F']} | {s['mode']} | {s['dtype']} | {_e_or(s['max_rel'])} | {_e_or(s['mean_rel'])} | "
+                     f"{ratio} | {s['usable_limit']:.0e} | {_precision_ok_str(s)} |")
+    if prec["checks"]:
+        lines += ["", "| F(m,r) | check | ratio | holds |", "|---|---|---|---|"]
+        lines += [f"| {c['F']} | {c['check']} | {c['ratio']:.2f} | {'yes' if c['passed'] else 'NO'} |"
+                  for c in prec["checks"]]
+    lines += ["", "Reference lines: " + "; ".join(f"{x['what']}: {x['rel_err']:.0e}" for x in prec["reference_lines"])
+              + "."]
+    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``magma-wino accuracy`` with parsed ``args``; exit status 1 if a default-points row
-    exceeds its a-priori bound (an implementation error; rows that are merely not usable —
-    e.g. F(8,3) in float32 — are reported as such, not as a failure)."""
+    or a precision-mode row exceeds its a-priori bound (an implementation error; rows that are
+    merely not usable — e.g. F(8,3) in float32, tf32 on F(4,3) — are reported as such, not as a
+    failure)."""
     command = getattr(args, "command_line", None) or "magma-wino accuracy " + " ".join(getattr(args, "_argv", []))
     result = collect(args, command.strip())
     print_summary(result)
@@ -804,6 +1178,7 @@ def run(args: argparse.Namespace) -> int:
         png = plot(result["summary"], out / "accuracy.png")
         print(f"wrote {out / 'accuracy.json'}, {out / 'accuracy.md'}" + (f", {png}" if png else ""))
     bad = [s for s in result["summary"] if not s["within_bound"] and s["points"] == "default"]
+    bad += [s for s in (result.get("precision") or {}).get("summary", []) if s["within_bound"] is False]
     return 1 if bad else 0
 
 

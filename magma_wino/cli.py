@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:  # pragma: no cover
         p.set_defaults(func=lambda a, e=exc: print(f"bench unavailable: {e}") or 2)
 
-    p = sub.add_parser("accuracy", help="accuracy study: error against tile size and points")
+    p = sub.add_parser("accuracy", help="accuracy study: error against tile size, points and precision mode")
     try:
         from . import accuracy  # noqa: PLC0415
 

@@ -86,15 +86,16 @@ def default_points(count: int) -> tuple[Fraction, ...]:
 #: growth factor β₂ (accuracy.growth_factor) and measures the best on VGG-16 layers.
 #:
 #: * F(8, 3): 0, ±4/9, ±5/6, ±6/5, ±9/4 — reciprocal pairs (p, 1/p) as in Barabasz et al. 2018;
-#:   β₂ 30.6 instead of 148.5 for 0, ±1, ±2, ±1/2, ±3, float32 max rel. error on VGG-16
-#:   layers 1.1e-4 instead of 2.6e-3 (23× smaller); its primitive integer Bᵀ entries stay
-#:   below 2²⁴ (largest 15428257), so the input transform is still exact integers in float32.
+#:   β₂ 30.6 instead of 148.5 for 0, ±1, ±2, ±1/2, ±3; float32 max rel. error over the
+#:   VGG-16 layers 1.3e-4 instead of 2.6e-3 (20× smaller); its primitive integer Bᵀ entries
+#:   stay below 2²⁴ (largest 15428257), so the input transform's coefficients are exact in float32.
 #:
-#: Every other tile keeps ``default_points``: for F(6, 3) no point set found does better than
-#: 0, ±1, ±2, ±1/2 (Lavin's F(6×6, 3×3) points) by more than ~7% (β₂ ≥ 11.5 against 11.78);
-#: for F(4, 3) and F(2, 5), 0, ±2/3, ±3/2 is 3.7× more accurate (β₂ 4.63 / 5.16 against
-#: 9.71 / 9.94) but costs 10 more multiplications per 1D input transform in the specialised
-#: kernels (docs/accuracy.md) — available as ``points=`` and left for a decision on that cost.
+#: Every other tile keeps ``default_points``: for F(6, 3) no point set found is better than
+#: 0, ±1, ±2, ±1/2 (Lavin's F(6×6, 3×3) points) by more than a few percent (β₂ ≥ 11.5 against
+#: 11.78); for F(4, 3) and F(2, 5), 0, ±2/3, ±3/2 is 3.9× more accurate (β₂ 4.63 / 5.16
+#: against 9.71 / 9.94) but costs 10 more multiplications per 1D input transform in the
+#: specialised kernels (docs/accuracy.md) — available as ``points=``, left for a decision on
+#: that cost.
 DEFAULT_POINTS: dict[tuple[int, int], tuple[Fraction, ...]] = {
     (8, 3): tuple(Fraction(p) for p in ("0", "4/9", "-4/9", "5/6", "-5/6", "6/5", "-6/5", "9/4", "-9/4")),
 }
