@@ -60,6 +60,7 @@ __all__ = [
     "precision_study",
     "summarise_precision",
     "precision_checks",
+    "precision_markdown",
     "NNPACK_THRESHOLDS",
     "USABLE_LIMIT",
     "TOLERANCE_SAFETY",
@@ -719,7 +720,9 @@ def precision_study(layers: Sequence[dict[str, Any]], tiles: Sequence[tuple[int,
     operand rounding (``precision.matmul``); ``backend="emulator"`` runs the kernels.  A mode
     ``precision.resolve`` refuses as too inaccurate is measured with ``allow_inaccurate=True``
     and reported ``usable = False`` (status ``refused``); one it refuses outright (e.g. "not
-    supported yet") gets one row per tile with status ``not supported`` and no numbers.
+    supported yet") gets one row per tile with status ``not supported`` and no numbers; one
+    whose run raises gets status ``failed`` with the message (``within_bound = False``: the
+    command's exit status is 1).
     """
     from .conv import conv2d, conv3d
 
@@ -764,8 +767,16 @@ def precision_study(layers: Sequence[dict[str, Any]], tiles: Sequence[tuple[int,
                             x, w = x64.astype(dt), w64.astype(dt)
                             data[dt.name] = (x, w, direct(x, w, padding=pad))
                         x, w, y_ref = data[dt.name]
-                        y = to_host(conv(x, w, padding=pad, m=m, backend=backend, precision=mode,
-                                         allow_inaccurate=True))
+                        try:
+                            y = to_host(conv(x, w, padding=pad, m=m, backend=backend, precision=mode,
+                                             allow_inaccurate=True))
+                        except Exception as exc:  # noqa: BLE001 - reported as a failed row (exit status 1)
+                            row.update(status="failed", message=f"{type(exc).__name__}: {exc}", max_rel=None,
+                                       mean_rel=None, tolerance=None, within_bound=False, usable=False, ok=False)
+                            rows.append(row)
+                            if progress is not None:
+                                progress()
+                            continue
                         err = rel_err(y, y_ref)
                         tol = _mode_tolerance(mode, dt, m, r, n, ndim)
                         usable = bool(err <= row["usable_limit"]) and status == "accepted"
@@ -788,14 +799,16 @@ def summarise_precision(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (nd, r, m, mode), rs in groups.items():
         measured = [x for x in rs if x["max_rel"] is not None]
         bounded = [x for x in measured if x["tolerance"]]
+        failed = [x for x in rs if x["status"] == "failed"]
+        first = failed[0] if failed else rs[0]
         out.append({
             "F": rs[0]["F"], "m": m, "r": r, "ndim": nd, "mode": mode, "dtype": rs[0]["dtype"],
-            "status": rs[0]["status"], "message": rs[0]["message"], "layers": len(rs),
+            "status": first["status"], "message": first["message"], "layers": len(rs),
             "max_rel": max((x["max_rel"] for x in measured), default=None),
             "mean_rel": float(np.mean([x["mean_rel"] for x in measured])) if measured else None,
             "max_tolerance_ratio": max((x["max_rel"] / x["tolerance"] for x in bounded), default=None),
             "usable_limit": rs[0]["usable_limit"],
-            "within_bound": None if not bounded else all(x["within_bound"] for x in bounded),
+            "within_bound": False if failed else None if not bounded else all(x["within_bound"] for x in bounded),
             "usable": all(x["usable"] for x in rs), "ok": all(x["ok"] for x in rs)})
     return out
 
@@ -1117,6 +1130,8 @@ def _precision_ok_str(row: dict[str, Any]) -> str:
     inaccurate (measured with allow_inaccurate=True), over the usable limit, over the bound."""
     if row["status"] == "not supported":
         return "not supported" + (" yet" if "not supported yet" in row["message"] else "")
+    if row["status"] == "failed":
+        return "FAILED: " + row["message"][:80]
     if row["ok"]:
         return "yes"
     why = (["refused: too inaccurate"] if row["status"] == "refused" else []) + \
@@ -1143,6 +1158,8 @@ def precision_markdown(prec: dict[str, Any]) -> str:
                 cells.append("-")
             elif s["status"] == "not supported":
                 cells.append("n/s")
+            elif s["status"] == "failed":
+                cells.append("FAILED")
             else:
                 cells.append(_e(s["max_rel"]) + (" refused" if s["status"] == "refused" else "")
                              + ("" if s["usable"] or s["status"] == "refused" else " unusable"))

@@ -328,3 +328,25 @@ def test_precision_study_on_the_emulator_matches_numpy() -> None:
         assert e["mode"] == n["mode"] and e["backend"] == "emulator"
         assert e["within_bound"] and e["ok"]
         assert 0.2 < e["max_rel"] / n["max_rel"] < 5  # same data, different summation orders
+
+
+def test_precision_study_reports_a_failing_mode_as_a_failed_row(monkeypatch) -> None:
+    from magma_wino import conv as conv_mod
+
+    real = conv_mod.conv2d
+
+    def flaky(x, w, *a, precision="auto", **k):
+        if precision == "tf32x3":
+            raise RuntimeError("kernel exploded")
+        return real(x, w, *a, precision=precision, **k)
+
+    monkeypatch.setattr(conv_mod, "conv2d", flaky)
+    rows = accuracy.precision_study([TINY], [(2, 3, 2)], ["fp32", "tf32x3"])
+    by = {r["mode"]: r for r in rows}
+    assert by["fp32"]["ok"] and by["tf32x3"]["status"] == "failed"
+    assert "RuntimeError: kernel exploded" in by["tf32x3"]["message"] and by["tf32x3"]["within_bound"] is False
+    (s,) = [s for s in accuracy.summarise_precision(rows) if s["mode"] == "tf32x3"]
+    assert s["status"] == "failed" and s["within_bound"] is False and not s["ok"]
+    assert "FAILED" in accuracy.precision_markdown({"modes": ["fp32", "tf32x3"], "backend": "numpy", "spatial_3d": 8,
+                                                    "summary": accuracy.summarise_precision(rows), "checks": [],
+                                                    "reference_lines": list(accuracy.REFERENCE_LINES)})
