@@ -738,11 +738,16 @@ def layer_rows(layers: Sequence[Any], batches: Sequence[int] = (32,), tiles: Seq
                             continue  # the CSR product is SIMT in every mode: the fp32 rows
                         e = estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, gpu_key, sass)
                         sk = e.projections.get("split_k")
+                        prod = e.phase("product")
+                        # idle-SM cost: the part of an on-chip binding bound the last, partial wave adds
+                        onchip = prod.binding not in ("HBM", "launch")
+                        idle = prod.bounds[prod.binding] * (1.0 - prod.wave_efficiency) if onchip else 0.0
                         rows.append({"network": lay.network, "layer": lay.name, **e.as_dict(),
                                      "F": f"F({m},{lay.r})", "refused": refused,
                                      "phase_ms": {p.phase: p.seconds * 1e3 for p in e.phases},
                                      "binding": {p.phase: p.binding for p in e.phases},
-                                     "product_wave_efficiency": e.phase("product").wave_efficiency,
+                                     "product_wave_efficiency": prod.wave_efficiency,
+                                     "product_idle_ms": idle * 1e3,
                                      "split_k_ms": sk["ms"] if sk else None,
                                      "split_k_splits": sk["splits"] if sk else None,
                                      "cudnn_path": cud["path"], "cudnn_ms": cud["ms"],
@@ -785,15 +790,20 @@ LEGEND = ("every figure is an ESTIMATE of the speed-of-light model (not measured
           f"does not exist; cuDNN: implicit GEMM at {CUDNN_EFFICIENCY:.0%} of the dense peak of the same "
           "accuracy class (tf32x3 and fp32: FP32 with TF32 off), an assumption")
 
-_ROW_COLS = ("layer", "N", "F(m,r)", "precision", "density", "input ms", "product ms", "waves",
+_ROW_COLS = ("layer", "N", "F(m,r)", "precision", "density", "input ms", "product ms", "waves (idle ms)",
              "output ms", "total ms", "split-K ms", "cuDNN ms", "ratio", "cuDNN TF32 ms", "ratio TF32")
+
+
+def _waves_cell(r: dict[str, Any]) -> str:
+    idle = r.get("product_idle_ms") or 0.0
+    return f"{r['product_wave_efficiency']:.2f}" + (f" ({idle:.2g} idle)" if idle >= 5e-4 else "")
 
 
 def _row_cells(r: dict[str, Any]) -> list[str]:
     ph = {p["phase"]: p for p in r["phases"]}
     return [f"{r['network']}/{r['layer']}", str(r["N"]), f"F({r['m']},{r['r']})", _prec_label(r),
             f"{r['density']:g}", _phase_cell(ph["input"]), _phase_cell(ph["product"]),
-            f"{r['product_wave_efficiency']:.2f}", _phase_cell(ph["output"]), f"{r['ms']:.3g}", _split_cell(r),
+            _waves_cell(r), _phase_cell(ph["output"]), f"{r['ms']:.3g}", _split_cell(r),
             f"{r['cudnn_ms']:.3g} ({r['cudnn_path']})", f"{r['ratio_to_cudnn']:.2f}",
             _opt(r["cudnn_tf32_ms"], ".3g"), _opt(r["ratio_to_cudnn_tf32"], ".2f")]
 

@@ -185,6 +185,11 @@ def test_wave_quantisation_and_split_k_projection() -> None:
     assert sk["splits"] > 1 and sk["ms"] < e.ms and sk["gain_ms"] == pytest.approx(e.ms - sk["ms"])
     assert sk["wave_efficiency"] > prod.wave_efficiency
     assert sk["label"] == pm.PROJECTION and "does not exist" in sk["label"]
+    # the rows name the idle-SM cost: the binding on-chip bound times the idle fraction
+    (row,) = pm.network_estimates(["resnet50"], [32], [4], ["fp32"])[3:]
+    assert row["layer"] == "conv5_x.b" and row["binding"]["product"] == "shared memory"
+    assert row["product_idle_ms"] == pytest.approx(prod.bounds["shared memory"] * (1 - prod.wave_efficiency) * 1e3)
+    assert "0.55 (" in pm.markdown_estimates([row])
     # each split keeps >= SPLIT_K_MIN_SLICES slices: C = 64 (4 slices) gets no split
     assert "split_k" not in pm.estimate_layer(32, 64, 512, 7, m=4, precision="fp32").projections
 
