@@ -1007,7 +1007,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", nargs="+", default=None, choices=(*PRECISIONS, *_ALIASES),
                     help="precision modes (default: every mode of magma_wino.precision.MODES the model has)")
     ap.add_argument("--density", nargs="+", type=float, default=[1.0])
-    ap.add_argument("--sass-json", metavar="FILE", help="hot-loop mixes from tools/kernel_report.py --json")
+    ap.add_argument("--sass-json", metavar="FILE",
+                    help="hot-loop mixes from tools/kernel_report.py --json (its sm_80 rows for a100, sm_90 else)")
     ap.add_argument("--refresh-builtin", metavar="FILE",
                     help="print the built-in SASS_SM90 table read from a tools/kernel_report.py --json file, and stop")
     ap.add_argument("--markdown", metavar="FILE", help="write the tables as markdown")
@@ -1029,8 +1030,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {roofline_png(args.roofline, args.gpu)} ({LABEL})")
         return 0
     precisions = args.precision or default_precisions()
-    rows = network_estimates(args.network, args.batch, args.tile, precisions, args.density, args.gpu,
-                             load_sass(args.sass_json))
+    # the report's rows of the GPU's own architecture (the built-in table is sm_90's)
+    sass = load_sass(args.sass_json, arch="80" if args.gpu == "a100" else "90")
+    rows = network_estimates(args.network, args.batch, args.tile, precisions, args.density, args.gpu, sass)
     from rich.console import Console
 
     console = Console(width=250)
