@@ -11,6 +11,8 @@ from magma_wino import errors as _errors
 
 FLOAT32 = MW_FLOAT32
 FLOAT64 = MW_FLOAT64
+FLOAT16 = MW_FLOAT16    # storage of U and V only (filter_transform_ex, input_transform_ex)
+BFLOAT16 = MW_BFLOAT16
 RELU_NONE = MW_RELU_NONE
 RELU_SPATIAL = MW_RELU_SPATIAL
 RELU_WINOGRAD = MW_RELU_WINOGRAD
@@ -57,10 +59,21 @@ cdef class ConvDesc:
             self.desc.in_size[i] = in_size[i] if i < ndim else 0
             self.desc.padding[i] = padding[i] if i < ndim else 0
 
-    def geometry(self, int dtype=MW_FLOAT32):
-        """Validate the descriptor and return its derived sizes as a dict."""
+    def geometry(self, int dtype=MW_FLOAT32, v_dtype=None):
+        """Validate the descriptor and return its derived sizes as a dict.
+
+        ``workspace_bytes`` is V and M in ``dtype``; with ``v_dtype`` FLOAT16 or BFLOAT16 (and
+        dtype FLOAT32: the 16-bit modes) V is 2 bytes per element and M stays float32."""
         cdef mw_conv_geometry g
         _check(mw_conv_get_geometry(&self.desc, <mw_dtype>dtype, &g), "conv geometry")
+        workspace = g.workspace_bytes
+        if v_dtype is not None and v_dtype != dtype:
+            if v_dtype not in (MW_FLOAT16, MW_BFLOAT16) or dtype != MW_FLOAT32:
+                raise ValueError(
+                    f"v_dtype must be FLOAT16 or BFLOAT16 with dtype FLOAT32 (or equal to dtype), "
+                    f"got v_dtype={v_dtype!r} with dtype={dtype}")
+            workspace = g.positions * g.num_tiles * (
+                2 * self.desc.in_channels + 4 * self.desc.out_channels)
         nd = self.desc.ndim
         return {
             "alpha": g.alpha,
@@ -68,7 +81,7 @@ cdef class ConvDesc:
             "out_size": tuple(g.out_size[i] for i in range(nd)),
             "tiles": tuple(g.tiles[i] for i in range(nd)),
             "num_tiles": g.num_tiles,
-            "workspace_bytes": g.workspace_bytes,
+            "workspace_bytes": workspace,
         }
 
 
@@ -101,6 +114,29 @@ def input_transform(ConvDesc d, int dtype, uintptr_t x, uintptr_t V, int relu,
     _check(st, "input transform")
 
 
+def filter_transform_ex(ConvDesc d, int dtype, int u_dtype, uintptr_t w, uintptr_t U,
+                        uintptr_t matrices, uintptr_t stream):
+    """filter_transform computed in `dtype`, U stored as `u_dtype` (FLOAT16 / BFLOAT16 with
+    dtype FLOAT32: rounded to nearest even)."""
+    cdef mw_status st
+    with nogil:
+        st = mw_filter_transform_ex(&d.desc, <mw_dtype>dtype, <mw_dtype>u_dtype, <const void*>w,
+                                    <void*>U, <const void*>matrices, <mw_stream>stream)
+    _check(st, "filter transform")
+
+
+def input_transform_ex(ConvDesc d, int dtype, int v_dtype, uintptr_t x, uintptr_t V, int relu,
+                       uintptr_t matrices, uintptr_t stream):
+    """input_transform computed in `dtype`, V stored as `v_dtype` (FLOAT16 / BFLOAT16 with
+    dtype FLOAT32: rounded to nearest even, after the ReLU)."""
+    cdef mw_status st
+    with nogil:
+        st = mw_input_transform_ex(&d.desc, <mw_dtype>dtype, <mw_dtype>v_dtype, <const void*>x,
+                                   <void*>V, <mw_relu>relu, <const void*>matrices,
+                                   <mw_stream>stream)
+    _check(st, "input transform")
+
+
 def output_transform(ConvDesc d, int dtype, uintptr_t M, uintptr_t bias, uintptr_t y,
                      uintptr_t matrices, uintptr_t stream):
     cdef mw_status st
@@ -121,7 +157,8 @@ def gemm_batched(int dtype, int64_t batch, int64_t m, int64_t n, int64_t k, uint
 
 def gemm_batched_ex(int dtype, int precision, int64_t batch, int64_t m, int64_t n, int64_t k,
                     uintptr_t A, uintptr_t B, uintptr_t C, uintptr_t stream):
-    """C[b] = A[b] · B[b] in `precision` (PRECISION_FP32 / TF32 / TF32X3 / FP64)."""
+    """C[b] = A[b] · B[b] in `precision` (PRECISION_FP32 / TF32 / TF32X3 / BF16 / FP16 / FP64);
+    with BF16 / FP16, dtype is FLOAT32 (C, accumulation) and A, B are 16-bit."""
     cdef mw_status st
     with nogil:
         st = mw_gemm_batched_ex(<mw_dtype>dtype, <mw_precision>precision, batch, m, n, k,

@@ -12,6 +12,8 @@ cdef extern from "magma_wino.h" nogil:
     ctypedef enum mw_dtype:
         MW_FLOAT32
         MW_FLOAT64
+        MW_FLOAT16
+        MW_BFLOAT16
 
     ctypedef enum mw_relu:
         MW_RELU_NONE
@@ -52,6 +54,11 @@ cdef extern from "magma_wino.h" nogil:
                                   const void* matrices, mw_stream stream)
     mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
                                  mw_relu relu, const void* matrices, mw_stream stream)
+    mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype u_dtype,
+                                     const void* w, void* U, const void* matrices, mw_stream stream)
+    mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype v_dtype,
+                                    const void* x, void* V, mw_relu relu, const void* matrices,
+                                    mw_stream stream)
     mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
                                   const void* bias, void* y, const void* matrices, mw_stream stream)
     mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,

@@ -1,5 +1,6 @@
-// Tensor-core batched products over channels: C[b] = A[b] · B[b], float32 in memory, products
-// on tensor cores (WMMA m16n16k8, precision::tf32), float32 accumulation.
+// Tensor-core batched products over channels: C[b] = A[b] · B[b] on tensor cores, float32
+// accumulation, C float32.  A and B are float32 in memory (WMMA m16n16k8, precision::tf32) or
+// 16-bit (WMMA m16n16k16, __half or __nv_bfloat16).
 //
 // In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P), so m = K, n = P, k = C.  All matrices
 // are row-major and contiguous per batch entry (A: batch x m x k, B: batch x k x n, C: batch x
@@ -10,6 +11,10 @@
 //   gemm_tc_launch<P, Cfg, VEC>   host: grid (ceil(n/kN), ceil(m/kM), batch), chunked
 //   gemm_tc_batched<P>            host: picks the configuration and the copy width
 //
+// The element type of A and B follows the precision (TcOperand<P>): float for tf32 / tf32x3,
+// __half for fp16, __nv_bfloat16 for bf16; the mainloop, staging and epilogue are the same code
+// for all four, only the fragment conversion (mac_stage) and the configuration differ.
+//
 // Precisions (TcPrecision):
 //   kTf32    one TF32 product: every operand rounded to TF32 (__float_to_tf32, round to nearest)
 //            after its fragment is loaded; relative error ~ 2^-11 per operand.
@@ -17,56 +22,90 @@
 //            a_lo = tf32(a - a_hi) (a - a_hi is exact in float); acc += a_hi·b_lo + a_lo·b_hi
 //            + a_hi·b_hi, the small terms first; a_lo·b_lo (~2^-22 relative) is dropped:
 //            float32-level accuracy.
+//   kBf16,   A and B already 16-bit (rounded by whoever wrote them: the transforms' _ex entries);
+//   kFp16    products of 16-bit values are exact on the tensor core, sums in float32.
 //
-// Mainloop (kStages = 2, double buffering): the k slices of A (kM x kK) and B (kK x kN) are
-// staged in shared memory by __pipeline_memcpy_async (cp.async), one commit per stage even when
-// the stage issues no copy (so that wait_prior(kStages - 1) counts right), wait_prior +
-// __syncthreads before a stage is read, __syncthreads before it is refilled, a drain
-// (wait_prior(0) + __syncthreads) before the shared memory is reused by the epilogue.
+// Mainloop (kStages stages: 2 for float operands, 3 for 16-bit): the k slices of A (kM x kK)
+// and B (kK x kN) are staged in shared memory by __pipeline_memcpy_async (cp.async), one commit
+// per stage even when the stage issues no copy (so that wait_prior(kStages - 1) counts right),
+// wait_prior + __syncthreads before a stage is read, __syncthreads before it is refilled, a
+// drain (wait_prior(0) + __syncthreads) before the shared memory is reused by the epilogue.
 // Edges: elements outside the matrix are zero-filled by the copy itself (the zero-fill form,
-// src-size 0: nothing is read, the source pointer is clamped to the matrix base), so the MMA
-// loop has no bounds checks; the epilogue stores the accumulators to shared memory
-// (store_matrix_sync) and writes C with guarded, coalesced global stores — never out of bounds.
-// 16-byte copies only when every row is 16-byte aligned (k % 4 == 0, n % 4 == 0, 16-byte
-// aligned bases), 4-byte copies otherwise.
+// src-size 0: nothing is read, the source pointer is clamped to the matrix base; the plain
+// 16-bit loads store a zero without reading), so the MMA loop has no bounds checks; the
+// epilogue stores the accumulators to shared memory (store_matrix_sync) and writes C with
+// guarded, coalesced global stores — never out of bounds.
+// 16-byte copies only when every row is 16-byte aligned (k and n multiples of 16 bytes of
+// elements: 4 floats or 8 16-bit values, 16-byte aligned bases); otherwise 4-byte cp.async for
+// float and, for 16-bit operands (cp.async has no 2-byte size, and an odd k or n leaves pairs
+// 2-byte aligned), plain 2-byte loads and shared stores -- the same pipeline, the stage being
+// filled is not read before the barriers that already order the asynchronous copies.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_pipeline.h>
 #include <mma.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "launch.cuh"
 
 namespace mw {
 
-enum class TcPrecision { kTf32, kTf32x3 };
+// The numeric values are fixed: tools/kernel_report.py names (TcPrecision)N by them.
+enum class TcPrecision { kTf32 = 0, kTf32x3 = 1, kBf16 = 2, kFp16 = 3 };
 
 template <int M_, int N_, int K_>
 struct GemmShape {
   static constexpr int kM = M_, kN = N_, kK = K_;
 };
 
-// A tensor-core tile configuration (CUTLASS habit: shapes are types).
+namespace tc_detail {
+namespace wmma = ::nvcuda::wmma;
+}  // namespace tc_detail
+
+// What a precision stores and feeds the tensor core: the element type of A and B in memory and
+// in shared memory, the WMMA fragment element type, the instruction shape.
+template <TcPrecision P>
+struct TcOperand;
+template <>
+struct TcOperand<TcPrecision::kTf32> {
+  using Element = float;
+  using Fragment = tc_detail::wmma::precision::tf32;
+  using InstructionShape = GemmShape<16, 16, 8>;
+};
+template <>
+struct TcOperand<TcPrecision::kTf32x3> : TcOperand<TcPrecision::kTf32> {};
+template <>
+struct TcOperand<TcPrecision::kFp16> {
+  using Element = __half;
+  using Fragment = __half;
+  using InstructionShape = GemmShape<16, 16, 16>;
+};
+template <>
+struct TcOperand<TcPrecision::kBf16> {
+  using Element = __nv_bfloat16;
+  using Fragment = __nv_bfloat16;
+  using InstructionShape = GemmShape<16, 16, 16>;
+};
+
+// A tensor-core tile configuration (CUTLASS habit: shapes are types), for operands of
+// kElementBytes bytes.  Sizes in elements of the operand type except the epilogue's (floats).
 //   ThreadblockShape  the C tile of one block and the k slice staged per pipeline stage
 //   WarpShape         the C tile of one warp (WarpShape / InstructionShape fragments)
 //   kStages           shared-memory stages of the cp.async pipeline
-// Shared-memory rows are padded (kPadA, kPadB, kPadC floats): WMMA's load/store_matrix_sync
-// need ldm % 4 == 0 (16 bytes) and 32-byte aligned pointers, which both paddings keep (every
-// fragment pointer sits at a row index that is a multiple of 8 and a column offset that is a
-// multiple of 8).  The amounts differ by operand, for bank conflicts (our inference from
-// mma.sync's m16n8k8 TF32 operand mapping, which the fragment loads follow): an A fragment is
-// read as 8 rows x 4 consecutive k per access, so the row stride must spread 8 rows over the
-// 8 four-bank groups: kK + 4 = 20 floats (20 r mod 32 = 0, 20, 8, 28, 16, 4, 24, 12) is
-// conflict-free, kK + 8 = 24 is not (r = 0 and r = 4 collide); a B fragment is read as 4 k rows
-// x 8 consecutive columns, so the stride must be 8 mod 32: kN + 8 = 72 is conflict-free,
-// kN + 4 = 68 is 2-way.  The epilogue tile (accumulators) uses kN + 4.
-template <typename ThreadblockShape_, typename WarpShape_, int Stages_>
-struct GemmTcConfig {
+//   kPadA, kPadB      row padding of the staged A and B slices (bank conflicts; see the configs)
+// The epilogue tile sC [kM][kN + 4] floats reuses the stages.
+template <int ElementBytes_, typename ThreadblockShape_, typename WarpShape_,
+          typename InstructionShape_, int Stages_, int PadA_, int PadB_>
+struct GemmTcLayout {
   using ThreadblockShape = ThreadblockShape_;
   using WarpShape = WarpShape_;
-  using InstructionShape = GemmShape<16, 16, 8>;  // WMMA m16n16k8, precision::tf32
+  using InstructionShape = InstructionShape_;
+  static constexpr int kElementBytes = ElementBytes_;
   static constexpr int kStages = Stages_;
   static constexpr int kM = ThreadblockShape::kM, kN = ThreadblockShape::kN;
   static constexpr int kK = ThreadblockShape::kK;
@@ -75,73 +114,124 @@ struct GemmTcConfig {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kFragsM = WarpShape::kM / InstructionShape::kM;
   static constexpr int kFragsN = WarpShape::kN / InstructionShape::kN;
-  static constexpr int kPadA = 4, kPadB = 8, kPadC = 4;
+  static constexpr int kPadA = PadA_, kPadB = PadB_, kPadC = 4;
   static constexpr int kLdA = kK + kPadA;  // sA: [kM][kLdA] per stage
   static constexpr int kLdB = kN + kPadB;  // sB: [kK][kLdB] per stage
-  static constexpr int kLdC = kN + kPadC;  // sC: [kM][kLdC] (epilogue, reuses the stages)
+  static constexpr int kLdC = kN + kPadC;  // sC: [kM][kLdC] floats (epilogue, reuses the stages)
   static constexpr int kStageA = kM * kLdA, kStageB = kK * kLdB;
-  static constexpr int kStageFloats = kStageA + kStageB;
-  static constexpr int kSmemFloats =
-      kStages * kStageFloats > kM* kLdC ? kStages * kStageFloats : kM * kLdC;
+  static constexpr int kStageElements = kStageA + kStageB;
+  static constexpr int kVec16 = 16 / kElementBytes;  // elements per 16-byte copy
+  static constexpr size_t kStagesBytes = size_t(kElementBytes) * kStages * kStageElements;
+  static constexpr size_t kEpilogueBytes = sizeof(float) * kM * kLdC;
 
   static_assert(kM % WarpShape::kM == 0 && kN % WarpShape::kN == 0, "warps must tile the block");
   static_assert(WarpShape::kM % InstructionShape::kM == 0 &&
                     WarpShape::kN % InstructionShape::kN == 0,
                 "MMA tiles must tile the warp");
   static_assert(kK % InstructionShape::kK == 0, "the k slice is whole MMA steps");
-  static_assert(kK % 4 == 0 && kN % 4 == 0, "16-byte copies must tile the slices");
-  static_assert(kLdA % 4 == 0 && kLdB % 4 == 0 && kLdC % 4 == 0, "WMMA ldm: 16 bytes");
-  static_assert(kStageA % 8 == 0 && kStageFloats % 8 == 0, "stages 32-byte aligned");
+  static_assert(kK % kVec16 == 0 && kN % kVec16 == 0, "16-byte copies must tile the slices");
+  // WMMA: ldm a multiple of 16 bytes, fragment pointers 32-byte aligned.  Fragment rows start at
+  // multiples of 16 rows, fragment columns at multiples of 16 elements (>= 32 bytes), k steps at
+  // multiples of InstructionShape::kK columns of A / rows of B.
+  static_assert(kLdA * kElementBytes % 16 == 0 && kLdB * kElementBytes % 16 == 0 && kLdC % 4 == 0,
+                "WMMA ldm: 16 bytes");
+  static_assert(InstructionShape::kK * kElementBytes % 32 == 0 &&
+                    InstructionShape::kK * kLdB * kElementBytes % 32 == 0,
+                "k steps keep fragment pointers 32-byte aligned");
+  static_assert(kStageA * kElementBytes % 32 == 0 && kStageElements * kElementBytes % 32 == 0,
+                "stages 32-byte aligned");
   static_assert(kStages >= 2, "a pipeline has at least two stages");
   static_assert(kThreads <= 1024, "block size");
   // 32 bytes of slack: the kernel rounds the dynamic shared memory base up to 32 bytes.
-  static constexpr size_t shared_bytes() { return sizeof(float) * kSmemFloats + 32; }
+  static constexpr size_t shared_bytes() {
+    return (kStagesBytes > kEpilogueBytes ? kStagesBytes : kEpilogueBytes) + 32;
+  }
 };
+
+// float operands (tf32, tf32x3), WMMA m16n16k8.  Padding (kPadA = 4, kPadB = 8 floats), for bank
+// conflicts (our inference from mma.sync's m16n8k8 TF32 operand mapping, which the fragment loads
+// follow): an A fragment is read as 8 rows x 4 consecutive k per access, so the row stride must
+// spread 8 rows over the 8 four-bank groups: kK + 4 = 20 floats (20 r mod 32 = 0, 20, 8, 28, 16,
+// 4, 24, 12) is conflict-free, kK + 8 = 24 is not (r = 0 and r = 4 collide); a B fragment is read
+// as 4 k rows x 8 consecutive columns, so the stride must be 8 mod 32: kN + 8 = 72 is
+// conflict-free, kN + 4 = 68 is 2-way.
+template <typename ThreadblockShape_, typename WarpShape_, int Stages_>
+struct GemmTcConfig
+    : GemmTcLayout<4, ThreadblockShape_, WarpShape_, GemmShape<16, 16, 8>, Stages_, 4, 8> {};
+
+// 16-bit operands (fp16, bf16), WMMA m16n16k16.  Padding 8 elements (16 bytes) on both operands:
+// a 16-bit fragment is loaded as ldmatrix-style 8 x 8 blocks (for A 8 rows of 8 consecutive k,
+// for row-major B 8 k rows of 8 consecutive columns, transposed), each phase reading 8 rows of
+// 16 bytes; those are conflict-free when the row stride, in 16-byte units, is odd (8 rows hit
+// the 8 distinct four-bank groups of a 128-byte wavefront).  kK + 8 = 40 halves = 5 units and
+// kN + 8 = 72 halves = 9 units are; unpadded 32 (4 units: 4-way) and 64 (8 units: 8-way) are
+// not.  16 bytes is also the least padding that keeps ldm a multiple of 16 bytes.
+template <typename ThreadblockShape_, typename WarpShape_, int Stages_>
+struct GemmTcConfig16
+    : GemmTcLayout<2, ThreadblockShape_, WarpShape_, GemmShape<16, 16, 16>, Stages_, 8, 8> {};
 
 // 64 x 64 C tile, 16-deep k slices, 4 warps of 32 x 32 (2 x 2 fragments), double buffered.
 using GemmTc64x64x16_32x32_s2 = GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>;
 
+// 16-bit: the same 64 x 64 tile and warps, 32-deep k slices (two m16n16k16 steps: a slice holds
+// the same 4 KiB of A as the float one's 16-deep slice), three stages.  One slice is 8 MMAs per
+// warp, too little work to cover a global load's latency with a single slice in flight; with
+// three stages two slices are in flight while one is multiplied (CUTLASS's sm_80 16-bit
+// configurations use >= 3).  Shared memory 3 x 9.5 KiB = 28.5 KiB: still 5 blocks per SM on
+// sm_80 by shared memory, more than the 2 the launch bounds promise.
+using GemmTc16_64x64x32_32x32_s3 = GemmTcConfig16<GemmShape<64, 64, 32>, GemmShape<32, 32, 32>, 3>;
+
 namespace tc_detail {
 
-namespace wmma = ::nvcuda::wmma;
-
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+template <TcPrecision P>
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, TcOperand<P>::InstructionShape::kK,
+                             typename TcOperand<P>::Fragment, wmma::row_major>;
+template <TcPrecision P>
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, TcOperand<P>::InstructionShape::kK,
+                             typename TcOperand<P>::Fragment, wmma::row_major>;
+template <TcPrecision P>
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, TcOperand<P>::InstructionShape::kK, float>;
 
 // The one wrapper of every asynchronous copy of this file: `bytes` (4 or 16) from src to the
 // shared dst, or zeros (nothing read) when !valid.
-__device__ __forceinline__ void cp_async_zfill(float* dst, const float* src, int bytes,
-                                               bool valid) {
+__device__ __forceinline__ void cp_async_zfill(void* dst, const void* src, int bytes, bool valid) {
   __pipeline_memcpy_async(dst, src, bytes, valid ? 0 : bytes);
 }
 
 // Issues the copies of the kRows x kCols tile at (row0, col0) of the row-major rows x cols
-// matrix src into dst (row stride kLd), VEC floats per copy; vectors outside the matrix are
-// zero-filled.  Consecutive threads take consecutive vectors of a row (coalesced).
-template <int kRows, int kCols, int kLd, int VEC, int kThreads>
-__device__ __forceinline__ void stage_tile(float* dst, const float* __restrict__ src, int rows,
-                                           int cols, int row0, int col0) {
+// matrix src into dst (row stride kLd), VEC elements per copy; vectors outside the matrix are
+// zero-filled.  Consecutive threads take consecutive vectors of a row (coalesced).  A vector of
+// fewer than 4 bytes (one 16-bit element) is a plain load and shared store of its bits.
+template <int kRows, int kCols, int kLd, int VEC, int kThreads, typename E>
+__device__ __forceinline__ void stage_tile(E* dst, const E* __restrict__ src, int rows, int cols,
+                                           int row0, int col0) {
   constexpr int kVecs = kRows * (kCols / VEC);
+  constexpr int kBytes = VEC * static_cast<int>(sizeof(E));
   static_assert(kVecs % kThreads == 0, "a tile loads in whole rounds");
+  static_assert(kBytes == 2 || kBytes == 4 || kBytes == 16, "copy widths: 2 (plain), 4, 16");
 #pragma unroll
   for (int it = 0; it < kVecs / kThreads; ++it) {
     const int e = static_cast<int>(threadIdx.x) + it * kThreads;
     const int r = e / (kCols / VEC), c = (e % (kCols / VEC)) * VEC;
     const int gr = row0 + r, gc = col0 + c;
     const bool valid = gr < rows && gc < cols;
-    cp_async_zfill(dst + r * kLd + c, valid ? src + static_cast<long long>(gr) * cols + gc : src,
-                   4 * VEC, valid);
+    const long long off = valid ? static_cast<long long>(gr) * cols + gc : 0;
+    if constexpr (kBytes == 2) {
+      const unsigned short* s = reinterpret_cast<const unsigned short*>(src);
+      reinterpret_cast<unsigned short*>(dst)[r * kLd + c] = valid ? s[off] : 0;
+    } else {
+      cp_async_zfill(dst + r * kLd + c, src + off, kBytes, valid);
+    }
   }
 }
 
 // Issues the copies of k slice `kt` into `stage`: A rows [row0, row0 + kM) x k [kk, kk + kK),
 // B k [kk, kk + kK) x columns [col0, col0 + kN).  Out-of-matrix vectors are zero-filled (with
-// VEC = 4 the launcher guarantees a vector is wholly inside or wholly outside).
-template <typename Cfg, int VEC>
-__device__ __forceinline__ void load_stage(float* stage, const float* __restrict__ A,
-                                           const float* __restrict__ B, int m, int n, int k,
-                                           int row0, int col0, int kt) {
+// 16-byte copies the launcher guarantees a vector is wholly inside or wholly outside).
+template <typename Cfg, int VEC, typename E>
+__device__ __forceinline__ void load_stage(E* stage, const E* __restrict__ A,
+                                           const E* __restrict__ B, int m, int n, int k, int row0,
+                                           int col0, int kt) {
   const int kk = kt * Cfg::kK;
   stage_tile<Cfg::kM, Cfg::kK, Cfg::kLdA, VEC, Cfg::kThreads>(stage, A, m, k, row0, kk);
   stage_tile<Cfg::kK, Cfg::kN, Cfg::kLdB, VEC, Cfg::kThreads>(stage + Cfg::kStageA, B, k, n, kk,
@@ -166,26 +256,27 @@ __device__ __forceinline__ void split_tf32(const Frag& f, Frag& hi, Frag& lo) {
   }
 }
 
-// acc (the warp's kFragsM x kFragsN fragments) += the stage's A slice · B slice.
-template <TcPrecision P, typename Cfg>
-__device__ __forceinline__ void mac_stage(const float* stage, int warp_m, int warp_n,
-                                          FragC (&acc)[Cfg::kFragsM][Cfg::kFragsN]) {
-  const float* sA = stage + warp_m * Cfg::WarpShape::kM * Cfg::kLdA;
-  const float* sB = stage + Cfg::kStageA + warp_n * Cfg::WarpShape::kN;
+// acc (the warp's kFragsM x kFragsN fragments) += the stage's A slice · B slice.  tf32 rounds
+// each loaded fragment, tf32x3 splits it, the 16-bit precisions use it as loaded.
+template <TcPrecision P, typename Cfg, typename E>
+__device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n,
+                                          FragC<P> (&acc)[Cfg::kFragsM][Cfg::kFragsN]) {
+  const E* sA = stage + warp_m * Cfg::WarpShape::kM * Cfg::kLdA;
+  const E* sB = stage + Cfg::kStageA + warp_n * Cfg::WarpShape::kN;
 #pragma unroll
   for (int kk = 0; kk < Cfg::kK; kk += Cfg::InstructionShape::kK) {
-    if constexpr (P == TcPrecision::kTf32) {
-      FragA fa[Cfg::kFragsM];
-      FragB fb[Cfg::kFragsN];
+    if constexpr (P != TcPrecision::kTf32x3) {
+      FragA<P> fa[Cfg::kFragsM];
+      FragB<P> fb[Cfg::kFragsN];
 #pragma unroll
       for (int i = 0; i < Cfg::kFragsM; ++i) {
         wmma::load_matrix_sync(fa[i], sA + i * 16 * Cfg::kLdA + kk, Cfg::kLdA);
-        to_tf32(fa[i]);
+        if constexpr (P == TcPrecision::kTf32) to_tf32(fa[i]);
       }
 #pragma unroll
       for (int j = 0; j < Cfg::kFragsN; ++j) {
         wmma::load_matrix_sync(fb[j], sB + kk * Cfg::kLdB + j * 16, Cfg::kLdB);
-        to_tf32(fb[j]);
+        if constexpr (P == TcPrecision::kTf32) to_tf32(fb[j]);
       }
 #pragma unroll
       for (int i = 0; i < Cfg::kFragsM; ++i) {
@@ -193,17 +284,17 @@ __device__ __forceinline__ void mac_stage(const float* stage, int warp_m, int wa
         for (int j = 0; j < Cfg::kFragsN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
       }
     } else {
-      FragA a_hi[Cfg::kFragsM], a_lo[Cfg::kFragsM];
-      FragB b_hi[Cfg::kFragsN], b_lo[Cfg::kFragsN];
+      FragA<P> a_hi[Cfg::kFragsM], a_lo[Cfg::kFragsM];
+      FragB<P> b_hi[Cfg::kFragsN], b_lo[Cfg::kFragsN];
 #pragma unroll
       for (int i = 0; i < Cfg::kFragsM; ++i) {
-        FragA fa;
+        FragA<P> fa;
         wmma::load_matrix_sync(fa, sA + i * 16 * Cfg::kLdA + kk, Cfg::kLdA);
         split_tf32(fa, a_hi[i], a_lo[i]);
       }
 #pragma unroll
       for (int j = 0; j < Cfg::kFragsN; ++j) {
-        FragB fb;
+        FragB<P> fb;
         wmma::load_matrix_sync(fb, sB + kk * Cfg::kLdB + j * 16, Cfg::kLdB);
         split_tf32(fb, b_hi[j], b_lo[j]);
       }
@@ -223,17 +314,23 @@ __device__ __forceinline__ void mac_stage(const float* stage, int warp_m, int wa
 }  // namespace tc_detail
 
 template <TcPrecision P, typename Cfg, int VEC>
-__device__ __forceinline__ void gemm_tc_device(int m, int n, int k, const float* __restrict__ A,
-                                               const float* __restrict__ B, float* __restrict__ C,
-                                               float* __restrict__ smem) {
+__device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
+                                               const typename TcOperand<P>::Element* __restrict__ A,
+                                               const typename TcOperand<P>::Element* __restrict__ B,
+                                               float* __restrict__ C, void* __restrict__ smem) {
   using namespace tc_detail;
+  using E = typename TcOperand<P>::Element;
+  static_assert(Cfg::kElementBytes == sizeof(E), "the configuration is for this element size");
+  static_assert(Cfg::InstructionShape::kK == TcOperand<P>::InstructionShape::kK,
+                "the configuration is for this instruction shape");
+  E* stages = static_cast<E*>(smem);
   const int warp = threadIdx.x / 32;
   const int warp_m = warp / Cfg::kWarpsN, warp_n = warp % Cfg::kWarpsN;
   const int row0 = blockIdx.y * Cfg::kM;
   const int col0 = blockIdx.x * Cfg::kN;
   const int tiles_k = (k + Cfg::kK - 1) / Cfg::kK;
 
-  FragC acc[Cfg::kFragsM][Cfg::kFragsN];
+  FragC<P> acc[Cfg::kFragsM][Cfg::kFragsN];
 #pragma unroll
   for (int i = 0; i < Cfg::kFragsM; ++i) {
 #pragma unroll
@@ -244,7 +341,7 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k, const float*
 #pragma unroll
   for (int s = 0; s < Cfg::kStages - 1; ++s) {
     if (s < tiles_k)
-      load_stage<Cfg, VEC>(smem + s * Cfg::kStageFloats, A, B, m, n, k, row0, col0, s);
+      load_stage<Cfg, VEC>(stages + s * Cfg::kStageElements, A, B, m, n, k, row0, col0, s);
     __pipeline_commit();
   }
   // Mainloop: issue slice t + kStages - 1 into the stage read in iteration t - 1, then wait
@@ -252,12 +349,12 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k, const float*
   for (int t = 0; t < tiles_k; ++t) {
     const int next = t + Cfg::kStages - 1;
     if (next < tiles_k)
-      load_stage<Cfg, VEC>(smem + (next % Cfg::kStages) * Cfg::kStageFloats, A, B, m, n, k, row0,
-                           col0, next);
+      load_stage<Cfg, VEC>(stages + (next % Cfg::kStages) * Cfg::kStageElements, A, B, m, n, k,
+                           row0, col0, next);
     __pipeline_commit();                      // every iteration, even with nothing issued
     __pipeline_wait_prior(Cfg::kStages - 1);  // this thread's copies of slice t have landed
     __syncthreads();                          // ... and every other thread's
-    mac_stage<P, Cfg>(smem + (t % Cfg::kStages) * Cfg::kStageFloats, warp_m, warp_n, acc);
+    mac_stage<P, Cfg>(stages + (t % Cfg::kStages) * Cfg::kStageElements, warp_m, warp_n, acc);
     __syncthreads();  // the stage may be refilled next iteration
   }
   // Drain: no copy may land in the shared memory the epilogue reuses.
@@ -265,7 +362,7 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k, const float*
   __syncthreads();
 
   // Epilogue: accumulators -> padded shared tile -> guarded, coalesced stores of C.
-  float* sC = smem;  // [kM][kLdC]
+  float* sC = static_cast<float*>(smem);  // [kM][kLdC]
 #pragma unroll
   for (int i = 0; i < Cfg::kFragsM; ++i) {
 #pragma unroll
@@ -292,13 +389,15 @@ constexpr int kGemmTcMinBlocks = 2;
 
 template <TcPrecision P, typename Cfg, int VEC>
 __global__ void __launch_bounds__(Cfg::kThreads, kGemmTcMinBlocks)
-    gemm_tc_kernel(int m, int n, int k, const float* __restrict__ A, long long stride_a,
-                   const float* __restrict__ B, long long stride_b, float* __restrict__ C,
-                   long long stride_c, int batch_offset) {
+    gemm_tc_kernel(int m, int n, int k, const typename TcOperand<P>::Element* __restrict__ A,
+                   long long stride_a, const typename TcOperand<P>::Element* __restrict__ B,
+                   long long stride_b, float* __restrict__ C, long long stride_c,
+                   int batch_offset) {
   MW_DYNAMIC_SHARED(unsigned char, smem_raw);
-  // WMMA pointers must be 32-byte aligned; the dynamic base is only promised 16.
-  float* smem = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(smem_raw) + 31) &
-                                         ~static_cast<uintptr_t>(31));
+  // WMMA pointers must be 32-byte aligned; the dynamic base is only promised 16.  Rounded up by
+  // pointer arithmetic on smem_raw itself (not through an integer): the compiler then still knows
+  // the pointer is shared memory and emits LDS / LDSM / STS, not generic LD / ST.
+  void* smem = smem_raw + ((32 - reinterpret_cast<uintptr_t>(smem_raw) % 32) % 32);
   const long long b = static_cast<long long>(blockIdx.z) + batch_offset;
   gemm_tc_device<P, Cfg, VEC>(m, n, k, A + b * stride_a, B + b * stride_b, C + b * stride_c, smem);
 }
@@ -307,8 +406,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, kGemmTcMinBlocks)
 constexpr int kGemmTcMaxGridYZ = 65535;
 
 template <TcPrecision P, typename Cfg, int VEC>
-cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const float* A, const float* B, float* C,
-                           cudaStream_t stream) {
+cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const typename TcOperand<P>::Element* A,
+                           const typename TcOperand<P>::Element* B, float* C, cudaStream_t stream) {
   const int blocks_m = (m + Cfg::kM - 1) / Cfg::kM;
   const int blocks_n = (n + Cfg::kN - 1) / Cfg::kN;
   const dim3 block(Cfg::kThreads);
@@ -330,15 +429,23 @@ cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const float* A, const
   return cudaSuccess;
 }
 
-// Picks the configuration (one so far) and the copy width: 16-byte cp.async needs every row of
-// A and B 16-byte aligned (k % 4 == 0, n % 4 == 0 and 16-byte aligned bases), else 4 bytes.
+// The configuration of each operand width.
 template <TcPrecision P>
-cudaError_t gemm_tc_batched(int batch, int m, int n, int k, const float* A, const float* B,
-                            float* C, cudaStream_t stream) {
-  using Cfg = GemmTc64x64x16_32x32_s2;
-  const bool aligned = k % 4 == 0 && n % 4 == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
+using GemmTcDefaultConfig = std::conditional_t<sizeof(typename TcOperand<P>::Element) == 4,
+                                               GemmTc64x64x16_32x32_s2, GemmTc16_64x64x32_32x32_s3>;
+
+// Picks the configuration and the copy width: 16-byte cp.async needs every row of A and B
+// 16-byte aligned (k and n multiples of 16 / sizeof(element): 4 floats, 8 16-bit values; 16-byte
+// aligned bases); else one element per copy (4-byte cp.async for float, plain loads for 16-bit).
+template <TcPrecision P>
+cudaError_t gemm_tc_batched(int batch, int m, int n, int k, const typename TcOperand<P>::Element* A,
+                            const typename TcOperand<P>::Element* B, float* C,
+                            cudaStream_t stream) {
+  using Cfg = GemmTcDefaultConfig<P>;
+  constexpr int kVec = Cfg::kVec16;
+  const bool aligned = k % kVec == 0 && n % kVec == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(B) % 16 == 0;
-  if (aligned) return gemm_tc_launch<P, Cfg, 4>(batch, m, n, k, A, B, C, stream);
+  if (aligned) return gemm_tc_launch<P, Cfg, kVec>(batch, m, n, k, A, B, C, stream);
   return gemm_tc_launch<P, Cfg, 1>(batch, m, n, k, A, B, C, stream);
 }
 

@@ -50,6 +50,35 @@ size_t dtype_size(mw_dtype dtype) { return dtype == MW_FLOAT64 ? sizeof(double) 
 
 bool valid_dtype(mw_dtype dtype) { return dtype == MW_FLOAT32 || dtype == MW_FLOAT64; }
 
+bool is_16bit(mw_dtype dtype) { return dtype == MW_FLOAT16 || dtype == MW_BFLOAT16; }
+
+const char* dtype_name(mw_dtype dtype) {
+  switch (dtype) {
+    case MW_FLOAT32:
+      return "MW_FLOAT32";
+    case MW_FLOAT64:
+      return "MW_FLOAT64";
+    case MW_FLOAT16:
+      return "MW_FLOAT16";
+    case MW_BFLOAT16:
+      return "MW_BFLOAT16";
+  }
+  return "not an mw_dtype";
+}
+
+// The error of an entry whose `dtype` (the type of its arrays and of the arithmetic) is not
+// MW_FLOAT32 / MW_FLOAT64.  The 16-bit values are storage types of U and V only.
+mw_status bad_dtype(mw_dtype dtype) {
+  if (is_16bit(dtype))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "dtype %d (%s) is a 16-bit storage type of U and V only, not a compute dtype: pass "
+                "MW_FLOAT32 or MW_FLOAT64 (16-bit U / V: mw_filter_transform_ex and "
+                "mw_input_transform_ex with dtype MW_FLOAT32, products mw_gemm_batched_ex with "
+                "dtype MW_FLOAT32 and MW_PRECISION_FP16 / MW_PRECISION_BF16)",
+                int(dtype), dtype_name(dtype));
+  return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", int(dtype));
+}
+
 // Largest element count of any one array we index with int.
 constexpr long long kMaxElements = INT_MAX;
 
@@ -68,8 +97,7 @@ bool fits(long long a, long long b, long long c = 1) {
 mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry* geo,
                         mw::ConvGeometry* kg) {
   if (d == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "desc is NULL");
-  if (!valid_dtype(dtype))
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (!valid_dtype(dtype)) return bad_dtype(dtype);
   if (d->ndim != 2 && d->ndim != 3)
     return fail(MW_STATUS_INVALID_ARGUMENT, "desc.ndim must be 2 or 3, got %d", d->ndim);
   if (d->m < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.m must be >= 1, got %d", d->m);
@@ -177,30 +205,64 @@ bool dispatch_tile(int ndim, int m, int r, F&& f) {
       m, r, [&](auto tile) { f(std::integral_constant<int, 3>{}, tile); });
 }
 
-template <typename T>
-cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* w, T* U,
+// T: the compute type of w / x, the matrices and the arithmetic; TS: the storage type of U / V.
+template <typename T, typename TS>
+cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* w, TS* U,
                                const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
   if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
-        err = mw::filter_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, w, U, s);
+        err = mw::filter_transform_launch<T, TS, decltype(nd)::value, Tl::m, Tl::r>(g, w, U, s);
       }))
     return err;
-  return mw::filter_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), w,
-                                                U, s);
+  return mw::filter_transform_generic_launch<T, TS>(d->ndim, g,
+                                                    mw::split_matrices(mats, d->m, d->r), w, U, s);
 }
 
-template <typename T>
-cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* x, T* V,
+template <typename T, typename TS>
+cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* x, TS* V,
                               int relu, const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
   if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
-        err = mw::input_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, x, V, relu, s);
+        err =
+            mw::input_transform_launch<T, TS, decltype(nd)::value, Tl::m, Tl::r>(g, x, V, relu, s);
       }))
     return err;
-  return mw::input_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r), x,
-                                               V, relu, s);
+  return mw::input_transform_generic_launch<T, TS>(d->ndim, g, mw::split_matrices(mats, d->m, d->r),
+                                                   x, V, relu, s);
+}
+
+// Calls f(T{}, TS{}) (value-less tags: pointers are cast by the caller) for the (dtype,
+// storage dtype) pair: (float, float), (double, double), (float, __half), (float, bfloat16).
+// The checks of check_storage_dtype() have run.
+template <typename F>
+cudaError_t dispatch_storage(mw_dtype dtype, mw_dtype storage, F&& f) {
+  if (dtype == MW_FLOAT64) return f(static_cast<double*>(nullptr), static_cast<double*>(nullptr));
+  if (storage == MW_FLOAT16) return f(static_cast<float*>(nullptr), static_cast<__half*>(nullptr));
+  if (storage == MW_BFLOAT16)
+    return f(static_cast<float*>(nullptr), static_cast<__nv_bfloat16*>(nullptr));
+  return f(static_cast<float*>(nullptr), static_cast<float*>(nullptr));
+}
+
+// `storage` (u_dtype / v_dtype of the _ex entries): dtype itself, or a 16-bit type with dtype
+// MW_FLOAT32.
+mw_status check_storage_dtype(mw_dtype dtype, mw_dtype storage, const char* name) {
+  if (storage == dtype) return ok();
+  if (!is_16bit(storage) && !valid_dtype(storage))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "%s %d is not an mw_dtype (MW_FLOAT32, MW_FLOAT64, MW_FLOAT16, MW_BFLOAT16)", name,
+                int(storage));
+  if (!is_16bit(storage))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "%s %s with dtype %s: the storage type is dtype or a 16-bit "
+                "type (MW_FLOAT16, MW_BFLOAT16, with dtype MW_FLOAT32)",
+                name, dtype_name(storage), dtype_name(dtype));
+  if (dtype != MW_FLOAT32)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "%s %s needs dtype MW_FLOAT32 (16-bit storage is rounded from float32), got %s",
+                name, dtype_name(storage), dtype_name(dtype));
+  return ok();
 }
 
 template <typename T>
@@ -242,41 +304,54 @@ int mw_has_specialized_transform(int ndim, int m, int r) {
   return (ndim == 2 || ndim == 3) && specialized(ndim, m, r) ? 1 : 0;
 }
 
-mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
-                              const void* matrices, mw_stream stream) {
+mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype u_dtype,
+                                 const void* w, void* U, const void* matrices, mw_stream stream) {
   mw::ConvGeometry g;
   if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (mw_status st = check_storage_dtype(dtype, u_dtype, "u_dtype")) return st;
   if (w == nullptr || U == nullptr)
     return fail(MW_STATUS_INVALID_ARGUMENT, "w and U must not be NULL");
   if (mw_status st = check_transform_common(desc, matrices)) return st;
-  const cudaError_t err =
-      dtype == MW_FLOAT32
-          ? filter_transform_t<float>(desc, g, static_cast<const float*>(w), static_cast<float*>(U),
-                                      static_cast<const float*>(matrices), as_stream(stream))
-          : filter_transform_t<double>(desc, g, static_cast<const double*>(w),
-                                       static_cast<double*>(U),
-                                       static_cast<const double*>(matrices), as_stream(stream));
+  const cudaError_t err = dispatch_storage(dtype, u_dtype, [&](auto* t, auto* ts) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using TS = std::remove_pointer_t<decltype(ts)>;
+    return filter_transform_t<T, TS>(desc, g, static_cast<const T*>(w), static_cast<TS*>(U),
+                                     static_cast<const T*>(matrices), as_stream(stream));
+  });
   return from_cuda(err, "filter transform");
 }
 
-mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
-                             mw_relu relu, const void* matrices, mw_stream stream) {
+mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
+                              const void* matrices, mw_stream stream) {
+  if (!valid_dtype(dtype)) return bad_dtype(dtype);
+  return mw_filter_transform_ex(desc, dtype, dtype, w, U, matrices, stream);
+}
+
+mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype v_dtype,
+                                const void* x, void* V, mw_relu relu, const void* matrices,
+                                mw_stream stream) {
   mw::ConvGeometry g;
   if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (mw_status st = check_storage_dtype(dtype, v_dtype, "v_dtype")) return st;
   if (x == nullptr || V == nullptr)
     return fail(MW_STATUS_INVALID_ARGUMENT, "x and V must not be NULL");
   if (relu != MW_RELU_NONE && relu != MW_RELU_SPATIAL && relu != MW_RELU_WINOGRAD)
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "relu must be MW_RELU_NONE, MW_RELU_SPATIAL or MW_RELU_WINOGRAD, got %d", relu);
   if (mw_status st = check_transform_common(desc, matrices)) return st;
-  const cudaError_t err =
-      dtype == MW_FLOAT32
-          ? input_transform_t<float>(desc, g, static_cast<const float*>(x), static_cast<float*>(V),
-                                     relu, static_cast<const float*>(matrices), as_stream(stream))
-          : input_transform_t<double>(desc, g, static_cast<const double*>(x),
-                                      static_cast<double*>(V), relu,
-                                      static_cast<const double*>(matrices), as_stream(stream));
+  const cudaError_t err = dispatch_storage(dtype, v_dtype, [&](auto* t, auto* ts) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using TS = std::remove_pointer_t<decltype(ts)>;
+    return input_transform_t<T, TS>(desc, g, static_cast<const T*>(x), static_cast<TS*>(V), relu,
+                                    static_cast<const T*>(matrices), as_stream(stream));
+  });
   return from_cuda(err, "input transform");
+}
+
+mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
+                             mw_relu relu, const void* matrices, mw_stream stream) {
+  if (!valid_dtype(dtype)) return bad_dtype(dtype);
+  return mw_input_transform_ex(desc, dtype, dtype, x, V, relu, matrices, stream);
 }
 
 mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
@@ -319,8 +394,7 @@ mw_status check_dense_product(int64_t batch, int64_t m, int64_t n, int64_t k, co
 
 mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                           const void* A, const void* B, void* C, mw_stream stream) {
-  if (!valid_dtype(dtype))
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (!valid_dtype(dtype)) return bad_dtype(dtype);
   if (const mw_status st = check_dense_product(batch, m, n, k, A, B, C); st != MW_STATUS_SUCCESS)
     return st;
   const cudaError_t err =
@@ -337,48 +411,68 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
 mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
                              int64_t n, int64_t k, const void* A, const void* B, void* C,
                              mw_stream stream) {
-  if (!valid_dtype(dtype))
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (!valid_dtype(dtype)) return bad_dtype(dtype);
   if (int(precision) < MW_PRECISION_FP32 || int(precision) > MW_PRECISION_FP64)
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "precision %d is not an mw_precision (MW_PRECISION_FP32 .. MW_PRECISION_FP64)",
                 precision);
-  if (precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16)
-    return fail(MW_STATUS_UNSUPPORTED, "precision %s is reserved: not in this build",
-                precision == MW_PRECISION_BF16 ? "MW_PRECISION_BF16" : "MW_PRECISION_FP16");
+  static const char* const kNames[] = {"MW_PRECISION_FP32",   "MW_PRECISION_TF32",
+                                       "MW_PRECISION_TF32X3", "MW_PRECISION_BF16",
+                                       "MW_PRECISION_FP16",   "MW_PRECISION_FP64"};
+  const char* name = kNames[int(precision)];
   if (precision == MW_PRECISION_FP64 && dtype != MW_FLOAT64)
     return fail(MW_STATUS_UNSUPPORTED, "precision MW_PRECISION_FP64 needs dtype MW_FLOAT64");
   if (precision != MW_PRECISION_FP64 && dtype != MW_FLOAT32)
-    return fail(MW_STATUS_UNSUPPORTED,
-                "precision %s needs dtype MW_FLOAT32 (float32 in memory), got MW_FLOAT64",
-                precision == MW_PRECISION_FP32   ? "MW_PRECISION_FP32"
-                : precision == MW_PRECISION_TF32 ? "MW_PRECISION_TF32"
-                                                 : "MW_PRECISION_TF32X3");
+    return fail(MW_STATUS_UNSUPPORTED, "precision %s needs dtype MW_FLOAT32 (%s), got MW_FLOAT64",
+                name,
+                precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16
+                    ? "the type of C and of the accumulation; A and B are 16-bit"
+                    : "float32 in memory");
   if (precision == MW_PRECISION_FP32 || precision == MW_PRECISION_FP64)
     return mw_gemm_batched(dtype, batch, m, n, k, A, B, C, stream);
   if (const mw_status st = check_dense_product(batch, m, n, k, A, B, C); st != MW_STATUS_SUCCESS)
     return st;
-  if (reinterpret_cast<uintptr_t>(A) % sizeof(float) != 0 ||
-      reinterpret_cast<uintptr_t>(B) % sizeof(float) != 0 ||
+  const bool half = precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16;
+  const size_t ab = half ? 2 : sizeof(float);
+  if (reinterpret_cast<uintptr_t>(A) % ab != 0 || reinterpret_cast<uintptr_t>(B) % ab != 0 ||
       reinterpret_cast<uintptr_t>(C) % sizeof(float) != 0)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must be 4-byte aligned (float32 arrays)");
-  const float* a = static_cast<const float*>(A);
-  const float* b = static_cast<const float*>(B);
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                half ? "A and B must be 2-byte aligned (16-bit arrays), C 4-byte aligned (float32)"
+                     : "A, B and C must be 4-byte aligned (float32 arrays)");
   float* c = static_cast<float*>(C);
-  const cudaError_t err = precision == MW_PRECISION_TF32
-                              ? mw::gemm_tc_batched<mw::TcPrecision::kTf32>(
-                                    int(batch), int(m), int(n), int(k), a, b, c, as_stream(stream))
-                              : mw::gemm_tc_batched<mw::TcPrecision::kTf32x3>(
-                                    int(batch), int(m), int(n), int(k), a, b, c, as_stream(stream));
-  return from_cuda(
-      err, precision == MW_PRECISION_TF32 ? "batched product (tf32)" : "batched product (tf32x3)");
+  const int bt = int(batch), mm = int(m), nn = int(n), kk = int(k);
+  cudaError_t err;
+  switch (precision) {
+    case MW_PRECISION_TF32:
+      err = mw::gemm_tc_batched<mw::TcPrecision::kTf32>(
+          bt, mm, nn, kk, static_cast<const float*>(A), static_cast<const float*>(B), c,
+          as_stream(stream));
+      break;
+    case MW_PRECISION_TF32X3:
+      err = mw::gemm_tc_batched<mw::TcPrecision::kTf32x3>(
+          bt, mm, nn, kk, static_cast<const float*>(A), static_cast<const float*>(B), c,
+          as_stream(stream));
+      break;
+    case MW_PRECISION_FP16:
+      err = mw::gemm_tc_batched<mw::TcPrecision::kFp16>(
+          bt, mm, nn, kk, static_cast<const __half*>(A), static_cast<const __half*>(B), c,
+          as_stream(stream));
+      break;
+    default:  // MW_PRECISION_BF16
+      err = mw::gemm_tc_batched<mw::TcPrecision::kBf16>(
+          bt, mm, nn, kk, static_cast<const __nv_bfloat16*>(A),
+          static_cast<const __nv_bfloat16*>(B), c, as_stream(stream));
+      break;
+  }
+  char what[64];
+  std::snprintf(what, sizeof what, "batched product (%s)", name + 13);  // after "MW_PRECISION_"
+  return from_cuda(err, what);
 }
 
 mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                           const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                           int64_t nnz, const void* B, void* C, mw_stream stream) {
-  if (!valid_dtype(dtype))
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype %d is not MW_FLOAT32 or MW_FLOAT64", dtype);
+  if (!valid_dtype(dtype)) return bad_dtype(dtype);
   if (batch < 1 || rows < 1 || cols < 1 || n < 1)
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,

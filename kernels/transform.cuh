@@ -15,7 +15,18 @@
 // and p = ((n * tD + td) * tH + th) * tW + tw.  Thread index -> (channel, tile) puts the
 // tile index p in the fastest-varying position so that V and M, contiguous along P, are
 // read and written coalesced.
+//
+// Storage type (TS) of U and V: the input and filter transforms compute in T and store TS,
+// through store_as<TS>: T itself, or, for T = float, IEEE binary16 (__half) or bfloat16
+// (__nv_bfloat16) rounded to nearest even -- the U and V of the 16-bit precision modes
+// (gemm_tc.cuh multiplies them).  ReLU modes act on the T value before the rounding.  The output
+// transform reads M in T (M stays float32 in the 16-bit modes).
 #pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <type_traits>
 
 #include "launch.cuh"
 #include "magma_wino.h"
@@ -78,6 +89,23 @@ MW_HOST_DEVICE inline T relu(T v) {
   return v > T(0) ? v : T(0);
 }
 
+// A transformed value v (computed in T) as stored in U or V: v itself when TS is T; a float
+// rounded to nearest even to binary16 or bfloat16 otherwise (the only conversions the C layer
+// instantiates).
+template <typename TS, typename T>
+__device__ __forceinline__ TS store_as(T v) {
+  if constexpr (std::is_same_v<TS, T>) {
+    return v;
+  } else if constexpr (std::is_same_v<TS, __half>) {
+    static_assert(std::is_same_v<T, float>, "16-bit storage is rounded from float");
+    return __float2half_rn(v);
+  } else {
+    static_assert(std::is_same_v<T, float> && std::is_same_v<TS, __nv_bfloat16>,
+                  "storage types: T, __half or __nv_bfloat16 (from float)");
+    return __float2bfloat16_rn(v);
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Specialised 2D transforms
 // ---------------------------------------------------------------------------------------
@@ -102,10 +130,10 @@ __device__ __forceinline__ void transform_columns(T (&d)[ROWS][COLS], Apply appl
 }
 
 // V[:, c, p] = Bᵀ d B for the alpha x alpha window d of channel c under tile p.
-template <typename T, int M, int R, int RELU>
+template <typename T, typename TS, int M, int R, int RELU>
 __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
                                                           const T* __restrict__ x,
-                                                          T* __restrict__ V, int c, int p) {
+                                                          TS* __restrict__ V, int c, int p) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
   const TileCoord tc = tile_coord(g, p);
@@ -129,30 +157,30 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
   }
   transform_columns<T, A, A>(d, [](const T(&in)[A], T(&out)[A]) { Coef::bt(in, out); });
   const long long stride = static_cast<long long>(g.C) * g.P;
-  T* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
+  TS* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
 #pragma unroll
   for (int i = 0; i < A; ++i) {
     T row[A];
     Coef::bt(d[i], row);  // (Bᵀ d) B, one row at a time
 #pragma unroll
     for (int l = 0; l < A; ++l) {
-      out[(i * A + l) * stride] = RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l];
+      out[(i * A + l) * stride] = store_as<TS>(RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l]);
     }
   }
 }
 
-template <typename T, int M, int R, int RELU>
+template <typename T, typename TS, int M, int R, int RELU>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
-    input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
+    input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, TS* __restrict__ V) {
   int c, p;
-  if (thread_pair(g.C, g.P, c, p)) input_transform_2d_device<T, M, R, RELU>(g, x, V, c, p);
+  if (thread_pair(g.C, g.P, c, p)) input_transform_2d_device<T, TS, M, R, RELU>(g, x, V, c, p);
 }
 
 // U[:, k, c] = G g Gᵀ for the r x r filter g = w[k, c].
-template <typename T, int M, int R>
+template <typename T, typename TS, int M, int R>
 __device__ __forceinline__ void filter_transform_2d_device(const ConvGeometry& g,
                                                            const T* __restrict__ w,
-                                                           T* __restrict__ U, int k, int c) {
+                                                           TS* __restrict__ U, int k, int c) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
   const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R * R;
@@ -168,21 +196,21 @@ __device__ __forceinline__ void filter_transform_2d_device(const ConvGeometry& g
     for (int i = 0; i < A; ++i) t[i][j] = col[i];
   }
   const long long stride = static_cast<long long>(g.K) * g.C;
-  T* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
+  TS* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
 #pragma unroll
   for (int i = 0; i < A; ++i) {
     T row[A];
     Coef::g(t[i], row);  // (G g) Gᵀ
 #pragma unroll
-    for (int j = 0; j < A; ++j) out[(i * A + j) * stride] = row[j];
+    for (int j = 0; j < A; ++j) out[(i * A + j) * stride] = store_as<TS>(row[j]);
   }
 }
 
-template <typename T, int M, int R>
+template <typename T, typename TS, int M, int R>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
-    filter_transform_2d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
+    filter_transform_2d_kernel(ConvGeometry g, const T* __restrict__ w, TS* __restrict__ U) {
   int k, c;
-  if (thread_pair(g.K, g.C, k, c)) filter_transform_2d_device<T, M, R>(g, w, U, k, c);
+  if (thread_pair(g.K, g.C, k, c)) filter_transform_2d_device<T, TS, M, R>(g, w, U, k, c);
 }
 
 // y[n, k, tile p] = Aᵀ M[:, k, p] A (+ bias[k]), clipped at the right and bottom edges.
@@ -237,10 +265,10 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
 // size and register pressure), so its coefficients come from the runtime accessors.
 // ---------------------------------------------------------------------------------------
 
-template <typename T, int M, int R, int RELU>
+template <typename T, typename TS, int M, int R, int RELU>
 __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
                                                           const T* __restrict__ x,
-                                                          T* __restrict__ V, int c, int p) {
+                                                          TS* __restrict__ V, int c, int p) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
   const TileCoord tc = tile_coord(g, p);
@@ -250,7 +278,7 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
   const int h0 = tc.t[1] * M - g.pad[1];
   const int w0 = tc.t[2] * M - g.pad[2];
   const long long stride = static_cast<long long>(g.C) * g.P;
-  T* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
+  TS* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
 #pragma unroll 1
   for (int i = 0; i < A; ++i) {
     T s[A][A];  // s = Σ_a Bᵀ(i, a) · window slice a
@@ -283,27 +311,28 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
       Coef::bt(s[j], row);
 #pragma unroll
       for (int l = 0; l < A; ++l)
-        out[((i * A + j) * A + l) * stride] = RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l];
+        out[((i * A + j) * A + l) * stride] =
+            store_as<TS>(RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l]);
     }
   }
 }
 
-template <typename T, int M, int R, int RELU>
+template <typename T, typename TS, int M, int R, int RELU>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
-    input_transform_3d_kernel(ConvGeometry g, const T* __restrict__ x, T* __restrict__ V) {
+    input_transform_3d_kernel(ConvGeometry g, const T* __restrict__ x, TS* __restrict__ V) {
   int c, p;
-  if (thread_pair(g.C, g.P, c, p)) input_transform_3d_device<T, M, R, RELU>(g, x, V, c, p);
+  if (thread_pair(g.C, g.P, c, p)) input_transform_3d_device<T, TS, M, R, RELU>(g, x, V, c, p);
 }
 
-template <typename T, int M, int R>
+template <typename T, typename TS, int M, int R>
 __device__ __forceinline__ void filter_transform_3d_device(const ConvGeometry& g,
                                                            const T* __restrict__ w,
-                                                           T* __restrict__ U, int k, int c) {
+                                                           TS* __restrict__ U, int k, int c) {
   using Coef = WinogradCoefficients<M, R>;
   constexpr int A = Coef::alpha;
   const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R * R * R;
   const long long stride = static_cast<long long>(g.K) * g.C;
-  T* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
+  TS* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
 #pragma unroll 1
   for (int i = 0; i < A; ++i) {
     // s = Σ_a G(i, a) · filter slice a (R x R), then the 2D transform G s Gᵀ.
@@ -329,16 +358,16 @@ __device__ __forceinline__ void filter_transform_3d_device(const ConvGeometry& g
       T row[A];
       Coef::g(s[j], row);
 #pragma unroll
-      for (int l = 0; l < A; ++l) out[((i * A + j) * A + l) * stride] = row[l];
+      for (int l = 0; l < A; ++l) out[((i * A + j) * A + l) * stride] = store_as<TS>(row[l]);
     }
   }
 }
 
-template <typename T, int M, int R>
+template <typename T, typename TS, int M, int R>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
-    filter_transform_3d_kernel(ConvGeometry g, const T* __restrict__ w, T* __restrict__ U) {
+    filter_transform_3d_kernel(ConvGeometry g, const T* __restrict__ w, TS* __restrict__ U) {
   int k, c;
-  if (thread_pair(g.K, g.C, k, c)) filter_transform_3d_device<T, M, R>(g, w, U, k, c);
+  if (thread_pair(g.K, g.C, k, c)) filter_transform_3d_device<T, TS, M, R>(g, w, U, k, c);
 }
 
 template <typename T, int M, int R>
@@ -427,10 +456,10 @@ MW_HOST_DEVICE inline void split_position(int b, int alpha, int (&idx)[3]) {
   idx[0] = NDIM == 3 ? b / alpha : 0;
 }
 
-template <typename T, int NDIM, int RELU>
+template <typename T, typename TS, int NDIM, int RELU>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ x,
-                                   T* __restrict__ V) {
+                                   TS* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int A = mat.alpha;
   const int positions = NDIM == 3 ? A * A * A : A * A;
@@ -469,13 +498,13 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     }
   }
   if (RELU == MW_RELU_WINOGRAD) acc = relu(acc);
-  V[idx] = acc;  // idx = (b * C + c) * P + p: exactly V's layout
+  V[idx] = store_as<TS>(acc);  // idx = (b * C + c) * P + p: exactly V's layout
 }
 
-template <typename T, int NDIM>
+template <typename T, typename TS, int NDIM>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ w,
-                                    T* __restrict__ U) {
+                                    TS* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int A = mat.alpha, R = mat.r;
   const int positions = NDIM == 3 ? A * A * A : A * A;
@@ -500,7 +529,7 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
       acc += c0 * c1 * row;
     }
   }
-  U[idx] = acc;  // idx = b * K * C + k * C + c: exactly U's layout
+  U[idx] = store_as<TS>(acc);  // idx = b * K * C + k * C + c: exactly U's layout
 }
 
 template <typename T, int NDIM>
@@ -557,48 +586,53 @@ inline unsigned transform_blocks(long long threads) {
 }
 
 // The ReLU mode becomes a template parameter so the common no-ReLU kernel carries no branch.
-template <template <typename, int, int, int> class Kernel, typename T, int M, int R,
-          typename... Args>
+template <template <typename, typename, int, int, int> class Kernel, typename T, typename TS, int M,
+          int R, typename... Args>
 cudaError_t launch_with_relu(int relu_mode, dim3 grid, dim3 block, cudaStream_t stream,
                              Args... args) {
   switch (relu_mode) {
     case MW_RELU_SPATIAL:
-      return launch(Kernel<T, M, R, MW_RELU_SPATIAL>::fn, grid, block, 0, stream, args...);
+      return launch(Kernel<T, TS, M, R, MW_RELU_SPATIAL>::fn, grid, block, 0, stream, args...);
     case MW_RELU_WINOGRAD:
-      return launch(Kernel<T, M, R, MW_RELU_WINOGRAD>::fn, grid, block, 0, stream, args...);
+      return launch(Kernel<T, TS, M, R, MW_RELU_WINOGRAD>::fn, grid, block, 0, stream, args...);
     default:
-      return launch(Kernel<T, M, R, MW_RELU_NONE>::fn, grid, block, 0, stream, args...);
+      return launch(Kernel<T, TS, M, R, MW_RELU_NONE>::fn, grid, block, 0, stream, args...);
   }
 }
 
 // Kernel "names" as types, so launch_with_relu can instantiate them per ReLU mode.
-template <typename T, int M, int R, int RELU>
+template <typename T, typename TS, int M, int R, int RELU>
 struct InputTransform2d {
-  static constexpr auto fn = input_transform_2d_kernel<T, M, R, RELU>;
+  static constexpr auto fn = input_transform_2d_kernel<T, TS, M, R, RELU>;
 };
-template <typename T, int M, int R, int RELU>
+template <typename T, typename TS, int M, int R, int RELU>
 struct InputTransform3d {
-  static constexpr auto fn = input_transform_3d_kernel<T, M, R, RELU>;
+  static constexpr auto fn = input_transform_3d_kernel<T, TS, M, R, RELU>;
+};
+// The generic kernel in the same form (M, R unused: NDIM rides in the first int).
+template <typename T, typename TS, int NDIM, int, int RELU>
+struct InputTransformGeneric {
+  static constexpr auto fn = input_transform_generic_kernel<T, TS, NDIM, RELU>;
 };
 
-template <typename T, int NDIM, int M, int R>
-cudaError_t input_transform_launch(const ConvGeometry& g, const T* x, T* V, int relu_mode,
+template <typename T, typename TS, int NDIM, int M, int R>
+cudaError_t input_transform_launch(const ConvGeometry& g, const T* x, TS* V, int relu_mode,
                                    cudaStream_t stream) {
   const dim3 grid(transform_blocks(static_cast<long long>(g.C) * g.P)), block(kTransformThreads);
   if constexpr (NDIM == 2) {
-    return launch_with_relu<InputTransform2d, T, M, R>(relu_mode, grid, block, stream, g, x, V);
+    return launch_with_relu<InputTransform2d, T, TS, M, R>(relu_mode, grid, block, stream, g, x, V);
   } else {
-    return launch_with_relu<InputTransform3d, T, M, R>(relu_mode, grid, block, stream, g, x, V);
+    return launch_with_relu<InputTransform3d, T, TS, M, R>(relu_mode, grid, block, stream, g, x, V);
   }
 }
 
-template <typename T, int NDIM, int M, int R>
-cudaError_t filter_transform_launch(const ConvGeometry& g, const T* w, T* U, cudaStream_t stream) {
+template <typename T, typename TS, int NDIM, int M, int R>
+cudaError_t filter_transform_launch(const ConvGeometry& g, const T* w, TS* U, cudaStream_t stream) {
   const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.C)), block(kTransformThreads);
   if constexpr (NDIM == 2) {
-    return launch(filter_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+    return launch(filter_transform_2d_kernel<T, TS, M, R>, grid, block, 0, stream, g, w, U);
   } else {
-    return launch(filter_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, w, U);
+    return launch(filter_transform_3d_kernel<T, TS, M, R>, grid, block, 0, stream, g, w, U);
   }
 }
 
@@ -613,47 +647,28 @@ cudaError_t output_transform_launch(const ConvGeometry& g, const T* Mw, const T*
   }
 }
 
-template <typename T>
+template <typename T, typename TS>
 cudaError_t input_transform_generic_launch(int ndim, const ConvGeometry& g,
-                                           const GenericMatrices<T>& mat, const T* x, T* V,
+                                           const GenericMatrices<T>& mat, const T* x, TS* V,
                                            int relu_mode, cudaStream_t stream) {
   long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
   const dim3 grid(transform_blocks(positions * g.C * g.P)), block(kTransformThreads);
-  if (ndim == 2) {
-    switch (relu_mode) {
-      case MW_RELU_SPATIAL:
-        return launch(input_transform_generic_kernel<T, 2, MW_RELU_SPATIAL>, grid, block, 0, stream,
-                      g, mat, x, V);
-      case MW_RELU_WINOGRAD:
-        return launch(input_transform_generic_kernel<T, 2, MW_RELU_WINOGRAD>, grid, block, 0,
-                      stream, g, mat, x, V);
-      default:
-        return launch(input_transform_generic_kernel<T, 2, MW_RELU_NONE>, grid, block, 0, stream, g,
-                      mat, x, V);
-    }
-  }
-  switch (relu_mode) {
-    case MW_RELU_SPATIAL:
-      return launch(input_transform_generic_kernel<T, 3, MW_RELU_SPATIAL>, grid, block, 0, stream,
-                    g, mat, x, V);
-    case MW_RELU_WINOGRAD:
-      return launch(input_transform_generic_kernel<T, 3, MW_RELU_WINOGRAD>, grid, block, 0, stream,
-                    g, mat, x, V);
-    default:
-      return launch(input_transform_generic_kernel<T, 3, MW_RELU_NONE>, grid, block, 0, stream, g,
-                    mat, x, V);
-  }
+  if (ndim == 2)
+    return launch_with_relu<InputTransformGeneric, T, TS, 2, 0>(relu_mode, grid, block, stream, g,
+                                                                mat, x, V);
+  return launch_with_relu<InputTransformGeneric, T, TS, 3, 0>(relu_mode, grid, block, stream, g,
+                                                              mat, x, V);
 }
 
-template <typename T>
+template <typename T, typename TS>
 cudaError_t filter_transform_generic_launch(int ndim, const ConvGeometry& g,
-                                            const GenericMatrices<T>& mat, const T* w, T* U,
+                                            const GenericMatrices<T>& mat, const T* w, TS* U,
                                             cudaStream_t stream) {
   long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
   const dim3 grid(transform_blocks(positions * g.K * g.C)), block(kTransformThreads);
   if (ndim == 2)
-    return launch(filter_transform_generic_kernel<T, 2>, grid, block, 0, stream, g, mat, w, U);
-  return launch(filter_transform_generic_kernel<T, 3>, grid, block, 0, stream, g, mat, w, U);
+    return launch(filter_transform_generic_kernel<T, TS, 2>, grid, block, 0, stream, g, mat, w, U);
+  return launch(filter_transform_generic_kernel<T, TS, 3>, grid, block, 0, stream, g, mat, w, U);
 }
 
 template <typename T>

@@ -14,6 +14,16 @@
   settings are read from the environment when the emulator library is first used, so they
   run in a subprocess.
 
+16-bit precisions (fp16, bf16: A and B binary16 / bfloat16, C float32, GemmTc16_64x64x32_32x32_s3):
+* exact on integers (exact in the 16-bit type, sums < 2^24) and a selection product (A picks one
+  row of B per row of C: a misplaced element, swapped halves of a 16-bit pair, a wrong stride or
+  a dropped k slice shows exactly where) over the 64x64x32 block and 16x16x16 MMA edges, aligned
+  (16-byte cp.async) and unaligned (odd k or n, operands offset by one element: plain loads);
+* values exactly representable in 16 bits against the float64 product, within float32
+  accumulation over k; float32 data rounded in the test (NumPy's float16; bfloat16 round to
+  nearest even by integer arithmetic, written here) against the float32 product, within the
+  16-bit rounding bound; bitwise under the emulator modes.
+
 Not tested here: the second grid chunk (batch > 65535): 65,537 emulated 128-thread blocks take
 ~70 s; gemm_tc_launch's chunk loop is the one of gemm_batched_launch, which
 test_kernels_emulator.py covers.
@@ -34,7 +44,9 @@ import magma_wino._emu as emu
 from magma_wino.errors import InvalidArgumentError, UnsupportedError
 
 TC_BLOCK = (64, 64, 16)  # GemmTc64x64x16_32x32_s2 in kernels/gemm_tc.cuh: (kM, kN, kK)
+TC16_BLOCK = (64, 64, 32)  # GemmTc16_64x64x32_32x32_s3 (three stages)
 PRECISIONS = {"tf32": emu.PRECISION_TF32, "tf32x3": emu.PRECISION_TF32X3}
+PRECISIONS16 = {"fp16": emu.PRECISION_FP16, "bf16": emu.PRECISION_BF16}
 
 U_TF32 = 2.0**-11  # unit roundoff of TF32 (11 significant bits, round to nearest)
 U_F32 = 2.0**-24
@@ -46,20 +58,25 @@ def ptr(a: np.ndarray) -> int:
 
 
 def gemm_tc(precision: str, A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
+    """C = A · B; A and B float32, or for fp16 / bf16 the 16-bit encodings (float16 / uint16)."""
     batch, m, k = A.shape
     n = B.shape[2]
-    emu.gemm_batched_ex(
-        emu.FLOAT32, PRECISIONS[precision], batch, m, n, k, ptr(A), ptr(B), ptr(C), 0
-    )
+    if precision in PRECISIONS16:
+        assert A.itemsize == B.itemsize == 2 and C.dtype == np.float32
+    code = PRECISIONS16.get(precision) or PRECISIONS[precision]
+    emu.gemm_batched_ex(emu.FLOAT32, code, batch, m, n, k, ptr(A), ptr(B), ptr(C), 0)
 
 
 def offset_array(values: np.ndarray, offset_floats: int) -> np.ndarray:
-    """A copy of values whose data start `offset_floats` floats past a 64-byte boundary."""
-    raw = np.zeros(values.size + 32, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4 + offset_floats
+    """A copy of values whose data start `offset_floats` elements (of values' dtype, float32 if
+    not given as an array of another dtype) past a 64-byte boundary."""
+    dtype = values.dtype if isinstance(values, np.ndarray) else np.float32
+    size = np.dtype(dtype).itemsize
+    raw = np.zeros(values.size + 64, dtype)
+    skip = (-raw.ctypes.data % 64) // size + offset_floats
     out = raw[skip : skip + values.size].reshape(values.shape)
     out[...] = values
-    assert out.ctypes.data % 64 == 4 * offset_floats
+    assert out.ctypes.data % 64 == size * offset_floats
     return out
 
 
@@ -213,13 +230,174 @@ def test_gemm_tc_random_data_within_bounds_and_tf32x3_100x_better(m, n, k, rng):
     assert out["tf32x3"][0] * 100 <= out["tf32"][0], report
 
 
+# --------------------------------------------------------------------------- 16-bit operands
+#
+# The test's own roundings, independent of the kernels' (__float2half_rn / __float2bfloat16_rn):
+# binary16 by NumPy's float16 cast (round to nearest even); bfloat16 by integer arithmetic on
+# the float32 bits: add 0x7FFF plus the lowest kept bit, drop the low 16 bits (round to nearest,
+# ties to even; finite data only).
+
+U_FP16 = 2.0**-11  # binary16: 11 significant bits
+U_BF16 = 2.0**-8  # bfloat16: 8 significant bits
+UNIT16 = {"fp16": U_FP16, "bf16": U_BF16}
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 encodings (uint16), round to nearest even."""
+    x = np.asarray(x, np.float32)
+    assert np.isfinite(x).all()
+    u = x.view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_value(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 encodings -> their float32 values (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def to16(precision: str, x: np.ndarray) -> np.ndarray:
+    """float32 data rounded to the precision's 16-bit type, as the encodings the kernel reads."""
+    return x.astype(np.float16) if precision == "fp16" else bf16_bits(x)
+
+
+def value16(precision: str, a: np.ndarray) -> np.ndarray:
+    """The float64 values of 16-bit encodings."""
+    return (a if precision == "fp16" else bf16_value(a)).astype(np.float64)
+
+
+def test_bf16_rounding_helper_rounds_to_nearest_even():
+    """The test's bfloat16 rounding on hand-made cases: ties go to the even neighbour, values
+    just above a tie go up, and exactly representable values are unchanged."""
+    one = np.float32(1.0)
+    ulp = np.float32(2.0**-7)  # bfloat16 spacing in [1, 2)
+    cases = {
+        1.0: 1.0,
+        float(one + ulp / 2): 1.0,  # tie, 1.0 is even -> down
+        float(one + 3 * ulp / 2): float(one + 2 * ulp),  # tie, odd below -> up
+        float(np.nextafter(one + ulp / 2, np.float32(2))): float(one + ulp),  # above tie -> up
+        -3.0: -3.0,
+        float(np.float32(-(one + 3 * ulp / 2))): float(-(one + 2 * ulp)),
+    }
+    got = bf16_value(bf16_bits(np.array(list(cases), np.float32)))
+    assert got.tolist() == list(cases.values())
+
+
+def int_bound16(precision: str) -> int:
+    """Largest integer magnitude exact in the 16-bit type (2^significand bits)."""
+    return 2048 if precision == "fp16" else 256
+
+
+# Shapes off the 64x64x32 tile: m = 70 (two row blocks, 6 rows in the second), n = 37 and k = 45
+# odd (the plain-load path), n = 40 / k = 48 multiples of 8 (16-byte copies), k = 1, k = 100 (four
+# slices: the three-stage ring wraps), full tiles.
+SHAPES16 = [
+    (70, 37, 45),
+    (70, 40, 48),
+    (17, 33, 1),
+    (16, 8, 8),
+    (65, 64, 100),
+    (64, 64, 64),
+    (1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS16)
+@pytest.mark.parametrize("m,n,k", SHAPES16, ids=lambda v: str(v))
+def test_gemm_16bit_exact_on_integers(precision, m, n, k, rng):
+    """Integers exact in the 16-bit type (|A| <= 2^11 for fp16, 2^8 for bf16; |B| <= 8): products
+    and every partial sum (< 2^24) are exact in float32, so C equals the integer product."""
+    batch = 3
+    bound = int_bound16(precision)
+    A32 = int_array(rng, (batch, m, k), bound)
+    B32 = int_array(rng, (batch, k, n), 8)
+    assert k * bound * 8 < 2**24
+    A, B = to16(precision, A32), to16(precision, B32)
+    assert np.array_equal(value16(precision, A), A32)  # exact in 16 bits
+    C = np.full((batch, m, n), np.nan, np.float32)
+    gemm_tc(precision, A, B, C)
+    ref = np.matmul(A32.astype(np.int64), B32.astype(np.int64))
+    assert np.array_equal(C, ref.astype(np.float32)), (
+        f"gemm_tc {precision} batch={batch} m={m} n={n} k={k} (block {TC16_BLOCK}): "
+        f"{int((C != ref).sum())} of {C.size} differ (NaN = unwritten: {int(np.isnan(C).sum())})"
+    )
+
+
+@pytest.mark.parametrize("precision", PRECISIONS16)
+@pytest.mark.parametrize(
+    "m,n,k,offsets",
+    [(70, 37, 100, (0, 0, 0)), (70, 40, 96, (0, 0, 0)), (33, 40, 96, (1, 1, 1)),
+     (33, 40, 96, (8, 0, 0))],
+    ids=["unaligned", "aligned", "offset-by-one", "offset-16-bytes"],
+)
+def test_gemm_16bit_selection_product_puts_every_element_in_place(precision, m, n, k, offsets):
+    """A[b, i, l] = 1 for l = sel[b, i], else 0: row i of C[b] must be row sel[b, i] of B[b],
+    whose elements are all distinct.  Swapped 16-bit halves, a wrong row stride, a k slice read
+    twice or dropped, or a batch mixed up give a wrong row or column -- reported where.  k = 96 /
+    100: three or four slices, the ring of three stages wraps; offset by one element: the
+    plain-load path even though k and n are multiples of 8; by 8 elements (16 bytes): aligned."""
+    batch = 2
+    sel = (np.arange(batch * m).reshape(batch, m) * 37 + 11) % k
+    sel[:, 0] = k - 1  # the last k of the last slice
+    A32 = np.zeros((batch, m, k), np.float32)
+    A32[np.arange(batch)[:, None], np.arange(m)[None, :], sel] = 1.0
+    # distinct per (b, l, j) and exact in 16 bits: |values| < 2^8 for bf16, 2^11 for fp16
+    B32 = (np.arange(batch * k * n) % (2 * int_bound16(precision) - 1)).astype(np.float32)
+    B32 = (B32 - int_bound16(precision) + 1).reshape(batch, k, n)
+    A = offset_array(to16(precision, A32), offsets[0])
+    B = offset_array(to16(precision, B32), offsets[1])
+    C = offset_array(np.full((batch, m, n), np.nan, np.float32), offsets[2])
+    gemm_tc(precision, A, B, C)
+    want = B32[np.arange(batch)[:, None], sel]  # (batch, m, n)
+    bad = np.argwhere(C != want)
+    assert bad.size == 0, (
+        f"{len(bad)} wrong, first (b, i, j) = {tuple(bad[0])}: got {C[tuple(bad[0])]}, want "
+        f"{want[tuple(bad[0])]} (row sel = {sel[bad[0][0], bad[0][1]]})"
+    )
+
+
+@pytest.mark.parametrize("precision", PRECISIONS16)
+@pytest.mark.parametrize("m,n,k", [(70, 37, 45), (65, 64, 301), (17, 40, 1)], ids=lambda v: str(v))
+def test_gemm_16bit_random_data_within_bounds(precision, m, n, k, rng):
+    """float32 data in ±[1/8, 4) (no 16-bit subnormals or overflow), rounded to 16 bits by the
+    test.  Against the float64 product of the rounded values: products of 16-bit values are exact
+    and only the float32 accumulation errs, at most k roundings (the emulator rounds once per MMA,
+    a GPU at most once per product): |C − A16 B16| <= γ_k(2^-24) |A16||B16|.  Against the float32
+    data (each operand rounded once, |δ| <= u = 2^-11 fp16, 2^-8 bf16):
+    |C − AB| <= [(1 + u)^2 − 1 + γ_k(2^-24)(1 + u)^2] |A||B|."""
+    batch = 2
+    sign = lambda shape: rng.choice(np.array([-1.0, 1.0], np.float32), shape)  # noqa: E731
+    A32 = (sign((batch, m, k)) * rng.uniform(0.125, 4.0, (batch, m, k))).astype(np.float32)
+    B32 = (sign((batch, k, n)) * rng.uniform(0.125, 4.0, (batch, k, n))).astype(np.float32)
+    A, B = to16(precision, A32), to16(precision, B32)
+    C = np.full((batch, m, n), np.nan, np.float32)
+    gemm_tc(precision, A, B, C)
+    A16, B16 = value16(precision, A), value16(precision, B)
+    _, rel16 = _errors(C, A16, B16)
+    _, rel32 = _errors(C, A32, B32)
+    u = UNIT16[precision]
+    bound16 = gamma(k, U_F32)
+    bound32 = (1 + u) ** 2 - 1 + gamma(k, U_F32) * (1 + u) ** 2
+    report = (f"{precision} m={m} n={n} k={k}: rel. to |A16||B16| {rel16:.3g} (bound {bound16:.3g}), "
+              f"rel. to |A||B| of the float32 data {rel32:.3g} (bound {bound32:.3g})")
+    print(report)
+    assert rel16 <= bound16, report
+    assert rel32 <= bound32, report
+    # and not better than a 16-bit product can be: the rounding of the operands shows
+    if k > 1:
+        assert rel32 > u / 64, report
+
+
 # --------------------------------------------------------------------------- emulator modes
 
-_CASES = [  # (precision, batch, m, n, k, offset of A in floats)
+_CASES = [  # (precision, batch, m, n, k, offset of A in elements)
     ("tf32", 2, 65, 40, 33, 0),
     ("tf32x3", 2, 65, 40, 33, 0),
     ("tf32", 1, 17, 33, 23, 1),
     ("tf32x3", 1, 17, 33, 23, 1),
+    ("fp16", 2, 70, 40, 96, 0),  # 16-byte copies, three slices through three stages
+    ("bf16", 2, 70, 40, 96, 0),
+    ("fp16", 1, 17, 37, 45, 1),  # plain loads
+    ("bf16", 1, 17, 37, 45, 1),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -238,8 +416,11 @@ def run_cases() -> list[str]:
     out = []
     for i, (precision, batch, m, n, k, off) in enumerate(_CASES):
         rng = np.random.default_rng(1000 + i)
-        A = offset_array(rng.standard_normal((batch, m, k)).astype(np.float32), off)
+        A = rng.standard_normal((batch, m, k)).astype(np.float32)
         B = rng.standard_normal((batch, k, n)).astype(np.float32)
+        if precision in PRECISIONS16:
+            A, B = to16(precision, A), to16(precision, B)
+        A = offset_array(A, off)
         C = np.full((batch, m, n), np.nan, np.float32)
         gemm_tc(precision, A, B, C)
         assert not np.isnan(C).any()
@@ -308,10 +489,27 @@ def test_gemm_batched_ex_argument_checks():
             _call(emu.FLOAT32, p, A=18)
         with pytest.raises(UnsupportedError, match="too large"):
             _call(emu.FLOAT32, p, batch=2**20, m=2**12, k=2**12)
-    with pytest.raises(UnsupportedError, match="MW_PRECISION_BF16 is reserved"):
-        _call(emu.FLOAT32, emu.PRECISION_BF16)
-    with pytest.raises(UnsupportedError, match="MW_PRECISION_FP16 is reserved"):
-        _call(emu.FLOAT32, emu.PRECISION_FP16)
+    for p in (emu.PRECISION_BF16, emu.PRECISION_FP16):
+        with pytest.raises(UnsupportedError, match="needs dtype MW_FLOAT32 .the type of C"):
+            _call(emu.FLOAT64, p)
+        for dt in (emu.FLOAT16, emu.BFLOAT16):  # the 16-bit type is A's and B's, not dtype
+            with pytest.raises(InvalidArgumentError, match="16-bit storage type of U and V only"):
+                _call(dt, p)
+        with pytest.raises(InvalidArgumentError, match="A and B must be 2-byte aligned"):
+            _call(emu.FLOAT32, p, B=17)
+        with pytest.raises(InvalidArgumentError, match="C 4-byte aligned"):
+            _call(emu.FLOAT32, p, C=18)
+        with pytest.raises(InvalidArgumentError, match="must be >= 1"):
+            _call(emu.FLOAT32, p, k=0)
+        with pytest.raises(InvalidArgumentError, match="must not be NULL"):
+            _call(emu.FLOAT32, p, A=0)
+        with pytest.raises(UnsupportedError, match="too large"):
+            _call(emu.FLOAT32, p, batch=2**20, m=2**12, k=2**12)
+    for dt in (emu.FLOAT16, emu.BFLOAT16):
+        with pytest.raises(InvalidArgumentError, match="16-bit storage type"):
+            _call(dt, emu.PRECISION_TF32)
+        with pytest.raises(InvalidArgumentError, match="16-bit storage type"):
+            emu.gemm_batched(dt, 1, 4, 4, 4, 16, 16, 16, 0)
     with pytest.raises(UnsupportedError, match="FP64 needs dtype MW_FLOAT64"):
         _call(emu.FLOAT32, emu.PRECISION_FP64)
     with pytest.raises(UnsupportedError, match="FP32 needs dtype MW_FLOAT32"):

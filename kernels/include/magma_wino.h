@@ -33,7 +33,12 @@ typedef enum mw_status {
   MW_STATUS_CUDA_ERROR = 4        /* the CUDA runtime reported an error */
 } mw_status;
 
-typedef enum mw_dtype { MW_FLOAT32 = 0, MW_FLOAT64 = 1 } mw_dtype;
+/* MW_FLOAT32 / MW_FLOAT64: the type of an entry's arrays and arithmetic.  MW_FLOAT16 (IEEE
+ * binary16) and MW_BFLOAT16 (bfloat16) are storage types of U and V only (the 16-bit precision
+ * modes): accepted as u_dtype / v_dtype by mw_filter_transform_ex / mw_input_transform_ex, and
+ * as the A / B type of mw_gemm_batched_ex with MW_PRECISION_FP16 / MW_PRECISION_BF16; every
+ * `dtype` argument refuses them (MW_STATUS_INVALID_ARGUMENT). */
+typedef enum mw_dtype { MW_FLOAT32 = 0, MW_FLOAT64 = 1, MW_FLOAT16 = 2, MW_BFLOAT16 = 3 } mw_dtype;
 
 /* Where the input transform applies a ReLU (the sparse variants of docs/sparse.md). */
 typedef enum mw_relu {
@@ -42,14 +47,13 @@ typedef enum mw_relu {
   MW_RELU_WINOGRAD = 2 /* ReLU after the transform:       ReLU(Bᵀ d B)  (Liu et al. 2018) */
 } mw_relu;
 
-/* What a product computes in (docs/kernels.md, "gemm_tc").  Reserved values are accepted by the
- * enum but not by this build (MW_STATUS_UNSUPPORTED). */
+/* What a product computes in (docs/kernels.md, "gemm_tc"). */
 typedef enum mw_precision {
   MW_PRECISION_FP32 = 0,   /* SIMT float32 products (dtype MW_FLOAT32); as mw_gemm_batched */
   MW_PRECISION_TF32 = 1,   /* tensor cores, one TF32 product, float32 accumulation (MW_FLOAT32) */
   MW_PRECISION_TF32X3 = 2, /* tensor cores, 3xTF32 (split hi/lo): float32 level (MW_FLOAT32) */
-  MW_PRECISION_BF16 = 3,   /* reserved */
-  MW_PRECISION_FP16 = 4,   /* reserved */
+  MW_PRECISION_BF16 = 3,   /* tensor cores, bfloat16 A, B; float32 accumulation, C (MW_FLOAT32) */
+  MW_PRECISION_FP16 = 4,   /* tensor cores, binary16 A, B; float32 accumulation, C (MW_FLOAT32) */
   MW_PRECISION_FP64 = 5    /* float64 products (dtype MW_FLOAT64): SIMT DFMA today */
 } mw_precision;
 
@@ -80,7 +84,9 @@ typedef struct mw_conv_geometry {
   size_t workspace_bytes;        /* bytes of V and M together, for the given dtype */
 } mw_conv_geometry;
 
-/* Validate desc and fill geometry.  dtype only affects workspace_bytes. */
+/* Validate desc and fill geometry.  dtype (MW_FLOAT32 or MW_FLOAT64) only affects
+ * workspace_bytes.  With 16-bit V (and float32 M) the workspace is
+ * positions * num_tiles * (2 * in_channels + 4 * out_channels) bytes. */
 mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
                                mw_conv_geometry* geometry);
 
@@ -100,6 +106,18 @@ mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const voi
 mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
                               const void* bias, void* y, const void* matrices, mw_stream stream);
 
+/* The filter and input transforms with a storage type for U / V: w, x and matrices are dtype and
+ * the transform is computed in dtype; U (V) is stored as u_dtype (v_dtype).  u_dtype == dtype is
+ * exactly mw_filter_transform (v_dtype == dtype: mw_input_transform).  MW_FLOAT16 / MW_BFLOAT16
+ * only with dtype MW_FLOAT32: each value is rounded to nearest even (__float2half_rn /
+ * __float2bfloat16_rn) after the float32 transform (and after the ReLU of MW_RELU_WINOGRAD).
+ * Other pairs: MW_STATUS_UNSUPPORTED; a value that is no mw_dtype: MW_STATUS_INVALID_ARGUMENT. */
+mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype u_dtype,
+                                 const void* w, void* U, const void* matrices, mw_stream stream);
+mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype v_dtype,
+                                const void* x, void* V, mw_relu relu, const void* matrices,
+                                mw_stream stream);
+
 /* Dense batched product C[b] = A[b] · B[b], row-major, A: batch x m x k, B: batch x k x n,
  * C: batch x m x n.  In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P). */
 mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
@@ -107,8 +125,10 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
 
 /* The same product with an explicit precision.  MW_PRECISION_FP32 (MW_FLOAT32) and
  * MW_PRECISION_FP64 (MW_FLOAT64) run mw_gemm_batched's kernels; MW_PRECISION_TF32 and
- * MW_PRECISION_TF32X3 (MW_FLOAT32 only) the tensor-core kernels of gemm_tc.cuh (sm_80+).
- * A dtype/precision pair that does not match, or a reserved precision: MW_STATUS_UNSUPPORTED. */
+ * MW_PRECISION_TF32X3 (MW_FLOAT32 only) the tensor-core kernels of gemm_tc.cuh (sm_80+) on
+ * float32 A, B, C.  MW_PRECISION_FP16 / MW_PRECISION_BF16 (dtype MW_FLOAT32: the type of C and of
+ * the accumulation) the same kernels on 16-bit A and B (binary16 / bfloat16, 2-byte aligned),
+ * float32 C.  A dtype/precision pair that does not match: MW_STATUS_UNSUPPORTED. */
 mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
                              int64_t n, int64_t k, const void* A, const void* B, void* C,
                              mw_stream stream);

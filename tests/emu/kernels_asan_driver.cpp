@@ -5,6 +5,9 @@
 // Also: operands offset from 16-byte alignment (the kernels must fall back to scalar loads;
 // the emulator reports a misaligned vector load as a launch failure) and a sparse product whose
 // nonzero offsets end at INT_MAX (the chunk loop must not overflow), both checked exactly.
+// The 16-bit modes: U and V stored as binary16 / bfloat16 by the _ex transforms into exactly
+// sized 16-bit buffers and multiplied by the fp16 / bf16 tensor-core product; that product also
+// on its own, aligned and offset by one element, checked exactly.
 // Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI, by
 // `magma-wino validate --sanitize` and by tests/test_sanitize.py.
 //
@@ -17,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "magma_wino.h"
@@ -38,6 +42,50 @@ T* filled(size_t n) {
   T* p = static_cast<T*>(std::malloc(n ? n * sizeof(T) : 1));
   for (size_t i = 0; i < n; ++i) p[i] = T(static_cast<int>(i % 7) - 3);
   return p;
+}
+
+// The 16-bit encodings of small integers (|v| <= 3), both exact: binary16 from a table,
+// bfloat16 as the top half of the float's bits.
+uint16_t half_bits(int v) {
+  static const uint16_t kMagnitude[] = {0x0000, 0x3C00, 0x4000, 0x4200};
+  return static_cast<uint16_t>(kMagnitude[v < 0 ? -v : v] | (v < 0 ? 0x8000 : 0));
+}
+uint16_t bf16_bits(int v) {
+  const float f = static_cast<float>(v);
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// n 16-bit encodings of the small integers filled<float>(n) holds.
+uint16_t* filled16(size_t n, mw_precision prec) {
+  uint16_t* p = static_cast<uint16_t*>(std::malloc(n ? n * sizeof(uint16_t) : 1));
+  for (size_t i = 0; i < n; ++i) {
+    const int v = static_cast<int>(i % 7) - 3;
+    p[i] = prec == MW_PRECISION_FP16 ? half_bits(v) : bf16_bits(v);
+  }
+  return p;
+}
+
+// The 16-bit modes of a float32 layer: U and V as binary16 and bfloat16 into exactly sized
+// buffers, the 16-bit product into M (float32).
+void layer16(const mw_conv_desc& d, const mw_conv_geometry& g, const float* x, const float* w,
+             float* M, const float* mats) {
+  for (mw_dtype s : {MW_FLOAT16, MW_BFLOAT16}) {
+    uint16_t* U = filled16(g.positions * d.out_channels * d.in_channels, MW_PRECISION_FP16);
+    uint16_t* V = filled16(g.positions * d.in_channels * g.num_tiles, MW_PRECISION_FP16);
+    for (int relu = 0; relu < 3; ++relu)
+      check(mw_input_transform_ex(&d, MW_FLOAT32, s, x, V, mw_relu(relu), mats, nullptr),
+            "input transform, 16-bit V");
+    check(mw_filter_transform_ex(&d, MW_FLOAT32, s, w, U, mats, nullptr),
+          "filter transform, 16-bit U");
+    check(mw_gemm_batched_ex(MW_FLOAT32, s == MW_FLOAT16 ? MW_PRECISION_FP16 : MW_PRECISION_BF16,
+                             g.positions, d.out_channels, g.num_tiles, d.in_channels, U, V, M,
+                             nullptr),
+          "gemm_tc 16-bit");
+    std::free(U);
+    std::free(V);
+  }
 }
 
 template <typename T>
@@ -79,6 +127,7 @@ void layer(int nd, int m, int r, int N, int C, int K, std::vector<long> in, std:
   check(mw_gemm_batched(dt, g.positions, K, g.num_tiles, C, U, V, M, nullptr), "gemm");
   check(mw_output_transform(&d, dt, M, b, y, mats, nullptr), "output transform");
   check(mw_output_transform(&d, dt, M, nullptr, y, mats, nullptr), "output transform, no bias");
+  if constexpr (std::is_same_v<T, float>) layer16(d, g, x, w, M, mats);
   for (void* p :
        {(void*)x, (void*)w, (void*)U, (void*)V, (void*)M, (void*)y, (void*)b, (void*)mats})
     std::free(p);
@@ -117,6 +166,41 @@ void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c
         T ref = 0;
         for (int l = 0; l < k; ++l)
           ref += A[(long(b) * m + i) * k + l] * B[(long(b) * k + l) * n + j];
+        wrong += C[(long(b) * m + i) * n + j] != ref;
+      }
+  if (wrong != 0) {
+    std::printf(
+        "FAIL gemm (precision %d), offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld "
+        "wrong\n",
+        int(prec), off_a, off_b, off_c, batch, m, n, k, wrong);
+    ++g_failures;
+  }
+  std::free(a_alloc);
+  std::free(b_alloc);
+  std::free(c_alloc);
+}
+
+// The 16-bit product (fp16 / bf16 A and B, float32 C) on operands `offset` elements past an
+// exactly sized allocation, checked exactly (small integers: exact products and sums).
+void gemm16_offset(mw_precision prec, int batch, int m, int n, int k, int off_a, int off_b,
+                   int off_c) {
+  const long la = long(batch) * m * k, lb = long(batch) * k * n, lc = long(batch) * m * n;
+  uint16_t* a_alloc = filled16(la + off_a, prec);
+  uint16_t* b_alloc = filled16(lb + off_b, prec);
+  float* c_alloc = filled<float>(lc + off_c);
+  check(mw_gemm_batched_ex(MW_FLOAT32, prec, batch, m, n, k, a_alloc + off_a, b_alloc + off_b,
+                           c_alloc + off_c, nullptr),
+        "gemm_tc 16-bit, offset operands");
+  const float* C = c_alloc + off_c;
+  const auto value = [](long i) { return static_cast<float>(static_cast<int>(i % 7) - 3); };
+  long wrong = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        float ref = 0;
+        for (int l = 0; l < k; ++l)
+          ref +=
+              value(off_a + (long(b) * m + i) * k + l) * value(off_b + (long(b) * k + l) * n + j);
         wrong += C[(long(b) * m + i) * n + j] != ref;
       }
   if (wrong != 0) {
@@ -268,6 +352,15 @@ int main(int argc, char** argv) {
         for (int k : {1, 8, 17, 32}) {
           gemm_offset<float>(2, m, n, k, 0, 0, 0, MW_FLOAT32, prec);
           gemm_offset<float>(1, m, n, k, 1, 1, 1, MW_FLOAT32, prec);
+        }
+  // The 16-bit products over the edges of the 64x64x32 block tile and the 16x16x16 MMA tile,
+  // aligned (16-byte cp.async where k, n % 8 == 0) and offset by one element (plain loads).
+  for (mw_precision prec : {MW_PRECISION_FP16, MW_PRECISION_BF16})
+    for (int m : {1, 17, 65})
+      for (int n : {1, 16, 37, 72})
+        for (int k : {1, 8, 33, 96}) {
+          gemm16_offset(prec, 2, m, n, k, 0, 0, 0);
+          gemm16_offset(prec, 1, m, n, k, 1, 1, 1);
         }
   // CSR offsets ending at INT_MAX, windows that are not multiples of a nonzero chunk; narrow and
   // wide configurations.
