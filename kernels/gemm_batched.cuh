@@ -459,9 +459,9 @@ __device__ __forceinline__ void gemm_batched_device(int m, int n, int k, const T
 // sometimes caps these kernels at 48-64 registers and spills; with it the 8 x 8 float block (64
 // accumulators, 16 fragment registers, 4 prefetch registers, addresses) fits 128 without
 // spilling, and 16 warps per SM, each with 64 independent FMAs per k step, hide the
-// shared-memory latency.  A tighter promise (3 blocks of 256: 80 registers) would spill; a
-// looser one for the 128-thread tiles lets ptxas take 150-160 registers on the unaligned
-// (element-copy) path for nothing but fewer resident warps.
+// shared-memory latency.  A tighter promise (3 blocks of 256: 80 registers) would spill it.  The
+// 128-thread tiles get the same 128-register cap (4 blocks); they use at most 112 (sm_90), so
+// their occupancy is set by registers, as for the 256-thread tiles, not by this promise.
 template <typename Cfg>
 constexpr int kGemmMinBlocks = 512 / Cfg::THREADS;
 
