@@ -84,12 +84,13 @@ def test_real_gemm_64x64_fp32_hot_loop(tmp_path) -> None:
     (mix,) = kr.sass_mix(out.stdout).values()
     m = mix["mix"]
     assert mix["scope"] == "loop"
-    # one BLK_K = 16 slice: 4x4 outputs per thread, 16 k steps -> 256 FFMA, and 4 + 4 scalar
-    # shared-memory loads per k step (the register block is strided: no vector LDS)
+    # one BLK_K = 16 slice: 4x4 outputs per thread (one 4-wide piece per dimension), 16 k steps
+    # -> 256 FFMA and one LDS.128 per operand per k step; the few LDS.32 are the `LDS RZ, [RZ]`
+    # ptxas puts before cp.async (no traffic); B by 16-byte cp.async, A by LDG.128 + 4 STS.32
     assert m["FFMA"] == 256
-    assert m["LDS.32"] == 128 and m["LDS.64"] == m["LDS.128"] == 0
+    assert m["LDS.128"] == 32 and m["LDS.64"] == 0 and m["LDS.32"] <= 3
     assert m["HMMA"] == m["DFMA"] == m["DMMA"] == 0
-    assert m["LDG.128"] == 2 and m["BAR"] == 2
+    assert m["LDG.128"] == 1 and m["LDGSTS"] >= 1 and m["STS.32"] == 4 and m["BAR"] == 1
 
 
 def test_short_names_keep_template_arguments_with_parentheses() -> None:

@@ -77,8 +77,10 @@ def _launch_shape(name: str) -> tuple[int, int]:
     arguments: ptxas reports only static shared memory, and the products use dynamic."""
     size = 8 if "<double" in name else 4
     if (m := re.search(r"gemm_batched_kernel<\w+, GemmConfig<(\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
+        # GemmConfig::shared_bytes<T>(): kStages = 2 stages of the A slice, stored transposed with
+        # rows padded by kPadA = 4 elements (BLK_K x (BLK_M + 4)), and of the B slice (BLK_K x BLK_N).
         dx, dy, bm, bn, bk = map(int, m.groups())
-        return dx * dy, bk * (bm + bn) * size
+        return dx * dy, 2 * bk * (bm + 4 + bn) * size
     if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
         dx, dy, _bm, _bn, chunk = map(int, m.groups())
         return dx * dy, chunk * (size + 4)
