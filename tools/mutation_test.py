@@ -73,6 +73,20 @@ MUTANTS = [
         "A-tile staging bound `gr < m` → `gr <= m`: reads one row past A, results unchanged",
     ),
     Mutant(
+        "gemm-a-element-copy-bound", "kernels/gemm_batched.cuh",
+        "const bool valid = gr < m && gc + i < k;",
+        "const bool valid = gr <= m && gc + i < k;",
+        [SANITIZE],
+        "bound of the element-wise A copies (unaligned rows) `gr < m` → `gr <= m`: one row past A",
+    ),
+    Mutant(
+        "gemm-b-copy-column-bound", "kernels/gemm_batched.cuh",
+        "const bool valid = gr < k && gc < n;",
+        "const bool valid = gr < k;",
+        [SANITIZE],
+        "column bound of the B cp.async copies dropped: reads past B's rows (the zero-filled A hides it)",
+    ),
+    Mutant(
         "gemm-alignment-check", "kernels/gemm_batched.cuh",
         "const bool aligned = k % V == 0 && n % V == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0 &&\n"
         "                       reinterpret_cast<uintptr_t>(B) % 16 == 0;",
