@@ -233,9 +233,9 @@ cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, 
                                                    x, V, relu, s);
 }
 
-// Calls f(T{}, TS{}) (value-less tags: pointers are cast by the caller) for the (dtype,
-// storage dtype) pair: (float, float), (double, double), (float, __half), (float, bfloat16).
-// The checks of check_storage_dtype() have run.
+// Calls f(static_cast<T*>(nullptr), static_cast<TS*>(nullptr)) -- typed null pointers as type
+// tags; f casts the real pointers -- for the (dtype, storage dtype) pair: (float, float),
+// (double, double), (float, __half), (float, __nv_bfloat16).  check_storage_dtype() has run.
 template <typename F>
 cudaError_t dispatch_storage(mw_dtype dtype, mw_dtype storage, F&& f) {
   if (dtype == MW_FLOAT64) return f(static_cast<double*>(nullptr), static_cast<double*>(nullptr));
