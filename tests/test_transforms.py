@@ -370,3 +370,22 @@ def test_transform_is_immutable():
     t = winograd(2, 3)
     with pytest.raises(AttributeError):
         t.m = 3  # type: ignore[misc]
+
+
+def test_generated_kernel_coefficients_use_the_library_default_points():
+    """tools/gen_coefficients.py (run by the build) writes each specialised tile from
+    winograd(m, r): its header names the same points, and so the same algorithm, as
+    points=None — also for tiles the DEFAULT_POINTS table would list."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "gen_coefficients.py"
+    spec = importlib.util.spec_from_file_location("_gen_coefficients_under_test", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    text = gen.generate()
+    for m, r in sorted(set(gen.SPECIALIZED_2D) | set(gen.SPECIALIZED_3D)):
+        t = winograd(m, r)
+        pts = ", ".join(str(p) for p in t.points)
+        assert f"// F({m}, {r}), alpha = {t.alpha}, points {pts}, inf" in text
+        assert (m, r) not in DEFAULT_POINTS or t.points == DEFAULT_POINTS[(m, r)]

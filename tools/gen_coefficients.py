@@ -8,6 +8,11 @@ of ``magma_wino/transforms.py`` (never typed by hand).  Zero coefficients produc
 the compiler folds to the coefficient correctly rounded to the kernel's precision T.  The
 operation counts of these functions are exactly what magma_wino.cost counts.
 
+The points are the library's defaults, ``winograd(m, r)`` (``transforms.tile_default_points``:
+the ``DEFAULT_POINTS`` table, else the ``default_points`` sequence), so a specialised kernel
+and ``points=None`` always compute the same algorithm; a table entry for a specialised tile
+changes its kernel at the next build (``pip install -e .``).
+
 Usage: gen_coefficients.py OUTPUT.h
 """
 
