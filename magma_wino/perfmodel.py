@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -224,37 +225,47 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 
 
 #: Hot-loop mixes read from the SASS of the kernels by tools/kernel_report.py (nvcc 13.0,
-#: sm_90, cuobjdump 13.5; ``python tools/kernel_report.py --arch 90 --json FILE``, then
-#: ``python -m magma_wino.perfmodel --refresh-builtin FILE`` prints this table), kept here so
-#: that the model runs without the CUDA toolchain:
-#: * gemm = one BLK_K = 16 slice of the 64x64 SIMT tile, per warp (fp32 with 16-byte loads: VEC
-#:   4, fp64: VEC 2);
+#: sm_90, cuobjdump 13.5, the kernels of commit 86505e3; ``python tools/kernel_report.py --arch
+#: 90 --json FILE``, then ``python -m magma_wino.perfmodel --refresh-builtin FILE`` prints this
+#: table), kept here so that the model runs without the CUDA toolchain.  Per warp:
+#: * gemm (kernels/gemm_batched.cuh, key (dtype, tile, VEC)) = one BLK_K slice; VEC 4 (float) /
+#:   2 (double) = 16-byte vector copies, 1 = element copies.  The register block is read with
+#:   LDS.128 (the 128x128 float tile: 8x8 per thread, 512 FFMA per 8-deep slice);
 #: * spmm = the per-nonzero loop of the wide tile (unrolled 4x by ptxas);
-#: * gemm_tc (kernels/gemm_tc.cuh, GemmTc64x64x16_32x32_s2, VEC 4 = 16-byte cp.async, VEC 1 =
-#:   4-byte) = one kK = 16 slice per warp: 32 HMMA.1684.F32.TF32 (m16n8k4, 1024 FLOP each) for
-#:   tf32, 96 for tf32x3.  Read from the sm_90 listing (opcode by opcode, VEC 4): the WMMA
-#:   fragment loads are 32 generic ``LD.E`` (shared memory through generic addresses, each with
-#:   an ``IMAD.WIDE``: 64 "other"), the TF32 rounding of the 32 fragment elements per thread is
-#:   ``FSETP`` + ``IMAD.IADD`` each (64 "other"; tf32x3's split: ~234), the rest (~115) is
-#:   copy addressing and loop control: 243 (tf32) and 423 (tf32x3) "other" per 32 / 96 HMMA.
-#: * gemm_tc bf16 / fp16 (GemmTc16_64x64x32_32x32_s3, VEC 8 = 16-byte cp.async, VEC 1 = plain
-#:   16-bit loads and stores) = one kK = 32 slice per warp: 16 HMMA.16816.F32 (4096 FLOP each).
-#:   Read from the 16-bit kernel as compiled from the working tree on 2026-12-01, while it was
-#:   being written (refresh when it is committed): fp16 loads its fragments with LDSM (134
-#:   instructions per slice), bf16 with 32 generic LD.E + 16 MOVM (168).
+#: * gemm_tc (kernels/gemm_tc.cuh, key (precision, VEC)) = one kK slice:
+#:   - tf32 / tf32x3 (GemmTc64x64x16_32x32_s2, VEC 4 = 16-byte cp.async, 1 = 4-byte): 32 / 96
+#:     HMMA.1684.F32.TF32 (m16n8k4, 1024 FLOP each) per 16-deep slice.  Opcode by opcode: the
+#:     WMMA fragment loads are 32 generic LD.E (shared memory through generic addresses, each
+#:     with an IMAD.WIDE), the TF32 rounding of the 32 fragment elements per thread an FSETP +
+#:     an IMAD.IADD each (tf32x3's split ~7 per element), the rest copy addressing and loop
+#:     control: 229 / 403 "other" per 32 / 96 HMMA;
+#:   - bf16 / fp16 (GemmTc16_64x64x32_32x32_s3, VEC 8 = 16-byte cp.async, 1 = 16-bit loads and
+#:     stores): 16 HMMA.16816.F32 (4096 FLOP each) per 32-deep slice; fp16 loads its fragments
+#:     with LDSM (134 instructions), bf16 with 32 generic LD.E + 16 MOVM (168).
 SASS_SM90: dict[tuple, dict[str, int]] = {
-    ("gemm", "float32"): {"FFMA": 256, "LDS.32": 128, "LDG.128": 2, "STS.32": 4, "STS.128": 1, "BAR": 2, "other": 32},
-    ("gemm", "float64"): {"DFMA": 256, "LDS.64": 128, "LDG.128": 4, "STS.64": 4, "STS.128": 2, "BAR": 2, "other": 55},
-    ("spmm", "float32"): {"FFMA": 16, "LDS.32": 8, "LDG.32": 16, "other": 88},
-    ("spmm", "float64"): {"DFMA": 8, "LDS.32": 4, "LDS.64": 4, "LDG.64": 8, "other": 88},
-    ("gemm_tc", "tf32", 4): {"HMMA": 32, "LDS.32": 6, "LDGSTS": 8, "BAR": 2, "other": 243},
-    ("gemm_tc", "tf32", 1): {"HMMA": 32, "LDS.32": 6, "LDGSTS": 32, "BAR": 2, "other": 462},
-    ("gemm_tc", "tf32x3", 4): {"HMMA": 96, "LDS.32": 6, "LDGSTS": 8, "BAR": 2, "other": 423},
-    ("gemm_tc", "tf32x3", 1): {"HMMA": 96, "LDS.32": 6, "LDGSTS": 32, "BAR": 2, "other": 642},
-    ("gemm_tc", "bf16", 8): {"HMMA": 16, "LDS.32": 3, "LDGSTS": 8, "BAR": 2, "other": 139},
-    ("gemm_tc", "bf16", 1): {"HMMA": 16, "LDG.32": 32, "STS.32": 32, "BAR": 2, "other": 544},
-    ("gemm_tc", "fp16", 8): {"HMMA": 16, "LDS.32": 3, "LDGSTS": 8, "BAR": 2, "other": 105},
-    ("gemm_tc", "fp16", 1): {"HMMA": 16, "LDG.32": 32, "STS.32": 32, "BAR": 2, "other": 467},
+    ('gemm', 'float32', '128x128', 4): {'FFMA': 512, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 56},
+    ('gemm', 'float32', '16x32', 1): {'FFMA': 32, 'LDS.32': 6, 'LDS.64': 16, 'LDGSTS': 12, 'BAR': 1, 'other': 87},
+    ('gemm', 'float32', '16x32', 4): {'FFMA': 32, 'LDS.32': 3, 'LDS.64': 16, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 66},
+    ('gemm', 'float32', '32x64', 1): {'FFMA': 128, 'LDS.32': 6, 'LDS.128': 16, 'LDGSTS': 16, 'BAR': 1, 'other': 111},
+    ('gemm', 'float32', '32x64', 4): {'FFMA': 128, 'LDS.32': 3, 'LDS.128': 16, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 47},
+    ('gemm', 'float32', '64x64', 1): {'FFMA': 256, 'LDS.32': 3, 'LDS.128': 32, 'LDGSTS': 16, 'BAR': 1, 'other': 109},
+    ('gemm', 'float32', '64x64', 4): {'FFMA': 256, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 56},
+    ('gemm', 'float64', '16x32', 1): {'DFMA': 32, 'LDS.32': 6, 'LDS.128': 16, 'LDGSTS': 8, 'BAR': 1, 'other': 76},
+    ('gemm', 'float64', '16x32', 2): {'DFMA': 32, 'LDS.32': 3, 'LDS.128': 16, 'LDG.128': 1, 'LDGSTS': 2, 'STS.64': 2, 'BAR': 1, 'other': 48},
+    ('gemm', 'float64', '32x64', 1): {'DFMA': 128, 'LDS.32': 3, 'LDS.128': 32, 'LDGSTS': 12, 'BAR': 1, 'other': 89},
+    ('gemm', 'float64', '32x64', 2): {'DFMA': 128, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 4, 'STS.64': 2, 'BAR': 1, 'other': 67},
+    ('gemm', 'float64', '64x64', 1): {'DFMA': 256, 'LDS.32': 3, 'LDS.128': 64, 'LDGSTS': 16, 'BAR': 1, 'other': 122},
+    ('gemm', 'float64', '64x64', 2): {'DFMA': 256, 'LDS.32': 3, 'LDS.128': 64, 'LDG.128': 2, 'LDGSTS': 4, 'STS.64': 4, 'BAR': 1, 'other': 86},
+    ('gemm_tc', 'bf16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 544},
+    ('gemm_tc', 'bf16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 139},
+    ('gemm_tc', 'fp16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 467},
+    ('gemm_tc', 'fp16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 105},
+    ('gemm_tc', 'tf32', 1): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 414},
+    ('gemm_tc', 'tf32', 4): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 229},
+    ('gemm_tc', 'tf32x3', 1): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 589},
+    ('gemm_tc', 'tf32x3', 4): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 403},
+    ('spmm', 'float32'): {'FFMA': 16, 'LDS.32': 8, 'LDG.32': 16, 'other': 88},
+    ('spmm', 'float64'): {'DFMA': 8, 'LDS.32': 4, 'LDS.64': 4, 'LDG.64': 8, 'other': 88},
 }
 
 #: One thread's whole transform kernel (2D, r = 3; static instruction counts of the SASS, so
@@ -277,40 +288,59 @@ class GemmTile:
     blk_m: int
     blk_n: int
     blk_k: int
-    blocks_per_sm: int  # resident blocks (kernel report's occupancy on sm_90, fp32 VEC 4)
+    #: resident blocks per SM by (dtype, VEC): the kernel report's sm_90 occupancy
+    blocks_per_sm: dict = field(default_factory=dict)
 
     @property
     def warps(self) -> int:
         return self.dim_x * self.dim_y // 32
 
 
-GEMM_TILES = (GemmTile("64x64", 16, 16, 64, 64, 16, 4), GemmTile("32x64", 16, 16, 32, 64, 16, 4),
-              GemmTile("16x32", 16, 8, 16, 32, 8, 8))
+GEMM_TILES = (
+    GemmTile("128x128", 16, 16, 128, 128, 8, {("float32", 4): 2}),
+    GemmTile("64x64", 16, 16, 64, 64, 16, {("float32", 4): 3, ("float32", 1): 3, ("float64", 2): 2, ("float64", 1): 2}),
+    GemmTile("32x64", 16, 8, 32, 64, 8, {("float32", 4): 7, ("float32", 1): 7, ("float64", 2): 4, ("float64", 1): 4}),
+    GemmTile("16x32", 16, 8, 16, 32, 8, {("float32", 4): 8, ("float32", 1): 9, ("float64", 2): 6, ("float64", 1): 6}),
+)
 #: SpmmTileWide (fp32: 32 x 128, fp64: 32 x 64), 256 threads, 3 blocks per SM (occupancy 0.375).
 SPMM_TILE = {"float32": (32, 128), "float64": (32, 64)}
 
 
-def gemm_tile(K: int, P: int) -> GemmTile:
-    if K >= 64 and P >= 64:
+def gemm_vec(dtype: str, C: int, P: int) -> int:
+    """gemm_batched's copy width: 16-byte vectors (4 floats, 2 doubles) when every row of U
+    (C long) and V (P long) is 16-byte aligned, else one element per copy."""
+    v = 2 if dtype == "float64" else 4
+    return v if C % v == 0 and P % v == 0 else 1
+
+
+def gemm_tile(K: int, P: int, dtype: str = "float32", vec: int = 4) -> GemmTile:
+    """gemm_batched's choice: the largest tile the problem fills (float 128 x 128 on aligned rows only)."""
+    if dtype == "float32" and vec > 1 and K >= 128 and P >= 128:
         return GEMM_TILES[0]
-    if K >= 32 and P >= 64:
+    if K >= 64 and P >= 64:
         return GEMM_TILES[1]
-    return GEMM_TILES[2]
+    if K >= 32 and P >= 64:
+        return GEMM_TILES[2]
+    return GEMM_TILES[3]
 
 
-def gemm_mix(tile: GemmTile, dtype: str, sass: dict | None = None) -> KernelMix:
-    """Per warp per BLK_K slice.  From the SASS for 64x64 (built in or given), else derived:
-    THR_M x THR_N FMAs and THR_M + THR_N scalar shared loads per k step (the register block is
-    strided, so no vector LDS), the slice's stores, and 1/8 of the FMAs in other instructions."""
-    if tile.name == "64x64":
-        given = (sass or {}).get(("gemm", dtype))
-        return mix_from_sass(given or SASS_SM90[("gemm", dtype)], "SASS (given)" if given else "SASS sm_90")
+def gemm_mix(tile: GemmTile, dtype: str, sass: dict | None = None, vec: int | None = None) -> KernelMix:
+    """Per warp per BLK_K slice.  From the SASS (given or built in, :data:`SASS_SM90`), else
+    derived from the tile shape: THR_M x THR_N FMAs and (THR_M + THR_N) / 4 LDS.128 per k step
+    (the register block is read as 4-wide vectors), the slice's stores, and 1/8 of the FMAs in
+    other instructions."""
+    vec = (2 if dtype == "float64" else 4) if vec is None else vec
+    key = ("gemm", dtype, tile.name, vec)
+    given = (sass or {}).get(key)
+    if given or key in SASS_SM90:
+        return mix_from_sass(given or SASS_SM90[key], "SASS (given)" if given else "SASS sm_90")
     s = 8 if dtype == "float64" else 4
     thr_m, thr_n = tile.blk_m // tile.dim_y, tile.blk_n // tile.dim_x
     fma = thr_m * thr_n * tile.blk_k
-    lds = (thr_m + thr_n) * tile.blk_k * s / 4
+    lds = (thr_m + thr_n) * tile.blk_k * s / 4  # wavefronts: the operand bytes of a warp
     sts = tile.blk_k * (tile.blk_m + tile.blk_n) * s / 128 / tile.warps  # wavefronts per warp
-    return KernelMix(fma, fma + (thr_m + thr_n) * tile.blk_k + fma / 8, lds + 2 * sts, "tile shape")
+    n_lds = (thr_m + thr_n) * tile.blk_k * s / 16
+    return KernelMix(fma, fma + n_lds + fma / 8, lds + sts, "tile shape")
 
 
 @dataclass(frozen=True)
@@ -414,8 +444,8 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
         k = r["kernel"]
         mix = {c: v for c, v in r["sass"]["mix"].items() if v}
         dtype = "float64" if "<double" in k else "float32"
-        if "gemm_batched_kernel" in k and "64, 64, 16>" in k and not k.endswith(", 1>"):
-            out[("gemm", dtype)] = mix
+        if (g := re.search(r"gemm_batched_kernel<\w+, GemmConfig<\d+, \d+, (\d+), (\d+), \d+>, (\d+)>", k)):
+            out[("gemm", dtype, f"{g[1]}x{g[2]}", int(g[3]))] = mix
         elif "spmm_batched_kernel" in k and ("128, 512>" in k or "32, 64, 256>" in k):
             out[("spmm", dtype)] = mix
         elif (tc := _tc_key(k)) and any(c in k for c in _TC_CONFIGS):
@@ -591,10 +621,12 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
             bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm[vec]
             name = f"gemm_tc {tile.name} {prec} VEC {vec}"
         else:
-            tile = gemm_tile(K, P)
-            mix = gemm_mix(tile, dtype, sass)
-            bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm
-            name = f"gemm_batched {tile.name} {dtype}"
+            vec = gemm_vec(dtype, C, P)
+            tile = gemm_tile(K, P, dtype, vec)
+            mix = gemm_mix(tile, dtype, sass, vec)
+            bm, bn, bk = tile.blk_m, tile.blk_n, tile.blk_k
+            per_sm = tile.blocks_per_sm.get((dtype, vec), 2)
+            name = f"gemm_batched {tile.name} {dtype} VEC {vec}"
         slices = math.ceil(C / bk)
         blocks = pos * math.ceil(K / bm) * math.ceil(P / bn) * splits
         eff = _waves(blocks, per_sm, g.sms)
@@ -640,7 +672,8 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         # reads them: (s - 1) M more each way); the best s, if it beats the kernel as it is
         base_in, base_out = est.phase("input").seconds, est.phase("output")
         best = None
-        slices = math.ceil(C / (tc_tile(prec).blk_k if prec in TC_PEAK else gemm_tile(K, P).blk_k))
+        simt_k = gemm_tile(K, P, dtype, gemm_vec(dtype, C, P)).blk_k
+        slices = math.ceil(C / (tc_tile(prec).blk_k if prec in TC_PEAK else simt_k))
         for sp in SPLIT_K:
             if slices / sp < SPLIT_K_MIN_SLICES:
                 break

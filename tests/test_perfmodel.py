@@ -97,18 +97,21 @@ def test_no_estimate_beats_its_roofs() -> None:
                 peak = g.peak(pm.TC_PEAK[precision] if tc else ("fp64" if precision == "fp64" else "fp32"))
                 assert p.flops / p.seconds <= peak * (1 + 1e-9)
                 assert p.dram_bytes / p.seconds <= g.hbm_tbs * 1e12 * (1 + 1e-9)
-    # the dense fp32 product: its FLOPs at FP32 peak are a bound, the SASS mix's LDS per FFMA
-    # (128 per 256) makes shared memory the binding limit
+    # the dense fp32 product (128x128 tile, 512 FFMA in 611 instructions and 141 wavefronts per
+    # 8-deep slice): its FLOPs at FP32 peak are a bound, the issue slots the binding limit
     prod = pm.estimate_layer(**VGG_CONV3, m=4).phase("product")
     assert prod.bounds["FMA pipe"] >= prod.flops / g.peak("fp32") * (1 - 1e-9)
-    assert prod.binding == "shared memory"
+    assert "128x128" in prod.kernel and prod.binding == "issue"
+    assert prod.bounds["issue"] / prod.bounds["FMA pipe"] == pytest.approx((611 / 4) / (512 / g.fma_warps_per_clk("fp32")))
     assert prod.mix_source.startswith("SASS")
+    # float64 (64x64, 256 DFMA, 64 LDS.128 per slice): shared-memory bound
+    assert pm.estimate_layer(**VGG_CONV3, m=4, precision="fp64").phase("product").binding == "shared memory"
 
 
 def test_tensor_core_issue_bound_from_the_sass_mix() -> None:
-    """The tf32 product (VEC 4: C, P multiples of 4) charges the loop's 291 warp instructions
+    """The tf32 product (VEC 4: C, P multiples of 4) charges the loop's 274 warp instructions
     per 32 HMMA, so on a layer whose grid divides evenly the issue bound is exactly
-    slices x warps x 291 / (4 issue per clock x SMs x clock), and it exceeds the tensor bound."""
+    slices x warps x 274 / (4 issue per clock x SMs x clock), and it exceeds the tensor bound."""
     g = pm.gpu("h200")
     N, C, K, H = 32, 256, 256, 32  # P = 32 * 8 * 8 = 2048: 32 column tiles, 4 row tiles
     e = pm.estimate_layer(N, C, K, H, m=4, precision="tf32")
@@ -117,12 +120,12 @@ def test_tensor_core_issue_bound_from_the_sass_mix() -> None:
     eff = pm._waves(blocks, 4, g.sms)
     warp_iters = blocks * 4 * (C // 16)
     clk = g.clock_ghz * 1e9
-    assert sum(pm.SASS_SM90[("gemm_tc", "tf32", 4)].values()) == 291
-    assert prod.bounds["issue"] == pytest.approx(warp_iters * 291 / (4 * g.sms * clk) / eff)
+    assert sum(pm.SASS_SM90[("gemm_tc", "tf32", 4)].values()) == 274
+    assert prod.bounds["issue"] == pytest.approx(warp_iters * 274 / (4 * g.sms * clk) / eff)
     assert prod.bounds["tensor core"] == pytest.approx(warp_iters * 32 * 1024 / g.peak("tf32") / eff)
     assert prod.bounds["issue"] > 3 * prod.bounds["tensor core"]  # conversion and fragment loads dominate
     assert prod.binding == "issue" and "VEC 4" in prod.kernel
-    # C = 3 (VGG conv1_1) has no 16-byte rows: the 4-byte copy variant, 534 instructions per slice
+    # C = 3 (VGG conv1_1) has no 16-byte rows: the 4-byte copy variant, 483 instructions per slice
     first = pm.estimate_layer(32, 3, 64, 224, m=4, precision="tf32").phase("product")
     assert "VEC 1" in first.kernel
 
@@ -177,18 +180,19 @@ def test_binding_limit_named_on_constructed_gpus() -> None:
 def test_wave_quantisation_and_split_k_projection() -> None:
     assert pm._waves(100, 4, 132) == pytest.approx(100 / 528)
     assert pm._waves(528, 4, 132) == 1.0 and pm._waves(529, 4, 132) == pytest.approx(529 / 1056)
-    # ResNet-50 conv5 at N = 32, F(4,3): P = 128, 36 x 8 x 2 = 576 blocks on 528 slots -> 0.55
+    # ResNet-50 conv5 at N = 32, F(4,3): P = 128, 36 x 4 x 1 = 144 blocks of 128x128 on 132 x 2
+    # slots -> 0.55
     e = pm.estimate_layer(32, 512, 512, 7, m=4, precision="fp32")
     prod = e.phase("product")
-    assert prod.wave_efficiency == pytest.approx(576 / 1056)
+    assert "128x128" in prod.kernel and prod.wave_efficiency == pytest.approx(144 / 264)
     sk = e.projections["split_k"]
     assert sk["splits"] > 1 and sk["ms"] < e.ms and sk["gain_ms"] == pytest.approx(e.ms - sk["ms"])
     assert sk["wave_efficiency"] > prod.wave_efficiency
     assert sk["label"] == pm.PROJECTION and "does not exist" in sk["label"]
     # the rows name the idle-SM cost: the binding on-chip bound times the idle fraction
     (row,) = pm.network_estimates(["resnet50"], [32], [4], ["fp32"])[3:]
-    assert row["layer"] == "conv5_x.b" and row["binding"]["product"] == "shared memory"
-    assert row["product_idle_ms"] == pytest.approx(prod.bounds["shared memory"] * (1 - prod.wave_efficiency) * 1e3)
+    assert row["layer"] == "conv5_x.b" and row["binding"]["product"] == prod.binding == "issue"
+    assert row["product_idle_ms"] == pytest.approx(prod.bounds["issue"] * (1 - prod.wave_efficiency) * 1e3)
     assert "0.55 (" in pm.markdown_estimates([row])
     # each split keeps >= SPLIT_K_MIN_SLICES slices: C = 64 (4 slices) gets no split
     assert "split_k" not in pm.estimate_layer(32, 64, 512, 7, m=4, precision="fp32").projections
@@ -234,12 +238,12 @@ def test_mix_from_sass_counts_wavefronts() -> None:
     mix = pm.mix_from_sass({"FFMA": 256, "LDS.32": 128, "LDG.128": 2, "STS.32": 4, "STS.128": 1, "BAR": 2, "other": 32})
     assert (mix.fma, mix.insns, mix.l1_wavefronts) == (256, 425, 128 + 8 + 4 + 4)
     # the tile-shape derivation of the 64x64 tile agrees with the SASS on FMAs and LDS
-    derived = pm.gemm_mix(pm.GemmTile("64x64-derived", 16, 16, 64, 64, 16, 4), "float32")
+    derived = pm.gemm_mix(pm.GemmTile("64x64-derived", 16, 16, 64, 64, 16), "float32")
     assert derived.fma == 256 and derived.source == "tile shape"
-    # tensor-core GEMM: 6 LDS, the stage (2048 floats over 4 warps: 16 wavefronts) and the
+    # tensor-core GEMM: 3 LDS, the stage (2048 floats over 4 warps: 16 wavefronts) and the
     # fragments ((32 + 32) x 16 floats per warp: 32 wavefronts, the SASS's 32 LD.E)
     tc = pm.tc_mix("tf32", 4)
-    assert (tc.fma, tc.insns, tc.l1_wavefronts) == (32, 291, 6 + 16 + 32)
+    assert (tc.fma, tc.insns, tc.l1_wavefronts) == (32, 274, 3 + 16 + 32)
     # 16-bit, 32-deep slices: the same bytes per slice as float's 16-deep ones; with 16-bit
     # loads the stage goes through registers, its STS are in the mix (no cp.async term)
     assert pm.tc_mix("bf16", 8).l1_wavefronts == 3 + 16 + 32
