@@ -390,7 +390,7 @@ def _bench_args(*extra: str):
          "--density", "1", "0.25", "--model", "h200", *extra])
 
 
-def test_bench_model_rows_and_ratios() -> None:
+def test_bench_model_rows_and_ratios(capsys) -> None:
     from magma_wino import bench, precision
 
     args = _bench_args()
@@ -413,6 +413,9 @@ def test_bench_model_rows_and_ratios() -> None:
     assert mod["totals"] and all(t["label"] == pm.LABEL for t in mod["totals"])
     md = bench.model_markdown(mod)
     assert "ESTIMATES on h200" in md and "measured/estimated" in md
+    bench.print_result({"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0}, "model": mod})
+    out = capsys.readouterr().out
+    assert "measured / estimated (h200 model)" in out and f"{q['phase_ratio']['product']:.2f}" in out
     assert bench.model_estimates(args, [dict(fake[0], backend="numpy")])["ratios"] == []
     # explicit modes: only those (auto = tf32x3 on the model's sm_80+ GPUs)
     only = bench.model_estimates(_bench_args("--precision", "auto", "fp32"), [])
