@@ -433,7 +433,7 @@ _TC_CONFIGS = ("GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>",
 
 def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
     """{key: mix} in the keys of :data:`SASS_SM90` from a ``tools/kernel_report.py --json``
-    file (``arch`` rows: the 64x64 SIMT GEMM with vector loads, the wide SpMM, every
+    file (``arch`` rows: every SIMT GEMM tile and copy width, the wide SpMM, every
     gemm_tc_kernel precision and copy width).  None for no path."""
     if not path:
         return None
