@@ -49,7 +49,7 @@ def check_dtype(a: object, name: str) -> np.dtype:
     """The dtype of ``a``; TypeError unless it is a real integer or floating type."""
     _shape(a, name)
     dt = np.dtype(a.dtype)  # type: ignore[attr-defined]
-    if dt.kind not in "iuf":
+    if dt.kind not in "iuf" and dt.name != "bfloat16":  # ml_dtypes' bfloat16 has kind "V"
         raise TypeError(
             f"{name} must have a real numeric dtype (integer or floating point), got {dt}"
         )

@@ -30,7 +30,8 @@ def conv2d(
     """2D convolution (cross-correlation, stride 1) by Winograd F(m×m, r×r).
 
     Args:
-        x: input N×C×H×W, float32 or float64 — CuPy / device array for ``backend="cuda"``,
+        x: input N×C×H×W, float32, float64, float16 or bfloat16 (16-bit data computes in
+            float32) — CuPy / device array for ``backend="cuda"``,
             NumPy for ``"emulator"`` and ``"numpy"``.
         w: weights K×C×r×r of x's dtype; r is taken from w.
         bias: optional (K,) array.
@@ -41,8 +42,8 @@ def conv2d(
             "emulator" or "numpy".
         out: optional preallocated output N×K×Ho×Wo.
         points: optional interpolation points (see :mod:`magma_wino.transforms`).
-        precision: "auto" (default), "fp32", "tf32x3", "tf32" or "fp64": what the products
-            compute in (docs/api.md, "Precision").
+        precision: "auto" (default), "fp32", "tf32x3", "tf32", "fp16", "bf16" or "fp64":
+            what the products compute in (docs/api.md, "Precision").
         allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the usable
             limit instead of refusing it.
 

@@ -95,7 +95,8 @@ class _WinogradConvNd:
         """Plan for spatial weights ``w`` (K×C×r×r; 3D K×C×r×r×r).
 
         Args:
-            w: spatial weights, float32 or float64 (NumPy, CuPy or any device array).
+            w: spatial weights, float32, float64 or 16-bit (float16, bfloat16: computed in
+                float32, y returned in the data dtype); NumPy, CuPy or any device array.
             bias: optional (K,) array added to every output of channel k.
             padding: zero padding, an int or one int per spatial axis, 0 <= p <= r - 1.
             m: output tile size per axis: F(m, r) with r from ``w``; default
@@ -108,8 +109,8 @@ class _WinogradConvNd:
                 (default points use the specialised kernels, others the generic ones).
             generic: force the generic transform kernels (testing, alternative points).
             precision: what the dense products compute in — "auto" (default), "fp32",
-                "tf32x3", "tf32" or "fp64" (docs/api.md, "Precision"); resolved at
-                construction into :attr:`precision`.  Sparse products run in
+                "tf32x3", "tf32", "fp16", "bf16" or "fp64" (docs/api.md, "Precision");
+                resolved at construction into :attr:`precision`.  Sparse products run in
                 float32/float64 SIMT whatever the precision.
             allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the
                 usable limit (else it is refused with a ValueError naming precision).
@@ -151,9 +152,11 @@ class _WinogradConvNd:
         _precision.check(precision)
         self.backend = _backend.resolve(backend, like, bias)
         dt = np.dtype(like.dtype)
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"{like_name} must be float32 or float64, got {dt}")
+        if dt not in (np.float32, np.float64) and not _precision.is_half(dt):
+            raise TypeError(f"{like_name} must be float32, float64, float16 or bfloat16, got {dt}")
+        #: The data dtype: x, w, bias and y.  16-bit data computes in float32 (_cdtype).
         self.dtype = dt
+        self._cdtype = _precision.compute_dtype(dt)
         if self.backend == "numpy":
             self._engine = None
         else:
@@ -172,8 +175,8 @@ class _WinogradConvNd:
         self.generic = use_generic
         self._mats = None
         if self._engine is not None and use_generic:
-            at, g, bt = self.transform.matrices(self.dtype)
-            host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self.dtype)
+            at, g, bt = self.transform.matrices(self._cdtype)
+            host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
             with self._scope():
                 self._mats = self._engine.xp.asarray(host)
         if bias is not None:
@@ -182,7 +185,10 @@ class _WinogradConvNd:
                 raise TypeError(f"dtype mismatch: bias is {bias.dtype} but the weights are {self.dtype}")
             bias = self._array(bias, "bias")
             self._check_device(bias, "bias")
-            if bias_borrowed:
+            if bias.dtype != self._cdtype:
+                with self._scope():
+                    bias = bias.astype(self._cdtype)  # 16-bit data: the plan's own float32 copy
+            elif bias_borrowed:
                 self._borrowed += (bias,)
         self.bias = bias
 
@@ -199,17 +205,18 @@ class _WinogradConvNd:
             _backend.check_contiguous(a, name)
         return a
 
-    def _work(self, a: Any, name: str, shape: tuple[int, ...]) -> Any:
-        """A V, M or out array handed to a phase: exact shape, the plan's dtype, backend,
-        device and C-contiguous, writable if it is written — else a clear error (the C
-        layer trusts these sizes)."""
+    def _work(self, a: Any, name: str, shape: tuple[int, ...], dtype: Any = None) -> Any:
+        """A V, M or out array handed to a phase: exact shape, ``dtype`` (default the
+        compute dtype), the plan's backend, device and C-contiguous, writable if it is
+        written — else a clear error (the C layer trusts these sizes)."""
+        want = np.dtype(self._cdtype if dtype is None else dtype)
         a = _backend.coerce(a, name, self.backend)
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
             raise TypeError(f"{name} must be an array of shape {tuple(shape)}, got {type(a).__name__}")
         if tuple(a.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(getattr(a, 'shape', ()))}")
-        if np.dtype(a.dtype) != self.dtype:
-            raise TypeError(f"{name} must be {self.dtype}, got {a.dtype}")
+        if np.dtype(a.dtype) != want:
+            raise TypeError(f"{name} must be {want}, got {a.dtype}")
         a = self._array(a, name)
         if isinstance(a, np.ndarray) and name == "out" and not a.flags.writeable:
             raise ValueError(f"{name} is read-only")
@@ -274,17 +281,55 @@ class _WinogradConvNd:
             except Exception:  # interpreter shutdown: nothing left to protect
                 pass
 
+    @property
+    def _store(self) -> str | None:
+        """The 16-bit mode U and V are stored in ("fp16" / "bf16"), or None (compute dtype).
+        Sparse products are SIMT in the compute dtype whatever the precision."""
+        return self.precision if self.precision in _precision.HALF_MODES and not self._sparse else None
+
+    @property
+    def _vdtype(self) -> np.dtype:
+        """The dtype of U (dense) and V: float16 / uint16 (bfloat16 bits) in a 16-bit mode."""
+        return _precision.storage_dtype(self._store or "fp32", self._cdtype)
+
+    def _storage_code(self) -> int:
+        """The C ABI dtype code of U and V (MW_FLOAT16 / MW_BFLOAT16 or the compute dtype's)."""
+        store = self._store
+        if store is None:
+            return _backend.kernel_dtype(self._cdtype, "V")
+        return int(self._engine.ext.FLOAT16 if store == "fp16" else self._engine.ext.BFLOAT16)
+
+    def _to_compute(self, a: Any) -> Any:
+        """16-bit data (x, w) as the float32 the transforms compute in (a copy); else ``a``."""
+        return a.astype(self._cdtype) if a.dtype != self._cdtype else a
+
+    def _check_fp16_range(self, U: Any) -> None:
+        """In "fp16", U beyond binary16's range would be infinite: refuse (the weights are
+        checked once, here; V is not, see docs/api.md)."""
+        if self._store == "fp16" and bool((abs(U) == np.inf).any()):
+            raise ValueError(f"precision='fp16' cannot hold these weights: the Winograd-domain weights U exceed "
+                             f"the float16 range (|U| > {_precision.FP16_MAX:g}); use 'bf16', 'tf32x3' or 'fp32'")
+
     def _filter_transform(self, w: Any) -> Any:
         if np.dtype(w.dtype) != self.dtype:
             raise TypeError(f"w must be {self.dtype}, got {w.dtype}")
-        w = self._array(w, "w")
+        w = self._to_compute(self._array(w, "w"))
         if self._engine is None:
-            return reference.filter_transform(w, self.m, self._points).astype(self.dtype, copy=False)
-        e = self._engine
-        U = e.empty((self.alpha**self.ndim, self.K, self.C), self.dtype)
-        desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim, (0,) * self.ndim)
-        e.ext.filter_transform(desc, _backend.kernel_dtype(self.dtype, "w"), e.ptr(w), e.ptr(U),
-                               e.ptr(self._mats), e.stream())
+            U = reference.filter_transform(w, self.m, self._points).astype(self._cdtype, copy=False)
+            if self._store is not None:
+                U = _precision.to_storage(U, self._store)
+        else:
+            e = self._engine
+            U = e.empty((self.alpha**self.ndim, self.K, self.C), self._vdtype)
+            desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim,
+                                  (0,) * self.ndim)
+            code = _backend.kernel_dtype(self._cdtype, "w")
+            if self._store is None:
+                e.ext.filter_transform(desc, code, e.ptr(w), e.ptr(U), e.ptr(self._mats), e.stream())
+            else:  # computed in float32, stored in 16 bits
+                e.ext.filter_transform_ex(desc, code, self._storage_code(), e.ptr(w), e.ptr(U), e.ptr(self._mats),
+                                          e.stream())
+        self._check_fp16_range(U)
         return U
 
     @classmethod
@@ -389,6 +434,8 @@ class _WinogradConvNd:
             )
         with self._scope():
             if csr is None:
+                if U.dtype != self._cdtype:  # 16-bit data: the plan computes in float32
+                    U = self._array(U, "U").astype(self._cdtype)
                 if mask is not None or prune is not None:
                     hostU = _backend.to_host(U)
                     if prune is not None:
@@ -415,8 +462,8 @@ class _WinogradConvNd:
                 self._U = None
             density = csr.density
             self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
-            if np.dtype(csr.dtype) != self.dtype:
-                csr = csr.astype(self.dtype)
+            if np.dtype(csr.dtype) != self._cdtype:
+                csr = csr.astype(self._cdtype)
             if self._engine is not None and self._engine.backend == "cuda":
                 csr = csr.to_device()  # onto the plan's GPU (current in this scope)
                 for field in ("row_ptr", "col_idx", "values"):
@@ -426,14 +473,28 @@ class _WinogradConvNd:
             self._csr = csr
             if self._U is None and not self._sparse:
                 self._U = csr.to_dense()
+            if self._store is not None:  # the dense product of a 16-bit mode: U in 16 bits
+                self._U = self._stored_U(self._U)
+                self._check_fp16_range(self._U)
         self._mark_ready()
         return self
+
+    def _stored_U(self, U: Any) -> Any:
+        """Dense compute-dtype U in the plan's 16-bit storage (the rounding of to_storage)."""
+        if self._engine is None:
+            return _precision.to_storage(U, self._store)
+        e = self._engine
+        if self._store == "fp16":
+            return U.astype(np.float16)  # round to nearest even, as __float2half_rn
+        return e.asarray(_precision.to_storage(_backend.to_host(U), "bf16"), "U")  # once, at build
 
     # ----------------------------------------------------------------- properties
 
     @property
     def U(self) -> Any:
-        """The Winograd-domain weights α^nd×K×C (dense) on the plan's backend."""
+        """The Winograd-domain weights α^nd×K×C (dense) on the plan's backend, as the
+        products read them: float16 in "fp16", bfloat16 bits (uint16) in "bf16", else the
+        compute dtype."""
         if self._U is None:
             with self._scope():
                 self._U = self._csr.to_dense()  # type: ignore[union-attr]
@@ -498,16 +559,23 @@ class _WinogradConvNd:
                                          tuple(x_shape[2:]), self.padding)
 
     def _input_transform(self, x: Any) -> Any:
+        x = self._to_compute(x)
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
-            return reference.input_transform(xin, self.m, self.r, self.padding, self._points,
-                                             relu=self.relu == "winograd")
+            V = reference.input_transform(xin, self.m, self.r, self.padding, self._points,
+                                          relu=self.relu == "winograd")
+            return V if self._store is None else _precision.to_storage(V, self._store)
         e = self._engine
         desc = self._desc(tuple(x.shape))
-        geo = desc.geometry(_backend.kernel_dtype(self.dtype, "x"))
-        V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self.dtype)
-        e.ext.input_transform(desc, _backend.kernel_dtype(self.dtype, "x"), e.ptr(x), e.ptr(V),
-                              _RELU_CODES[self.relu], e.ptr(self._mats), e.stream())
+        code = _backend.kernel_dtype(self._cdtype, "x")
+        geo = desc.geometry(code)
+        V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self._vdtype)
+        relu = _RELU_CODES[self.relu]
+        if self._store is None:
+            e.ext.input_transform(desc, code, e.ptr(x), e.ptr(V), relu, e.ptr(self._mats), e.stream())
+        else:
+            e.ext.input_transform_ex(desc, code, self._storage_code(), e.ptr(x), e.ptr(V), relu, e.ptr(self._mats),
+                                     e.stream())
         return V
 
     # The three phases of plan(x), public so that they can be profiled one by one (as
@@ -535,7 +603,7 @@ class _WinogradConvNd:
             raise ValueError(f"V must be 3-D (α^nd×C×P), got shape {tuple(getattr(V, 'shape', ()))}")
         positions, P = self.alpha**self.ndim, int(V.shape[2])
         V0, out0 = V, out
-        V = self._work(V, "V", (positions, self.C, P))
+        V = self._work(V, "V", (positions, self.C, P), self._vdtype)
         if out is not None:
             out = self._work(out, "out", (positions, self.K, P))
         with self._launch_scope(tuple(o for o, c in ((V0, V), (out0, out)) if o is not None and o is not c)):
@@ -548,8 +616,8 @@ class _WinogradConvNd:
             # dense plans; sparse plans' products are SIMT (plain matmul) in every mode.
             return _precision.matmul(self.U, V, "fp32" if self._sparse else self.precision, out=out)
         e = self._engine
-        dt = _backend.kernel_dtype(self.dtype, "V")
-        M = out if out is not None else e.empty((positions, self.K, P), self.dtype)
+        dt = _backend.kernel_dtype(self._cdtype, "V")
+        M = out if out is not None else e.empty((positions, self.K, P), self._cdtype)
         if self._sparse:
             c = self._csr
             e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
@@ -567,7 +635,7 @@ class _WinogradConvNd:
         M = self._work(M, "M", (positions, self.K, P))
         yshape = self.out_shape(x_shape)
         if out is not None:
-            out = self._work(out, "out", yshape)
+            out = self._work(out, "out", yshape, self.dtype)
         with self._launch_scope(tuple(o for o, c in ((M0, M), (out0, out)) if o is not None and o is not c)):
             return self._output_transform(M, x_shape, out)
 
@@ -581,10 +649,16 @@ class _WinogradConvNd:
                 return out
             return y
         e = self._engine
-        y = out if out is not None else e.empty(yshape, self.dtype)
-        e.ext.output_transform(self._desc(x_shape), _backend.kernel_dtype(self.dtype, "M"), e.ptr(M), e.ptr(self.bias), e.ptr(y),
-                               e.ptr(self._mats), e.stream())
-        return y
+        half = self.dtype != self._cdtype  # 16-bit data: y in float32, then rounded once
+        y = out if out is not None and not half else e.empty(yshape, self._cdtype)
+        e.ext.output_transform(self._desc(x_shape), _backend.kernel_dtype(self._cdtype, "M"), e.ptr(M),
+                               e.ptr(self.bias), e.ptr(y), e.ptr(self._mats), e.stream())
+        if not half:
+            return y
+        if out is None:
+            return y.astype(self.dtype)
+        out[...] = y
+        return out
 
     def __call__(self, x: Any, out: Any = None) -> Any:
         """Convolve ``x`` (N×C×H×W; 3D N×C×D×H×W) and return y (N×K×Ho×Wo).
@@ -598,7 +672,7 @@ class _WinogradConvNd:
         x = self._check_x(x)
         yshape = self.out_shape(tuple(x.shape))
         if out is not None:
-            out = self._work(out, "out", yshape)
+            out = self._work(out, "out", yshape, self.dtype)
         foreign = tuple(o for o, c in ((x0, x), (out0, out)) if o is not None and o is not c)
         with self._launch_scope(foreign):
             V = self._input_transform(x)
@@ -611,6 +685,8 @@ class _WinogradConvNd:
         x = self._check_x(_backend.coerce(x, "x", self.backend))
         with self._launch_scope():
             V = self._input_transform(x)
+            if self._store == "bf16":
+                V = V & 0x7FFF  # bfloat16 bits: -0 is 0x8000
             return float((V != 0).sum()) / V.size
 
     def __repr__(self) -> str:

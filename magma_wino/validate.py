@@ -15,14 +15,18 @@ spatial sizes that are not multiples of m.  Outputs are pre-filled with NaN so a
 unwritten element fails.  The error is max|y − y_ref| / max|y_ref| and the bound is
 :func:`magma_wino.accuracy.tolerance` (per dtype, F(m, r) and reduction length; for the
 Winograd-domain variants :func:`magma_wino.accuracy.tolerance_from_U`, from their U and x;
-for plans whose products run in tf32, :func:`magma_wino.accuracy.tolerance_tf32`).  Every
+for dense plans whose products round their operands — tf32, fp16, bf16 —
+:func:`magma_wino.precision.tolerance`, the operand-rounding model of
+:func:`magma_wino.accuracy.tolerance_tf32` at the mode's unit roundoff; 16-bit data adds one
+unit of its own roundoff for the rounding of y).  Every
 failing case is printed with its shapes and seed so it can be replayed.
 
 Precision: every case has a requested ``precision`` (default "auto"); the table and the JSON
 show the mode the plan resolved it to (``plan.precision``).  The "precision" group runs each
-specialised tile in fp32 and tf32x3, and in tf32 where :mod:`magma_wino.precision` accepts
-it without ``allow_inaccurate``.  ``--precision MODE`` runs every plan in MODE, dropping the
-cases MODE does not apply to (dtype, or a tile too inaccurate for tf32).
+specialised tile in fp32 and tf32x3, and in tf32 / fp16 / bf16 where
+:mod:`magma_wino.precision` accepts them without ``allow_inaccurate``; the "half data" group
+runs float16 (and, off cuda, bfloat16) data in "auto".  ``--precision MODE`` runs every plan
+in MODE, dropping the cases MODE does not apply to (dtype, or a tile too inaccurate for it).
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def _scale_layer(c: int, k: int, h: int, cdiv: int, sdiv: int) -> tuple[int, int
 
 
 #: The concrete modes ``--precision`` can select ("auto": each case's own).
-PRECISION_CHOICES = ("auto", "fp32", "tf32x3", "tf32", "fp64")
+PRECISION_CHOICES = ("auto", "fp32", "tf32x3", "tf32", "fp16", "bf16", "fp64")
 
 
 def precision_applies(mode: str, dtype: str, m: int, r: int, ndim: int) -> bool:
@@ -168,12 +172,19 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
         for c, k, h in c3d:
             C, K, H = _scale_layer(c, k, h, 16, 8)
             add(group="c3d", m=2, r=3, N=1, C=C, K=K, size=(4, H, H), padding=1)
-    # Precision modes of the dense product (float32): fp32 and tf32x3 on every specialised
-    # tile, tf32 where precision.py accepts it (its measured error within the usable limit).
+    # Precision modes of the dense product (float32 data): fp32 and tf32x3 on every
+    # specialised tile, tf32 / fp16 / bf16 where precision.py accepts them (their measured
+    # error within the usable limit).
     for (m, r), size in [(mr, (10, 11)) for mr in SPECIALIZED_2D] + [((2, 3), (5, 6, 5))]:
-        for mode in ("fp32", "tf32x3", "tf32"):
+        for mode in ("fp32", "tf32x3", "tf32", "fp16", "bf16"):
             if precision_applies(mode, "float32", m, r, len(size)):
                 add(group="precision", m=m, r=r, N=1, C=8, K=6, size=size, padding=(r - 1) // 2, precision=mode)
+    # 16-bit data (float16; bfloat16 through ml_dtypes off cuda): "auto" picks the data's own
+    # 16-bit mode where it is accurate enough; y comes back in the data dtype.
+    half = ["float16"] + (["bfloat16"] if backend != "cuda" and _precision.BFLOAT16 is not None else [])
+    for dt in half:
+        for (m, r), size in [((2, 3), (9, 10)), ((4, 3), (10, 11)), ((2, 3), (5, 6, 5))]:
+            add(group="half data", m=m, r=r, N=1, C=8, K=6, size=size, padding=1, dtype=dt)
     if precision != "auto":
         out = [c if c.group == "precision" else replace(c, precision=precision) for c in out
                if (c.group != "precision" or c.precision == precision)
@@ -183,10 +194,10 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
 
 def run_case(case: Case, backend: str) -> Result:
     """Run one case on ``backend`` and compare with its float64 ground truth."""
-    from .accuracy import rel_err, tolerance, tolerance_from_U, tolerance_tf32  # noqa: PLC0415  (light CLI import)
+    from .accuracy import rel_err, tolerance, tolerance_from_U  # noqa: PLC0415  (light CLI import)
 
     rng = np.random.default_rng(case.seed)
-    dt = np.dtype(case.dtype)
+    dt = np.dtype(_precision.BFLOAT16 if case.dtype == "bfloat16" else case.dtype)
     nd = case.ndim
     x64 = rng.standard_normal((case.N, case.C, *case.size))
     w64 = rng.standard_normal((case.K, case.C, *(case.r,) * nd))
@@ -228,8 +239,12 @@ def run_case(case: Case, backend: str) -> Result:
     seconds = time.perf_counter() - t0
     err = rel_err(y, y_ref)
     n_red = case.C * case.r**nd
-    dense_tf32 = plan.precision == "tf32" and not plan.uses_sparse_product
-    bound = tolerance_tf32(case.m, case.r, n_red, nd) if dense_tf32 else tolerance(dt, case.m, case.r, n_red, nd)
+    if plan.uses_sparse_product or dt == np.float64:
+        bound = tolerance(_precision.compute_dtype(dt), case.m, case.r, n_red, nd)
+    else:  # the dense product's mode (tf32 / fp16 / bf16: operand rounding, accuracy.tolerance_tf32's model)
+        bound = _precision.tolerance(plan.precision, case.m, case.r, n_red, nd)
+    if _precision.is_half(dt):  # y is rounded once more, to the data dtype: up to one unit of max|y|
+        bound += _precision.UNIT_ROUNDOFF["fp16" if dt.name == "float16" else "bf16"]
     if case.variant in ("winograd", "winograd_relu"):  # U is the parameter: its own, data-aware model
         scale = float(np.abs(y_ref).max())
         bound = tolerance_from_U(dt, xr, Up, case.m, case.r, case.padding, relu) / scale if scale > 0 else 0.0

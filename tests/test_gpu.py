@@ -453,3 +453,37 @@ def test_plan_lives_on_the_gpu_of_its_weights(rng, check_direct):
         assert sp(x1).device.id == 1
         with pytest.raises(ValueError, match="bias is on GPU 0 but the plan's weights are on GPU 1"):
             WinogradConv2d.from_winograd(U1, 3, bias=cp.asarray(b), padding=1, m=2)
+
+
+# --------------------------------------------------------------------------- precision modes
+
+
+@pytest.mark.parametrize("mode", ["fp32", "tf32x3", "tf32", "fp16", "bf16"])
+@pytest.mark.parametrize("m", [2, 4])
+def test_cuda_every_precision_mode_within_its_tolerance(mode, m, rng):
+    from magma_wino import precision
+    from magma_wino.accuracy import rel_err
+
+    x, w, _ = layer(rng, 2, 40, 36, (13, 11), 3, np.float32)
+    ref = conv2d_direct(x.astype(np.float64), w.astype(np.float64), padding=1)
+    plan = WinogradConv2d(cp.asarray(w), padding=1, m=m, backend="cuda", precision=mode, allow_inaccurate=True)
+    assert plan.U.dtype == precision.storage_dtype(mode, np.float32)
+    y = plan(cp.asarray(x))
+    assert y.dtype == np.float32
+    assert rel_err(host(y), ref) <= precision.tolerance(mode, m, 3, 40 * 9)
+    # the numpy backend's emulation of the same mode is as accurate (same rounded operands)
+    y_np = conv2d(x, w, padding=1, m=m, backend="numpy", precision=mode, allow_inaccurate=True)
+    assert rel_err(y_np, ref) <= precision.tolerance(mode, m, 3, 40 * 9)
+
+
+def test_cuda_float16_arrays_in_auto_run_fp16_and_return_float16(rng):
+    from magma_wino import precision
+    from magma_wino.accuracy import rel_err
+
+    x, w, b = layer(rng, 1, 24, 16, (12, 12), 3, np.float16)
+    ref = conv2d_direct(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), padding=1, m=2, backend="cuda")
+    assert plan.precision == ("fp16" if int(cp.cuda.Device().compute_capability) >= 80 else "fp32")
+    y = plan(cp.asarray(x))
+    assert y.dtype == np.float16
+    assert rel_err(host(y).astype(np.float64), ref) <= precision.tolerance(plan.precision, 2, 3, 24 * 9) + 2.0**-11

@@ -26,6 +26,9 @@ from magma_wino.accuracy import USABLE_LIMIT, rel_err, tolerance, tolerance_tf32
 
 BACKENDS = ("numpy", "emulator")
 MODES32 = ("fp32", "tf32x3", "tf32")
+HALF = ("fp16", "bf16")
+BF16 = precision.BFLOAT16
+needs_bf16 = pytest.mark.skipif(BF16 is None, reason="ml_dtypes (the test extra) is not installed: no bfloat16 dtype")
 
 
 def _data(seed, N, C, K, H, r=3, ndim=2):
@@ -148,8 +151,10 @@ def test_bad_precision_values_types_and_dtype_mismatches(backend):
     with pytest.raises(ValueError, match="precision='fp64'.*float32"):
         WinogradConv2d(w32, backend=backend, precision="fp64")
     for p in ("bf16", "fp16"):
-        with pytest.raises(ValueError, match=f"precision='{p}' is not supported yet"):
-            conv2d(np.ones((1, 3, 5, 5), np.float32), w32, backend=backend, precision=p)
+        with pytest.raises(ValueError, match=f"precision='{p}' does not apply to float64"):
+            conv2d(np.ones((1, 3, 5, 5)), w32.astype(np.float64), backend=backend, precision=p)
+    with pytest.raises(TypeError, match="w must be float32, float64, float16 or bfloat16, got int32"):
+        WinogradConv2d(w32.astype(np.int32), backend=backend)
 
 
 def test_inaccurate_mode_refused_unless_allowed(monkeypatch):
@@ -184,3 +189,156 @@ def test_sparse_plans_work_with_every_precision(backend):
         assert rel_err(plan(x), y0) <= tolerance(np.float32, 4, 3, 16 * 9), p
     sp = WinogradConv2d.from_spatial(w, prune=0.5, padding=1, backend=backend, precision="fp32")
     assert sp.precision == "fp32"
+
+
+# --------------------------------------------------------------------------- 16-bit modes
+
+
+def _bf16_bits(f: float) -> int:
+    """Independent bfloat16 rounding of one float32 (round to nearest, ties to even) on its
+    bits with Python integers: keep the top 16 bits, round up when the dropped 16 bits are
+    above half, or exactly half with an odd kept part."""
+    (b,) = struct.unpack("<I", struct.pack("<f", f))
+    top, rest = b >> 16, b & 0xFFFF
+    if rest > 0x8000 or (rest == 0x8000 and top & 1):
+        top += 1
+    return top
+
+
+def test_round_bf16_matches_an_independent_bit_rounding():
+    rng = np.random.default_rng(7)
+    a = np.concatenate([rng.standard_normal(3000), rng.uniform(-3e38, 3e38, 300),
+                        rng.uniform(-1e-38, 1e-38, 300)]).astype(np.float32)
+    # Exact ties in both directions: 1 + 2⁻⁸ (kept part even: down), 1 + 3·2⁻⁸ (odd: up).
+    ties = np.array([1 + 2.0**-8, 1 + 3 * 2.0**-8, -(1 + 2.0**-8), np.inf, -np.inf, 0.0, -0.0], np.float32)
+    a = np.concatenate([a, ties])
+    got = precision.round_bf16(a)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, np.array([_bf16_bits(float(v)) for v in a], dtype=np.uint16))
+    np.testing.assert_array_equal(precision.from_storage(got[-7:], "bf16"),
+                                  np.array([1, 1 + 4 * 2.0**-8, -1, np.inf, -np.inf, 0.0, -0.0], np.float32))
+    nan = precision.round_bf16(np.array([np.nan, -np.nan], np.float32))
+    assert np.isnan(precision.from_storage(nan, "bf16")).all()
+    if BF16 is not None:  # and ml_dtypes agrees
+        np.testing.assert_array_equal(got[:-7], a[:-7].astype(BF16).view(np.uint16))
+
+
+def test_fp16_storage_rounds_to_nearest_even_and_overflows_to_inf():
+    a = np.array([1 + 2.0**-11, 1 + 3 * 2.0**-11, 65504, 65520, 1e-8], np.float32)
+    got = precision.to_storage(a, "fp16")
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got.astype(np.float64), [1, 1 + 2.0**-9, 65504, np.inf, 0.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("m", [2, 4])
+def test_fp16_and_bf16_modes_match_direct_conv_within_their_tolerance(backend, m):
+    x, w, ref = _data(8, 1, 24, 12, 10)
+    C = 24
+    err = {p: rel_err(conv2d(x, w, padding=1, m=m, backend=backend, precision=p, allow_inaccurate=True), ref)
+           for p in HALF + ("tf32x3",)}
+    for p in HALF:
+        assert err[p] <= precision.tolerance(p, m, 3, C * 9), (p, err)
+    # The 16-bit rounding really happens (a product in float32 would be ~1e3 times better),
+    # and bf16 (u = 2⁻⁸) is worse than fp16 (u = 2⁻¹¹) by about their ratio, 8.
+    assert err["fp16"] >= 100 * err["tf32x3"], err
+    assert 3 * err["fp16"] <= err["bf16"] <= 25 * err["fp16"], err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_half_mode_phases_store_U_and_V_in_16_bits(backend):
+    x, w, _ = _data(9, 2, 6, 5, 7)
+    for p, store in (("fp16", np.float16), ("bf16", np.uint16)):
+        plan = WinogradConv2d(w, padding=1, m=2, backend=backend, precision=p, allow_inaccurate=True)
+        assert plan.U.dtype == store
+        V = plan.transform_input(x)
+        assert V.dtype == store and V.shape[:2] == (16, 6)
+        M = plan.multiply(V)
+        assert M.dtype == np.float32
+        y = plan.transform_output(M, x.shape)
+        np.testing.assert_array_equal(y, plan(x))
+        # U and V are the float32 transforms rounded once to the 16-bit type.
+        U32 = reference.filter_transform(w, 2).astype(np.float32)
+        np.testing.assert_array_equal(np.asarray(plan.U), precision.to_storage(U32, p))
+        with pytest.raises(TypeError, match=f"V must be {np.dtype(store)}, got float32"):
+            plan.multiply(precision.from_storage(V, p))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fp16_refuses_weights_beyond_its_range(backend):
+    w = np.full((2, 3, 3, 3), 3.0e4, np.float32)  # G g Gᵀ sums 9 of them: beyond 65504
+    with pytest.raises(ValueError, match=r"precision='fp16' cannot hold these weights.*float16 range"):
+        WinogradConv2d(w, m=2, backend=backend, precision="fp16")
+    assert WinogradConv2d(w, m=2, backend=backend, precision="bf16", allow_inaccurate=True).U.dtype == np.uint16
+
+
+def test_half_modes_refused_for_float32_data_where_too_inaccurate():
+    w = np.ones((2, 3, 3, 3), np.float32)
+    assert WinogradConv2d(w, m=2, backend="emulator", precision="fp16").precision == "fp16"  # 5.9e-4 ≤ 1e-3
+    fp16, bf16 = precision.MEASURED_REL_ERR[("fp16", 4, 3, 2)], precision.MEASURED_REL_ERR[("bf16", 2, 3, 2)]
+    with pytest.raises(ValueError, match=rf"precision='fp16'.*F\(4, 3\).*measured.*{fp16:.2e} > usable limit 1e-03"):
+        WinogradConv2d(w, m=4, backend="emulator", precision="fp16")
+    with pytest.raises(ValueError, match=rf"precision='bf16'.*F\(2, 3\).*{bf16:.2e} > usable limit 1e-03 for float32"):
+        WinogradConv2d(w, m=2, backend="numpy", precision="bf16")
+    # 16-bit data has its own, larger limit: bf16 F(2, 3) is usable on bfloat16 data.
+    assert bf16 <= precision.usable_limit(precision.BFLOAT16 or np.float16)
+
+
+def _half_data(dt, seed=10, C=16, K=8, H=9, ndim=2):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, C) + (H,) * ndim).astype(dt)
+    w = rng.standard_normal((K, C) + (3,) * ndim).astype(dt)
+    direct = reference.conv2d_direct if ndim == 2 else reference.conv3d_direct
+    return x, w, direct(x.astype(np.float64), w.astype(np.float64), padding=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtname", ["float16", pytest.param("bfloat16", marks=needs_bf16)])
+def test_half_input_arrays_return_their_dtype_within_the_mode_tolerance(backend, dtname):
+    dt = BF16 if dtname == "bfloat16" else np.dtype(np.float16)
+    own = "fp16" if dtname == "float16" else "bf16"
+    u_data = precision.UNIT_ROUNDOFF[own]
+    for m, ndim in ((2, 2), (4, 2), (2, 3)):
+        x, w, ref = _half_data(dt, ndim=ndim, H=9 if ndim == 2 else 5)
+        b = np.linspace(-1, 1, w.shape[0]).astype(dt)
+        plan = (WinogradConv2d if ndim == 2 else WinogradConv3d)(w, b, padding=1, m=m, backend=backend)
+        # auto: the data's own 16-bit mode on the emulator's tensor cores where it is accurate
+        # enough for the tile (F(2, 3); F(4, 3) falls back to tf32x3), fp32 on numpy.
+        usable = precision.MEASURED_REL_ERR[(own, m, 3, ndim)] <= precision.usable_limit(dt)
+        assert usable == (m == 2), (m, ndim)
+        assert plan.precision == ("fp32" if backend == "numpy" else own if usable else "tf32x3"), (m, ndim)
+        y = plan(x)
+        assert y.dtype == dt and y.shape == ref.shape
+        err = rel_err(y.astype(np.float64), ref + b.astype(np.float64).reshape((1, -1) + (1,) * ndim))
+        assert err <= precision.tolerance(plan.precision, m, 3, 16 * 3**ndim, ndim) + u_data, (m, ndim, err)
+        out = np.full(ref.shape, np.nan, dtype=dt)
+        assert plan(x, out=out) is out
+        np.testing.assert_array_equal(out.astype(np.float32), y.astype(np.float32))
+        with pytest.raises(TypeError, match=f"dtype mismatch: x is float32 but the weights are {dtname}"):
+            plan(x.astype(np.float32))
+
+
+def test_auto_falls_back_to_tf32x3_where_the_16_bit_mode_is_too_inaccurate():
+    w = np.ones((2, 3, 3, 3), np.float16)
+    assert precision.MEASURED_REL_ERR[("fp16", 6, 3, 2)] > precision.usable_limit(np.float16)
+    assert WinogradConv2d(w, m=6, backend="emulator").precision == "tf32x3"
+    assert WinogradConv2d(w, m=2, backend="emulator").precision == "fp16"
+    assert precision.resolve("auto", np.float16, "cuda", 2, 3, 2, capability=(7, 5)) == "fp32"
+    with pytest.raises(ValueError, match="precision='fp16' needs tensor cores"):
+        precision.resolve("fp16", np.float32, "cuda", 2, 3, 2, capability=(7, 5))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_from_winograd_dense_product_in_16_bit_modes(backend):
+    x, w, ref = _data(11, 1, 12, 6, 8)
+    U = reference.filter_transform(w.astype(np.float64), 2).astype(np.float32)
+    for p in HALF:
+        plan = WinogradConv2d.from_winograd(U, 3, padding=1, m=2, backend=backend, sparse=False, precision=p,
+                                            allow_inaccurate=True)
+        assert not plan.uses_sparse_product and plan.U.dtype == precision.storage_dtype(p, np.float32)
+        assert rel_err(plan(x), ref) <= precision.tolerance(p, 2, 3, 12 * 9), p
+        sparse = WinogradConv2d.from_winograd(U, 3, padding=1, m=2, backend=backend, sparse=True, precision=p,
+                                              allow_inaccurate=True)
+        # The sparse product stays float32 SIMT: float32 accuracy, V in float32.
+        assert rel_err(sparse(x), ref) <= tolerance(np.float32, 2, 3, 12 * 9), p
+        assert sparse.transform_input(x).dtype == np.float32
