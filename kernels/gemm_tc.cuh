@@ -1,6 +1,7 @@
-// Tensor-core batched products over channels: C[b] = A[b] · B[b] on tensor cores, float32
-// accumulation, C float32.  A and B are float32 in memory (WMMA m16n16k8, precision::tf32) or
-// 16-bit (WMMA m16n16k16, __half or __nv_bfloat16).
+// Tensor-core batched products over channels: C[b] = A[b] · B[b] on tensor cores.  A and B are
+// float32 in memory (WMMA m16n16k8, precision::tf32) or 16-bit (WMMA m16n16k16, __half or
+// __nv_bfloat16), with float32 accumulation and C; or float64 (DMMA: WMMA m8n8k4 double), with
+// float64 accumulation and C.
 //
 // In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P), so m = K, n = P, k = C.  All matrices
 // are row-major and contiguous per batch entry (A: batch x m x k, B: batch x k x n, C: batch x
@@ -12,8 +13,9 @@
 //   gemm_tc_batched<P>            host: picks the configuration and the copy width
 //
 // The element type of A and B follows the precision (TcOperand<P>): float for tf32 / tf32x3,
-// __half for fp16, __nv_bfloat16 for bf16; the mainloop, staging and epilogue are the same code
-// for all four, only the fragment conversion (mac_stage) and the configuration differ.
+// __half for fp16, __nv_bfloat16 for bf16, double for fp64; the mainloop, staging and epilogue
+// are the same code for all five, only the fragment conversion (mac_stage), the accumulator type
+// and the configuration differ.
 //
 // Precisions (TcPrecision):
 //   kTf32    one TF32 product: every operand rounded to TF32 (__float_to_tf32, round to nearest)
@@ -24,6 +26,7 @@
 //            float32-level accuracy.
 //   kBf16,   A and B already 16-bit (rounded by whoever wrote them: the transforms' _ex entries);
 //   kFp16    products of 16-bit values are exact on the tensor core, sums in float32.
+//   kFp64    DMMA: float64 fused multiply-adds on the tensor core (sm_80+), as exact as DFMA.
 //
 // Mainloop (kStages stages: 2 for float operands, 3 for 16-bit): the k slices of A (kM x kK)
 // and B (kK x kN) are staged in shared memory by __pipeline_memcpy_async (cp.async), one commit
@@ -56,7 +59,7 @@
 namespace mw {
 
 // The numeric values are fixed: tools/kernel_report.py names (TcPrecision)N by them.
-enum class TcPrecision { kTf32 = 0, kTf32x3 = 1, kBf16 = 2, kFp16 = 3 };
+enum class TcPrecision { kTf32 = 0, kTf32x3 = 1, kBf16 = 2, kFp16 = 3, kFp64 = 4 };
 
 template <int M_, int N_, int K_>
 struct GemmShape {
@@ -68,7 +71,8 @@ namespace wmma = ::nvcuda::wmma;
 }  // namespace tc_detail
 
 // What a precision stores and feeds the tensor core: the element type of A and B in memory and
-// in shared memory, the WMMA fragment element type, the instruction shape.
+// in shared memory, the WMMA fragment element type, the instruction shape, the accumulator (and
+// C) type.
 template <TcPrecision P>
 struct TcOperand;
 template <>
@@ -76,6 +80,7 @@ struct TcOperand<TcPrecision::kTf32> {
   using Element = float;
   using Fragment = tc_detail::wmma::precision::tf32;
   using InstructionShape = GemmShape<16, 16, 8>;
+  using Accumulator = float;
 };
 template <>
 struct TcOperand<TcPrecision::kTf32x3> : TcOperand<TcPrecision::kTf32> {};
@@ -84,21 +89,36 @@ struct TcOperand<TcPrecision::kFp16> {
   using Element = __half;
   using Fragment = __half;
   using InstructionShape = GemmShape<16, 16, 16>;
+  using Accumulator = float;
 };
 template <>
 struct TcOperand<TcPrecision::kBf16> {
   using Element = __nv_bfloat16;
   using Fragment = __nv_bfloat16;
   using InstructionShape = GemmShape<16, 16, 16>;
+  using Accumulator = float;
 };
+// DMMA (sm_80+): WMMA m8n8k4 double, double accumulation and C.
+template <>
+struct TcOperand<TcPrecision::kFp64> {
+  using Element = double;
+  using Fragment = double;
+  using InstructionShape = GemmShape<8, 8, 4>;
+  using Accumulator = double;
+};
+template <TcPrecision P>
+using TcElement = typename TcOperand<P>::Element;
+template <TcPrecision P>
+using TcAccumulator = typename TcOperand<P>::Accumulator;
 
 // A tensor-core tile configuration (CUTLASS habit: shapes are types), for operands of
-// kElementBytes bytes.  Sizes in elements of the operand type except the epilogue's (floats).
+// kElementBytes bytes.  Sizes in elements of the operand type except the epilogue's
+// (accumulators: float, double for 8-byte operands).
 //   ThreadblockShape  the C tile of one block and the k slice staged per pipeline stage
 //   WarpShape         the C tile of one warp (WarpShape / InstructionShape fragments)
 //   kStages           shared-memory stages of the cp.async pipeline
 //   kPadA, kPadB      row padding of the staged A and B slices (bank conflicts; see the configs)
-// The epilogue tile sC [kM][kN + 4] floats reuses the stages.
+// The epilogue tile sC [kM][kN + 4] accumulators reuses the stages.
 template <int ElementBytes_, typename ThreadblockShape_, typename WarpShape_,
           typename InstructionShape_, int Stages_, int PadA_, int PadB_>
 struct GemmTcLayout {
@@ -106,6 +126,7 @@ struct GemmTcLayout {
   using WarpShape = WarpShape_;
   using InstructionShape = InstructionShape_;
   static constexpr int kElementBytes = ElementBytes_;
+  static constexpr int kAccumulatorBytes = kElementBytes == 8 ? 8 : 4;  // double / float
   static constexpr int kStages = Stages_;
   static constexpr int kM = ThreadblockShape::kM, kN = ThreadblockShape::kN;
   static constexpr int kK = ThreadblockShape::kK;
@@ -117,12 +138,12 @@ struct GemmTcLayout {
   static constexpr int kPadA = PadA_, kPadB = PadB_, kPadC = 4;
   static constexpr int kLdA = kK + kPadA;  // sA: [kM][kLdA] per stage
   static constexpr int kLdB = kN + kPadB;  // sB: [kK][kLdB] per stage
-  static constexpr int kLdC = kN + kPadC;  // sC: [kM][kLdC] floats (epilogue, reuses the stages)
+  static constexpr int kLdC = kN + kPadC;  // sC: [kM][kLdC] accumulators (epilogue)
   static constexpr int kStageA = kM * kLdA, kStageB = kK * kLdB;
   static constexpr int kStageElements = kStageA + kStageB;
   static constexpr int kVec16 = 16 / kElementBytes;  // elements per 16-byte copy
   static constexpr size_t kStagesBytes = size_t(kElementBytes) * kStages * kStageElements;
-  static constexpr size_t kEpilogueBytes = sizeof(float) * kM * kLdC;
+  static constexpr size_t kEpilogueBytes = size_t(kAccumulatorBytes) * kM * kLdC;
 
   static_assert(kM % WarpShape::kM == 0 && kN % WarpShape::kN == 0, "warps must tile the block");
   static_assert(WarpShape::kM % InstructionShape::kM == 0 &&
@@ -131,13 +152,18 @@ struct GemmTcLayout {
   static_assert(kK % InstructionShape::kK == 0, "the k slice is whole MMA steps");
   static_assert(kK % kVec16 == 0 && kN % kVec16 == 0, "16-byte copies must tile the slices");
   // WMMA: ldm a multiple of 16 bytes, fragment pointers 32-byte aligned.  Fragment rows start at
-  // multiples of 16 rows, fragment columns at multiples of 16 elements (>= 32 bytes), k steps at
-  // multiples of InstructionShape::kK columns of A / rows of B.
-  static_assert(kLdA * kElementBytes % 16 == 0 && kLdB * kElementBytes % 16 == 0 && kLdC % 4 == 0,
+  // multiples of InstructionShape::kM rows, fragment columns at multiples of kN elements, k steps
+  // at multiples of kK columns of A / rows of B.
+  static_assert(kLdA * kElementBytes % 16 == 0 && kLdB * kElementBytes % 16 == 0 &&
+                    kLdC * kAccumulatorBytes % 16 == 0,
                 "WMMA ldm: 16 bytes");
   static_assert(InstructionShape::kK * kElementBytes % 32 == 0 &&
-                    InstructionShape::kK * kLdB * kElementBytes % 32 == 0,
-                "k steps keep fragment pointers 32-byte aligned");
+                    InstructionShape::kK * kLdB * kElementBytes % 32 == 0 &&
+                    InstructionShape::kM * kLdA * kElementBytes % 32 == 0 &&
+                    InstructionShape::kN * kElementBytes % 32 == 0 &&
+                    InstructionShape::kM * kLdC * kAccumulatorBytes % 32 == 0 &&
+                    InstructionShape::kN * kAccumulatorBytes % 32 == 0,
+                "fragment pointers stay 32-byte aligned");
   static_assert(kStageA * kElementBytes % 32 == 0 && kStageElements * kElementBytes % 32 == 0,
                 "stages 32-byte aligned");
   static_assert(kStages >= 2, "a pipeline has at least two stages");
@@ -170,6 +196,18 @@ template <typename ThreadblockShape_, typename WarpShape_, int Stages_>
 struct GemmTcConfig16
     : GemmTcLayout<2, ThreadblockShape_, WarpShape_, GemmShape<16, 16, 16>, Stages_, 8, 8> {};
 
+// float64 operands (fp64 on DMMA), WMMA m8n8k4 double.  Padding 4 doubles (32 bytes) on both
+// operands, for bank conflicts (our inference from mma.sync m8n8k4's f64 operand mapping: lane l
+// holds A[l / 4][l % 4] and B[l % 4][l / 4]; a warp's 8-byte loads are served in two half-warp
+// phases).  A: a half-warp reads 4 rows x 4 consecutive k (32 bytes per row); with the row stride
+// kK + 4 = 20 doubles = 160 bytes the rows start at banks 0, 8, 16, 24: conflict-free (kK = 16,
+// 128 bytes: every row at bank 0, 4-way).  B: a half-warp reads 4 k rows x 4 columns; with
+// kN + 4 = 68 doubles (544 bytes = 8 mod 32 banks) the 16 doubles fall on 16 distinct bank pairs
+// (kN = 64: 4-way).  The epilogue tile sC [kM][kN + 4] doubles keeps ldm % 16 bytes.
+template <typename ThreadblockShape_, typename WarpShape_, int Stages_>
+struct GemmTcConfig64
+    : GemmTcLayout<8, ThreadblockShape_, WarpShape_, GemmShape<8, 8, 4>, Stages_, 4, 4> {};
+
 // 64 x 64 C tile, 16-deep k slices, 4 warps of 32 x 32 (2 x 2 fragments), double buffered.
 using GemmTc64x64x16_32x32_s2 = GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>;
 
@@ -181,18 +219,26 @@ using GemmTc64x64x16_32x32_s2 = GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32
 // sm_80 by shared memory, more than the 2 the launch bounds promise.
 using GemmTc16_64x64x32_32x32_s3 = GemmTcConfig16<GemmShape<64, 64, 32>, GemmShape<32, 32, 32>, 3>;
 
+// float64: the 64 x 64 tile, 16-deep k slices (4 m8n8k4 steps), 4 warps of 32 x 32 (4 x 4
+// fragments of 8 x 8: 32 double accumulators per thread), double buffered: 2 x 18.5 KiB; a
+// DMMA does 8x8x4 (a quarter of an m16n16k8's work) so one slice is already 64 MMAs per warp.
+using GemmTc64_64x64x16_32x32_s2 = GemmTcConfig64<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>;
+
 namespace tc_detail {
 
 template <TcPrecision P>
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, TcOperand<P>::InstructionShape::kK,
+using Inst = typename TcOperand<P>::InstructionShape;
+template <TcPrecision P>
+using FragA = wmma::fragment<wmma::matrix_a, Inst<P>::kM, Inst<P>::kN, Inst<P>::kK,
                              typename TcOperand<P>::Fragment, wmma::row_major>;
 template <TcPrecision P>
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, TcOperand<P>::InstructionShape::kK,
+using FragB = wmma::fragment<wmma::matrix_b, Inst<P>::kM, Inst<P>::kN, Inst<P>::kK,
                              typename TcOperand<P>::Fragment, wmma::row_major>;
 template <TcPrecision P>
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, TcOperand<P>::InstructionShape::kK, float>;
+using FragC =
+    wmma::fragment<wmma::accumulator, Inst<P>::kM, Inst<P>::kN, Inst<P>::kK, TcAccumulator<P>>;
 
-// The one wrapper of every asynchronous copy of this file: `bytes` (4 or 16) from src to the
+// The one wrapper of every asynchronous copy of this file: `bytes` (4, 8 or 16) from src to the
 // shared dst, or zeros (nothing read) when !valid.
 __device__ __forceinline__ void cp_async_zfill(void* dst, const void* src, int bytes, bool valid) {
   __pipeline_memcpy_async(dst, src, bytes, valid ? 0 : bytes);
@@ -208,7 +254,8 @@ __device__ __forceinline__ void stage_tile(E* dst, const E* __restrict__ src, in
   constexpr int kVecs = kRows * (kCols / VEC);
   constexpr int kBytes = VEC * static_cast<int>(sizeof(E));
   static_assert(kVecs % kThreads == 0, "a tile loads in whole rounds");
-  static_assert(kBytes == 2 || kBytes == 4 || kBytes == 16, "copy widths: 2 (plain), 4, 16");
+  static_assert(kBytes == 2 || kBytes == 4 || kBytes == 8 || kBytes == 16,
+                "copy widths: 2 (plain), 4, 8, 16");
 #pragma unroll
   for (int it = 0; it < kVecs / kThreads; ++it) {
     const int e = static_cast<int>(threadIdx.x) + it * kThreads;
@@ -257,10 +304,11 @@ __device__ __forceinline__ void split_tf32(const Frag& f, Frag& hi, Frag& lo) {
 }
 
 // acc (the warp's kFragsM x kFragsN fragments) += the stage's A slice · B slice.  tf32 rounds
-// each loaded fragment, tf32x3 splits it, the 16-bit precisions use it as loaded.
+// each loaded fragment, tf32x3 splits it, the 16-bit and float64 precisions use it as loaded.
 template <TcPrecision P, typename Cfg, typename E>
 __device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n,
                                           FragC<P> (&acc)[Cfg::kFragsM][Cfg::kFragsN]) {
+  constexpr int kIM = Cfg::InstructionShape::kM, kIN = Cfg::InstructionShape::kN;
   const E* sA = stage + warp_m * Cfg::WarpShape::kM * Cfg::kLdA;
   const E* sB = stage + Cfg::kStageA + warp_n * Cfg::WarpShape::kN;
 #pragma unroll
@@ -270,12 +318,12 @@ __device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n
       FragB<P> fb[Cfg::kFragsN];
 #pragma unroll
       for (int i = 0; i < Cfg::kFragsM; ++i) {
-        wmma::load_matrix_sync(fa[i], sA + i * 16 * Cfg::kLdA + kk, Cfg::kLdA);
+        wmma::load_matrix_sync(fa[i], sA + i * kIM * Cfg::kLdA + kk, Cfg::kLdA);
         if constexpr (P == TcPrecision::kTf32) to_tf32(fa[i]);
       }
 #pragma unroll
       for (int j = 0; j < Cfg::kFragsN; ++j) {
-        wmma::load_matrix_sync(fb[j], sB + kk * Cfg::kLdB + j * 16, Cfg::kLdB);
+        wmma::load_matrix_sync(fb[j], sB + kk * Cfg::kLdB + j * kIN, Cfg::kLdB);
         if constexpr (P == TcPrecision::kTf32) to_tf32(fb[j]);
       }
 #pragma unroll
@@ -289,13 +337,13 @@ __device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n
 #pragma unroll
       for (int i = 0; i < Cfg::kFragsM; ++i) {
         FragA<P> fa;
-        wmma::load_matrix_sync(fa, sA + i * 16 * Cfg::kLdA + kk, Cfg::kLdA);
+        wmma::load_matrix_sync(fa, sA + i * kIM * Cfg::kLdA + kk, Cfg::kLdA);
         split_tf32(fa, a_hi[i], a_lo[i]);
       }
 #pragma unroll
       for (int j = 0; j < Cfg::kFragsN; ++j) {
         FragB<P> fb;
-        wmma::load_matrix_sync(fb, sB + kk * Cfg::kLdB + j * 16, Cfg::kLdB);
+        wmma::load_matrix_sync(fb, sB + kk * Cfg::kLdB + j * kIN, Cfg::kLdB);
         split_tf32(fb, b_hi[j], b_lo[j]);
       }
 #pragma unroll
@@ -315,13 +363,16 @@ __device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n
 
 template <TcPrecision P, typename Cfg, int VEC>
 __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
-                                               const typename TcOperand<P>::Element* __restrict__ A,
-                                               const typename TcOperand<P>::Element* __restrict__ B,
-                                               float* __restrict__ C, void* __restrict__ smem) {
+                                               const TcElement<P>* __restrict__ A,
+                                               const TcElement<P>* __restrict__ B,
+                                               TcAccumulator<P>* __restrict__ C,
+                                               void* __restrict__ smem) {
   using namespace tc_detail;
-  using E = typename TcOperand<P>::Element;
-  static_assert(Cfg::kElementBytes == sizeof(E), "the configuration is for this element size");
-  static_assert(Cfg::InstructionShape::kK == TcOperand<P>::InstructionShape::kK,
+  using E = TcElement<P>;
+  using Acc = TcAccumulator<P>;
+  static_assert(Cfg::kElementBytes == sizeof(E) && Cfg::kAccumulatorBytes == sizeof(Acc),
+                "the configuration is for these element and accumulator sizes");
+  static_assert(std::is_same_v<typename Cfg::InstructionShape, Inst<P>>,
                 "the configuration is for this instruction shape");
   E* stages = static_cast<E*>(smem);
   const int warp = threadIdx.x / 32;
@@ -334,7 +385,7 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
 #pragma unroll
   for (int i = 0; i < Cfg::kFragsM; ++i) {
 #pragma unroll
-    for (int j = 0; j < Cfg::kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+    for (int j = 0; j < Cfg::kFragsN; ++j) wmma::fill_fragment(acc[i][j], Acc(0));
   }
 
   // Prologue: slices 0 .. kStages - 2, one group each (committed even when empty).
@@ -362,13 +413,13 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
   __syncthreads();
 
   // Epilogue: accumulators -> padded shared tile -> guarded, coalesced stores of C.
-  float* sC = static_cast<float*>(smem);  // [kM][kLdC]
+  Acc* sC = static_cast<Acc*>(smem);  // [kM][kLdC]
 #pragma unroll
   for (int i = 0; i < Cfg::kFragsM; ++i) {
 #pragma unroll
     for (int j = 0; j < Cfg::kFragsN; ++j) {
-      wmma::store_matrix_sync(sC + (warp_m * Cfg::WarpShape::kM + i * 16) * Cfg::kLdC +
-                                  warp_n * Cfg::WarpShape::kN + j * 16,
+      wmma::store_matrix_sync(sC + (warp_m * Cfg::WarpShape::kM + i * Inst<P>::kM) * Cfg::kLdC +
+                                  warp_n * Cfg::WarpShape::kN + j * Inst<P>::kN,
                               acc[i][j], Cfg::kLdC, wmma::mem_row_major);
     }
   }
@@ -391,7 +442,7 @@ template <TcPrecision P, typename Cfg, int VEC>
 __global__ void __launch_bounds__(Cfg::kThreads, kGemmTcMinBlocks)
     gemm_tc_kernel(int m, int n, int k, const typename TcOperand<P>::Element* __restrict__ A,
                    long long stride_a, const typename TcOperand<P>::Element* __restrict__ B,
-                   long long stride_b, float* __restrict__ C, long long stride_c,
+                   long long stride_b, TcAccumulator<P>* __restrict__ C, long long stride_c,
                    int batch_offset) {
   MW_DYNAMIC_SHARED(unsigned char, smem_raw);
   // WMMA pointers must be 32-byte aligned; the dynamic base is only promised 16.  Rounded up by
@@ -407,7 +458,8 @@ constexpr int kGemmTcMaxGridYZ = 65535;
 
 template <TcPrecision P, typename Cfg, int VEC>
 cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const typename TcOperand<P>::Element* A,
-                           const typename TcOperand<P>::Element* B, float* C, cudaStream_t stream) {
+                           const typename TcOperand<P>::Element* B, TcAccumulator<P>* C,
+                           cudaStream_t stream) {
   const int blocks_m = (m + Cfg::kM - 1) / Cfg::kM;
   const int blocks_n = (n + Cfg::kN - 1) / Cfg::kN;
   const dim3 block(Cfg::kThreads);
@@ -431,15 +483,18 @@ cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const typename TcOper
 
 // The configuration of each operand width.
 template <TcPrecision P>
-using GemmTcDefaultConfig = std::conditional_t<sizeof(typename TcOperand<P>::Element) == 4,
-                                               GemmTc64x64x16_32x32_s2, GemmTc16_64x64x32_32x32_s3>;
+using GemmTcDefaultConfig =
+    std::conditional_t<sizeof(TcElement<P>) == 4, GemmTc64x64x16_32x32_s2,
+                       std::conditional_t<sizeof(TcElement<P>) == 2, GemmTc16_64x64x32_32x32_s3,
+                                          GemmTc64_64x64x16_32x32_s2>>;
 
 // Picks the configuration and the copy width: 16-byte cp.async needs every row of A and B
-// 16-byte aligned (k and n multiples of 16 / sizeof(element): 4 floats, 8 16-bit values; 16-byte
-// aligned bases); else one element per copy (4-byte cp.async for float, plain loads for 16-bit).
+// 16-byte aligned (k and n multiples of 16 / sizeof(element): 4 floats, 8 16-bit values, 2
+// doubles; 16-byte aligned bases); else one element per copy (4- / 8-byte cp.async for float /
+// double, plain loads for 16-bit).
 template <TcPrecision P>
 cudaError_t gemm_tc_batched(int batch, int m, int n, int k, const typename TcOperand<P>::Element* A,
-                            const typename TcOperand<P>::Element* B, float* C,
+                            const typename TcOperand<P>::Element* B, TcAccumulator<P>* C,
                             cudaStream_t stream) {
   using Cfg = GemmTcDefaultConfig<P>;
   constexpr int kVec = Cfg::kVec16;

@@ -408,6 +408,27 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
   return from_cuda(err, "batched product");
 }
 
+namespace {
+
+// Where MW_PRECISION_FP64 runs: on the tensor cores (DMMA, gemm_tc.cuh) when the device has them
+// for float64 -- compute capability 8.0 and newer, and the emulator, which models such a device
+// (as it does for TF32 and cp.async) -- else on the SIMT DFMA kernels of gemm_batched.cuh.
+bool fp64_tensor_cores() {
+#if MW_EMULATOR
+  return true;
+#else
+  int device = 0, major = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky: keep it from surfacing as a later launch's error
+    return false;
+  }
+  return major >= 8;
+#endif
+}
+
+}  // namespace
+
 mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
                              int64_t n, int64_t k, const void* A, const void* B, void* C,
                              mw_stream stream) {
@@ -428,10 +449,20 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
                 precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16
                     ? "the type of C and of the accumulation; A and B are 16-bit"
                     : "float32 in memory");
-  if (precision == MW_PRECISION_FP32 || precision == MW_PRECISION_FP64)
+  if (precision == MW_PRECISION_FP32 || (precision == MW_PRECISION_FP64 && !fp64_tensor_cores()))
     return mw_gemm_batched(dtype, batch, m, n, k, A, B, C, stream);
   if (const mw_status st = check_dense_product(batch, m, n, k, A, B, C); st != MW_STATUS_SUCCESS)
     return st;
+  if (precision == MW_PRECISION_FP64) {
+    if (reinterpret_cast<uintptr_t>(A) % sizeof(double) != 0 ||
+        reinterpret_cast<uintptr_t>(B) % sizeof(double) != 0 ||
+        reinterpret_cast<uintptr_t>(C) % sizeof(double) != 0)
+      return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must be 8-byte aligned (float64 arrays)");
+    return from_cuda(mw::gemm_tc_batched<mw::TcPrecision::kFp64>(
+                         int(batch), int(m), int(n), int(k), static_cast<const double*>(A),
+                         static_cast<const double*>(B), static_cast<double*>(C), as_stream(stream)),
+                     "batched product (FP64, DMMA)");
+  }
   const bool half = precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16;
   const size_t ab = half ? 2 : sizeof(float);
   if (reinterpret_cast<uintptr_t>(A) % ab != 0 || reinterpret_cast<uintptr_t>(B) % ab != 0 ||

@@ -24,6 +24,10 @@
   nearest even by integer arithmetic, written here) against the float32 product, within the
   16-bit rounding bound; bitwise under the emulator modes.
 
+float64 (fp64: DMMA, GemmTc64_64x64x16_32x32_s2, which MW_PRECISION_FP64 runs on the emulator):
+exact on integers (sums < 2^53), aligned and offset by one double, a selection product, random
+data within γ_k(2^-53), bitwise under the emulator modes.
+
 Not tested here: the second grid chunk (batch > 65535): 65,537 emulated 128-thread blocks take
 ~70 s; gemm_tc_launch's chunk loop is the one of gemm_batched_launch, which
 test_kernels_emulator.py covers.
@@ -58,11 +62,17 @@ def ptr(a: np.ndarray) -> int:
 
 
 def gemm_tc(precision: str, A: np.ndarray, B: np.ndarray, C: np.ndarray) -> None:
-    """C = A · B; A and B float32, or for fp16 / bf16 the 16-bit encodings (float16 / uint16)."""
+    """C = A · B; A and B float32, or for fp16 / bf16 the 16-bit encodings (float16 / uint16), or
+    for fp64 float64 (C too)."""
     batch, m, k = A.shape
     n = B.shape[2]
     if precision in PRECISIONS16:
         assert A.itemsize == B.itemsize == 2 and C.dtype == np.float32
+    if precision == "fp64":
+        assert A.dtype == B.dtype == C.dtype == np.float64
+        emu.gemm_batched_ex(emu.FLOAT64, emu.PRECISION_FP64, batch, m, n, k, ptr(A), ptr(B),
+                            ptr(C), 0)
+        return
     code = PRECISIONS16.get(precision) or PRECISIONS[precision]
     emu.gemm_batched_ex(emu.FLOAT32, code, batch, m, n, k, ptr(A), ptr(B), ptr(C), 0)
 
@@ -387,6 +397,62 @@ def test_gemm_16bit_random_data_within_bounds(precision, m, n, k, rng):
         assert rel32 > u / 64, report
 
 
+# --------------------------------------------------------------------------- float64 (DMMA)
+#
+# MW_PRECISION_FP64 runs the DMMA kernel (WMMA m8n8k4 double, GemmTc64_64x64x16_32x32_s2) where
+# the device has float64 tensor cores: sm_80+ and the emulator (which models one); SIMT DFMA
+# elsewhere.  Each m8n8k4 step is four fused multiply-adds per element, so C is the float64 sum
+# of k products with at most k roundings: |C − AB| <= γ_k(2^-53) |A||B|.
+
+U_F64 = 2.0**-53
+TC64_BLOCK = (64, 64, 16)
+
+
+@pytest.mark.parametrize("m,n,k,off", [(70, 37, 45, 0), (70, 40, 48, 0), (17, 33, 1, 0),
+                                       (65, 64, 100, 0), (33, 40, 48, 1)], ids=lambda v: str(v))
+def test_gemm_fp64_exact_on_integers(m, n, k, off, rng):
+    """|A| <= 2^20, |B| <= 2^10: every partial sum < 2^53, so exact.  n = 37 / k = 45 odd and the
+    operands offset by one double take the 8-byte copies; n, k even and aligned the 16-byte ones
+    (a 16-byte copy from an 8-byte aligned address fails the emulated launch)."""
+    batch = 3
+    A = offset_array(rng.integers(-(2**20), 2**20 + 1, (batch, m, k)).astype(np.float64), off)
+    B = offset_array(rng.integers(-(2**10), 2**10 + 1, (batch, k, n)).astype(np.float64), off)
+    C = offset_array(np.full((batch, m, n), np.nan), off)
+    assert k * 2**30 < 2**53
+    gemm_tc("fp64", A, B, C)
+    ref = np.matmul(A.astype(np.int64), B.astype(np.int64))
+    assert np.array_equal(C, ref.astype(np.float64)), (
+        f"fp64 batch={batch} m={m} n={n} k={k} (block {TC64_BLOCK}): {int((C != ref).sum())} of "
+        f"{C.size} differ (NaN = unwritten: {int(np.isnan(C).sum())})")
+
+
+def test_gemm_fp64_selection_product_puts_every_element_in_place():
+    """As the 16-bit selection test: C[b, i] must be row sel[b, i] of B[b] (distinct values)."""
+    batch, m, n, k = 2, 70, 37, 100
+    sel = (np.arange(batch * m).reshape(batch, m) * 37 + 11) % k
+    sel[:, 0] = k - 1
+    A = np.zeros((batch, m, k))
+    A[np.arange(batch)[:, None], np.arange(m)[None, :], sel] = 1.0
+    B = np.arange(batch * k * n, dtype=np.float64).reshape(batch, k, n) - 1000.5
+    C = np.full((batch, m, n), np.nan)
+    gemm_tc("fp64", A, B, C)
+    want = B[np.arange(batch)[:, None], sel]
+    bad = np.argwhere(C != want)
+    assert bad.size == 0, f"{len(bad)} wrong, first (b, i, j) = {tuple(bad[0])}"
+
+
+@pytest.mark.parametrize("m,n,k", [(65, 68, 300), (17, 33, 301)], ids=lambda v: str(v))
+def test_gemm_fp64_random_data_within_gamma_k(m, n, k, rng):
+    batch = 2
+    A = rng.standard_normal((batch, m, k))
+    B = rng.standard_normal((batch, k, n))
+    C = np.full((batch, m, n), np.nan)
+    gemm_tc("fp64", A, B, C)
+    _, rel = _errors(C, A, B)
+    assert np.finfo(np.longdouble).eps < U_F64  # the reference is more accurate than float64
+    assert rel <= gamma(k, U_F64), f"fp64 m={m} n={n} k={k}: rel. error {rel:.3g}"
+
+
 # --------------------------------------------------------------------------- emulator modes
 
 _CASES = [  # (precision, batch, m, n, k, offset of A in elements)
@@ -398,6 +464,8 @@ _CASES = [  # (precision, batch, m, n, k, offset of A in elements)
     ("bf16", 2, 70, 40, 96, 0),
     ("fp16", 1, 17, 37, 45, 1),  # plain loads
     ("bf16", 1, 17, 37, 45, 1),
+    ("fp64", 2, 65, 40, 33, 0),  # DMMA, 16-byte copies where k, n even: here 8-byte (k odd)
+    ("fp64", 1, 17, 34, 32, 0),  # 16-byte copies
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -416,12 +484,13 @@ def run_cases() -> list[str]:
     out = []
     for i, (precision, batch, m, n, k, off) in enumerate(_CASES):
         rng = np.random.default_rng(1000 + i)
-        A = rng.standard_normal((batch, m, k)).astype(np.float32)
-        B = rng.standard_normal((batch, k, n)).astype(np.float32)
+        dtype = np.float64 if precision == "fp64" else np.float32
+        A = rng.standard_normal((batch, m, k)).astype(dtype)
+        B = rng.standard_normal((batch, k, n)).astype(dtype)
         if precision in PRECISIONS16:
             A, B = to16(precision, A), to16(precision, B)
         A = offset_array(A, off)
-        C = np.full((batch, m, n), np.nan, np.float32)
+        C = np.full((batch, m, n), np.nan, dtype)
         gemm_tc(precision, A, B, C)
         assert not np.isnan(C).any()
         out.append(C.tobytes().hex())
@@ -512,19 +581,40 @@ def test_gemm_batched_ex_argument_checks():
             emu.gemm_batched(dt, 1, 4, 4, 4, 16, 16, 16, 0)
     with pytest.raises(UnsupportedError, match="FP64 needs dtype MW_FLOAT64"):
         _call(emu.FLOAT32, emu.PRECISION_FP64)
+    with pytest.raises(InvalidArgumentError, match="8-byte aligned .float64"):
+        _call(emu.FLOAT64, emu.PRECISION_FP64, A=20)
+    with pytest.raises(InvalidArgumentError, match="must not be NULL"):
+        _call(emu.FLOAT64, emu.PRECISION_FP64, C=0)
     with pytest.raises(UnsupportedError, match="FP32 needs dtype MW_FLOAT32"):
         _call(emu.FLOAT64, emu.PRECISION_FP32)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gemm_batched_ex_fp32_fp64_are_the_simt_products(dtype, rng):
+def test_gemm_batched_ex_fp32_is_the_simt_product(rng):
     batch, m, n, k = 2, 17, 33, 9
-    A = rng.standard_normal((batch, m, k)).astype(dtype)
-    B = rng.standard_normal((batch, k, n)).astype(dtype)
-    code = emu.FLOAT32 if dtype == np.float32 else emu.FLOAT64
-    prec = emu.PRECISION_FP32 if dtype == np.float32 else emu.PRECISION_FP64
-    C1 = np.full((batch, m, n), np.nan, dtype)
-    C2 = np.full((batch, m, n), np.nan, dtype)
-    emu.gemm_batched(code, batch, m, n, k, ptr(A), ptr(B), ptr(C1), 0)
-    emu.gemm_batched_ex(code, prec, batch, m, n, k, ptr(A), ptr(B), ptr(C2), 0)
+    A = rng.standard_normal((batch, m, k)).astype(np.float32)
+    B = rng.standard_normal((batch, k, n)).astype(np.float32)
+    C1 = np.full((batch, m, n), np.nan, np.float32)
+    C2 = np.full((batch, m, n), np.nan, np.float32)
+    emu.gemm_batched(emu.FLOAT32, batch, m, n, k, ptr(A), ptr(B), ptr(C1), 0)
+    emu.gemm_batched_ex(emu.FLOAT32, emu.PRECISION_FP32, batch, m, n, k, ptr(A), ptr(B), ptr(C2), 0)
     assert np.array_equal(C1, C2)
+
+
+def test_gemm_batched_ex_fp64_is_the_dmma_product_on_the_emulator(rng):
+    """The emulator models a device with float64 tensor cores, so MW_PRECISION_FP64 runs the DMMA
+    kernel there (its own argument check shows it: 8-byte alignment, which the SIMT entry does not
+    ask for); SIMT and DMMA both stay within γ_k of the exact product."""
+    batch, m, n, k = 2, 17, 33, 40
+    A = rng.standard_normal((batch, m, k))
+    B = rng.standard_normal((batch, k, n))
+    C1 = np.full((batch, m, n), np.nan)
+    C2 = np.full((batch, m, n), np.nan)
+    emu.gemm_batched(emu.FLOAT64, batch, m, n, k, ptr(A), ptr(B), ptr(C1), 0)
+    gemm_tc("fp64", A, B, C2)
+    for C in (C1, C2):
+        assert _errors(C, A, B)[1] <= gamma(k, U_F64)
+    raw = np.zeros(C2.size * 8 + 16, np.uint8)
+    skip = (-raw.ctypes.data) % 8 + 4  # 4 bytes past an 8-byte boundary
+    C_bad = raw[skip : skip + C2.size * 8].view(np.float64).reshape(C2.shape)
+    with pytest.raises(InvalidArgumentError, match="8-byte aligned"):
+        gemm_tc("fp64", A, B, C_bad)

@@ -54,7 +54,7 @@ typedef enum mw_precision {
   MW_PRECISION_TF32X3 = 2, /* tensor cores, 3xTF32 (split hi/lo): float32 level (MW_FLOAT32) */
   MW_PRECISION_BF16 = 3,   /* tensor cores, bfloat16 A, B; float32 accumulation, C (MW_FLOAT32) */
   MW_PRECISION_FP16 = 4,   /* tensor cores, binary16 A, B; float32 accumulation, C (MW_FLOAT32) */
-  MW_PRECISION_FP64 = 5    /* float64 products (dtype MW_FLOAT64): SIMT DFMA today */
+  MW_PRECISION_FP64 = 5    /* float64 (MW_FLOAT64): DMMA on sm_80+ and the emulator, else DFMA */
 } mw_precision;
 
 typedef void* mw_stream;
@@ -123,8 +123,10 @@ mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dty
 mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                           const void* A, const void* B, void* C, mw_stream stream);
 
-/* The same product with an explicit precision.  MW_PRECISION_FP32 (MW_FLOAT32) and
- * MW_PRECISION_FP64 (MW_FLOAT64) run mw_gemm_batched's kernels; MW_PRECISION_TF32 and
+/* The same product with an explicit precision.  MW_PRECISION_FP32 (MW_FLOAT32) runs
+ * mw_gemm_batched's kernels; MW_PRECISION_FP64 (MW_FLOAT64; A, B, C 8-byte aligned) the DMMA
+ * tensor-core kernel of gemm_tc.cuh on devices of compute capability 8.0+ and in the emulator,
+ * mw_gemm_batched's SIMT DFMA kernels on older devices; MW_PRECISION_TF32 and
  * MW_PRECISION_TF32X3 (MW_FLOAT32 only) the tensor-core kernels of gemm_tc.cuh (sm_80+) on
  * float32 A, B, C.  MW_PRECISION_FP16 / MW_PRECISION_BF16 (dtype MW_FLOAT32: the type of C and of
  * the accumulation) the same kernels on 16-bit A and B (binary16 / bfloat16, 2-byte aligned),

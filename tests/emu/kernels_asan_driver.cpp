@@ -157,7 +157,7 @@ void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c
   T* C = c_alloc + off_c;
   if (prec == MW_PRECISION_FP32)
     check(mw_gemm_batched(dt, batch, m, n, k, A, B, C, nullptr), "gemm, offset operands");
-  else  // the tensor-core products (gemm_tc.cuh): small integers are exact in TF32
+  else  // the tensor-core products (gemm_tc.cuh): small integers are exact in TF32 and float64
     check(mw_gemm_batched_ex(dt, prec, batch, m, n, k, A, B, C, nullptr), "gemm_tc");
   long wrong = 0;
   for (int b = 0; b < batch; ++b)
@@ -353,6 +353,15 @@ int main(int argc, char** argv) {
           gemm_offset<float>(2, m, n, k, 0, 0, 0, MW_FLOAT32, prec);
           gemm_offset<float>(1, m, n, k, 1, 1, 1, MW_FLOAT32, prec);
         }
+  // The float64 tensor-core product (DMMA, MW_PRECISION_FP64 on the emulator) over the edges of
+  // the 64x64x16 block tile and the 8x8x4 MMA tile, aligned (16-byte copies where k, n even) and
+  // offset by one double (8-byte copies).
+  for (int m : {1, 9, 65})
+    for (int n : {1, 8, 37, 68})
+      for (int k : {1, 4, 17, 32}) {
+        gemm_offset<double>(2, m, n, k, 0, 0, 0, MW_FLOAT64, MW_PRECISION_FP64);
+        gemm_offset<double>(1, m, n, k, 1, 1, 1, MW_FLOAT64, MW_PRECISION_FP64);
+      }
   // The 16-bit products over the edges of the 64x64x32 block tile and the 16x16x16 MMA tile,
   // aligned (16-byte cp.async where k, n % 8 == 0) and offset by one element (plain loads).
   for (mw_precision prec : {MW_PRECISION_FP16, MW_PRECISION_BF16})
