@@ -53,7 +53,7 @@ def _demangle(names: list[str], nvcc: str) -> dict[str, str]:
     return dict(zip(names, out)) if len(out) == len(names) else {n: n for n in names}
 
 
-_TC_PRECISION = {"0": "kTf32", "1": "kTf32x3"}  # enum class TcPrecision (kernels/gemm_tc.cuh)
+_TC_PRECISION = {"0": "kTf32", "1": "kTf32x3", "2": "kBf16", "3": "kFp16", "4": "kFp64"}  # TcPrecision (gemm_tc.cuh)
 
 
 def _short(name: str) -> str:
@@ -84,13 +84,16 @@ def _launch_shape(name: str) -> tuple[int, int]:
     if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
         dx, dy, _bm, _bn, chunk = map(int, m.groups())
         return dx * dy, chunk * (size + 4)
-    if (m := re.search(r"gemm_tc_kernel<\w+, GemmTcConfig<GemmShape<(\d+), (\d+), (\d+)>, "
+    if (m := re.search(r"gemm_tc_kernel<\w+, GemmTcConfig(16|64)?<GemmShape<(\d+), (\d+), (\d+)>, "
                        r"GemmShape<(\d+), (\d+), \d+>, (\d+)>", name)):
-        # GemmTcConfig::shared_bytes(): the stages of padded A (kM x kK+4) and B (kK x kN+8)
-        # slices, or the padded C tile (kM x kN+4) if larger, plus 32 bytes of alignment.
-        bm, bn, bk, wm, wn, stages = map(int, m.groups())
-        floats = max(stages * (bm * (bk + 4) + bk * (bn + 8)), bm * (bn + 4))
-        return 32 * (bm // wm) * (bn // wn), 4 * floats + 32
+        # GemmTcLayout::shared_bytes(): the stages of padded A (kM x kK+padA) and B (kK x kN+padB)
+        # slices -- GemmTcConfig: float, pads 4 / 8; GemmTcConfig16: 2-byte elements, pads 8 / 8;
+        # GemmTcConfig64: double, pads 4 / 4 -- or the padded C tile of accumulators (kM x kN+4;
+        # float, double for GemmTcConfig64) if larger, plus 32 bytes of alignment.
+        elem, pad_a, pad_b, acc = {None: (4, 4, 8, 4), "16": (2, 8, 8, 4), "64": (8, 4, 4, 8)}[m.group(1)]
+        bm, bn, bk, wm, wn, stages = map(int, m.groups()[1:])
+        stage_bytes = elem * (bm * (bk + pad_a) + bk * (bn + pad_b))
+        return 32 * (bm // wm) * (bn // wn), max(stages * stage_bytes, acc * bm * (bn + 4)) + 32
     return 128, 0  # the transform kernels: kTransformThreads, no shared memory
 
 
