@@ -323,6 +323,11 @@ int main(int argc, char** argv) {
         gemm<float>(2, m, n, k, MW_FLOAT32);
         gemm<double>(2, m, n, k, MW_FLOAT64);
       }
+  // The float 128x128x8 tile (m, n >= 128, 16-byte aligned rows: n % 4 == 0), edges in m, n, k.
+  gemm<float>(2, 129, 132, 20, MW_FLOAT32);
+  gemm<float>(2, 255, 252, 36, MW_FLOAT32);
+  gemm<float>(1, 128, 128, 8, MW_FLOAT32);
+  gemm_offset<float>(2, 129, 132, 20, 0, 0, 1, MW_FLOAT32);
   for (int rows : {1, 15, 16, 17, 33, 70})
     for (int n : {1, 31, 32, 33, 64, 127, 128, 129, 200})
       for (bool corrupt : {false, true}) {
