@@ -4,7 +4,8 @@ Development machines have no GPU, so this module reasons about speed the way ker
 do before they profile.  For each phase of a three-phase layer (input transform, batched
 product, output transform) and each precision mode of the products (``fp32``: SIMT FFMA;
 ``tf32``, ``tf32x3``: the WMMA TF32 kernel, one or three HMMA per product; ``bf16``, ``fp16``:
-16-bit U and V, WMMA m16n16k16 with float32 accumulation; ``fp64``: SIMT DFMA) it computes
+16-bit U and V, WMMA m16n16k16 with float32 accumulation; ``fp64``: WMMA m8n8k4 double, DMMA)
+it computes
 lower bounds on the time from
 
 * the phase's DRAM bytes (compulsory: every operand read once, every result written once;
@@ -20,9 +21,9 @@ lower bounds on the time from
 
 scales the on-chip bounds by the wave-quantisation efficiency of the grid, takes the largest
 (the *binding limit*, named), and adds a fixed launch overhead.  A layer's estimate is the sum
-of its phases (they run back to back; V and M round-trip through DRAM).  Two *projections*
-(kernels that do not exist) are attached to a layer: split-K for the dense product when the
-grid fills the SMs badly, and, for fp64, a DMMA product at the FP64 tensor-core peak.
+of its phases (they run back to back; V and M round-trip through DRAM).  A *projection* (a
+kernel that does not exist) is attached to a layer: split-K for the dense product when the
+grid fills the SMs badly.
 
 Not modelled (so real kernels are slower): latency and occupancy stalls, bank conflicts, L2
 bandwidth (the tiled bytes are reported but not bounded), DRAM efficiency below the datasheet
@@ -93,8 +94,8 @@ PROJECTION = "projection (speed-of-light model of a kernel that does not exist y
 PRECISIONS = ("fp32", "tf32x3", "tf32", "bf16", "fp16", "fp64")
 #: Data dtypes accepted for the SIMT modes (the model's first version used them).
 _ALIASES = {"float32": "fp32", "float64": "fp64"}
-#: Modes whose products run on tensor cores, and the dense peak each uses.
-TC_PEAK = {"tf32": "tf32", "tf32x3": "tf32", "bf16": "bf16", "fp16": "fp16"}
+#: Modes whose products run on tensor cores (on these sm_80+ GPUs), and the dense peak each uses.
+TC_PEAK = {"tf32": "tf32", "tf32x3": "tf32", "bf16": "bf16", "fp16": "fp16", "fp64": "fp64_tc"}
 #: Bytes per element of U and V in DRAM and shared memory (M and the transforms: float32).
 OPERAND_BYTES = {"fp32": 4, "tf32": 4, "tf32x3": 4, "bf16": 2, "fp16": 2, "fp64": 8}
 
@@ -225,7 +226,7 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 
 
 #: Hot-loop mixes read from the SASS of the kernels by tools/kernel_report.py (nvcc 13.0,
-#: sm_90, cuobjdump 13.5, the kernels of commit 86505e3; ``python tools/kernel_report.py --arch
+#: sm_90, cuobjdump 13.5, the kernels of commit e9db7d3; ``python tools/kernel_report.py --arch
 #: 90 --json FILE``, then ``python -m magma_wino.perfmodel --refresh-builtin FILE`` prints this
 #: table), kept here so that the model runs without the CUDA toolchain.  Per warp:
 #: * gemm (kernels/gemm_batched.cuh, key (dtype, tile, VEC)) = one BLK_K slice; VEC 4 (float) /
@@ -241,7 +242,9 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #:     control: 229 / 403 "other" per 32 / 96 HMMA;
 #:   - bf16 / fp16 (GemmTc16_64x64x32_32x32_s3, VEC 8 = 16-byte cp.async, 1 = 16-bit loads and
 #:     stores): 16 HMMA.16816.F32 (4096 FLOP each) per 32-deep slice; fp16 loads its fragments
-#:     with LDSM (134 instructions), bf16 with 32 generic LD.E + 16 MOVM (168).
+#:     with LDSM (134 instructions), bf16 with 32 generic LD.E + 16 MOVM (168);
+#:   - fp64 (GemmTc64_64x64x16_32x32_s2, commit e9db7d3, VEC 2 = 16-byte cp.async, 1 = 8-byte):
+#:     64 DMMA.884 (512 FLOP each) per 16-deep slice, 345 instructions.
 SASS_SM90: dict[tuple, dict[str, int]] = {
     ('gemm', 'float32', '128x128', 4): {'FFMA': 512, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 56},
     ('gemm', 'float32', '16x32', 1): {'FFMA': 32, 'LDS.32': 6, 'LDS.64': 16, 'LDGSTS': 12, 'BAR': 1, 'other': 87},
@@ -260,6 +263,8 @@ SASS_SM90: dict[tuple, dict[str, int]] = {
     ('gemm_tc', 'bf16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 139},
     ('gemm_tc', 'fp16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 467},
     ('gemm_tc', 'fp16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 105},
+    ('gemm_tc', 'fp64', 1): {'DMMA': 64, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 383},
+    ('gemm_tc', 'fp64', 2): {'DMMA': 64, 'LDS.32': 3, 'LDGSTS': 16, 'BAR': 2, 'other': 260},
     ('gemm_tc', 'tf32', 1): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 414},
     ('gemm_tc', 'tf32', 4): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 229},
     ('gemm_tc', 'tf32x3', 1): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 589},
@@ -364,6 +369,8 @@ class TcTile:
 
 #: float operands (tf32, tf32x3): GemmTc64x64x16_32x32_s2.
 TC_TILE = TcTile()
+#: double operands (fp64, DMMA): GemmTc64_64x64x16_32x32_s2 (occupancy from the kernel report).
+TC_TILE_64 = TcTile("64_64x64x16_32x32_s2", blocks_per_sm={2: 2, 1: 2})
 #: 16-bit operands (bf16, fp16): GemmTc16_64x64x32_32x32_s3 (32-deep slices, 3 stages, 28.5 KiB;
 #: occupancy 0.25 with 16-byte copies, 0.125 with 16-bit loads: 181 / 249 registers).
 TC_TILE_16 = TcTile("16_64x64x32_32x32_s3", blk_k=32, blocks_per_sm={8: 4, 1: 2})
@@ -371,9 +378,10 @@ TC_TILE_16 = TcTile("16_64x64x32_32x32_s3", blk_k=32, blocks_per_sm={8: 4, 1: 2}
 
 def tc_tile(precision: str) -> TcTile:
     """The tensor-core configuration of a mode (by its operand width)."""
-    return TC_TILE_16 if OPERAND_BYTES[precision] == 2 else TC_TILE
+    return {2: TC_TILE_16, 8: TC_TILE_64}.get(OPERAND_BYTES[precision], TC_TILE)
 #: HMMA instruction shapes (m, n, k) the WMMA fragments compile to on sm_80 / sm_90.
-HMMA_SHAPE = {"tf32": (16, 8, 4), "tf32x3": (16, 8, 4), "bf16": (16, 8, 16), "fp16": (16, 8, 16)}
+HMMA_SHAPE = {"tf32": (16, 8, 4), "tf32x3": (16, 8, 4), "bf16": (16, 8, 16), "fp16": (16, 8, 16),
+              "fp64": (8, 8, 4)}  # fp64: DMMA.884
 
 
 def tc_hmma_per_slice(precision: str, tile: TcTile | None = None) -> int:
@@ -411,7 +419,8 @@ def tc_mix(precision: str, vec: int, sass: dict | None = None, tile: TcTile | No
     base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
     stage = (tile.blk_m + tile.blk_n) * tile.blk_k * s / tile.warps / 128 if mix.get("LDGSTS") else 0.0
     frags = (tile.warp_m + tile.warp_n) * tile.blk_k * s / 128
-    return KernelMix(mix.get("HMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + frags, source)
+    return KernelMix(mix.get("HMMA", 0) + mix.get("DMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + frags,
+                     source)
 
 
 def _tc_key(kernel: str) -> tuple[str, int] | None:
@@ -421,14 +430,15 @@ def _tc_key(kernel: str) -> tuple[str, int] | None:
     head = kernel.split("<", 1)[1].split(",", 1)[0].strip()
     prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16",
             "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3", "(TcPrecision)2": "bf16",
-            "(TcPrecision)3": "fp16"}.get(head)  # enum class TcPrecision's fixed values
+            "(TcPrecision)3": "fp16", "kFp64": "fp64", "(TcPrecision)4": "fp64"}.get(head)  # fixed enum values
     vec = kernel.rstrip(">").rsplit(",", 1)[-1].strip()
     return (prec, int(vec)) if prec and vec.isdigit() else None
 
 
 #: The gemm_tc configurations of TC_TILE and TC_TILE_16, as the kernel report prints them.
 _TC_CONFIGS = ("GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>",
-               "GemmTcConfig16<GemmShape<64, 64, 32>, GemmShape<32, 32, 32>, 3>")
+               "GemmTcConfig16<GemmShape<64, 64, 32>, GemmShape<32, 32, 32>, 3>",
+               "GemmTcConfig64<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>")
 
 
 def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
@@ -511,7 +521,7 @@ class LayerEstimate:
     density: float
     phases: list[PhaseEstimate] = field(default_factory=list)
     hypothetical: bool = False
-    #: kernels that do not exist: {"split_k": {...}, "dmma": {...}}, each with its "ms" (layer)
+    #: kernels that do not exist: {"split_k": {...}}, with its "ms" (layer)
     projections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -566,13 +576,13 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     """Estimated time of one 2D stride-1 'same' layer (N, C, K, H x W) with F(m, r).
 
     ``precision``: a mode of :data:`PRECISIONS` (float32 / float64 accepted for fp32 / fp64):
-    fp32 / fp64 the SIMT GEMM, tf32 / tf32x3 / bf16 / fp16 the WMMA kernels' SASS mixes
+    fp32 the SIMT GEMM, tf32 / tf32x3 / bf16 / fp16 / fp64 (DMMA) the WMMA kernels' SASS mixes
     (``hypothetical``: a phase whose mix is a projection); transforms run in float32 (fp64:
     float64), and bf16 / fp16 write and read V, U in 16 bits.
     ``density`` < 1: the batched CSR product (SIMT, float32 or float64 whatever the mode) on a
     pruned U.  ``sass``: hot-loop mixes from :func:`load_sass`, else the built-in ones.
-    ``projections``: "split_k" (dense products whose grid fills the SMs badly) and, for fp64,
-    "dmma" -- kernels that do not exist, labelled projections."""
+    ``projections``: "split_k" (dense products whose grid fills the SMs badly) -- a kernel that
+    does not exist, labelled a projection."""
     g = gpu(gpu_key)
     prec = mode(precision)
     if not 0.0 <= density <= 1.0:
@@ -688,15 +698,6 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
                 "splits": sp, "ms": total * 1e3, "product_ms": p.seconds * 1e3, "product_binding": p.binding,
                 "output_ms": out_s * 1e3, "wave_efficiency": p.wave_efficiency,
                 "gain_ms": (est.seconds - total) * 1e3, "label": PROJECTION}
-        if prec == "fp64":
-            prod = est.phase("product")
-            tc_flops = 2.0 * pos * math.ceil(K / 64) * 64 * math.ceil(P / 64) * 64 * math.ceil(C / 16) * 16
-            b = {"HBM": prod.bounds["HBM"], "tensor core": tc_flops / g.peak("fp64_tc") / prod.wave_efficiency}
-            t = max(b.values()) + LAUNCH_OVERHEAD_S
-            est.projections["dmma"] = {
-                "ms": (est.seconds - prod.seconds + t) * 1e3, "product_ms": t * 1e3,
-                "product_binding": max(b, key=b.get), "label": PROJECTION + ": DMMA at the FP64 tensor peak, "
-                "no issue or shared-memory bound"}
     return est
 
 
@@ -879,8 +880,6 @@ def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         t["layers"] += times
         t["ms"] += times * r["ms"]
         t["split_k_ms"] += times * (r.get("split_k_ms") or r["ms"])
-        if "dmma" in r.get("projections", {}):
-            t["dmma_ms"] = t.get("dmma_ms", 0.0) + times * r["projections"]["dmma"]["ms"]
         t["cudnn_ms"] += times * r["cudnn_ms"]
         if t["cudnn_tf32_ms"] is not None:
             t["cudnn_tf32_ms"] += times * r["cudnn_tf32_ms"]

@@ -18,7 +18,7 @@ from magma_wino import perfmodel as pm
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = Path(__file__).with_name("data") / "kernel_report_sm90_mix.json"
 VGG_CONV3 = dict(N=32, C=256, K=256, H=56, W=56)
-TC = ("tf32", "tf32x3", "bf16", "fp16")
+TC = tuple(pm.TC_PEAK)  # the modes whose products run on tensor cores
 
 
 @pytest.mark.parametrize("precision", pm.PRECISIONS)
@@ -104,8 +104,6 @@ def test_no_estimate_beats_its_roofs() -> None:
     assert "128x128" in prod.kernel and prod.binding == "issue"
     assert prod.bounds["issue"] / prod.bounds["FMA pipe"] == pytest.approx((611 / 4) / (512 / g.fma_warps_per_clk("fp32")))
     assert prod.mix_source.startswith("SASS")
-    # float64 (64x64, 256 DFMA, 64 LDS.128 per slice): shared-memory bound
-    assert pm.estimate_layer(**VGG_CONV3, m=4, precision="fp64").phase("product").binding == "shared memory"
 
 
 def test_tensor_core_issue_bound_from_the_sass_mix() -> None:
@@ -198,12 +196,22 @@ def test_wave_quantisation_and_split_k_projection() -> None:
     assert "split_k" not in pm.estimate_layer(32, 64, 512, 7, m=4, precision="fp32").projections
 
 
-def test_fp64_dmma_projection() -> None:
+def test_fp64_runs_dmma() -> None:
+    """fp64 on these sm_80+ GPUs is the tensor-core kernel with double operands (DMMA.884, 512
+    FLOP each, 64 per 16-deep slice per warp) at the FP64 tensor peak: its tensor bound is the
+    padded grid's DMMA work over that peak, and it beats the SIMT DFMA kernel's FMA bound."""
+    g = pm.gpu("h200")
     e = pm.estimate_layer(**VGG_CONV3, m=4, precision="fp64")
-    d = e.projections["dmma"]
-    assert d["product_ms"] < e.phase("product").seconds * 1e3 and d["ms"] < e.ms
-    assert "projection" in d["label"]
-    assert "dmma" not in pm.estimate_layer(**VGG_CONV3, m=4, precision="fp32").projections
+    prod = e.phase("product")
+    assert pm.TC_TILE_64.name in prod.kernel and "VEC 2" in prod.kernel
+    P = 32 * 14 * 14
+    blocks = 36 * (256 // 64) * math.ceil(P / 64)
+    warp_iters = blocks * 4 * (256 // 16)
+    assert pm.tc_hmma_per_slice("fp64") == 64
+    assert prod.bounds["tensor core"] == pytest.approx(warp_iters * 64 * 512 / g.peak("fp64_tc") / prod.wave_efficiency)
+    assert prod.dram_bytes == 36 * (256 * 256 + 256 * P) * 8 + 36 * 256 * P * 8
+    assert prod.bounds["tensor core"] < prod.flops / g.peak("fp64")  # DMMA's peak is twice DFMA's
+    assert "dmma" not in e.projections  # a kernel now, not a projection
 
 
 def test_cudnn_estimate_and_rows() -> None:
@@ -261,7 +269,7 @@ def test_builtin_mixes_agree_with_a_kernel_report() -> None:
     for (kernel, *rest), mix in pm.SASS_SM90.items():
         if kernel == "gemm_tc":
             prec, vec = rest
-            assert mix["HMMA"] == pm.tc_hmma_per_slice(prec)
+            assert mix.get("HMMA", 0) + mix.get("DMMA", 0) == pm.tc_hmma_per_slice(prec)
     for prec in ("tf32", "tf32x3"):  # 16-byte copies: 4x fewer copy instructions than 4-byte ones
         assert pm.SASS_SM90[("gemm_tc", prec, 1)]["LDGSTS"] == 4 * pm.SASS_SM90[("gemm_tc", prec, 4)]["LDGSTS"]
     for prec in ("bf16", "fp16"):  # 16-bit loads of 2 bytes: no cp.async, 32 LDG + 32 STS per thread
@@ -316,6 +324,10 @@ def test_builtin_tc_mixes_match_the_compiled_kernel(tmp_path) -> None:
     if has16:  # the 16-bit kernel, once the header has it
         inst += [f"(const void*)&mw::gemm_tc_kernel<mw::TcPrecision::{p}, mw::GemmTc16_64x64x32_32x32_s3, {v}>"
                  for p in ("kBf16", "kFp16") for v in (1, 8)]
+    has64 = "GemmTc64_64x64x16_32x32_s2" in (ROOT / "kernels" / "gemm_tc.cuh").read_text()
+    if has64:  # the DMMA kernel, once the header has it
+        inst += [f"(const void*)&mw::gemm_tc_kernel<mw::TcPrecision::kFp64, mw::GemmTc64_64x64x16_32x32_s2, {v}>"
+                 for v in (1, 2)]
     src = tmp_path / "tc.cu"
     src.write_text('#include "gemm_tc.cuh"\nconst void* mw_pm_kernels[] = {' + ", ".join(inst) + "};\n")
     cubin = tmp_path / "tc.cubin"
@@ -330,10 +342,10 @@ def test_builtin_tc_mixes_match_the_compiled_kernel(tmp_path) -> None:
     report.write_text(json.dumps(rows))
     sass = pm.load_sass(report)
     for k, mix in pm.SASS_SM90.items():
-        if k[0] != "gemm_tc" or (k[1] in ("bf16", "fp16") and not has16):
+        if k[0] != "gemm_tc" or (k[1] in ("bf16", "fp16") and not has16) or (k[1] == "fp64" and not has64):
             continue
         assert k in sass, f"no gemm_tc row for {k} in {[r['kernel'] for r in rows]}"
-        for c in ("HMMA", "LDGSTS"):
+        for c in ("HMMA", "DMMA", "LDGSTS"):
             assert sass[k].get(c, 0) == mix.get(c, 0), (k, c, sass[k])
 
 
