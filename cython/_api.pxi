@@ -166,6 +166,53 @@ def gemm_batched_ex(int dtype, int precision, int64_t batch, int64_t m, int64_t 
     _check(st, "batched product")
 
 
+def gemm_batched_ex_workspace(int dtype, int precision, int64_t batch, int64_t m, int64_t n,
+                              int64_t k):
+    """Bytes of workspace gemm_batched_ex_ws would use for split-K (0: it would not split)."""
+    cdef size_t nbytes = 0
+    cdef mw_status st
+    with nogil:
+        st = mw_gemm_batched_ex_workspace(<mw_dtype>dtype, <mw_precision>precision, batch, m, n,
+                                          k, &nbytes)
+    _check(st, "batched product workspace")
+    return nbytes
+
+
+def gemm_batched_ex_plan(int dtype, int precision, int64_t batch, int64_t m, int64_t n,
+                         int64_t k):
+    """What gemm_batched_ex(_ws) runs for these sizes, as a dict: config (name), block_m,
+    block_n, block_k, threads, blocks, splits, slices_per_split, sm_count, workspace_bytes."""
+    cdef mw_gemm_plan p
+    cdef mw_status st
+    with nogil:
+        st = mw_gemm_batched_ex_plan(<mw_dtype>dtype, <mw_precision>precision, batch, m, n, k, &p)
+    _check(st, "batched product plan")
+    return {
+        "config": p.config.decode(),
+        "block_m": p.block_m,
+        "block_n": p.block_n,
+        "block_k": p.block_k,
+        "threads": p.threads,
+        "blocks": p.blocks,
+        "splits": p.splits,
+        "slices_per_split": p.slices_per_split,
+        "sm_count": p.sm_count,
+        "workspace_bytes": p.workspace_bytes,
+    }
+
+
+def gemm_batched_ex_ws(int dtype, int precision, int64_t batch, int64_t m, int64_t n, int64_t k,
+                       uintptr_t A, uintptr_t B, uintptr_t C, uintptr_t workspace,
+                       size_t workspace_bytes, uintptr_t stream):
+    """gemm_batched_ex with a split-K workspace (0 / too small: no split)."""
+    cdef mw_status st
+    with nogil:
+        st = mw_gemm_batched_ex_ws(<mw_dtype>dtype, <mw_precision>precision, batch, m, n, k,
+                                   <const void*>A, <const void*>B, <void*>C, <void*>workspace,
+                                   workspace_bytes, <mw_stream>stream)
+    _check(st, "batched product")
+
+
 def spmm_batched(int dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                  uintptr_t row_ptr, uintptr_t col_idx, uintptr_t values, int64_t nnz,
                  uintptr_t B, uintptr_t C, uintptr_t stream):

@@ -66,6 +66,26 @@ cdef extern from "magma_wino.h" nogil:
     mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
                                  int64_t n, int64_t k, const void* A, const void* B, void* C,
                                  mw_stream stream)
+    ctypedef struct mw_gemm_plan:
+        const char* config
+        int block_m
+        int block_n
+        int block_k
+        int threads
+        int splits
+        int slices_per_split
+        int sm_count
+        int64_t blocks
+        size_t workspace_bytes
+
+    mw_status mw_gemm_batched_ex_plan(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                      int64_t m, int64_t n, int64_t k, mw_gemm_plan* plan)
+    mw_status mw_gemm_batched_ex_workspace(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                           int64_t m, int64_t n, int64_t k, size_t* bytes)
+    mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                    int64_t m, int64_t n, int64_t k, const void* A, const void* B,
+                                    void* C, void* workspace, size_t workspace_bytes,
+                                    mw_stream stream)
     mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                               const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                               int64_t nnz, const void* B, void* C, mw_stream stream)

@@ -7,10 +7,18 @@
 // are row-major and contiguous per batch entry (A: batch x m x k, B: batch x k x n, C: batch x
 // m x n).  MAGMA's four layers:
 //
-//   gemm_tc_device<P, Cfg, VEC>   one thread block computes a kM x kN tile of C[b]
-//   gemm_tc_kernel<P, Cfg, VEC>   __global__: picks b = blockIdx.z (+ chunk offset)
-//   gemm_tc_launch<P, Cfg, VEC>   host: grid (ceil(n/kN), ceil(m/kM), batch), chunked
-//   gemm_tc_batched<P>            host: picks the configuration and the copy width
+//   gemm_tc_device<P, Cfg, VEC>   one thread block computes a kM x kN tile of C[b] over a range
+//                                 of k slices (all of them, or one split-K partition)
+//   gemm_tc_kernel<P, Cfg, VEC>   __global__: picks b = blockIdx.z (+ chunk offset), the column
+//                                 block and the split-K partition from blockIdx.x
+//   gemm_tc_launch<P, Cfg, VEC>   host: grid (ceil(n/kN) * splits, ceil(m/kM), batch), chunked
+//   gemm_tc_plan<P>               host: the configuration and split-K factor for (m, n, k, batch)
+//   gemm_tc_batched<P>            host: runs the plan: configuration, copy width, split-K
+//
+// Split-K (deterministic): with S > 1 partitions of the k slices, partition s writes its partial
+// C tile (accumulator type: float, double for fp64) to workspace[s][b] (S x batch x m x n, given
+// by the caller), and gemm_tc_splitk_reduce_kernel then sums the S partials in the fixed order
+// s = 0, 1, .., S - 1 into C: no atomics, the result does not depend on block scheduling.
 //
 // The element type of A and B follows the precision (TcOperand<P>): float for tf32 / tf32x3,
 // __half for fp16, __nv_bfloat16 for bf16, double for fp64; the mainloop, staging and epilogue
@@ -51,6 +59,7 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -224,6 +233,46 @@ using GemmTc16_64x64x32_32x32_s3 = GemmTcConfig16<GemmShape<64, 64, 32>, GemmSha
 // DMMA does 8x8x4 (a quarter of an m16n16k8's work) so one slice is already 64 MMAs per warp.
 using GemmTc64_64x64x16_32x32_s2 = GemmTcConfig64<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>;
 
+// Small-problem configurations: half the rows (32 x 64 C tile), the same k slice, stages and
+// padding as the family's 64 x 64 one, 4 warps of 16 x 32 (float, 16-bit: 1 x 2 fragments;
+// float64: 2 x 4 of 8 x 8).  Per element of C the MMAs and their k order are those of the 64 x 64
+// configuration (same instruction shape and kK), so the two give bitwise identical C; what changes
+// is the grid: twice the blocks for the same m x n (gemm_tc_plan's rule), and at most 31 empty
+// rows in an edge tile instead of 63.  Shared memory: float 2 x 7 KiB, 16-bit 3 x 7 KiB, float64
+// 2 x 13.5 KiB.
+using GemmTc32x64x16_16x32_s2 = GemmTcConfig<GemmShape<32, 64, 16>, GemmShape<16, 32, 16>, 2>;
+using GemmTc16_32x64x32_16x32_s3 = GemmTcConfig16<GemmShape<32, 64, 32>, GemmShape<16, 32, 32>, 3>;
+using GemmTc64_32x64x16_16x32_s2 = GemmTcConfig64<GemmShape<32, 64, 16>, GemmShape<16, 32, 16>, 2>;
+
+// Names of the configurations (the plan reports them; tools/kernel_report.py reads the shapes from
+// the kernels' template arguments).
+template <typename Cfg>
+struct GemmTcName;
+template <>
+struct GemmTcName<GemmTc64x64x16_32x32_s2> {
+  static constexpr const char* value = "GemmTc64x64x16_32x32_s2";
+};
+template <>
+struct GemmTcName<GemmTc16_64x64x32_32x32_s3> {
+  static constexpr const char* value = "GemmTc16_64x64x32_32x32_s3";
+};
+template <>
+struct GemmTcName<GemmTc64_64x64x16_32x32_s2> {
+  static constexpr const char* value = "GemmTc64_64x64x16_32x32_s2";
+};
+template <>
+struct GemmTcName<GemmTc32x64x16_16x32_s2> {
+  static constexpr const char* value = "GemmTc32x64x16_16x32_s2";
+};
+template <>
+struct GemmTcName<GemmTc16_32x64x32_16x32_s3> {
+  static constexpr const char* value = "GemmTc16_32x64x32_16x32_s3";
+};
+template <>
+struct GemmTcName<GemmTc64_32x64x16_16x32_s2> {
+  static constexpr const char* value = "GemmTc64_32x64x16_16x32_s2";
+};
+
 namespace tc_detail {
 
 template <TcPrecision P>
@@ -361,12 +410,15 @@ __device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n
 
 }  // namespace tc_detail
 
+// The kM x kN tile of C at (row0, col0) over the k slices [kt_begin, kt_end) (slice t covers
+// k [t * kK, (t + 1) * kK), clipped to k by the zero-filling copies).
 template <TcPrecision P, typename Cfg, int VEC>
 __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
                                                const TcElement<P>* __restrict__ A,
                                                const TcElement<P>* __restrict__ B,
                                                TcAccumulator<P>* __restrict__ C,
-                                               void* __restrict__ smem) {
+                                               void* __restrict__ smem, int row0, int col0,
+                                               int kt_begin, int kt_end) {
   using namespace tc_detail;
   using E = TcElement<P>;
   using Acc = TcAccumulator<P>;
@@ -377,9 +429,7 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
   E* stages = static_cast<E*>(smem);
   const int warp = threadIdx.x / 32;
   const int warp_m = warp / Cfg::kWarpsN, warp_n = warp % Cfg::kWarpsN;
-  const int row0 = blockIdx.y * Cfg::kM;
-  const int col0 = blockIdx.x * Cfg::kN;
-  const int tiles_k = (k + Cfg::kK - 1) / Cfg::kK;
+  const int tiles_k = kt_end - kt_begin;
 
   FragC<P> acc[Cfg::kFragsM][Cfg::kFragsN];
 #pragma unroll
@@ -392,7 +442,8 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
 #pragma unroll
   for (int s = 0; s < Cfg::kStages - 1; ++s) {
     if (s < tiles_k)
-      load_stage<Cfg, VEC>(stages + s * Cfg::kStageElements, A, B, m, n, k, row0, col0, s);
+      load_stage<Cfg, VEC>(stages + s * Cfg::kStageElements, A, B, m, n, k, row0, col0,
+                           kt_begin + s);
     __pipeline_commit();
   }
   // Mainloop: issue slice t + kStages - 1 into the stage read in iteration t - 1, then wait
@@ -401,7 +452,7 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
     const int next = t + Cfg::kStages - 1;
     if (next < tiles_k)
       load_stage<Cfg, VEC>(stages + (next % Cfg::kStages) * Cfg::kStageElements, A, B, m, n, k,
-                           row0, col0, next);
+                           row0, col0, kt_begin + next);
     __pipeline_commit();                      // every iteration, even with nothing issued
     __pipeline_wait_prior(Cfg::kStages - 1);  // this thread's copies of slice t have landed
     __syncthreads();                          // ... and every other thread's
@@ -438,30 +489,46 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
 // of 128 threads leave ptxas up to 255 registers per thread, so neither precision spills.
 constexpr int kGemmTcMinBlocks = 2;
 
+// blockIdx.x = split * blocks_n + column block: partition `split` takes the k slices
+// [split * slices_per_split, (split + 1) * slices_per_split) (the last one fewer) and writes its
+// tile to C + split * stride_split (without split-K: blocks_n = gridDim.x, slices_per_split >= all
+// slices, stride_split = 0).
 template <TcPrecision P, typename Cfg, int VEC>
 __global__ void __launch_bounds__(Cfg::kThreads, kGemmTcMinBlocks)
     gemm_tc_kernel(int m, int n, int k, const typename TcOperand<P>::Element* __restrict__ A,
                    long long stride_a, const typename TcOperand<P>::Element* __restrict__ B,
                    long long stride_b, TcAccumulator<P>* __restrict__ C, long long stride_c,
-                   int batch_offset) {
+                   int batch_offset, int blocks_n, int slices_per_split, long long stride_split) {
   MW_DYNAMIC_SHARED(unsigned char, smem_raw);
   // WMMA pointers must be 32-byte aligned; the dynamic base is only promised 16.  Rounded up by
   // pointer arithmetic on smem_raw itself (not through an integer): the compiler then still knows
   // the pointer is shared memory and emits LDS / LDSM / STS, not generic LD / ST.
   void* smem = smem_raw + ((32 - reinterpret_cast<uintptr_t>(smem_raw) % 32) % 32);
   const long long b = static_cast<long long>(blockIdx.z) + batch_offset;
-  gemm_tc_device<P, Cfg, VEC>(m, n, k, A + b * stride_a, B + b * stride_b, C + b * stride_c, smem);
+  const int split = static_cast<int>(blockIdx.x) / blocks_n;
+  const int block_n = static_cast<int>(blockIdx.x) - split * blocks_n;
+  const int tiles_k = (k + Cfg::kK - 1) / Cfg::kK;
+  const int kt_begin = split * slices_per_split;
+  const int kt_end = tiles_k - kt_begin < slices_per_split ? tiles_k : kt_begin + slices_per_split;
+  gemm_tc_device<P, Cfg, VEC>(
+      m, n, k, A + b * stride_a, B + b * stride_b, C + split * stride_split + b * stride_c, smem,
+      static_cast<int>(blockIdx.y) * Cfg::kM, block_n * Cfg::kN, kt_begin, kt_end);
 }
 
 // Grid limits of CUDA: y and z at most 65535 (as gemm_batched.cuh's kMaxGridYZ).
 constexpr int kGemmTcMaxGridYZ = 65535;
 
+// splits == 1: C[b] = A[b] · B[b] (per_split >= the k slices).  splits > 1: C is the split-K
+// workspace (splits x batch x m x n accumulators) and partition s, the k slices
+// [s * per_split, (s + 1) * per_split), writes its partial product to C[s][b]; every element of
+// the workspace is written.
 template <TcPrecision P, typename Cfg, int VEC>
 cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const typename TcOperand<P>::Element* A,
-                           const typename TcOperand<P>::Element* B, TcAccumulator<P>* C,
-                           cudaStream_t stream) {
+                           const typename TcOperand<P>::Element* B, TcAccumulator<P>* C, int splits,
+                           int per_split, cudaStream_t stream) {
   const int blocks_m = (m + Cfg::kM - 1) / Cfg::kM;
   const int blocks_n = (n + Cfg::kN - 1) / Cfg::kN;
+  const long long stride_split = splits > 1 ? static_cast<long long>(batch) * m * n : 0;
   const dim3 block(Cfg::kThreads);
   // Rows of blocks beyond grid.y's limit: launch again on a row-offset view of every A[b], C[b]
   // (batch strides stay m*k, m*n); batches beyond grid.z's: again with a batch offset.
@@ -470,15 +537,51 @@ cudaError_t gemm_tc_launch(int batch, int m, int n, int k, const typename TcOper
     const int grid_y = (rows_here + Cfg::kM - 1) / Cfg::kM;
     const long long row_off = static_cast<long long>(rb) * Cfg::kM;
     for (int b0 = 0; b0 < batch; b0 += kGemmTcMaxGridYZ) {
-      const dim3 grid(blocks_n, grid_y, std::min(batch - b0, kGemmTcMaxGridYZ));
-      const cudaError_t err =
-          launch(gemm_tc_kernel<P, Cfg, VEC>, grid, block, Cfg::shared_bytes(), stream, rows_here,
-                 n, k, A + row_off * k, static_cast<long long>(m) * k, B,
-                 static_cast<long long>(k) * n, C + row_off * n, static_cast<long long>(m) * n, b0);
+      const dim3 grid(blocks_n * splits, grid_y, std::min(batch - b0, kGemmTcMaxGridYZ));
+      const cudaError_t err = launch(
+          gemm_tc_kernel<P, Cfg, VEC>, grid, block, Cfg::shared_bytes(), stream, rows_here, n, k,
+          A + row_off * k, static_cast<long long>(m) * k, B, static_cast<long long>(k) * n,
+          C + row_off * n, static_cast<long long>(m) * n, b0, blocks_n, per_split, stride_split);
       if (err != cudaSuccess) return err;
     }
   }
   return cudaSuccess;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Split-K reduction: C[i] = W[0][i] + W[1][i] + ... + W[S-1][i], left to right (the fixed order
+// that makes split-K deterministic), for i < count = batch * m * n.  A grid-stride loop over
+// coalesced elements; one 8- or 4-byte load per partial, no shared memory.
+constexpr int kSplitKReduceThreads = 128;
+constexpr int kSplitKReduceMaxBlocks = 4096;
+
+template <typename Acc>
+__device__ __forceinline__ void gemm_tc_splitk_reduce_device(long long count, int splits,
+                                                             const Acc* __restrict__ W,
+                                                             Acc* __restrict__ C) {
+  const long long step = static_cast<long long>(gridDim.x) * blockDim.x;
+  for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += step) {
+    Acc sum = W[i];
+    for (int s = 1; s < splits; ++s) sum += W[s * count + i];
+    C[i] = sum;
+  }
+}
+
+template <typename Acc>
+__global__ void __launch_bounds__(kSplitKReduceThreads)
+    gemm_tc_splitk_reduce_kernel(long long count, int splits, const Acc* __restrict__ W,
+                                 Acc* __restrict__ C) {
+  gemm_tc_splitk_reduce_device<Acc>(count, splits, W, C);
+}
+
+template <typename Acc>
+cudaError_t gemm_tc_splitk_reduce_launch(long long count, int splits, const Acc* W, Acc* C,
+                                         cudaStream_t stream) {
+  const long long blocks = (count + kSplitKReduceThreads - 1) / kSplitKReduceThreads;
+  const dim3 grid(static_cast<unsigned>(std::min<long long>(blocks, kSplitKReduceMaxBlocks)));
+  return launch(gemm_tc_splitk_reduce_kernel<Acc>, grid, dim3(kSplitKReduceThreads), 0, stream,
+                count, splits, W, C);
 }
 
 // The configuration of each operand width.
@@ -488,20 +591,120 @@ using GemmTcDefaultConfig =
                        std::conditional_t<sizeof(TcElement<P>) == 2, GemmTc16_64x64x32_32x32_s3,
                                           GemmTc64_64x64x16_32x32_s2>>;
 
-// Picks the configuration and the copy width: 16-byte cp.async needs every row of A and B
-// 16-byte aligned (k and n multiples of 16 / sizeof(element): 4 floats, 8 16-bit values, 2
-// doubles; 16-byte aligned bases); else one element per copy (4- / 8-byte cp.async for float /
-// double, plain loads for 16-bit).
+// The small-problem configuration of each operand width.
+template <TcPrecision P>
+using GemmTcSmallConfig =
+    std::conditional_t<sizeof(TcElement<P>) == 4, GemmTc32x64x16_16x32_s2,
+                       std::conditional_t<sizeof(TcElement<P>) == 2, GemmTc16_32x64x32_16x32_s3,
+                                          GemmTc64_32x64x16_16x32_s2>>;
+
+// Split-K limits: at most kGemmTcMaxSplits partitions (each adds a batch x m x n partial to write
+// and read back), each of at least kGemmTcMinSlicesPerSplit k slices (a partition of fewer is all
+// prologue and drain: the pipeline never reaches its steady state) -- perfmodel.py's
+// SPLIT_K_MIN_SLICES.
+constexpr int kGemmTcMaxSplits = 8;
+constexpr int kGemmTcMinSlicesPerSplit = 4;
+
+// What gemm_tc_batched runs for a (batch, m, n, k) product on a device of `sm_count` SMs.
+struct GemmTcPlan {
+  const char* config = nullptr;  // GemmTcName of the configuration
+  bool small = false;            // GemmTcSmallConfig<P>, else GemmTcDefaultConfig<P>
+  int block_m = 0, block_n = 0, block_k = 0, threads = 0;
+  long long blocks = 0;        // blocks of the product kernel without split-K
+  int splits = 1;              // split-K partitions when the caller gives the workspace
+  int slices_per_split = 0;    // k slices (of block_k) per partition, the last one fewer
+  size_t workspace_bytes = 0;  // splits x batch x m x n accumulators; 0 when splits == 1
+};
+
+template <typename Cfg>
+long long gemm_tc_blocks(long long batch, long long m, long long n) {
+  return batch * ((m + Cfg::kM - 1) / Cfg::kM) * ((n + Cfg::kN - 1) / Cfg::kN);
+}
+
+// The selection rule, on (m, n, k) = (K, P, C) of a layer and the batch (alpha^2 positions).  One
+// wave is wave = sm_count x kGemmTcMinBlocks blocks (the residency the launch bounds promise; an
+// SM may hold more, so this is the conservative count of blocks that keeps every SM busy).
+//  1. Configuration: the 32 x 64 tile when m <= 32 (a 64-row tile would multiply at least half
+//     rows of zero-filled A: the edge tile's waste, m = K small), or when the 64 x 64 grid is
+//     less than one wave (blocks64 < wave: SMs idle for the whole product; half-height tiles
+//     double the blocks at the same k loop).  Else the 64 x 64 tile (twice the MMA work per
+//     staged byte of B).
+//  2. Split-K, only when the chosen grid is still below one wave: S = min(kGemmTcMaxSplits,
+//     ceil(wave / blocks), slices / kGemmTcMinSlicesPerSplit) partitions of the slices =
+//     ceil(k / kK) k slices (C = 512 channels are 32 slices of 16, 16 of 32); S < 2: no split.
+//     Each partition takes ceil(slices / S) slices and S is then recomputed as
+//     ceil(slices / per-partition) so that no partition is empty.  The workspace is S x batch x
+//     m x n accumulators (float; double for fp64).
+template <TcPrecision P>
+GemmTcPlan gemm_tc_plan(long long batch, long long m, long long n, long long k, int sm_count) {
+  using Large = GemmTcDefaultConfig<P>;
+  using Small = GemmTcSmallConfig<P>;
+  const long long wave = static_cast<long long>(std::max(sm_count, 1)) * kGemmTcMinBlocks;
+  GemmTcPlan plan;
+  plan.small = m <= Small::kM || gemm_tc_blocks<Large>(batch, m, n) < wave;
+  auto fill = [&](auto cfg) {
+    using Cfg = decltype(cfg);
+    plan.config = GemmTcName<Cfg>::value;
+    plan.block_m = Cfg::kM, plan.block_n = Cfg::kN, plan.block_k = Cfg::kK;
+    plan.threads = Cfg::kThreads;
+    plan.blocks = gemm_tc_blocks<Cfg>(batch, m, n);
+  };
+  if (plan.small)
+    fill(Small{});
+  else
+    fill(Large{});
+  const long long slices = (k + plan.block_k - 1) / plan.block_k;
+  plan.slices_per_split = static_cast<int>(slices);
+  if (plan.blocks >= wave) return plan;
+  const long long want =
+      std::min<long long>({kGemmTcMaxSplits, (wave + plan.blocks - 1) / plan.blocks,
+                           slices / kGemmTcMinSlicesPerSplit});
+  if (want < 2) return plan;
+  const long long per = (slices + want - 1) / want;
+  plan.splits = static_cast<int>((slices + per - 1) / per);
+  plan.slices_per_split = static_cast<int>(per);
+  if (plan.splits < 2) {  // cannot happen (want >= 2, per <= slices / 2 rounded up); kept safe
+    plan.splits = 1, plan.slices_per_split = static_cast<int>(slices);
+    return plan;
+  }
+  plan.workspace_bytes =
+      static_cast<size_t>(plan.splits) * batch * m * n * sizeof(TcAccumulator<P>);
+  return plan;
+}
+
+// Runs gemm_tc_plan's choice.  The copy width: 16-byte cp.async needs every row of A and B 16-byte
+// aligned (k and n multiples of 16 / sizeof(element): 4 floats, 8 16-bit values, 2 doubles;
+// 16-byte aligned bases); else one element per copy (4- / 8-byte cp.async for float / double,
+// plain loads for 16-bit).  Split-K only when `workspace` holds at least the plan's
+// workspace_bytes (NULL or fewer bytes: the unsplit product, the same configuration; nothing is
+// written past workspace_bytes = the plan's size).  The caller checks that the workspace is
+// aligned to the accumulator type.
 template <TcPrecision P>
 cudaError_t gemm_tc_batched(int batch, int m, int n, int k, const typename TcOperand<P>::Element* A,
                             const typename TcOperand<P>::Element* B, TcAccumulator<P>* C,
+                            void* workspace, size_t workspace_bytes, int sm_count,
                             cudaStream_t stream) {
-  using Cfg = GemmTcDefaultConfig<P>;
-  constexpr int kVec = Cfg::kVec16;
-  const bool aligned = k % kVec == 0 && n % kVec == 0 && reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(B) % 16 == 0;
-  if (aligned) return gemm_tc_launch<P, Cfg, kVec>(batch, m, n, k, A, B, C, stream);
-  return gemm_tc_launch<P, Cfg, 1>(batch, m, n, k, A, B, C, stream);
+  using Acc = TcAccumulator<P>;
+  const GemmTcPlan plan = gemm_tc_plan<P>(batch, m, n, k, sm_count);
+  const bool split =
+      plan.splits > 1 && workspace != nullptr && workspace_bytes >= plan.workspace_bytes;
+  const int splits = split ? plan.splits : 1;
+  Acc* out = split ? static_cast<Acc*>(workspace) : C;
+  const int per_split = split ? plan.slices_per_split : INT_MAX;
+  auto run = [&](auto cfg) {
+    using Cfg = decltype(cfg);
+    constexpr int kVec = Cfg::kVec16;
+    const bool aligned = k % kVec == 0 && n % kVec == 0 &&
+                         reinterpret_cast<uintptr_t>(A) % 16 == 0 &&
+                         reinterpret_cast<uintptr_t>(B) % 16 == 0;
+    if (aligned)
+      return gemm_tc_launch<P, Cfg, kVec>(batch, m, n, k, A, B, out, splits, per_split, stream);
+    return gemm_tc_launch<P, Cfg, 1>(batch, m, n, k, A, B, out, splits, per_split, stream);
+  };
+  const cudaError_t err = plan.small ? run(GemmTcSmallConfig<P>{}) : run(GemmTcDefaultConfig<P>{});
+  if (err != cudaSuccess || !split) return err;
+  return gemm_tc_splitk_reduce_launch<Acc>(static_cast<long long>(batch) * m * n, splits, out, C,
+                                           stream);
 }
 
 }  // namespace mw

@@ -4,6 +4,7 @@
 // kernels/emu/magma_wino_emu.cpp) into the emulator extension.  Nothing here launches a
 // kernel before every size, pointer and descriptor field has been checked, and every
 // index the kernels compute is known to fit in int32.
+#include <atomic>
 #include <climits>
 #include <cstdarg>
 #include <cstdio>
@@ -427,11 +428,8 @@ bool fp64_tensor_cores() {
 #endif
 }
 
-}  // namespace
-
-mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
-                             int64_t n, int64_t k, const void* A, const void* B, void* C,
-                             mw_stream stream) {
+// The dtype / precision pair of the _ex products; *name: the precision's MW_PRECISION_* name.
+mw_status check_precision_pair(mw_dtype dtype, mw_precision precision, const char** name) {
   if (!valid_dtype(dtype)) return bad_dtype(dtype);
   if (int(precision) < MW_PRECISION_FP32 || int(precision) > MW_PRECISION_FP64)
     return fail(MW_STATUS_INVALID_ARGUMENT,
@@ -440,19 +438,114 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
   static const char* const kNames[] = {"MW_PRECISION_FP32",   "MW_PRECISION_TF32",
                                        "MW_PRECISION_TF32X3", "MW_PRECISION_BF16",
                                        "MW_PRECISION_FP16",   "MW_PRECISION_FP64"};
-  const char* name = kNames[int(precision)];
+  *name = kNames[int(precision)];
   if (precision == MW_PRECISION_FP64 && dtype != MW_FLOAT64)
     return fail(MW_STATUS_UNSUPPORTED, "precision MW_PRECISION_FP64 needs dtype MW_FLOAT64");
   if (precision != MW_PRECISION_FP64 && dtype != MW_FLOAT32)
     return fail(MW_STATUS_UNSUPPORTED, "precision %s needs dtype MW_FLOAT32 (%s), got MW_FLOAT64",
-                name,
+                *name,
                 precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16
                     ? "the type of C and of the accumulation; A and B are 16-bit"
                     : "float32 in memory");
-  if (precision == MW_PRECISION_FP32 || (precision == MW_PRECISION_FP64 && !fp64_tensor_cores()))
-    return mw_gemm_batched(dtype, batch, m, n, k, A, B, C, stream);
+  return MW_STATUS_SUCCESS;
+}
+
+// Whether the pair runs gemm_tc.cuh (else mw_gemm_batched's SIMT kernels).
+bool on_tensor_cores(mw_precision precision) {
+  return precision != MW_PRECISION_FP32 && (precision != MW_PRECISION_FP64 || fp64_tensor_cores());
+}
+
+// SMs of the current device (cudaDevAttrMultiProcessorCount; the emulator's fixed count), cached
+// per device: the split-K rule needs it on every call and the query is not free.  A failed query
+// counts as 1 SM (the rule then splits less, never wrongly).
+int sm_count() {
+  constexpr int kCached = 64;
+  static std::atomic<int> cache[kCached] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 1;
+  }
+  if (device >= 0 && device < kCached)
+    if (const int c = cache[device].load(std::memory_order_relaxed); c > 0) return c;
+  int count = 0;
+  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      count < 1) {
+    (void)cudaGetLastError();
+    return 1;
+  }
+  if (device >= 0 && device < kCached) cache[device].store(count, std::memory_order_relaxed);
+  return count;
+}
+
+mw::GemmTcPlan tc_plan(mw_precision precision, int64_t batch, int64_t m, int64_t n, int64_t k) {
+  const int sms = sm_count();
+  switch (precision) {
+    case MW_PRECISION_TF32:
+      return mw::gemm_tc_plan<mw::TcPrecision::kTf32>(batch, m, n, k, sms);
+    case MW_PRECISION_TF32X3:
+      return mw::gemm_tc_plan<mw::TcPrecision::kTf32x3>(batch, m, n, k, sms);
+    case MW_PRECISION_FP16:
+      return mw::gemm_tc_plan<mw::TcPrecision::kFp16>(batch, m, n, k, sms);
+    case MW_PRECISION_BF16:
+      return mw::gemm_tc_plan<mw::TcPrecision::kBf16>(batch, m, n, k, sms);
+    default:  // MW_PRECISION_FP64 on DMMA
+      return mw::gemm_tc_plan<mw::TcPrecision::kFp64>(batch, m, n, k, sms);
+  }
+}
+
+}  // namespace
+
+mw_status mw_gemm_batched_ex_plan(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                                  int64_t n, int64_t k, mw_gemm_plan* plan) {
+  const char* name = nullptr;
+  if (const mw_status st = check_precision_pair(dtype, precision, &name)) return st;
+  if (plan == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "plan is NULL");
+  // The sizes as check_dense_product checks them (a non-NULL stand-in for the operands).
+  static const char kAny = 0;
+  if (const mw_status st = check_dense_product(batch, m, n, k, &kAny, &kAny, &kAny)) return st;
+  *plan = mw_gemm_plan{};
+  plan->sm_count = sm_count();
+  if (!on_tensor_cores(precision)) {
+    plan->config = "gemm_batched";  // the SIMT kernels (their own tile table): never split
+    plan->splits = 1;
+    return ok();
+  }
+  const mw::GemmTcPlan p = tc_plan(precision, batch, m, n, k);
+  plan->config = p.config;
+  plan->block_m = p.block_m, plan->block_n = p.block_n, plan->block_k = p.block_k;
+  plan->threads = p.threads;
+  plan->blocks = p.blocks;
+  plan->splits = p.splits;
+  plan->slices_per_split = p.slices_per_split;
+  plan->workspace_bytes = p.workspace_bytes;
+  return ok();
+}
+
+mw_status mw_gemm_batched_ex_workspace(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                       int64_t m, int64_t n, int64_t k, size_t* bytes) {
+  if (bytes == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "bytes is NULL");
+  mw_gemm_plan plan;
+  if (const mw_status st = mw_gemm_batched_ex_plan(dtype, precision, batch, m, n, k, &plan))
+    return st;
+  *bytes = plan.workspace_bytes;
+  return ok();
+}
+
+mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                                int64_t n, int64_t k, const void* A, const void* B, void* C,
+                                void* workspace, size_t workspace_bytes, mw_stream stream) {
+  const char* name = nullptr;
+  if (const mw_status st = check_precision_pair(dtype, precision, &name)) return st;
+  if (!on_tensor_cores(precision))
+    return mw_gemm_batched(dtype, batch, m, n, k, A, B, C, stream);  // no split-K: ignored
   if (const mw_status st = check_dense_product(batch, m, n, k, A, B, C); st != MW_STATUS_SUCCESS)
     return st;
+  const size_t acc = precision == MW_PRECISION_FP64 ? sizeof(double) : sizeof(float);
+  if (workspace != nullptr && reinterpret_cast<uintptr_t>(workspace) % acc != 0)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "workspace must be %zu-byte aligned (%s partials)", acc,
+                acc == 8 ? "float64" : "float32");
+  const int sms = sm_count();
   if (precision == MW_PRECISION_FP64) {
     if (reinterpret_cast<uintptr_t>(A) % sizeof(double) != 0 ||
         reinterpret_cast<uintptr_t>(B) % sizeof(double) != 0 ||
@@ -460,7 +553,8 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
       return fail(MW_STATUS_INVALID_ARGUMENT, "A, B and C must be 8-byte aligned (float64 arrays)");
     return from_cuda(mw::gemm_tc_batched<mw::TcPrecision::kFp64>(
                          int(batch), int(m), int(n), int(k), static_cast<const double*>(A),
-                         static_cast<const double*>(B), static_cast<double*>(C), as_stream(stream)),
+                         static_cast<const double*>(B), static_cast<double*>(C), workspace,
+                         workspace_bytes, sms, as_stream(stream)),
                      "batched product (FP64, DMMA)");
   }
   const bool half = precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16;
@@ -476,28 +570,37 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
   switch (precision) {
     case MW_PRECISION_TF32:
       err = mw::gemm_tc_batched<mw::TcPrecision::kTf32>(
-          bt, mm, nn, kk, static_cast<const float*>(A), static_cast<const float*>(B), c,
-          as_stream(stream));
+          bt, mm, nn, kk, static_cast<const float*>(A), static_cast<const float*>(B), c, workspace,
+          workspace_bytes, sms, as_stream(stream));
       break;
     case MW_PRECISION_TF32X3:
       err = mw::gemm_tc_batched<mw::TcPrecision::kTf32x3>(
-          bt, mm, nn, kk, static_cast<const float*>(A), static_cast<const float*>(B), c,
-          as_stream(stream));
+          bt, mm, nn, kk, static_cast<const float*>(A), static_cast<const float*>(B), c, workspace,
+          workspace_bytes, sms, as_stream(stream));
       break;
     case MW_PRECISION_FP16:
       err = mw::gemm_tc_batched<mw::TcPrecision::kFp16>(
           bt, mm, nn, kk, static_cast<const __half*>(A), static_cast<const __half*>(B), c,
-          as_stream(stream));
+          workspace, workspace_bytes, sms, as_stream(stream));
       break;
     default:  // MW_PRECISION_BF16
       err = mw::gemm_tc_batched<mw::TcPrecision::kBf16>(
           bt, mm, nn, kk, static_cast<const __nv_bfloat16*>(A),
-          static_cast<const __nv_bfloat16*>(B), c, as_stream(stream));
+          static_cast<const __nv_bfloat16*>(B), c, workspace, workspace_bytes, sms,
+          as_stream(stream));
       break;
   }
   char what[64];
   std::snprintf(what, sizeof what, "batched product (%s)", name + 13);  // after "MW_PRECISION_"
   return from_cuda(err, what);
+}
+
+// No workspace: never split (the configuration is the one the plan picks; C bitwise the same as
+// mw_gemm_batched_ex_ws with a too-small workspace).
+mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                             int64_t n, int64_t k, const void* A, const void* B, void* C,
+                             mw_stream stream) {
+  return mw_gemm_batched_ex_ws(dtype, precision, batch, m, n, k, A, B, C, nullptr, 0, stream);
 }
 
 mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,

@@ -28,6 +28,14 @@ float64 (fp64: DMMA, GemmTc64_64x64x16_32x32_s2, which MW_PRECISION_FP64 runs on
 exact on integers (sums < 2^53), aligned and offset by one double, a selection product, random
 data within γ_k(2^-53), bitwise under the emulator modes.
 
+Configurations and split-K (last section): at the emulator's 132 SMs every small shape here runs
+the 32x64 configuration of its family (gemm_tc_plan: the 64x64 grid is below one wave), which
+gives C bitwise equal to the 64x64 one (same MMAs per element, same k order); the 64x64
+configurations run in a subprocess with MW_EMU_SM_COUNT=1.  Split-K through
+mw_gemm_batched_ex_ws: exact and bitwise equal to the unsplit product on integers, within the
+unsplit bounds on random data, exactly sized workspaces with an untouched sentinel after them,
+NULL / too small workspaces identical to no split, bitwise under the emulator modes.
+
 Not tested here: the second grid chunk (batch > 65535): 65,537 emulated 128-thread blocks take
 ~70 s; gemm_tc_launch's chunk loop is the one of gemm_batched_launch, which
 test_kernels_emulator.py covers.
@@ -47,7 +55,9 @@ import pytest
 import magma_wino._emu as emu
 from magma_wino.errors import InvalidArgumentError, UnsupportedError
 
-TC_BLOCK = (64, 64, 16)  # GemmTc64x64x16_32x32_s2 in kernels/gemm_tc.cuh: (kM, kN, kK)
+# GemmTc64x64x16_32x32_s2 in kernels/gemm_tc.cuh: (kM, kN, kK); the 32x64 configuration the small
+# shapes here run has the same kK (see the last section)
+TC_BLOCK = (64, 64, 16)
 TC16_BLOCK = (64, 64, 32)  # GemmTc16_64x64x32_32x32_s3 (three stages)
 PRECISIONS = {"tf32": emu.PRECISION_TF32, "tf32x3": emu.PRECISION_TF32X3}
 PRECISIONS16 = {"fp16": emu.PRECISION_FP16, "bf16": emu.PRECISION_BF16}
@@ -618,3 +628,307 @@ def test_gemm_batched_ex_fp64_is_the_dmma_product_on_the_emulator(rng):
     C_bad = raw[skip : skip + C2.size * 8].view(np.float64).reshape(C2.shape)
     with pytest.raises(InvalidArgumentError, match="8-byte aligned"):
         gemm_tc("fp64", A, B, C_bad)
+
+
+# --------------------------------------------------------------------------- configurations, split-K
+#
+# gemm_tc_plan (kernels/gemm_tc.cuh) picks the 32x64 configuration of a precision family when
+# m <= 32 or the 64x64 grid is below one wave (sm_count x 2 blocks), and splits k into S partitions
+# (S <= 8, each >= 4 k slices) when the chosen grid is still below one wave and the caller gives the
+# workspace (S x batch x m x n partials).  The emulator reports 132 SMs (MW_EMU_SM_COUNT changes it,
+# read once: in a subprocess), so every small in-process shape below runs the 32x64 configuration,
+# and split-K when a workspace is passed; the 64x64 one runs in the MW_EMU_SM_COUNT=1 subprocess.
+
+ALL_PRECISIONS = ["tf32", "tf32x3", "fp16", "bf16", "fp64"]
+CODES = {**PRECISIONS, **PRECISIONS16, "fp64": emu.PRECISION_FP64}
+DTYPES = {p: (emu.FLOAT64 if p == "fp64" else emu.FLOAT32) for p in ALL_PRECISIONS}
+BLOCK_K = {"tf32": 16, "tf32x3": 16, "fp16": 32, "bf16": 32, "fp64": 16}
+LARGE = {"tf32": "GemmTc64x64x16_32x32_s2", "tf32x3": "GemmTc64x64x16_32x32_s2",
+         "fp16": "GemmTc16_64x64x32_32x32_s3", "bf16": "GemmTc16_64x64x32_32x32_s3",
+         "fp64": "GemmTc64_64x64x16_32x32_s2"}
+SMALL = {"tf32": "GemmTc32x64x16_16x32_s2", "tf32x3": "GemmTc32x64x16_16x32_s2",
+         "fp16": "GemmTc16_32x64x32_16x32_s3", "bf16": "GemmTc16_32x64x32_16x32_s3",
+         "fp64": "GemmTc64_32x64x16_16x32_s2"}
+
+
+def plan(precision: str, batch: int, m: int, n: int, k: int) -> dict:
+    return emu.gemm_batched_ex_plan(DTYPES[precision], CODES[precision], batch, m, n, k)
+
+
+def gemm_ws(precision: str, A, B, C, ws, nbytes: int) -> None:
+    """C = A · B through mw_gemm_batched_ex_ws with `nbytes` of the workspace array ws (None:
+    NULL)."""
+    batch, m, k = A.shape
+    n = B.shape[2]
+    emu.gemm_batched_ex_ws(DTYPES[precision], CODES[precision], batch, m, n, k, ptr(A), ptr(B),
+                           ptr(C), 0 if ws is None else ptr(ws), nbytes, 0)
+
+
+def int_operands(precision: str, rng, batch: int, m: int, n: int, k: int):
+    """Integer A, B (the encodings the kernel reads) whose products and partial sums are exact in
+    the accumulator type, and the exact product as the accumulator type."""
+    if precision == "fp64":
+        A = rng.integers(-(2**20), 2**20 + 1, (batch, m, k)).astype(np.float64)
+        B = rng.integers(-(2**10), 2**10 + 1, (batch, k, n)).astype(np.float64)
+        assert k * 2**30 < 2**53
+        return A, B, np.matmul(A.astype(np.int64), B.astype(np.int64)).astype(np.float64)
+    bound = int_bound16(precision) if precision in PRECISIONS16 else 1024
+    A32, B32 = int_array(rng, (batch, m, k), bound), int_array(rng, (batch, k, n), 8)
+    assert k * bound * 8 < 2**24
+    ref = np.matmul(A32.astype(np.int64), B32.astype(np.int64)).astype(np.float32)
+    if precision in PRECISIONS16:
+        return to16(precision, A32), to16(precision, B32), ref
+    return A32, B32, ref
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _wave(p: dict) -> int:
+    return p["sm_count"] * 2  # kGemmTcMinBlocks resident blocks per SM
+
+
+@pytest.mark.parametrize("precision", ALL_PRECISIONS)
+def test_plan_selection_rule_hits_each_configuration(precision):
+    """The rule on hand-computed cases (no launch): a grid that fills the SMs keeps the 64x64
+    tile and never splits; m <= 32 takes the 32x64 tile even on a full grid; a small grid takes
+    the 32x64 tile and splits k; a short k does not split."""
+    kk = BLOCK_K[precision]
+    acc = 8 if precision == "fp64" else 4
+    big = plan(precision, 36, 512, 512, 512)  # VGG-16 conv4 at batch 32, F(4,3): 2304 blocks
+    assert big["sm_count"] == 132  # the emulator's documented default
+    assert (big["config"], big["block_m"], big["block_n"], big["block_k"]) == (LARGE[precision], 64,
+                                                                                64, kk)
+    assert (big["blocks"], big["splits"], big["workspace_bytes"]) == (36 * 8 * 8, 1, 0)
+    assert big["threads"] == 128
+    thin = plan(precision, 36, 32, 4096, 512)  # K = 32: a 64-row tile is half zeros
+    assert (thin["config"], thin["block_m"], thin["blocks"]) == (SMALL[precision], 32, 36 * 64)
+    assert (thin["splits"], thin["workspace_bytes"]) == (1, 0)  # 2304 blocks >= one wave
+    # 36 blocks of 64x64 < 264: 72 blocks of 32x64; S = min(8, ceil(264 / 72) = 4, slices / 4)
+    small = plan(precision, 36, 64, 64, 512)
+    slices = 512 // kk
+    want = min(8, 4, slices // 4)
+    per = _ceil(slices, want)
+    assert small["config"] == SMALL[precision] and small["blocks"] == 72 < _wave(small)
+    assert (small["splits"], small["slices_per_split"]) == (_ceil(slices, per), per)
+    assert small["workspace_bytes"] == small["splits"] * 36 * 64 * 64 * acc
+    assert emu.gemm_batched_ex_workspace(DTYPES[precision], CODES[precision], 36, 64, 64,
+                                         512) == small["workspace_bytes"]
+    short = plan(precision, 36, 64, 64, 7 * kk)  # 7 slices: two partitions would have < 4 each
+    assert (short["config"], short["splits"], short["workspace_bytes"]) == (SMALL[precision], 1, 0)
+    one = plan(precision, 1, 17, 40, 1000)  # 1 block: S capped at 8
+    assert one["splits"] == 8 and one["slices_per_split"] == _ceil(_ceil(1000, kk), 8)
+
+
+def test_plan_of_the_simt_product_never_splits():
+    p = emu.gemm_batched_ex_plan(emu.FLOAT32, emu.PRECISION_FP32, 1, 17, 40, 1000)
+    assert (p["config"], p["splits"], p["workspace_bytes"]) == ("gemm_batched", 1, 0)
+    assert emu.gemm_batched_ex_workspace(emu.FLOAT32, emu.PRECISION_FP32, 1, 17, 40, 1000) == 0
+
+
+# Off every tile multiple, k not a multiple of S * kK (the last partition shorter, its last slice
+# partly zero-filled): (batch, m, n, k) with the split the rule gives at 132 SMs.
+SPLIT_SHAPES = [(2, 33, 40, 300), (1, 17, 65, 333), (3, 70, 37, 301)]
+
+
+@pytest.mark.parametrize("precision", ALL_PRECISIONS)
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=lambda v: "x".join(map(str, v)))
+def test_splitk_exact_on_integers_and_bitwise_the_unsplit_product(precision, shape, rng):
+    """Exact data: every partial sum is exact, so the split product equals the integer product and
+    the unsplit one bitwise.  The workspace is exactly the queried size, followed by a NaN
+    sentinel that must stay untouched; C starts NaN (unwritten elements fail)."""
+    batch, m, n, k = shape
+    p = plan(precision, batch, m, n, k)
+    assert p["splits"] >= 2, p
+    assert k % (p["splits"] * p["block_k"]) != 0
+    A, B, ref = int_operands(precision, rng, batch, m, n, k)
+    acc = np.float64 if precision == "fp64" else np.float32
+    nbytes = p["workspace_bytes"]
+    assert nbytes == p["splits"] * batch * m * n * np.dtype(acc).itemsize
+    ws = np.full(nbytes // np.dtype(acc).itemsize + 64, np.nan, acc)
+    C = np.full((batch, m, n), np.nan, acc)
+    gemm_ws(precision, A, B, C, ws, nbytes)
+    assert np.array_equal(C, ref), (
+        f"{precision} split {p['splits']} {shape}: {int((C != ref).sum())} differ "
+        f"(NaN: {int(np.isnan(C).sum())})")
+    assert np.isnan(ws[nbytes // np.dtype(acc).itemsize:]).all(), "written past the workspace"
+    assert not np.isnan(ws[: nbytes // np.dtype(acc).itemsize]).any(), "a partial left unwritten"
+    C0 = np.full((batch, m, n), np.nan, acc)
+    gemm_tc(precision, A, B, C0)
+    assert np.array_equal(C, C0)
+
+
+def _bound(precision: str, k: int) -> float:
+    """The element-wise bounds of the random-data tests above, relative to |A||B| of the operands
+    the tensor cores multiply: they hold for any order of the k additions (recursive summation of
+    k terms in any binary tree: at most k - 1 roundings), so split-K keeps them."""
+    return {"tf32": tf32_bound(k), "tf32x3": tf32x3_bound(k), "fp64": gamma(k, U_F64)}.get(
+        precision, gamma(k, U_F32))
+
+
+@pytest.mark.parametrize("precision", ALL_PRECISIONS)
+def test_splitk_random_data_within_the_unsplit_bounds(precision, rng):
+    """Random data: split and unsplit products both within the precision's bound against the
+    longdouble product; they differ only by the order of the float additions."""
+    batch, m, n, k = 2, 33, 40, 300
+    dtype = np.float64 if precision == "fp64" else np.float32
+    A = rng.standard_normal((batch, m, k)).astype(dtype)
+    B = rng.standard_normal((batch, k, n)).astype(dtype)
+    if precision in PRECISIONS16:
+        A, B = to16(precision, A), to16(precision, B)
+        Av, Bv = value16(precision, A), value16(precision, B)
+    else:
+        Av, Bv = A, B
+    p = plan(precision, batch, m, n, k)
+    assert p["splits"] >= 2
+    ws = np.full(p["workspace_bytes"] // np.dtype(dtype).itemsize, np.nan, dtype)
+    Cs = np.full((batch, m, n), np.nan, dtype)
+    gemm_ws(precision, A, B, Cs, ws, p["workspace_bytes"])
+    C0 = np.full((batch, m, n), np.nan, dtype)
+    gemm_tc(precision, A, B, C0)
+    bound = _bound(precision, k)
+    for label, C in (("split", Cs), ("unsplit", C0)):
+        _, rel = _errors(C, Av, Bv)
+        assert rel <= bound, f"{precision} {label}: rel. error {rel:.3g} > {bound:.3g}"
+    # the two differ by at most the sum of both bounds, element-wise
+    S = np.matmul(np.abs(Av).astype(np.float64), np.abs(Bv).astype(np.float64))
+    assert (np.abs(Cs.astype(np.float64) - C0) <= 2 * bound * S).all()
+
+
+@pytest.mark.parametrize("precision", ALL_PRECISIONS)
+def test_workspace_null_or_too_small_is_the_unsplit_product(precision, rng):
+    """NULL or one byte short of the queried size: no split (the workspace untouched), C bitwise
+    that of mw_gemm_batched_ex."""
+    batch, m, n, k = 1, 17, 65, 333
+    dtype = np.float64 if precision == "fp64" else np.float32
+    A = rng.standard_normal((batch, m, k)).astype(dtype)
+    B = rng.standard_normal((batch, k, n)).astype(dtype)
+    if precision in PRECISIONS16:
+        A, B = to16(precision, A), to16(precision, B)
+    C0 = np.full((batch, m, n), np.nan, dtype)
+    gemm_tc(precision, A, B, C0)
+    nbytes = plan(precision, batch, m, n, k)["workspace_bytes"]
+    assert nbytes > 0
+    ws = np.full(nbytes // np.dtype(dtype).itemsize, -3.0, dtype)
+    for buf, size in ((None, 0), (None, nbytes), (ws, nbytes - 1), (ws, 0)):
+        C = np.full((batch, m, n), np.nan, dtype)
+        gemm_ws(precision, A, B, C, buf, size)
+        assert np.array_equal(C, C0), f"{precision} workspace {size} of {nbytes} bytes"
+        assert (ws == -3.0).all()
+    C = np.full((batch, m, n), np.nan, dtype)
+    gemm_ws(precision, A, B, C, ws, nbytes)  # the full size does split: a different order
+    assert not (ws == -3.0).any()
+
+
+def test_workspace_argument_checks():
+    ws = lambda **kw: emu.gemm_batched_ex_ws(  # noqa: E731
+        kw.get("dtype", emu.FLOAT32), kw.get("precision", emu.PRECISION_TF32), 1, 17, 40, 300,
+        16, 16, 16, kw.get("w", 32), kw.get("nbytes", 1 << 20), 0)
+    with pytest.raises(InvalidArgumentError, match="workspace must be 4-byte aligned"):
+        ws(w=34)
+    with pytest.raises(InvalidArgumentError, match="workspace must be 8-byte aligned .float64"):
+        ws(dtype=emu.FLOAT64, precision=emu.PRECISION_FP64, w=36)
+    with pytest.raises(InvalidArgumentError, match="precision 99"):
+        ws(precision=99)
+    with pytest.raises(UnsupportedError, match="needs dtype MW_FLOAT32"):
+        ws(dtype=emu.FLOAT64)
+    for fn in (emu.gemm_batched_ex_workspace, emu.gemm_batched_ex_plan):
+        with pytest.raises(InvalidArgumentError, match="must be >= 1"):
+            fn(emu.FLOAT32, emu.PRECISION_TF32, 1, 17, 0, 300)
+        with pytest.raises(InvalidArgumentError, match="precision 99"):
+            fn(emu.FLOAT32, 99, 1, 17, 40, 300)
+        with pytest.raises(InvalidArgumentError, match="16-bit storage type"):
+            fn(emu.FLOAT16, emu.PRECISION_FP16, 1, 17, 40, 300)
+        with pytest.raises(UnsupportedError, match="FP64 needs dtype MW_FLOAT64"):
+            fn(emu.FLOAT32, emu.PRECISION_FP64, 1, 17, 40, 300)
+        with pytest.raises(UnsupportedError, match="too large"):
+            fn(emu.FLOAT32, emu.PRECISION_TF32, 2**20, 2**12, 4, 2**12)
+
+
+_SPLIT_CASES = [  # (precision, batch, m, n, k): split at 132 SMs
+    ("tf32", 2, 33, 40, 300),
+    ("tf32x3", 1, 17, 65, 333),
+    ("fp16", 1, 17, 65, 333),
+    ("bf16", 2, 33, 40, 300),
+    ("fp64", 1, 17, 65, 333),
+]
+
+
+def run_split_cases() -> list[str]:
+    """The split-K results of _SPLIT_CASES on fixed random data, as hex strings."""
+    out = []
+    for i, (precision, batch, m, n, k) in enumerate(_SPLIT_CASES):
+        rng = np.random.default_rng(2000 + i)
+        dtype = np.float64 if precision == "fp64" else np.float32
+        A = rng.standard_normal((batch, m, k)).astype(dtype)
+        B = rng.standard_normal((batch, k, n)).astype(dtype)
+        if precision in PRECISIONS16:
+            A, B = to16(precision, A), to16(precision, B)
+        p = plan(precision, batch, m, n, k)
+        assert p["splits"] >= 2
+        ws = np.full(p["workspace_bytes"] // np.dtype(dtype).itemsize, np.nan, dtype)
+        C = np.full((batch, m, n), np.nan, dtype)
+        gemm_ws(precision, A, B, C, ws, p["workspace_bytes"])
+        assert not np.isnan(C).any()
+        out.append(C.tobytes().hex())
+    return out
+
+
+def _child(code: str, env: dict, timeout: int = 300) -> str:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MW_EMU_")}
+    child_env.update(env)
+    script = f"import json, sys\nsys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+    proc = subprocess.run([sys.executable, "-c", script + code], env=child_env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_splitk_bitwise_identical_under_emulator_modes():
+    """Random block order, random early completion of the copies and permuted fragments: the
+    partials land in their own slots and are summed in a fixed order, so C is bitwise the same."""
+    baseline = run_split_cases()
+    env = {"MW_EMU_WMMA_PERMUTE": "0x77", "MW_EMU_ASYNC_COPY": "random:99",
+           "MW_EMU_ORDER": "shuffle:5"}
+    other = json.loads(_child("import test_kernels_tc as t\nprint(json.dumps(t.run_split_cases()))",
+                              env))
+    differ = [_SPLIT_CASES[i] for i in range(len(_SPLIT_CASES)) if other[i] != baseline[i]]
+    assert not differ, f"split-K results differ under {env}: {differ}"
+
+
+def run_one_sm_cases() -> list[str]:
+    """On an emulated 1-SM device (one wave = 2 blocks): the 64x64 configurations on integer
+    data straddling the 64-tile edges (exact), and a split with m <= 32.  Returns failures."""
+    bad = []
+    rng = np.random.default_rng(7)
+    for precision in ALL_PRECISIONS:
+        for batch, m, n, k in [(2, 65, 65, 33), (1, 70, 37, 45), (2, 64, 64, 64), (2, 65, 40, 100)]:
+            p = plan(precision, batch, m, n, k)
+            if p["sm_count"] != 1 or p["config"] != LARGE[precision] or p["splits"] != 1:
+                bad.append(f"{precision} {(batch, m, n, k)}: plan {p}")
+                continue
+            A, B, ref = int_operands(precision, rng, batch, m, n, k)
+            C = np.full(ref.shape, np.nan, ref.dtype)
+            gemm_tc(precision, A, B, C)
+            if not np.array_equal(C, ref):
+                bad.append(f"{precision} {(batch, m, n, k)}: {int((C != ref).sum())} differ")
+        p = plan(precision, 1, 17, 40, 300)  # 1 block of 32x64 < 2: S = min(8, 2, slices / 4)
+        if p["config"] != SMALL[precision] or p["splits"] != 2:
+            bad.append(f"{precision} small split: plan {p}")
+            continue
+        A, B, ref = int_operands(precision, rng, 1, 17, 40, 300)
+        ws = np.full(p["workspace_bytes"] // ref.itemsize, np.nan, ref.dtype)
+        C = np.full(ref.shape, np.nan, ref.dtype)
+        gemm_ws(precision, A, B, C, ws, p["workspace_bytes"])
+        if not np.array_equal(C, ref):
+            bad.append(f"{precision} split on 1 SM: {int((C != ref).sum())} differ")
+    return bad
+
+
+def test_64x64_configurations_exact_on_a_one_sm_device():
+    """MW_EMU_SM_COUNT=1 (read once: a subprocess): grids of >= 2 blocks fill the device, so the
+    64x64 configurations run; exact on integers over the 64-row and 64-column edges."""
+    out = json.loads(_child("import test_kernels_tc as t\nprint(json.dumps(t.run_one_sm_cases()))",
+                            {"MW_EMU_SM_COUNT": "1"}))
+    assert out == [], "\n".join(out)

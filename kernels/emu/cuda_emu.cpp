@@ -62,6 +62,7 @@ struct Settings {
   int stack_kb = MW_EMU_ASAN ? 512 : 64;
   bool fragment_permute = false;  // WMMA element-to-lane mapping permuted (<mma.h>)
   unsigned long long fragment_seed = 0;
+  int sm_count = kEmuDefaultSmCount;  // cudaDevAttrMultiProcessorCount
 
   Settings() {
     if (const char* text = std::getenv("MW_EMU_WORKERS")) {
@@ -88,6 +89,10 @@ struct Settings {
         fragment_permute = true;
         fragment_seed = std::strtoull(text, nullptr, 0);
       }
+    }
+    if (const char* text = std::getenv("MW_EMU_SM_COUNT")) {
+      const int n = std::atoi(text);
+      if (n >= 1 && n <= 4096) sm_count = n;
     }
     if (const char* text = std::getenv("MW_EMU_STACK_KB")) {
       const int kib = std::atoi(text);
@@ -987,6 +992,30 @@ const char* cudaGetErrorName(cudaError_t error) {
       return "cudaErrorUnknown";
   }
   return "cudaErrorUnrecognized";
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  if (device == nullptr) return mw::emu::tls_last_error = cudaErrorInvalidValue;
+  *device = 0;
+  return cudaSuccess;
+}
+
+// As CUDA: a failed query also becomes the thread's last error (not sticky).
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return mw::emu::tls_last_error = cudaErrorInvalidDevice;
+  if (value == nullptr) return mw::emu::tls_last_error = cudaErrorInvalidValue;
+  switch (attr) {
+    case cudaDevAttrMultiProcessorCount:
+      *value = mw::emu::settings().sm_count;
+      return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = 9;
+      return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = 0;
+      return cudaSuccess;
+  }
+  return mw::emu::tls_last_error = cudaErrorInvalidValue;
 }
 
 cudaError_t cudaGetLastError() {

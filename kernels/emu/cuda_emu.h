@@ -152,6 +152,20 @@ const char* cudaGetErrorName(cudaError_t error);
 // Like CUDA: returns the last error of this host thread and resets it to cudaSuccess.
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
+// Device queries: the emulator models one device, 0.  cudaDevAttrMultiProcessorCount is a fixed
+// 132 (an H100 / H200 SXM), or MW_EMU_SM_COUNT (1 .. 4096) read once, when the emulator is
+// first used: the dispatchers that size grids by the SM count (split-K in gemm_tc.cuh) then
+// choose on the CPU what they would on such a GPU, and tests can pick another count in a
+// subprocess.  cudaDevAttrComputeCapabilityMajor / Minor: 9 / 0 (the emulator models sm_80+
+// features: TF32, cp.async, DMMA).  Other attributes: cudaErrorInvalidValue.
+enum cudaDeviceAttr : int {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+};
+inline constexpr int kEmuDefaultSmCount = 132;
+cudaError_t cudaGetDevice(int* device);
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
 // Launches are synchronous in the emulator, so these have nothing to wait for.
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }

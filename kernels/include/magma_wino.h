@@ -135,6 +135,47 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
                              int64_t n, int64_t k, const void* A, const void* B, void* C,
                              mw_stream stream);
 
+/* Split-K (docs/kernels.md, "gemm_tc"): the tensor-core products can split the k loop into S
+ * partitions when the grid of C tiles would leave SMs idle; partition s writes a partial product
+ * (float32; float64 for MW_PRECISION_FP64) to a caller-given workspace of S x batch x m x n
+ * elements, and a reduction sums the S partials in the fixed order s = 0 .. S-1 into C: results
+ * do not depend on scheduling, and differ from the unsplit product only by the order of the
+ * float additions (exactly equal when every partial sum is exact).
+ *
+ * mw_gemm_batched_ex_workspace: *bytes = the workspace mw_gemm_batched_ex_ws would use for
+ * split-K on the current device (0 when it would not split: MW_PRECISION_FP32, SIMT float64,
+ * grids that fill the device, k too short).  Same argument checks as mw_gemm_batched_ex except
+ * the operands.
+ *
+ * mw_gemm_batched_ex_ws: mw_gemm_batched_ex, splitting k only when workspace is non-NULL and
+ * workspace_bytes >= the queried size (else, or NULL: the unsplit product, bitwise that of
+ * mw_gemm_batched_ex).  Nothing is written past the queried size.  workspace must be aligned to
+ * the partials' type (4 bytes; 8 for MW_PRECISION_FP64): MW_STATUS_INVALID_ARGUMENT otherwise.
+ * It is scratch, on the same stream: it may be reused once the call's work on `stream` is done.
+ *
+ * mw_gemm_batched_ex_plan: what the dispatcher picks for these sizes (introspection, tests,
+ * performance reports): the configuration, its block shape, the split factor and workspace. */
+typedef struct mw_gemm_plan {
+  const char* config;     /* static string: a gemm_tc.cuh configuration name, or "gemm_batched"
+                             (the SIMT kernels, never split; the shape fields are then 0) */
+  int block_m, block_n;   /* C tile of one block */
+  int block_k;            /* k slice per pipeline stage */
+  int threads;            /* threads per block */
+  int splits;             /* split-K partitions with a large enough workspace (1: none) */
+  int slices_per_split;   /* k slices (of block_k) per partition, the last one fewer */
+  int sm_count;           /* SMs the rule assumed (the emulator: 132 or MW_EMU_SM_COUNT) */
+  int64_t blocks;         /* blocks of the product without split-K */
+  size_t workspace_bytes; /* splits x batch x m x n partials; 0 when splits == 1 */
+} mw_gemm_plan;
+
+mw_status mw_gemm_batched_ex_plan(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                                  int64_t n, int64_t k, mw_gemm_plan* plan);
+mw_status mw_gemm_batched_ex_workspace(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                       int64_t m, int64_t n, int64_t k, size_t* bytes);
+mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
+                                int64_t n, int64_t k, const void* A, const void* B, void* C,
+                                void* workspace, size_t workspace_bytes, mw_stream stream);
+
 /* Sparse batched product C[b] = A_csr[b] · B[b] for the batched CSR format of
  * docs/sparse.md: row_ptr is batch x (rows + 1) offsets into the shared col_idx / values
  * arrays of nnz entries (row_ptr[0] = 0, row_ptr[b*(rows+1) + rows] = row_ptr[(b+1)*(rows+1)],
