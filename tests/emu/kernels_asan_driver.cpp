@@ -144,6 +144,28 @@ void gemm(int batch, int m, int n, int k, mw_dtype dt) {
   std::free(C);
 }
 
+// Counts the entries of C (batch x m x n) that differ from the exact product of a(b, i, l) and
+// b(b, l, j) summed over l < k in T, and reports a failure naming the precision and offsets.
+template <typename T, typename AtA, typename AtB>
+void check_product(const T* C, int batch, int m, int n, int k, AtA a, AtB bv, mw_precision prec,
+                   int off_a, int off_b, int off_c) {
+  long wrong = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        T ref = 0;
+        for (int l = 0; l < k; ++l) ref += a(b, i, l) * bv(b, l, j);
+        wrong += C[(long(b) * m + i) * n + j] != ref;
+      }
+  if (wrong != 0) {
+    std::printf(
+        "FAIL gemm (precision %d), offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld "
+        "wrong\n",
+        int(prec), off_a, off_b, off_c, batch, m, n, k, wrong);
+    ++g_failures;
+  }
+}
+
 // A batched product whose operands start `offset` elements past an aligned allocation (the
 // allocation itself is exactly sized past that offset), checked exactly against a reference.
 template <typename T>
@@ -159,22 +181,9 @@ void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c
     check(mw_gemm_batched(dt, batch, m, n, k, A, B, C, nullptr), "gemm, offset operands");
   else  // the tensor-core products (gemm_tc.cuh): small integers are exact in TF32 and float64
     check(mw_gemm_batched_ex(dt, prec, batch, m, n, k, A, B, C, nullptr), "gemm_tc");
-  long wrong = 0;
-  for (int b = 0; b < batch; ++b)
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < n; ++j) {
-        T ref = 0;
-        for (int l = 0; l < k; ++l)
-          ref += A[(long(b) * m + i) * k + l] * B[(long(b) * k + l) * n + j];
-        wrong += C[(long(b) * m + i) * n + j] != ref;
-      }
-  if (wrong != 0) {
-    std::printf(
-        "FAIL gemm (precision %d), offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld "
-        "wrong\n",
-        int(prec), off_a, off_b, off_c, batch, m, n, k, wrong);
-    ++g_failures;
-  }
+  check_product(
+      C, batch, m, n, k, [&](int b, int i, int l) { return A[(long(b) * m + i) * k + l]; },
+      [&](int b, int l, int j) { return B[(long(b) * k + l) * n + j]; }, prec, off_a, off_b, off_c);
   std::free(a_alloc);
   std::free(b_alloc);
   std::free(c_alloc);
@@ -193,23 +202,11 @@ void gemm16_offset(mw_precision prec, int batch, int m, int n, int k, int off_a,
         "gemm_tc 16-bit, offset operands");
   const float* C = c_alloc + off_c;
   const auto value = [](long i) { return static_cast<float>(static_cast<int>(i % 7) - 3); };
-  long wrong = 0;
-  for (int b = 0; b < batch; ++b)
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < n; ++j) {
-        float ref = 0;
-        for (int l = 0; l < k; ++l)
-          ref +=
-              value(off_a + (long(b) * m + i) * k + l) * value(off_b + (long(b) * k + l) * n + j);
-        wrong += C[(long(b) * m + i) * n + j] != ref;
-      }
-  if (wrong != 0) {
-    std::printf(
-        "FAIL gemm (precision %d), offsets (%d, %d, %d) elements, batch %d m %d n %d k %d: %ld "
-        "wrong\n",
-        int(prec), off_a, off_b, off_c, batch, m, n, k, wrong);
-    ++g_failures;
-  }
+  check_product(
+      C, batch, m, n, k,
+      [&](int b, int i, int l) { return value(off_a + (long(b) * m + i) * k + l); },
+      [&](int b, int l, int j) { return value(off_b + (long(b) * k + l) * n + j); }, prec, off_a,
+      off_b, off_c);
   std::free(a_alloc);
   std::free(b_alloc);
   std::free(c_alloc);
