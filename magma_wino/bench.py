@@ -11,7 +11,8 @@ For every layer × batch × F(m, 3) × density × backend one MAGMA-style row:
   warm-up call, then the median of ``--repeat`` calls.
 * ``GFLOP/s``: *effective*, the direct convolution's 2·N·K·C·Πout·r^nd divided by the time
   (a Winograd layer does fewer real operations; a pruned one fewer still).
-* ``workspace``: V (α^nd·C·P) + M (α^nd·K·P) + U (dense, or the CSR arrays); on a GPU also
+* ``workspace``: V (α^nd·C·P) + M (α^nd·K·P) + U (dense, or the CSR arrays) + the split-K
+  partials of the tensor-core product (``plan.split_k_workspace_bytes``); on a GPU also
   CuPy's memory-pool peak during one call.
 * ``error``: ``max|y − y_ref| / max|y_ref|`` against float64 (dense: the direct convolution;
   pruned: ``reference.winograd_conv_from_U`` of the pruned U, which *is* the layer), on the
@@ -289,7 +290,7 @@ def phase_functions(plan: Any, x: Any) -> tuple[dict[str, Callable[[], Any]], di
     ``output`` = ``plan.transform_output`` (y).  Each phase reads the previous one's
     latest result, so they can be timed independently after one call of each.
     """
-    itemsize = np.dtype(plan.dtype).itemsize
+    itemsize = np.dtype(plan.compute_dtype).itemsize  # M's (16-bit data: float32)
     st: dict[str, Any] = {}
 
     def inp():
@@ -302,10 +303,11 @@ def phase_functions(plan: Any, x: Any) -> tuple[dict[str, Callable[[], Any]], di
         c = plan.csr
         u_bytes = int(c.values.nbytes + c.col_idx.nbytes + c.row_ptr.nbytes)
     else:
-        u_bytes = positions * plan.K * plan.C * itemsize
-    sizes = {"V": int(V.nbytes), "M": positions * plan.K * P * itemsize, "U": u_bytes}
+        u_bytes = int(plan.U.nbytes)  # 16-bit in fp16 / bf16
+    sizes = {"V": int(V.nbytes), "M": positions * plan.K * P * itemsize, "U": u_bytes,
+             "split_k": plan.split_k_workspace_bytes(tuple(x.shape))}
     xp = np if plan.backend != "cuda" else _backend.cupy_module()
-    M = xp.empty((positions, plan.K, P), dtype=plan.dtype)
+    M = xp.empty((positions, plan.K, P), dtype=plan.compute_dtype)
     y = xp.empty(plan.out_shape(tuple(x.shape)), dtype=plan.dtype)
 
     def prod():
@@ -433,7 +435,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
                        weight_density=float(plan.weight_density) if kind == "sparse" else 1.0,
                        sparse_product=bool(plan.uses_sparse_product), phase_ms=phases,
                        workspace_bytes=sizes,
-                       workspace_mib=(sizes["V"] + sizes["M"] + sizes["U"]) / MIB)
+                       workspace_mib=(sizes["V"] + sizes["M"] + sizes["U"] + sizes["split_k"]) / MIB)
             finish(row, total, y, y_ref, tol)
     if baselines:
         tol = tolerance(dtype, 1, r, n_red, nd)  # direct-method rounding: F(1, r) has β = 1

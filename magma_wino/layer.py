@@ -282,6 +282,12 @@ class _WinogradConvNd:
                 pass
 
     @property
+    def compute_dtype(self) -> np.dtype:
+        """The dtype the transforms compute in and M is stored in: float64 for float64
+        data, float32 for float32 and 16-bit data."""
+        return self._cdtype
+
+    @property
     def _store(self) -> str | None:
         """The 16-bit mode U and V are stored in ("fp16" / "bf16"), or None (compute dtype).
         Sparse products are SIMT in the compute dtype whatever the precision."""
@@ -623,9 +629,29 @@ class _WinogradConvNd:
             e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
                                e.ptr(c.values), c.nnz, e.ptr(V), e.ptr(M), e.stream())
         else:
-            e.ext.gemm_batched_ex(dt, _precision.ext_code(e.ext, self.precision), positions, self.K, P, self.C,
-                                  e.ptr(self.U), e.ptr(V), e.ptr(M), e.stream())
+            # Split-K (gemm_tc.cuh) when the grid would not fill the GPU: the partials go to a
+            # workspace from the pool (stream-ordered: freed after the launch on this stream).
+            code = _precision.ext_code(e.ext, self.precision)
+            nbytes = self._split_k_bytes(P)
+            ws = e.empty((nbytes,), np.uint8) if nbytes else None
+            e.ext.gemm_batched_ex_ws(dt, code, positions, self.K, P, self.C, e.ptr(self.U), e.ptr(V), e.ptr(M),
+                                     e.ptr(ws), nbytes, e.stream())
         return M
+
+    def _split_k_bytes(self, P: int) -> int:
+        """Workspace bytes of the dense product's split-K for P tiles (0: no split)."""
+        if self._engine is None or self._sparse:
+            return 0
+        e = self._engine
+        return int(e.ext.gemm_batched_ex_workspace(_backend.kernel_dtype(self._cdtype, "V"),
+                                                   _precision.ext_code(e.ext, self.precision),
+                                                   self.alpha**self.ndim, self.K, P, self.C))
+
+    def split_k_workspace_bytes(self, x_shape: tuple[int, ...]) -> int:
+        """Bytes of the split-K workspace ``plan(x)`` draws from the pool for an input of
+        ``x_shape`` (0 when the product does not split: numpy backend, sparse plans, fp32,
+        or a grid that already fills the GPU; docs/kernels.md, "Split-K")."""
+        return self._split_k_bytes(self._positions_and_tiles(x_shape)[1])
 
     def transform_output(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
         """Phase 3: y = output transform of M (+ bias) for an input of shape ``x_shape``."""

@@ -342,3 +342,23 @@ def test_from_winograd_dense_product_in_16_bit_modes(backend):
         # The sparse product stays float32 SIMT: float32 accuracy, V in float32.
         assert rel_err(sparse(x), ref) <= tolerance(np.float32, 2, 3, 12 * 9), p
         assert sparse.transform_input(x).dtype == np.float32
+
+
+# --------------------------------------------------------------------------- split-K in the plans
+
+
+@pytest.mark.parametrize("mode", ["tf32x3", "fp16"])
+def test_plans_split_k_when_the_grid_is_small_and_stay_within_the_mode_tolerance(mode):
+    # K = 16, P = 9 tiles, C = 256: 16 blocks of the 32x64 tile, far below one wave of the
+    # emulator's 132 SMs, and 16 k slices: the product splits k (gemm_tc.cuh, "Split-K").
+    x, w, ref = _data(12, 1, 256, 16, 6)
+    plan = WinogradConv2d(w, padding=1, m=2, backend="emulator", precision=mode)
+    nbytes = plan.split_k_workspace_bytes(x.shape)
+    P = 9
+    splits = nbytes // (16 * 16 * P * 4)  # S partials of alpha^2 x K x P floats
+    assert nbytes == splits * 16 * 16 * P * 4 and splits >= 2, nbytes
+    assert rel_err(plan(x), ref) <= precision.tolerance(mode, 2, 3, 256 * 9)
+    # The numpy backend neither splits nor needs a workspace; the same mode agrees.
+    ynp = WinogradConv2d(w, padding=1, m=2, backend="numpy", precision=mode)
+    assert ynp.split_k_workspace_bytes(x.shape) == 0
+    assert WinogradConv2d(w, padding=1, m=2, backend="emulator", precision="fp32").split_k_workspace_bytes(x.shape) == 0
