@@ -189,6 +189,33 @@ void gemm_offset(int batch, int m, int n, int k, int off_a, int off_b, int off_c
   std::free(c_alloc);
 }
 
+// The tensor-core product split over k (gemm_tc.cuh, "Split-K") with a workspace of exactly the
+// queried size (ASan sees a partial written past it), checked exactly.  16-bit precisions take
+// the 16-bit encodings of the same small integers.
+template <typename T>
+void gemm_split(mw_precision prec, int batch, int m, int n, int k, mw_dtype dt) {
+  size_t bytes = 0;
+  check(mw_gemm_batched_ex_workspace(dt, prec, batch, m, n, k, &bytes), "split-K workspace");
+  if (bytes == 0) {
+    std::printf("FAIL split-K: precision %d batch %d m %d n %d k %d does not split\n", int(prec),
+                batch, m, n, k);
+    ++g_failures;
+    return;
+  }
+  const bool half = prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16;
+  const long la = long(batch) * m * k, lb = long(batch) * k * n;
+  void* A = half ? static_cast<void*>(filled16(la, prec)) : static_cast<void*>(filled<T>(la));
+  void* B = half ? static_cast<void*>(filled16(lb, prec)) : static_cast<void*>(filled<T>(lb));
+  T* C = filled<T>(long(batch) * m * n);
+  void* ws = std::malloc(bytes);
+  check(mw_gemm_batched_ex_ws(dt, prec, batch, m, n, k, A, B, C, ws, bytes, nullptr), "split-K");
+  const auto value = [](long i) { return T(static_cast<int>(i % 7) - 3); };
+  check_product(
+      C, batch, m, n, k, [&](int b, int i, int l) { return value((long(b) * m + i) * k + l); },
+      [&](int b, int l, int j) { return value((long(b) * k + l) * n + j); }, prec, 0, 0, 0);
+  for (void* p : {A, B, static_cast<void*>(C), ws}) std::free(p);
+}
+
 // The 16-bit product (fp16 / bf16 A and B, float32 C) on operands `offset` elements past an
 // exactly sized allocation, checked exactly (small integers: exact products and sums).
 void gemm16_offset(mw_precision prec, int batch, int m, int n, int k, int off_a, int off_b,
@@ -364,6 +391,11 @@ int main(int argc, char** argv) {
         gemm_offset<double>(2, m, n, k, 0, 0, 0, MW_FLOAT64, MW_PRECISION_FP64);
         gemm_offset<double>(1, m, n, k, 1, 1, 1, MW_FLOAT64, MW_PRECISION_FP64);
       }
+  // Split-K: few blocks (K = 20, P = 37, batch 2) and a long k, k off the slice multiples.
+  for (mw_precision prec :
+       {MW_PRECISION_TF32, MW_PRECISION_TF32X3, MW_PRECISION_FP16, MW_PRECISION_BF16})
+    gemm_split<float>(prec, 2, 20, 37, 403, MW_FLOAT32);
+  gemm_split<double>(MW_PRECISION_FP64, 2, 20, 37, 403, MW_FLOAT64);
   // The 16-bit products over the edges of the 64x64x32 block tile and the 16x16x16 MMA tile,
   // aligned (16-byte cp.async where k, n % 8 == 0) and offset by one element (plain loads).
   for (mw_precision prec : {MW_PRECISION_FP16, MW_PRECISION_BF16})
