@@ -113,8 +113,11 @@ USABLE_LIMIT: dict[Any, float] = {np.dtype(np.float32): 1e-3, np.dtype(np.float6
 
 
 def usable_limit(dtype: Any) -> float:
-    """:data:`USABLE_LIMIT` of ``dtype`` (float32 or float64)."""
-    return USABLE_LIMIT[np.dtype(dtype)]
+    """The usable limit of ``rel_err`` for ``dtype`` data: :data:`USABLE_LIMIT` for float32
+    and float64, :data:`magma_wino.precision.HALF_USABLE_LIMIT` for float16 / bfloat16."""
+    from .precision import usable_limit as limit
+
+    return limit(dtype)
 
 
 #: The factor of :func:`tolerance` over its error model (derivation in its docstring).

@@ -18,7 +18,8 @@ For every layer × batch × F(m, 3) × density × backend one MAGMA-style row:
   pruned: ``reference.winograd_conv_from_U`` of the pruned U, which *is* the layer), on the
   first image and an output window of at most ``--check-window`` per axis (a multiple of
   every m, so the tiles are the plan's); ``ok``: error ≤ :func:`magma_wino.accuracy.tolerance`
-  (tf32 rows: :func:`magma_wino.accuracy.tolerance_tf32`).
+  (dense tf32 / fp16 / bf16 rows: :func:`magma_wino.precision.tolerance`, the operand-rounding
+  model of :func:`magma_wino.accuracy.tolerance_tf32` at the mode's unit roundoff).
 * ``precision``: the mode the plan resolved ``--precision`` to (``plan.precision``; one
   set of Winograd rows per mode given, default auto).  A mode a layer refuses (dtype, a
   tile too inaccurate for tf32, no tensor cores) skips those rows, the reason printed once.
@@ -59,7 +60,7 @@ import numpy as np
 from . import _backend, reference
 from . import precision as _precision
 from ._version import __version__
-from .accuracy import rel_err, tolerance, tolerance_tf32
+from .accuracy import rel_err, tolerance
 from .cost import C3D_LAYERS, VGG16_LAYERS
 
 __all__ = [
@@ -416,8 +417,9 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
                 y_ref = _crop(reference.winograd_conv_from_U(x_sub.astype(np.float64), Up, m, r, padding=pad), 1, ext)
                 plans.append((float(d), "sparse", sp, y_ref))
         for d, kind, plan, y_ref in plans:
-            dense_tf32 = plan.precision == "tf32" and not plan.uses_sparse_product
-            tol = tolerance_tf32(m, r, n_red, nd) if dense_tf32 else tolerance(dtype, m, r, n_red, nd)
+            # dense products that round their operands (tf32 / fp16 / bf16): the mode's model
+            rounding = not plan.uses_sparse_product and np.dtype(dtype) != np.float64
+            tol = _precision.tolerance(plan.precision, m, r, n_red, nd) if rounding else tolerance(dtype, m, r, n_red, nd)
             if gpu:
                 cp.cuda.get_current_stream().synchronize()
                 pool.free_all_blocks()

@@ -165,7 +165,8 @@ class _WinogradConvNd:
         #: The concrete precision mode of the dense products (see :mod:`magma_wino.precision`).
         self.precision = _precision.resolve(
             precision, dt, self.backend, self.m, self.r, self.ndim,
-            capability=getattr(self._engine, "capability", None), allow_inaccurate=allow_inaccurate)
+            capability=getattr(self._engine, "capability", None), allow_inaccurate=allow_inaccurate,
+            points=points)
         self._pending: list[Any] = []  # events of calls on streams other than the home stream
         self._borrowed: tuple[Any, ...] = ()  # views of foreign memory the plan keeps (bias, U)
         self._points = points
@@ -313,8 +314,9 @@ class _WinogradConvNd:
         """In "fp16", U beyond binary16's range would be infinite: refuse (the weights are
         checked once, here; V is not, see docs/api.md)."""
         if self._store == "fp16" and bool((abs(U) == np.inf).any()):
-            raise ValueError(f"precision='fp16' cannot hold these weights: the Winograd-domain weights U exceed "
-                             f"the float16 range (|U| > {_precision.FP16_MAX:g}); use 'bf16', 'tf32x3' or 'fp32'")
+            raise ValueError(f"precision='fp16' cannot hold these weights: the Winograd-domain weights U are "
+                             f"infinite in float16 (|U| > {_precision.FP16_MAX:g}, or w holds an inf); use 'bf16', "
+                             f"'tf32x3' or 'fp32'")
 
     def _filter_transform(self, w: Any) -> Any:
         if np.dtype(w.dtype) != self.dtype:
@@ -489,10 +491,11 @@ class _WinogradConvNd:
         """Dense compute-dtype U in the plan's 16-bit storage (the rounding of to_storage)."""
         if self._engine is None:
             return _precision.to_storage(U, self._store)
-        e = self._engine
         if self._store == "fp16":
-            return U.astype(np.float16)  # round to nearest even, as __float2half_rn
-        return e.asarray(_precision.to_storage(_backend.to_host(U), "bf16"), "U")  # once, at build
+            with np.errstate(over="ignore"):  # overflow is refused by _check_fp16_range
+                return U.astype(np.float16)  # round to nearest even, as __float2half_rn
+        # bfloat16 bits are rounded on the host, once, at build (CuPy has no bfloat16 dtype).
+        return self._engine.xp.asarray(_precision.to_storage(_backend.to_host(U), "bf16"))
 
     # ----------------------------------------------------------------- properties
 
@@ -522,6 +525,8 @@ class _WinogradConvNd:
         if self._csr is not None:
             return float(self._csr.density)
         U = self._U
+        if self._store == "bf16":
+            U = U & 0x7FFF  # bfloat16 bits: -0 is 0x8000
         return float((U != 0).sum()) / U.size
 
     def _x_shape(self, x_shape: Any) -> tuple[int, ...]:

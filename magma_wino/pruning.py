@@ -58,7 +58,7 @@ def _as_array(a: object, name: str) -> np.ndarray:
             f"call .get() on the CuPy array first"
         )
     arr = np.asarray(a)
-    if arr.dtype.kind not in "iuf":
+    if arr.dtype.kind not in "iuf" and arr.dtype.name != "bfloat16":  # ml_dtypes' bfloat16: kind "V"
         raise TypeError(f"{name} must have a real numeric dtype, got {arr.dtype}")
     return arr
 

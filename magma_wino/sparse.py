@@ -221,6 +221,8 @@ class BatchedCSR:
                 raise TypeError(f"U must be float32 or float64 (or an integer type), got {dt}")
         elif dt.kind in "iub":
             vdt = np.float64
+        elif dt.name == "bfloat16":  # ml_dtypes' bfloat16 (kind "V"): values in float32
+            vdt = np.float32
         else:
             raise TypeError(f"U must have a real numeric dtype, got {dt}")
         if mask is None:

@@ -185,6 +185,14 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
     for dt in half:
         for (m, r), size in [((2, 3), (9, 10)), ((4, 3), (10, 11)), ((2, 3), (5, 6, 5))]:
             add(group="half data", m=m, r=r, N=1, C=8, K=6, size=size, padding=1, dtype=dt)
+    # The other rounding modes on float16 data where they are usable (tf32 F(2, 3); bf16
+    # F(2, 3) in 3D), so that validate runs their kernels without allow_inaccurate — on the cuda
+    # backend too, where bfloat16 arrays do not exist.
+    for mode in ("tf32", "bf16"):
+        for size in ((9, 10), (5, 6, 5)):
+            if precision_applies(mode, "float16", 2, 3, len(size)):
+                add(group="half data", m=2, r=3, N=1, C=8, K=6, size=size, padding=1, dtype="float16",
+                    precision=mode)
     if precision != "auto":
         out = [c if c.group == "precision" else replace(c, precision=precision) for c in out
                if (c.group != "precision" or c.precision == precision)
