@@ -487,3 +487,18 @@ def test_cuda_float16_arrays_in_auto_run_fp16_and_return_float16(rng):
     y = plan(cp.asarray(x))
     assert y.dtype == np.float16
     assert rel_err(host(y).astype(np.float64), ref) <= precision.tolerance(plan.precision, 2, 3, 24 * 9) + 2.0**-11
+
+
+def test_cuda_from_winograd_dense_bf16_keeps_U_on_the_device(rng):
+    from magma_wino import precision
+    from magma_wino.accuracy import rel_err
+    from magma_wino.reference import filter_transform
+
+    x, w, _ = layer(rng, 1, 12, 8, (10, 10), 3, np.float32)
+    U = filter_transform(w.astype(np.float64), 2).astype(np.float32)
+    plan = WinogradConv2d.from_winograd(cp.asarray(U), 3, m=2, padding=1, backend="cuda", sparse=False,
+                                        precision="bf16", allow_inaccurate=True)
+    assert isinstance(plan.U, cp.ndarray) and plan.U.dtype == np.uint16
+    np.testing.assert_array_equal(host(plan.U), precision.to_storage(U, "bf16"))
+    ref = conv2d_direct(x.astype(np.float64), w.astype(np.float64), padding=1)
+    assert rel_err(host(plan(cp.asarray(x))), ref) <= precision.tolerance("bf16", 2, 3, 12 * 9)
