@@ -29,16 +29,13 @@ honest against that restatement.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from emu_subprocess import results_under_env
 
 import magma_wino._emu as emu
 
@@ -280,16 +277,6 @@ _MODE_CASES = [
     ("float64", 17, 36, 12, 0),  # 16x32, 16-byte copies
 ]
 
-_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    sys.path.insert(0, {tests!r})
-    import test_kernels_simt_gemm as t
-    print(json.dumps(t.run_mode_cases()))
-    """
-)
-
-
 def run_mode_cases() -> list[str]:
     """The results of _MODE_CASES on fixed random data, as hex strings of their bytes."""
     out = []
@@ -315,13 +302,7 @@ def run_mode_cases() -> list[str]:
 )
 def test_bitwise_identical_under_random_copy_completion_and_thread_orders(env):
     baseline = run_mode_cases()
-    child_env = {key: v for key, v in os.environ.items() if not key.startswith("MW_EMU_")}
-    child_env.update(env)
-    script = _SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", script], env=child_env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    other = json.loads(proc.stdout.strip().splitlines()[-1])
+    other = results_under_env("test_kernels_simt_gemm", "run_mode_cases", env, timeout=300)
     differ = [_MODE_CASES[i] for i in range(len(_MODE_CASES)) if other[i] != baseline[i]]
     assert not differ, f"results differ under {env}: {differ}"
 

@@ -43,14 +43,13 @@ test_kernels_emulator.py covers.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
+from emu_subprocess import results_under_env
 
 import magma_wino._emu as emu
 from magma_wino.errors import InvalidArgumentError, UnsupportedError
@@ -478,17 +477,6 @@ _CASES = [  # (precision, batch, m, n, k, offset of A in elements)
     ("fp64", 1, 17, 34, 32, 0),  # 16-byte copies
 ]
 
-_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    sys.path.insert(0, {tests!r})
-    import test_kernels_tc as t
-    print(json.dumps(t.run_cases()))
-    """
-)
-
-
 def run_cases() -> list[str]:
     """The results of _CASES on fixed random data, as hex strings of their bytes."""
     out = []
@@ -522,14 +510,7 @@ def run_cases() -> list[str]:
 )
 def test_gemm_tc_bitwise_identical_under_emulator_modes(env):
     baseline = run_cases()
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MW_EMU_")}
-    child_env.update(env)
-    script = _SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run(
-        [sys.executable, "-c", script], env=child_env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    other = json.loads(proc.stdout.strip().splitlines()[-1])
+    other = results_under_env("test_kernels_tc", "run_cases", env, timeout=120)
     differ = [_CASES[i] for i in range(len(_CASES)) if other[i] != baseline[i]]
     assert not differ, f"results differ under {env}: {differ}"
 
@@ -875,24 +856,13 @@ def run_split_cases() -> list[str]:
     return out
 
 
-def _child(code: str, env: dict, timeout: int = 300) -> str:
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MW_EMU_")}
-    child_env.update(env)
-    script = f"import json, sys\nsys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
-    proc = subprocess.run([sys.executable, "-c", script + code], env=child_env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def test_splitk_bitwise_identical_under_emulator_modes():
     """Random block order, random early completion of the copies and permuted fragments: the
     partials land in their own slots and are summed in a fixed order, so C is bitwise the same."""
     baseline = run_split_cases()
     env = {"MW_EMU_WMMA_PERMUTE": "0x77", "MW_EMU_ASYNC_COPY": "random:99",
            "MW_EMU_ORDER": "shuffle:5"}
-    other = json.loads(_child("import test_kernels_tc as t\nprint(json.dumps(t.run_split_cases()))",
-                              env))
+    other = results_under_env("test_kernels_tc", "run_split_cases", env)
     differ = [_SPLIT_CASES[i] for i in range(len(_SPLIT_CASES)) if other[i] != baseline[i]]
     assert not differ, f"split-K results differ under {env}: {differ}"
 
@@ -929,6 +899,5 @@ def run_one_sm_cases() -> list[str]:
 def test_64x64_configurations_exact_on_a_one_sm_device():
     """MW_EMU_SM_COUNT=1 (read once: a subprocess): grids of >= 2 blocks fill the device, so the
     64x64 configurations run; exact on integers over the 64-row and 64-column edges."""
-    out = json.loads(_child("import test_kernels_tc as t\nprint(json.dumps(t.run_one_sm_cases()))",
-                            {"MW_EMU_SM_COUNT": "1"}))
+    out = results_under_env("test_kernels_tc", "run_one_sm_cases", {"MW_EMU_SM_COUNT": "1"})
     assert out == [], "\n".join(out)
