@@ -331,12 +331,9 @@ class _WinogradConvNd:
             U = e.empty((self.alpha**self.ndim, self.K, self.C), self._vdtype)
             desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim,
                                   (0,) * self.ndim)
-            code = _backend.kernel_dtype(self._cdtype, "w")
-            if self._store is None:
-                e.ext.filter_transform(desc, code, e.ptr(w), e.ptr(U), e.ptr(self._mats), e.stream())
-            else:  # computed in float32, stored in 16 bits
-                e.ext.filter_transform_ex(desc, code, self._storage_code(), e.ptr(w), e.ptr(U), e.ptr(self._mats),
-                                          e.stream())
+            # computed in the compute dtype, stored as U's dtype (16 bits in fp16 / bf16)
+            e.ext.filter_transform_ex(desc, _backend.kernel_dtype(self._cdtype, "w"), self._storage_code(),
+                                      e.ptr(w), e.ptr(U), e.ptr(self._mats), e.stream())
         self._check_fp16_range(U)
         return U
 
@@ -524,10 +521,14 @@ class _WinogradConvNd:
         """Fraction of nonzero Winograd-domain weights."""
         if self._csr is not None:
             return float(self._csr.density)
-        U = self._U
+        return self._nonzero_fraction(self._U)
+
+    def _nonzero_fraction(self, a: Any) -> float:
+        """Fraction of nonzero entries of U or V as the plan stores them (bfloat16 bits: -0
+        is 0x8000, so the sign bit is masked off)."""
         if self._store == "bf16":
-            U = U & 0x7FFF  # bfloat16 bits: -0 is 0x8000
-        return float((U != 0).sum()) / U.size
+            a = a & 0x7FFF
+        return float((a != 0).sum()) / a.size
 
     def _x_shape(self, x_shape: Any) -> tuple[int, ...]:
         """``x_shape`` checked: (N, C, spatial...) ints >= 1 with C the plan's and an output >= 1."""
@@ -581,12 +582,8 @@ class _WinogradConvNd:
         code = _backend.kernel_dtype(self._cdtype, "x")
         geo = desc.geometry(code)
         V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self._vdtype)
-        relu = _RELU_CODES[self.relu]
-        if self._store is None:
-            e.ext.input_transform(desc, code, e.ptr(x), e.ptr(V), relu, e.ptr(self._mats), e.stream())
-        else:
-            e.ext.input_transform_ex(desc, code, self._storage_code(), e.ptr(x), e.ptr(V), relu, e.ptr(self._mats),
-                                     e.stream())
+        e.ext.input_transform_ex(desc, code, self._storage_code(), e.ptr(x), e.ptr(V), _RELU_CODES[self.relu],
+                                 e.ptr(self._mats), e.stream())
         return V
 
     # The three phases of plan(x), public so that they can be profiled one by one (as
@@ -715,10 +712,7 @@ class _WinogradConvNd:
         ReLU): the activation sparsity a Winograd-ReLU layer can exploit."""
         x = self._check_x(_backend.coerce(x, "x", self.backend))
         with self._launch_scope():
-            V = self._input_transform(x)
-            if self._store == "bf16":
-                V = V & 0x7FFF  # bfloat16 bits: -0 is 0x8000
-            return float((V != 0).sum()) / V.size
+            return self._nonzero_fraction(self._input_transform(x))
 
     def __repr__(self) -> str:
         kind = "sparse" if self._sparse else "dense"

@@ -247,9 +247,9 @@ def run_case(case: Case, backend: str) -> Result:
     seconds = time.perf_counter() - t0
     err = rel_err(y, y_ref)
     n_red = case.C * case.r**nd
-    if plan.uses_sparse_product or dt == np.float64:
+    if plan.uses_sparse_product:  # SIMT in the compute dtype whatever the mode
         bound = tolerance(_precision.compute_dtype(dt), case.m, case.r, n_red, nd)
-    else:  # the dense product's mode (tf32 / fp16 / bf16: operand rounding, accuracy.tolerance_tf32's model)
+    else:  # the dense product's mode (fp64; tf32 / fp16 / bf16: operand rounding, accuracy.tolerance_tf32's model)
         bound = _precision.tolerance(plan.precision, case.m, case.r, n_red, nd)
     if _precision.is_half(dt):  # y is rounded once more, to the data dtype: up to one unit of max|y|
         bound += _precision.UNIT_ROUNDOFF["fp16" if dt.name == "float16" else "bf16"]
