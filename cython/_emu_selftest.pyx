@@ -43,7 +43,8 @@ cdef extern from "selftest_kernels.h" nogil:
     int mw_selftest_shared_overflow(int threads)
     int mw_selftest_bad_shuffle(int which, int* out)
     int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                                  unsigned by, unsigned bz, size_t shared_bytes, int* flag)
+                                  unsigned by, unsigned bz, size_t shared_bytes, int opt_in,
+                                  int* flag)
     int mw_selftest_vector_access(const float* x, float* out, int vectors, int width,
                                   int offset, int store)
 
@@ -319,16 +320,20 @@ def bad_shuffle(which):
     return out
 
 
-def launch_config(grid, block, size_t shared_bytes=0):
-    """Launches a trivial kernel; returns True when thread (0,0,0) of block (0,0,0) ran."""
+def launch_config(grid, block, size_t shared_bytes=0, bint opt_in=True):
+    """Launches a trivial kernel; returns True when thread (0,0,0) of block (0,0,0) ran.
+    More than 48 KiB of dynamic shared memory is opted in first (cudaFuncSetAttribute) unless
+    ``opt_in`` is False."""
     gx, gy, gz = (tuple(grid) + (1, 1, 1))[:3]
     bx, by, bz = (tuple(block) + (1, 1, 1))[:3]
     flag = np.zeros(1, dtype=np.int32)
     cdef int[::1] fv = flag
     cdef int status
+    cdef int optin = opt_in
     cdef unsigned ugx = gx, ugy = gy, ugz = gz, ubx = bx, uby = by, ubz = bz
     with nogil:
-        status = mw_selftest_launch_config(ugx, ugy, ugz, ubx, uby, ubz, shared_bytes, &fv[0])
+        status = mw_selftest_launch_config(ugx, ugy, ugz, ubx, uby, ubz, shared_bytes, optin,
+                                           &fv[0])
     _check(status)
     return bool(flag[0])
 

@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "fiber_context.h"
@@ -42,7 +43,21 @@ constexpr unsigned kMaxThreadsPerBlock = 1024;
 constexpr unsigned kMaxBlockX = 1024, kMaxBlockY = 1024, kMaxBlockZ = 64;
 constexpr unsigned long long kMaxGridX = 2147483647ull;
 constexpr unsigned kMaxGridYZ = 65535;
-constexpr size_t kMaxDynamicSharedBytes = 228 * 1024;
+constexpr size_t kMaxDynamicSharedBytes = 232448;  // 227 KiB: sm_90's per-block limit
+// Launch-time limit without an opt-in (cudaFuncAttributeMaxDynamicSharedMemorySize), and the
+// largest opt-in (cudaDevAttrMaxSharedMemoryPerBlockOptin of sm_90).
+constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;
+constexpr int kMaxSharedOptinBytes = 232448;
+
+// The opt-ins of cudaFuncSetAttribute, per kernel.
+std::mutex& optin_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::unordered_map<const void*, size_t>& optins() {
+  static auto* map = new std::unordered_map<const void*, size_t>();
+  return *map;
+}
 
 // Bytes after the dynamic shared buffer that must still hold kCanaryByte after each block.
 constexpr size_t kCanaryBytes = 256;
@@ -668,7 +683,7 @@ WorkerPool& worker_pool() {
   return *pool;
 }
 
-std::string check_configuration(dim3 grid, dim3 block, size_t shared_bytes) {
+std::string check_configuration(const void* func, dim3 grid, dim3 block, size_t shared_bytes) {
   const unsigned long long threads = static_cast<unsigned long long>(block.x) * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x == 0 || block.y == 0 || block.z == 0) {
     return format("zero dimension in grid (%u,%u,%u) or block (%u,%u,%u)", grid.x, grid.y, grid.z,
@@ -690,6 +705,19 @@ std::string check_configuration(dim3 grid, dim3 block, size_t shared_bytes) {
     return format("%zu bytes of dynamic shared memory requested, more than %zu (sm_90's limit)",
                   shared_bytes, kMaxDynamicSharedBytes);
   }
+  if (shared_bytes > kDefaultDynamicSharedBytes) {
+    size_t optin = 0;
+    {
+      std::lock_guard<std::mutex> lock(optin_mutex());
+      if (auto it = optins().find(func); it != optins().end()) optin = it->second;
+    }
+    if (shared_bytes > optin)
+      return format(
+          "%zu bytes of dynamic shared memory requested, more than 48 KiB, but the "
+          "kernel's cudaFuncAttributeMaxDynamicSharedMemorySize is %zu (call "
+          "cudaFuncSetAttribute before the launch)",
+          shared_bytes, optin);
+  }
   return {};
 }
 
@@ -697,8 +725,20 @@ std::string check_configuration(dim3 grid, dim3 block, size_t shared_bytes) {
 
 // ---------------------------------------------------------------------------------------------
 // Entry points used by the kernels (declared in cuda_emu.h).
-cudaError_t run_grid(const KernelCall& call, dim3 grid, dim3 block, size_t shared_bytes) {
-  if (std::string problem = check_configuration(grid, block, shared_bytes); !problem.empty()) {
+cudaError_t func_set_attribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (func == nullptr) return tls_last_error = cudaErrorInvalidValue;
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+      value > kMaxSharedOptinBytes)
+    return tls_last_error = cudaErrorInvalidValue;
+  std::lock_guard<std::mutex> lock(optin_mutex());
+  optins()[func] = static_cast<size_t>(value);
+  return cudaSuccess;
+}
+
+cudaError_t run_grid(const KernelCall& call, const void* func, dim3 grid, dim3 block,
+                     size_t shared_bytes) {
+  if (std::string problem = check_configuration(func, grid, block, shared_bytes);
+      !problem.empty()) {
     return finish_launch(cudaErrorInvalidConfiguration,
                          "mw emulator: invalid launch configuration: " + problem);
   }
@@ -1005,6 +1045,9 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
   if (device != 0) return mw::emu::tls_last_error = cudaErrorInvalidDevice;
   if (value == nullptr) return mw::emu::tls_last_error = cudaErrorInvalidValue;
   switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = mw::emu::kMaxSharedOptinBytes;
+      return cudaSuccess;
     case cudaDevAttrMultiProcessorCount:
       *value = mw::emu::settings().sm_count;
       return cudaSuccess;

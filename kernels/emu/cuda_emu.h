@@ -158,7 +158,9 @@ cudaError_t cudaPeekAtLastError();
 // choose on the CPU what they would on such a GPU, and tests can pick another count in a
 // subprocess.  cudaDevAttrComputeCapabilityMajor / Minor: 9 / 0 (the emulator models sm_80+
 // features: TF32, cp.async, DMMA).  Other attributes: cudaErrorInvalidValue.
+// cudaDevAttrMaxSharedMemoryPerBlockOptin: 232448 bytes (227 KiB, sm_90's opt-in limit).
 enum cudaDeviceAttr : int {
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
   cudaDevAttrMultiProcessorCount = 16,
   cudaDevAttrComputeCapabilityMajor = 75,
   cudaDevAttrComputeCapabilityMinor = 76,
@@ -166,6 +168,18 @@ enum cudaDeviceAttr : int {
 inline constexpr int kEmuDefaultSmCount = 132;
 cudaError_t cudaGetDevice(int* device);
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
+// Kernel attributes: the one CUDA requires before a launch with more than 48 KiB of dynamic
+// shared memory.  The emulator records it per kernel and, as CUDA does, refuses such a launch
+// (cudaErrorInvalidConfiguration) unless the kernel's MaxDynamicSharedMemorySize covers it: a
+// launcher that forgets the opt-in fails here as it would on a GPU.
+enum cudaFuncAttribute : int { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+namespace mw::emu {
+cudaError_t func_set_attribute(const void* func, cudaFuncAttribute attr, int value);
+}  // namespace mw::emu
+template <typename... P>
+cudaError_t cudaFuncSetAttribute(void (*func)(P...), cudaFuncAttribute attr, int value) {
+  return mw::emu::func_set_attribute(reinterpret_cast<const void*>(func), attr, value);
+}
 // Launches are synchronous in the emulator, so these have nothing to wait for.
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
@@ -192,7 +206,9 @@ struct KernelCall {
 
 // Runs the grid (declared here, defined in cuda_emu.cpp). Sets the message returned by
 // last_launch_error_message() and the value of cudaGetLastError().
-cudaError_t run_grid(const KernelCall& call, dim3 grid, dim3 block, size_t shared_bytes);
+// `func` identifies the kernel (its dynamic shared memory opt-in).
+cudaError_t run_grid(const KernelCall& call, const void* func, dim3 grid, dim3 block,
+                     size_t shared_bytes);
 const char* last_launch_error_message();
 
 template <typename... KParams, typename... Args>
@@ -211,7 +227,7 @@ cudaError_t launch_kernel(void (*kernel)(KParams...), dim3 grid, dim3 block, siz
                           std::apply(c.kernel, c.params);
                         },
                         &closure};
-  return run_grid(call, grid, block, shared_bytes);
+  return run_grid(call, reinterpret_cast<const void*>(kernel), grid, block, shared_bytes);
 }
 
 // The current block's dynamic shared memory (poisoned with 0xFF before each block, followed

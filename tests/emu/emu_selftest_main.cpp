@@ -109,11 +109,11 @@ void check_diagnostics() {
             message_has("8-byte vector store"),
         "a misaligned 8-byte vector store is reported");
   int flag = 0;
-  check(mw_selftest_launch_config(1, 1, 1, 1025, 1, 1, 0, &flag) != 0 &&
+  check(mw_selftest_launch_config(1, 1, 1, 1025, 1, 1, 0, 1, &flag) != 0 &&
             message_has("invalid launch configuration"),
         "1025 threads per block are rejected");
   // After all these abandoned blocks, a correct launch must still work.
-  check(mw_selftest_launch_config(3, 2, 1, 32, 2, 1, 0, &flag) == 0 && flag == 1,
+  check(mw_selftest_launch_config(3, 2, 1, 32, 2, 1, 0, 1, &flag) == 0 && flag == 1,
         "a launch after failures works");
 }
 

@@ -397,7 +397,13 @@ int mw_selftest_bad_shuffle(int which, int* out) {
 }
 
 int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                              unsigned bz, size_t shared_bytes, int* flag) {
+                              unsigned bz, size_t shared_bytes, int opt_in, int* flag) {
+  // More than 48 KiB needs the kernel's opt-in (as on a GPU); opt_in = 0 tests the refusal.
+  if (opt_in && shared_bytes > 48 * 1024) {
+    const cudaError_t err = cudaFuncSetAttribute(
+        noop_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes));
+    if (err != cudaSuccess) return err;
+  }
   return mw::launch(noop_kernel, dim3(gx, gy, gz), dim3(bx, by, bz), shared_bytes, nullptr, flag);
 }
 

@@ -60,7 +60,7 @@ int mw_selftest_shared_overflow(int threads);
 int mw_selftest_bad_shuffle(int which, int* out);
 /* A trivial kernel with the given configuration (flag[0] = 1 from thread 0 of block 0). */
 int mw_selftest_launch_config(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                              unsigned bz, size_t shared_bytes, int* flag);
+                              unsigned bz, size_t shared_bytes, int opt_in, int* flag);
 /* Writes buffer[n] (one past the end); only meaningful under AddressSanitizer. */
 int mw_selftest_global_out_of_bounds(float* buffer, int n);
 /* out = 2 * x with one `width`-float vector (2: 8 bytes, 4: 16 bytes) per thread, `vectors`

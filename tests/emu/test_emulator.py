@@ -241,19 +241,28 @@ def test_neighbor_sum_with_barrier_is_correct_in_every_order(order, rng):
         ((4,), (32, 0), 0, "zero dimension"),
         ((1,), (1, 1, 65), 0, "exceeds the limits"),
         ((1, 65536), (32,), 0, "exceeds the limits"),
-        ((1,), (32,), 228 * 1024 + 1, "dynamic shared memory"),
+        ((1,), (32,), 227 * 1024 + 1, "more than 232448 (sm_90's limit)"),
     ],
 )
 def test_invalid_launch_configuration_is_rejected(grid, block, shared, fragment):
     with pytest.raises(emu.EmulatorError) as caught:
-        emu.launch_config(grid, block, shared)
+        emu.launch_config(grid, block, shared, opt_in=False)
     assert caught.value.code == INVALID_CONFIGURATION
     assert "invalid launch configuration" in str(caught.value)
     assert fragment in str(caught.value)
 
 
+def test_more_than_48_kib_of_shared_memory_needs_the_kernels_opt_in():
+    # As on a GPU: without cudaFuncSetAttribute(MaxDynamicSharedMemorySize) the launch fails.
+    assert emu.launch_config((1,), (32,), 48 * 1024, opt_in=False)
+    with pytest.raises(emu.EmulatorError) as caught:
+        emu.launch_config((1,), (32,), 48 * 1024 + 16, opt_in=False)
+    assert caught.value.code == INVALID_CONFIGURATION
+    assert "cudaFuncSetAttribute" in str(caught.value)
+
+
 def test_launch_configurations_at_the_limits_run():
-    assert emu.launch_config((2,), (1024,), 228 * 1024)
+    assert emu.launch_config((2,), (1024,), 227 * 1024)
     assert emu.launch_config((1, 2, 3), (2, 2, 64))
     assert emu.launch_config((1, 65535), (1,))
 
