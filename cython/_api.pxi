@@ -22,6 +22,8 @@ PRECISION_TF32X3 = MW_PRECISION_TF32X3
 PRECISION_BF16 = MW_PRECISION_BF16
 PRECISION_FP16 = MW_PRECISION_FP16
 PRECISION_FP64 = MW_PRECISION_FP64
+LAYOUT_NCHW = MW_LAYOUT_NCHW
+LAYOUT_NHWC = MW_LAYOUT_NHWC
 
 
 cdef int _check(mw_status status, str what) except -1:
@@ -211,6 +213,38 @@ def gemm_batched_ex_ws(int dtype, int precision, int64_t batch, int64_t m, int64
                                    <const void*>A, <const void*>B, <void*>C, <void*>workspace,
                                    workspace_bytes, <mw_stream>stream)
     _check(st, "batched product")
+
+
+def conv2d_fused_plan(ConvDesc d, int dtype, int precision):
+    """The fused kernel of this layer on the current device, as a dict (config, block_k,
+    block_p, block_c, threads, blocks, shared_bytes); UnsupportedError (with the reason) when
+    there is none."""
+    cdef mw_fused_plan p
+    cdef mw_status st
+    with nogil:
+        st = mw_conv2d_fused_plan(&d.desc, <mw_dtype>dtype, <mw_precision>precision, &p)
+    _check(st, "fused layer plan")
+    return {
+        "config": p.config.decode(),
+        "block_k": p.block_k,
+        "block_p": p.block_p,
+        "block_c": p.block_c,
+        "threads": p.threads,
+        "blocks": p.blocks,
+        "shared_bytes": p.shared_bytes,
+    }
+
+
+def conv2d_fused(ConvDesc d, int dtype, int precision, int layout, int relu, bint relu_output,
+                 uintptr_t x, uintptr_t U, uintptr_t bias, uintptr_t y, uintptr_t stream):
+    """The whole 2D layer in one kernel: y = conv(x) with the plan's U (alpha² x K x C)."""
+    cdef mw_status st
+    cdef int ro = relu_output
+    with nogil:
+        st = mw_conv2d_fused(&d.desc, <mw_dtype>dtype, <mw_precision>precision, <mw_layout>layout,
+                             <mw_relu>relu, ro, <const void*>x, <const void*>U, <const void*>bias,
+                             <void*>y, <mw_stream>stream)
+    _check(st, "fused layer")
 
 
 def spmm_batched(int dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,

@@ -89,6 +89,22 @@ cdef extern from "magma_wino.h" nogil:
     mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                               const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                               int64_t nnz, const void* B, void* C, mw_stream stream)
+    ctypedef enum mw_layout:
+        MW_LAYOUT_NCHW
+        MW_LAYOUT_NHWC
+    ctypedef struct mw_fused_plan:
+        const char* config
+        int block_k
+        int block_p
+        int block_c
+        int threads
+        int64_t blocks
+        size_t shared_bytes
+    mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                                   mw_fused_plan* plan)
+    mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                              mw_layout layout, mw_relu relu, int relu_output, const void* x,
+                              const void* U, const void* bias, void* y, mw_stream stream)
     const char* mw_status_name(mw_status status)
     const char* mw_last_error_message()
     const char* mw_build_info()

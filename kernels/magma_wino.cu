@@ -18,6 +18,7 @@
 #include "magma_wino.h"
 #include "spmm_batched.cuh"
 #include "transform.cuh"
+#include "winograd_fused.cuh"
 
 namespace {
 
@@ -633,6 +634,115 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
                                             static_cast<const double*>(B), static_cast<double*>(C),
                                             as_stream(stream));
   return from_cuda(err, "sparse batched product");
+}
+
+namespace {
+
+// The largest dynamic shared memory one block may opt in to on the current device
+// (cudaDevAttrMaxSharedMemoryPerBlockOptin: 163 KiB on sm_80, 227 KiB on sm_90, 99 KiB on sm_86).
+// A failed query counts as 48 KiB, the limit without an opt-in.
+size_t shared_optin_limit() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+          cudaSuccess ||
+      bytes < 1) {
+    (void)cudaGetLastError();
+    return 48 * 1024;
+  }
+  return static_cast<size_t>(bytes);
+}
+
+// The fused kernel of (desc, dtype, precision) on this device, or why there is none.
+mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precision,
+                     mw::ConvGeometry* g, mw::FusedPlan* plan) {
+  if (mw_status st = make_geometry(d, dtype, nullptr, g)) return st;
+  const char* name = nullptr;
+  if (mw_status st = check_precision_pair(dtype, precision, &name)) return st;
+  if (d->ndim != 2 || !mw::FusedTiles::contains(d->m, d->r))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "no fused kernel for F(%d, %d) in %dD: fused kernels are 2D F(2, 3) and F(4, 3) "
+                "(the three-phase entries run every layer)",
+                d->m, d->r, d->ndim);
+  if (precision != MW_PRECISION_FP32 && !fp64_tensor_cores())
+    return fail(MW_STATUS_UNSUPPORTED,
+                "fused %s needs compute capability 8.0 or newer (tensor cores, cp.async)", name);
+  const mw::FusedMath math = static_cast<mw::FusedMath>(precision);
+  mw::dispatch_fused(d->m, math, [&](auto m, auto f) {
+    *plan = mw::fused_plan_for<decltype(m)::value, decltype(f)::value>(*g);
+  });
+  if (const size_t limit = shared_optin_limit(); plan->shared_bytes > limit)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "fused %s F(%d, 3) (%s) needs %zu bytes of shared memory per block; this device "
+                "allows %zu",
+                name, d->m, plan->config, plan->shared_bytes, limit);
+  return ok();
+}
+
+}  // namespace
+
+mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                               mw_fused_plan* plan) {
+  if (plan == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "plan is NULL");
+  mw::ConvGeometry g;
+  mw::FusedPlan p;
+  if (mw_status st = fused_plan(desc, dtype, precision, &g, &p)) return st;
+  *plan =
+      mw_fused_plan{p.config, p.block_k, p.block_p, p.block_c, p.threads, p.blocks, p.shared_bytes};
+  return ok();
+}
+
+mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                          mw_layout layout, mw_relu relu, int relu_output, const void* x,
+                          const void* U, const void* bias, void* y, mw_stream stream) {
+  mw::ConvGeometry g;
+  mw::FusedPlan p;
+  if (mw_status st = fused_plan(desc, dtype, precision, &g, &p)) return st;
+  if (x == nullptr || U == nullptr || y == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "x, U and y must not be NULL");
+  if (layout != MW_LAYOUT_NCHW && layout != MW_LAYOUT_NHWC)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "layout must be MW_LAYOUT_NCHW or MW_LAYOUT_NHWC, got %d", int(layout));
+  if (relu != MW_RELU_NONE && relu != MW_RELU_SPATIAL && relu != MW_RELU_WINOGRAD)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "relu must be MW_RELU_NONE, MW_RELU_SPATIAL or MW_RELU_WINOGRAD, got %d", relu);
+  const size_t elem = dtype_size(dtype);
+  const size_t u_elem = precision == MW_PRECISION_FP16 || precision == MW_PRECISION_BF16 ? 2 : elem;
+  const auto misaligned = [](const void* ptr, size_t a) {
+    return ptr != nullptr && reinterpret_cast<uintptr_t>(ptr) % a != 0;
+  };
+  if (misaligned(x, elem) || misaligned(y, elem) || misaligned(bias, elem) || misaligned(U, u_elem))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "x, y, bias must be %zu-byte aligned and U %zu-byte aligned (their element types)",
+                elem, u_elem);
+  // 16-byte U copies when every row of C elements is whole 16-byte vectors.
+  const int u_vec16 =
+      (reinterpret_cast<uintptr_t>(U) % 16 == 0 && (g.C * u_elem) % 16 == 0) ? 1 : 0;
+  cudaError_t err = cudaSuccess;
+  mw::dispatch_fused(desc->m, static_cast<mw::FusedMath>(precision), [&](auto m, auto f) {
+    constexpr int kM = decltype(m)::value;
+    constexpr mw::FusedMath kF = decltype(f)::value;
+    using T = std::conditional_t<kF == mw::FusedMath::kFp64, double, float>;
+    using TS = mw::FusedOperand<kF>;
+    const mw::FusedArgs<T, TS> a{static_cast<const T*>(x),
+                                 static_cast<const TS*>(U),
+                                 static_cast<const T*>(bias),
+                                 static_cast<T*>(y),
+                                 layout == MW_LAYOUT_NHWC ? 1 : 0,
+                                 int(relu),
+                                 relu_output != 0,
+                                 u_vec16};
+    err = mw::winograd_fused_2d_launch<kM, kF>(g, a, as_stream(stream));
+  });
+  char what[64];
+  std::snprintf(what, sizeof what, "fused layer (F(%d, 3), %s)", desc->m,
+                precision == MW_PRECISION_FP32     ? "FP32"
+                : precision == MW_PRECISION_TF32   ? "TF32"
+                : precision == MW_PRECISION_TF32X3 ? "TF32X3"
+                : precision == MW_PRECISION_BF16   ? "BF16"
+                : precision == MW_PRECISION_FP16   ? "FP16"
+                                                   : "FP64");
+  return from_cuda(err, what);
 }
 
 const char* mw_status_name(mw_status status) {

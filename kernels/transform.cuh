@@ -129,6 +129,46 @@ __device__ __forceinline__ void transform_columns(T (&d)[ROWS][COLS], Apply appl
   }
 }
 
+// The tile math of the specialised 2D transforms, shared by the three-phase kernels below and
+// the fused kernels (winograd_fused.cuh), so that both compute V and y with the same operations in
+// the same order (the fused results are then bitwise those of the three-phase path where the
+// products also agree).
+
+// Bᵀ d B of one alpha x alpha window d (destroyed), element (i, l) handed to
+// store(i * alpha + l, value) with ReLU applied when winograd_relu (Liu et al.: after the
+// transform).  A spatial ReLU is the caller's, when it loads d.
+template <typename T, int M, int R, typename Store>
+__device__ __forceinline__ void input_tile_2d(T (&d)[M + R - 1][M + R - 1], bool winograd_relu,
+                                              Store store) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  transform_columns<T, A, A>(d, [](const T(&in)[A], T(&out)[A]) { Coef::bt(in, out); });
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+    T row[A];
+    Coef::bt(d[i], row);  // (Bᵀ d) B, one row at a time
+#pragma unroll
+    for (int l = 0; l < A; ++l) store(i * A + l, winograd_relu ? relu(row[l]) : row[l]);
+  }
+}
+
+// Aᵀ t A of one alpha x alpha tile t of M (destroyed): output (u, v) of the m x m tile handed to
+// store(u, v, value).
+template <typename T, int M, int R, typename Store>
+__device__ __forceinline__ void output_tile_2d(T (&t)[M + R - 1][M + R - 1], Store store) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  // Rows 0..M-1 of t <- Aᵀ t.
+  transform_columns<T, A, M>(t, [](const T(&in)[A], T(&out)[M]) { Coef::at(in, out); });
+#pragma unroll
+  for (int u = 0; u < M; ++u) {
+    T row[M];
+    Coef::at(t[u], row);  // (Aᵀ t) A
+#pragma unroll
+    for (int v = 0; v < M; ++v) store(u, v, row[v]);
+  }
+}
+
 // V[:, c, p] = Bᵀ d B for the alpha x alpha window d of channel c under tile p.
 template <typename T, typename TS, int M, int R, int RELU>
 __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
@@ -155,18 +195,10 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
       d[i][j] = v;
     }
   }
-  transform_columns<T, A, A>(d, [](const T(&in)[A], T(&out)[A]) { Coef::bt(in, out); });
   const long long stride = static_cast<long long>(g.C) * g.P;
   TS* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
-#pragma unroll
-  for (int i = 0; i < A; ++i) {
-    T row[A];
-    Coef::bt(d[i], row);  // (Bᵀ d) B, one row at a time
-#pragma unroll
-    for (int l = 0; l < A; ++l) {
-      out[(i * A + l) * stride] = store_as<TS>(RELU == MW_RELU_WINOGRAD ? relu(row[l]) : row[l]);
-    }
-  }
+  input_tile_2d<T, M, R>(d, RELU == MW_RELU_WINOGRAD,
+                         [&](int b, T v) { out[b * stride] = store_as<TS>(v); });
 }
 
 template <typename T, typename TS, int M, int R, int RELU>
@@ -229,23 +261,14 @@ __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g
 #pragma unroll
     for (int j = 0; j < A; ++j) t[i][j] = __ldg(src + (i * A + j) * stride);
   }
-  // Rows 0..M-1 of t <- Aᵀ t.
-  transform_columns<T, A, M>(t, [](const T(&in)[A], T(&out)[M]) { Coef::at(in, out); });
   const TileCoord tc = tile_coord(g, p);
   const int Ho = g.out[1], Wo = g.out[2];
   const T b = bias != nullptr ? __ldg(bias + k) : T(0);
   T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Ho * Wo;
-#pragma unroll
-  for (int u = 0; u < M; ++u) {
-    const int oh = tc.t[1] * M + u;
-    T row[M];
-    Coef::at(t[u], row);  // (Aᵀ t) A
-#pragma unroll
-    for (int v = 0; v < M; ++v) {
-      const int ow = tc.t[2] * M + v;
-      if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = row[v] + b;
-    }
-  }
+  output_tile_2d<T, M, R>(t, [&](int u, int v, T value) {
+    const int oh = tc.t[1] * M + u, ow = tc.t[2] * M + v;
+    if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = value + b;
+  });
 }
 
 template <typename T, int M, int R>

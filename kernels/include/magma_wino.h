@@ -176,6 +176,43 @@ mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t 
                                 int64_t n, int64_t k, const void* A, const void* B, void* C,
                                 void* workspace, size_t workspace_bytes, mw_stream stream);
 
+/* The fused 2D layer (kernels/winograd_fused.cuh, docs/fused.md): the input transform, the
+ * products over channels and the output transform in one kernel; V and M never leave the SM,
+ * so there is no workspace.  Specialised F(2, 3) and F(4, 3) (default points) with desc.ndim = 2.
+ *
+ *   dtype / precision: MW_FLOAT32 with MW_PRECISION_FP32 (SIMT), _TF32, _TF32X3, _FP16, _BF16;
+ *                      MW_FLOAT64 with MW_PRECISION_FP64 (DMMA).
+ *   layout:            x and y in NCHW (N x C x H x W, N x K x Ho x Wo) or NHWC (N x H x W x C,
+ *                      N x Ho x Wo x K).
+ *   U:                 alpha^2 x K x C, the filter transform (mw_filter_transform_ex) in the
+ *                      precision's operand type: dtype, or MW_FLOAT16 / MW_BFLOAT16 for _FP16 /
+ *                      _BF16.
+ *   relu:              the input's ReLU mode (mw_relu); relu_output != 0: y = ReLU(y + bias).
+ *   bias:              K values of dtype, or NULL.
+ * Tensor-core precisions need compute capability 8.0+ (the emulator models it).  A tile, dtype,
+ * precision or device without a fused kernel: MW_STATUS_UNSUPPORTED (the three-phase entries run
+ * every layer). */
+typedef enum mw_layout { MW_LAYOUT_NCHW = 0, MW_LAYOUT_NHWC = 1 } mw_layout;
+
+typedef struct mw_fused_plan {
+  const char* config;  /* static string: the winograd_fused.cuh configuration name */
+  int block_k;         /* output channels of one block */
+  int block_p;         /* tiles of one block */
+  int block_c;         /* input channels per pipeline stage */
+  int threads;         /* threads per block */
+  int64_t blocks;      /* blocks of the launch */
+  size_t shared_bytes; /* dynamic shared memory per block */
+} mw_fused_plan;
+
+/* Whether (desc, dtype, precision) has a fused kernel on the current device, and what it is:
+ * MW_STATUS_SUCCESS and plan filled, or MW_STATUS_UNSUPPORTED with the reason in
+ * mw_last_error_message(). */
+mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                               mw_fused_plan* plan);
+mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                          mw_layout layout, mw_relu relu, int relu_output, const void* x,
+                          const void* U, const void* bias, void* y, mw_stream stream);
+
 /* Sparse batched product C[b] = A_csr[b] · B[b] for the batched CSR format of
  * docs/sparse.md: row_ptr is batch x (rows + 1) offsets into the shared col_idx / values
  * arrays of nnz entries (row_ptr[0] = 0, row_ptr[b*(rows+1) + rows] = row_ptr[(b+1)*(rows+1)],
