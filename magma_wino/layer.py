@@ -29,6 +29,7 @@ import numpy as np
 
 from . import _backend, _checks, pruning, reference
 from . import precision as _precision
+from .errors import UnsupportedError
 from .sparse import BatchedCSR
 from .transforms import winograd
 
@@ -43,6 +44,10 @@ SPARSE_DENSITY_THRESHOLD = 0.25
 Relu = Literal["spatial", "winograd"] | None
 _Plan = TypeVar("_Plan", bound="_WinogradConvNd")
 _RELU_CODES = {None: 0, "spatial": 1, "winograd": 2}
+#: Layouts of x and y per spatial rank: channels first (the default), channels last.
+_LAYOUTS = {2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
+#: Output tiles m of the fused kernels (2D F(m, 3), kernels/winograd_fused.cuh).
+FUSED_TILES = (2, 4)
 
 
 #: ``cudaStreamPerThread``: one handle that names a different stream in every host thread.
@@ -91,6 +96,9 @@ class _WinogradConvNd:
         generic: bool = False,
         precision: str = "auto",
         allow_inaccurate: bool = False,
+        layout: str | None = None,
+        fused: bool | None = None,
+        output_relu: bool = False,
     ) -> None:
         """Plan for spatial weights ``w`` (K×C×r×r; 3D K×C×r×r×r).
 
@@ -114,16 +122,27 @@ class _WinogradConvNd:
                 float32/float64 SIMT whatever the precision.
             allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the
                 usable limit (else it is refused with a ValueError naming precision).
+            layout: the layout of x and y: "NCHW" (default) or "NHWC" (channels last, PyTorch's
+                ``channels_last``); 3D "NCDHW" or "NDHWC".  The weights are K×C×r×r either way.
+            fused: None (default): per input shape, the fused kernel (docs/fused.md) when the
+                speed-of-light model estimates it faster and the layer has one (2D F(2,3) or
+                F(4,3), default points, dense U, a device backend); True: always fused (a
+                ValueError at construction when the layer has no fused kernel); False: always
+                the three phases.  :attr:`algorithm` says what the last call ran.
+            output_relu: y = ReLU(conv(x) + bias) (in the fused kernel's epilogue, or after
+                the output transform).
         """
         w0, bias0 = w, bias
         w, bias = _backend.coerce(w, "w", backend), _backend.coerce(bias, "bias", backend)
         wshape = _checks.check_filter(w, self.ndim)
         self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w,
-                    bias_borrowed=bias0 is not bias, precision=precision, allow_inaccurate=allow_inaccurate)
+                    bias_borrowed=bias0 is not bias, precision=precision, allow_inaccurate=allow_inaccurate,
+                    layout=layout, fused=fused, output_relu=output_relu)
         self._csr: BatchedCSR | None = None
         self._sparse = False
         with self._scope():
             self._U = self._filter_transform(w)
+        self._check_fused()
         # The filter transform may still be reading a foreign w when the caller drops it.
         self._mark_ready(foreign=(w0,) if w0 is not w else ())
 
@@ -131,10 +150,29 @@ class _WinogradConvNd:
 
     def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like,
                bias_borrowed: bool = False, like_name: str = "w", precision: str = "auto",
-               allow_inaccurate: bool = False) -> None:
+               allow_inaccurate: bool = False, layout: str | None = None, fused: bool | None = None,
+               output_relu: bool = False) -> None:
         """Everything but the weights.  On the cuda backend the plan's GPU is the one
         ``like`` (the weights) lives on, whatever device is current; every array the plan
         keeps is created there or checked to be there."""
+        layouts = _LAYOUTS[self.ndim]
+        if layout is None:
+            layout = layouts[0]
+        if not isinstance(layout, str) or layout.upper() not in layouts:
+            raise ValueError(f"layout must be one of {layouts} for a {self.ndim}D plan, got {layout!r}")
+        #: The layout of x and y: "NCHW" / "NHWC" (3D: "NCDHW" / "NDHWC").
+        self.layout = layout.upper()
+        self._channels_last = self.layout == layouts[1]
+        if fused is not None and not isinstance(fused, (bool, np.bool_)):
+            raise TypeError(f"fused must be None, True or False, got {fused!r}")
+        self._fused_request = None if fused is None else bool(fused)
+        if not isinstance(output_relu, (bool, np.bool_)):
+            raise TypeError(f"output_relu must be a bool, got {type(output_relu).__name__}")
+        #: y = ReLU(conv(x) + bias) when True.
+        self.output_relu = bool(output_relu)
+        #: What the last call ran: "fused", "three-phase", or None before the first call.
+        self.algorithm: str | None = None
+        self._algorithms: dict[tuple[int, ...], str] = {}
         self.m = _positive_int(self.default_m if m is None else m)
         self.r = _positive_int(r, "r")
         if not isinstance(generic, (bool, np.bool_)):
@@ -351,6 +389,9 @@ class _WinogradConvNd:
         points: Any = None,
         precision: str = "auto",
         allow_inaccurate: bool = False,
+        layout: str | None = None,
+        fused: bool | None = None,
+        output_relu: bool = False,
     ) -> _Plan:
         """The spatially pruned variant: ``w`` magnitude-pruned to density ``prune``
         (per layer) before the filter transform, which fills the zeros in again, so the
@@ -365,7 +406,7 @@ class _WinogradConvNd:
             wp, _ = pruning.prune_spatial(_backend.to_host(wc), prune, density_name="prune")
             w = _backend.like(wp, wc)  # back where w lives (its GPU), as a new array
         return cls(w, bias, padding, m, backend, relu=relu, points=points, precision=precision,
-                   allow_inaccurate=allow_inaccurate)
+                   allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
 
     @classmethod
     def from_winograd(
@@ -386,6 +427,9 @@ class _WinogradConvNd:
         points: Any = None,
         precision: str = "auto",
         allow_inaccurate: bool = False,
+        layout: str | None = None,
+        fused: bool | None = None,
+        output_relu: bool = False,
     ) -> _Plan:
         """A layer whose parameters are Winograd-domain weights (α^nd×K×C).
 
@@ -395,8 +439,9 @@ class _WinogradConvNd:
         ``relu="winograd"`` makes it the Winograd-ReLU layer.  ``sparse``: True runs the
         batched sparse product, False the dense one, "auto" the sparse one when the
         density is at most :data:`SPARSE_DENSITY_THRESHOLD`.  ``precision`` /
-        ``allow_inaccurate`` as for the constructor (the sparse product runs in
-        float32/float64 SIMT whatever the precision).
+        ``allow_inaccurate``, ``layout``, ``fused``, ``output_relu`` as for the constructor
+        (the sparse product runs in float32/float64 SIMT whatever the precision, and sparse
+        plans are never fused).
         """
         if r is None:
             raise TypeError("from_winograd needs r, the filter size the weights belong to")
@@ -430,7 +475,7 @@ class _WinogradConvNd:
             raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
                     bias_borrowed=bias0 is not bias, like_name=wname, precision=precision,
-                    allow_inaccurate=allow_inaccurate)
+                    allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
         want = self.alpha**self.ndim
         if positions != want:
             raise ValueError(
@@ -481,6 +526,7 @@ class _WinogradConvNd:
             if self._store is not None:  # the dense product of a 16-bit mode: U in 16 bits
                 self._U = self._stored_U(self._U)
                 self._check_fp16_range(self._U)
+        self._check_fused()
         self._mark_ready()
         return self
 
@@ -530,22 +576,49 @@ class _WinogradConvNd:
             a = a & 0x7FFF
         return float((a != 0).sum()) / a.size
 
+    def _to_first(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A shape in the plan's layout as channels-first (N, C, spatial...)."""
+        return (shape[0], shape[-1], *shape[1:-1]) if self._channels_last else tuple(shape)
+
+    def _from_first(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A channels-first shape in the plan's layout."""
+        return (shape[0], *shape[2:], shape[1]) if self._channels_last else tuple(shape)
+
+    def _first_view(self, a: Any) -> Any:
+        """An array in the plan's layout viewed channels-first (no copy)."""
+        if not self._channels_last:
+            return a
+        return a.transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
+
+    def _last_copy(self, a: Any) -> Any:
+        """A channels-first array as a C-contiguous copy in the plan's channels-last layout."""
+        xp = self._engine.xp if self._engine is not None else np
+        return xp.ascontiguousarray(a.transpose(0, *range(2, a.ndim), 1))
+
     def _x_shape(self, x_shape: Any) -> tuple[int, ...]:
-        """``x_shape`` checked: (N, C, spatial...) ints >= 1 with C the plan's and an output >= 1."""
+        """``x_shape`` (in the plan's layout) checked: ints >= 1, C the plan's, an output >= 1;
+        returned channels-first (N, C, spatial...)."""
         if isinstance(x_shape, (str, bytes)) or not isinstance(x_shape, (tuple, list)):
             raise TypeError(f"x_shape must be a tuple of ints (N, C, spatial...), got {type(x_shape).__name__}")
         for s in x_shape:
             if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
                 raise TypeError(f"x_shape entries must be ints, got {type(s).__name__}")
-        x_shape = tuple(int(s) for s in x_shape)
-        if len(x_shape) != self.ndim + 2 or x_shape[1] != self.C or min(x_shape) < 1:
-            raise ValueError(f"x_shape must be (N, {self.C}, {', '.join(['S'] * self.ndim)}) of ints >= 1, "
-                             f"got {x_shape}")
+        given = tuple(int(s) for s in x_shape)
+        if len(given) != self.ndim + 2 or min(given) < 1 or self._to_first(given)[1] != self.C:
+            want = self._from_first((-1, self.C, *([-2] * self.ndim)))
+            names = ", ".join({-1: "N", -2: "S"}.get(v, str(v)) for v in want)
+            raise ValueError(f"x_shape must be ({names}) of ints >= 1 (layout {self.layout}), got {given}")
+        x_shape = self._to_first(given)
         _checks.out_spatial(x_shape[2:], self.r, self.padding, name="x_shape")
         return x_shape
 
     def out_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Output shape N×K×(spatial) for an input of shape ``x_shape``."""
+        """Output shape for an input of shape ``x_shape``, both in the plan's layout
+        (NCHW: N×K×Ho×Wo; NHWC: N×Ho×Wo×K)."""
+        return self._from_first(self._out_first(x_shape))
+
+    def _out_first(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Channels-first output shape N×K×(spatial) for ``x_shape`` in the plan's layout."""
         x_shape = self._x_shape(x_shape)
         spatial = tuple(s + 2 * p - self.r + 1 for s, p in zip(x_shape[2:], self.padding))
         return (x_shape[0], self.K, *spatial)
@@ -553,11 +626,16 @@ class _WinogradConvNd:
     # ----------------------------------------------------------------- running
 
     def _check_x(self, x: Any) -> Any:
-        _checks.check_input_args(x, self.r, self.padding, self.ndim)
-        if x.shape[1] != self.C:
+        """x checked (in the plan's layout) and on the plan's backend, C-contiguous."""
+        view = x
+        if self._channels_last and hasattr(x, "transpose") and getattr(x, "ndim", None) == self.ndim + 2:
+            view = self._first_view(x)  # checked as N×C×spatial (rank, dtype, sizes)
+        _checks.check_input_args(view, self.r, self.padding, self.ndim)
+        axis = x.ndim - 1 if self._channels_last else 1
+        if x.shape[axis] != self.C:
             raise ValueError(
-                f"channel mismatch: x has C = {x.shape[1]} channels (axis 1) but the weights "
-                f"have C = {self.C}"
+                f"channel mismatch: x has C = {x.shape[axis]} channels (axis {axis}, layout {self.layout}) "
+                f"but the weights have C = {self.C}"
             )
         if np.dtype(x.dtype) != self.dtype:
             raise TypeError(f"dtype mismatch: x is {x.dtype} but the weights are {self.dtype}")
@@ -570,7 +648,15 @@ class _WinogradConvNd:
         return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, x_shape[0], self.C, self.K,
                                          tuple(x_shape[2:]), self.padding)
 
+    def _first(self, x: Any) -> Any:
+        """x in the plan's layout as a C-contiguous channels-first array (a copy for NHWC)."""
+        if not self._channels_last:
+            return x
+        xp = self._engine.xp if self._engine is not None else np
+        return xp.ascontiguousarray(self._first_view(x))
+
     def _input_transform(self, x: Any) -> Any:
+        """V of a channels-first x."""
         x = self._to_compute(x)
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
@@ -594,9 +680,10 @@ class _WinogradConvNd:
         x0 = x
         x = self._check_x(_backend.coerce(x, "x", self.backend))
         with self._launch_scope((x0,) if x0 is not x else ()):
-            return self._input_transform(x)
+            return self._input_transform(self._first(x))
 
     def _positions_and_tiles(self, x_shape: tuple[int, ...]) -> tuple[int, int]:
+        """(α^nd, P) for ``x_shape`` in the plan's layout."""
         x_shape = self._x_shape(x_shape)
         out = _checks.out_spatial(x_shape[2:], self.r, self.padding)
         P = x_shape[0] * math.prod(_checks.num_tiles(out, self.m))
@@ -657,18 +744,32 @@ class _WinogradConvNd:
 
     def transform_output(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
         """Phase 3: y = output transform of M (+ bias) for an input of shape ``x_shape``."""
-        x_shape = self._x_shape(x_shape)
+        first = self._x_shape(x_shape)
         positions, P = self._positions_and_tiles(x_shape)
         M0, out0 = M, out
         M = self._work(M, "M", (positions, self.K, P))
-        yshape = self.out_shape(x_shape)
         if out is not None:
-            out = self._work(out, "out", yshape, self.dtype)
+            out = self._work(out, "out", self.out_shape(x_shape), self.dtype)
         with self._launch_scope(tuple(o for o, c in ((M0, M), (out0, out)) if o is not None and o is not c)):
-            return self._output_transform(M, x_shape, out)
+            return self._finish(self._output_transform(M, first, None if self._channels_last else out), out)
+
+    def _finish(self, y: Any, out: Any = None) -> Any:
+        """A channels-first y of the three-phase path in the plan's layout, with the output ReLU,
+        written to ``out`` when given (already there when y is out)."""
+        if self.output_relu:
+            xp = self._engine.xp if self._engine is not None else np
+            xp.maximum(y, 0, out=y)
+        if self._channels_last:
+            y = self._last_copy(y)
+        if out is not None and y is not out:
+            out[...] = y
+            return out
+        return y
 
     def _output_transform(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
-        yshape = self.out_shape(x_shape)
+        """Channels-first y for channels-first ``x_shape``."""
+        yshape = (x_shape[0], self.K,
+                  *(s + 2 * p - self.r + 1 for s, p in zip(x_shape[2:], self.padding)))
         if self._engine is None:
             y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
                 self.dtype, copy=False)
@@ -689,11 +790,13 @@ class _WinogradConvNd:
         return out
 
     def __call__(self, x: Any, out: Any = None) -> Any:
-        """Convolve ``x`` (N×C×H×W; 3D N×C×D×H×W) and return y (N×K×Ho×Wo).
+        """Convolve ``x`` (N×C×H×W; 3D N×C×D×H×W; channels last with ``layout="NHWC"``)
+        and return y (N×K×Ho×Wo, or N×Ho×Wo×K).
 
         ``out``, if given, must be a C-contiguous array of the output's shape and dtype on
         this plan's backend; it is written and returned.  On the cuda backend everything runs
-        on CuPy's current stream, ordered after the plan's construction.
+        on CuPy's current stream, ordered after the plan's construction.  The fused kernel or
+        the three phases, as :meth:`algorithm_for` decides (recorded in :attr:`algorithm`).
         """
         x0, out0 = x, out
         x, out = _backend.coerce(x, "x", self.backend), _backend.coerce(out, "out", self.backend)
@@ -701,18 +804,114 @@ class _WinogradConvNd:
         yshape = self.out_shape(tuple(x.shape))
         if out is not None:
             out = self._work(out, "out", yshape, self.dtype)
+        algorithm = self.algorithm_for(tuple(x.shape))
         foreign = tuple(o for o, c in ((x0, x), (out0, out)) if o is not None and o is not c)
         with self._launch_scope(foreign):
-            V = self._input_transform(x)
+            self.algorithm = algorithm
+            if algorithm == "fused":
+                return self._fused(x, out)
+            xf = self._first(x)
+            V = self._input_transform(xf)
             M = self._multiply(V)
-            return self._output_transform(M, tuple(x.shape), out)
+            return self._finish(self._output_transform(M, tuple(xf.shape), None if self._channels_last else out),
+                                out)
+
+    # ----------------------------------------------------------------- fused
+
+    def fused_unavailable(self) -> str | None:
+        """None when this plan has a fused kernel (kernels/winograd_fused.cuh) on its backend
+        and device; otherwise why not, in words."""
+        if self._engine is None:
+            return "the numpy backend has no kernels"
+        if self.ndim != 2:
+            return "fused kernels are 2D"
+        if self.r != 3 or self.m not in FUSED_TILES:
+            return f"F({self.m}, {self.r}) has no fused kernel (fused: F(2, 3) and F(4, 3))"
+        if self.generic:
+            return "non-default interpolation points (or generic=True) run the generic three-phase kernels"
+        if self._sparse:
+            return "sparse products are three-phase (the CSR kernel)"
+        desc = self._engine.ext.ConvDesc(2, self.m, self.r, 1, self.C, self.K, (8, 8), self.padding)
+        try:
+            self._engine.ext.conv2d_fused_plan(desc, _backend.kernel_dtype(self._cdtype, "x"),
+                                               _precision.ext_code(self._engine.ext, self.precision))
+        except UnsupportedError as exc:
+            return exc.detail or str(exc)
+        return None
+
+    def _check_fused(self) -> None:
+        """fused=True on a layer without a fused kernel: a ValueError at construction."""
+        self._fused_reason = self.fused_unavailable()
+        if self._fused_request and self._fused_reason is not None:
+            raise ValueError(f"fused=True: {self._fused_reason}")
+
+    def algorithm_for(self, x_shape: tuple[int, ...]) -> str:
+        """"fused" or "three-phase": what ``plan(x)`` runs for an input of ``x_shape`` (in the
+        plan's layout).  ``fused=True/False`` forces it; by default the fused kernel runs when
+        there is one and :func:`magma_wino.perfmodel.choose_algorithm` estimates it faster for
+        this shape and precision on the plan's GPU (an H200 on the emulator, which models one)."""
+        first = self._x_shape(x_shape)
+        if self._fused_request is False or self._fused_reason is not None:
+            return "three-phase"
+        if self._fused_request:
+            return "fused"
+        key = tuple(first)
+        if key not in self._algorithms:
+            from . import perfmodel
+
+            cap = getattr(self._engine, "capability", None)
+            gpu_key = "a100" if cap is not None and cap[0] == 8 else "h200"
+            out = _checks.out_spatial(first[2:], self.r, self.padding)
+            choose = getattr(perfmodel, "choose_algorithm", None)  # TEMP until the model lands
+            self._algorithms[key] = "three-phase" if choose is None else choose(
+                first[0], self.C, self.K, out[0], out[1], self.m, self.r, self.precision, gpu_key=gpu_key)
+        return self._algorithms[key]
+
+    def workspace_bytes(self, x_shape: tuple[int, ...]) -> int:
+        """Device memory ``plan(x)`` takes from the pool for an input of ``x_shape`` besides y:
+        the fused kernel none (V and M stay on the SM); the three phases V, M and the split-K
+        partials; plus, for 16-bit data, the float32 copy of x, and for channels-last layouts the
+        channels-first copies of x and y the three phases work on."""
+        first = self._x_shape(x_shape)
+        positions, P = self._positions_and_tiles(x_shape)
+        xbytes = math.prod(first) * np.dtype(self._cdtype).itemsize
+        ybytes = math.prod(self._out_first(x_shape)) * np.dtype(self._cdtype).itemsize
+        half = self.dtype != self._cdtype
+        extra = xbytes if half else 0
+        if self.algorithm_for(x_shape) == "fused":
+            return extra + (ybytes if half else 0)
+        V = positions * self.C * P * np.dtype(self._vdtype).itemsize
+        M = positions * self.K * P * np.dtype(self._cdtype).itemsize
+        if self._channels_last:
+            extra += xbytes + ybytes
+        return V + M + self._split_k_bytes(P) + extra + (ybytes if half and not self._channels_last else 0)
+
+    def _fused(self, x: Any, out: Any = None) -> Any:
+        """The whole layer in one kernel (x in the plan's layout)."""
+        e = self._engine
+        x = self._to_compute(x)
+        first = self._to_first(tuple(x.shape))
+        desc = self._desc(first)
+        half = self.dtype != self._cdtype  # 16-bit data: y in float32, then rounded once
+        yshape = self.out_shape(tuple(x.shape))
+        y = out if out is not None and not half else e.empty(yshape, self._cdtype)
+        e.ext.conv2d_fused(desc, _backend.kernel_dtype(self._cdtype, "x"), _precision.ext_code(e.ext, self.precision),
+                           int(e.ext.LAYOUT_NHWC if self._channels_last else e.ext.LAYOUT_NCHW),
+                           _RELU_CODES[self.relu], self.output_relu, e.ptr(x), e.ptr(self._U), e.ptr(self.bias),
+                           e.ptr(y), e.stream())
+        if not half:
+            return y
+        if out is None:
+            return y.astype(self.dtype)
+        out[...] = y
+        return out
 
     def activation_density(self, x: Any) -> float:
         """Fraction of nonzero entries of V, the transformed input (after the plan's
         ReLU): the activation sparsity a Winograd-ReLU layer can exploit."""
         x = self._check_x(_backend.coerce(x, "x", self.backend))
         with self._launch_scope():
-            return self._nonzero_fraction(self._input_transform(x))
+            return self._nonzero_fraction(self._input_transform(self._first(x)))
 
     def __repr__(self) -> str:
         kind = "sparse" if self._sparse else "dense"
