@@ -103,3 +103,99 @@ def test_short_names_keep_template_arguments_with_parentheses() -> None:
     assert kr._launch_shape(name) == (128, 4 * 2 * (64 * 20 + 16 * 72) + 32)
     assert kr._short("void mw::gemm_batched_kernel<float, mw::GemmConfig<16, 16, 64, 64, 16>, 4>(int, int)") == \
         "gemm_batched_kernel<float, GemmConfig<16, 16, 64, 64, 16>, 4>"
+
+
+# A fused-kernel-shaped listing: a chunk loop (0x20..0xc0) holding the U staging loop
+# (0x40..0x60, no arithmetic: one trip), and after it the epilogue's output-transform loop
+# (0xd0..0x110; no FMA-class instruction, so the chunk loop is the hot one) and a loop without
+# transform arithmetic (0x120..0x130).
+_FUSED_SASS = """
+        Function : _ZN2mw24winograd_fused_2d_kernelINS_11FusedConfigILi2EEEEEvv
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/                   MOV R2, RZ ;
+        /*0020*/                   LDG.E.CONSTANT R4, desc[UR4][R2.64] ;
+        /*0030*/                   FADD R5, R4, R4 ;
+        /*0040*/                   IADD3 R6, R6, 0x1, RZ ;
+        /*0050*/                   LDGSTS.E.BYPASS.128 [R7], desc[UR4][R8.64] ;
+        /*0060*/               @P0 BRA 0x40 ;
+        /*0070*/                   STS [R9], R5 ;
+        /*0080*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;
+        /*0090*/                   HMMA.1684.F32.TF32 R12, R16, R18, R12 ;
+        /*00a0*/                   FMUL R5, R5, 0.5 ;
+        /*00b0*/                   ISETP.NE.AND P1, PT, R6, R10, PT ;
+        /*00c0*/               @P1 BRA 0x20 ;
+        /*00d0*/                   LDS R20, [R21] ;
+        /*00e0*/                   FADD R22, R20, R20 ;
+        /*00f0*/                   FMUL R22, R20, 2 ;
+        /*0100*/                   STG.E [R24.64], R22 ;
+        /*0110*/               @P2 BRA 0xd0 ;
+        /*0120*/                   IADD3 R6, R6, 0x1, RZ ;
+        /*0130*/               @P3 BRA 0x120 ;
+        /*0140*/                   EXIT ;
+        /*0150*/                   BRA 0x150;
+"""
+
+
+def test_fused_hot_loop_inner_staging_loop_and_epilogue() -> None:
+    (mix,) = kr.sass_mix(_FUSED_SASS).values()
+    assert (mix["scope"], mix["start"], mix["end"], mix["instructions"]) == ("loop", 0x20, 0xc0, 11)
+    m = mix["mix"]
+    assert (m["HMMA"], m["FADD"], m["FMUL"], m["LDG.32"], m["LDGSTS"], m["STS.32"], m["BAR"]) == (1, 1, 1, 1, 1, 1, 1)
+    assert sum(m.values()) == mix["instructions"]
+    (inner,) = mix["inner"]  # the staging loop, per trip
+    assert (inner["start"], inner["end"], inner["instructions"], inner["mix"]["LDGSTS"]) == (0x40, 0x60, 3, 1)
+    epi = mix["epilogue"]  # the loop after the chunk loop with the most transform arithmetic
+    assert (epi["start"], epi["end"], epi["instructions"]) == (0xd0, 0x110, 5)
+    assert (epi["mix"]["FADD"], epi["mix"]["FMUL"], epi["mix"]["LDS.32"]) == (1, 1, 1)
+
+
+def test_classify_transform_arithmetic() -> None:
+    assert kr.classify("FADD.FTZ") == "FADD" and kr.classify("DADD") == "FADD"
+    assert kr.classify("FMUL") == "FMUL" and kr.classify("DMUL") == "FMUL"
+    assert kr.classify("FMNMX") == "other"
+
+
+_FUSED_NAME = ("void mw::winograd_fused_2d_kernel<mw::FusedConfig<4, 32, 16, 8, 12, 4, mw::GemmShape<16, 16, 8>, "
+               "4, 8, false>, (mw::FusedMath)1, float, float>(mw::ConvGeometry, mw::FusedArgs<float, float>)")
+
+
+def test_fused_names_and_launch_shape() -> None:
+    """cu++filt prints FusedMath as a cast; the short name keeps the configuration and names the
+    math; the launch shape is 32 x Warps threads and FusedConfig::shared_bytes()."""
+    name = kr._short(_FUSED_NAME)
+    assert name == ("winograd_fused_2d_kernel<FusedConfig<4, 32, 16, 8, 12, 4, GemmShape<16, 16, 8>, 4, 8, false>, "
+                    "kTf32, float, float>")
+    # 2 stages x 36 positions x (U 32 x (8 + 4) + V 8 x (16 + 8)) floats > the M slab
+    # 36 x 16 x (16 + 4) floats; + 32 bytes of alignment
+    assert kr._launch_shape(name) == (384, 4 * 2 * 36 * (32 * 12 + 8 * 24) + 32)
+    assert 4 * 2 * 36 * (32 * 12 + 8 * 24) > 4 * 36 * 16 * 20
+    # float64 F(4,3): K8 x P8 x C4, DMMA m8n8k4, 4 warps; the slab (8-byte accumulators) is smaller
+    f64 = kr._short(_FUSED_NAME.replace("4, 32, 16, 8, 12, 4, mw::GemmShape<16, 16, 8>, 4, 8, false>, (mw::FusedMath)1",
+                                        "4, 8, 8, 4, 4, 8, mw::GemmShape<8, 8, 4>, 4, 4, false>, (mw::FusedMath)5"))
+    assert ", kFp64," in f64
+    assert kr._launch_shape(f64) == (128, max(8 * 2 * 36 * (8 * 8 + 4 * 12), 8 * 36 * 8 * 12) + 32)
+    assert kr.occupancy("90", 168, kr._launch_shape(name)[1], 384) == pytest.approx(12 / 64)
+
+
+def test_fused_aliases_from_the_header() -> None:
+    """The configuration aliases are read from kernels/winograd_fused.cuh (not restated): every
+    FusedConfigFor entry names one, and the F(4,3) float one is the configuration above."""
+    aliases = kr.fused_aliases()
+    header = (ROOT / "kernels" / "winograd_fused.cuh").read_text()
+    used = set(__import__("re").findall(r"MW_FUSED_CONFIG\(\d, \w+, (\w+)\)", header))
+    assert used and used <= set(aliases.values())
+    assert aliases["4, 32, 16, 8, 12, 4, GemmShape<16, 16, 8>, 4, 8, false"] == "Fused_F4_K32xP16xC8_w12"
+    cfg = kr.fused_config("4, 32, 16, 8, 12, 4, GemmShape<16, 16, 8>, 4, 8, false")
+    assert (cfg["positions"], cfg["threads"], cfg["prefetch"]) == (36, 384, False)
+    # the largest fused tile still fits the sm_80 opt-in limit of 163 KiB per block
+    assert max(kr.fused_config(a)["shared_bytes"] for a in aliases) <= 163 * 1024
+
+
+def test_format_fused_lists_the_fused_rows() -> None:
+    name = kr._short(_FUSED_NAME)
+    (mix,) = kr.sass_mix(_FUSED_SASS).values()
+    row = {"arch": "90", "kernel": name, "regs": 168, "spill_stores": 0, "spill_loads": 0, "dynamic_smem": 165920,
+           "threads": 384, "sass": mix, "fused": dict(kr.fused_config(kr._FUSED.search(name)["args"]),
+                                                      config="Fused_F4_K32xP16xC8_w12")}
+    text = kr.format_fused([row, {"arch": "90", "kernel": "gemm", "sass": None}])
+    assert "Fused_F4_K32xP16xC8_w12, kTf32" in text and "165920" in text and "gemm" not in text

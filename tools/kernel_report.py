@@ -13,8 +13,16 @@ cubin per architecture, disassembled with ``cuobjdump -sass``, and for every ker
 from its target to it, enclosing no other loop with arithmetic) the one with the most
 FMA-class instructions (FFMA, DFMA, HMMA, DMMA, ...), the smallest such on ties; a kernel without a loop doing arithmetic is counted whole
 (``scope: function``: one thread's work).  Its opcodes are counted by class: FFMA, DFMA,
-HMMA, DMMA, LDS.32/64/128, LDG.32/64/128, LDGSTS, STS.32/64/128, BAR, other.  Without
-cuobjdump the report says so and goes on (same exit status).
+HMMA, DMMA, FADD (FADD, DADD), FMUL (FMUL, DMUL), LDS.32/64/128, LDG.32/64/128, LDGSTS,
+STS.32/64/128, BAR, other; the loops nested in it (``inner``: per trip) are listed too.
+Without cuobjdump the report says so and goes on (same exit status).
+
+The fused layer kernels (kernels/winograd_fused.cuh, ``winograd_fused_2d_kernel<FusedConfig<...>,
+FusedMath, T, TS>``) get their own table: the configuration's alias (read from the header),
+threads (32 x Warps) and dynamic shared memory (``FusedConfig::shared_bytes()``, computed from
+the template arguments), and per warp per channel chunk the hot (chunk) loop's MMA / FFMA /
+FADD+FMUL / LDG / LDS / STS counts, the U staging loop's instructions per trip and the
+epilogue's output-transform loop (``epilogue``: per (k, tile) pair).
 
 Usage:  python tools/kernel_report.py [--arch 80 --arch 90] [--json FILE] [--nvcc PATH] [--no-sass]
 (also reachable as ``magma-wino info --kernels`` from a source checkout).
@@ -54,6 +62,8 @@ def _demangle(names: list[str], nvcc: str) -> dict[str, str]:
 
 
 _TC_PRECISION = {"0": "kTf32", "1": "kTf32x3", "2": "kBf16", "3": "kFp16", "4": "kFp64"}  # TcPrecision (gemm_tc.cuh)
+#: FusedMath (winograd_fused.cuh): the values of mw_precision.
+_FUSED_MATH = {"0": "kFp32", "1": "kTf32", "2": "kTf32x3", "3": "kBf16", "4": "kFp16", "5": "kFp64"}
 
 
 def _short(name: str) -> str:
@@ -69,13 +79,51 @@ def _short(name: str) -> str:
                 name = name[:i]
                 break
     name = name.replace("mw::", "")
+    name = re.sub(r"\(FusedMath\)(\d+)", lambda m: _FUSED_MATH.get(m[1], m[0]), name)
     return re.sub(r"\(TcPrecision\)(\d+)", lambda m: _TC_PRECISION.get(m[1], m[0]), name)
+
+
+_FUSED = re.compile(r"winograd_fused_2d_kernel<FusedConfig<(?P<args>\d+, \d+, \d+, \d+, \d+, \d+, "
+                    r"GemmShape<\d+, \d+, \d+>, \d+, \d+, (?:true|false))>")
+
+
+def fused_config(args: str) -> dict:
+    """The geometry of a ``FusedConfig<M, BK, BP, BC, Warps, ElementBytes, GemmShape<im, in, ik>,
+    PadA, PadB, Prefetch>`` (kernels/winograd_fused.cuh) from its argument list as cu++filt prints
+    it, with ``FusedConfig::shared_bytes()``: two stages of alpha² position slices, each U
+    [BK][BC + PadA] then V [BC][BP + PadB], or the epilogue's M slab [alpha²][im][BP + 4] of
+    accumulators (double for 8-byte operands, else float) if larger, plus 32 bytes of alignment."""
+    nums = [int(v) for v in re.findall(r"\d+", args)]
+    m, bk, bp, bc, warps, elem, im, _in, _ik, pad_a, pad_b = nums
+    pos = (m + 2) ** 2
+    acc = 8 if elem == 8 else 4
+    stages = elem * 2 * pos * (bk * (bc + pad_a) + bc * (bp + pad_b))
+    epilogue = acc * pos * im * (bp + 4)
+    return {"m": m, "bk": bk, "bp": bp, "bc": bc, "warps": warps, "threads": 32 * warps, "element_bytes": elem,
+            "positions": pos, "prefetch": args.endswith("true"), "shared_bytes": max(stages, epilogue) + 32}
+
+
+def fused_aliases(header: Path = ROOT / "kernels" / "winograd_fused.cuh") -> dict[str, str]:
+    """{FusedConfig argument list: its alias} from the header's ``using Name = FusedConfig<...>;``
+    lines (the report names a fused row by its configuration's alias, as the plans do)."""
+    if not header.is_file():
+        return {}
+    text = re.sub(r"\s+", " ", header.read_text())
+    out = {}
+    for m in re.finditer(r"using (\w+) = FusedConfig<(.*?)>;", text):
+        args = re.sub(r"\s*,\s*", ", ", m[2].strip())
+        out[args] = m[1]
+    return out
 
 
 def _launch_shape(name: str) -> tuple[int, int]:
     """(threads per block, dynamic shared memory bytes) of a kernel, from its template
     arguments: ptxas reports only static shared memory, and the products use dynamic."""
     size = 8 if "<double" in name else 4
+    if (m := _FUSED.search(name)):
+        # FusedConfig::shared_bytes(); kThreads = 32 x Warps (one block per SM: launch bounds)
+        cfg = fused_config(m.group("args"))
+        return cfg["threads"], cfg["shared_bytes"]
     if (m := re.search(r"gemm_batched_kernel<\w+, GemmConfig<(\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
         # GemmConfig::shared_bytes<T>(): kStages = 2 stages of the A slice, stored transposed with
         # rows padded by kPadA = 4 elements (BLK_K x (BLK_M + 4)), and of the B slice (BLK_K x BLK_N).
@@ -111,7 +159,7 @@ def occupancy(arch: str, regs: int, smem: int, threads: int) -> float:
 # --------------------------------------------------------------------------- SASS mix
 
 #: Instruction classes counted in a hot loop, in report order.
-MIX_CLASSES = ("FFMA", "DFMA", "HMMA", "DMMA", "LDS.32", "LDS.64", "LDS.128", "LDG.32", "LDG.64",
+MIX_CLASSES = ("FFMA", "DFMA", "HMMA", "DMMA", "FADD", "FMUL", "LDS.32", "LDS.64", "LDS.128", "LDG.32", "LDG.64",
                "LDG.128", "LDGSTS", "STS.32", "STS.64", "STS.128", "BAR", "other")
 #: Opcodes that count as the loop's arithmetic when the hot loop is chosen.
 FMA_OPS = ("FFMA", "DFMA", "HMMA", "DMMA", "HGMMA", "IMMA")
@@ -152,6 +200,10 @@ def classify(op: str) -> str:
         return head
     if head in ("HMMA", "HGMMA"):
         return "HMMA"
+    if head in ("FADD", "DADD"):  # the transforms' additions (FP32 / FP64 pipe)
+        return "FADD"
+    if head in ("FMUL", "DMUL"):
+        return "FMUL"
     if head in ("LDS", "LDG", "STS"):
         return _width_class(op, head)
     if head == "LDGSTS":
@@ -186,6 +238,28 @@ def hot_loop(insns: list[tuple[int, str, str]]) -> dict:
     Returns {"scope": "loop"|"function", "start", "end" (byte addresses, inclusive),
     "instructions", "mix": {class: count}}: counts per iteration of the loop (per thread
     for scope "function").  The self-branch that pads the end of every kernel is no loop."""
+    every = _loops(insns)
+    loops = [lp for lp in every if lp[0] > 0]
+    # innermost: a loop with arithmetic that encloses no other such loop (the per-nonzero
+    # loop of the SpMM, not the chunk loop around it)
+    loops = [lp for lp in loops if not any(o is not lp and lp[2] <= o[2] and o[3] <= lp[3] for o in loops)]
+    inner: list[dict] = []
+    if loops:
+        fmas, _neg, start, end, body = max(loops)
+        scope = "loop"
+        # loops inside it without arithmetic (the fused kernels' U staging): their bodies run
+        # once per trip, the hot loop's counts hold them once
+        inner = [{"start": lp[2], "end": lp[3], "instructions": len(lp[4]), "mix": _count(lp[4])}
+                 for lp in sorted(every, key=lambda lp: lp[2])
+                 if start <= lp[2] and lp[3] <= end and (lp[2], lp[3]) != (start, end)]
+    else:
+        body = [i for i in insns if i[1] != "BRA" or not (t := _TARGET.search(i[2])) or int(t.group("t"), 16) != i[0]]
+        start, end, scope = (body[0][0], body[-1][0], "function") if body else (0, 0, "function")
+    return {"scope": scope, "start": start, "end": end, "instructions": len(body), "mix": _count(body), "inner": inner}
+
+
+def _loops(insns: list[tuple[int, str, str]]) -> list[tuple[int, int, int, int, list]]:
+    """Every backward branch as a loop: (FMA-class count, -instructions, start, end, body)."""
     loops = []
     for addr, op, args in insns:
         if op.split(".")[0] in ("BRA", "JMP") and (t := _TARGET.search(args)) and int(t.group("t"), 16) < addr:
@@ -193,22 +267,36 @@ def hot_loop(insns: list[tuple[int, str, str]]) -> dict:
             body = [i for i in insns if start <= i[0] <= addr]
             fmas = sum(1 for i in body if i[1].split(".")[0] in FMA_OPS)
             loops.append((fmas, -len(body), start, addr, body))
-    loops = [lp for lp in loops if lp[0] > 0]
-    # innermost: a loop with arithmetic that encloses no other such loop (the per-nonzero
-    # loop of the SpMM, not the chunk loop around it)
-    loops = [lp for lp in loops if not any(o is not lp and lp[2] <= o[2] and o[3] <= lp[3] for o in loops)]
-    if loops:
-        fmas, _neg, start, end, body = max(loops)
-        scope = "loop"
-    else:
-        body = [i for i in insns if i[1] != "BRA" or not (t := _TARGET.search(i[2])) or int(t.group("t"), 16) != i[0]]
-        start, end, scope = (body[0][0], body[-1][0], "function") if body else (0, 0, "function")
-    return {"scope": scope, "start": start, "end": end, "instructions": len(body), "mix": _count(body)}
+    return loops
+
+
+#: Classes of the transforms' arithmetic (an epilogue loop is the one with the most of them).
+_TRANSFORM_OPS = ("FFMA", "DFMA", "FADD", "FMUL")
+
+
+def epilogue_loop(insns: list[tuple[int, str, str]], after: int) -> dict | None:
+    """The loop after address ``after`` with the most transform arithmetic (FFMA, FADD, FMUL
+    and the double ones): in a fused kernel, the output transform of one (k, tile) pair per
+    iteration.  {"start", "end", "instructions", "mix"} or None."""
+    best = None
+    for _f, _n, start, end, body in _loops(insns):
+        if start <= after:
+            continue
+        mix = _count(body)
+        ops = sum(mix[c] for c in _TRANSFORM_OPS)
+        if ops and (best is None or ops > best[0]):
+            best = (ops, {"start": start, "end": end, "instructions": len(body), "mix": mix})
+    return best[1] if best else None
 
 
 def sass_mix(sass_text: str) -> dict[str, dict]:
     """{mangled kernel name: hot_loop(...)} of every kernel in a ``cuobjdump -sass`` listing."""
-    return {name: hot_loop(insns) for name, insns in parse_sass(sass_text).items()}
+    out = {}
+    for name, insns in parse_sass(sass_text).items():
+        out[name] = hot_loop(insns)
+        if "winograd_fused" in name and out[name]["scope"] == "loop":
+            out[name]["epilogue"] = epilogue_loop(insns, out[name]["end"])
+    return out
 
 
 def _sass_of(arch: str, nvcc: str, cuobjdump: str, source: Path, gen: Path) -> dict[str, dict]:
@@ -258,9 +346,12 @@ def compile_report(archs: list[str], nvcc: str, source: Path, sass: bool = False
                 current["regs"] = int(m.group("regs"))
                 current["smem"] = int(m.group("smem") or 0)
     names = _demangle(sorted({r["mangled"] for r in rows}), nvcc)
+    aliases = fused_aliases()
     for r in rows:
         r["kernel"] = _short(names[r["mangled"]])
         r["threads"], r["dynamic_smem"] = _launch_shape(r["kernel"])
+        if (m := _FUSED.search(r["kernel"])):  # the fused layer: its configuration by name and shape
+            r["fused"] = dict(fused_config(m.group("args")), config=aliases.get(m.group("args")))
         r["occupancy"] = round(occupancy(r["arch"], r["regs"], r["smem"] + r["dynamic_smem"], r["threads"]), 3)
         if cuobjdump:
             r["sass"] = mixes.get(r["arch"], {}).get(r["mangled"])
@@ -268,7 +359,7 @@ def compile_report(archs: list[str], nvcc: str, source: Path, sass: bool = False
 
 
 #: Columns of the instruction-mix table (the classes, a few merged for width).
-_MIX_COLS = ("FFMA", "DFMA", "HMMA", "DMMA", "LDS.32", "LDS.64", "LDS.128", "LDG", "LDGSTS", "STS", "BAR", "other")
+_MIX_COLS = ("FFMA", "DFMA", "HMMA", "DMMA", "FADD", "FMUL", "LDS.32", "LDS.64", "LDS.128", "LDG", "LDGSTS", "STS", "BAR", "other")
 
 
 def _mix_cells(mix: dict[str, int]) -> list[int]:
@@ -288,6 +379,38 @@ def format_mix(rows: list[dict]) -> str:
         sc = "loop" if r["sass"]["scope"] == "loop" else "func"
         lines.append(f"sm_{r['arch']:>2} {sc:>5} " + " ".join(f"{v:>7}" for v in _mix_cells(r["sass"]["mix"]))
                      + f"  {r['kernel']}")
+    return "\n".join(lines)
+
+
+def format_fused(rows: list[dict]) -> str:
+    """The fused layer kernels: configuration, registers, spills, shared memory (dynamic:
+    FusedConfig::shared_bytes()), and per warp per channel chunk the hot loop's tensor / FMA
+    instructions, the transforms' FADD + FMUL, global and shared-memory accesses, all
+    instructions; the U staging loop inside it (per trip) and the epilogue's output-transform
+    loop (per (k, tile) pair)."""
+    head = (f"{'arch':>5} {'regs':>4} {'spill':>5} {'dsmem':>6} {'thr':>4} {'MMA':>4} {'FFMA':>4} {'FADD+MUL':>8} "
+            f"{'LDG':>4} {'LDS':>4} {'STS':>4} {'all':>5} {'stageU':>6} {'epi':>5}  config, math")
+    lines = [head, "-" * len(head)]
+    for r in sorted((r for r in rows if r.get("fused")), key=lambda r: (r["arch"], r["kernel"])):
+        spill = r["spill_stores"] + r["spill_loads"]
+        sass = r.get("sass") or {}
+        mix = sass.get("mix") or {}
+        cells = ["-"] * 8
+        if mix:
+            ldg = sum(mix.get(f"LDG.{w}", 0) for w in ("32", "64", "128"))
+            lds = sum(mix.get(f"LDS.{w}", 0) for w in ("32", "64", "128"))
+            sts = sum(mix.get(f"STS.{w}", 0) for w in ("32", "64", "128"))
+            inner = sass.get("inner") or []
+            epi = sass.get("epilogue") or {}
+            cells = [mix["HMMA"] + mix["DMMA"], mix["FFMA"] + mix["DFMA"], mix["FADD"] + mix["FMUL"], ldg, lds, sts,
+                     sass["instructions"], inner[0]["instructions"] if inner else "-"]
+            cells.append(epi.get("instructions", "-"))
+        else:
+            cells.append("-")
+        math = re.search(r">, (k\w+|\(FusedMath\)\d+)", r["kernel"])
+        lines.append(f"sm_{r['arch']:>2} {r['regs']:>4} {spill:>5} {r['dynamic_smem']:>6} {r['threads']:>4} "
+                     + " ".join(f"{c:>{w}}" for c, w in zip(cells, (4, 4, 8, 4, 4, 4, 5, 6, 5)))
+                     + f"  {r['fused'].get('config') or r['kernel']}, {math[1] if math else '?'}")
     return "\n".join(lines)
 
 
@@ -323,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nHot-loop SASS instruction mix (warp instructions per loop iteration; "
               "func = whole kernel, one thread's work):")
         print(format_mix(rows))
+    if any(r.get("fused") for r in rows):
+        print("\nFused layer kernels (winograd_fused.cuh; per warp per channel chunk; stageU: the U staging "
+              "loop's instructions per trip, epi: the output transform's per (k, tile) pair):")
+        print(format_fused(rows))
     spilling = [r for r in rows if r["spill_stores"] or r["spill_loads"]]
     print(f"\n{len(rows)} kernel instantiations, {len(spilling)} with register spills")
     if args.json:
