@@ -73,6 +73,9 @@ class Case:
     density: float = 1.0
     seed: int = 0
     precision: str = "auto"  # requested; the plan resolves it (Result.precision)
+    fused: bool | None = None  # the plan's fused= (None: the model chooses per shape)
+    layout: str = "NCHW"  # NCHW or NHWC (2D dense cases)
+    relu: str | None = None  # the input ReLU of dense cases: None, "spatial", "winograd"
 
     @property
     def ndim(self) -> int:
@@ -80,7 +83,10 @@ class Case:
 
     def describe(self) -> str:
         sz = "x".join(map(str, self.size))
-        return f"N={self.N} C={self.C} K={self.K} {sz} pad={self.padding}"
+        more = "".join([f" {self.layout}" if self.layout != "NCHW" else "",
+                        f" relu={self.relu}" if self.relu else "",
+                        {None: "", True: " fused", False: " three-phase"}[self.fused]])
+        return f"N={self.N} C={self.C} K={self.K} {sz} pad={self.padding}{more}"
 
 
 @dataclass
@@ -193,6 +199,24 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
             if precision_applies(mode, "float16", 2, 3, len(size)):
                 add(group="half data", m=2, r=3, N=1, C=8, K=6, size=size, padding=1, dtype="float16",
                     precision=mode)
+    # The fused kernels (docs/fused.md): every mode, layout and input ReLU for F(2,3) and F(4,3),
+    # on shapes off every block multiple (H, W not multiples of m; C, K, P off BC, BK, BP), then
+    # the block edges: C below one chunk, P below one block, K one past a block.
+    if backend != "numpy":
+        for m in (2, 4):
+            modes = [(mode, "float32") for mode in ("fp32", "tf32x3", "tf32", "fp16", "bf16")
+                     if precision_applies(mode, "float32", m, 3, 2)] + [("fp64", "float64")]
+            if precision_applies("fp16", "float16", m, 3, 2):
+                modes.append(("fp16", "float16"))
+            for mode, dt in modes:
+                for layout in ("NCHW", "NHWC"):
+                    for relu in (None, "spatial", "winograd"):
+                        add(group="fused", m=m, r=3, N=2, C=11, K=19, size=(9, 7), padding=1, dtype=dt,
+                            precision=mode, fused=True, layout=layout, relu=relu)
+            for N, C, K, size, pad in [(1, 3, 5, (4, 4), 1), (1, 1, 1, (3, 3), 0), (3, 21, 33, (6, 5), 2),
+                                       (1, 17, 40, (23, 9), 1)]:
+                add(group="fused edges", m=m, r=3, N=N, C=C, K=K, size=size, padding=pad, precision="tf32x3",
+                    fused=True)
     if precision != "auto":
         out = [c if c.group == "precision" else replace(c, precision=precision) for c in out
                if (c.group != "precision" or c.precision == precision)
@@ -221,8 +245,12 @@ def run_case(case: Case, backend: str) -> Result:
     extra: dict[str, Any] = {}
     if case.variant in ("dense", "generic"):
         plan = plan_cls(w, b, case.padding, case.m, backend, generic=case.variant == "generic",
-                        precision=case.precision)
-        y_ref = direct(xr, wr, br, case.padding)
+                        precision=case.precision, relu=case.relu, fused=case.fused, layout=case.layout)
+        if case.relu == "winograd":  # ReLU of Bᵀ d B has no spatial form: the float64 formula
+            y_ref = reference.winograd_conv_from_U(xr, reference.filter_transform(wr, case.m), case.m, case.r,
+                                                   case.padding, br, relu=True)
+        else:
+            y_ref = direct(np.maximum(xr, 0) if case.relu == "spatial" else xr, wr, br, case.padding)
     elif case.variant == "spatial":
         plan = plan_cls.from_spatial(w, prune=case.density, bias=b, padding=case.padding, m=case.m,
                                      backend=backend, relu="spatial", precision=case.precision)
@@ -239,8 +267,14 @@ def run_case(case: Case, backend: str) -> Result:
         Up = plan.csr.to_host().to_dense().astype(np.float64)
         y_ref = reference.winograd_conv_from_U(xr, Up, case.m, case.r, case.padding, br, relu=relu is not None)
         extra["weight_density"] = plan.weight_density
+    channels_last = case.layout != "NCHW"
+    if channels_last:  # the plan takes and returns NHWC; compared channels-first
+        x = xp.ascontiguousarray(x.transpose(0, *range(2, x.ndim), 1))
     out = xp.full(plan.out_shape(x.shape), np.nan, dtype=dt)
     y = plan(x, out=out)
+    extra["algorithm"] = plan.algorithm
+    if channels_last:
+        y = y.transpose(0, y.ndim - 1, *range(1, y.ndim - 1))
     if backend == "cuda":
         xp.cuda.get_current_stream().synchronize()
         y = y.get()

@@ -214,3 +214,25 @@ def test_three_phase_phases_take_the_plans_layout():
     y = plan.transform_output(plan.multiply(plan.transform_input(xn)), xn.shape)
     np.testing.assert_array_equal(y, plan(xn))
     assert y.shape == (1, 7, 9, 6)
+
+
+def fused_results():
+    """y of a few fused layers, as lists of floats (run in child interpreters by the test below)."""
+    x, w, b = _data(12, 1, 13, 21, 9, 10)
+    out = {}
+    for m in (2, 4):
+        for prec in ("fp32", "tf32x3", "bf16"):
+            for layout in ("NCHW", "NHWC"):
+                out[f"{m}-{prec}-{layout}"] = _run(_plan(w, b, m, prec, True, layout=layout), x, layout).ravel().tolist()
+    return out
+
+
+def test_fused_results_do_not_depend_on_thread_order_or_the_fragment_layout():
+    # The emulator's diagnostics all on: threads of a block scheduled in a shuffled order (a
+    # missing barrier shows as a different result) and the WMMA element-to-lane mapping permuted
+    # (code that assumes a fragment layout shows); y must be bitwise the default run's.
+    from emu_subprocess import results_under_env
+
+    want = fused_results()
+    got = results_under_env("test_fused", "fused_results", {"MW_EMU_ORDER": "shuffle:11", "MW_EMU_WMMA_PERMUTE": "7"})
+    assert got == want

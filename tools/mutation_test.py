@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+FT = "tests/test_fused.py::"
 KT = "tests/test_kernels_emulator.py::"
 SANITIZE = ("magma-wino validate --sanitize", ["-m", "magma_wino.validate", "--sanitize"])
 
@@ -143,6 +144,35 @@ MUTANTS = [
         "acc[i][j] = static_cast<float>(spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]));",
         [pytest_cmd(KT + "test_spmm_batched_fp64_on_non_integer_data_is_fp64_accurate")],
         "fp64 SpMM accumulator rounded to float at every step (exact on the integer tests)",
+    ),
+    Mutant(
+        "fused-last-chunk", "kernels/winograd_fused.cuh",
+        "  const int chunks = (g.C + Cfg::kBC - 1) / Cfg::kBC;",
+        "  const int chunks = (g.C + Cfg::kBC - 1) / Cfg::kBC - (g.C > 2 * Cfg::kBC ? 1 : 0);",
+        [pytest_cmd(FT + "test_fused_is_bitwise_the_three_phase_path")],
+        "the fused main loop drops the last channel chunk when there are three or more",
+    ),
+    Mutant(
+        "fused-window-right-edge", "kernels/winograd_fused.cuh",
+        "if (w0 + a >= 0 && w0 + a < W) ws.cols[i] |= 1u << a;",
+        "if (w0 + a >= 0 && w0 + a < W - 1) ws.cols[i] |= 1u << a;",
+        [pytest_cmd(FT + "test_fused_is_bitwise_the_three_phase_path")],
+        "the fused window mask drops the input's last column (reads zeros there)",
+    ),
+    Mutant(
+        "fused-epilogue-slab", "kernels/winograd_fused.cuh",
+        "      if (q / Cfg::kPositions != s) continue;  // the unit belongs to another slab\n",
+        "",
+        [pytest_cmd(FT + "test_fused_is_bitwise_the_three_phase_path")],
+        "every unit stored in every epilogue slab: one slab's accumulators overwrite another's",
+    ),
+    Mutant(
+        "fused-slab-barrier", "kernels/winograd_fused.cuh",
+        "    __syncthreads();  // the slab is read before the next one overwrites it\n",
+        "",
+        [pytest_cmd(FT + "test_fused_is_bitwise_the_three_phase_path",
+                    FT + "test_fused_results_do_not_depend_on_thread_order_or_the_fragment_layout")],
+        "the barrier between two epilogue slabs removed: the next slab overwrites M still being read",
     ),
 ]
 
