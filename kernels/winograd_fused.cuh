@@ -17,12 +17,13 @@
 //   epilogue, 16 (8 for float64) output channels at a time: accumulators -> shared M slab
 //       (alpha² x rows x BP) -> Aᵀ M A per (k, p) (+ bias, optional ReLU) -> clipped stores of y
 //
-// Warp decomposition: each warp owns alpha² / kWarps whole positions (its U[ξ] and V[ξ] slices
-// are read by it alone) and the full BK x BP accumulator tile of each, on tensor cores (the WMMA
-// fragments and mac_stage of gemm_tc.cuh: tf32, tf32x3, fp16, bf16, fp64 on DMMA) or SIMT
-// (fp32: each lane 4 x BP/8 of every 16-row slab, the fma chain of gemm_batched.cuh).  The
-// accumulators of all alpha² positions live in registers; that is what bounds BK x BP (F(4,3):
-// 36 positions, docs/fused.md, "Choosing the tile").  The per-element order of the products is
+// Warp decomposition: the block's accumulators are alpha² x (BK / kSlabRows) units, one unit a
+// kSlabRows x BP slab (16 rows; 8 for float64) of one position's tile; each warp owns
+// kUnitsPerWarp of them, on tensor cores (the WMMA fragments and mac_stage of gemm_tc.cuh: tf32,
+// tf32x3, fp16, bf16, fp64 on DMMA) or SIMT (fp32: each lane 4 x BP/8 of the slab, the fma chain
+// of gemm_batched.cuh).  The accumulators of all alpha² positions live in registers; that, with
+// the input transform's registers, is what bounds BK x BP (F(4,3): 36 positions; docs/fused.md,
+// "Choosing the tile").  The per-element order of the products is
 // that of the three-phase kernels (k ascending, the same instruction per k step), and the
 // transforms are transform.cuh's input_tile_2d / output_tile_2d, so without split-K the fused
 // y is bitwise the three-phase y.
@@ -61,7 +62,7 @@ inline constexpr TcPrecision kFusedTcPrecision = F == FusedMath::kTf32     ? TcP
 // A fused tile configuration (CUTLASS habit: shapes are types).
 //   M_           output tile of F(M_, 3); alpha = M_ + 2, alpha² positions
 //   BK_, BP_     output channels x tiles of one block;  BC_ input channels per chunk (stage)
-//   Warps_       warps per block; each owns alpha² / Warps_ positions
+//   Warps_       warps per block; each owns alpha² · (BK / kSlabRows) / Warps_ units
 //   Position     the per-position operand layout, gemm_tc.cuh's GemmTcLayout: U[ξ] slice
 //                [BK][BC + PadA] then V[ξ] slice [BC][BP + PadB], the shape mac_stage reads
 // Shared memory: two stages of alpha² position slices; the epilogue's M slab
@@ -117,9 +118,18 @@ struct FusedSimtLane {
 
 // Configurations.  Float operands (fp32, tf32, tf32x3): WMMA m16n16k8 layout and gemm_tc.cuh's
 // float padding (A + 4, B + 8 floats); 16-bit: m16n16k16, padding 8 halves; float64: DMMA
-// m8n8k4, padding 4 doubles.  Registers per thread for the accumulators: F(2,3) 2 positions x
-// 32 x 32 / 32 lanes = 64 floats; F(4,3) 6 positions x 32 x 16 / 32 = 96 (float64 halves BK).
-// docs/fused.md gives the shared memory and why these shapes.
+// m8n8k4, padding 4 doubles.  Shared memory (two stages; the epilogue slab fits inside):
+//   Fused_F2_K32xP32xC8_w8      16 x (32 x 12 + 8 x 40) floats x 2      =  88 KiB
+//   Fused_F4_K32xP16xC8_w12     36 x (32 x 12 + 8 x 24) floats x 2      = 162 KiB (sm_80: 163)
+//   Fused_F4_K16xP16xC8_w12     36 x (16 x 12 + 8 x 24) floats x 2      = 108 KiB
+//   Fused16_F2_K32xP32xC16_w8   16 x (32 x 24 + 16 x 40) halves x 2     =  88 KiB
+//   Fused16_F4_K32xP16xC16_w8   36 x (32 x 24 + 16 x 24) halves x 2     = 162 KiB
+//   Fused64_F2_K16xP32xC4_w8    16 x (16 x 8 + 4 x 36) doubles x 2      =  68 KiB
+//   Fused64_F4_K8xP8xC4_w4      36 x (8 x 8 + 4 x 12) doubles x 2       =  63 KiB
+// The shapes are what ptxas fits without a spill (sm_90): the F(4,3) float tile needs 12 warps
+// (6 units each: 48 accumulator registers) under the 168-register cap of 384 threads, tf32x3's
+// hi / lo fragments half the channels (K16), and float64's 36-value windows in doubles leave
+// room for only 8 x 8 tiles on 4 warps.  docs/fused.md has the trade-offs.
 using Fused_F2_K32xP32xC8_w8 = FusedConfig<2, 32, 32, 8, 8, 4, GemmShape<16, 16, 8>, 4, 8, true>;
 using Fused_F4_K32xP16xC8_w12 = FusedConfig<4, 32, 16, 8, 12, 4, GemmShape<16, 16, 8>, 4, 8, false>;
 using Fused16_F2_K32xP32xC16_w8 =
