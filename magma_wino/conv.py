@@ -26,6 +26,7 @@ def conv2d(
     points: Any = None,
     precision: str = "auto",
     allow_inaccurate: bool = False,
+    fused: bool | None = None,
 ) -> Any:
     """2D convolution (cross-correlation, stride 1) by Winograd F(m×m, r×r).
 
@@ -46,6 +47,8 @@ def conv2d(
             what the products compute in (docs/api.md, "Precision").
         allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the usable
             limit instead of refusing it.
+        fused: None (the model chooses), True or False: the fused kernel of F(2,3) / F(4,3)
+            or the three phases, as for :class:`WinogradConv2d` (docs/fused.md).
 
     Returns:
         y, N×K×Ho×Wo with Ho = H + 2·pad_h − r + 1, of x's dtype, on x's backend.
@@ -63,7 +66,7 @@ def conv2d(
     )
     _checks.check_conv_args(x, w, bias, padding, 2)
     return WinogradConv2d(w, bias, padding, m, backend, points=points, precision=precision,
-                          allow_inaccurate=allow_inaccurate)(x, out=out)
+                          allow_inaccurate=allow_inaccurate, fused=fused)(x, out=out)
 
 
 def conv3d(

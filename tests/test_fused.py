@@ -236,3 +236,13 @@ def test_fused_results_do_not_depend_on_thread_order_or_the_fragment_layout():
     want = fused_results()
     got = results_under_env("test_fused", "fused_results", {"MW_EMU_ORDER": "shuffle:11", "MW_EMU_WMMA_PERMUTE": "7"})
     assert got == want
+
+
+def test_conv2d_takes_fused():
+    from magma_wino import conv2d
+
+    x, w, b = _data(13, 1, 7, 9, 8, 10)
+    y = conv2d(x, w, b, padding=1, m=2, backend="emulator", fused=True)
+    np.testing.assert_array_equal(y, conv2d(x, w, b, padding=1, m=2, backend="emulator", fused=False))
+    with pytest.raises(ValueError, match="fused=True"):
+        conv2d(x, w, b, padding=1, m=6, backend="emulator", fused=True)
