@@ -48,7 +48,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,14 @@ __all__ = [
     "load_sass",
     "estimate_layer",
     "estimate_cudnn",
+    "FusedTile",
+    "FUSED_TILES",
+    "SASS_FUSED_SM90",
+    "L2_RESIDENT_FRACTION",
+    "fused_tile",
+    "estimate_fused",
+    "fused_alternatives",
+    "choose_algorithm",
     "layer_rows",
     "network_estimates",
     "format_estimates",
@@ -132,6 +140,15 @@ class GPU:
     issue_per_clk: int = 4  # warp instructions per SM per clock: 4 schedulers
     regs_per_sm: int = 65536
     max_warps_per_sm: int = 64
+    #: L2 -> SM bandwidth per SM per clock (bytes).  Not a datasheet figure: about what public
+    #: microbenchmarks of the H100 PCIe report (~5.5 TB/s with 114 SMs at 1.755 GHz), taken
+    #: for every GPU here -- an assumption (H200: 28 x 132 x 1.98 GHz = 7.3 TB/s).
+    l2_bytes_per_clk: float = 28.0
+
+    @property
+    def l2_bw(self) -> float:
+        """Assumed L2 -> SM bandwidth, bytes per second (:attr:`l2_bytes_per_clk`)."""
+        return self.l2_bytes_per_clk * self.sms * self.clock_ghz * 1e9
 
     def peak(self, path: str) -> float:
         """FLOP/s of a math path: fp32, fp64 (SIMT FMA); tf32, bf16, fp16, fp64_tc (tensor
@@ -460,7 +477,28 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
             out[("spmm", dtype)] = mix
         elif (tc := _tc_key(k)) and any(c in k for c in _TC_CONFIGS):
             out[("gemm_tc", *tc)] = mix
+        elif (fk := _fused_key(k)) and r["sass"].get("scope") == "loop":
+            entry = {"loop": mix}
+            for name, loop in zip(("stage", "stage1"), r["sass"].get("inner") or []):
+                entry[name] = {c: v for c, v in loop["mix"].items() if v}
+            if r["sass"].get("epilogue"):
+                entry["epilogue"] = {c: v for c, v in r["sass"]["epilogue"]["mix"].items() if v}
+            out[("fused", *fk)] = entry
     return out
+
+
+#: FusedMath (winograd_fused.cuh) as the kernel report prints it -> precision mode.
+_FUSED_MATH = {"kFp32": "fp32", "kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16",
+               "kFp64": "fp64", "(FusedMath)0": "fp32", "(FusedMath)1": "tf32", "(FusedMath)2": "tf32x3",
+               "(FusedMath)3": "bf16", "(FusedMath)4": "fp16", "(FusedMath)5": "fp64"}
+
+
+def _fused_key(kernel: str) -> tuple[int, str] | None:
+    """(m, precision) of a kernel report's winograd_fused_2d_kernel row name, or None."""
+    g = re.search(r"winograd_fused_2d_kernel<FusedConfig<(\d+), .*?>, (k\w+|\(FusedMath\)\d+),", kernel)
+    if not g or g[2] not in _FUSED_MATH:
+        return None
+    return int(g[1]), _FUSED_MATH[g[2]]
 
 
 _load_sass = load_sass  # the name of the first version
@@ -523,6 +561,14 @@ class LayerEstimate:
     hypothetical: bool = False
     #: kernels that do not exist: {"split_k": {...}}, with its "ms" (layer)
     projections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: "three-phase" (three kernels, V and M through DRAM) or "fused" (winograd_fused.cuh)
+    algorithm: str = "three-phase"
+    #: the fused model's accounting (bytes by operand, re-read counts, grid, instruction counts)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dram_bytes(self) -> float:
+        return sum(p.dram_bytes for p in self.phases)
 
     @property
     def seconds(self) -> float:
@@ -538,8 +584,9 @@ class LayerEstimate:
     def as_dict(self) -> dict[str, Any]:
         return {"gpu": self.gpu, "N": self.N, "C": self.C, "K": self.K, "H": self.H, "W": self.W,
                 "m": self.m, "r": self.r, "precision": self.precision, "density": self.density,
-                "hypothetical": self.hypothetical, "ms": self.ms, "label": LABEL,
-                "phases": [p.as_dict() for p in self.phases], "projections": self.projections}
+                "hypothetical": self.hypothetical, "ms": self.ms, "label": LABEL, "algorithm": self.algorithm,
+                "dram_bytes": self.dram_bytes, "phases": [p.as_dict() for p in self.phases],
+                "projections": self.projections, "details": self.details}
 
 
 def _waves(blocks: int, per_sm: int, sms: int) -> float:
@@ -721,6 +768,363 @@ def estimate_cudnn(N: int, C: int, K: int, H: int, W: int | None = None, r: int 
             "label": LABEL}
 
 
+# --------------------------------------------------------------------------- fused layer
+
+
+@dataclass(frozen=True)
+class FusedTile:
+    """A kernels/winograd_fused.cuh ``FusedConfig`` (the one ``FusedConfigFor<m, math>`` names):
+    a block owns ``bk`` output channels x ``bp`` tiles for all alpha² positions and loops over
+    the input channels in chunks of ``bc`` (2 shared-memory stages); ``inst``: the MMA shape
+    (its rows are the epilogue slab's); ``pad_a`` / ``pad_b``: the U / V slice paddings."""
+
+    name: str
+    m: int
+    bk: int
+    bp: int
+    bc: int
+    warps: int
+    element_bytes: int
+    inst: tuple[int, int, int]
+    pad_a: int
+    pad_b: int
+    prefetch: bool
+
+    @property
+    def positions(self) -> int:
+        return (self.m + 2) ** 2
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps
+
+    @property
+    def slab_rows(self) -> int:
+        return self.inst[0]
+
+    def shared_bytes(self) -> int:
+        """``FusedConfig::shared_bytes()``: two stages of alpha² (U [bk][bc + pad_a], V [bc][bp +
+        pad_b]) slices, or the epilogue's M slab (alpha² x slab rows x (bp + 4) accumulators) if
+        larger, + 32 bytes of alignment."""
+        acc = 8 if self.element_bytes == 8 else 4
+        stages = self.element_bytes * 2 * self.positions * (self.bk * (self.bc + self.pad_a) + self.bc * (self.bp + self.pad_b))
+        return max(stages, acc * self.positions * self.slab_rows * (self.bp + 4)) + 32
+
+    @property
+    def accumulator_registers(self) -> float:
+        """32-bit registers per thread the alpha² accumulator tiles take (what bounds bk x bp)."""
+        return self.positions * self.bk * self.bp / self.threads * (2 if self.element_bytes == 8 else 1)
+
+
+_FT_F2 = FusedTile("Fused_F2_K32xP32xC8_w8", 2, 32, 32, 8, 8, 4, (16, 16, 8), 4, 8, True)
+_FT_F4 = FusedTile("Fused_F4_K32xP16xC8_w12", 4, 32, 16, 8, 12, 4, (16, 16, 8), 4, 8, False)
+_FT_F4_X3 = FusedTile("Fused_F4_K16xP16xC8_w12", 4, 16, 16, 8, 12, 4, (16, 16, 8), 4, 8, False)
+_FT16_F2 = FusedTile("Fused16_F2_K32xP32xC16_w8", 2, 32, 32, 16, 8, 2, (16, 16, 16), 8, 8, True)
+_FT16_F4 = FusedTile("Fused16_F4_K32xP16xC16_w8", 4, 32, 16, 16, 8, 2, (16, 16, 16), 8, 8, True)
+_FT64_F2 = FusedTile("Fused64_F2_K16xP32xC4_w8", 2, 16, 32, 4, 8, 8, (8, 8, 4), 4, 4, True)
+_FT64_F4 = FusedTile("Fused64_F4_K8xP8xC4_w4", 4, 8, 8, 4, 4, 8, (8, 8, 4), 4, 4, False)
+
+#: ``FusedConfigFor<m, math>`` of kernels/winograd_fused.cuh, by (m, precision mode)
+#: (tests/test_perfmodel.py reads the header and checks this table against it).
+FUSED_TILES: dict[tuple[int, str], FusedTile] = {
+    (2, "fp32"): _FT_F2, (2, "tf32"): _FT_F2, (2, "tf32x3"): _FT_F2, (2, "bf16"): _FT16_F2,
+    (2, "fp16"): _FT16_F2, (2, "fp64"): _FT64_F2,
+    (4, "fp32"): _FT_F4, (4, "tf32"): _FT_F4, (4, "tf32x3"): _FT_F4_X3, (4, "bf16"): _FT16_F4,
+    (4, "fp16"): _FT16_F4, (4, "fp64"): _FT64_F4,
+}
+
+#: The fused kernels' SASS (tools/kernel_report.py, nvcc 13.0, sm_90; the kernels of
+#: kernels/winograd_fused.cuh as of the first fused commit), per warp, key (m, mode):
+#: * "loop": the channel-chunk loop's static counts (all the warp's units' MMAs or FFMA, the
+#:   window loads (LDG), their input transform (FADD/FMUL/FFMA) and V stores (STS), the U
+#:   staging loops once each);
+#: * "stage": one trip of the 16-byte U staging loop (cp.async), "stage1": of the element one;
+#: * "epilogue": one trip of the output-transform loop (one (k, tile) pair per thread).
+SASS_FUSED_SM90: dict[tuple[int, str], dict[str, dict[str, int]]] = {
+    (2, 'fp32'): {'loop': {'FFMA': 512, 'FADD': 64, 'LDS.32': 198, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 342}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 248}},
+    (2, 'tf32x3'): {'loop': {'HMMA': 96, 'FADD': 88, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 620}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 250}},
+    (2, 'tf32'): {'loop': {'HMMA': 32, 'FADD': 56, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 495}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 40}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 249}},
+    (2, 'bf16'): {'loop': {'HMMA': 16, 'FADD': 88, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 723}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 250}},
+    (2, 'fp16'): {'loop': {'HMMA': 16, 'FADD': 88, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 669}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 247}},
+    (2, 'fp64'): {'loop': {'DMMA': 16, 'FADD': 64, 'LDS.32': 6, 'LDG.64': 16, 'LDGSTS': 4, 'STS.64': 32, 'BAR': 1, 'other': 511}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.64': 16, 'LDG.64': 1, 'other': 300}},
+    (4, 'fp32'): {'loop': {'FFMA': 469, 'FADD': 221, 'FMUL': 34, 'LDS.32': 294, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 600}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 560}},
+    (4, 'tf32x3'): {'loop': {'FFMA': 85, 'HMMA': 36, 'FADD': 245, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 773}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 555}},
+    (4, 'tf32'): {'loop': {'FFMA': 85, 'HMMA': 24, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 837}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 42}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 43}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 559}},
+    (4, 'bf16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 871}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 38}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 555}},
+    (4, 'fp16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 742}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 38}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 555}},
+    (4, 'fp64'): {'loop': {'DFMA': 85, 'DMMA': 9, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.64': 36, 'LDGSTS': 4, 'STS.64': 72, 'BAR': 1, 'other': 942}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'DFMA': 50, 'FADD': 154, 'LDS.64': 36, 'LDG.64': 1, 'other': 792}},
+}
+
+
+def fused_tile(m: int, precision: str) -> FusedTile:
+    """The fused configuration of F(m, 3) in a mode; ValueError for an F(m, r) without one."""
+    prec = mode(precision)
+    try:
+        return FUSED_TILES[(m, prec)]
+    except KeyError:
+        raise ValueError(f"no fused kernel for F({m}, 3): fused kernels are F(2, 3) and F(4, 3)") from None
+
+
+def _fused_sass(m: int, prec: str, sass: dict | None) -> tuple[dict[str, dict[str, int]] | None, str]:
+    given = (sass or {}).get(("fused", m, prec))
+    if given:
+        return given, "SASS (given)"
+    if (m, prec) in SASS_FUSED_SM90:
+        return SASS_FUSED_SM90[(m, prec)], "SASS sm_90"
+    return None, "projection (no SASS of this fused kernel)"
+
+
+#: Fraction of the L2 the model takes as able to keep x resident between the K-blocks' sweeps
+#: (an assumption: the H100/H200 L2 is two partitions, and U slices and y share it).
+L2_RESIDENT_FRACTION = 0.5
+
+
+def _mix_minus(a: dict[str, int], b: dict[str, int], times: float = 1.0) -> dict[str, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) - times * v
+    return out
+
+
+def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4, r: int = 3,
+                   precision: str = "tf32", gpu_key: str | GPU = "h200", sass: dict | None = None,
+                   tile: FusedTile | None = None) -> LayerEstimate:
+    """Estimated time of one 2D stride-1 'same' layer run by the fused kernel
+    (kernels/winograd_fused.cuh: input transform in the prologue of the channel loop, output
+    transform in the epilogue; V and M stay on chip).  One phase, "fused", with the bounds:
+
+    * HBM: x (once if it fits in :data:`L2_RESIDENT_FRACTION` of the L2, else once per sweep of
+      the output-channel blocks: the grid runs tile blocks fastest), U once (a K-block's slice
+      stays in L2 while the tile blocks reuse it), y once;
+    * L2: the bytes the SMs fetch: x once per K-block (ceil(K / BK) times) with the windows'
+      vertical halo (alpha / m; the horizontal overlap is served by L1), U once per tile block
+      (ceil(P / BP) times), y once -- over :attr:`GPU.l2_bw` (an assumed figure);
+    * tensor core (FMA pipe for fp32 SIMT, with the transforms' lane operations): the padded
+      grid's alpha² products (tf32x3: three);
+    * FP32 pipe (FP64 for fp64): the input transform per (c, tile) pair per K-block -- it is
+      recomputed ceil(K / BK) times -- and the output transform per (k, tile);
+    * shared memory: the chunk loop's LDS/STS wavefronts (window LDG: m lines each, the
+      windows of neighbouring tiles being m elements apart), the U stage's cp.async bytes and
+      the WMMA fragment loads (generic LD, from the tile shape);
+    * issue: the chunk loop's warp instructions from the SASS (:data:`SASS_FUSED_SM90`; the U
+      staging loop counted per trip), times warps and chunks, plus the epilogue loop's per
+      (k, tile) pair;
+
+    on-chip bounds over the wave efficiency of one block per SM (``launch_bounds(kThreads, 1)``;
+    waves = ceil(blocks / SMs)), the largest + one launch.  ``tile``: another configuration
+    (a projection when its SASS is not in the table)."""
+    g = gpu(gpu_key)
+    prec = mode(precision)
+    if r != 3 or m not in (2, 4):
+        raise ValueError(f"no fused kernel for F({m}, {r}): fused kernels are F(2, 3) and F(4, 3)")
+    for name, v in (("N", N), ("C", C), ("K", K), ("H", H)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    W = H if W is None else W
+    t = tile or fused_tile(m, prec)
+    own = tile is None or tile == FUSED_TILES.get((m, prec))
+    dtype = _dtype_of(prec)
+    s = 8 if dtype == "float64" else 4
+    s_op = OPERAND_BYTES[prec]
+    alpha, pos = m + 2, (m + 2) ** 2
+    P = N * math.ceil(H / m) * math.ceil(W / m)
+    kb, pb, chunks = math.ceil(K / t.bk), math.ceil(P / t.bp), math.ceil(C / t.bc)
+    blocks = kb * pb
+    eff = _waves(blocks, 1, g.sms)
+    clk = g.clock_ghz * 1e9
+    x_bytes, y_bytes, u_bytes = N * C * H * W * s, N * K * H * W * s, pos * K * C * s_op
+    # DRAM: x re-streamed per sweep of K-blocks unless L2-resident; K-blocks resident at once
+    # (a tile grid smaller than the SMs) share one sweep
+    fits = x_bytes <= L2_RESIDENT_FRACTION * g.l2_mib * 2**20
+    x_reads_dram = 1 if fits else math.ceil(kb / max(1, g.sms // pb))
+    u_slice = pos * t.bk * C * s_op
+    u_reads_dram = 1 if u_slice <= L2_RESIDENT_FRACTION * g.l2_mib * 2**20 else pb
+    dram = x_reads_dram * x_bytes + u_reads_dram * u_bytes + y_bytes
+    halo = alpha / m
+    x_l2, u_l2 = kb * x_bytes * halo, pb * u_bytes
+    l2 = x_l2 + u_l2 + y_bytes
+    im, ia, om, oa = _transform_ops(m, 3)
+    in_ops = blocks * chunks * t.bc * t.bp * (im + ia)  # zero windows off the edges included
+    out_ops = K * P * (om + oa)
+    fma_rate = g.fma_warps_per_clk(dtype) * g.sms * clk * 32
+    macs = blocks * chunks * pos * t.bk * t.bp * t.bc  # padded grid
+    flops = 2.0 * pos * K * C * P + in_ops + out_ops  # useful products + transforms
+    bounds = {"HBM": dram / g.hbm_tbs / 1e12, "L2": l2 / g.l2_bw / eff}
+    if prec in TC_PEAK:
+        bounds["tensor core"] = 2.0 * macs * (3 if prec == "tf32x3" else 1) / g.peak(TC_PEAK[prec]) / eff
+        bounds["FP32 pipe" if dtype == "float32" else "FP64 pipe"] = (in_ops + out_ops) / fma_rate / eff
+    else:
+        bounds["FMA pipe"] = (macs + in_ops + out_ops) / fma_rate / eff
+    sass_mix, src = _fused_sass(m, prec, sass) if own else (None, "projection (another tile)")
+    vec16 = (C * s_op) % 16 == 0
+    per = 16 // s_op
+    stage_trips = math.ceil((pos * t.bk * t.bc // per if vec16 else pos * t.bk * t.bc) / t.threads)
+    units = pos * (t.bk // t.slab_rows)
+    frag_waves = 0.0 if prec == "fp32" else units * (t.slab_rows * t.bc + t.bc * t.bp) * s_op / 128
+    stage_waves = pos * t.bk * t.bc * s_op / 128
+    epi_iters = (t.bk // t.slab_rows) * math.ceil(t.slab_rows * t.bp / 32)  # warp-trips per block
+    if sass_mix:
+        loop = dict(sass_mix["loop"])
+        inner = [sass_mix[k] for k in ("stage", "stage1") if k in sass_mix]
+        for mix_i in inner:
+            loop = _mix_minus(loop, mix_i)
+        path = sass_mix["stage"] if vec16 or "stage1" not in sass_mix else sass_mix["stage1"]
+        loop = _mix_minus(loop, path, -stage_trips)
+        # the V stores and their transform run in the warps that own a window (the first
+        # ceil(BC x BP / 32)); the rest skip them: the static count less the skipped share
+        active = min(1.0, math.ceil(t.bc * t.bp / 32) / t.warps)
+        simt_products = units / t.warps * t.slab_rows * t.bp * t.bc / 32 if prec == "fp32" else 0.0
+        core = {c: loop.get(c, 0) for c in ("FADD", "FMUL", "DFMA", "STS.32", "STS.64", "STS.128")}
+        core["FFMA"] = loop.get("FFMA", 0) - simt_products
+        loop = _mix_minus(loop, core, 1.0 - active)
+        ldg = sum(loop.get(f"LDG.{w}", 0) for w in ("32", "64", "128"))
+        loop = _mix_minus(loop, {f"LDG.{w}": loop.get(f"LDG.{w}", 0) for w in ("32", "64", "128")}, 1.0 - active)
+        chunk = mix_from_sass({k: v for k, v in loop.items() if k != "LDGSTS"})
+        # strided window loads (tiles m elements apart across the warp): m lines each
+        chunk_waves = chunk.l1_wavefronts + active * ldg * (m - 1)
+        transform_insns = active * sum(core.values()) + ldg * active  # per warp per chunk, for the details
+        epi = mix_from_sass(sass_mix["epilogue"])
+        block_insns = chunks * t.warps * sum(loop.values()) + epi_iters * epi.insns  # LDGSTS issue too
+        block_waves = chunks * (t.warps * chunk_waves + stage_waves + frag_waves) + epi_iters * epi.l1_wavefronts
+        hyp = False
+    else:  # a projection: the instructions of the MMAs and transforms, 1/2 as many again for the rest
+        mma = HMMA_SHAPE.get(prec, (1, 1, 1))
+        per_mma = (t.slab_rows * t.bp * t.bc) / (mma[0] * mma[1] * mma[2]) * (3 if prec == "tf32x3" else 1)
+        mma_insns = units * per_mma if prec in TC_PEAK else units * t.slab_rows * t.bp * t.bc / 32
+        tr = (t.bc * t.bp * (im + ia)) / 32
+        block_insns = chunks * 1.5 * (mma_insns + tr + stage_trips * t.warps * 40) + epi_iters * 1.5 * (om + oa)
+        block_waves = chunks * (stage_waves + frag_waves + t.bc * t.bp * pos * s_op / 128 * 2) + epi_iters * pos / 4
+        hyp = True
+        transform_insns = tr
+    bounds["shared memory"] = blocks * block_waves / (g.sms * clk) / eff
+    bounds["issue"] = blocks * block_insns / (g.issue_per_clk * g.sms * clk) / eff
+    phase = PhaseEstimate("fused", f"winograd_fused_2d {t.name} {prec}", flops, dram, l2, bounds, eff, src,
+                          hypothetical=hyp)
+    est = LayerEstimate(g.key, N, C, K, H, W, m, 3, prec, 1.0, [phase], hypothetical=hyp, algorithm="fused")
+    est.details = {
+        "config": t.name, "blocks": blocks, "waves": math.ceil(blocks / g.sms), "wave_efficiency": eff,
+        "threads": t.threads, "shared_bytes": t.shared_bytes(), "chunks": chunks,
+        "x_reads_l2": kb, "x_reads_dram": x_reads_dram, "u_reads_l2": pb, "u_reads_dram": u_reads_dram,
+        "x_fits_l2": fits, "halo": halo,
+        "dram": {"x": x_reads_dram * x_bytes, "U": u_reads_dram * u_bytes, "y": y_bytes},
+        "l2": {"x": x_l2, "U": u_l2, "y": y_bytes},
+        "input_transform_ops": in_ops, "output_transform_ops": out_ops, "macs_padded": macs,
+        "block_instructions": block_insns, "transform_instructions_per_warp_chunk": transform_insns,
+        "label": LABEL}
+    return est
+
+
+def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4,
+                       precision: str = "tf32", gpu_key: str | GPU = "h200") -> list[dict[str, Any]]:
+    """The fused kernel as written against tile choices that do not exist (PROJECTIONS): what
+    each moves for one layer.  Rows {"variant", "ms", "binding", "bounds_ms", "dram_bytes",
+    "l2_bytes", "label"}:
+
+    * ``implemented``: :func:`estimate_fused` (BK x BP x all alpha² positions per block);
+    * ``k-blocks fastest``: the same kernel with the grid's dimensions swapped, so the K-blocks
+      of a tile block run at once and x comes from DRAM once (a launch change);
+    * ``split positions``: a cluster of alpha blocks per (64 channels x 64 tiles), each one row
+      of the alpha x alpha positions (6 x 64 x 64 accumulators on 256 threads: 96 registers),
+      M exchanged through distributed shared memory for the epilogue; each block loads the whole
+      windows and computes its row of BᵀdB (1/alpha of the transform's arithmetic);
+    * ``prologue only``: per-position products on the three-phase tensor-core tile (64 x 64),
+      V[ξ] computed in the prologue from x (one position of a window per (c, tile, K-block)),
+      M through DRAM and the three-phase output transform kernel.
+
+    Projected instruction counts: the products at the per-MMA (per-FFMA) instruction rate of the
+    three-phase GEMM's SASS, a window's load and transform at the three-phase input-transform
+    kernel's instructions per (c, tile) (1/3 loads and addressing, 2/3 arithmetic scaled by the
+    share of BᵀdB computed), the epilogue at the fused kernel's per (k, tile) pair."""
+    g = gpu(gpu_key)
+    prec = mode(precision)
+    W = H if W is None else W
+    impl = estimate_fused(N, C, K, H, W, m, 3, prec, g)
+    ph = impl.phases[0]
+    rows = [{"variant": "implemented", "config": impl.details["config"], "ms": impl.ms, "binding": ph.binding,
+             "bounds_ms": {k: v * 1e3 for k, v in ph.bounds.items()}, "dram_bytes": impl.dram_bytes,
+             "l2_bytes": ph.tiled_bytes, "label": LABEL}]
+    t = fused_tile(m, prec)
+    dtype = _dtype_of(prec)
+    s, s_op = (8 if dtype == "float64" else 4), OPERAND_BYTES[prec]
+    alpha, pos = m + 2, (m + 2) ** 2
+    P = N * math.ceil(H / m) * math.ceil(W / m)
+    clk = g.clock_ghz * 1e9
+    issue = g.issue_per_clk * g.sms * clk
+    fma_rate = g.fma_warps_per_clk(dtype) * g.sms * clk * 32
+    x_bytes, y_bytes, u_bytes = N * C * H * W * s, N * K * H * W * s, pos * K * C * s_op
+    m_bytes = pos * K * P * 4 * (2 if dtype == "float64" else 1)
+    im, ia, om, oa = _transform_ops(m, 3)
+    t_in = TRANSFORM_INSNS_SM90.get(("input", dtype, m), 3 * (im + ia) + 2 * pos)
+    epi = SASS_FUSED_SM90.get((m, prec), {}).get("epilogue")
+    epi_insns = sum(epi.values()) if epi else 3 * (om + oa)
+    if prec in TC_PEAK:
+        mix = tc_mix(prec, _tc_vec(prec, C, P))
+        hm, hn, hk = HMMA_SHAPE[prec]
+        insns_per_mac = mix.insns / (mix.fma / (3 if prec == "tf32x3" else 1)) / (hm * hn * hk)  # per useful MAC
+    else:
+        gm = gemm_mix(GEMM_TILES[1], dtype, None, 4 if dtype == "float32" else 2)
+        insns_per_mac = gm.insns / gm.fma / 32
+
+    # k-blocks fastest: only the DRAM bytes of x change
+    dram_k = impl.dram_bytes - impl.details["dram"]["x"] + x_bytes
+    b_k = dict(ph.bounds, HBM=dram_k / g.hbm_tbs / 1e12)
+    rows.append({"variant": "k-blocks fastest", "config": t.name + " (grid K-fastest)",
+                 "ms": (max(b_k.values()) + LAUNCH_OVERHEAD_S) * 1e3, "binding": max(b_k, key=b_k.get),
+                 "bounds_ms": {k: v * 1e3 for k, v in b_k.items()}, "dram_bytes": dram_k,
+                 "l2_bytes": ph.tiled_bytes, "label": PROJECTION})
+
+    def project(name: str, config: str, bk: int, bp: int, groups: int, share: float, per_sm: int,
+                fused_out: bool) -> dict[str, Any]:
+        kb_, pb_ = math.ceil(K / bk), math.ceil(P / bp)
+        blocks = kb_ * pb_ * groups
+        eff = _waves(blocks, per_sm, g.sms)
+        macs = kb_ * bk * pb_ * bp * pos * C  # channels unpadded: an upper-level estimate
+        pairs = kb_ * groups * C * pb_ * bp  # window loads + (partial) transforms
+        win_insns = t_in * (1 / 3 + 2 / 3 * share)
+        insns = macs * insns_per_mac + pairs * win_insns / 32
+        out_ops = K * P * (om + oa)
+        if fused_out:
+            insns += K * P * epi_insns / 32
+        x_l2 = kb_ * groups * x_bytes * alpha / m
+        l2 = x_l2 + pb_ * u_bytes + (y_bytes if fused_out else m_bytes)
+        dram = x_bytes * (1 if x_bytes <= L2_RESIDENT_FRACTION * g.l2_mib * 2**20 else kb_) + u_bytes + (
+            y_bytes if fused_out else m_bytes)
+        bounds = {"HBM": dram / g.hbm_tbs / 1e12, "L2": l2 / g.l2_bw / eff, "issue": insns / issue / eff}
+        in_ops = pairs * (im + ia) * share
+        if prec in TC_PEAK:
+            bounds["tensor core"] = 2.0 * macs * (3 if prec == "tf32x3" else 1) / g.peak(TC_PEAK[prec]) / eff
+            bounds["FP32 pipe"] = (in_ops + (out_ops if fused_out else 0)) / fma_rate / eff
+        else:
+            bounds["FMA pipe"] = (macs + in_ops + (out_ops if fused_out else 0)) / fma_rate / eff
+        sec = max(bounds.values()) + LAUNCH_OVERHEAD_S
+        if not fused_out:  # M through DRAM: the three-phase output transform after it
+            out = estimate_layer(N, C, K, H, W, m, 3, prec, 1.0, g).phase("output")
+            sec += out.seconds
+            dram += out.dram_bytes
+        return {"variant": name, "config": config, "ms": sec * 1e3, "binding": max(bounds, key=bounds.get),
+                "bounds_ms": {k: v * 1e3 for k, v in bounds.items()}, "dram_bytes": dram, "l2_bytes": l2,
+                "label": PROJECTION}
+
+    rows.append(project("split positions", f"cluster of {alpha}: 64 x 64 x {alpha} positions per block", 64, 64,
+                        alpha, 1 / alpha, 1, True))
+    rows.append(project("prologue only", "per position 64 x 64 (gemm_tc tile), V[ξ] in the prologue", 64, 64, pos,
+                        (alpha + 1) / (2 * alpha * alpha), 2, False))
+    return rows
+
+
+@lru_cache(maxsize=4096)
+def choose_algorithm(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4, r: int = 3,
+                     precision: str = "tf32", gpu_key: str | GPU = "h200") -> str:
+    """"fused" when the fused kernel exists for F(m, r) (m in (2, 4), r = 3) and its estimate
+    (:func:`estimate_fused`) beats the dense three-phase one (:func:`estimate_layer`), else
+    "three-phase".  Cached per shape (plans call it per layer); an ESTIMATE-based choice."""
+    if r != 3 or m not in (2, 4):
+        return "three-phase"
+    fused = estimate_fused(N, C, K, H, W, m, r, precision, gpu_key)
+    three = estimate_layer(N, C, K, H, W, m, r, precision, 1.0, gpu_key)
+    return "fused" if fused.seconds < three.seconds else "three-phase"
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -751,11 +1155,21 @@ def default_precisions(dtype: str | None = None) -> list[str]:
     return ["fp64"] if dtype == "float64" else [p for p in modes if p != "fp64"]
 
 
+#: The algorithms a row can be: three kernels (V and M through DRAM) or the fused kernel.
+ALGORITHMS = ("three-phase", "fused")
+
+
 def layer_rows(layers: Sequence[Any], batches: Sequence[int] = (32,), tiles: Sequence[int] = (4,),
                precisions: Sequence[str] = ("fp32",), densities: Sequence[float] = (1.0,),
-               gpu_key: str | GPU = "h200", sass: dict | None = None) -> list[dict[str, Any]]:
-    """One row per (layer, N, m, precision, density) of 2D ``bench.Layer`` objects (3D skipped).
-    Sparse rows (density < 1) are SIMT whatever the mode: they are made for fp32 and fp64 only."""
+               gpu_key: str | GPU = "h200", sass: dict | None = None,
+               algorithms: Sequence[str] = ("three-phase",)) -> list[dict[str, Any]]:
+    """One row per (layer, N, m, precision, density, algorithm) of 2D ``bench.Layer`` objects
+    (3D skipped).  Sparse rows (density < 1) are SIMT whatever the mode: they are made for fp32
+    and fp64 only.  ``algorithms``: of :data:`ALGORITHMS`; fused rows (:func:`estimate_fused`)
+    exist for dense F(2,3) and F(4,3) only, next to the three-phase row of the same point."""
+    for a in algorithms:
+        if a not in ALGORITHMS:
+            raise ValueError(f"algorithms must be of {ALGORITHMS}, got {a!r}")
     rows = []
     for lay in layers:
         if lay.ndim != 2:
@@ -770,35 +1184,46 @@ def layer_rows(layers: Sequence[Any], batches: Sequence[int] = (32,), tiles: Seq
                     for d in sorted(set(densities), reverse=True):
                         if d < 1.0 and prec not in ("fp32", "fp64"):
                             continue  # the CSR product is SIMT in every mode: the fp32 rows
-                        e = estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, gpu_key, sass)
-                        sk = e.projections.get("split_k")
-                        prod = e.phase("product")
-                        # idle-SM cost: the part of an on-chip binding bound the last, partial wave adds
-                        onchip = prod.binding not in ("HBM", "launch")
-                        idle = prod.bounds[prod.binding] * (1.0 - prod.wave_efficiency) if onchip else 0.0
-                        rows.append({"network": lay.network, "layer": lay.name, **e.as_dict(),
-                                     "F": f"F({m},{lay.r})", "refused": refused,
-                                     "phase_ms": {p.phase: p.seconds * 1e3 for p in e.phases},
-                                     "binding": {p.phase: p.binding for p in e.phases},
-                                     "product_wave_efficiency": prod.wave_efficiency,
-                                     "product_idle_ms": idle * 1e3,
-                                     "split_k_ms": sk["ms"] if sk else None,
-                                     "split_k_splits": sk["splits"] if sk else None,
-                                     "cudnn_path": cud["path"], "cudnn_ms": cud["ms"],
-                                     "cudnn_binding": cud["binding"], "ratio_to_cudnn": e.ms / cud["ms"],
-                                     "cudnn_tf32_ms": cud_tf32["ms"] if cud_tf32 else None,
-                                     "ratio_to_cudnn_tf32": e.ms / cud_tf32["ms"] if cud_tf32 else None})
+                        ests = []
+                        if "three-phase" in algorithms:
+                            ests.append(estimate_layer(N, lay.C, lay.K, H, W, m, lay.r, prec, d, gpu_key, sass))
+                        if "fused" in algorithms and d >= 1.0 and lay.r == 3 and m in (2, 4):
+                            ests.append(estimate_fused(N, lay.C, lay.K, H, W, m, lay.r, prec, gpu_key, sass))
+                        for e in ests:
+                            rows.append(_row(lay, m, e, refused, cud, cud_tf32))
     return rows
+
+
+def _row(lay: Any, m: int, e: LayerEstimate, refused: str | None, cud: dict[str, Any],
+         cud_tf32: dict[str, Any] | None) -> dict[str, Any]:
+    sk = e.projections.get("split_k")
+    prod = e.phase("fused" if e.algorithm == "fused" else "product")
+    # idle-SM cost: the part of an on-chip binding bound the last, partial wave adds
+    onchip = prod.binding not in ("HBM", "launch")
+    idle = prod.bounds[prod.binding] * (1.0 - prod.wave_efficiency) if onchip else 0.0
+    return {"network": lay.network, "layer": lay.name, **e.as_dict(),
+            "F": f"F({m},{lay.r})", "refused": refused,
+            "phase_ms": {p.phase: p.seconds * 1e3 for p in e.phases},
+            "binding": {p.phase: p.binding for p in e.phases},
+            "product_wave_efficiency": prod.wave_efficiency,
+            "product_idle_ms": idle * 1e3,
+            "split_k_ms": sk["ms"] if sk else None,
+            "split_k_splits": sk["splits"] if sk else None,
+            "cudnn_path": cud["path"], "cudnn_ms": cud["ms"],
+            "cudnn_binding": cud["binding"], "ratio_to_cudnn": e.ms / cud["ms"],
+            "cudnn_tf32_ms": cud_tf32["ms"] if cud_tf32 else None,
+            "ratio_to_cudnn_tf32": e.ms / cud_tf32["ms"] if cud_tf32 else None}
 
 
 def network_estimates(networks: Sequence[str] = ("vgg16", "resnet50"), batches: Sequence[int] = (32,),
                       tiles: Sequence[int] = (4,), precisions: Sequence[str] = ("fp32",),
                       densities: Sequence[float] = (1.0,), gpu_key: str | GPU = "h200",
-                      sass: dict | None = None) -> list[dict[str, Any]]:
+                      sass: dict | None = None, algorithms: Sequence[str] = ("three-phase",)) -> list[dict[str, Any]]:
     """:func:`layer_rows` of bench's 2D network layer lists."""
     from .bench import network_layers
 
-    return layer_rows(network_layers(list(networks)), batches, tiles, precisions, densities, gpu_key, sass)
+    return layer_rows(network_layers(list(networks)), batches, tiles, precisions, densities, gpu_key, sass,
+                      algorithms)
 
 
 def _opt(v: float | None, fmt: str) -> str:
@@ -822,10 +1247,13 @@ LEGEND = ("every figure is an ESTIMATE of the speed-of-light model (not measured
           "mode, its hot-loop mix is a projection; † = magma_wino.precision refuses "
           "the mode for this F(m,r) (accuracy, or not supported yet); split-K: a PROJECTION, the kernel "
           f"does not exist; cuDNN: implicit GEMM at {CUDNN_EFFICIENCY:.0%} of the dense peak of the same "
-          "accuracy class (tf32x3 and fp32: FP32 with TF32 off), an assumption")
+          "accuracy class (tf32x3 and fp32: FP32 with TF32 off), an assumption; algorithm fused: the one-kernel "
+          "layer of winograd_fused.cuh (V and M stay on chip; its time in the product column, limits HBM, L2 "
+          "(an assumed L2 bandwidth), tensor core / FMA pipe, FP32 pipe, shared memory, issue)")
 
-_ROW_COLS = ("layer", "N", "F(m,r)", "precision", "density", "input ms", "product ms", "waves (idle ms)",
-             "output ms", "total ms", "split-K ms", "cuDNN ms", "ratio", "cuDNN TF32 ms", "ratio TF32")
+_ROW_COLS = ("layer", "N", "F(m,r)", "precision", "algorithm", "density", "input ms", "product ms",
+             "waves (idle ms)", "output ms", "total ms", "DRAM MB", "split-K ms", "cuDNN ms", "ratio",
+             "cuDNN TF32 ms", "ratio TF32")
 
 
 def _waves_cell(r: dict[str, Any]) -> str:
@@ -835,9 +1263,12 @@ def _waves_cell(r: dict[str, Any]) -> str:
 
 def _row_cells(r: dict[str, Any]) -> list[str]:
     ph = {p["phase"]: p for p in r["phases"]}
+    fused = r.get("algorithm") == "fused"  # one kernel: its cell in the product column
+    inp, prod, out = ("-", "fused " + _phase_cell(ph["fused"]), "-") if fused else (
+        _phase_cell(ph["input"]), _phase_cell(ph["product"]), _phase_cell(ph["output"]))
     return [f"{r['network']}/{r['layer']}", str(r["N"]), f"F({r['m']},{r['r']})", _prec_label(r),
-            f"{r['density']:g}", _phase_cell(ph["input"]), _phase_cell(ph["product"]),
-            _waves_cell(r), _phase_cell(ph["output"]), f"{r['ms']:.3g}", _split_cell(r),
+            r.get("algorithm", "three-phase"), f"{r['density']:g}", inp, prod, _waves_cell(r), out,
+            f"{r['ms']:.3g}", f"{r.get('dram_bytes', 0) / 1e6:.4g}", _split_cell(r),
             f"{r['cudnn_ms']:.3g} ({r['cudnn_path']})", f"{r['ratio_to_cudnn']:.2f}",
             _opt(r["cudnn_tf32_ms"], ".3g"), _opt(r["ratio_to_cudnn_tf32"], ".2f")]
 
@@ -863,15 +1294,17 @@ def markdown_estimates(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (network, N, F, precision, density): the sum over the network's 3x3 layers, each
+    """Per (network, N, F, precision, density, algorithm): the sum over the network's 3x3 layers, each
     deduplicated shape counted as often as it occurs (conv3_2/3_3: twice), the split-K
     projection (each layer at its best split, or as it is), and the binding limits of the
     phases (limit: number of layer-phases)."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in rows:
-        k = (r["network"], r["N"], r["m"], r["precision"], r["density"])
+        algo = r.get("algorithm", "three-phase")
+        k = (r["network"], r["N"], r["m"], r["precision"], r["density"], algo)
         t = out.setdefault(k, {"network": r["network"], "N": r["N"], "m": r["m"], "r": r["r"],
-                               "precision": r["precision"], "hypothetical": r["hypothetical"],
+                               "precision": r["precision"], "algorithm": algo, "dram_bytes": 0.0,
+                               "hypothetical": r["hypothetical"],
                                "refused": r.get("refused"), "density": r["density"], "ms": 0.0,
                                "split_k_ms": 0.0, "cudnn_ms": 0.0, "cudnn_path": r.get("cudnn_path"),
                                "cudnn_tf32_ms": 0.0 if r.get("cudnn_tf32_ms") is not None else None,
@@ -879,6 +1312,7 @@ def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         times = r["layer"].count("/") + 1
         t["layers"] += times
         t["ms"] += times * r["ms"]
+        t["dram_bytes"] += times * r.get("dram_bytes", 0.0)
         t["split_k_ms"] += times * (r.get("split_k_ms") or r["ms"])
         t["cudnn_ms"] += times * r["cudnn_ms"]
         if t["cudnn_tf32_ms"] is not None:
@@ -895,14 +1329,15 @@ def network_totals(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-_TOTAL_COLS = ("network", "N", "F(m,r)", "precision", "density", "layers", "total ms", "split-K ms",
-               "cuDNN ms", "ratio", "cuDNN TF32 ms", "ratio TF32", "binding limits (layer-phases)")
+_TOTAL_COLS = ("network", "N", "F(m,r)", "precision", "algorithm", "density", "layers", "total ms", "DRAM GB",
+               "split-K ms", "cuDNN ms", "ratio", "cuDNN TF32 ms", "ratio TF32", "binding limits (layer-phases)")
 
 
 def _total_cells(t: dict[str, Any]) -> list[str]:
     lim = ", ".join(f"{k} ×{v}" for k, v in sorted(t["limits"].items()))
-    return [t["network"], str(t["N"]), f"F({t['m']},{t['r']})", _prec_label(t), f"{t['density']:g}", str(t["layers"]),
-            f"{t['ms']:.3g}", f"{t['split_k_ms']:.3g}", f"{t['cudnn_ms']:.3g} ({t['cudnn_path']})",
+    return [t["network"], str(t["N"]), f"F({t['m']},{t['r']})", _prec_label(t), t.get("algorithm", "three-phase"),
+            f"{t['density']:g}", str(t["layers"]), f"{t['ms']:.3g}", f"{t.get('dram_bytes', 0) / 1e9:.3g}",
+            f"{t['split_k_ms']:.3g}", f"{t['cudnn_ms']:.3g} ({t['cudnn_path']})",
             f"{t['ratio_to_cudnn']:.2f}", _opt(t["cudnn_tf32_ms"], ".3g"), _opt(t["ratio_to_cudnn_tf32"], ".2f"), lim]
 
 
@@ -940,13 +1375,16 @@ def markdown_pivot(rows: Sequence[dict[str, Any]]) -> str:
     precs = list(by_precision(rows))
     cells: dict[tuple, dict[str, str]] = {}
     for r in rows:
-        k = (r["network"], r["layer"], r["N"], r["m"], r["r"], r["density"])
+        algo = r.get("algorithm", "three-phase")
+        k = (r["network"], r["layer"], r["N"], r["m"], r["r"], r["density"], algo)
+        lim = r["binding"].get("product") or r["binding"].get("fused")
         cells.setdefault(k, {})[r["precision"]] = (
-            f"{r['ms']:.3g}{'*' if r['hypothetical'] else ''}{'†' if r.get('refused') else ''} ({r['binding']['product']})")
-    lines = ["| layer | N | F(m,r) | density | " + " | ".join(f"{p} ms (product limit)" for p in precs) + " |",
-             "|---|---|---|---|" + "---|" * len(precs)]
-    for (net, lay, N, m, r, d), c in cells.items():
-        lines.append(f"| {net}/{lay} | {N} | F({m},{r}) | {d:g} | " + " | ".join(c.get(p, "-") for p in precs) + " |")
+            f"{r['ms']:.3g}{'*' if r['hypothetical'] else ''}{'†' if r.get('refused') else ''} ({lim})")
+    lines = ["| layer | N | F(m,r) | density | algorithm | " + " | ".join(f"{p} ms (product limit)" for p in precs)
+             + " |", "|---|---|---|---|---|" + "---|" * len(precs)]
+    for (net, lay, N, m, r, d, algo), c in cells.items():
+        lines.append(f"| {net}/{lay} | {N} | F({m},{r}) | {d:g} | {algo} | " + " | ".join(c.get(p, "-") for p in precs)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -1025,8 +1463,14 @@ def roofline_png(path: str | Path, gpu_key: str = "h200", N: int = 32, m: int = 
 
 def builtin_literal(sass: dict) -> str:
     """The :data:`SASS_SM90` entries of a :func:`load_sass` dict as Python source (to paste)."""
-    keys = sorted(sass, key=lambda k: tuple(str(v) for v in k))
+    keys = sorted((k for k in sass if k[0] != "fused"), key=lambda k: tuple(str(v) for v in k))
     return "SASS_SM90 = {\n" + "".join(f"    {k!r}: {sass[k]!r},\n" for k in keys) + "}\n"
+
+
+def fused_literal(sass: dict) -> str:
+    """The :data:`SASS_FUSED_SM90` entries of a :func:`load_sass` dict as Python source."""
+    keys = sorted((k for k in sass if k[0] == "fused"), key=lambda k: (k[1], PRECISIONS.index(k[2])))
+    return "SASS_FUSED_SM90 = {\n" + "".join(f"    {k[1:]!r}: {sass[k]!r},\n" for k in keys) + "}\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1039,6 +1483,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", nargs="+", default=None, choices=(*PRECISIONS, *_ALIASES),
                     help="precision modes (default: every mode of magma_wino.precision.MODES the model has)")
     ap.add_argument("--density", nargs="+", type=float, default=[1.0])
+    ap.add_argument("--algorithm", nargs="+", choices=ALGORITHMS, default=list(ALGORITHMS),
+                    help="three-phase and/or fused rows (fused: dense F(2,3), F(4,3) only; default both)")
     ap.add_argument("--sass-json", metavar="FILE",
                     help="hot-loop mixes from tools/kernel_report.py --json (its sm_80 rows for a100, sm_90 else)")
     ap.add_argument("--refresh-builtin", metavar="FILE",
@@ -1057,6 +1503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(builtin_literal(sass), end="")
         if missing:
             print(f"# not in the report (kept as built in): {missing}")
+        if any(k[0] == "fused" for k in sass):
+            print("# the fused kernels (winograd_fused.cuh):")
+            print(fused_literal(sass), end="")
         return 0
     if args.roofline:
         print(f"wrote {roofline_png(args.roofline, args.gpu)} ({LABEL})")
@@ -1064,7 +1513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     precisions = args.precision or default_precisions()
     # the report's rows of the GPU's own architecture (the built-in table is sm_90's)
     sass = load_sass(args.sass_json, arch="80" if args.gpu == "a100" else "90")
-    rows = network_estimates(args.network, args.batch, args.tile, precisions, args.density, args.gpu, sass)
+    rows = network_estimates(args.network, args.batch, args.tile, precisions, args.density, args.gpu, sass,
+                             args.algorithm)
     from rich.console import Console
 
     console = Console(width=250)

@@ -368,10 +368,16 @@ def test_cli_json_and_markdown(tmp_path) -> None:
     assert pm.main(["--network", "resnet50", "--precision", "fp32", "tf32x3", "bf16",
                     "--json", str(js), "--markdown", str(md)]) == 0
     data = json.loads(js.read_text())
-    assert data["label"] == pm.LABEL and len(data["rows"]) == 12 and len(data["totals"]) == 3
+    # 4 layers x 3 modes x (three-phase, fused: F(4,3) has a fused kernel); totals per algorithm
+    assert data["label"] == pm.LABEL and len(data["rows"]) == 24 and len(data["totals"]) == 6
+    assert {r["algorithm"] for r in data["rows"]} == {"three-phase", "fused"}
     text = md.read_text()
     assert "ESTIMATES" in text and "Per layer, tf32x3 (estimate)" in text and "Per layer, bf16 (estimate)" in text
     assert "PROJECTION" in text and "Command: `python -m magma_wino.perfmodel" in text
+    # three-phase only: the rows of the first version
+    assert pm.main(["--network", "resnet50", "--precision", "fp32", "--algorithm", "three-phase",
+                    "--json", str(js)]) == 0
+    assert len(json.loads(js.read_text())["rows"]) == 4
 
 
 def test_cli_refresh_builtin(capsys) -> None:
@@ -447,3 +453,186 @@ def test_bench_parses_model_and_prints_estimates(capsys) -> None:
         assert f"ESTIMATE on H200-SXM-141GB, {p}: per layer" in out
     assert "tf32†" in out and "PROJECTION" in out
     assert math.isfinite(result["model"]["totals"][0]["ms"])
+
+
+# --------------------------------------------------------------------------- fused kernel
+
+VGG_CONV5 = dict(N=32, C=512, K=512, H=14, W=14)
+
+
+def test_fused_tiles_are_the_headers_configurations() -> None:
+    """FUSED_TILES restates FusedConfigFor<m, math> of kernels/winograd_fused.cuh: read the
+    header's aliases and MW_FUSED_CONFIG lines and compare every field."""
+    import re
+
+    text = re.sub(r"\s+", " ", (ROOT / "kernels" / "winograd_fused.cuh").read_text())
+    aliases = {m[1]: [v.strip() for v in re.sub(r"GemmShape<(\d+), (\d+), (\d+)>", r"\1 \2 \3", m[2]).split(",")]
+               for m in re.finditer(r"using (\w+) = FusedConfig<(.*?)>;", text)}
+    math_mode = {"kFp32": "fp32", "kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16",
+                 "kFp64": "fp64"}
+    entries = re.findall(r"MW_FUSED_CONFIG\((\d), (\w+), (\w+)\)", text)
+    assert len(entries) == len(pm.FUSED_TILES) == 12
+    for m, math_name, alias in entries:
+        t = pm.FUSED_TILES[(int(m), math_mode[math_name])]
+        M, bk, bp, bc, warps, elem, inst, pa, pb, pre = aliases[alias]
+        assert t.name == alias
+        assert (t.m, t.bk, t.bp, t.bc, t.warps, t.element_bytes) == tuple(int(v) for v in (M, bk, bp, bc, warps, elem))
+        assert t.inst == tuple(int(v) for v in inst.split()) and (t.pad_a, t.pad_b) == (int(pa), int(pb))
+        assert t.prefetch == (pre == "true")
+    # FusedConfig::shared_bytes() by hand: F(4,3) float 2 x 36 x (32 x 12 + 8 x 24) floats + 32,
+    # F(2,3) fp64: 2 x 16 x (16 x 8 + 4 x 36) doubles + 32 (the stages beat the M slabs)
+    assert pm.FUSED_TILES[(4, "tf32")].shared_bytes() == 4 * 2 * 36 * (32 * 12 + 8 * 24) + 32 == 165920
+    assert pm.FUSED_TILES[(2, "fp64")].shared_bytes() == 8 * 2 * 16 * (16 * 8 + 4 * 36) + 32
+    assert pm.FUSED_TILES[(4, "fp32")].accumulator_registers == 36 * 32 * 16 / 384 == 48
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp64"])
+def test_fused_dram_bytes_are_the_formula(precision) -> None:
+    """x (once if it fits in the L2 share, else once per K-block sweep), U once, y once; no V,
+    no M.  L2: x per K-block with the vertical halo alpha/m, U per tile block, y."""
+    g = pm.gpu("h200")
+    s = 8 if precision == "fp64" else 4
+    s_op = pm.OPERAND_BYTES[precision]
+    for lay, fits in ((VGG_CONV3, False), (VGG_CONV5, True)):
+        N, C, K, H = lay["N"], lay["C"], lay["K"], lay["H"]
+        e = pm.estimate_fused(N, C, K, H, m=4, precision=precision)
+        t = pm.FUSED_TILES[(4, precision)]
+        P = N * math.ceil(H / 4) ** 2
+        kb, pb = math.ceil(K / t.bk), math.ceil(P / t.bp)
+        x, u, y = N * C * H * H * s, 36 * K * C * s_op, N * K * H * H * s
+        assert (x <= pm.L2_RESIDENT_FRACTION * g.l2_mib * 2**20) == fits == e.details["x_fits_l2"]
+        reads = 1 if fits else math.ceil(kb / max(1, g.sms // pb))
+        assert e.dram_bytes == reads * x + u + y
+        assert e.phases[0].tiled_bytes == pytest.approx(kb * x * 6 / 4 + pb * u + y)
+        assert e.details["x_reads_l2"] == kb and e.details["u_reads_l2"] == pb
+        assert e.algorithm == "fused" and [p.phase for p in e.phases] == ["fused"]
+
+
+def test_fused_moves_far_fewer_bytes_when_x_stays_in_l2() -> None:
+    """VGG conv5 (x 12.8 MB): the fused layer moves x, U, y; the three phases add V and M both
+    ways -- under a quarter of the bytes.  VGG conv3 (x 103 MB, re-read per K-block sweep by the
+    grid as written): fewer bytes still, but not by much."""
+    for prec in ("tf32", "fp32"):
+        f5, t5 = pm.estimate_fused(**VGG_CONV5, m=4, precision=prec), pm.estimate_layer(**VGG_CONV5, m=4, precision=prec)
+        assert f5.dram_bytes < 0.3 * t5.dram_bytes
+        f3, t3 = pm.estimate_fused(**VGG_CONV3, m=4, precision=prec), pm.estimate_layer(**VGG_CONV3, m=4, precision=prec)
+        assert f3.dram_bytes < t3.dram_bytes
+        assert f3.details["x_reads_dram"] == 8  # 256 / BK=32 K-blocks, 392 tile blocks > 132 SMs
+
+
+def test_fused_issue_bound_from_the_sass() -> None:
+    """F(2,3) tf32 (all 8 warps own windows: no skipped share): the issue bound is the chunk
+    loop's instructions -- its staging loops out, the 16-byte one back once per trip -- times
+    warps and chunks, plus the epilogue's per (k, tile) pair, over 4 issues per clock, over the
+    wave efficiency of one block per SM."""
+    g = pm.gpu("h200")
+    N, C, K, H = 32, 256, 256, 56
+    e = pm.estimate_fused(N, C, K, H, m=2, precision="tf32")
+    t = pm.FUSED_TILES[(2, "tf32")]
+    mix = pm.SASS_FUSED_SM90[(2, "tf32")]
+    trips = math.ceil(16 * t.bk * t.bc // 4 / t.threads)
+    chunk = sum(mix["loop"].values()) - sum(mix["stage"].values()) - sum(mix["stage1"].values()) \
+        + trips * sum(mix["stage"].values())
+    epi_iters = (t.bk // 16) * math.ceil(16 * t.bp / 32)
+    P = N * (H // 2) ** 2
+    blocks = math.ceil(K / t.bk) * math.ceil(P / t.bp)
+    eff = blocks / (math.ceil(blocks / g.sms) * g.sms)
+    insns = blocks * (math.ceil(C / t.bc) * t.warps * chunk + epi_iters * sum(mix["epilogue"].values()))
+    ph = e.phases[0]
+    assert ph.wave_efficiency == pytest.approx(eff)
+    assert ph.bounds["issue"] == pytest.approx(insns / (4 * g.sms * g.clock_ghz * 1e9) / eff)
+    assert ph.mix_source == "SASS sm_90" and not e.hypothetical
+    # the tensor bound: the padded grid's alpha² products at the dense TF32 peak
+    macs = blocks * math.ceil(C / t.bc) * 16 * t.bk * t.bp * t.bc
+    assert ph.bounds["tensor core"] == pytest.approx(2 * macs / g.peak("tf32") / eff)
+    assert ph.seconds == pytest.approx(max(ph.bounds.values()) + pm.LAUNCH_OVERHEAD_S)  # one launch
+
+
+@pytest.mark.parametrize("precision", pm.PRECISIONS)
+def test_fused_estimate_is_monotone_in_k_and_bounded_by_roofs(precision) -> None:
+    g = pm.gpu("h200")
+    times = [pm.estimate_fused(32, 256, K, 28, m=4, precision=precision).seconds for K in (32, 64, 128, 256, 512)]
+    assert all(b > a for a, b in zip(times, times[1:]))
+    e = pm.estimate_fused(**VGG_CONV3, m=2, precision=precision).phases[0]
+    assert e.dram_bytes / e.seconds <= g.hbm_tbs * 1e12
+    assert e.tiled_bytes / e.seconds <= g.l2_bw * (1 + 1e-9)
+
+
+def test_choose_algorithm() -> None:
+    pm.choose_algorithm.cache_clear()
+    assert pm.choose_algorithm(32, 256, 256, 56, 56, 6, 3, "tf32") == "three-phase"  # no fused F(6,3)
+    assert pm.choose_algorithm(32, 256, 256, 56, 56, 2, 5, "tf32") == "three-phase"  # nor F(2,5)
+    for prec in pm.PRECISIONS:
+        for m in (2, 4):
+            want = ("fused" if pm.estimate_fused(**VGG_CONV3, m=m, precision=prec).seconds
+                    < pm.estimate_layer(**VGG_CONV3, m=m, precision=prec).seconds else "three-phase")
+            assert pm.choose_algorithm(32, 256, 256, 56, 56, m, 3, prec) == want
+    # a tiny layer is launch bound: one launch beats three
+    assert pm.choose_algorithm(1, 8, 8, 8, 8, 2, 3, "fp32") == "fused"
+    for args in ((1, 1, 1, 1, 1, 2, 3, "tf32"), (1, 3, 1000, 1, 7, 4, 3, "fp64"), (7, 1, 1, 3, 1, 4, 3, "bf16")):
+        assert pm.choose_algorithm(*args) in ("fused", "three-phase")
+    before = pm.choose_algorithm.cache_info().hits
+    pm.choose_algorithm(32, 256, 256, 56, 56, 4, 3, "tf32")
+    assert pm.choose_algorithm.cache_info().hits == before + 1
+    with pytest.raises(ValueError, match="F\\(6, 3\\)"):
+        pm.estimate_fused(1, 8, 8, 8, m=6)
+    with pytest.raises(ValueError, match="K"):
+        pm.estimate_fused(1, 8, 0, 8, m=2)
+
+
+def test_fused_rows_tables_and_totals() -> None:
+    rows = pm.network_estimates(["vgg16"], [32], [2, 4, 6], ["tf32", "fp32"], [1.0, 0.25],
+                                algorithms=pm.ALGORITHMS)
+    fused = [r for r in rows if r["algorithm"] == "fused"]
+    # fused rows: dense F(2,3) and F(4,3) only, one per three-phase dense row of those tiles
+    assert fused and all(r["m"] in (2, 4) and r["density"] == 1.0 for r in fused)
+    assert len(fused) == len([r for r in rows if r["algorithm"] == "three-phase" and r["m"] in (2, 4)
+                              and r["density"] == 1.0])
+    for r in fused:
+        assert r["ratio_to_cudnn"] == pytest.approx(r["ms"] / r["cudnn_ms"])
+        assert r["dram_bytes"] == r["phases"][0]["dram_bytes"] and r["binding"].keys() == {"fused"}
+    md = pm.markdown_estimates(rows)
+    assert "| algorithm |" in md and "DRAM MB" in md and "| fused |" in md and "| three-phase |" in md
+    assert "fused " in md and "| ratio |" in md
+    tot = {(t["m"], t["precision"], t["density"], t["algorithm"]): t for t in pm.network_totals(rows)}
+    f = tot[(4, "tf32", 1.0, "fused")]
+    assert f["layers"] == 13 and f["ratio_to_cudnn"] == pytest.approx(f["ms"] / f["cudnn_ms"])
+    assert f["dram_bytes"] == pytest.approx(sum((r["layer"].count("/") + 1) * r["dram_bytes"] for r in fused
+                                                if r["m"] == 4 and r["precision"] == "tf32"))
+    assert "fused: issue" in " ".join(f["limits"])
+    text = pm.markdown_report(rows)
+    assert "| vgg16 | 32 | F(4,3) | tf32† | fused |" in text and "DRAM GB" in text
+    with pytest.raises(ValueError, match="algorithms"):
+        pm.layer_rows([], algorithms=["fusion"])
+
+
+def test_fused_alternatives() -> None:
+    alts = {a["variant"]: a for a in pm.fused_alternatives(**VGG_CONV3, m=4, precision="tf32")}
+    assert list(alts) == ["implemented", "k-blocks fastest", "split positions", "prologue only"]
+    impl = pm.estimate_fused(**VGG_CONV3, m=4, precision="tf32")
+    assert alts["implemented"]["ms"] == pytest.approx(impl.ms) and alts["implemented"]["label"] == pm.LABEL
+    x, u, y = 32 * 256 * 56 * 56 * 4, 36 * 256 * 256 * 4, 32 * 256 * 56 * 56 * 4
+    assert alts["k-blocks fastest"]["dram_bytes"] == x + u + y  # x from DRAM once
+    assert all(a["label"] == pm.PROJECTION for k, a in alts.items() if k != "implemented")
+    # prologue only: M through DRAM (written, then read by the output transform)
+    assert alts["prologue only"]["dram_bytes"] > impl.dram_bytes
+
+
+def test_load_sass_reads_fused_rows(tmp_path) -> None:
+    name = ("winograd_fused_2d_kernel<FusedConfig<2, 32, 32, 8, 8, 4, GemmShape<16, 16, 8>, 4, 8, true>, "
+            "kTf32, float, float>")
+    lean = {"HMMA": 32, "LDG.32": 16, "STS.32": 32, "LDGSTS": 4, "BAR": 1, "other": 100}
+    row = {"arch": "90", "kernel": name, "sass": {"scope": "loop", "mix": lean, "inner": [
+        {"mix": {"LDGSTS": 2, "other": 10}}, {"mix": {"LDGSTS": 2, "other": 9}}],
+        "epilogue": {"mix": {"FADD": 44, "other": 100}}}}
+    cast = dict(row, kernel=name.replace("kTf32,", "(FusedMath)5,"))
+    path = tmp_path / "kr.json"
+    path.write_text(json.dumps([row, cast]))
+    sass = pm.load_sass(path)
+    assert sass[("fused", 2, "tf32")] == {"loop": lean, "stage": {"LDGSTS": 2, "other": 10},
+                                          "stage1": {"LDGSTS": 2, "other": 9}, "epilogue": {"FADD": 44, "other": 100}}
+    assert ("fused", 2, "fp64") in sass
+    e = pm.estimate_fused(**VGG_CONV3, m=2, precision="tf32", sass=sass).phases[0]
+    builtin = pm.estimate_fused(**VGG_CONV3, m=2, precision="tf32").phases[0]
+    assert e.mix_source == "SASS (given)" and e.bounds["issue"] < builtin.bounds["issue"]
+    assert "SASS_FUSED_SM90 = {" in pm.fused_literal(sass)
