@@ -20,6 +20,8 @@ For every layer × batch × F(m, 3) × density × backend one MAGMA-style row:
   every m, so the tiles are the plan's); ``ok``: error ≤ :func:`magma_wino.accuracy.tolerance`
   (dense tf32 / fp16 / bf16 rows: :func:`magma_wino.precision.tolerance`, the operand-rounding
   model of :func:`magma_wino.accuracy.tolerance_tf32` at the mode's unit roundoff).
+* ``fused`` rows (density column): the same dense layer as one fused kernel (docs/fused.md),
+  for the tiles that have one on the backend (not numpy): no phases, no V or M workspace.
 * ``precision``: the mode the plan resolved ``--precision`` to (``plan.precision``; one
   set of Winograd rows per mode given, default auto).  A mode a layer refuses (dtype, a
   tile too inaccurate for tf32, no tensor cores) skips those rows, the reason printed once.
@@ -397,7 +399,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
         sparse_mode = None
         for mode in dict.fromkeys(precisions):
             try:
-                dense = Plan(w, padding=pad, m=m, backend=backend, precision=mode)
+                dense = Plan(w, padding=pad, m=m, backend=backend, precision=mode, fused=False)
             except ValueError as exc:  # the layer refuses the mode
                 if refused is not None:
                     refused[str(exc)] = refused.get(str(exc), 0) + 1
@@ -407,6 +409,9 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
             if any(k == "dense" and q.precision == dense.precision for _, k, q, _ in plans):
                 continue  # two requested modes resolved alike (auto and its mode): one row
             plans.append((1.0, "dense", dense, y_direct))
+            if dense.fused_unavailable() is None:  # the same layer as one fused kernel (docs/fused.md)
+                plans.append((1.0, "fused", Plan(w, padding=pad, m=m, backend=backend, precision=mode, fused=True),
+                              y_direct))
             sparse_mode = mode if sparse_mode is None else sparse_mode
         if backend != "numpy" and sparse_mode is not None:
             Uh = reference.filter_transform(wh, m).astype(dtype)
@@ -429,14 +434,17 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
             if gpu:  # the pool was emptied: what it holds now is what one call needed
                 cp.cuda.get_current_stream().synchronize()
                 peak = int(pool.total_bytes())
-            fns, sizes = phase_functions(plan, x)
+            if kind == "fused":  # one kernel: no phases, no V or M
+                fns, sizes = {}, {"V": 0, "M": 0, "U": int(plan.U.nbytes), "split_k": 0}
+            else:
+                fns, sizes = phase_functions(plan, x)
             if peak is not None:
                 sizes["pool_peak"] = peak
             total = timer(lambda plan=plan: plan(x), repeat)
-            phases = {k: timer(f, repeat) * 1e3 for k, f in fns.items()}
+            phases = {k: timer(f, repeat) * 1e3 for k, f in fns.items()} if fns else None
             row = dict(base, m=m, F=f"F({m},{r})", density=d, product=kind, backend=backend, precision=plan.precision,
                        weight_density=float(plan.weight_density) if kind == "sparse" else 1.0,
-                       sparse_product=bool(plan.uses_sparse_product), phase_ms=phases,
+                       sparse_product=bool(plan.uses_sparse_product), phase_ms=phases, algorithm=plan.algorithm,
                        workspace_bytes=sizes,
                        workspace_mib=(sizes["V"] + sizes["M"] + sizes["U"] + sizes["split_k"]) / MIB)
             finish(row, total, y, y_ref, tol)
@@ -519,8 +527,8 @@ def crossovers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _fmt_density(r: dict[str, Any]) -> str:
     if r["product"] == "baseline":
         return "-"
-    if r["product"] == "dense":
-        return "dense"
+    if r["product"] in ("dense", "fused"):
+        return r["product"]
     return f"{r['density']:g} csr"
 
 
@@ -729,7 +737,8 @@ def _model_key(r: dict[str, Any]) -> tuple:
     prec = r.get("precision")
     if r.get("product") == "sparse" or r.get("density", 1.0) < 1.0:
         prec = "fp64" if r.get("dtype") == "float64" else "fp32"
-    return (r["network"], r["layer"], r["N"], r["m"], float(r["density"]), prec)
+    algorithm = "fused" if r.get("product") == "fused" else "three-phase"
+    return (r["network"], r["layer"], r["N"], r["m"], float(r["density"]), prec, algorithm)
 
 
 def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -741,7 +750,8 @@ def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) ->
     layers = [lay for lay in selected_layers(args) if lay.ndim == 2]
     precisions = model_precisions(args, rows)
     est = perfmodel.layer_rows(layers, args.batch, args.tile, precisions, args.density, args.model)
-    key = {(e["network"], e["layer"], e["N"], e["m"], float(e["density"]), e["precision"]): e for e in est}
+    key = {(e["network"], e["layer"], e["N"], e["m"], float(e["density"]), e["precision"],
+            e.get("algorithm", "three-phase")): e for e in est}
     ratios = []
     for r in rows:
         if r.get("backend") != "cuda" or r.get("m") is None or r.get("scaled_from"):
@@ -752,7 +762,7 @@ def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) ->
         ratios.append({"layer": r["layer"], "N": r["N"], "F": r["F"], "density": r["density"],
                        "precision": r.get("precision"), "estimated_precision": e["precision"],
                        "measured_ms": r["ms"], "estimated_ms": e["ms"], "ratio": r["ms"] / e["ms"],
-                       "phase_ratio": {k: r["phase_ms"][k] / e["phase_ms"][k] for k in e["phase_ms"]
+                       "phase_ratio": {k: r["phase_ms"][k] / e["phase_ms"][k] for k in (e.get("phase_ms") or {})
                                        if k in (r.get("phase_ms") or {})},
                        "binding": e["binding"]})
     return {"gpu": args.model, "label": perfmodel.LABEL, "legend": perfmodel.LEGEND,

@@ -71,7 +71,7 @@ def test_quick_writes_json_with_documented_keys(quick) -> None:
 def test_phase_times_add_up(quick) -> None:
     _, res, _ = quick
     for r in res["rows"]:
-        if r["product"] == "baseline":
+        if r["product"] in ("baseline", "fused"):  # one call: no phases
             assert r["phase_ms"] is None
             continue
         ph = r["phase_ms"]
@@ -85,6 +85,9 @@ def test_workspace_bytes(quick) -> None:
         if r["product"] == "baseline":
             continue
         wb, item = r["workspace_bytes"], np.dtype(r["dtype"]).itemsize
+        if r["product"] == "fused":  # V and M never leave the SM
+            assert wb["V"] == wb["M"] == wb["split_k"] == 0 and wb["U"] > 0
+            continue
         alpha = r["m"] + r["r"] - 1
         P = r["N"] * math.prod(math.ceil(s / r["m"]) for s in r["spatial"])  # padding 1: out = in
         assert wb["V"] == alpha ** r["ndim"] * r["C"] * P * item
@@ -155,8 +158,8 @@ def test_bench_layer_error_subset_uses_tile_aligned_window(rng) -> None:
     assert all(r["ok"] for r in rows)
     if HAS_EMU:
         rows = bench.bench_layer(lay, 1, "emulator", [4], [0.5, 0.1], repeat=1, check_window=12, baselines=False)
-        assert [r["product"] for r in rows] == ["dense", "sparse", "sparse"]
-        assert rows[1]["weight_density"] == pytest.approx(0.5, abs=0.01)
+        assert [r["product"] for r in rows] == ["dense", "fused", "sparse", "sparse"]
+        assert rows[2]["weight_density"] == pytest.approx(0.5, abs=0.01)
         assert all(r["ok"] for r in rows)
 
 
@@ -322,3 +325,17 @@ def test_model_only_prints_and_writes_the_estimated_tables(tmp_path, capsys) -> 
 def test_model_only_needs_model() -> None:
     with pytest.raises(SystemExit, match="--model-only needs --model"):
         bench.main(["--model-only", "--no-progress"])
+
+
+def test_emulator_rows_include_the_fused_layer_without_v_or_m() -> None:
+    lay = bench.Layer("t", "c", 8, 12, (10, 10))
+    rows = bench.bench_layer(lay, 1, "emulator", [2, 4, 6], [1.0], repeat=1, baselines=False)
+    fused = [r for r in rows if r["product"] == "fused"]
+    dense = {r["m"]: r for r in rows if r["product"] == "dense"}
+    assert sorted(r["m"] for r in fused) == [2, 4]  # F(6,3) has no fused kernel
+    for r in fused:
+        assert r["ok"] and r["algorithm"] == "fused" and r["phase_ms"] is None
+        assert r["workspace_bytes"]["V"] == r["workspace_bytes"]["M"] == 0
+        assert dense[r["m"]]["algorithm"] == "three-phase" and dense[r["m"]]["workspace_bytes"]["V"] > 0
+        assert r["error"] == dense[r["m"]]["error"]  # bitwise the same y (docs/fused.md)
+    assert "fused" in bench.table_cells(fused[0])
