@@ -1027,6 +1027,10 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
       of the alpha x alpha positions (6 x 64 x 64 accumulators on 256 threads: 96 registers),
       M exchanged through distributed shared memory for the epilogue; each block loads the whole
       windows and computes its row of BᵀdB (1/alpha of the transform's arithmetic);
+    * ``split positions, partial y``: the same blocks without a cluster, each adding its
+      partial y = Aᵀ M_row A into y by atomics in L2 (y's L2 traffic x alpha, one reduction
+      instruction per element and partial; DRAM y once: the partials of a tile block run at
+      the same time);
     * ``prologue only``: per-position products on the three-phase tensor-core tile (64 x 64),
       V[ξ] computed in the prologue from x (one position of a window per (c, tile, K-block)),
       M through DRAM and the three-phase output transform kernel.
@@ -1074,7 +1078,7 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
                  "l2_bytes": ph.tiled_bytes, "label": PROJECTION})
 
     def project(name: str, config: str, bk: int, bp: int, groups: int, share: float, per_sm: int,
-                fused_out: bool) -> dict[str, Any]:
+                fused_out: bool, y_partials: int = 1) -> dict[str, Any]:
         kb_, pb_ = math.ceil(K / bk), math.ceil(P / bp)
         blocks = kb_ * pb_ * groups
         eff = _waves(blocks, per_sm, g.sms)
@@ -1085,8 +1089,10 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
         out_ops = K * P * (om + oa)
         if fused_out:
             insns += K * P * epi_insns / 32
+            # partial ys reduced by atomics in L2 (one RED per output element and partial)
+            insns += (y_partials - 1) * y_bytes / s / 32
         x_l2 = kb_ * groups * x_bytes * alpha / m
-        l2 = x_l2 + pb_ * u_bytes + (y_bytes if fused_out else m_bytes)
+        l2 = x_l2 + pb_ * u_bytes + (y_partials * y_bytes if fused_out else m_bytes)
         dram = x_bytes * (1 if x_bytes <= L2_RESIDENT_FRACTION * g.l2_mib * 2**20 else kb_) + u_bytes + (
             y_bytes if fused_out else m_bytes)
         bounds = {"HBM": dram / g.hbm_tbs / 1e12, "L2": l2 / g.l2_bw / eff, "issue": insns / issue / eff}
@@ -1107,6 +1113,8 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
 
     rows.append(project("split positions", f"cluster of {alpha}: 64 x 64 x {alpha} positions per block", 64, 64,
                         alpha, 1 / alpha, 1, True))
+    rows.append(project("split positions, partial y", f"{alpha} blocks per 64 x 64: a row of {alpha} positions each, "
+                        "partial y reduced by atomics", 64, 64, alpha, 1 / alpha, 1, True, y_partials=alpha))
     rows.append(project("prologue only", "per position 64 x 64 (gemm_tc tile), V[ξ] in the prologue", 64, 64, pos,
                         (alpha + 1) / (2 * alpha * alpha), 2, False))
     return rows

@@ -608,7 +608,12 @@ def test_fused_rows_tables_and_totals() -> None:
 
 def test_fused_alternatives() -> None:
     alts = {a["variant"]: a for a in pm.fused_alternatives(**VGG_CONV3, m=4, precision="tf32")}
-    assert list(alts) == ["implemented", "k-blocks fastest", "split positions", "prologue only"]
+    assert list(alts) == ["implemented", "k-blocks fastest", "split positions", "split positions, partial y",
+                          "prologue only"]
+    # the partial ys: alpha times y through L2, and their reductions cost issue slots
+    extra = (6 - 1) * 32 * 256 * 56 * 56 * 4
+    assert alts["split positions, partial y"]["l2_bytes"] == pytest.approx(alts["split positions"]["l2_bytes"] + extra)
+    assert alts["split positions, partial y"]["bounds_ms"]["issue"] > alts["split positions"]["bounds_ms"]["issue"]
     impl = pm.estimate_fused(**VGG_CONV3, m=4, precision="tf32")
     assert alts["implemented"]["ms"] == pytest.approx(impl.ms) and alts["implemented"]["label"] == pm.LABEL
     x, u, y = 32 * 256 * 56 * 56 * 4, 36 * 256 * 256 * 4, 32 * 256 * 56 * 56 * 4
