@@ -346,3 +346,38 @@ def test_fused_u_vector_and_element_copies_give_the_same_y(mode, layout, rng):
     elem = _direct_call(plan, mode, x, w, b, layout, None, False, u_offset=1)
     np.testing.assert_array_equal(vec, elem)
     np.testing.assert_array_equal(vec, plan(x))
+
+
+# --------------------------------------------------------------------------- under ASan
+
+
+@pytest.fixture(scope="module")
+def kernels_asan() -> str:
+    """The sanitizer build of tests/emu/kernels_asan_driver.cpp, found as tests/test_sanitize.py
+    finds it ($MW_KERNELS_ASAN_EXE, else build/asan/kernels_asan when newer than the sources)."""
+    import os
+
+    import test_sanitize as ts
+
+    path = os.environ.get("MW_KERNELS_ASAN_EXE")
+    if path:
+        if not os.access(path, os.X_OK):
+            pytest.fail(f"MW_KERNELS_ASAN_EXE={path} is not an executable")
+        return path
+    exe = ts.ROOT / "build" / "asan" / "kernels_asan"
+    if not os.access(exe, os.X_OK):
+        pytest.skip(f"the sanitizer build of the kernels is not built: {ts.BUILD_HINT}")
+    if exe.stat().st_mtime < ts._newest_source():
+        pytest.skip(f"{exe} is older than the kernel sources: rebuild it ({ts.BUILD_HINT})")
+    return str(exe)
+
+
+def test_fused_kernel_reading_past_x_is_reported_under_asan(kernels_asan):
+    """The driver's fused cases (exactly sized x, U, y) can only catch what the sanitizer sees in
+    the fused kernel: an x one element short must be reported from its window loads."""
+    import subprocess
+
+    run = subprocess.run([kernels_asan, "fused-overread"], capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0, run.stdout
+    assert "AddressSanitizer: heap-buffer-overflow" in run.stderr, run.stderr[-4000:]
+    assert "winograd_fused" in run.stderr and "load_windows" in run.stderr

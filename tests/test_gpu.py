@@ -502,3 +502,141 @@ def test_cuda_from_winograd_dense_bf16_keeps_U_on_the_device(rng):
     np.testing.assert_array_equal(host(plan.U), precision.to_storage(U, "bf16"))
     ref = conv2d_direct(x.astype(np.float64), w.astype(np.float64), padding=1)
     assert rel_err(host(plan(cp.asarray(x))), ref) <= precision.tolerance("bf16", 2, 3, 12 * 9)
+
+
+# --------------------------------------------------------------------------- the fused layer
+#
+# kernels/winograd_fused.cuh on the GPU (the same checks as tests/test_fused.py on the emulator):
+# against the float64 direct convolution within precision.tolerance of the mode, and bitwise
+# against the three-phase path of the same plan where split-K does not split (the kernel runs the
+# transforms' tile code and the products' instruction per k step in the same k order; the claim
+# of winograd_fused.cuh's header).  Shapes off every block multiple: C off the chunk (8 / 16 / 4),
+# K off the block (32 / 16 / 8) and past one, P past one block of tiles, H, W off m.
+
+FUSED_MODES = ["fp32", "tf32x3", "tf32", "fp16", "bf16", "fp64"]
+
+
+def _fused_or_skip(mode: str) -> None:
+    """The tensor-core fused kernels need sm_80+ (fp32 SIMT runs everywhere)."""
+    if mode != "fp32" and int(cp.cuda.Device().compute_capability) < 80:
+        pytest.skip(f"fused {mode} needs compute capability 8.0+ (tensor cores, cp.async)")
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+def _fused_run(plan, x: np.ndarray, layout: str) -> np.ndarray:
+    """plan(x) on the device with y pre-filled with NaN; y on the host, NCHW."""
+    xin = _nhwc(x) if layout == "NHWC" else x
+    out = cp.full(plan.out_shape(xin.shape), cp.nan, dtype=x.dtype)
+    y = plan(cp.asarray(xin), out=out)
+    assert y is out
+    yh = host(y)
+    assert not np.isnan(yh).any(), "elements of y left unwritten"
+    return yh.transpose(0, 3, 1, 2) if layout == "NHWC" else yh
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mode", FUSED_MODES)
+@pytest.mark.parametrize("m", [2, 4])
+def test_cuda_fused_matches_float64_direct_conv(m, mode, layout, rng):
+    from magma_wino import precision
+    from magma_wino.accuracy import rel_err
+
+    _fused_or_skip(mode)
+    dtype = np.float64 if mode == "fp64" else np.float32
+    N, C, K, H, W = 2, 21, 37, 13, 11
+    x, w, b = layer(rng, N, C, K, (H, W), 3, dtype)
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), padding=1, m=m, backend="cuda", precision=mode,
+                          allow_inaccurate=True, fused=True, layout=layout)
+    xshape = _nhwc(x).shape if layout == "NHWC" else x.shape
+    assert plan.algorithm_for(xshape) == "fused"
+    assert plan.workspace_bytes(xshape) == 0  # V and M never leave the SM
+    assert plan.U.dtype == precision.storage_dtype(mode, dtype)
+    y = _fused_run(plan, x, layout)
+    assert plan.algorithm == "fused"
+    ref = conv2d_direct(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1)
+    err, tol = rel_err(y, ref), precision.tolerance(mode, m, 3, C * 9)
+    assert err <= tol, f"fused F({m},3) {mode} {layout}: rel_err {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize("relu", [None, "spatial", "winograd"])
+@pytest.mark.parametrize("mode", FUSED_MODES)
+@pytest.mark.parametrize("m", [2, 4])
+def test_cuda_fused_is_bitwise_the_three_phase_path(m, mode, relu, rng):
+    _fused_or_skip(mode)
+    dtype = np.float64 if mode == "fp64" else np.float32
+    x, w, b = layer(rng, 1, 13, 35, (10, 13), 3, dtype)  # C = 13: one k slice, too short to split
+    plans = {fused: WinogradConv2d(cp.asarray(w), cp.asarray(b), padding=1, m=m, backend="cuda", precision=mode,
+                                   allow_inaccurate=True, fused=fused, relu=relu, output_relu=relu == "spatial")
+             for fused in (True, False)}
+    assert plans[False].split_k_workspace_bytes(x.shape) == 0, "the comparison needs an unsplit product"
+    y_fused = _fused_run(plans[True], x, "NCHW")
+    y_three = _fused_run(plans[False], x, "NCHW")
+    assert (plans[True].algorithm, plans[False].algorithm) == ("fused", "three-phase")
+    bad = np.argwhere(y_fused != y_three)
+    assert bad.size == 0, (f"F({m},3) {mode} relu {relu}: {len(bad)} of {y_fused.size} differ, first at "
+                           f"{tuple(bad[0])}: {y_fused[tuple(bad[0])]!r} != {y_three[tuple(bad[0])]!r}")
+
+
+@pytest.mark.parametrize("mode", ["fp32", "tf32x3", "bf16", "fp64"])
+def test_cuda_fused_nhwc_is_the_nchw_result_transposed(mode, rng):
+    _fused_or_skip(mode)
+    dtype = np.float64 if mode == "fp64" else np.float32
+    x, w, b = layer(rng, 2, 9, 13, (7, 12), 3, dtype)
+    ys = [_fused_run(WinogradConv2d(cp.asarray(w), cp.asarray(b), padding=1, m=4, backend="cuda", precision=mode,
+                                    allow_inaccurate=True, fused=True, layout=layout), x, layout)
+          for layout in ("NCHW", "NHWC")]
+    np.testing.assert_array_equal(ys[0], ys[1])
+
+
+_SPIN_THEN_COPY = r"""
+extern "C" __global__ void spin_then_copy(const float* src, float* dst, long long n, long long cycles) {
+  const long long t0 = clock64();
+  while (clock64() - t0 < cycles) {
+  }
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    dst[i] = src[i];
+}
+"""
+
+
+def test_cuda_fused_runs_on_the_current_stream(rng):
+    # On a non-blocking stream, a kernel that spins (~10^8 cycles) and then writes x is queued
+    # before the fused layer: a fused kernel launched on any other stream would read x before it
+    # is written (zeros) and give a different y.  An ordering check, not a timing one.
+    _fused_or_skip("tf32x3")
+    x, w, b = layer(rng, 2, 24, 40, (14, 14), 3, np.float32)
+    plan = WinogradConv2d(cp.asarray(w), cp.asarray(b), padding=1, m=4, backend="cuda", precision="tf32x3",
+                          fused=True)
+    want = _fused_run(plan, x, "NCHW")
+    spin = cp.RawKernel(_SPIN_THEN_COPY, "spin_then_copy")
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        src = cp.asarray(x)
+        xd = cp.zeros_like(src)
+        spin((1,), (128,), (src, xd, np.int64(src.size), np.int64(10**8)))
+        y = plan(xd)
+        assert _backend.Engine("cuda").stream() == stream.ptr
+        yh = cp.asnumpy(y, stream=stream)
+    stream.synchronize()
+    assert plan.algorithm == "fused"
+    np.testing.assert_array_equal(yh, want)
+
+
+@pytest.mark.parametrize("mode", ["fp16", "bf16"])
+def test_cuda_fused_16bit_U_stays_16bit_on_the_device(mode, rng):
+    from magma_wino import precision
+
+    _fused_or_skip(mode)
+    x, w, _ = layer(rng, 1, 16, 24, (9, 9), 3, np.float32)  # C = 16: U rows are 16-byte vectors
+    plan = WinogradConv2d(cp.asarray(w), padding=1, m=2, backend="cuda", precision=mode, allow_inaccurate=True,
+                          fused=True, output_relu=True)
+    assert isinstance(plan.U, cp.ndarray) and plan.U.dtype == precision.storage_dtype(mode, np.float32)
+    y = _fused_run(plan, x, "NCHW")
+    ref = np.maximum(conv2d_direct(x.astype(np.float64), w.astype(np.float64), padding=1), 0)
+    assert (y >= 0).all()
+    from magma_wino.accuracy import rel_err
+
+    assert rel_err(y, ref) <= precision.tolerance(mode, 2, 3, 16 * 9)

@@ -8,17 +8,24 @@
 // The 16-bit modes: U and V stored as binary16 / bfloat16 by the _ex transforms into exactly
 // sized 16-bit buffers and multiplied by the fp16 / bf16 tensor-core product; that product also
 // on its own, aligned and offset by one element, checked exactly.
+// The fused layer (mw_conv2d_fused): F(2, 3) and F(4, 3), every precision, NCHW and NHWC, on
+// exactly sized x, U, y, U on its 16-byte and its element copy path, checked bitwise against the
+// three-phase entries of the same build.
 // Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI, by
 // `magma-wino validate --sanitize` and by tests/test_sanitize.py.
 //
 //   kernels_asan            every check; prints "kernels under ASan: 0 failures", exits 0
 //   kernels_asan overread   a product whose A is one element short: ASan must report a
 //                           heap-buffer-overflow (proves the sanitizer sees the kernels)
+//   kernels_asan fused     the fused-layer checks only
+//   kernels_asan fused-overread   the fused layer on an x one element short: the same, for
+//                           the fused kernel's window loads
 #include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <type_traits>
 #include <vector>
@@ -307,6 +314,162 @@ void spmm(int batch, int rows, int cols, int n, double density, mw_dtype dt, boo
   for (void* p : {(void*)rp, (void*)ci, (void*)values, (void*)B, (void*)C}) std::free(p);
 }
 
+// ----------------------------------------------------------------------------- the fused layer
+//
+// mw_conv2d_fused (winograd_fused.cuh) with x, U, y (and bias) malloc'd at exactly their sizes,
+// no slack: a window read past the input's edge or halo, a U copy past a row end (C off the
+// chunk), past the last output channel (K off the block) or past the array, a y store of an
+// edge tile or past the last channel (NHWC) is reported by ASan.  The result is checked
+// against the three-phase entries of the same build (the _ex transforms, mw_gemm_batched_ex
+// without a workspace: no split-K, and the output transform), which compute the same floats:
+// the fused kernel runs transform.cuh's tile code and the products' instruction per k step in
+// the same k order, so y must be bitwise the three-phase y (with the output ReLU applied here).
+// y is pre-filled with NaN, so an element the kernel does not write fails the comparison.
+
+// Random values in [-1, 1) (periodic data could hide a wrong window or position).
+template <typename T>
+T* random_filled(size_t n, unsigned seed) {
+  T* p = static_cast<T*>(std::malloc(n ? n * sizeof(T) : 1));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  for (size_t i = 0; i < n; ++i) p[i] = T(dist(rng));
+  return p;
+}
+
+const char* precision_name(mw_precision p) {
+  static const char* const kNames[] = {"fp32", "tf32", "tf32x3", "bf16", "fp16", "fp64"};
+  return kNames[int(p)];
+}
+
+// One fused layer.  u_offset: U starts that many elements past its (exactly sized) allocation,
+// which moves it off 16 bytes and so onto the element-copy path even when C * sizeof(U) % 16 == 0.
+template <typename T>
+void fused(int m, mw_precision prec, mw_layout layout, int N, int C, int K, int H, int W, int pad,
+           int relu, bool relu_out, bool with_bias, int u_offset = 0) {
+  constexpr mw_dtype dt = std::is_same_v<T, double> ? MW_FLOAT64 : MW_FLOAT32;
+  const bool half = prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16;
+  const mw_dtype storage = half ? (prec == MW_PRECISION_FP16 ? MW_FLOAT16 : MW_BFLOAT16) : dt;
+  const size_t u_elem = half ? 2 : sizeof(T);
+  mw_conv_desc d{};
+  d.ndim = 2;
+  d.m = m;
+  d.r = 3;
+  d.batch = N;
+  d.in_channels = C;
+  d.out_channels = K;
+  d.in_size[0] = H;
+  d.in_size[1] = W;
+  d.padding[0] = d.padding[1] = pad;
+  mw_conv_geometry g;
+  check(mw_conv_get_geometry(&d, dt, &g), "fused geometry");
+  const int Ho = int(g.out_size[0]), Wo = int(g.out_size[1]);
+  const long x_len = long(N) * C * H * W, y_len = long(N) * K * Ho * Wo;
+  const long u_len = g.positions * K * C, v_len = g.positions * C * g.num_tiles;
+  const unsigned seed = unsigned(m * 1000003 + int(prec) * 10007 + C * 101 + K * 7 + H + W);
+  T* x = random_filled<T>(x_len, seed);  // NCHW: the three-phase input
+  T* w = random_filled<T>(long(K) * C * 9, seed + 1);
+  T* b = with_bias ? random_filled<T>(K, seed + 2) : nullptr;
+  // NHWC: the same values channels-last, in their own exactly sized array
+  T* x_in = x;
+  if (layout == MW_LAYOUT_NHWC) {
+    x_in = static_cast<T*>(std::malloc(x_len * sizeof(T)));
+    for (int n = 0; n < N; ++n)
+      for (int c = 0; c < C; ++c)
+        for (int h = 0; h < H; ++h)
+          for (int v = 0; v < W; ++v)
+            x_in[((long(n) * H + h) * W + v) * C + c] = x[((long(n) * C + c) * H + h) * W + v];
+  }
+  unsigned char* u_alloc = static_cast<unsigned char*>(std::malloc((u_len + u_offset) * u_elem));
+  void* U = u_alloc + u_offset * u_elem;
+  check(mw_filter_transform_ex(&d, dt, storage, w, U, nullptr, nullptr), "fused: filter transform");
+  T* y = static_cast<T*>(std::malloc(y_len * sizeof(T)));
+  for (long i = 0; i < y_len; ++i) y[i] = std::numeric_limits<T>::quiet_NaN();
+  const mw_status st =
+      mw_conv2d_fused(&d, dt, prec, layout, mw_relu(relu), relu_out, x_in, U, b, y, nullptr);
+  check(st, "fused layer");
+
+  // The three-phase reference: V (16-bit in the 16-bit modes), M in T, y_ref NCHW.
+  void* V = std::malloc(v_len * u_elem);
+  T* M = static_cast<T*>(std::malloc(g.positions * K * g.num_tiles * sizeof(T)));
+  T* y_ref = static_cast<T*>(std::malloc(y_len * sizeof(T)));
+  check(mw_input_transform_ex(&d, dt, storage, x, V, mw_relu(relu), nullptr, nullptr),
+        "fused reference: input transform");
+  check(mw_gemm_batched_ex(dt, prec, g.positions, K, g.num_tiles, C, U, V, M, nullptr),
+        "fused reference: product");
+  check(mw_output_transform(&d, dt, M, b, y_ref, nullptr, nullptr),
+        "fused reference: output transform");
+  long wrong = 0, first = -1;
+  for (int n = 0; n < N && st == MW_STATUS_SUCCESS; ++n)
+    for (int k = 0; k < K; ++k)
+      for (int h = 0; h < Ho; ++h)
+        for (int v = 0; v < Wo; ++v) {
+          const long ref_at = ((long(n) * K + k) * Ho + h) * Wo + v;
+          const long at = layout == MW_LAYOUT_NHWC ? ((long(n) * Ho + h) * Wo + v) * K + k : ref_at;
+          T want = y_ref[ref_at];
+          if (relu_out) want = want > T(0) ? want : T(0);
+          if (!(y[at] == want)) {  // NaN (unwritten) fails too
+            if (first < 0) first = at;
+            ++wrong;
+          }
+        }
+  if (wrong != 0) {
+    std::printf(
+        "FAIL fused F(%d, 3) %s %s N %d C %d K %d %dx%d pad %d relu %d relu_out %d bias %d U "
+        "offset "
+        "%d: %ld of %ld wrong, first at %ld\n",
+        m, precision_name(prec), layout == MW_LAYOUT_NHWC ? "NHWC" : "NCHW", N, C, K, H, W, pad,
+        relu, int(relu_out), int(with_bias), u_offset, wrong, y_len, first);
+    ++g_failures;
+  }
+  for (void* p :
+       {(void*)x, (void*)w, (void*)b, (void*)u_alloc, (void*)y, V, (void*)M, (void*)y_ref})
+    std::free(p);
+  if (x_in != x) std::free(x_in);
+}
+
+// Every fused precision on both tiles and layouts, with C on U's 16-byte path (C * sizeof(U) a
+// multiple of 16, U from malloc: 16-byte aligned) and on the element path (C off the vector, or
+// U one element off), C off the chunk (BC 8 / 16 / 4), K off the block (BK 32 / 16 / 8) and past
+// one, P past one block with a partial last (BP 32 / 16 / 8), H, W off the tile m.
+void fused_cases() {
+  const mw_precision precs[] = {MW_PRECISION_FP32, MW_PRECISION_TF32, MW_PRECISION_TF32X3,
+                                MW_PRECISION_FP16, MW_PRECISION_BF16, MW_PRECISION_FP64};
+  int i = 0;
+  for (int m : {2, 4})
+    for (mw_precision prec : precs)
+      for (mw_layout layout : {MW_LAYOUT_NCHW, MW_LAYOUT_NHWC}) {
+        const bool f64 = prec == MW_PRECISION_FP64;
+        const bool half = prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16;
+        const int vec = half ? 8 : f64 ? 2 : 4;  // U elements per 16 bytes
+        // C on the 16-byte path (a whole number of vectors, not of chunks) and off it
+        const int c_vec = half ? 24 : f64 ? 6 : 12, c_elem = half ? 21 : f64 ? 5 : 13;
+        const int K = f64 ? 19 : 37;
+        const int relu = i % 3, pad = i % 3;
+        const bool relu_out = i % 2 == 1, bias = i % 4 != 3;
+        ++i;
+        if (c_vec % vec != 0 || c_elem % vec == 0)
+          std::abort();  // the cases must mean what they say
+        auto run = [&](auto zero, int C, int u_offset) {
+          fused<decltype(zero)>(m, prec, layout, 2, C, K, 9, 11, pad, relu, relu_out, bias,
+                                u_offset);
+        };
+        if (f64) {
+          run(0.0, c_vec, 0);
+          run(0.0, c_elem, 0);
+          run(0.0, c_vec, 1);
+        } else {
+          run(0.0f, c_vec, 0);
+          run(0.0f, c_elem, 0);
+          run(0.0f, c_vec, 1);
+        }
+      }
+  // One channel, one output channel, one tile: everything below a block.
+  for (int m : {2, 4}) {
+    fused<float>(m, MW_PRECISION_TF32X3, MW_LAYOUT_NHWC, 1, 1, 1, 3, 3, 0, 0, false, true);
+    fused<float>(m, MW_PRECISION_FP16, MW_LAYOUT_NCHW, 1, 1, 1, 3, 4, 1, 1, true, true);
+    fused<double>(m, MW_PRECISION_FP64, MW_LAYOUT_NHWC, 1, 1, 1, 4, 3, 2, 2, false, false);
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -318,6 +481,30 @@ int main(int argc, char** argv) {
     const mw_status st = mw_gemm_batched(MW_FLOAT32, 1, m, n, k, A, B, C, nullptr);
     std::printf("overread product returned %d without a sanitizer report\n", int(st));
     return 3;
+  }
+  if (argc > 1 && std::strcmp(argv[1], "fused-overread") == 0) {
+    // The fused layer on an x one element short: the last window's read must be reported.
+    mw_conv_desc d{};
+    d.ndim = 2;
+    d.m = 4;
+    d.r = 3;
+    d.batch = 1;
+    d.in_channels = 3;
+    d.out_channels = 5;
+    d.in_size[0] = d.in_size[1] = 9;
+    d.padding[0] = d.padding[1] = 1;
+    float* x = filled<float>(3 * 9 * 9 - 1);  // one element short
+    float* U = filled<float>(36 * 5 * 3);
+    float* y = filled<float>(5 * 9 * 9);
+    const mw_status st = mw_conv2d_fused(&d, MW_FLOAT32, MW_PRECISION_FP32, MW_LAYOUT_NCHW,
+                                         MW_RELU_NONE, 0, x, U, nullptr, y, nullptr);
+    std::printf("overread fused layer returned %d without a sanitizer report\n", int(st));
+    return 3;
+  }
+  if (argc > 1 && std::strcmp(argv[1], "fused") == 0) {  // the fused cases alone
+    fused_cases();
+    std::printf("fused layer under ASan: %d failures\n", g_failures);
+    return g_failures != 0;
   }
   const int tiles2d[][2] = {{2, 3}, {4, 3}, {6, 3}, {2, 5}};
   for (const auto& t : tiles2d)
@@ -412,6 +599,7 @@ int main(int argc, char** argv) {
     spmm_near_int_max<double>(40, 9, n, 700, MW_FLOAT64);
     spmm_near_int_max<float>(3, 5, n, 1300, MW_FLOAT32);
   }
+  fused_cases();
   std::printf("kernels under ASan: %d failures\n", g_failures);
   return g_failures != 0;
 }
