@@ -199,29 +199,49 @@ template <typename Cfg, typename TS>
 __device__ __forceinline__ void stage_u(TS* stage, const TS* __restrict__ U, int K, int C, int k0,
                                         int c0, bool vec16) {
   using P = typename Cfg::Position;
-  const long long pos_stride = static_cast<long long>(K) * C;
-  if (vec16) {
-    constexpr int kVec = 16 / sizeof(TS), kRowVecs = Cfg::kBC / kVec;
-    constexpr int kVecs = Cfg::kPositions * Cfg::kBK * kRowVecs;
+  // Offsets in int: the C layer checked alpha² * K * C < 2^31 (64-bit address arithmetic per copy
+  // is most of this loop's instructions otherwise).  The divisors are powers of two (shifts).
+  constexpr int kVec = 16 / sizeof(TS), kRowVecs = Cfg::kBC / kVec;
+  constexpr int kPosVecs = Cfg::kBK * kRowVecs;
+  if (vec16 && Cfg::kThreads % kPosVecs == 0) {
+    // Every configuration: a thread copies the same (row, vector) of every kThreads / kPosVecs-th
+    // position, so its row, column and bound are computed once and the loop only steps.
+    constexpr int kStep = Cfg::kThreads / kPosVecs;
+    const int t = static_cast<int>(threadIdx.x), xi0 = t / kPosVecs;
+    const int r = (t % kPosVecs) / kRowVecs, c = (t % kRowVecs) * kVec;
+    const int gk = k0 + r, gc = c0 + c;
+    const bool valid = gk < K && gc < C;
+    const int step = kStep * K * C;
+    int off = (xi0 * K + gk) * C + gc;
+    TS* dst = stage + xi0 * Cfg::kPosElements + r * P::kLdA + c;
+#pragma unroll 1
+    for (int xi = xi0; xi < Cfg::kPositions; xi += kStep) {
+      tc_detail::cp_async_zfill(dst, U + (valid ? off : 0), 16, valid);
+      off += step;
+      dst += kStep * Cfg::kPosElements;
+    }
+  } else if (vec16) {
+    constexpr int kVecs = Cfg::kPositions * kPosVecs;
     // Not unrolled: unrolled, ptxas keeps every iteration's address live across the main loop.
 #pragma unroll 1
     for (int e = threadIdx.x; e < kVecs; e += Cfg::kThreads) {
-      const int xi = e / (Cfg::kBK * kRowVecs), rem = e % (Cfg::kBK * kRowVecs);
+      const int xi = e / kPosVecs, rem = e % kPosVecs;
       const int r = rem / kRowVecs, c = (rem % kRowVecs) * kVec;
       const int gk = k0 + r, gc = c0 + c;
       const bool valid = gk < K && gc < C;
-      const TS* src = U + (valid ? xi * pos_stride + static_cast<long long>(gk) * C + gc : 0);
-      tc_detail::cp_async_zfill(stage + xi * Cfg::kPosElements + r * P::kLdA + c, src, 16, valid);
+      const int off = valid ? (xi * K + gk) * C + gc : 0;
+      tc_detail::cp_async_zfill(stage + xi * Cfg::kPosElements + r * P::kLdA + c, U + off, 16,
+                                valid);
     }
   } else {
-    constexpr int kElems = Cfg::kPositions * Cfg::kBK * Cfg::kBC;
+    constexpr int kPosElems = Cfg::kBK * Cfg::kBC, kElems = Cfg::kPositions * kPosElems;
 #pragma unroll 1
     for (int e = threadIdx.x; e < kElems; e += Cfg::kThreads) {
-      const int xi = e / (Cfg::kBK * Cfg::kBC), rem = e % (Cfg::kBK * Cfg::kBC);
+      const int xi = e / kPosElems, rem = e % kPosElems;
       const int r = rem / Cfg::kBC, c = rem % Cfg::kBC;
       const int gk = k0 + r, gc = c0 + c;
       const bool valid = gk < K && gc < C;
-      const long long off = valid ? xi * pos_stride + static_cast<long long>(gk) * C + gc : 0;
+      const int off = valid ? (xi * K + gk) * C + gc : 0;
       TS* dst = stage + xi * Cfg::kPosElements + r * P::kLdA + c;
       if constexpr (sizeof(TS) == 2) {
         const unsigned short* s = reinterpret_cast<const unsigned short*>(U);
@@ -284,6 +304,8 @@ __device__ __forceinline__ void load_windows(T (&d)[Cfg::kPairsPerThread][Cfg::k
   const int rs = nhwc ? W * g.C : W, cs = nhwc ? g.C : 1;  // row and column strides
 #pragma unroll
   for (int i = 0; i < Cfg::kPairsPerThread; ++i) {
+    // Threads past the chunk's windows (whole warps where BC x BP < threads) skip the loop.
+    if (static_cast<int>(threadIdx.x) + i * Cfg::kThreads >= Cfg::kPairs) continue;
     const int c = c0 + ws.c_local[i];
     const bool any = c < g.C;
     const int base = ws.base[i] + (nhwc ? c : c * H * W);
