@@ -25,6 +25,13 @@ of its phases (they run back to back; V and M round-trip through DRAM).  A *proj
 kernel that does not exist) is attached to a layer: split-K for the dense product when the
 grid fills the SMs badly.
 
+The fused layer (kernels/winograd_fused.cuh, :func:`estimate_fused`) is one kernel: V and M stay
+on chip, x is re-read per block of output channels (mostly from L2, an assumed bandwidth), U per
+block of tiles, and the input transform is recomputed per block of output channels; its bounds
+come from the fused kernels' own SASS (:data:`SASS_FUSED_SM90`).  :func:`choose_algorithm` picks
+it per layer shape when its estimate beats the three phases; :func:`fused_alternatives` projects
+other tile choices.  Rows carry ``algorithm`` ("three-phase" / "fused") and ``dram_bytes``.
+
 Not modelled (so real kernels are slower): latency and occupancy stalls, bank conflicts, L2
 bandwidth (the tiled bytes are reported but not bounded), DRAM efficiency below the datasheet
 figure, clock throttling, and whether HMMA (mma.sync) reaches the dense tensor peak on Hopper
@@ -985,6 +992,8 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         transform_insns = active * sum(core.values()) + ldg * active  # per warp per chunk, for the details
         epi = mix_from_sass(sass_mix["epilogue"])
         block_insns = chunks * t.warps * sum(loop.values()) + epi_iters * epi.insns  # LDGSTS issue too
+        split = {"chunk loops": chunks * t.warps * sum(loop.values()), "epilogue": epi_iters * epi.insns,
+                 "U staging": chunks * t.warps * stage_trips * sum(path.values())}
         block_waves = chunks * (t.warps * chunk_waves + stage_waves + frag_waves) + epi_iters * epi.l1_wavefronts
         hyp = False
     else:  # a projection: the instructions of the MMAs and transforms, 1/2 as many again for the rest
@@ -996,6 +1005,7 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         block_waves = chunks * (stage_waves + frag_waves + t.bc * t.bp * pos * s_op / 128 * 2) + epi_iters * pos / 4
         hyp = True
         transform_insns = tr
+        split = {}
     bounds["shared memory"] = blocks * block_waves / (g.sms * clk) / eff
     bounds["issue"] = blocks * block_insns / (g.issue_per_clk * g.sms * clk) / eff
     phase = PhaseEstimate("fused", f"winograd_fused_2d {t.name} {prec}", flops, dram, l2, bounds, eff, src,
@@ -1010,6 +1020,7 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         "l2": {"x": x_l2, "U": u_l2, "y": y_bytes},
         "input_transform_ops": in_ops, "output_transform_ops": out_ops, "macs_padded": macs,
         "block_instructions": block_insns, "transform_instructions_per_warp_chunk": transform_insns,
+        "block_instructions_split": split,
         "label": LABEL}
     return est
 
