@@ -71,7 +71,7 @@ STEPS=(gpu-query env wheels install info gpu-tests validate bench memcheck racec
 TOTAL_LIMIT=480
 declare -A LIMIT=([gpu-query]=5 [env]=20 [wheels]=10 [install]=150 [info]=15
                   [gpu-tests]=60 [validate]=60 [bench]=70 [memcheck]=40 [racecheck]=40)
-SAN_FILTERS='"odd sizes" "winograd-pruned"'
+SAN_FILTERS='"odd sizes" "winograd-pruned" "fused edges"'
 # The commands, run by `bash -o pipefail -c` with PY, RES, WHEELS, SANITIZER, MW_SAN_PY exported: the same
 # strings are printed by --dry-run, logged and put in the summary.
 # shellcheck disable=SC2016  # expanded by the bash -c that runs them, not here
