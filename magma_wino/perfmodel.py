@@ -485,9 +485,8 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
         elif (tc := _tc_key(k)) and any(c in k for c in _TC_CONFIGS):
             out[("gemm_tc", *tc)] = mix
         elif (fk := _fused_key(k)) and r["sass"].get("scope") == "loop":
-            entry = {"loop": mix}
-            for name, loop in zip(("stage", "stage1"), r["sass"].get("inner") or []):
-                entry[name] = {c: v for c, v in loop["mix"].items() if v}
+            entry = {"loop": mix, "inner": [{c: v for c, v in loop["mix"].items() if v}
+                                            for loop in r["sass"].get("inner") or []]}
             if r["sass"].get("epilogue"):
                 entry["epilogue"] = {c: v for c, v in r["sass"]["epilogue"]["mix"].items() if v}
             out[("fused", *fk)] = entry
@@ -840,26 +839,27 @@ FUSED_TILES: dict[tuple[int, str], FusedTile] = {
     (4, "fp16"): _FT16_F4, (4, "fp64"): _FT64_F4,
 }
 
-#: The fused kernels' SASS (tools/kernel_report.py, nvcc 13.0, sm_90; the kernels of
-#: kernels/winograd_fused.cuh as of the first fused commit), per warp, key (m, mode):
+#: The fused kernels' SASS (tools/kernel_report.py, nvcc 13.0, sm_90; kernels/winograd_fused.cuh
+#: of commit 5eefd67: the U staging loop with its addresses computed once), per warp, key (m, mode):
 #: * "loop": the channel-chunk loop's static counts (all the warp's units' MMAs or FFMA, the
 #:   window loads (LDG), their input transform (FADD/FMUL/FFMA) and V stores (STS), the U
 #:   staging loops once each);
-#: * "stage": one trip of the 16-byte U staging loop (cp.async), "stage1": of the element one;
+#: * "inner": one trip of each U staging loop in code order (the 16-byte cp.async path first,
+#:   the element path last);
 #: * "epilogue": one trip of the output-transform loop (one (k, tile) pair per thread).
-SASS_FUSED_SM90: dict[tuple[int, str], dict[str, dict[str, int]]] = {
-    (2, 'fp32'): {'loop': {'FFMA': 512, 'FADD': 64, 'LDS.32': 198, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 342}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 248}},
-    (2, 'tf32x3'): {'loop': {'HMMA': 96, 'FADD': 88, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 620}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 250}},
-    (2, 'tf32'): {'loop': {'HMMA': 32, 'FADD': 56, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 495}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 40}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 249}},
-    (2, 'bf16'): {'loop': {'HMMA': 16, 'FADD': 88, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 723}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 250}},
-    (2, 'fp16'): {'loop': {'HMMA': 16, 'FADD': 88, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 669}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 247}},
-    (2, 'fp64'): {'loop': {'DMMA': 16, 'FADD': 64, 'LDS.32': 6, 'LDG.64': 16, 'LDGSTS': 4, 'STS.64': 32, 'BAR': 1, 'other': 511}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FADD': 44, 'LDS.64': 16, 'LDG.64': 1, 'other': 300}},
-    (4, 'fp32'): {'loop': {'FFMA': 469, 'FADD': 221, 'FMUL': 34, 'LDS.32': 294, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 600}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 560}},
-    (4, 'tf32x3'): {'loop': {'FFMA': 85, 'HMMA': 36, 'FADD': 245, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 773}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 555}},
-    (4, 'tf32'): {'loop': {'FFMA': 85, 'HMMA': 24, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 837}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 42}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 43}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 559}},
-    (4, 'bf16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 871}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 38}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 555}},
-    (4, 'fp16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 742}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDG.32': 1, 'STS.32': 1, 'other': 38}, 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 555}},
-    (4, 'fp64'): {'loop': {'DFMA': 85, 'DMMA': 9, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.64': 36, 'LDGSTS': 4, 'STS.64': 72, 'BAR': 1, 'other': 942}, 'stage': {'LDS.32': 3, 'LDGSTS': 2, 'other': 38}, 'stage1': {'LDS.32': 3, 'LDGSTS': 2, 'other': 37}, 'epilogue': {'DFMA': 50, 'FADD': 154, 'LDS.64': 36, 'LDG.64': 1, 'other': 792}},
+SASS_FUSED_SM90: dict[tuple[int, str], dict[str, Any]] = {
+    (2, 'fp32'): {'loop': {'FFMA': 512, 'FADD': 64, 'LDS.32': 198, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 317}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 250}},
+    (2, 'tf32x3'): {'loop': {'HMMA': 96, 'FADD': 88, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 598}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 251}},
+    (2, 'tf32'): {'loop': {'HMMA': 32, 'FADD': 56, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 470}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 251}},
+    (2, 'bf16'): {'loop': {'HMMA': 16, 'FADD': 108, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 705}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 251}},
+    (2, 'fp16'): {'loop': {'HMMA': 16, 'FADD': 124, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 637}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 251}},
+    (2, 'fp64'): {'loop': {'DMMA': 16, 'FADD': 64, 'LDS.32': 6, 'LDG.64': 16, 'LDGSTS': 4, 'STS.64': 32, 'BAR': 1, 'other': 497}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.64': 16, 'LDG.64': 1, 'other': 301}},
+    (4, 'fp32'): {'loop': {'FFMA': 469, 'FADD': 221, 'FMUL': 34, 'LDS.32': 294, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 568}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 560}},
+    (4, 'tf32x3'): {'loop': {'FFMA': 85, 'HMMA': 36, 'FADD': 245, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 765}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 562}},
+    (4, 'tf32'): {'loop': {'FFMA': 85, 'HMMA': 24, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 796}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 559}},
+    (4, 'bf16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 878}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 565}},
+    (4, 'fp16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 731}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 565}},
+    (4, 'fp64'): {'loop': {'DFMA': 85, 'DMMA': 9, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.64': 36, 'LDGSTS': 4, 'STS.64': 72, 'BAR': 1, 'other': 898}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 10}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'DFMA': 50, 'FADD': 154, 'LDS.64': 36, 'LDG.64': 1, 'other': 793}},
 }
 
 
@@ -972,10 +972,11 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     epi_iters = (t.bk // t.slab_rows) * math.ceil(t.slab_rows * t.bp / 32)  # warp-trips per block
     if sass_mix:
         loop = dict(sass_mix["loop"])
-        inner = [sass_mix[k] for k in ("stage", "stage1") if k in sass_mix]
-        for mix_i in inner:
+        inner = sass_mix.get("inner") or []
+        for mix_i in inner:  # the U staging paths, each held once in the static count
             loop = _mix_minus(loop, mix_i)
-        path = sass_mix["stage"] if vec16 or "stage1" not in sass_mix else sass_mix["stage1"]
+        # the 16-byte path is the first in the code, the element path the last
+        path = (inner[0] if vec16 else inner[-1]) if inner else {}
         loop = _mix_minus(loop, path, -stage_trips)
         # the V stores and their transform run in the warps that own a window (the first
         # ceil(BC x BP / 32)); the rest skip them: the static count less the skipped share

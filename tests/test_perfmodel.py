@@ -531,8 +531,8 @@ def test_fused_issue_bound_from_the_sass() -> None:
     t = pm.FUSED_TILES[(2, "tf32")]
     mix = pm.SASS_FUSED_SM90[(2, "tf32")]
     trips = math.ceil(16 * t.bk * t.bc // 4 / t.threads)
-    chunk = sum(mix["loop"].values()) - sum(mix["stage"].values()) - sum(mix["stage1"].values()) \
-        + trips * sum(mix["stage"].values())
+    chunk = sum(mix["loop"].values()) - sum(sum(i.values()) for i in mix["inner"]) \
+        + trips * sum(mix["inner"][0].values())
     epi_iters = (t.bk // 16) * math.ceil(16 * t.bp / 32)
     P = N * (H // 2) ** 2
     blocks = math.ceil(K / t.bk) * math.ceil(P / t.bp)
@@ -634,8 +634,8 @@ def test_load_sass_reads_fused_rows(tmp_path) -> None:
     path = tmp_path / "kr.json"
     path.write_text(json.dumps([row, cast]))
     sass = pm.load_sass(path)
-    assert sass[("fused", 2, "tf32")] == {"loop": lean, "stage": {"LDGSTS": 2, "other": 10},
-                                          "stage1": {"LDGSTS": 2, "other": 9}, "epilogue": {"FADD": 44, "other": 100}}
+    assert sass[("fused", 2, "tf32")] == {"loop": lean, "inner": [{"LDGSTS": 2, "other": 10}, {"LDGSTS": 2, "other": 9}],
+                                          "epilogue": {"FADD": 44, "other": 100}}
     assert ("fused", 2, "fp64") in sass
     e = pm.estimate_fused(**VGG_CONV3, m=2, precision="tf32", sass=sass).phases[0]
     builtin = pm.estimate_fused(**VGG_CONV3, m=2, precision="tf32").phases[0]
