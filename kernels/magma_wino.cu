@@ -671,6 +671,10 @@ mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precisi
   mw::dispatch_fused(d->m, math, [&](auto m, auto f) {
     *plan = mw::fused_plan_for<decltype(m)::value, decltype(f)::value>(*g);
   });
+  if (plan->blocks > INT_MAX)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "fused %s F(%d, 3): %lld blocks (%s) exceed one launch's 2^31 - 1; split the batch",
+                name, d->m, plan->blocks, plan->config);
   if (const size_t limit = shared_optin_limit(); plan->shared_bytes > limit)
     return fail(MW_STATUS_UNSUPPORTED,
                 "fused %s F(%d, 3) (%s) needs %zu bytes of shared memory per block; this device "

@@ -38,6 +38,7 @@
 
 #include <cuda_pipeline.h>
 
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -211,13 +212,13 @@ __device__ __forceinline__ void stage_u(TS* stage, const TS* __restrict__ U, int
     const int r = (t % kPosVecs) / kRowVecs, c = (t % kRowVecs) * kVec;
     const int gk = k0 + r, gc = c0 + c;
     const bool valid = gk < K && gc < C;
-    const int step = kStep * K * C;
-    int off = (xi0 * K + gk) * C + gc;
+    // The offset is formed only for a vector inside U (< alpha² K C, an int): stepping it past
+    // the last position would overflow for the largest layers.
+    const int row = gk * C + gc, kc = K * C;
     TS* dst = stage + xi0 * Cfg::kPosElements + r * P::kLdA + c;
 #pragma unroll 1
     for (int xi = xi0; xi < Cfg::kPositions; xi += kStep) {
-      tc_detail::cp_async_zfill(dst, U + (valid ? off : 0), 16, valid);
-      off += step;
+      tc_detail::cp_async_zfill(dst, U + (valid ? xi * kc + row : 0), 16, valid);
       dst += kStep * Cfg::kPosElements;
     }
   } else if (vec16) {
@@ -308,7 +309,7 @@ __device__ __forceinline__ void load_windows(T (&d)[Cfg::kPairsPerThread][Cfg::k
     if (static_cast<int>(threadIdx.x) + i * Cfg::kThreads >= Cfg::kPairs) continue;
     const int c = c0 + ws.c_local[i];
     const bool any = c < g.C;
-    const int base = ws.base[i] + (nhwc ? c : c * H * W);
+    const int base = any ? ws.base[i] + (nhwc ? c : c * H * W) : 0;  // c < C: inside x
 #pragma unroll
     for (int a = 0; a < Cfg::kAlpha; ++a) {
 #pragma unroll
@@ -392,7 +393,7 @@ __device__ __forceinline__ void output_slab(const Acc* sM, const ConvGeometry& g
       const int oh = tc.t[1] * Cfg::kM + u, ow = tc.t[2] * Cfg::kM + v;
       if (oh >= Ho || ow >= Wo) return;
       T out = value + b;
-      if (relu_out) out = relu(out);
+      if (relu_out && out < T(0)) out = T(0);  // NaN stays NaN, as NumPy's maximum(y, 0)
       const long long idx = a.nhwc ? ((static_cast<long long>(tc.n) * Ho + oh) * Wo + ow) * g.K + k
                                    : ((static_cast<long long>(tc.n) * g.K + k) * Ho + oh) * Wo + ow;
       a.y[idx] = out;
@@ -510,17 +511,34 @@ __device__ __forceinline__ void winograd_fused_2d_device(const ConvGeometry& g,
   }
 }
 
-// blockIdx.x: the tile block (BP tiles), blockIdx.y: the output-channel block (BK channels).
-// One block per SM is all the shared memory of the F(4,3) configurations allows; the promise
-// leaves ptxas the registers the alpha² accumulators need.
+// One grid dimension, blockIdx.x < 2^31 (checked by the C layer), so neither K nor P is limited
+// by a grid dimension.  Its order (k_fastest) decides which operand the blocks running at the
+// same time share from L2: output-channel blocks fastest, the K-blocks of one tile block are
+// neighbours and read the same x windows at about the same time (x from DRAM about once; U is
+// swept by every tile block); tile blocks fastest, the tile blocks of one K-block share its U
+// slice (U from DRAM once; x is swept once per K-block).  The launcher streams the larger of the
+// two once.  One block per SM is all the shared memory of the F(4,3) configurations allows; the
+// promise leaves ptxas the registers the alpha² accumulators need.
 template <typename Cfg, FusedMath F, typename T, typename TS>
 __global__ void __launch_bounds__(Cfg::kThreads, 1)
-    winograd_fused_2d_kernel(ConvGeometry g, FusedArgs<T, TS> a) {
+    winograd_fused_2d_kernel(ConvGeometry g, FusedArgs<T, TS> a, int k_blocks, int p_blocks,
+                             int k_fastest) {
   MW_DYNAMIC_SHARED(unsigned char, smem_raw);
   // WMMA pointers must be 32-byte aligned; the dynamic base is only promised 16 (gemm_tc.cuh).
   void* smem = smem_raw + ((32 - reinterpret_cast<uintptr_t>(smem_raw) % 32) % 32);
-  winograd_fused_2d_device<Cfg, F>(g, a, smem, static_cast<int>(blockIdx.y) * Cfg::kBK,
-                                   static_cast<int>(blockIdx.x) * Cfg::kBP);
+  const int block = static_cast<int>(blockIdx.x);
+  const int kb = k_fastest ? block % k_blocks : block / p_blocks;
+  const int pb = k_fastest ? block / k_blocks : block % p_blocks;
+  winograd_fused_2d_device<Cfg, F>(g, a, smem, kb * Cfg::kBK, pb * Cfg::kBP);
+}
+
+// The grid order of winograd_fused_2d_kernel: output-channel blocks fastest when x is at least as
+// large as U (then x is the operand worth reading from DRAM once).
+template <typename T, typename TS>
+bool fused_k_fastest(const ConvGeometry& g, int positions) {
+  const double x_bytes = double(g.N) * g.C * g.in[1] * g.in[2] * sizeof(T);
+  const double u_bytes = double(positions) * g.K * g.C * sizeof(TS);
+  return x_bytes >= u_bytes;
 }
 
 // What a fused launch of (F(m, 3), math) is: configuration, block, grid, shared memory.
@@ -555,8 +573,12 @@ cudaError_t winograd_fused_2d_launch(const ConvGeometry& g, const FusedArgs<T, T
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
-  const dim3 grid((g.P + Cfg::kBP - 1) / Cfg::kBP, (g.K + Cfg::kBK - 1) / Cfg::kBK, 1);
-  return launch(kernel, grid, dim3(Cfg::kThreads), smem, stream, g, a);
+  const int k_blocks = (g.K + Cfg::kBK - 1) / Cfg::kBK, p_blocks = (g.P + Cfg::kBP - 1) / Cfg::kBP;
+  const long long blocks = static_cast<long long>(p_blocks) * k_blocks;
+  if (blocks > INT_MAX) return cudaErrorInvalidConfiguration;  // refused by the C layer first
+  const int k_fastest = fused_k_fastest<T, TS>(g, Cfg::kPositions) ? 1 : 0;
+  return launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Cfg::kThreads), smem, stream, g,
+                a, k_blocks, p_blocks, k_fastest);
 }
 
 // Calls f(std::integral_constant<int, m>{}, std::integral_constant<FusedMath, F>{}) for a

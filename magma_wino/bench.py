@@ -749,7 +749,8 @@ def model_estimates(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) ->
 
     layers = [lay for lay in selected_layers(args) if lay.ndim == 2]
     precisions = model_precisions(args, rows)
-    est = perfmodel.layer_rows(layers, args.batch, args.tile, precisions, args.density, args.model)
+    est = perfmodel.layer_rows(layers, args.batch, args.tile, precisions, args.density, args.model,
+                              algorithms=perfmodel.ALGORITHMS)
     key = {(e["network"], e["layer"], e["N"], e["m"], float(e["density"]), e["precision"],
             e.get("algorithm", "three-phase")): e for e in est}
     ratios = []

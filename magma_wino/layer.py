@@ -54,6 +54,14 @@ FUSED_TILES = (2, 4)
 _PER_THREAD_STREAM = 2
 
 
+def _overlap(engine: Any, a: Any, b: Any) -> bool:
+    """Whether the memory of arrays ``a`` and ``b`` (C-contiguous, on one backend) overlaps."""
+    if engine is None or engine.xp is np:
+        return bool(np.shares_memory(a, b))
+    pa, pb = engine.ptr(a), engine.ptr(b)
+    return pa < pb + b.nbytes and pb < pa + a.nbytes
+
+
 def same_stream(ptr_a: int, thread_a: int, ptr_b: int, thread_b: int) -> bool:
     """Whether stream handle ``ptr_a`` used by host thread ``thread_a`` is the same CUDA
     stream as ``ptr_b`` used by ``thread_b`` (the per-thread default stream has one handle
@@ -805,6 +813,12 @@ class _WinogradConvNd:
         if out is not None:
             out = self._work(out, "out", yshape, self.dtype)
         algorithm = self.algorithm_for(tuple(x.shape))
+        if algorithm == "fused" and out is not None and _overlap(self._engine, x, out):
+            # The fused kernel reads x while other blocks write y; the three phases read x
+            # once, into V, before y is written.
+            if self._fused_request:
+                raise ValueError("out overlaps x: the fused kernel (fused=True) needs separate x and out")
+            algorithm = "three-phase"
         foreign = tuple(o for o, c in ((x0, x), (out0, out)) if o is not None and o is not c)
         with self._launch_scope(foreign):
             self.algorithm = algorithm
@@ -828,13 +842,14 @@ class _WinogradConvNd:
         if self.r != 3 or self.m not in FUSED_TILES:
             return f"F({self.m}, {self.r}) has no fused kernel (fused: F(2, 3) and F(4, 3))"
         if self.generic:
-            return "non-default interpolation points (or generic=True) run the generic three-phase kernels"
+            return "explicit points= (or generic=True) run the generic three-phase kernels"
         if self._sparse:
             return "sparse products are three-phase (the CSR kernel)"
         desc = self._engine.ext.ConvDesc(2, self.m, self.r, 1, self.C, self.K, (8, 8), self.padding)
         try:
-            self._engine.ext.conv2d_fused_plan(desc, _backend.kernel_dtype(self._cdtype, "x"),
-                                               _precision.ext_code(self._engine.ext, self.precision))
+            with self._scope():  # the plan's GPU: its capability and shared-memory limit
+                self._engine.ext.conv2d_fused_plan(desc, _backend.kernel_dtype(self._cdtype, "x"),
+                                                   _precision.ext_code(self._engine.ext, self.precision))
         except UnsupportedError as exc:
             return exc.detail or str(exc)
         return None
@@ -862,29 +877,30 @@ class _WinogradConvNd:
             cap = getattr(self._engine, "capability", None)
             gpu_key = "a100" if cap is not None and cap[0] == 8 else "h200"
             out = _checks.out_spatial(first[2:], self.r, self.padding)
-            choose = getattr(perfmodel, "choose_algorithm", None)  # TEMP until the model lands
-            self._algorithms[key] = "three-phase" if choose is None else choose(
+            self._algorithms[key] = perfmodel.choose_algorithm(
                 first[0], self.C, self.K, out[0], out[1], self.m, self.r, self.precision, gpu_key=gpu_key)
         return self._algorithms[key]
 
     def workspace_bytes(self, x_shape: tuple[int, ...]) -> int:
-        """Device memory ``plan(x)`` takes from the pool for an input of ``x_shape`` besides y:
-        the fused kernel none (V and M stay on the SM); the three phases V, M and the split-K
-        partials; plus, for 16-bit data, the float32 copy of x, and for channels-last layouts the
-        channels-first copies of x and y the three phases work on."""
+        """Device memory ``plan(x)`` takes from the pool besides y, for an input of ``x_shape``
+        (no ``out=``): the fused kernel none for float32 / float64 data (V and M stay on the
+        SM); the three phases V, M and the split-K partials.  On top: 16-bit data's float32
+        copies of x and y (the transforms compute in float32), and for channels-last layouts
+        the channels-first copies of x and y the three phases work on."""
         first = self._x_shape(x_shape)
         positions, P = self._positions_and_tiles(x_shape)
-        xbytes = math.prod(first) * np.dtype(self._cdtype).itemsize
-        ybytes = math.prod(self._out_first(x_shape)) * np.dtype(self._cdtype).itemsize
-        half = self.dtype != self._cdtype
-        extra = xbytes if half else 0
+        n_x, n_y = math.prod(first), math.prod(self._out_first(x_shape))
+        data, comp = np.dtype(self.dtype).itemsize, np.dtype(self._cdtype).itemsize
+        half = data != comp
+        convert = (n_x + n_y) * comp if half else 0  # float32 x and y of 16-bit data
         if self.algorithm_for(x_shape) == "fused":
-            return extra + (ybytes if half else 0)
+            return convert
         V = positions * self.C * P * np.dtype(self._vdtype).itemsize
-        M = positions * self.K * P * np.dtype(self._cdtype).itemsize
-        if self._channels_last:
-            extra += xbytes + ybytes
-        return V + M + self._split_k_bytes(P) + extra + (ybytes if half and not self._channels_last else 0)
+        M = positions * self.K * P * comp
+        # channels last: x is transposed to channels first (in the data dtype) before any
+        # conversion, and y comes out channels first (in the data dtype) before its transpose
+        transpose = (n_x + n_y) * data if self._channels_last else 0
+        return V + M + self._split_k_bytes(P) + convert + transpose
 
     def _fused(self, x: Any, out: Any = None) -> Any:
         """The whole layer in one kernel (x in the plan's layout)."""

@@ -900,9 +900,12 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     (kernels/winograd_fused.cuh: input transform in the prologue of the channel loop, output
     transform in the epilogue; V and M stay on chip).  One phase, "fused", with the bounds:
 
-    * HBM: x (once if it fits in :data:`L2_RESIDENT_FRACTION` of the L2, else once per sweep of
-      the output-channel blocks: the grid runs tile blocks fastest), U once (a K-block's slice
-      stays in L2 while the tile blocks reuse it), y once;
+    * HBM: the grid order streams the larger of x and U once (``fused_k_fastest`` in the
+      header).  K-blocks fastest (x >= U): x once (a tile block's K-blocks read its windows at
+      about the same time; once per pass of the SMs over the K-blocks), U once if it fits in
+      :data:`L2_RESIDENT_FRACTION` of the L2, else once per wave.  Tile blocks fastest: U once
+      (a K-block's slice stays in L2 while its tile blocks use it), x once if it fits in the L2
+      share, else once per sweep of the K-blocks; y once;
     * L2: the bytes the SMs fetch: x once per K-block (ceil(K / BK) times) with the windows'
       vertical halo (alpha / m; the horizontal overlap is served by L1), U once per tile block
       (ceil(P / BP) times), y once -- over :attr:`GPU.l2_bw` (an assumed figure);
@@ -940,12 +943,20 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     eff = _waves(blocks, 1, g.sms)
     clk = g.clock_ghz * 1e9
     x_bytes, y_bytes, u_bytes = N * C * H * W * s, N * K * H * W * s, pos * K * C * s_op
-    # DRAM: x re-streamed per sweep of K-blocks unless L2-resident; K-blocks resident at once
-    # (a tile grid smaller than the SMs) share one sweep
-    fits = x_bytes <= L2_RESIDENT_FRACTION * g.l2_mib * 2**20
-    x_reads_dram = 1 if fits else math.ceil(kb / max(1, g.sms // pb))
-    u_slice = pos * t.bk * C * s_op
-    u_reads_dram = 1 if u_slice <= L2_RESIDENT_FRACTION * g.l2_mib * 2**20 else pb
+    # DRAM: the launcher orders the grid so that the larger of x and U is shared by the blocks
+    # running at once (fused_k_fastest).  K-blocks fastest: a tile block's windows are read by
+    # its K-blocks at about the same time -- x once per pass of the SMs over the K-blocks; U once
+    # if it stays in L2, else once per wave.  Tile blocks fastest: a K-block's U slice stays in L2
+    # while its tile blocks use it -- U once; x once if it stays in L2, else once per sweep of
+    # the K-blocks (K-blocks resident at once share one sweep).
+    resident = L2_RESIDENT_FRACTION * g.l2_mib * 2**20
+    k_fastest = x_bytes >= u_bytes
+    if k_fastest:
+        x_reads_dram = 1 if x_bytes <= resident else math.ceil(kb / g.sms)
+        u_reads_dram = 1 if u_bytes <= resident else math.ceil(blocks / g.sms)
+    else:
+        x_reads_dram = 1 if x_bytes <= resident else math.ceil(kb / max(1, g.sms // pb))
+        u_reads_dram = 1 if pos * t.bk * C * s_op <= resident else pb
     dram = x_reads_dram * x_bytes + u_reads_dram * u_bytes + y_bytes
     halo = alpha / m
     x_l2, u_l2 = kb * x_bytes * halo, pb * u_bytes
@@ -1016,7 +1027,7 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         "config": t.name, "blocks": blocks, "waves": math.ceil(blocks / g.sms), "wave_efficiency": eff,
         "threads": t.threads, "shared_bytes": t.shared_bytes(), "chunks": chunks,
         "x_reads_l2": kb, "x_reads_dram": x_reads_dram, "u_reads_l2": pb, "u_reads_dram": u_reads_dram,
-        "x_fits_l2": fits, "halo": halo,
+        "x_fits_l2": x_bytes <= resident, "halo": halo, "k_fastest": k_fastest,
         "dram": {"x": x_reads_dram * x_bytes, "U": u_reads_dram * u_bytes, "y": y_bytes},
         "l2": {"x": x_l2, "U": u_l2, "y": y_bytes},
         "input_transform_ops": in_ops, "output_transform_ops": out_ops, "macs_padded": macs,
@@ -1033,8 +1044,6 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
     "l2_bytes", "label"}:
 
     * ``implemented``: :func:`estimate_fused` (BK x BP x all alpha² positions per block);
-    * ``k-blocks fastest``: the same kernel with the grid's dimensions swapped, so the K-blocks
-      of a tile block run at once and x comes from DRAM once (a launch change);
     * ``split positions``: a cluster of alpha blocks per (64 channels x 64 tiles), each one row
       of the alpha x alpha positions (6 x 64 x 64 accumulators on 256 threads: 96 registers),
       M exchanged through distributed shared memory for the epilogue; each block loads the whole
@@ -1059,7 +1068,6 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
     rows = [{"variant": "implemented", "config": impl.details["config"], "ms": impl.ms, "binding": ph.binding,
              "bounds_ms": {k: v * 1e3 for k, v in ph.bounds.items()}, "dram_bytes": impl.dram_bytes,
              "l2_bytes": ph.tiled_bytes, "label": LABEL}]
-    t = fused_tile(m, prec)
     dtype = _dtype_of(prec)
     s, s_op = (8 if dtype == "float64" else 4), OPERAND_BYTES[prec]
     alpha, pos = m + 2, (m + 2) ** 2
@@ -1080,14 +1088,6 @@ def fused_alternatives(N: int, C: int, K: int, H: int, W: int | None = None, m: 
     else:
         gm = gemm_mix(GEMM_TILES[1], dtype, None, 4 if dtype == "float32" else 2)
         insns_per_mac = gm.insns / gm.fma / 32
-
-    # k-blocks fastest: only the DRAM bytes of x change
-    dram_k = impl.dram_bytes - impl.details["dram"]["x"] + x_bytes
-    b_k = dict(ph.bounds, HBM=dram_k / g.hbm_tbs / 1e12)
-    rows.append({"variant": "k-blocks fastest", "config": t.name + " (grid K-fastest)",
-                 "ms": (max(b_k.values()) + LAUNCH_OVERHEAD_S) * 1e3, "binding": max(b_k, key=b_k.get),
-                 "bounds_ms": {k: v * 1e3 for k, v in b_k.items()}, "dram_bytes": dram_k,
-                 "l2_bytes": ph.tiled_bytes, "label": PROJECTION})
 
     def project(name: str, config: str, bk: int, bp: int, groups: int, share: float, per_sm: int,
                 fused_out: bool, y_partials: int = 1) -> dict[str, Any]:

@@ -310,7 +310,9 @@ def test_model_only_prints_and_writes_the_estimated_tables(tmp_path, capsys) -> 
     assert mod["label"].startswith("estimate") and mod["ratios"] == []
     assert set(mod["precisions"]) >= {"fp32", "tf32x3", "tf32"}
     # 9 VGG-16 shapes + 4 ResNet-50 ones, per mode; totals per network and mode
-    assert len(mod["rows"]) == 13 * len(mod["precisions"])
+    # one three-phase and one fused estimate per layer and mode (F(4,3) has a fused kernel)
+    assert [r["algorithm"] for r in mod["rows"]].count("three-phase") == 13 * len(mod["precisions"])
+    assert [r["algorithm"] for r in mod["rows"]].count("fused") == 13 * len(mod["precisions"])
     assert {(t["network"], t["precision"]) for t in mod["totals"]} == {
         (n, p) for n in ("vgg16", "resnet50") for p in mod["precisions"]}
     vgg = {t["precision"]: t for t in mod["totals"] if t["network"] == "vgg16"}

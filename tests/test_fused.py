@@ -104,11 +104,11 @@ def test_fused_fp64_is_bitwise_the_three_phase_path(m):
     np.testing.assert_array_equal(_run(_plan(w, b, m, "fp64", True), x), _run(_plan(w, b, m, "fp64", False), x))
 
 
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_fused_nhwc_is_the_nchw_result_transposed(layout):
+@pytest.mark.parametrize("m", [2, 4])
+def test_fused_nhwc_is_the_nchw_result_transposed(m):
     x, w, b = _data(5, 2, 9, 13, 7, 12)
-    y_nchw = _run(_plan(w, b, 4, "tf32x3", True), x)
-    np.testing.assert_array_equal(_run(_plan(w, b, 4, "tf32x3", True, layout=layout), x, layout), y_nchw)
+    y_nchw = _run(_plan(w, b, m, "tf32x3", True), x)
+    np.testing.assert_array_equal(_run(_plan(w, b, m, "tf32x3", True, layout="NHWC"), x, "NHWC"), y_nchw)
 
 
 @pytest.mark.parametrize("padding", [0, 1, 2])
@@ -163,7 +163,7 @@ def test_fused_plan_needs_no_workspace_and_reports_its_algorithm():
     "make, fragment",
     [
         (lambda w: WinogradConv2d(w, m=6, backend="emulator", fused=True), "F(6, 3) has no fused kernel"),
-        (lambda w: WinogradConv2d(w, m=2, backend="emulator", fused=True, points=(0, 1, -1)), "points"),
+        (lambda w: WinogradConv2d(w, m=2, backend="emulator", fused=True, points=(0, 1, 2)), "points"),
         (lambda w: WinogradConv2d(w, m=2, backend="numpy", fused=True), "numpy backend"),
         (lambda w: WinogradConv3d(np.ones((2, 2, 3, 3, 3), np.float32), backend="emulator", fused=True),
          "fused kernels are 2D"),
@@ -246,3 +246,55 @@ def test_conv2d_takes_fused():
     np.testing.assert_array_equal(y, conv2d(x, w, b, padding=1, m=2, backend="emulator", fused=False))
     with pytest.raises(ValueError, match="fused=True"):
         conv2d(x, w, b, padding=1, m=6, backend="emulator", fused=True)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_fused_u_fast_path_over_several_chunks(m):
+    # C = 40: every U row whole 16-byte vectors (stage_u's stepping path), five chunks of 8.
+    x, w, b = _data(14, 1, 40, 33, 9, 11)
+    y = _run(_plan(w, b, m, "tf32x3", True), x)
+    np.testing.assert_array_equal(y, _run(_plan(w, b, m, "tf32x3", False), x))
+    assert rel_err(y, _direct(x, w, b, 1, None)) <= precision.tolerance("tf32x3", m, 3, 40 * 9)
+
+
+def test_out_overlapping_x_runs_three_phase_or_is_refused():
+    # The fused kernel reads x while other blocks write y: an in-place call falls back to the
+    # three phases (which read x into V first), and fused=True refuses it.
+    x, w, b = _data(15, 1, 12, 12, 8, 8)
+    want = _run(_plan(w, b, 2, "fp32", False), x)
+    xin = x.copy()
+    plan = _plan(w, b, 2, "fp32", None)
+    plan._algorithms[tuple(x.shape)] = "fused"  # as if the model had picked it for this shape
+    y = plan(xin, out=xin)
+    assert y is xin and plan.algorithm == "three-phase"
+    np.testing.assert_array_equal(y, want)
+    xin = x.copy()
+    with pytest.raises(ValueError, match="out overlaps x"):
+        _plan(w, b, 2, "fp32", True)(xin, out=xin)
+
+
+def test_output_relu_keeps_nan_on_both_paths():
+    x, w, b = _data(16, 1, 4, 6, 8, 8)
+    x[0, 1, 3, 4] = np.nan
+    y_f = _plan(w, b, 4, "fp32", True, output_relu=True)(x)
+    y_t = _plan(w, b, 4, "fp32", False, output_relu=True)(x)
+    assert np.isnan(y_f).any()
+    np.testing.assert_array_equal(np.isnan(y_f), np.isnan(y_t))
+    np.testing.assert_array_equal(np.nan_to_num(y_f), np.nan_to_num(y_t))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_workspace_bytes_counts_the_16_bit_and_layout_copies(layout):
+    x, w, b = _data(17, 2, 8, 16, 10, 10)
+    for fused in (True, False):
+        plan = _plan(w.astype(np.float16), b.astype(np.float16), 2, "fp16", fused, layout=layout)
+        shape = x.shape if layout == "NCHW" else (2, 10, 10, 8)
+        n_x, n_y = 2 * 8 * 10 * 10, 2 * 16 * 10 * 10
+        convert = (n_x + n_y) * 4
+        if fused:
+            assert plan.workspace_bytes(shape) == convert
+        else:
+            P = 2 * 5 * 5
+            vm = 16 * 8 * P * 2 + 16 * 16 * P * 4
+            transpose = (n_x + n_y) * 2 if layout == "NHWC" else 0
+            assert plan.workspace_bytes(shape) == vm + plan.split_k_workspace_bytes(shape) + convert + transpose

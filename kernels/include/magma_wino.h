@@ -187,8 +187,10 @@ mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t 
  *   U:                 alpha^2 x K x C, the filter transform (mw_filter_transform_ex) in the
  *                      precision's operand type: dtype, or MW_FLOAT16 / MW_BFLOAT16 for _FP16 /
  *                      _BF16.
- *   relu:              the input's ReLU mode (mw_relu); relu_output != 0: y = ReLU(y + bias).
+ *   relu:              the input's ReLU mode (mw_relu); relu_output != 0: y = max(y + bias, 0)
+ *                      with NaN kept (as NumPy's maximum).
  *   bias:              K values of dtype, or NULL.
+ *   x and y must not overlap (blocks read x while others write y).
  * Tensor-core precisions need compute capability 8.0+ (the emulator models it).  A tile, dtype,
  * precision or device without a fused kernel: MW_STATUS_UNSUPPORTED (the three-phase entries run
  * every layer). */
