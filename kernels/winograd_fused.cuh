@@ -120,21 +120,28 @@ struct FusedSimtLane {
 // Configurations.  Float operands (fp32, tf32, tf32x3): WMMA m16n16k8 layout and gemm_tc.cuh's
 // float padding (A + 4, B + 8 floats); 16-bit: m16n16k16, padding 8 halves; float64: DMMA
 // m8n8k4, padding 4 doubles.  Shared memory (two stages; the epilogue slab fits inside):
-//   Fused_F2_K32xP32xC8_w8      16 x (32 x 12 + 8 x 40) floats x 2      =  88 KiB
+//   Fused_F2_K64xP32xC8_w8      16 x (64 x 12 + 8 x 40) floats x 2      = 136 KiB
+//   (Fused_F2_K64xP32xC8_w8_noprefetch, tf32x3: the same)
 //   Fused_F4_K32xP16xC8_w12     36 x (32 x 12 + 8 x 24) floats x 2      = 162 KiB (sm_80: 163)
 //   Fused_F4_K16xP16xC8_w12     36 x (16 x 12 + 8 x 24) floats x 2      = 108 KiB
-//   Fused16_F2_K32xP32xC16_w8   16 x (32 x 24 + 16 x 40) halves x 2     =  88 KiB
+//   Fused16_F2_K64xP32xC16_w8   16 x (64 x 24 + 16 x 40) halves x 2     = 136 KiB
 //   Fused16_F4_K32xP16xC16_w8   36 x (32 x 24 + 16 x 24) halves x 2     = 162 KiB
 //   Fused64_F2_K16xP32xC4_w8    16 x (16 x 8 + 4 x 36) doubles x 2      =  68 KiB
 //   Fused64_F4_K8xP8xC4_w4      36 x (8 x 8 + 4 x 12) doubles x 2       =  63 KiB
-// The shapes are what ptxas fits without a spill (sm_90): the F(4,3) float tile needs 12 warps
+// The shapes are what ptxas fits without a spill (sm_80, sm_90).  BK = 64 for F(2,3): the input
+// transform is recomputed once per block of BK output channels, so a larger BK is what makes the
+// fused kernel pay (docs/performance.md); its 8 units of 16 x 32 per warp (128 accumulator
+// registers) fit under 255 -- for tf32x3, with its hi / lo fragments, only when the next
+// chunk's windows are loaded after the products.  The F(4,3) float tile needs 12 warps
 // (6 units each: 48 accumulator registers) under the 168-register cap of 384 threads, tf32x3's
 // hi / lo fragments half the channels (K16), and float64's 36-value windows in doubles leave
 // room for only 8 x 8 tiles on 4 warps.  docs/fused.md has the trade-offs.
-using Fused_F2_K32xP32xC8_w8 = FusedConfig<2, 32, 32, 8, 8, 4, GemmShape<16, 16, 8>, 4, 8, true>;
+using Fused_F2_K64xP32xC8_w8 = FusedConfig<2, 64, 32, 8, 8, 4, GemmShape<16, 16, 8>, 4, 8, true>;
+using Fused_F2_K64xP32xC8_w8_noprefetch =
+    FusedConfig<2, 64, 32, 8, 8, 4, GemmShape<16, 16, 8>, 4, 8, false>;
 using Fused_F4_K32xP16xC8_w12 = FusedConfig<4, 32, 16, 8, 12, 4, GemmShape<16, 16, 8>, 4, 8, false>;
-using Fused16_F2_K32xP32xC16_w8 =
-    FusedConfig<2, 32, 32, 16, 8, 2, GemmShape<16, 16, 16>, 8, 8, true>;
+using Fused16_F2_K64xP32xC16_w8 =
+    FusedConfig<2, 64, 32, 16, 8, 2, GemmShape<16, 16, 16>, 8, 8, true>;
 using Fused16_F4_K32xP16xC16_w8 =
     FusedConfig<4, 32, 16, 16, 8, 2, GemmShape<16, 16, 16>, 8, 8, true>;
 using Fused64_F2_K16xP32xC4_w8 = FusedConfig<2, 16, 32, 4, 8, 8, GemmShape<8, 8, 4>, 4, 4, true>;
@@ -150,11 +157,11 @@ struct FusedConfigFor;
     using type = CFG;                         \
     static constexpr const char* name = #CFG; \
   };
-MW_FUSED_CONFIG(2, kFp32, Fused_F2_K32xP32xC8_w8)
-MW_FUSED_CONFIG(2, kTf32, Fused_F2_K32xP32xC8_w8)
-MW_FUSED_CONFIG(2, kTf32x3, Fused_F2_K32xP32xC8_w8)
-MW_FUSED_CONFIG(2, kFp16, Fused16_F2_K32xP32xC16_w8)
-MW_FUSED_CONFIG(2, kBf16, Fused16_F2_K32xP32xC16_w8)
+MW_FUSED_CONFIG(2, kFp32, Fused_F2_K64xP32xC8_w8)
+MW_FUSED_CONFIG(2, kTf32, Fused_F2_K64xP32xC8_w8)
+MW_FUSED_CONFIG(2, kTf32x3, Fused_F2_K64xP32xC8_w8_noprefetch)
+MW_FUSED_CONFIG(2, kFp16, Fused16_F2_K64xP32xC16_w8)
+MW_FUSED_CONFIG(2, kBf16, Fused16_F2_K64xP32xC16_w8)
 MW_FUSED_CONFIG(2, kFp64, Fused64_F2_K16xP32xC4_w8)
 MW_FUSED_CONFIG(4, kFp32, Fused_F4_K32xP16xC8_w12)
 MW_FUSED_CONFIG(4, kTf32, Fused_F4_K32xP16xC8_w12)

@@ -822,10 +822,11 @@ class FusedTile:
         return self.positions * self.bk * self.bp / self.threads * (2 if self.element_bytes == 8 else 1)
 
 
-_FT_F2 = FusedTile("Fused_F2_K32xP32xC8_w8", 2, 32, 32, 8, 8, 4, (16, 16, 8), 4, 8, True)
+_FT_F2 = FusedTile("Fused_F2_K64xP32xC8_w8", 2, 64, 32, 8, 8, 4, (16, 16, 8), 4, 8, True)
+_FT_F2_X3 = FusedTile("Fused_F2_K64xP32xC8_w8_noprefetch", 2, 64, 32, 8, 8, 4, (16, 16, 8), 4, 8, False)
 _FT_F4 = FusedTile("Fused_F4_K32xP16xC8_w12", 4, 32, 16, 8, 12, 4, (16, 16, 8), 4, 8, False)
 _FT_F4_X3 = FusedTile("Fused_F4_K16xP16xC8_w12", 4, 16, 16, 8, 12, 4, (16, 16, 8), 4, 8, False)
-_FT16_F2 = FusedTile("Fused16_F2_K32xP32xC16_w8", 2, 32, 32, 16, 8, 2, (16, 16, 16), 8, 8, True)
+_FT16_F2 = FusedTile("Fused16_F2_K64xP32xC16_w8", 2, 64, 32, 16, 8, 2, (16, 16, 16), 8, 8, True)
 _FT16_F4 = FusedTile("Fused16_F4_K32xP16xC16_w8", 4, 32, 16, 16, 8, 2, (16, 16, 16), 8, 8, True)
 _FT64_F2 = FusedTile("Fused64_F2_K16xP32xC4_w8", 2, 16, 32, 4, 8, 8, (8, 8, 4), 4, 4, True)
 _FT64_F4 = FusedTile("Fused64_F4_K8xP8xC4_w4", 4, 8, 8, 4, 4, 8, (8, 8, 4), 4, 4, False)
@@ -833,7 +834,7 @@ _FT64_F4 = FusedTile("Fused64_F4_K8xP8xC4_w4", 4, 8, 8, 4, 4, 8, (8, 8, 4), 4, 4
 #: ``FusedConfigFor<m, math>`` of kernels/winograd_fused.cuh, by (m, precision mode)
 #: (tests/test_perfmodel.py reads the header and checks this table against it).
 FUSED_TILES: dict[tuple[int, str], FusedTile] = {
-    (2, "fp32"): _FT_F2, (2, "tf32"): _FT_F2, (2, "tf32x3"): _FT_F2, (2, "bf16"): _FT16_F2,
+    (2, "fp32"): _FT_F2, (2, "tf32"): _FT_F2, (2, "tf32x3"): _FT_F2_X3, (2, "bf16"): _FT16_F2,
     (2, "fp16"): _FT16_F2, (2, "fp64"): _FT64_F2,
     (4, "fp32"): _FT_F4, (4, "tf32"): _FT_F4, (4, "tf32x3"): _FT_F4_X3, (4, "bf16"): _FT16_F4,
     (4, "fp16"): _FT16_F4, (4, "fp64"): _FT64_F4,
