@@ -715,10 +715,17 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
   const auto misaligned = [](const void* ptr, size_t a) {
     return ptr != nullptr && reinterpret_cast<uintptr_t>(ptr) % a != 0;
   };
-  if (misaligned(x, elem) || misaligned(y, elem) || misaligned(bias, elem) || misaligned(U, u_elem))
-    return fail(MW_STATUS_INVALID_ARGUMENT,
-                "x, y, bias must be %zu-byte aligned and U %zu-byte aligned (their element types)",
-                elem, u_elem);
+  const struct {
+    const char* name;
+    const void* ptr;
+    size_t align;
+  } pointers[] = {{"x", x, elem}, {"y", y, elem}, {"bias", bias, elem}, {"U", U, u_elem}};
+  for (const auto& p : pointers)
+    if (misaligned(p.ptr, p.align))
+      return fail(MW_STATUS_INVALID_ARGUMENT,
+                  "%s is not %zu-byte aligned (x, y, bias must be %zu-byte aligned and U %zu-byte "
+                  "aligned: their element types)",
+                  p.name, p.align, elem, u_elem);
   // 16-byte U copies when every row of C elements is whole 16-byte vectors.
   const int u_vec16 =
       (reinterpret_cast<uintptr_t>(U) % 16 == 0 && (g.C * u_elem) % 16 == 0) ? 1 : 0;

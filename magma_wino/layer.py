@@ -790,7 +790,13 @@ class _WinogradConvNd:
         y = out if out is not None and not half else e.empty(yshape, self._cdtype)
         e.ext.output_transform(self._desc(x_shape), _backend.kernel_dtype(self._cdtype, "M"), e.ptr(M),
                                e.ptr(self.bias), e.ptr(y), e.ptr(self._mats), e.stream())
-        if not half:
+        return self._in_data_dtype(y, out)
+
+    def _in_data_dtype(self, y: Any, out: Any = None) -> Any:
+        """A kernel's y (compute dtype) as the plan's result: itself for float32 / float64
+        data (it is ``out`` when one was given); for 16-bit data rounded once, into ``out``
+        when given."""
+        if self.dtype == self._cdtype:
             return y
         if out is None:
             return y.astype(self.dtype)
@@ -915,12 +921,7 @@ class _WinogradConvNd:
                            int(e.ext.LAYOUT_NHWC if self._channels_last else e.ext.LAYOUT_NCHW),
                            _RELU_CODES[self.relu], self.output_relu, e.ptr(x), e.ptr(self._U), e.ptr(self.bias),
                            e.ptr(y), e.stream())
-        if not half:
-            return y
-        if out is None:
-            return y.astype(self.dtype)
-        out[...] = y
-        return out
+        return self._in_data_dtype(y, out)
 
     def activation_density(self, x: Any) -> float:
         """Fraction of nonzero entries of V, the transformed input (after the plan's

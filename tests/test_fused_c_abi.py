@@ -192,8 +192,10 @@ def test_fused_misaligned_pointers_are_invalid_arguments(mode, which, offset, me
     p = ptr(buf) + 64
     args = {"x": p, "U": p, "y": p, "bias": p}
     args[which] += offset
-    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)) as caught:
         _call(_desc(), _dtype_of(mode), MODES[mode][1], buf=buf, **args)
+    align = message.split(" and U " if which == "U" else " must be ")[1].split("-")[0]
+    assert f"{which} is not {align}-byte aligned" in str(caught.value)  # the failing pointer, named
 
 
 def test_fused_16bit_U_needs_only_2_byte_alignment():
