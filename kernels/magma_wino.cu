@@ -653,12 +653,12 @@ size_t shared_optin_limit() {
   return static_cast<size_t>(bytes);
 }
 
-// The fused kernel of (desc, dtype, precision) on this device, or why there is none.
+// The fused kernel of (desc, dtype, precision) on this device, or why there is none.  *name:
+// the precision's MW_PRECISION_* name (check_precision_pair's).
 mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precision,
-                     mw::ConvGeometry* g, mw::FusedPlan* plan) {
+                     mw::ConvGeometry* g, mw::FusedPlan* plan, const char** name) {
   if (mw_status st = make_geometry(d, dtype, nullptr, g)) return st;
-  const char* name = nullptr;
-  if (mw_status st = check_precision_pair(dtype, precision, &name)) return st;
+  if (mw_status st = check_precision_pair(dtype, precision, name)) return st;
   if (d->ndim != 2 || !mw::FusedTiles::contains(d->m, d->r))
     return fail(MW_STATUS_UNSUPPORTED,
                 "no fused kernel for F(%d, %d) in %dD: fused kernels are 2D F(2, 3) and F(4, 3) "
@@ -666,7 +666,7 @@ mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precisi
                 d->m, d->r, d->ndim);
   if (precision != MW_PRECISION_FP32 && !fp64_tensor_cores())
     return fail(MW_STATUS_UNSUPPORTED,
-                "fused %s needs compute capability 8.0 or newer (tensor cores, cp.async)", name);
+                "fused %s needs compute capability 8.0 or newer (tensor cores, cp.async)", *name);
   const mw::FusedMath math = static_cast<mw::FusedMath>(precision);
   mw::dispatch_fused(d->m, math, [&](auto m, auto f) {
     *plan = mw::fused_plan_for<decltype(m)::value, decltype(f)::value>(*g);
@@ -674,12 +674,12 @@ mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precisi
   if (plan->blocks > INT_MAX)
     return fail(MW_STATUS_UNSUPPORTED,
                 "fused %s F(%d, 3): %lld blocks (%s) exceed one launch's 2^31 - 1; split the batch",
-                name, d->m, plan->blocks, plan->config);
+                *name, d->m, plan->blocks, plan->config);
   if (const size_t limit = shared_optin_limit(); plan->shared_bytes > limit)
     return fail(MW_STATUS_UNSUPPORTED,
                 "fused %s F(%d, 3) (%s) needs %zu bytes of shared memory per block; this device "
                 "allows %zu",
-                name, d->m, plan->config, plan->shared_bytes, limit);
+                *name, d->m, plan->config, plan->shared_bytes, limit);
   return ok();
 }
 
@@ -690,7 +690,8 @@ mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype, mw_prec
   if (plan == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "plan is NULL");
   mw::ConvGeometry g;
   mw::FusedPlan p;
-  if (mw_status st = fused_plan(desc, dtype, precision, &g, &p)) return st;
+  const char* name = nullptr;
+  if (mw_status st = fused_plan(desc, dtype, precision, &g, &p, &name)) return st;
   *plan =
       mw_fused_plan{p.config, p.block_k, p.block_p, p.block_c, p.threads, p.blocks, p.shared_bytes};
   return ok();
@@ -701,7 +702,8 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
                           const void* U, const void* bias, void* y, mw_stream stream) {
   mw::ConvGeometry g;
   mw::FusedPlan p;
-  if (mw_status st = fused_plan(desc, dtype, precision, &g, &p)) return st;
+  const char* name = nullptr;
+  if (mw_status st = fused_plan(desc, dtype, precision, &g, &p, &name)) return st;
   if (x == nullptr || U == nullptr || y == nullptr)
     return fail(MW_STATUS_INVALID_ARGUMENT, "x, U and y must not be NULL");
   if (layout != MW_LAYOUT_NCHW && layout != MW_LAYOUT_NHWC)
@@ -747,12 +749,7 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
   });
   char what[64];
   std::snprintf(what, sizeof what, "fused layer (F(%d, 3), %s)", desc->m,
-                precision == MW_PRECISION_FP32     ? "FP32"
-                : precision == MW_PRECISION_TF32   ? "TF32"
-                : precision == MW_PRECISION_TF32X3 ? "TF32X3"
-                : precision == MW_PRECISION_BF16   ? "BF16"
-                : precision == MW_PRECISION_FP16   ? "FP16"
-                                                   : "FP64");
+                name + 13);  // after "MW_PRECISION_"
   return from_cuda(err, what);
 }
 

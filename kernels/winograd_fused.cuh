@@ -590,32 +590,20 @@ cudaError_t winograd_fused_2d_launch(const ConvGeometry& g, const FusedArgs<T, T
 
 // Calls f(std::integral_constant<int, m>{}, std::integral_constant<FusedMath, F>{}) for a
 // runtime (m, math) with a fused kernel; false when there is none.
+template <FusedMath... Fs, typename Fn>
+bool dispatch_fused_math(FusedMath math, Fn&& f) {
+  return ((math == Fs ? (f(std::integral_constant<FusedMath, Fs>{}), true) : false) || ...);
+}
+
 template <typename Fn>
 bool dispatch_fused(int m, FusedMath math, Fn&& f) {
-  return FusedTiles::dispatch(m, 3, [&](auto tile) {
-    constexpr int kM = decltype(tile)::m;
-    switch (math) {
-      case FusedMath::kFp32:
-        f(std::integral_constant<int, kM>{}, std::integral_constant<FusedMath, FusedMath::kFp32>{});
-        break;
-      case FusedMath::kTf32:
-        f(std::integral_constant<int, kM>{}, std::integral_constant<FusedMath, FusedMath::kTf32>{});
-        break;
-      case FusedMath::kTf32x3:
-        f(std::integral_constant<int, kM>{},
-          std::integral_constant<FusedMath, FusedMath::kTf32x3>{});
-        break;
-      case FusedMath::kBf16:
-        f(std::integral_constant<int, kM>{}, std::integral_constant<FusedMath, FusedMath::kBf16>{});
-        break;
-      case FusedMath::kFp16:
-        f(std::integral_constant<int, kM>{}, std::integral_constant<FusedMath, FusedMath::kFp16>{});
-        break;
-      case FusedMath::kFp64:
-        f(std::integral_constant<int, kM>{}, std::integral_constant<FusedMath, FusedMath::kFp64>{});
-        break;
-    }
+  bool found = false;
+  FusedTiles::dispatch(m, 3, [&](auto tile) {
+    found = dispatch_fused_math<FusedMath::kFp32, FusedMath::kTf32, FusedMath::kTf32x3,
+                                FusedMath::kBf16, FusedMath::kFp16, FusedMath::kFp64>(
+        math, [&](auto f_math) { f(std::integral_constant<int, decltype(tile)::m>{}, f_math); });
   });
+  return found;
 }
 
 // The operand type of a math: float (fp32, tf32, tf32x3), __half, __nv_bfloat16, double.
