@@ -39,8 +39,11 @@ __all__ = [
     "conv2d_direct",
     "conv3d_direct",
     "filter_transform",
+    "filter_transform_adjoint",
     "input_transform",
+    "input_transform_adjoint",
     "output_transform",
+    "output_transform_adjoint",
     "tile_grid",
     "winograd_conv2d",
     "winograd_conv3d",
@@ -344,6 +347,141 @@ def output_transform(
     if bias is not None:
         y += bias.astype(dt).reshape((1, -1) + (1,) * ndim)
     return y
+
+
+# --------------------------------------------------------------------------- adjoints
+#
+# The backward of the three-phase layer runs the transposes of the three tile transforms
+# (docs/training.md).  These are the float64 references the adjoint kernels
+# (kernels/transform_adjoint.cuh) are validated against.  Each is the exact transpose of the
+# forward function above as a linear map: <forward(a), b> == <a, adjoint(b)>.
+
+
+def output_transform_adjoint(
+    dy: np.ndarray, m: int, r: int, points: Sequence[object] | None = None
+) -> np.ndarray:
+    """Adjoint of :func:`output_transform` (without bias): dM from the output gradient dy.
+
+    Parameters
+    ----------
+    dy : ndarray, N×K×Ho×Wo (3D: N×K×Do×Ho×Wo)
+        Gradient of the loss with respect to y; the rank decides 2D / 3D.
+    m, r : int
+    points : sequence, optional
+
+    Returns
+    -------
+    ndarray, α²×K×P (3D: α³×K×P)
+        Per tile ``dM_tile = A · dY_tile · Aᵀ`` (``A`` = (Aᵀ)ᵀ along every axis), with
+        ``dY_tile`` zero past the output's edge (where the forward clipped).
+        float32 for float32/float16 ``dy``, else float64.
+    """
+    dy = _as_array(dy, "dy")
+    if dy.ndim not in (4, 5) or 0 in dy.shape:
+        raise ValueError(f"dy must be N×K×Ho×Wo or N×K×Do×Ho×Wo (non-empty), got shape {dy.shape}")
+    ndim = dy.ndim - 2
+    dt = _checks.compute_dtype(dy.dtype)
+    t, (at, _, _) = _matrices(m, r, points, dt)
+    n, k = dy.shape[:2]
+    spatial = dy.shape[2:]
+    tiles = _checks.num_tiles(spatial, t.m)
+    full = np.pad(dy.astype(dt, copy=False), [(0, 0), (0, 0)] + [(0, tl * t.m - s) for tl, s in zip(tiles, spatial)])
+    # N, K, (tile0, m0), (tile1, m1), ...  ->  m..., K, N, tiles...
+    split = full.reshape((n, k) + tuple(v for tl in tiles for v in (tl, t.m)))
+    order = [2 + 2 * a + 1 for a in range(ndim)] + [1, 0] + [2 + 2 * a for a in range(ndim)]
+    tiled = split.transpose(order)
+    dM = _contract_axes(at.T, tiled, range(ndim))  # α..., K, N, tiles...
+    return np.ascontiguousarray(dM).reshape(t.alpha**ndim, k, -1)
+
+
+def input_transform_adjoint(
+    dV: np.ndarray,
+    m: int,
+    r: int,
+    x_shape: Sequence[int],
+    padding: int | Sequence[int] = 0,
+    points: Sequence[object] | None = None,
+) -> np.ndarray:
+    """Adjoint of :func:`input_transform` (without ReLU): dx from the gradient dV.
+
+    Parameters
+    ----------
+    dV : ndarray, α²×C×P (3D: α³×C×P)
+    m, r : int
+    x_shape : (N, C, H, W) or (N, C, D, H, W)
+        The forward input's shape; its length decides 2D / 3D.
+    padding : int or tuple of int
+    points : sequence, optional
+
+    Returns
+    -------
+    ndarray, x_shape
+        ``dx`` = the sum, over every tile whose α-window covers an element, of
+        ``(B · dV_tile · Bᵀ)`` at that element's place in the window (``B`` = (Bᵀ)ᵀ along
+        every axis); windows overlap by r − 1, and the padding is cropped.
+        float32 for float32/float16 ``dV``, else float64.
+    """
+    dV = _as_array(dV, "dV")
+    x_shape = _int_tuple(x_shape, "x_shape")
+    if len(x_shape) not in (4, 5) or min(x_shape) < 1:
+        raise ValueError(f"x_shape must be (N, C, H, W) or (N, C, D, H, W) of ints >= 1, got {x_shape}")
+    ndim = len(x_shape) - 2
+    dt = _checks.compute_dtype(dV.dtype)
+    t, (_, _, bt) = _matrices(m, r, points, dt)
+    pads = _checks.as_padding(padding, ndim)
+    out = _checks.out_spatial(x_shape[2:], t.r, pads, name="x_shape")
+    tiles = _checks.num_tiles(out, t.m)
+    n, c = x_shape[:2]
+    expect = (t.alpha**ndim, c, n * math.prod(tiles))
+    if dV.shape != expect:
+        raise ValueError(
+            f"dV must have shape (alpha^{ndim}, C, P) = {expect} for F({t.m}, {t.r}), x_shape {x_shape} "
+            f"and padding {pads}, got {dV.shape}"
+        )
+    win = dV.astype(dt, copy=False).reshape((t.alpha,) * ndim + (c, n) + tiles)
+    win = _contract_axes(bt.T, win, range(ndim))  # window offsets..., C, N, tiles...
+    # Scatter-add every window offset into the padded input (a loop over α^nd offsets, each a
+    # strided add of all tiles at once), then crop the padding.
+    padded = np.zeros((n, c) + tuple((tl - 1) * t.m + t.alpha for tl in tiles), dt)
+    for offs in itertools.product(range(t.alpha), repeat=ndim):
+        part = np.moveaxis(win[offs], 0, 1)  # N, C, tiles...
+        dest = (slice(None), slice(None)) + tuple(slice(o, o + (tl - 1) * t.m + 1, t.m) for o, tl in zip(offs, tiles))
+        padded[dest] += part
+    crop = (slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pads, x_shape[2:]))
+    return np.ascontiguousarray(padded[crop])
+
+
+def filter_transform_adjoint(
+    dU: np.ndarray, m: int, r: int, ndim: int = 2, points: Sequence[object] | None = None
+) -> np.ndarray:
+    """Adjoint of :func:`filter_transform`: dw from the gradient dU.
+
+    Parameters
+    ----------
+    dU : ndarray, α²×K×C (3D: α³×K×C)
+    m, r : int
+    ndim : 2 or 3
+    points : sequence, optional
+
+    Returns
+    -------
+    ndarray, K×C×r×r (3D: K×C×r×r×r)
+        ``dw[k,c] = Gᵀ · dU[·,k,c] · G`` (along every axis).  float32 for float32/float16
+        ``dU``, else float64.
+    """
+    dU = _as_array(dU, "dU")
+    if ndim not in (2, 3) or isinstance(ndim, bool):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
+    dt = _checks.compute_dtype(dU.dtype)
+    t, (_, g, _) = _matrices(m, r, points, dt)
+    if dU.ndim != 3 or dU.shape[0] != t.alpha**ndim or 0 in dU.shape:
+        raise ValueError(
+            f"dU must have shape (alpha^{ndim}, K, C) = ({t.alpha**ndim}, K, C) for F({t.m}, {t.r}), "
+            f"got {dU.shape}"
+        )
+    k, c = dU.shape[1:]
+    arr = np.moveaxis(dU.astype(dt, copy=False).reshape((t.alpha,) * ndim + (k, c)), (ndim, ndim + 1), (0, 1))
+    return np.ascontiguousarray(_contract_axes(g.T, arr, range(2, 2 + ndim)))
 
 
 # --------------------------------------------------------------------------- layers
