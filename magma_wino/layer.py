@@ -29,11 +29,12 @@ import numpy as np
 
 from . import _backend, _checks, pruning, reference
 from . import precision as _precision
+from .backward import BackwardMixin, Gradients, _pattern
 from .errors import UnsupportedError
 from .sparse import BatchedCSR
 from .transforms import winograd
 
-__all__ = ["WinogradConv2d", "WinogradConv3d", "SPARSE_DENSITY_THRESHOLD"]
+__all__ = ["WinogradConv2d", "WinogradConv3d", "Gradients", "SPARSE_DENSITY_THRESHOLD"]
 
 #: Weight density at or below which ``sparse="auto"`` uses the batched sparse product.
 #: A first-principles estimate (docs/sparse.md): the CSR product reads ~3x more bytes per
@@ -84,7 +85,7 @@ def _check_relu(relu: object) -> Relu:
     return relu  # type: ignore[return-value]
 
 
-class _WinogradConvNd:
+class _WinogradConvNd(BackwardMixin):
     """Shared implementation of the 2D and 3D plans (``ndim`` set by the subclass)."""
 
     ndim: int = 2
@@ -148,6 +149,8 @@ class _WinogradConvNd:
                     layout=layout, fused=fused, output_relu=output_relu)
         self._csr: BatchedCSR | None = None
         self._sparse = False
+        self._weights_domain = "spatial"
+        self._grad_mask = None
         with self._scope():
             self._U = self._filter_transform(w)
         self._check_fused()
@@ -484,6 +487,8 @@ class _WinogradConvNd:
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
                     bias_borrowed=bias0 is not bias, like_name=wname, precision=precision,
                     allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
+        self._weights_domain = "winograd"
+        self._grad_mask = None
         want = self.alpha**self.ndim
         if positions != want:
             raise ValueError(
@@ -510,6 +515,7 @@ class _WinogradConvNd:
                         hostU = np.where(hmask, hostU, 0).astype(hostU.dtype)
                     csr = BatchedCSR.from_dense(hostU, hmask)
                     U = hostU if self._engine is None else self._engine.xp.asarray(hostU)
+                    self._grad_mask = hmask if self._engine is None else self._engine.xp.asarray(hmask)
                 else:
                     csr = BatchedCSR.from_dense(_backend.to_host(U))
                     if U0 is not U:
@@ -518,6 +524,8 @@ class _WinogradConvNd:
                 self._check_device(self._U, "U")
             else:
                 self._U = None
+                pattern = _pattern(csr.to_host())  # the structure is fixed: backward masks dU with it
+                self._grad_mask = pattern if self._engine is None else self._engine.xp.asarray(pattern)
             density = csr.density
             self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
             if np.dtype(csr.dtype) != self._cdtype:
@@ -663,20 +671,21 @@ class _WinogradConvNd:
         xp = self._engine.xp if self._engine is not None else np
         return xp.ascontiguousarray(self._first_view(x))
 
-    def _input_transform(self, x: Any) -> Any:
-        """V of a channels-first x."""
+    def _input_transform(self, x: Any, store: bool = True) -> Any:
+        """V of a channels-first x (``store=False``: in the compute dtype even in a 16-bit mode)."""
         x = self._to_compute(x)
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
             V = reference.input_transform(xin, self.m, self.r, self.padding, self._points,
                                           relu=self.relu == "winograd")
-            return V if self._store is None else _precision.to_storage(V, self._store)
+            return V if self._store is None or not store else _precision.to_storage(V, self._store)
         e = self._engine
         desc = self._desc(tuple(x.shape))
         code = _backend.kernel_dtype(self._cdtype, "x")
         geo = desc.geometry(code)
-        V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self._vdtype)
-        e.ext.input_transform_ex(desc, code, self._storage_code(), e.ptr(x), e.ptr(V), _RELU_CODES[self.relu],
+        V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self._vdtype if store else self._cdtype)
+        e.ext.input_transform_ex(desc, code, self._storage_code() if store else code, e.ptr(x), e.ptr(V),
+                                 _RELU_CODES[self.relu],
                                  e.ptr(self._mats), e.stream())
         return V
 

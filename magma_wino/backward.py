@@ -1,0 +1,262 @@
+"""The backward pass of a Winograd plan: ``plan.backward(x, grad_output)``.
+
+The forward of the three-phase layer is V = I(x), M[b] = U[b]·V[b], y = O(M) (+ bias); its
+backward is three-phase too (docs/training.md, DESIGN.md "Training"):
+
+    dM       = Oᵀ(dy)                 adjoint of the output transform (A·dY·Aᵀ per tile)
+    dU[b]    = dM[b] · V[b]ᵀ          a batched product reducing over the P tiles
+    dV[b]    = U[b]ᵀ · dM[b]          dense, or the transposed CSR product of a sparse plan
+    dx       = Iᵀ(dV)                 adjoint of the input transform, a gather over the
+                                      overlapping windows
+    dw       = Gᵀ · dU · G            spatial weights only (the filter transform's adjoint)
+    dbias    = Σ dy
+
+with the masks of the variants: Winograd-ReLU multiplies dV by [V > 0], spatial ReLU dx by
+[x > 0], a pruned plan dU by its mask (the mask is fixed during fine-tuning), an output ReLU
+dy by [y > 0].  V is recomputed from x rather than kept from the forward: one input transform
+costs less memory than α^nd/m^nd copies of x held between forward and backward.
+
+Every step is a kernel on the device backends (the adjoint transforms of
+kernels/transform_adjoint.cuh, the batched products of the forward, deterministic: split-K
+partials are summed in a fixed order and dx is a gather, so two runs give the same bits) and
+the float64-exact NumPy reference on the numpy backend.  The products run in the plan's
+precision; plans of a 16-bit mode run them in "fp32" (their float32 operands: V is recomputed
+in float32, U widened from its 16-bit storage).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _backend, reference
+from . import precision as _precision
+from .sparse import BatchedCSR
+
+__all__ = ["Gradients"]
+
+
+class Gradients(NamedTuple):
+    """What :meth:`WinogradConv2d.backward` returns (PyTorch's names)."""
+
+    #: dL/dx, x's shape, layout and dtype; None unless ``input_grad``.
+    grad_input: Any
+    #: dL/dw (K×C×r^nd) for a plan built from spatial weights, dL/dU (α^nd×K×C, zero at
+    #: pruned entries) for a ``from_winograd`` plan; None unless ``weight_grad``.
+    grad_weight: Any
+    #: dL/dbias (K,), the sum of grad_output; None when the plan has no bias.
+    grad_bias: Any
+
+
+def _flag(v: object, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+class BackwardMixin:
+    """``backward`` for :class:`magma_wino.layer._WinogradConvNd` (which provides the
+    forward's helpers used here: ``_check_x``, ``_first``, ``_input_transform``, ``_desc``...)."""
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def weights_domain(self) -> str:
+        """"spatial" (built from w: ``backward`` returns dL/dw) or "winograd" (``from_winograd``:
+        dL/dU)."""
+        return self._weights_domain
+
+    @property
+    def mask(self) -> Any:
+        """The bool α^nd×K×C pattern of a pruned ``from_winograd`` plan (a given ``mask``,
+        ``prune``'s, or a ``csr``'s structure), on the plan's backend; None for dense plans."""
+        return self._grad_mask
+
+    def backward(self, x: Any, grad_output: Any, *, input_grad: bool = True, weight_grad: bool = True) -> Gradients:
+        """The gradients of a loss L through ``y = plan(x)`` given ``grad_output`` = dL/dy.
+
+        Args:
+            x: the forward's input (the plan's layout and dtype); V is recomputed from it.
+            grad_output: dL/dy, of y's shape (the plan's layout) and dtype, on the plan's backend.
+            input_grad: compute dL/dx.
+            weight_grad: compute dL/dw (spatial plans) or dL/dU (``from_winograd`` plans, zero
+                where the plan's :attr:`mask` is False).
+
+        Returns:
+            :class:`Gradients` (grad_input, grad_weight, grad_bias).  On the cuda backend the
+            work runs on CuPy's current stream, ordered after the plan's construction.
+        """
+        input_grad, weight_grad = _flag(input_grad, "input_grad"), _flag(weight_grad, "weight_grad")
+        x0, g0 = x, grad_output
+        x = self._check_x(_backend.coerce(x, "x", self.backend))
+        dy = _backend.coerce(grad_output, "grad_output", self.backend)
+        dy = self._check_grad_output(dy, self.out_shape(tuple(x.shape)))
+        foreign = tuple(o for o, c in ((x0, x), (g0, dy)) if o is not c)
+        with self._launch_scope(foreign):
+            return self._backward(x, dy, input_grad, weight_grad)
+
+    # ----------------------------------------------------------------- steps
+
+    def _check_grad_output(self, dy: Any, yshape: tuple[int, ...]) -> Any:
+        if not hasattr(dy, "shape") or not hasattr(dy, "dtype"):
+            raise TypeError(f"grad_output must be an array of y's shape {yshape}, got {type(dy).__name__}")
+        if tuple(dy.shape) != tuple(yshape):
+            raise ValueError(f"grad_output must have y's shape {tuple(yshape)} (layout {self.layout}), "
+                             f"got {tuple(dy.shape)}")
+        if np.dtype(dy.dtype) != self.dtype:
+            raise TypeError(f"dtype mismatch: grad_output is {dy.dtype} but the plan's data is {self.dtype}")
+        dy = self._array(dy, "grad_output")
+        self._check_device(dy, "grad_output")
+        return dy
+
+    @property
+    def _xp(self) -> Any:
+        return self._engine.xp if self._engine is not None else np
+
+    @property
+    def _backward_precision(self) -> str:
+        return "fp32" if self.precision in _precision.HALF_MODES else self.precision
+
+    def _backward(self, x: Any, dy: Any, input_grad: bool, weight_grad: bool) -> Gradients:
+        xp = self._xp
+        xf = self._to_compute(self._first(x))
+        dyf = self._to_compute(self._first(dy))
+        V = None
+        if self.output_relu:  # y = ReLU(conv + bias): dy only where y > 0 (the pre-ReLU y)
+            V = self._input_transform(xf, store=False)
+            y = self._output_transform(self._bmm(self._U_compute(), V), tuple(xf.shape))
+            dyf = dyf * (y > 0)
+        spatial_axes = tuple(range(2, 2 + self.ndim))
+        grad_bias = None
+        if self.bias is not None:
+            grad_bias = self._in_data(dyf.sum(axis=(0,) + spatial_axes))
+        grad_input = grad_weight = None
+        if input_grad or weight_grad:
+            dM = self._output_adjoint(dyf)
+            if weight_grad or self.relu == "winograd":
+                V = V if V is not None else self._input_transform(xf, store=False)
+            if weight_grad:
+                dU = self._bmm(dM, xp.ascontiguousarray(V.transpose(0, 2, 1)))
+                if self._grad_mask is not None:
+                    dU *= self._grad_mask
+                grad_weight = self._in_data(dU if self._weights_domain == "winograd" else self._filter_adjoint(dU))
+            if input_grad:
+                dV = self._dV(dM)
+                if self.relu == "winograd":
+                    dV *= V > 0
+                dx = self._input_adjoint(dV, tuple(xf.shape))
+                if self.relu == "spatial":
+                    dx *= xf > 0
+                grad_input = self._in_data(self._last_copy(dx) if self._channels_last else dx)
+        return Gradients(grad_input, grad_weight, grad_bias)
+
+    def _in_data(self, a: Any) -> Any:
+        """A compute-dtype result in the plan's data dtype (a copy only for 16-bit data)."""
+        return a if a.dtype == self.dtype else a.astype(self.dtype)
+
+    def _U_compute(self) -> Any:
+        """Dense U in the compute dtype (16-bit storage widened: the values the forward used)."""
+        U = self.U
+        if self._store is None:
+            return U
+        if self._engine is None:
+            return _precision.from_storage(U, self._store)
+        if self._store == "fp16":
+            return U.astype(self._cdtype)
+        return (U.astype(np.uint32) << 16).view(np.float32)  # bfloat16 bits -> float32, exactly
+
+    def _matrices_buffer(self) -> Any:
+        """Aᵀ, G, Bᵀ back to back on the plan's device: the adjoint kernels' coefficients (there
+        are no specialised adjoints; the forward's generic kernels take the same buffer)."""
+        if self._mats is None and getattr(self, "_adjoint_mats", None) is None:
+            at, g, bt = self.transform.matrices(self._cdtype)
+            host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
+            self._adjoint_mats = self._engine.xp.asarray(host)
+        return self._mats if self._mats is not None else self._adjoint_mats
+
+    def _code(self) -> int:
+        return _backend.kernel_dtype(self._cdtype, "grad_output")
+
+    def _bmm(self, A: Any, B: Any) -> Any:
+        """Batched A[b] @ B[b] in the backward precision (the forward's GEMM kernels, split-K
+        from the pool when the grid would not fill the GPU)."""
+        mode = self._backward_precision
+        if self._engine is None:
+            return _precision.matmul(A, B, mode)
+        e = self._engine
+        batch, m, k = (int(s) for s in A.shape)
+        n = int(B.shape[2])
+        dt, code = self._code(), _precision.ext_code(e.ext, mode)
+        C = e.empty((batch, m, n), self._cdtype)
+        nbytes = int(e.ext.gemm_batched_ex_workspace(dt, code, batch, m, n, k))
+        ws = e.empty((nbytes,), np.uint8) if nbytes else None
+        e.ext.gemm_batched_ex_ws(dt, code, batch, m, n, k, e.ptr(A), e.ptr(B), e.ptr(C), e.ptr(ws), nbytes,
+                                 e.stream())
+        return C
+
+    def _dV(self, dM: Any) -> Any:
+        """dV[b] = U[b]ᵀ · dM[b]: the transposed CSR product for sparse plans."""
+        xp = self._xp
+        if not self._sparse or self._engine is None:
+            return self._bmm(xp.ascontiguousarray(self._U_compute().transpose(0, 2, 1)), dM)
+        e = self._engine
+        ct = self._csr_transposed()
+        positions, P = int(dM.shape[0]), int(dM.shape[2])
+        dV = e.empty((positions, self.C, P), self._cdtype)
+        e.ext.spmm_batched(self._code(), positions, self.C, self.K, P, e.ptr(ct.row_ptr), e.ptr(ct.col_idx),
+                           e.ptr(ct.values), ct.nnz, e.ptr(dM), e.ptr(dV), e.stream())
+        return dV
+
+    def _csr_transposed(self) -> BatchedCSR:
+        """The CSR of U[b]ᵀ (C×K per position), built once from the plan's CSR on the host."""
+        if getattr(self, "_csr_t", None) is None:
+            host = self._csr.to_host()
+            dense = host.to_dense().transpose(0, 2, 1)
+            pattern = _pattern(host).transpose(0, 2, 1)
+            ct = BatchedCSR.from_dense(np.ascontiguousarray(dense), np.ascontiguousarray(pattern))
+            self._csr_t = ct.to_device() if self._engine.backend == "cuda" else ct
+        return self._csr_t
+
+    def _output_adjoint(self, dyf: Any) -> Any:
+        """dM = Oᵀ(dy) for a channels-first, compute-dtype dy."""
+        if self._engine is None:
+            return reference.output_transform_adjoint(dyf, self.m, self.r, self._points)
+        e = self._engine
+        xshape = (int(dyf.shape[0]), self.C) + self._in_spatial(tuple(dyf.shape[2:]))
+        desc = self._desc(xshape)
+        geo = desc.geometry(self._code())
+        dM = e.empty((geo["positions"], self.K, geo["num_tiles"]), self._cdtype)
+        e.ext.output_transform_adjoint(desc, self._code(), e.ptr(dyf), e.ptr(dM), e.ptr(self._matrices_buffer()),
+                                       e.stream())
+        return dM
+
+    def _in_spatial(self, out: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(o - 2 * p + self.r - 1 for o, p in zip(out, self.padding))
+
+    def _input_adjoint(self, dV: Any, xshape: tuple[int, ...]) -> Any:
+        """dx = Iᵀ(dV), channels first, compute dtype."""
+        if self._engine is None:
+            return reference.input_transform_adjoint(dV, self.m, self.r, xshape, self.padding, self._points)
+        e = self._engine
+        dx = e.empty(xshape, self._cdtype)
+        e.ext.input_transform_adjoint(self._desc(xshape), self._code(), e.ptr(dV), e.ptr(dx),
+                                      e.ptr(self._matrices_buffer()), e.stream())
+        return dx
+
+    def _filter_adjoint(self, dU: Any) -> Any:
+        """dw = Gᵀ·dU·G (K×C×r^nd)."""
+        if self._engine is None:
+            return reference.filter_transform_adjoint(dU, self.m, self.r, self.ndim, self._points)
+        e = self._engine
+        dw = e.empty((self.K, self.C) + (self.r,) * self.ndim, self._cdtype)
+        desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim, (0,) * self.ndim)
+        e.ext.filter_transform_adjoint(desc, self._code(), e.ptr(dU), e.ptr(dw), e.ptr(self._matrices_buffer()),
+                                       e.stream())
+        return dw
+
+
+def _pattern(csr: BatchedCSR) -> np.ndarray:
+    """The bool structure of a host CSR (explicit zeros count as entries)."""
+    ones = BatchedCSR(csr.row_ptr, csr.col_idx, np.ones(csr.nnz, np.float64), csr.shape)
+    return ones.to_dense() > 0
