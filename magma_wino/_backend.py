@@ -172,14 +172,17 @@ def coerce(a: Any, name: str, backend: str = "auto") -> Any:
     device array (``__cuda_array_interface__`` or CUDA DLPack, e.g. a PyTorch CUDA tensor)
     becomes a zero-copy CuPy view when the backend may be cuda, so shape/dtype checks and
     the cuda backend see one kind of device array.  For the host backends it is left as is
-    (their checks reject device arrays with a TypeError)."""
-    if a is None or isinstance(a, np.ndarray) or backend in ("numpy", "emulator"):
+    (their checks reject device arrays with a TypeError).  A host array-like that offers
+    DLPack or ``__array__`` (a PyTorch CPU tensor) becomes a NumPy view on every backend."""
+    if a is None or isinstance(a, np.ndarray):
         return a
     cp = cupy_module()
     if cp is not None and isinstance(a, cp.ndarray):
         return a
     if not is_device_array(a):
-        return a
+        return _host_view(a, name)
+    if backend in ("numpy", "emulator"):
+        return a  # the host backends' checks reject it by name
     reason = cuda_unavailable_reason()
     if cp is None or reason is not None:
         raise BackendUnavailableError(
@@ -187,6 +190,23 @@ def coerce(a: Any, name: str, backend: str = "auto") -> Any:
             f"is not usable here: {reason}"
         )
     return as_device_array(a, name)
+
+
+def _host_view(a: Any, name: str) -> Any:
+    """A host array-like that is not a NumPy array (a PyTorch CPU tensor, a JAX CPU array, any
+    DLPack or ``__array__`` provider) as a NumPy array, zero copy where the producer allows;
+    anything else (lists, scalars, None-like objects) unchanged, for the callers' own checks."""
+    if isinstance(a, (list, tuple, int, float, complex, str, bytes)):
+        return a
+    try:
+        if hasattr(type(a), "__dlpack__") and hasattr(type(a), "__dlpack_device__"):
+            return np.from_dlpack(a)
+        if hasattr(type(a), "__array__"):
+            return np.asarray(a)
+    except (BufferError, RuntimeError, TypeError) as exc:  # e.g. a tensor that requires grad
+        raise TypeError(f"{name} ({type(a).__module__}.{type(a).__name__}) could not be viewed as a NumPy "
+                        f"array: {exc}") from exc
+    return a
 
 
 def as_device_array(a: Any, name: str) -> Any:

@@ -19,10 +19,10 @@ def conv2d(
     w: Any,
     bias: Any = None,
     padding: int | tuple[int, int] = 0,
+    *,
     m: int = 4,
     backend: str = "auto",
     out: Any = None,
-    *,
     points: Any = None,
     precision: str = "auto",
     allow_inaccurate: bool = False,
@@ -30,10 +30,16 @@ def conv2d(
 ) -> Any:
     """2D convolution (cross-correlation, stride 1) by Winograd F(m×m, r×r).
 
+    Everything after ``padding`` is keyword-only: the positional order differs from
+    ``torch.nn.functional.conv2d`` (whose fourth argument is the stride), so a ported call
+    ``conv2d(x, w, b, 1, 1)`` is a TypeError, not a silent F(1, r).  PyTorch users:
+    :func:`magma_wino.torch.functional.conv2d` takes torch's order.
+
     Args:
         x: input N×C×H×W, float32, float64, float16 or bfloat16 (16-bit data computes in
             float32) — CuPy / device array for ``backend="cuda"``,
-            NumPy for ``"emulator"`` and ``"numpy"``.
+            NumPy for ``"emulator"`` and ``"numpy"`` (or any host array offering DLPack or
+            ``__array__``, e.g. a PyTorch CPU tensor: viewed as NumPy without a copy).
         w: weights K×C×r×r of x's dtype; r is taken from w.
         bias: optional (K,) array.
         padding: zero padding, int or (pad_h, pad_w), each in [0, r - 1].
@@ -74,10 +80,10 @@ def conv3d(
     w: Any,
     bias: Any = None,
     padding: int | tuple[int, int, int] = 0,
+    *,
     m: int = 2,
     backend: str = "auto",
     out: Any = None,
-    *,
     points: Any = None,
     precision: str = "auto",
     allow_inaccurate: bool = False,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import magma_wino
-from magma_wino import WinogradConv2d, conv2d
+from magma_wino import WinogradConv2d, conv2d, conv3d
 from magma_wino.reference import conv2d_direct
 
 BACKENDS = ["numpy", "emulator"]
@@ -304,3 +304,46 @@ def test_default_m_is_4_in_2d_and_2_in_3d(rng):
     for backend in BACKENDS:
         np.testing.assert_array_equal(conv3d(x3, w3, backend=backend),
                                       WinogradConv3d(w3, m=2, backend=backend)(x3))
+
+
+def test_conv_options_after_padding_are_keyword_only():
+    # torch's order is (input, weight, bias, stride, padding): a ported positional call must
+    # fail loudly instead of building F(stride, r)
+    x = np.ones((1, 2, 6, 6))
+    w = np.ones((3, 2, 3, 3))
+    with pytest.raises(TypeError, match="positional"):
+        conv2d(x, w, None, 1, 1)
+    with pytest.raises(TypeError, match="positional"):
+        conv3d(np.ones((1, 2, 4, 4, 4)), np.ones((3, 2, 3, 3, 3)), None, 1, 2)
+
+
+class _ArrayLike:
+    """A host array-like that is not an ndarray (only ``__array__``)."""
+
+    def __init__(self, a):
+        self._a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+def test_host_array_likes_are_accepted_on_host_backends(backend):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 6, 7))
+    w = rng.standard_normal((3, 2, 3, 3))
+    want = conv2d(x, w, padding=1, m=2, backend=backend)
+    np.testing.assert_array_equal(conv2d(_ArrayLike(x), _ArrayLike(w), padding=1, m=2, backend=backend), want)
+
+
+def test_torch_cpu_tensors_are_viewed_without_copy():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2, 6, 7))
+    w = rng.standard_normal((3, 2, 3, 3))
+    out = torch.full((1, 3, 6, 7), float("nan"), dtype=torch.float64)
+    y = conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1, m=2, out=out)  # auto -> numpy
+    assert y.ctypes.data == out.data_ptr()  # written into the tensor's own memory
+    np.testing.assert_array_equal(out.numpy(), conv2d(x, w, padding=1, m=2, backend="numpy"))
+    with pytest.raises(TypeError, match="x .*could not be viewed as a NumPy array"):
+        conv2d(torch.from_numpy(x).requires_grad_(), torch.from_numpy(w), padding=1)
