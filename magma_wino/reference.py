@@ -38,6 +38,7 @@ from .transforms import winograd
 __all__ = [
     "conv2d_direct",
     "conv3d_direct",
+    "conv_direct_backward",
     "filter_transform",
     "filter_transform_adjoint",
     "input_transform",
@@ -174,6 +175,38 @@ def conv3d_direct(
     See :func:`conv2d_direct`; ``padding`` is an int or three ints.
     """
     return _conv_direct(x, w, bias, padding, 3)
+
+
+def conv_direct_backward(
+    x: np.ndarray, w: np.ndarray, dy: np.ndarray, padding: int | Sequence[int] = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gradients of the direct correlation in float64 (the backward's ground truth).
+
+    For ``y = conv(x, w)`` (2D or 3D by rank, stride 1, zero ``padding``) and ``dy = dL/dy``:
+    ``dw[k,c,u] = Σ_{n,i} dy[n,k,i]·x_pad[n,c,i+u]`` and ``dx = crop(Σ_u dy ⋆ w[:,:,u])`` (the
+    transposed correlation); u runs over the r^nd filter taps.  Returns ``(dx, dw)``.
+    """
+    x = _as_array(x, "x").astype(np.float64)
+    w = _as_array(w, "w").astype(np.float64)
+    dy = _as_array(dy, "dy").astype(np.float64)
+    ndim = _checks.spatial_ndim(x)
+    _checks.check_filter(w, ndim)
+    pads, out = _checks.check_input_args(x, w.shape[2], padding, ndim)
+    want = (x.shape[0], w.shape[0]) + tuple(out)
+    if dy.shape != want:
+        raise ValueError(f"dy must have y's shape {want}, got {dy.shape}")
+    r = w.shape[2]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    dw = np.zeros_like(w)
+    dxp = np.zeros_like(xp)
+    sums = [0] + list(range(2, 2 + ndim))  # n and the output positions
+    for u in itertools.product(range(r), repeat=ndim):
+        win = (slice(None), slice(None)) + tuple(slice(a, a + o) for a, o in zip(u, out))
+        tap = (slice(None), slice(None)) + u
+        dw[tap] = np.tensordot(dy, xp[win], axes=(sums, sums))
+        dxp[win] += np.einsum("nk...,kc->nc...", dy, w[tap])
+    crop = (slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pads, x.shape[2:]))
+    return np.ascontiguousarray(dxp[crop]), dw
 
 
 # --------------------------------------------------------------------------- transforms

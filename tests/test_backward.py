@@ -26,21 +26,7 @@ BACKENDS = ["numpy", pytest.param("emulator", marks=pytest.mark.skipif(
 
 
 def direct_backward(x, w, dy, pads):
-    """dL/dx and dL/dw of y = correlate(x, w) (zero padding ``pads``, stride 1) in float64:
-    dw[k,c,u] = Σ dy[n,k,i]·x_pad[n,c,i+u], dx_pad[n,c,i+u] += Σ_k dy[n,k,i]·w[k,c,u]."""
-    nd = x.ndim - 2
-    r = w.shape[2]
-    x, w, dy = (np.asarray(a, np.float64) for a in (x, w, dy))
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
-    out = dy.shape[2:]
-    dw = np.zeros_like(w)
-    dxp = np.zeros_like(xp)
-    for u in np.ndindex(*(r,) * nd):
-        win = (slice(None), slice(None)) + tuple(slice(a, a + o) for a, o in zip(u, out))
-        dw[(slice(None), slice(None)) + u] = np.tensordot(dy, xp[win], axes=([0] + list(range(2, 2 + nd)),) * 2)
-        dxp[win] += np.einsum("nk...,kc->nc...", dy, w[(slice(None), slice(None)) + u])
-    crop = (slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pads, x.shape[2:]))
-    return dxp[crop], dw
+    return R.conv_direct_backward(x, w, dy, pads)
 
 
 def _tol(backend, dtype, m, r, reduction_len, nd):

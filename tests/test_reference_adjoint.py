@@ -119,3 +119,22 @@ def test_adjoints_name_bad_arguments():
         R.filter_transform_adjoint(np.ones((9, 2, 2)), 2, 3)
     with pytest.raises(ValueError, match="ndim must be 2 or 3"):
         R.filter_transform_adjoint(np.ones((16, 2, 2)), 2, 3, ndim=4)
+
+
+def test_conv_direct_backward_matches_directional_derivative_of_direct_convolution():
+    # y is bilinear in (x, w): <y(x + δx, w) − y(x, w), dy> = <dx, δx> exactly, same for w
+    rng = np.random.default_rng(5)
+    for shape, r, pad in [((2, 3, 6, 7), 3, 1), ((1, 2, 4, 5, 4), 3, (0, 1, 2)), ((1, 2, 8, 8), 5, 2)]:
+        nd = len(shape) - 2
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((3, shape[1]) + (r,) * nd)
+        conv = R.conv2d_direct if nd == 2 else R.conv3d_direct
+        dy = rng.standard_normal(conv(x, w, None, pad).shape)
+        dx, dw = R.conv_direct_backward(x, w, dy, pad)
+        ddx, ddw = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
+        assert np.vdot(dx, ddx) == pytest.approx(np.vdot(conv(x + ddx, w, None, pad) - conv(x, w, None, pad), dy),
+                                                 rel=1e-11)
+        assert np.vdot(dw, ddw) == pytest.approx(np.vdot(conv(x, w + ddw, None, pad) - conv(x, w, None, pad), dy),
+                                                 rel=1e-11)
+    with pytest.raises(ValueError, match="dy must have y's shape"):
+        R.conv_direct_backward(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), np.ones((1, 2, 4, 4)), 1)
