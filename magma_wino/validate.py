@@ -76,6 +76,7 @@ class Case:
     fused: bool | None = None  # the plan's fused= (None: the model chooses per shape)
     layout: str | None = None  # None (channels first) or "NHWC" (2D dense cases)
     relu: str | None = None  # the input ReLU of dense cases: None, "spatial", "winograd"
+    backward: bool = False  # plan.backward's dx and dw (dU) instead of the forward's y
 
     @property
     def ndim(self) -> int:
@@ -85,6 +86,7 @@ class Case:
         sz = "x".join(map(str, self.size))
         more = "".join([f" {self.layout}" if self.layout else "",
                         f" relu={self.relu}" if self.relu else "",
+                        " backward" if self.backward else "",
                         {None: "", True: " fused", False: " three-phase"}[self.fused]])
         return f"N={self.N} C={self.C} K={self.K} {sz} pad={self.padding}{more}"
 
@@ -218,6 +220,19 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
                                        (1, 17, 40, (23, 9), 1), (1, 24, 33, (9, 10), 1)]:
                 add(group="fused edges", m=m, r=3, N=N, C=C, K=K, size=size, padding=pad, precision="tf32x3",
                     fused=True)
+    # The backward (plan.backward): spatial weights against the direct convolution's gradients,
+    # Winograd-domain weights (a mask, Winograd-ReLU) against the float64 adjoint formula.
+    for m, r in SPECIALIZED_2D + [(3, 2)]:
+        for dt in ("float32", "float64"):
+            add(group="backward", m=m, r=r, N=2, C=5, K=7, size=(2 * m + 3, 3 * m - 1), padding=(r - 1) // 2,
+                dtype=dt, backward=True)
+    for relu in (None, "spatial"):
+        add(group="backward", m=4, r=3, N=1, C=6, K=5, size=(9, 10), padding=1, dtype="float64", relu=relu,
+            backward=True)
+    add(group="backward", m=2, r=3, N=1, C=3, K=4, size=(5, 6, 7), padding=1, backward=True)
+    for variant, d in (("winograd", 0.5), ("winograd_relu", 0.3)):
+        add(group="backward", m=4, r=3, N=2, C=6, K=9, size=(11, 9), padding=1, variant=variant, density=d,
+            dtype="float64", backward=True)
     if precision != "auto":
         out = [c if c.group == "precision" else replace(c, precision=precision) for c in out
                if (c.group != "precision" or c.precision == precision)
@@ -225,9 +240,64 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
     return out
 
 
+def run_backward_case(case: Case, backend: str) -> Result:
+    """plan.backward on ``backend`` against float64 gradients: the direct convolution's for
+    spatial weights (``conv_direct_backward``), the adjoint formula Oᵀ(dy)·Vᵀ (masked) for
+    Winograd-domain weights.  The bound: the backward is a Winograd layer of the same form —
+    dx convolves dy with the rotated filter (K channels), dw sums over the P tiles — so the
+    forward's model (:func:`magma_wino.precision.tolerance`) with those reduction lengths."""
+    from .accuracy import rel_err  # noqa: PLC0415
+
+    rng = np.random.default_rng(case.seed)
+    dt = np.dtype(case.dtype)
+    nd = case.ndim
+    xp = _backend.cupy_module() if backend == "cuda" else np
+    x64 = rng.standard_normal((case.N, case.C, *case.size)).astype(dt).astype(np.float64)
+    w64 = rng.standard_normal((case.K, case.C, *(case.r,) * nd)).astype(dt).astype(np.float64)
+    plan_cls = WinogradConv2d if nd == 2 else WinogradConv3d
+    t0 = time.perf_counter()
+    if case.variant == "dense":
+        plan = plan_cls(xp.asarray(w64.astype(dt)), None, case.padding, case.m, backend, relu=case.relu,
+                        precision=case.precision)
+    else:
+        U64 = reference.filter_transform(w64, case.m)
+        plan = plan_cls.from_winograd(xp.asarray(U64.astype(dt)), case.r, prune=case.density, padding=case.padding,
+                                      m=case.m, backend=backend, precision=case.precision, sparse=False,
+                                      relu="winograd" if case.variant == "winograd_relu" else None)
+    dy64 = rng.standard_normal(plan.out_shape(x64.shape)).astype(dt).astype(np.float64)
+    g = plan.backward(xp.asarray(x64.astype(dt)), xp.asarray(dy64.astype(dt)))
+    dx, dw = (_backend.to_host(a) for a in (g.grad_input, g.grad_weight))
+    seconds = time.perf_counter() - t0
+    if case.variant == "dense":
+        xin = np.maximum(x64, 0) if case.relu == "spatial" else x64
+        dx_ref, dw_ref = reference.conv_direct_backward(xin, w64, dy64, case.padding)
+        if case.relu == "spatial":
+            dx_ref *= x64 > 0
+    else:
+        mask = _backend.to_host(plan.mask)
+        relu = case.variant == "winograd_relu"
+        V = reference.input_transform(x64, case.m, case.r, case.padding, relu=relu)
+        dM = reference.output_transform_adjoint(dy64, case.m, case.r)
+        dw_ref = np.matmul(dM, V.transpose(0, 2, 1)) * mask
+        dV = np.matmul((_backend.to_host(plan.U).astype(np.float64)).transpose(0, 2, 1), dM)
+        dx_ref = reference.input_transform_adjoint(dV * (V > 0) if relu else dV, case.m, case.r, x64.shape,
+                                                   case.padding)
+    P = plan._positions_and_tiles(x64.shape)[1]
+    mode = plan._backward_precision
+    parts = [(rel_err(dx, dx_ref), _precision.tolerance(mode, case.m, case.r, case.K * case.r**nd, nd)),
+             (rel_err(dw, dw_ref), _precision.tolerance(mode, case.m, case.r, P * case.r**nd, nd))]
+    err, bound = max(parts, key=lambda eb: eb[0] / eb[1])  # the part closest to its bound
+    ok = all(math.isfinite(e) and e <= b for e, b in parts)
+    return Result(case, err, bound, seconds, ok, extra={"dx_err": parts[0][0], "dw_err": parts[1][0]},
+                  precision=plan.precision)
+
+
 def run_case(case: Case, backend: str) -> Result:
     """Run one case on ``backend`` and compare with its float64 ground truth."""
     from .accuracy import rel_err, tolerance, tolerance_from_U  # noqa: PLC0415  (light CLI import)
+
+    if case.backward:
+        return run_backward_case(case, backend)
 
     rng = np.random.default_rng(case.seed)
     dt = np.dtype(_precision.BFLOAT16 if case.dtype == "bfloat16" else case.dtype)

@@ -216,3 +216,18 @@ def test_backward_names_bad_arguments():
         plan.backward(x, dy, input_grad=1)
     with pytest.raises(ValueError, match="channel mismatch"):
         plan.backward(rng.standard_normal((1, 3, 5, 5)), dy)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_validate_backward_group_passes_and_fails_a_gradient_off_by_1e_minus_3(backend, monkeypatch):
+    from magma_wino import backward, validate
+
+    sweep = [c for c in validate.cases(True, backend) if c.group == "backward"]
+    assert len(sweep) >= 10 and {c.variant for c in sweep} == {"dense", "winograd", "winograd_relu"}
+    picked = [c for c in sweep if c.dtype == "float32"][:2] + [c for c in sweep if c.variant != "dense"]
+    for c in picked:
+        res = validate.run_case(c, backend)
+        assert res.ok, (c, res.error, res.bound)
+    real = backward.BackwardMixin._input_adjoint
+    monkeypatch.setattr(backward.BackwardMixin, "_input_adjoint", lambda self, dV, s: real(self, dV, s) * 1.001)
+    assert not any(validate.run_case(c, backend).ok for c in picked)
