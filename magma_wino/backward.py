@@ -11,6 +11,10 @@ backward is three-phase too (docs/training.md, DESIGN.md "Training"):
     dw       = Gᵀ · dU · G            spatial weights only (the filter transform's adjoint)
     dbias    = Σ dy
 
+For spatial weights (unless Winograd-ReLU sits between the transforms) dx is instead the
+forward layer on dy with the flipped, transposed filter, dx = conv(dy, flip(w)ᵀ, padding
+r − 1 − p): the same bytes as Uᵀ·dM and Iᵀ, but the specialised transforms and, where the model
+picks it, the fused kernel (:meth:`BackwardMixin._dgrad_by_forward`).  All this
 with the masks of the variants: Winograd-ReLU multiplies dV by [V > 0], spatial ReLU dx by
 [x > 0], a pruned plan dU by its mask (the mask is fixed during fine-tuning), an output ReLU
 dy by [y > 0].  V is recomputed from x rather than kept from the forward: one input transform
@@ -98,6 +102,35 @@ class BackwardMixin:
 
     # ----------------------------------------------------------------- steps
 
+    def _keep_spatial(self, w: Any) -> None:
+        """A private compute-dtype copy of spatial weights (K·C·r^nd values, small beside U):
+        the data gradient of a spatial plan runs the forward kernels on its flipped transpose.
+        A copy, so that a caller changing w after building the plan changes neither."""
+        xp = self._xp
+        self._w = xp.array(self._to_compute(self._array(w, "w")), copy=True)
+        self._dgrad_plan = None
+
+    def _dgrad_by_forward(self) -> bool:
+        """dx by the forward kernels (dx = conv(dy, flip(w)ᵀ, padding r − 1 − p)) rather than by
+        Uᵀ·dM and the input adjoint: possible for spatial weights unless ReLU sits between the
+        transforms (Winograd-ReLU masks dV, which this path never forms).  The two move the
+        same bytes (V of dy and M of dx have the sizes of dM and dV), but this one runs the
+        specialised (straight-line) transforms, the fused kernel where the model picks it, and
+        no dM is needed when only dx is asked for; the adjoint kernels are generic."""
+        return self._w is not None and self.relu != "winograd"
+
+    def _dgrad_plan_(self) -> Any:
+        if self._dgrad_plan is None:
+            xp = self._xp
+            spatial = tuple(range(2, 2 + self.ndim))
+            wt = xp.ascontiguousarray(xp.flip(self._w, axis=spatial).swapaxes(0, 1))  # C×K×r^nd
+            with self._scope():
+                self._dgrad_plan = type(self)(
+                    wt, None, tuple(self.r - 1 - p for p in self.padding), self.m, self.backend,
+                    points=self._points, generic=self.generic, precision=self._backward_precision,
+                    allow_inaccurate=True)  # the plan's own mode, already accepted for this F(m, r)
+        return self._dgrad_plan
+
     def _check_grad_output(self, dy: Any, yshape: tuple[int, ...]) -> Any:
         if not hasattr(dy, "shape") or not hasattr(dy, "dtype"):
             raise TypeError(f"grad_output must be an array of y's shape {yshape}, got {type(dy).__name__}")
@@ -132,6 +165,12 @@ class BackwardMixin:
         if self.bias is not None:
             grad_bias = self._in_data(dyf.sum(axis=(0,) + spatial_axes))
         grad_input = grad_weight = None
+        if input_grad and self._dgrad_by_forward():
+            dx = self._dgrad_plan_()(dyf)
+            if self.relu == "spatial":
+                dx *= xf > 0
+            grad_input = self._in_data(self._last_copy(dx) if self._channels_last else dx)
+            input_grad = False
         if input_grad or weight_grad:
             dM = self._output_adjoint(dyf)
             if weight_grad or self.relu == "winograd":

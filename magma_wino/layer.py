@@ -153,6 +153,7 @@ class _WinogradConvNd(BackwardMixin):
         self._grad_mask = None
         with self._scope():
             self._U = self._filter_transform(w)
+            self._keep_spatial(w)
         self._check_fused()
         # The filter transform may still be reading a foreign w when the caller drops it.
         self._mark_ready(foreign=(w0,) if w0 is not w else ())
@@ -489,6 +490,7 @@ class _WinogradConvNd(BackwardMixin):
                     allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
         self._weights_domain = "winograd"
         self._grad_mask = None
+        self._w = None
         want = self.alpha**self.ndim
         if positions != want:
             raise ValueError(

@@ -228,6 +228,36 @@ def test_validate_backward_group_passes_and_fails_a_gradient_off_by_1e_minus_3(b
     for c in picked:
         res = validate.run_case(c, backend)
         assert res.ok, (c, res.error, res.bound)
-    real = backward.BackwardMixin._input_adjoint
-    monkeypatch.setattr(backward.BackwardMixin, "_input_adjoint", lambda self, dV, s: real(self, dV, s) * 1.001)
+    real = backward.BackwardMixin._output_adjoint  # every weight gradient goes through dM
+    monkeypatch.setattr(backward.BackwardMixin, "_output_adjoint", lambda self, dy: real(self, dy) * 1.001)
     assert not any(validate.run_case(c, backend).ok for c in picked)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("m,r,pad", [(2, 3, 1), (4, 3, 0), (2, 5, 2)])
+def test_spatial_data_gradient_by_forward_kernels_equals_adjoint_path(backend, m, r, pad, monkeypatch):
+    # spatial plans compute dx by the forward kernels on flip(w)ᵀ; the adjoint path (Uᵀ·dM, Iᵀ)
+    # must give the same dx
+    from magma_wino import backward
+
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((2, 3, 9, 8))
+    plan = mw.WinogradConv2d(rng.standard_normal((4, 3, r, r)), None, pad, m, backend)
+    dy = rng.standard_normal(plan.out_shape(x.shape))
+    assert plan._dgrad_by_forward()
+    by_forward = plan.backward(x, dy, weight_grad=False).grad_input
+    monkeypatch.setattr(backward.BackwardMixin, "_dgrad_by_forward", lambda self: False)
+    by_adjoint = plan.backward(x, dy, weight_grad=False).grad_input
+    tol = _tol(backend, np.float64, m, r, 4 * r * r, 2)
+    assert accuracy.rel_err(by_forward, by_adjoint) <= tol
+
+
+def test_spatial_plan_keeps_its_own_copy_of_w():
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((2, 2, 3, 3))
+    x = rng.standard_normal((1, 2, 5, 5))
+    plan = mw.WinogradConv2d(w, None, 1, 2, "numpy")
+    dy = rng.standard_normal(plan.out_shape(x.shape))
+    before = plan.backward(x, dy).grad_input
+    w[...] = 0  # the caller reuses its buffer: the plan's forward and backward must not change
+    np.testing.assert_array_equal(plan.backward(x, dy).grad_input, before)
