@@ -1,0 +1,232 @@
+"""Functional interface: :func:`conv2d` / :func:`conv3d` with ``torch.nn.functional``'s
+positional order, and :func:`conv2d_winograd` / :func:`conv3d_winograd` whose weight is the
+Winograd-domain U (α^nd×K×C).
+
+All four are differentiable (the ``magma_wino::*`` operators of :mod:`magma_wino.torch._ops`)
+and traceable by ``torch.compile``.  ``backend="auto"`` runs the CUDA kernels for CUDA tensors
+and the NumPy reference for CPU tensors; ``backend="emulator"`` runs the kernels' source on the
+CPU (CPU tensors).  Only what the Winograd layers compute is accepted: stride 1, dilation 1,
+groups 1 and integer zero padding of at most r - 1 per axis (a ``NotImplementedError`` /
+``ValueError`` naming the argument otherwise, until issue 17 adds the rest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+from . import _ops
+
+__all__ = ["conv2d", "conv3d", "conv2d_winograd", "conv3d_winograd"]
+
+Relu = Literal["spatial", "winograd"] | None
+_IntOrTuple = int | Sequence[int]
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _tensor(t: object, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def _tuple(v: object, nd: int, name: str) -> tuple[int, ...]:
+    """An int or a sequence of ``nd`` ints, as a tuple (TypeError / ValueError naming ``name``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, Sequence)) or isinstance(v, str):
+        raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got {v!r}")
+    vals = (v,) * nd if isinstance(v, int) else tuple(v)
+    if len(vals) != nd or any(isinstance(i, bool) or not isinstance(i, int) for i in vals):
+        raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got {v!r}")
+    return tuple(int(i) for i in vals)
+
+
+def _unsupported(v: object, nd: int, name: str, value: int = 1) -> None:
+    if isinstance(v, str):
+        raise NotImplementedError(f"{name}={v!r} is not supported by the Winograd layers (issue 17)")
+    vals = _tuple(v, nd, name)
+    if any(i != value for i in vals):
+        raise NotImplementedError(
+            f"{name}={v!r} is not supported: the Winograd layers compute {name} {value} only (issue 17 adds "
+            f"the rest); use torch.nn.functional for this layer")
+
+
+def _padding(padding: object, nd: int, r: int) -> list[int]:
+    if isinstance(padding, str):
+        raise NotImplementedError(f"padding={padding!r} is not supported: give the zero padding as ints "
+                                  f"(0 <= padding <= r - 1 = {r - 1}; issue 17 adds the string forms)")
+    pads = _tuple(padding, nd, "padding")
+    if any(p < 0 or p > r - 1 for p in pads):
+        raise ValueError(f"padding={padding!r} is not supported: each entry must be in [0, r - 1] = "
+                         f"[0, {r - 1}] (larger padding only adds outputs that see zeros; pad the input)")
+    return list(pads)
+
+
+def _check_common(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, nd: int,
+                  weight_what: str) -> None:
+    _tensor(input, "input")
+    _tensor(weight, "weight")
+    if input.dim() != nd + 2:
+        raise ValueError(f"input must be {nd + 2}-D (N×C×{'D×' if nd == 3 else ''}H×W) for a {nd}D "
+                         f"convolution, got shape {tuple(input.shape)}")
+    if input.dtype not in _FLOATS:
+        raise TypeError(f"input must be a floating-point tensor (float32, float64, float16, bfloat16), "
+                        f"got {input.dtype}")
+    if weight.device != input.device:
+        raise TypeError(f"weight is on {weight.device} but input is on {input.device}: move both to one device")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"dtype mismatch: weight is {weight.dtype} but input is {input.dtype}")
+    if bias is not None:
+        _tensor(bias, "bias")
+        if bias.device != input.device:
+            raise TypeError(f"bias is on {bias.device} but input is on {input.device}")
+        if bias.dtype != input.dtype:
+            raise TypeError(f"dtype mismatch: bias is {bias.dtype} but input is {input.dtype}")
+    if weight.dim() != {"spatial": nd + 2, "winograd": 3}[weight_what]:
+        want = f"K×C×{'×'.join(['r'] * nd)}" if weight_what == "spatial" else "α^nd×K×C"
+        raise ValueError(f"weight must be {want}, got shape {tuple(weight.shape)}")
+
+
+def _m_arg(m: object) -> int:
+    if m is None:
+        return 0  # the plan's default tile
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise ValueError(f"m must be None or an int >= 1, got {m!r}")
+    return int(m)
+
+
+def _relu_arg(relu: object) -> str | None:
+    if relu is not None and relu not in ("spatial", "winograd"):
+        raise ValueError(f"relu must be None, 'spatial' or 'winograd', got {relu!r}")
+    return relu  # type: ignore[return-value]
+
+
+def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu):
+    _check_common(input, weight, bias, nd, "spatial")
+    _unsupported(stride, nd, "stride")
+    _unsupported(dilation, nd, "dilation")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups != 1:
+        raise NotImplementedError(f"groups={groups!r} is not supported: the Winograd layers compute groups 1 "
+                                  f"only (issue 17)")
+    r = int(weight.shape[2])
+    if any(int(s) != r for s in weight.shape[2:]):
+        raise ValueError(f"weight must have a cubic (square) kernel r×r{'×r' if nd == 3 else ''}, got shape "
+                         f"{tuple(weight.shape)}")
+    if input.shape[1] != weight.shape[1]:
+        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight has "
+                         f"C = {weight.shape[1]}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    pads = _padding(padding, nd, r)
+    return _ops.conv_spatial(input, weight, bias, pads, _m_arg(m), _ops.resolve_backend(backend, input),
+                             precision, _relu_arg(relu))
+
+
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: _IntOrTuple = 1,
+           padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1, *, m: int | None = None,
+           precision: str = "auto", backend: str = "auto", relu: Relu = None) -> torch.Tensor:
+    """2D Winograd convolution F(m×m, r×r), a differentiable drop-in for
+    ``torch.nn.functional.conv2d`` (same positional order) where stride, dilation and groups
+    are 1 and ``padding`` is an int or (int, int) in [0, r - 1].
+
+    Args:
+        input: N×C×H×W (float32, float64, float16; bfloat16 on CUDA only).
+        weight: K×C×r×r, same dtype and device as ``input``.
+        bias: optional (K,).
+        stride, dilation, groups: must be 1 (NotImplementedError otherwise, issue 17).
+        padding: zero padding, 0 <= p <= r - 1 (no string forms yet).
+        m: output tile per axis (None: 4).
+        precision: the products' precision mode ("auto", "fp32", "tf32x3", "tf32", "fp16",
+            "bf16", "fp64"; see docs/api.md, "Precision"); float64 data runs in "fp64".
+        backend: "auto" ("cuda" for CUDA tensors, "numpy" for CPU tensors), "cuda",
+            "emulator" (the kernels' source on the CPU, CPU tensors) or "numpy".
+        relu: None, "spatial" (ReLU of the input before the transform) or "winograd" (ReLU
+            after the input transform, Liu et al. 2018).
+    """
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu)
+
+
+def conv3d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: _IntOrTuple = 1,
+           padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1, *, m: int | None = None,
+           precision: str = "auto", backend: str = "auto", relu: Relu = None) -> torch.Tensor:
+    """3D Winograd convolution F(m×m×m, r×r×r) (input N×C×D×H×W, weight K×C×r×r×r; m
+    default 2); otherwise as :func:`conv2d`."""
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu)
+
+
+def tile_for(weight_positions: int, r: int, nd: int) -> int:
+    """The output tile m of Winograd-domain weights with ``weight_positions`` = α^nd rows."""
+    alpha = round(weight_positions ** (1.0 / nd))
+    for a in (alpha - 1, alpha, alpha + 1):
+        if a >= 1 and a**nd == weight_positions:
+            alpha = a
+            break
+    else:
+        raise ValueError(f"weight has {weight_positions} Winograd positions, not a {nd}-th power α^{nd}")
+    m = alpha - r + 1
+    if m < 1:
+        raise ValueError(f"weight has α = {alpha} per axis, too few for r = {r} (α = m + r - 1, m >= 1)")
+    return m
+
+
+def _conv_winograd(nd, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend):
+    _check_common(input, weight, bias, nd, "winograd")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"r must be an int >= 1 (the filter size the weights belong to), got {r!r}")
+    m_tile = tile_for(int(weight.shape[0]), r, nd)
+    if m is not None and m != m_tile:
+        raise ValueError(f"m={m!r} does not match weight: {weight.shape[0]} positions are F({m_tile}, {r}) "
+                         f"(α = {m_tile + r - 1})")
+    if input.shape[1] != weight.shape[2]:
+        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight (α^nd×K×C) has "
+                         f"C = {weight.shape[2]}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[1],):
+        raise ValueError(f"bias must have shape ({weight.shape[1]},), got {tuple(bias.shape)}")
+    if mask is not None:
+        _tensor(mask, "mask")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+        if tuple(mask.shape) != tuple(weight.shape):
+            raise ValueError(f"mask must have the weight's shape {tuple(weight.shape)}, got {tuple(mask.shape)}")
+        if mask.device != input.device:
+            raise TypeError(f"mask is on {mask.device} but input is on {input.device}")
+    if sparse is not None and not isinstance(sparse, bool):
+        raise TypeError(f"sparse must be None, True or False, got {sparse!r}")
+    pads = _padding(padding, nd, r)
+    return _ops.conv_winograd(input, weight, mask, bias, r, pads, m_tile, _ops.resolve_backend(backend, input),
+                              precision, _relu_arg(relu), sparse)
+
+
+def conv2d_winograd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                    padding: _IntOrTuple = 0, *, r: int, mask: torch.Tensor | None = None, m: int | None = None,
+                    relu: Relu = None, sparse: bool | None = None, precision: str = "auto",
+                    backend: str = "auto") -> torch.Tensor:
+    """2D convolution whose weight is the Winograd-domain U (α²×K×C) of an r×r filter:
+    y = Aᵀ[(U ⊙ mask) ⊙ V]A + bias, V = Bᵀ d B (ReLU(V) with ``relu="winograd"``: the
+    Winograd-ReLU layer of Liu et al. 2018).
+
+    Args:
+        input: N×C×H×W.
+        weight: U, α²×K×C (α = m + r - 1: m is read from its shape).
+        bias: optional (K,).
+        padding: zero padding, 0 <= p <= r - 1.
+        r: the filter size the weights belong to.
+        mask: optional bool tensor of the weight's shape: U is zero where it is False, and so
+            is dL/dU (the pruning pattern is fixed during fine-tuning).
+        m: optional, checked against the weight's shape.
+        relu: None, "spatial" or "winograd".
+        sparse: None (the plan chooses the batched CSR product when the masked density is
+            low), True (CSR) or False (dense).
+        precision, backend: as :func:`conv2d`.
+    """
+    return _conv_winograd(2, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend)
+
+
+def conv3d_winograd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                    padding: _IntOrTuple = 0, *, r: int, mask: torch.Tensor | None = None, m: int | None = None,
+                    relu: Relu = None, sparse: bool | None = None, precision: str = "auto",
+                    backend: str = "auto") -> torch.Tensor:
+    """3D :func:`conv2d_winograd` (input N×C×D×H×W, weight α³×K×C)."""
+    return _conv_winograd(3, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend)
+

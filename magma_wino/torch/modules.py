@@ -1,0 +1,313 @@
+"""``nn.Module``\\ s: Winograd layers that drop into PyTorch models.
+
+* :class:`WinogradConv2d` / :class:`WinogradConv3d` — subclasses of ``nn.Conv2d`` /
+  ``nn.Conv3d`` with the same constructor, parameters and ``state_dict``, computed by Winograd
+  F(m, r).  They refuse what they cannot compute (stride, dilation, groups != 1, padding
+  modes other than "zeros", padding > r - 1, non-square kernels).
+* :class:`WinogradDomainConv2d` / :class:`WinogradDomainConv3d` — the parameter ``weight`` IS
+  the Winograd-domain U (α^nd×K×C), with a bool ``mask`` buffer (the pruning pattern),
+  ``relu="winograd"`` for the Winograd-ReLU layer (Liu et al. 2018), :meth:`prune_` /
+  :meth:`prune_filters_` and :meth:`to_plan` for inference.
+
+Masked entries: the operator's forward uses U only where ``mask`` is True and its backward
+returns dL/dU = 0 elsewhere, and the pruning methods zero ``weight`` there too.  So the
+parameter always equals what the layer computes with, and no optimiser revives a pruned
+weight: a zero gradient on a zero weight stays zero under SGD (momentum, weight decay), Adam
+and AdamW, and even an update that did change it (a hand edit, a loaded state) would not reach
+the output — the mask, not the value, decides.  The forward then also sees the sparsity
+(the batched CSR product at low density).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import layer as _layer
+from .. import pruning as _pruning
+from .. import reference as _reference
+from . import functional as F
+
+__all__ = ["WinogradConv2d", "WinogradConv3d", "WinogradDomainConv2d", "WinogradDomainConv3d"]
+
+_PLAN = {2: _layer.WinogradConv2d, 3: _layer.WinogradConv3d}
+
+
+def _check_config(nd: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+                  padding_mode: str) -> tuple[int, tuple[int, ...]]:
+    """(r, padding) of a layer the Winograd modules can compute, or a clear error."""
+    ks = F._tuple(kernel_size, nd, "kernel_size")
+    if len(set(ks)) != 1:
+        raise ValueError(f"kernel_size={kernel_size!r} is not supported: the Winograd layers need a square "
+                         f"(cubic) kernel r×r{'×r' if nd == 3 else ''}")
+    r = ks[0]
+    F._unsupported(stride, nd, "stride")
+    F._unsupported(dilation, nd, "dilation")
+    if groups != 1:
+        raise NotImplementedError(f"groups={groups!r} is not supported: the Winograd layers compute groups 1 only")
+    if padding_mode != "zeros":
+        raise NotImplementedError(f"padding_mode={padding_mode!r} is not supported: the Winograd layers pad "
+                                  f"with zeros only")
+    return r, tuple(F._padding(padding, nd, r))
+
+
+def _conv_padding(conv: nn.Module, nd: int) -> Any:
+    """A stride-1 conv's padding as ints ('valid' is 0, 'same' is (r - 1) / 2 for odd r:
+    the same zeros on both sides, so the same layer)."""
+    p = conv.padding
+    if p == "valid":
+        return 0
+    if p == "same":
+        ks = F._tuple(conv.kernel_size, nd, "kernel_size")
+        if any(k % 2 == 0 for k in ks):
+            raise NotImplementedError(f"padding='same' with an even kernel {ks} pads asymmetrically: not supported")
+        return tuple((k - 1) // 2 for k in ks)
+    return p
+
+
+class _SpatialMixin:
+    """Shared by :class:`WinogradConv2d` and :class:`WinogradConv3d`."""
+
+    _nd = 2
+
+    def _winograd_init(self, m: int | None, backend: str, precision: str, relu: F.Relu) -> None:
+        self._r, pads = _check_config(self._nd, self.kernel_size, self.stride, self.padding, self.dilation,
+                                      self.groups, self.padding_mode)
+        self.padding = pads
+        F._m_arg(m)
+        F._relu_arg(relu)
+        self.m, self.backend, self.precision, self.relu = m, backend, precision, relu
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        conv = F.conv2d if self._nd == 2 else F.conv3d
+        return conv(input, self.weight, self.bias, 1, self.padding, m=self.m, precision=self.precision,
+                    backend=self.backend, relu=self.relu)
+
+    def extra_repr(self) -> str:
+        return (super().extra_repr() + f", m={self.m}, backend={self.backend!r}, precision={self.precision!r}"
+                + (f", relu={self.relu!r}" if self.relu else ""))
+
+    @classmethod
+    def from_conv(cls, conv: nn.Module, **kw: Any) -> Any:
+        """This module with ``conv``'s configuration and a copy of its weights (``kw``: m,
+        backend, precision, relu); ``conv`` is left as it is."""
+        base = nn.Conv2d if cls._nd == 2 else nn.Conv3d
+        if not isinstance(conv, base):
+            raise TypeError(f"conv must be a {base.__name__}, got {type(conv).__name__}")
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=_conv_padding(conv, cls._nd), dilation=conv.dilation, groups=conv.groups,
+                  bias=conv.bias is not None, padding_mode=conv.padding_mode, device=conv.weight.device,
+                  dtype=conv.weight.dtype, **kw)
+        with torch.no_grad():
+            new.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        new.weight.requires_grad_(conv.weight.requires_grad)
+        if conv.bias is not None:
+            new.bias.requires_grad_(conv.bias.requires_grad)
+        return new.train(conv.training)
+
+    def to_plan(self, backend: str = "auto", **kw: Any) -> Any:
+        """The inference plan :class:`magma_wino.WinogradConv2d` (3D: ``WinogradConv3d``) of the
+        current weights (copied: training on does not change the plan).  ``kw``: the plan's
+        other keywords (layout, fused, output_relu, ...)."""
+        w = self.weight.detach().clone()
+        b = None if self.bias is None else self.bias.detach().clone()
+        be = F._ops.resolve_backend(backend, w)
+        w_arr, b_arr = F._ops._to_array(w, "weight", be), F._ops._to_array(b, "bias", be)
+        return _PLAN[self._nd](w_arr, b_arr, tuple(self.padding), self.m, be, relu=self.relu,
+                               precision=self.precision, **kw)
+
+
+class WinogradConv2d(_SpatialMixin, nn.Conv2d):
+    """``nn.Conv2d`` computed by Winograd F(m×m, r×r): the same constructor (plus keyword-only
+    ``m``, ``backend``, ``precision``, ``relu``), parameters and ``state_dict``; stride,
+    dilation and groups must be 1, ``padding_mode`` "zeros", padding <= r - 1 (ints).
+
+    ``backend="auto"``: "cuda" for CUDA tensors, "numpy" for CPU tensors; "emulator" runs the
+    kernels' source on CPU tensors.
+    """
+
+    _nd = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device: Any = None, dtype: Any = None, *, m: int | None = None, backend: str = "auto",
+                 precision: str = "auto", relu: F.Relu = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
+        self._winograd_init(m, backend, precision, relu)
+
+
+class WinogradConv3d(_SpatialMixin, nn.Conv3d):
+    """``nn.Conv3d`` computed by Winograd F(m×m×m, r×r×r) (m default 2); see :class:`WinogradConv2d`."""
+
+    _nd = 3
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 dilation: Any = 1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 device: Any = None, dtype: Any = None, *, m: int | None = None, backend: str = "auto",
+                 precision: str = "auto", relu: F.Relu = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
+        self._winograd_init(m, backend, precision, relu)
+
+
+# --------------------------------------------------------------------------- Winograd domain
+
+
+class _WinogradDomainConvNd(nn.Module):
+    """Shared by :class:`WinogradDomainConv2d` and :class:`WinogradDomainConv3d`."""
+
+    _nd = 2
+    _default_m = 4
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: Any = 0, bias: bool = True,
+                 device: Any = None, dtype: Any = None, *, m: int | None = None, relu: F.Relu = None,
+                 backend: str = "auto", precision: str = "auto", sparse: bool | None = None) -> None:
+        super().__init__()
+        nd = self._nd
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        if min(self.in_channels, self.out_channels) < 1:
+            raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
+        r, pads = _check_config(nd, kernel_size, 1, padding, 1, 1, "zeros")
+        self.r, self.padding = r, pads
+        self.kernel_size = (r,) * nd
+        self.m = self._default_m if m is None else F._m_arg(m)
+        self.alpha = self.m + r - 1
+        self.relu = F._relu_arg(relu)
+        self.backend, self.precision, self.sparse = backend, precision, sparse
+        factory = {"device": device, "dtype": dtype}
+        shape = (self.alpha**nd, self.out_channels, self.in_channels)
+        self.weight = nn.Parameter(torch.empty(shape, **factory))
+        self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
+        self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """U = G g Gᵀ of a spatial filter g initialised as ``nn.Conv2d`` does (Kaiming uniform,
+        a = √5), so that a fresh layer starts as a freshly initialised convolution would; the
+        bias likewise; the mask all True."""
+        nd = self._nd
+        g = torch.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=torch.float64)
+        nn.init.kaiming_uniform_(g, a=math.sqrt(5))
+        U = _reference.filter_transform(g.numpy(), self.m)
+        with torch.no_grad():
+            self.weight.copy_(torch.from_numpy(U))
+            if self.bias is not None:
+                bound = 1 / math.sqrt(self.in_channels * self.r**nd)
+                nn.init.uniform_(self.bias, -bound, bound)
+            self.mask.fill_(True)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        conv = F.conv2d_winograd if self._nd == 2 else F.conv3d_winograd
+        return conv(input, self.weight, self.bias, self.padding, r=self.r, mask=self.mask, m=self.m,
+                    relu=self.relu, sparse=self.sparse, precision=self.precision, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, padding={self.padding}, "
+                f"F({self.m}, {self.r}), bias={self.bias is not None}, relu={self.relu!r}, "
+                f"density={self.density:.3g}")
+
+    @property
+    def density(self) -> float:
+        """Fraction of the Winograd-domain weights the mask keeps."""
+        return float(self.mask.float().mean())
+
+    @classmethod
+    def from_conv(cls, conv: nn.Module, *, m: int | None = None, relu: F.Relu = None, backend: str = "auto",
+                  precision: str = "auto", sparse: bool | None = None) -> Any:
+        """The Winograd-domain layer of ``conv`` (an ``nn.Conv2d`` / ``nn.Conv3d`` it can
+        compute): U = G g Gᵀ (:func:`magma_wino.reference.filter_transform`, in float64, then
+        the weight's dtype), the bias copied, the mask all True.  With ``relu=None`` it
+        computes the same function as ``conv``; with ``relu="winograd"`` it is the
+        Winograd-ReLU layer to fine-tune."""
+        base = nn.Conv2d if cls._nd == 2 else nn.Conv3d
+        if not isinstance(conv, base):
+            raise TypeError(f"conv must be a {base.__name__}, got {type(conv).__name__}")
+        _check_config(cls._nd, conv.kernel_size, conv.stride, _conv_padding(conv, cls._nd), conv.dilation,
+                      conv.groups, conv.padding_mode)
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], padding=_conv_padding(conv, cls._nd),
+                  bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype, m=m, relu=relu,
+                  backend=backend, precision=precision, sparse=sparse)
+        g = conv.weight.detach().to("cpu", torch.float64).numpy()
+        U = torch.from_numpy(_reference.filter_transform(g, new.m))
+        with torch.no_grad():
+            new.weight.copy_(U)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        return new.train(conv.training)
+
+    # ----------------------------------------------------------------- pruning
+
+    def _masked_host(self) -> np.ndarray:
+        """U ⊙ mask on the host in float64 (exact for every float dtype: only ranked)."""
+        return (self.weight.detach() * self.mask).to("cpu", torch.float64).numpy()
+
+    @torch.no_grad()
+    def _set_mask(self, keep: np.ndarray) -> None:
+        self.mask &= torch.from_numpy(np.ascontiguousarray(keep)).to(self.mask.device)
+        self.weight.mul_(self.mask)
+
+    def prune_(self, density: float, per_position: bool = False) -> _WinogradDomainConvNd:
+        """Magnitude-prune the Winograd-domain weights in place
+        (:func:`magma_wino.pruning.prune_winograd`): keep the ``round(density · α^nd·K·C)``
+        largest |U| (``per_position``: ``round(density · K·C)`` in every position), AND-ed with
+        the current mask (already pruned entries stay pruned, so a density above the current
+        one keeps the current pattern), and zero the weight where the mask is False.  Returns
+        the module."""
+        _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
+        self._set_mask(keep)
+        return self
+
+    def prune_filters_(self, keep: int | None = None, keep_fraction: float | None = None) -> torch.Tensor:
+        """Filter pruning by the Frobenius norm of U[:, k, :] (:func:`magma_wino.pruning.prune_filters`
+        on U ⊙ mask): the dropped filters' weights are zeroed through the mask (their bias is
+        kept: the channel then outputs its bias, which the next layer can absorb).  Give
+        exactly one of ``keep`` (a count) and ``keep_fraction``.  Returns the kept filter
+        indices (ascending int64), e.g. for
+        :func:`magma_wino.pruning.drop_input_channels` of the next layer."""
+        per_filter = np.moveaxis(self._masked_host(), 1, 0)  # K × α^nd × C
+        _, kept = _pruning.prune_filters(per_filter, keep, keep_fraction=keep_fraction)
+        keep_mask = np.zeros(self.weight.shape, dtype=bool)
+        keep_mask[:, kept, :] = True
+        self._set_mask(keep_mask)
+        return torch.from_numpy(kept)
+
+    # ----------------------------------------------------------------- inference
+
+    def to_plan(self, backend: str = "auto", *, sparse: bool | str = "auto", **kw: Any) -> Any:
+        """The inference plan ``magma_wino.WinogradConv2d.from_winograd(U, r, mask=..., bias=...,
+        padding=..., m=..., relu=...)`` (3D: ``WinogradConv3d``) of the current weights and
+        mask (copied).  ``sparse``: the plan's (True: the batched CSR product); ``kw``: the
+        plan's other keywords (precision, layout, fused, ...)."""
+        U = self.weight.detach().clone()
+        b = None if self.bias is None else self.bias.detach().clone()
+        be = F._ops.resolve_backend(backend, U)
+        arr = F._ops._to_array
+        kw.setdefault("precision", self.precision)
+        return _PLAN[self._nd].from_winograd(arr(U, "weight", be), self.r, mask=arr(self.mask, "mask", be),
+                                             bias=arr(b, "bias", be), padding=self.padding, m=self.m, backend=be,
+                                             relu=self.relu, sparse=sparse, **kw)
+
+
+class WinogradDomainConv2d(_WinogradDomainConvNd):
+    """2D layer whose parameter ``weight`` is the Winograd-domain U (α²×K×C) of an r×r filter,
+    with a bool ``mask`` buffer (all True initially) and ``relu=None | "winograd"``
+    (Winograd-ReLU, Liu et al. 2018; "spatial" is accepted too).  Stride 1, zero padding
+    <= r - 1.  ``backend="auto"``: "cuda" for CUDA tensors, "numpy" for CPU tensors.
+    See the module docstring for how masked entries stay zero."""
+
+    _nd = 2
+    _default_m = 4
+
+
+class WinogradDomainConv3d(_WinogradDomainConvNd):
+    """3D :class:`WinogradDomainConv2d` (weight α³×K×C, m default 2)."""
+
+    _nd = 3
+    _default_m = 2
