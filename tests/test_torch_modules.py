@@ -1,0 +1,274 @@
+"""magma_wino.torch modules and convert(): drop-in nn.Conv2d subclasses, Winograd-domain layers
+(mask, pruning, export to a plan), a converted small CNN (outputs, gradients, training)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+import magma_wino  # noqa: E402
+import magma_wino.torch as mt  # noqa: E402
+from magma_wino.accuracy import rel_err, tolerance  # noqa: E402
+from magma_wino.reference import filter_transform  # noqa: E402
+
+
+def _x(seed: int, *shape: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape))
+
+
+# --------------------------------------------------------------------------- WinogradConv2d / 3d
+
+
+def test_winograd_conv2d_is_a_drop_in_conv2d():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, padding=1, dtype=torch.float64)
+    wc = mt.WinogradConv2d.from_conv(conv, m=2)
+    assert isinstance(wc, nn.Conv2d) and wc.padding == (1, 1)
+    assert wc.state_dict().keys() == conv.state_dict().keys()
+    fresh = mt.WinogradConv2d(3, 5, 3, padding=1, dtype=torch.float64, m=2)
+    fresh.load_state_dict(conv.state_dict())  # state_dict compatible both ways
+    conv.load_state_dict(fresh.state_dict())
+    x = _x(0, 2, 3, 7, 9)
+    tol = tolerance(np.float64, 2, 3, 3 * 9)
+    assert rel_err(fresh(x).detach().numpy(), conv(x).detach().numpy()) <= tol
+    assert rel_err(wc(x).detach().numpy(), conv(x).detach().numpy()) <= tol
+
+
+def test_winograd_conv3d_from_conv():
+    torch.manual_seed(1)
+    conv = nn.Conv3d(2, 3, 3, padding="same", bias=False, dtype=torch.float64)
+    wc = mt.WinogradConv3d.from_conv(conv)
+    assert wc.padding == (1, 1, 1) and wc.bias is None
+    x = _x(1, 1, 2, 5, 4, 6)
+    assert rel_err(wc(x).detach().numpy(), conv(x).detach().numpy()) <= tolerance(np.float64, 2, 3, 2 * 27, 3)
+
+
+@pytest.mark.parametrize("kw,word,exc", [({"stride": 2}, "stride", NotImplementedError),
+                                         ({"dilation": 2}, "dilation", NotImplementedError),
+                                         ({"groups": 3}, "groups", NotImplementedError),
+                                         ({"padding_mode": "reflect", "padding": 1}, "padding_mode",
+                                          NotImplementedError),
+                                         ({"padding": 3}, "padding", ValueError),
+                                         ({"padding": "same"}, "padding", NotImplementedError),
+                                         ({"kernel_size": (3, 5)}, "kernel_size", ValueError)])
+def test_winograd_conv2d_refuses_what_it_cannot_compute(kw, word, exc):
+    args = {"kernel_size": 3, **kw}
+    with pytest.raises(exc, match=word):
+        mt.WinogradConv2d(3, 6, **args)
+
+
+def test_plan_of_a_spatial_module_matches_it():
+    torch.manual_seed(2)
+    wc = mt.WinogradConv2d(3, 4, 5, padding=2, dtype=torch.float64, m=2)
+    plan = wc.to_plan()
+    x = _x(2, 1, 3, 8, 6)
+    assert isinstance(plan, magma_wino.WinogradConv2d)
+    assert rel_err(plan(x.numpy()), wc(x).detach().numpy()) <= tolerance(np.float64, 2, 5, 3 * 25)
+
+
+# --------------------------------------------------------------------------- WinogradDomainConv2d
+
+
+def test_winograd_domain_from_conv_computes_the_same():
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 4, 3, padding=1, dtype=torch.float64)
+    wd = mt.WinogradDomainConv2d.from_conv(conv, m=2)
+    assert wd.weight.shape == (16, 4, 3) and wd.mask.dtype == torch.bool and bool(wd.mask.all())
+    np.testing.assert_array_equal(wd.weight.detach().numpy(), filter_transform(conv.weight.detach().numpy(), 2))
+    x = _x(3, 2, 3, 7, 5)
+    assert rel_err(wd(x).detach().numpy(), conv(x).detach().numpy()) <= tolerance(np.float64, 2, 3, 27)
+    assert set(wd.state_dict()) == {"weight", "bias", "mask"}
+
+
+def test_winograd_domain_init_is_a_transformed_conv_init():
+    """A fresh layer's U is G g Gᵀ of a Kaiming-uniform g: the outputs have a conv's scale."""
+    torch.manual_seed(4)
+    wd = mt.WinogradDomainConv3d(2, 3, 3, padding=1, dtype=torch.float64)
+    assert wd.weight.shape == (64, 3, 2) and wd.m == 2
+    y = wd(_x(4, 1, 2, 4, 4, 4))
+    assert y.shape == (1, 3, 4, 4, 4) and torch.isfinite(y).all()
+
+
+def test_prune_sets_mask_zeroes_weight_and_keeps_it_zero_in_training():
+    torch.manual_seed(5)
+    wd = mt.WinogradDomainConv2d(4, 6, 3, padding=1, dtype=torch.float64, m=2, relu="winograd")
+    before = wd.weight.detach().clone()
+    wd.prune_(0.4)
+    n = wd.weight.numel()
+    assert int(wd.mask.sum()) == math.floor(0.4 * n + 0.5)
+    assert torch.all(wd.weight[~wd.mask] == 0) and torch.equal(wd.weight[wd.mask], before[wd.mask])
+    kept = before.abs()[wd.mask]
+    assert float(kept.min()) >= float(before.abs()[~wd.mask].max())  # the largest magnitudes
+    wd.prune_(0.9)  # a higher density keeps the current pattern
+    assert int(wd.mask.sum()) == math.floor(0.4 * n + 0.5)
+    # per position: every Winograd position keeps round(density * K * C)
+    wd2 = mt.WinogradDomainConv2d(4, 6, 3, dtype=torch.float64, m=2).prune_(0.25, per_position=True)
+    assert wd2.mask.sum(dim=(1, 2)).tolist() == [6] * 16
+    # training: SGD with momentum and weight decay, and Adam, never revive pruned weights
+    mask = wd.mask.clone()
+    for opt in (torch.optim.SGD(wd.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2),
+                torch.optim.Adam(wd.parameters(), lr=0.1)):
+        for step in range(3):
+            opt.zero_grad()
+            wd(_x(10 + step, 2, 4, 6, 5)).square().mean().backward()
+            assert torch.all(wd.weight.grad[~mask] == 0)
+            opt.step()
+    assert torch.all(wd.weight[~mask] == 0) and torch.equal(wd.mask, mask)
+
+
+def test_masked_weights_do_not_reach_the_output():
+    """The mask, not the value, decides: a value written into a pruned entry changes nothing."""
+    torch.manual_seed(6)
+    wd = mt.WinogradDomainConv2d(2, 3, 3, dtype=torch.float64, m=2).prune_(0.5)
+    x = _x(6, 1, 2, 6, 6)
+    y0 = wd(x)
+    with torch.no_grad():
+        wd.weight[~wd.mask] = 100.0
+    assert torch.equal(wd(x), y0)
+
+
+def test_prune_filters_drops_the_smallest_norm_filters():
+    torch.manual_seed(7)
+    wd = mt.WinogradDomainConv2d(3, 5, 3, dtype=torch.float64, m=2)
+    with torch.no_grad():
+        wd.weight[:, 1] *= 0.01
+        wd.weight[:, 3] *= 0.02
+    kept = wd.prune_filters_(keep=3)
+    assert kept.tolist() == [0, 2, 4]
+    assert not wd.mask[:, [1, 3]].any() and wd.mask[:, [0, 2, 4]].all()
+    assert torch.all(wd.weight[:, [1, 3]] == 0)
+    y = wd(_x(7, 1, 3, 6, 6))
+    for k in (1, 3):  # a dropped filter outputs its bias
+        torch.testing.assert_close(y[0, k], torch.full_like(y[0, k], float(wd.bias[k].detach())), rtol=0, atol=0)
+    assert mt.WinogradDomainConv2d(3, 5, 3).prune_filters_(keep_fraction=0.4).numel() == 2
+    with pytest.raises(TypeError, match="exactly one"):
+        wd.prune_filters_()
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_to_plan_exports_the_pruned_layer(sparse):
+    torch.manual_seed(8)
+    wd = mt.WinogradDomainConv2d(3, 4, 3, padding=1, dtype=torch.float64, m=4, relu="winograd").prune_(0.2)
+    plan = wd.to_plan(backend="numpy", sparse=sparse)
+    assert isinstance(plan, magma_wino.WinogradConv2d) and plan.uses_sparse_product is sparse
+    assert plan.relu == "winograd" and plan.weights_domain == "winograd"
+    np.testing.assert_array_equal(plan.mask, wd.mask.numpy())
+    x = _x(8, 2, 3, 9, 7)
+    y_plan = plan(x.numpy())
+    assert rel_err(y_plan, wd(x).detach().numpy()) <= tolerance(np.float64, 4, 3, 27)
+    with torch.no_grad():
+        wd.weight.mul_(2)  # the plan holds a copy: training on does not change it
+    assert np.array_equal(plan(x.numpy()), y_plan)
+
+
+def test_winograd_domain_refuses_bad_configuration():
+    with pytest.raises(ValueError, match="padding"):
+        mt.WinogradDomainConv2d(2, 3, 3, padding=4)
+    with pytest.raises(ValueError, match="kernel_size"):
+        mt.WinogradDomainConv2d(2, 3, (3, 5))
+    with pytest.raises(ValueError, match="relu"):
+        mt.WinogradDomainConv2d(2, 3, 3, relu="gelu")
+    with pytest.raises(NotImplementedError, match="stride"):
+        mt.WinogradDomainConv2d.from_conv(nn.Conv2d(2, 3, 3, stride=2))
+    with pytest.raises(TypeError, match="conv"):
+        mt.WinogradDomainConv2d.from_conv(nn.Conv3d(2, 3, 3))
+
+
+# --------------------------------------------------------------------------- convert
+
+
+class SmallCNN(nn.Module):
+    """A torchvision-style CNN: Conv-BN-ReLU blocks (no conv bias before BN: its gradient is zero), a
+    stride-2 conv, a 1×1 conv, a 5×5 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)  # must stay nn.Conv2d
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 5, padding="same", bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                   nn.Conv2d(8, 6, 1))  # the 1×1 stays
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.block(self.down(self.stem(x)))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+#: (m, r, C) of the converted layers: the stem (F(4,3), C = 3), the block's 5×5 (F(4,5), C = 8).
+CONVERTED = [(4, 3, 3), (4, 5, 8)]
+#: Their summed float64 tolerance: each converted layer adds at most its own relative error
+#: (BatchNorm renormalises, so a relative error passes through a block at unit gain).
+CONVERT_TOL = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED)
+
+
+def _model(seed: int = 0) -> SmallCNN:
+    torch.manual_seed(seed)
+    return SmallCNN().double()
+
+
+def test_convert_swaps_only_the_eligible_convolutions():
+    model = mt.convert(_model())
+    assert model.winograd_converted == ["stem.0", "block.0"]
+    assert type(model.stem[0]) is mt.WinogradConv2d and type(model.block[0]) is mt.WinogradConv2d
+    assert model.block[0].padding == (2, 2)
+    assert type(model.down) is nn.Conv2d and type(model.block[3]) is nn.Conv2d
+    dom = mt.convert(_model(), winograd_domain=True, m=2)
+    assert type(dom.stem[0]) is mt.WinogradDomainConv2d and dom.block[0].weight.shape == (36, 8, 8)
+    assert mt.eligible(nn.Conv2d(2, 2, 3, dilation=2)) == "dilation (2, 2) != 1"
+    assert mt.eligible(nn.Conv2d(2, 2, 7)) is not None
+
+
+@pytest.mark.parametrize("winograd_domain", [False, True])
+def test_converted_model_has_the_same_outputs_and_gradients(winograd_domain):
+    ref = _model()
+    model = mt.convert(copy.deepcopy(ref), winograd_domain=winograd_domain)
+    x = _x(20, 4, 3, 11, 9)
+    y_ref, y = ref(x), model(x)
+    assert rel_err(y.detach().numpy(), y_ref.detach().numpy()) <= CONVERT_TOL
+    y_ref.square().sum().backward()
+    y.square().sum().backward()
+    grads = dict(model.named_parameters())
+    for name, p in ref.named_parameters():
+        g = grads[name].grad
+        if winograd_domain and name in ("stem.0.weight", "block.0.weight"):
+            # dL/dU, and dL/dw = Gᵀ dL/dU G is its image under the filter transform's adjoint
+            from magma_wino.reference import filter_transform_adjoint
+
+            g = torch.from_numpy(filter_transform_adjoint(g.numpy(), 4, p.shape[-1]))
+        assert rel_err(g.numpy(), p.grad.numpy()) <= CONVERT_TOL, name
+
+
+def _train(model: nn.Module, steps: int) -> list[float]:
+    """A fixed synthetic task: 4-class labels of a fixed random linear map of pooled inputs."""
+    gen = np.random.default_rng(30)
+    x = torch.from_numpy(gen.standard_normal((16, 3, 10, 9)))
+    labels = torch.from_numpy((x.mean(dim=(2, 3)) @ torch.from_numpy(gen.standard_normal((3, 4)))).argmax(1).numpy())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def test_training_a_converted_model_gives_the_same_losses():
+    """The same SGD steps on nn.Conv2d and on the converted model: the loss curves agree.
+    Tolerance: each step's relative discrepancy is the layers' float64 error (CONVERT_TOL);
+    the optimiser carries earlier steps' discrepancies on, so allow it once per step so far
+    (a linear growth; SGD over a few steps of a small smooth model does not amplify it)."""
+    steps = 6
+    base = _train(_model(), steps)
+    conv = _train(mt.convert(_model()), steps)
+    assert base[-1] < base[0]  # the task is learnt: the comparison means something
+    for i, (a, b) in enumerate(zip(base, conv)):
+        assert abs(a - b) <= (i + 1) * CONVERT_TOL * abs(a), (i, a, b)
