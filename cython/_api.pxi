@@ -148,6 +148,36 @@ def output_transform(ConvDesc d, int dtype, uintptr_t M, uintptr_t bias, uintptr
     _check(st, "output transform")
 
 
+def output_transform_adjoint(ConvDesc d, int dtype, uintptr_t dy, uintptr_t dM,
+                             uintptr_t matrices, uintptr_t stream):
+    """Adjoint of output_transform (no bias): dM (alpha^nd x K x P) from dy; matrices required."""
+    cdef mw_status st
+    with nogil:
+        st = mw_output_transform_adjoint(&d.desc, <mw_dtype>dtype, <const void*>dy, <void*>dM,
+                                         <const void*>matrices, <mw_stream>stream)
+    _check(st, "output transform adjoint")
+
+
+def input_transform_adjoint(ConvDesc d, int dtype, uintptr_t dV, uintptr_t dx,
+                            uintptr_t matrices, uintptr_t stream):
+    """Adjoint of input_transform (no ReLU): dx (N x C x [D x] H x W) from dV; matrices required."""
+    cdef mw_status st
+    with nogil:
+        st = mw_input_transform_adjoint(&d.desc, <mw_dtype>dtype, <const void*>dV, <void*>dx,
+                                        <const void*>matrices, <mw_stream>stream)
+    _check(st, "input transform adjoint")
+
+
+def filter_transform_adjoint(ConvDesc d, int dtype, uintptr_t dU, uintptr_t dw,
+                             uintptr_t matrices, uintptr_t stream):
+    """Adjoint of filter_transform: dw (K x C x r^nd) from dU; matrices required."""
+    cdef mw_status st
+    with nogil:
+        st = mw_filter_transform_adjoint(&d.desc, <mw_dtype>dtype, <const void*>dU, <void*>dw,
+                                         <const void*>matrices, <mw_stream>stream)
+    _check(st, "filter transform adjoint")
+
+
 def gemm_batched(int dtype, int64_t batch, int64_t m, int64_t n, int64_t k, uintptr_t A,
                  uintptr_t B, uintptr_t C, uintptr_t stream):
     cdef mw_status st

@@ -61,6 +61,12 @@ cdef extern from "magma_wino.h" nogil:
                                     mw_stream stream)
     mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
                                   const void* bias, void* y, const void* matrices, mw_stream stream)
+    mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dy,
+                                          void* dM, const void* matrices, mw_stream stream)
+    mw_status mw_input_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dV,
+                                         void* dx, const void* matrices, mw_stream stream)
+    mw_status mw_filter_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dU,
+                                          void* dw, const void* matrices, mw_stream stream)
     mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
                               const void* A, const void* B, void* C, mw_stream stream)
     mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,

@@ -18,6 +18,7 @@
 #include "magma_wino.h"
 #include "spmm_batched.cuh"
 #include "transform.cuh"
+#include "transform_adjoint.cuh"
 #include "winograd_fused.cuh"
 
 namespace {
@@ -290,6 +291,26 @@ mw_status check_transform_common(const mw_conv_desc* d, const void* matrices) {
   return ok();
 }
 
+// The adjoint transforms (transform_adjoint.cuh).  The same checks as the forward entries, in
+// the same order (descriptor and dtype, pointers); matrices are required: there are only
+// generic adjoint kernels, so NULL (the forward's "specialised kernel" request) is refused
+// even for the F(m, r) that have a specialised forward kernel.
+mw_status check_adjoint_matrices(const void* matrices) {
+  if (matrices == nullptr)
+    return fail(
+        MW_STATUS_INVALID_ARGUMENT,
+        "matrices is NULL: the adjoint transforms have no specialised kernels, pass the "
+        "transform matrices (A^T, G, B^T back to back, as for the generic forward kernels)");
+  return ok();
+}
+
+// f(typed null pointer) for dtype (checked by make_geometry: MW_FLOAT32 or MW_FLOAT64).
+template <typename F>
+cudaError_t dispatch_dtype(mw_dtype dtype, F&& f) {
+  if (dtype == MW_FLOAT64) return f(static_cast<double*>(nullptr));
+  return f(static_cast<float*>(nullptr));
+}
+
 cudaStream_t as_stream(mw_stream s) { return reinterpret_cast<cudaStream_t>(s); }
 
 }  // namespace
@@ -372,6 +393,54 @@ mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const vo
                                        static_cast<const double*>(bias), static_cast<double*>(y),
                                        static_cast<const double*>(matrices), as_stream(stream));
   return from_cuda(err, "output transform");
+}
+
+mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dy,
+                                      void* dM, const void* matrices, mw_stream stream) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (dy == nullptr || dM == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dy and dM must not be NULL");
+  if (mw_status st = check_adjoint_matrices(matrices)) return st;
+  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    return mw::output_transform_adjoint_launch<T>(
+        desc->ndim, g, mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
+        static_cast<const T*>(dy), static_cast<T*>(dM), as_stream(stream));
+  });
+  return from_cuda(err, "output transform adjoint");
+}
+
+mw_status mw_input_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dV,
+                                     void* dx, const void* matrices, mw_stream stream) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (dV == nullptr || dx == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dV and dx must not be NULL");
+  if (mw_status st = check_adjoint_matrices(matrices)) return st;
+  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    return mw::input_transform_adjoint_launch<T>(
+        desc->ndim, g, mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
+        static_cast<const T*>(dV), static_cast<T*>(dx), as_stream(stream));
+  });
+  return from_cuda(err, "input transform adjoint");
+}
+
+mw_status mw_filter_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dU,
+                                      void* dw, const void* matrices, mw_stream stream) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (dU == nullptr || dw == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dU and dw must not be NULL");
+  if (mw_status st = check_adjoint_matrices(matrices)) return st;
+  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    return mw::filter_transform_adjoint_launch<T>(
+        desc->ndim, g, mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
+        static_cast<const T*>(dU), static_cast<T*>(dw), as_stream(stream));
+  });
+  return from_cuda(err, "filter transform adjoint");
 }
 
 namespace {

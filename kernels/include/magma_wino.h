@@ -118,6 +118,26 @@ mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dty
                                 const void* x, void* V, mw_relu relu, const void* matrices,
                                 mw_stream stream);
 
+/* The adjoints (transposes) of the three tile transforms, for the backward pass (docs/kernels.md,
+ * "Adjoint transforms (backward)").  Same descriptor, dtype (MW_FLOAT32 / MW_FLOAT64) and layouts
+ * as the forward entries; `matrices` is required (there are no specialised adjoint kernels: NULL
+ * is MW_STATUS_INVALID_ARGUMENT) and is the forward generic kernels' buffer (Aᵀ, G, Bᵀ back to
+ * back, row-major): the transposes are applied by indexing.  No ReLU, bias or pruning mask: the
+ * caller applies those to dy / dV / dU.  Every output element is written (0 where nothing
+ * contributes), each by one thread, without atomics: the results are deterministic.
+ *   output:  dy (N x K x [Do x] Ho x Wo) -> dM (alpha^nd x K x P),
+ *            dM_tile = (Aᵀ)ᵀ · dY_tile · Aᵀ per axis, dY_tile zero past y's edge;
+ *   input:   dV (alpha^nd x C x P) -> dx (N x C x [D x] H x W),
+ *            dx = the sum of (Bᵀ)ᵀ · dV_tile · Bᵀ over the (overlapping) windows covering each
+ *            element, the padding cropped;
+ *   filter:  dU (alpha^nd x K x C) -> dw (K x C x r^nd), dw[k, c] = Gᵀ · dU[., k, c] · G. */
+mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dy,
+                                      void* dM, const void* matrices, mw_stream stream);
+mw_status mw_input_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dV,
+                                     void* dx, const void* matrices, mw_stream stream);
+mw_status mw_filter_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dU,
+                                      void* dw, const void* matrices, mw_stream stream);
+
 /* Dense batched product C[b] = A[b] · B[b], row-major, A: batch x m x k, B: batch x k x n,
  * C: batch x m x n.  In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P). */
 mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
