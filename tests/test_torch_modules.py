@@ -272,3 +272,47 @@ def test_training_a_converted_model_gives_the_same_losses():
     assert base[-1] < base[0]  # the task is learnt: the comparison means something
     for i, (a, b) in enumerate(zip(base, conv)):
         assert abs(a - b) <= (i + 1) * CONVERT_TOL * abs(a), (i, a, b)
+
+
+def _backends_with_gradients():
+    from magma_wino import _backend
+
+    ext = _backend.extension("emulator", required=False)
+    return ["numpy"] + [pytest.param("emulator", marks=pytest.mark.skipif(
+        ext is None or not hasattr(ext, "output_transform_adjoint"), reason="the emulator has no adjoint kernels"))]
+
+
+@pytest.mark.parametrize("backend", _backends_with_gradients())
+@pytest.mark.parametrize("sparse", [False, True])
+def test_gradcheck_winograd_relu_module_with_a_mask(backend, sparse):
+    """gradcheck of a pruned Winograd-ReLU module (its weight and bias through
+    torch.func.functional_call, and its input), dense and CSR products.  atol: the finite
+    differences' rounding, tol·max|y|/eps (see tests/test_torch_functional.py)."""
+    torch.manual_seed(9)
+    wd = mt.WinogradDomainConv2d(2, 3, 3, padding=1, dtype=torch.float64, m=2, relu="winograd", backend=backend,
+                                 sparse=sparse).prune_(0.5)
+    params = {k: v.detach().clone().requires_grad_() for k, v in wd.named_parameters()}
+    x = _x(9, 1, 2, 5, 6).requires_grad_()
+
+    def fn(x, weight, bias):
+        return torch.func.functional_call(wd, {"weight": weight, "bias": bias}, (x,))
+
+    eps = 1e-6
+    with torch.no_grad():
+        atol = tolerance(np.float64, 2, 3, 2 * 9) * float(fn(x, *params.values()).abs().max()) / eps
+    assert torch.autograd.gradcheck(fn, (x, params["weight"], params["bias"]), eps=eps, atol=atol, rtol=1e-7,
+                                    fast_mode=backend == "emulator")
+
+
+@pytest.mark.parametrize("backend", _backends_with_gradients())
+def test_converted_model_on_a_backend_matches(backend):
+    ref = _model()
+    model = mt.convert(copy.deepcopy(ref), backend=backend)
+    x = _x(21, 2, 3, 9, 10)
+    y_ref, y = ref(x), model(x)
+    assert rel_err(y.detach().numpy(), y_ref.detach().numpy()) <= CONVERT_TOL
+    y_ref.sum().backward()
+    y.sum().backward()
+    grads = dict(model.named_parameters())
+    for name, p in ref.named_parameters():
+        assert rel_err(grads[name].grad.numpy(), p.grad.numpy()) <= CONVERT_TOL, name

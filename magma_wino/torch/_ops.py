@@ -107,8 +107,9 @@ def _to_tensor(a: Any, like: torch.Tensor) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _stream_scope(x: torch.Tensor, backend: str) -> Iterator[None]:
-    """On the cuda backend: PyTorch's current stream of x's device as CuPy's current stream
-    (the plans launch on CuPy's current stream)."""
+    """On the cuda backend: PyTorch's current stream of x's device as CuPy's current stream,
+    around the plan's construction (its filter transform) and its calls: the plans launch on
+    CuPy's current stream, so the kernels are ordered with PyTorch's work on the tensors."""
     if backend != "cuda":
         yield
         return
@@ -171,8 +172,8 @@ def conv_spatial(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
                  backend: str, precision: str, relu: str | None) -> torch.Tensor:
     """Winograd convolution with spatial weights (K×C×r^nd); ``m`` = 0: the plan's default
     tile (4 in 2D, 2 in 3D); ``relu``: None, "spatial" or "winograd"."""
-    plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu)
-    with _stream_scope(x, be):
+    with _stream_scope(x, resolve_backend(backend, x)):  # the plan's filter transform too
+        plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu)
         return _to_tensor(plan(_to_array(x, "input", be)), x)
 
 
@@ -187,8 +188,8 @@ def conv_spatial_backward(grad_output: torch.Tensor, x: torch.Tensor, weight: to
                           relu: str | None, input_grad: bool, weight_grad: bool,
                           bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx, dL/dweight, dL/dbias) of :func:`conv_spatial`; empty tensors for those not asked."""
-    plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu)
-    with _stream_scope(x, be):
+    with _stream_scope(x, resolve_backend(backend, x)):
+        plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu)
         return _grads(plan, x, grad_output, be, input_grad, weight_grad, bias_grad and bias is not None,
                       weight, bias)
 
@@ -231,8 +232,8 @@ def conv_winograd(x: torch.Tensor, U: torch.Tensor, mask: torch.Tensor | None, b
     """Convolution with Winograd-domain weights U (α^nd×K×C), zero where the bool ``mask`` is
     False; ``sparse``: None (the plan decides by density), True (the batched CSR product) or
     False (dense)."""
-    plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse)
-    with _stream_scope(x, be):
+    with _stream_scope(x, resolve_backend(backend, x)):
+        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse)
         return _to_tensor(plan(_to_array(x, "input", be)), x)
 
 
@@ -247,8 +248,8 @@ def conv_winograd_backward(grad_output: torch.Tensor, x: torch.Tensor, U: torch.
                            precision: str, relu: str | None, sparse: bool | None, input_grad: bool,
                            weight_grad: bool, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx, dL/dU, dL/dbias) of :func:`conv_winograd` (dL/dU zero where ``mask`` is False)."""
-    plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse)
-    with _stream_scope(x, be):
+    with _stream_scope(x, resolve_backend(backend, x)):
+        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse)
         return _grads(plan, x, grad_output, be, input_grad, weight_grad, bias_grad and bias is not None, U, bias)
 
 
