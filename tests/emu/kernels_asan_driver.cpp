@@ -11,6 +11,7 @@
 // The fused layer (mw_conv2d_fused): F(2, 3) and F(4, 3), every precision, NCHW and NHWC, on
 // exactly sized x, U, y, U on its 16-byte and its element copy path, checked bitwise against the
 // three-phase entries of the same build.
+// The adjoint transforms (mw_*_transform_adjoint) on every layer's exactly sized arrays.
 // Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI, by
 // `magma-wino validate --sanitize` and by tests/test_sanitize.py.
 //
@@ -135,6 +136,14 @@ void layer(int nd, int m, int r, int N, int C, int K, std::vector<long> in, std:
   check(mw_output_transform(&d, dt, M, b, y, mats, nullptr), "output transform");
   check(mw_output_transform(&d, dt, M, nullptr, y, mats, nullptr), "output transform, no bias");
   if constexpr (std::is_same_v<T, float>) layer16(d, g, x, w, M, mats);
+  // The adjoint transforms (backward) on the same exactly sized arrays, read and written the
+  // other way round: dy = y -> dM = M, dV = V -> dx = x, dU = U -> dw = w.  They have only
+  // generic kernels, so they always get matrices (a buffer of their own in the specialised case).
+  T* adj_mats = generic ? mats : filled<T>(m * a + a * r + a * a);
+  check(mw_output_transform_adjoint(&d, dt, y, M, adj_mats, nullptr), "output transform adjoint");
+  check(mw_input_transform_adjoint(&d, dt, V, x, adj_mats, nullptr), "input transform adjoint");
+  check(mw_filter_transform_adjoint(&d, dt, U, w, adj_mats, nullptr), "filter transform adjoint");
+  if (!generic) std::free(adj_mats);
   for (void* p :
        {(void*)x, (void*)w, (void*)U, (void*)V, (void*)M, (void*)y, (void*)b, (void*)mats})
     std::free(p);
