@@ -28,8 +28,10 @@ emu = _backend.extension("emulator")
 DTYPES = [np.float32, np.float64]
 DT_CODE = {np.dtype(np.float32): emu.FLOAT32, np.dtype(np.float64): emu.FLOAT64}
 
-# (ndim, m, r): the F(m, r) of the brief; 3D F(2, 3) along all three axes.
-TILES = [(2, 2, 3), (2, 4, 3), (2, 2, 5), (2, 3, 2), (3, 2, 3)]
+# (ndim, m, r): the F(m, r) of the brief; 3D F(2, 3) along all three axes; and the extremes of
+# the window overlap: F(1, 3) (each element in up to 3 windows per axis), F(6, 3) (alpha = 8) and
+# F(4, 1) (no overlap).
+TILES = [(2, 2, 3), (2, 4, 3), (2, 2, 5), (2, 3, 2), (3, 2, 3), (2, 1, 3), (2, 6, 3), (2, 4, 1)]
 # Every padding 0..r-1 of every tile; the second (and third) axis get other paddings so that
 # the axes are not symmetric (a swapped axis index then fails).
 CASES = [(ndim, m, r, p) for ndim, m, r in TILES for p in range(r)]
@@ -42,6 +44,8 @@ def _case_id(case) -> str:
 
 
 def ptr(a: np.ndarray | None) -> int:
+    """The address of ``a``; ``a`` must be bound to a name for the call (``ptr(f())`` of a
+    temporary points at memory freed before the kernel runs)."""
     if a is None:
         return 0
     assert a.flags["C_CONTIGUOUS"]
@@ -119,8 +123,9 @@ def test_output_transform_adjoint_matches_reference(case, dtype, rng):
     desc, geo = layer(case)
     dy = rng.standard_normal((N, K) + geo["out_size"]).astype(dtype)
     dM = np.full((geo["positions"], K, geo["num_tiles"]), np.nan, dtype)
+    mats = mats_for(m, r, dtype)  # bound: a temporary would be freed before the call
     emu.output_transform_adjoint(desc, DT_CODE[np.dtype(dtype)], ptr(dy), ptr(dM),
-                                 ptr(mats_for(m, r, dtype)), 0)
+                                 ptr(mats), 0)
     ref = reference.output_transform_adjoint(dy.astype(np.float64), m, r)
     at, _, _ = winograd(m, r).matrices(np.float64)
     check("output adjoint", case, dtype, dM, ref, adjoint_tol(dtype, at, ndim, float(np.abs(dy).max())))
@@ -134,8 +139,9 @@ def test_input_transform_adjoint_matches_reference(case, dtype, rng):
     x_shape = (N, C) + in_sizes(case)
     dV = rng.standard_normal((geo["positions"], C, geo["num_tiles"])).astype(dtype)
     dx = np.full(x_shape, np.nan, dtype)
+    mats = mats_for(m, r, dtype)  # bound: a temporary would be freed before the call
     emu.input_transform_adjoint(desc, DT_CODE[np.dtype(dtype)], ptr(dV), ptr(dx),
-                                ptr(mats_for(m, r, dtype)), 0)
+                                ptr(mats), 0)
     ref = reference.input_transform_adjoint(dV.astype(np.float64), m, r, x_shape, pads_of(case))
     _, _, bt = winograd(m, r).matrices(np.float64)
     cover = math.ceil((m + r - 1) / m)  # windows covering one element, per axis
@@ -150,8 +156,9 @@ def test_filter_transform_adjoint_matches_reference(ndim, m, r, dtype, rng):
     desc, geo = layer(case)
     dU = rng.standard_normal((geo["positions"], K, C)).astype(dtype)
     dw = np.full((K, C) + (r,) * ndim, np.nan, dtype)
+    mats = mats_for(m, r, dtype)  # bound: a temporary would be freed before the call
     emu.filter_transform_adjoint(desc, DT_CODE[np.dtype(dtype)], ptr(dU), ptr(dw),
-                                 ptr(mats_for(m, r, dtype)), 0)
+                                 ptr(mats), 0)
     ref = reference.filter_transform_adjoint(dU.astype(np.float64), m, r, ndim)
     _, g, _ = winograd(m, r).matrices(np.float64)
     check("filter adjoint", case, dtype, dw, ref, adjoint_tol(dtype, g, ndim, float(np.abs(dU).max())))
@@ -183,7 +190,8 @@ def test_output_adjoint_is_the_transpose_of_the_forward_kernel(case, rng):
     dy = rng.standard_normal((N, K) + geo["out_size"])
     y, y_abs = np.full(dy.shape, np.nan), np.full(dy.shape, np.nan)
     emu.output_transform(desc, emu.FLOAT64, ptr(Mw), 0, ptr(y), ptr(mats), 0)
-    emu.output_transform(desc, emu.FLOAT64, ptr(np.abs(Mw)), 0, ptr(y_abs), ptr(amats), 0)
+    Mw_abs = np.abs(Mw)  # bound: ptr() of a temporary would point at freed memory
+    emu.output_transform(desc, emu.FLOAT64, ptr(Mw_abs), 0, ptr(y_abs), ptr(amats), 0)
     dM = np.full(Mw.shape, np.nan)
     emu.output_transform_adjoint(desc, emu.FLOAT64, ptr(dy), ptr(dM), ptr(mats), 0)
     lhs, rhs = float(np.sum(y * dy)), float(np.sum(Mw * dM))
@@ -200,7 +208,8 @@ def test_input_adjoint_is_the_transpose_of_the_forward_kernel(case, rng):
     dV = rng.standard_normal((geo["positions"], C, geo["num_tiles"]))
     V, V_abs = np.full(dV.shape, np.nan), np.full(dV.shape, np.nan)
     emu.input_transform(desc, emu.FLOAT64, ptr(x), ptr(V), emu.RELU_NONE, ptr(mats), 0)
-    emu.input_transform(desc, emu.FLOAT64, ptr(np.abs(x)), ptr(V_abs), emu.RELU_NONE, ptr(amats), 0)
+    x_abs = np.abs(x)
+    emu.input_transform(desc, emu.FLOAT64, ptr(x_abs), ptr(V_abs), emu.RELU_NONE, ptr(amats), 0)
     dx = np.full(x.shape, np.nan)
     emu.input_transform_adjoint(desc, emu.FLOAT64, ptr(dV), ptr(dx), ptr(mats), 0)
     lhs, rhs = float(np.sum(V * dV)), float(np.sum(x * dx))
@@ -217,7 +226,8 @@ def test_filter_adjoint_is_the_transpose_of_the_forward_kernel(ndim, m, r, rng):
     dU = rng.standard_normal((geo["positions"], K, C))
     U, U_abs = np.full(dU.shape, np.nan), np.full(dU.shape, np.nan)
     emu.filter_transform(desc, emu.FLOAT64, ptr(w), ptr(U), ptr(mats), 0)
-    emu.filter_transform(desc, emu.FLOAT64, ptr(np.abs(w)), ptr(U_abs), ptr(amats), 0)
+    w_abs = np.abs(w)
+    emu.filter_transform(desc, emu.FLOAT64, ptr(w_abs), ptr(U_abs), ptr(amats), 0)
     dw = np.full(w.shape, np.nan)
     emu.filter_transform_adjoint(desc, emu.FLOAT64, ptr(dU), ptr(dw), ptr(mats), 0)
     lhs, rhs = float(np.sum(U * dU)), float(np.sum(w * dw))
@@ -238,8 +248,8 @@ def test_identity_catches_a_transposed_matrix(rng):
     dV = rng.standard_normal((geo["positions"], C, geo["num_tiles"]))
     V, V_abs = np.full(dV.shape, np.nan), np.full(dV.shape, np.nan)
     emu.input_transform(desc, emu.FLOAT64, ptr(x), ptr(V), emu.RELU_NONE, ptr(mats), 0)
-    emu.input_transform(desc, emu.FLOAT64, ptr(np.abs(x)), ptr(V_abs), emu.RELU_NONE,
-                        ptr(mats_for(m, r, np.float64, absolute=True)), 0)
+    x_abs, amats = np.abs(x), mats_for(m, r, np.float64, absolute=True)
+    emu.input_transform(desc, emu.FLOAT64, ptr(x_abs), ptr(V_abs), emu.RELU_NONE, ptr(amats), 0)
     dx = np.full(x.shape, np.nan)
     emu.input_transform_adjoint(desc, emu.FLOAT64, ptr(dV), ptr(dx), ptr(wrong), 0)
     alpha = m + r - 1
