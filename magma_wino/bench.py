@@ -348,8 +348,12 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
                 dtype: Any = np.float32, repeat: int = 5, check_window: int = 24, seed: int = 0,
                 baselines: bool = True, scaled_from: Layer | None = None,
                 tick: Callable[[], None] | None = None, precisions: Sequence[str] = ("auto",),
-                refused: dict[str, int] | None = None) -> list[dict[str, Any]]:
+                refused: dict[str, int] | None = None, backward: bool = False) -> list[dict[str, Any]]:
     """All rows of one layer at batch N on one backend (Winograd dense/sparse and baselines).
+
+    ``backward``: after each dense row, a "backward" row timing ``plan.backward(x, dy)`` (dx and
+    dw; twice the forward's direct FLOPs), its error checked on image 0 against the direct
+    convolution's float64 gradients.
 
     One dense row per tile and mode of ``precisions`` (a mode the plan refuses is skipped:
     its reason counted in ``refused``), the sparse rows once per tile with the first mode
@@ -448,6 +452,10 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
                        workspace_bytes=sizes,
                        workspace_mib=(sizes["V"] + sizes["M"] + sizes["U"] + sizes["split_k"]) / MIB)
             finish(row, total, y, y_ref, tol)
+            if backward and kind == "dense":
+                rows.append(_backward_row(row, plan, x, xh, wh, pad, timer, repeat, rng))
+                if tick is not None:
+                    tick()
     if baselines:
         tol = tolerance(dtype, 1, r, n_red, nd)  # direct-method rounding: F(1, r) has β = 1
         cands: list[tuple[str, Callable[[], Any]]] = [
@@ -472,6 +480,27 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
                        workspace_mib=sizes.get("cols", 0) / MIB)
             finish(row, total, y, y_direct, tol)
     return rows
+
+
+def _backward_row(fwd: dict[str, Any], plan: Any, x: Any, xh: np.ndarray, wh: np.ndarray, pad: int,
+                  timer: Callable[..., float], repeat: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The "backward" row of a dense plan (see :func:`bench_layer`)."""
+    dyh = rng.standard_normal(plan.out_shape(xh.shape)).astype(xh.dtype)
+    dy = _backend.like(dyh, x)
+    seconds = timer(lambda: plan.backward(x, dy), repeat)
+    g = plan.backward(x[:1], dy[:1])  # the check: image 0 against the direct gradients
+    dx_ref, dw_ref = reference.conv_direct_backward(xh[:1], wh, dyh[:1], pad)
+    nd, r = plan.ndim, plan.r
+    P = plan._positions_and_tiles(tuple(xh[:1].shape))[1]
+    mode = plan._backward_precision
+    parts = [(rel_err(_backend.to_host(g.grad_input), dx_ref), _precision.tolerance(mode, plan.m, r, plan.K * r**nd, nd)),
+             (rel_err(_backend.to_host(g.grad_weight), dw_ref), _precision.tolerance(mode, plan.m, r, P * r**nd, nd))]
+    err, tol = max(parts, key=lambda et: et[0] / et[1])  # the gradient nearest its bound
+    flops = 2 * fwd["flops"]  # dx and dw: each as many multiply-adds as the forward
+    return dict(fwd, product="backward", ms=seconds * 1e3, flops=flops,
+                gflops=flops / seconds / 1e9 if seconds > 0 else math.inf, phase_ms=None,
+                error=err, error_subset="n=0, dx and dw", tolerance=tol,
+                ok=all(e <= t for e, t in parts), algorithm="three-phase backward")
 
 
 # --------------------------------------------------------------------------- summaries
@@ -527,7 +556,7 @@ def crossovers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _fmt_density(r: dict[str, Any]) -> str:
     if r["product"] == "baseline":
         return "-"
-    if r["product"] in ("dense", "fused"):
+    if r["product"] in ("dense", "fused", "backward"):
         return r["product"]
     return f"{r['density']:g} csr"
 
@@ -661,6 +690,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--check-window", type=int, default=24,
                         help="error checked on image 0 and an output window of this many per axis (default 24)")
     parser.add_argument("--no-baselines", action="store_true", help="skip im2col / cuDNN rows")
+    parser.add_argument("--backward", action="store_true",
+                        help="add a 'backward' row (plan.backward: dx and dw) after each dense row")
     parser.add_argument("--model", choices=("a100", "h100", "h200"), metavar="GPU",
                         help="add speed-of-light ESTIMATED rows for this GPU (a100, h100, h200; "
                              "magma_wino.perfmodel): per precision mode, per layer and network totals, beside "
@@ -737,7 +768,7 @@ def _model_key(r: dict[str, Any]) -> tuple:
     prec = r.get("precision")
     if r.get("product") == "sparse" or r.get("density", 1.0) < 1.0:
         prec = "fp64" if r.get("dtype") == "float64" else "fp32"
-    algorithm = "fused" if r.get("product") == "fused" else "three-phase"
+    algorithm = {"fused": "fused", "backward": "backward"}.get(r.get("product"), "three-phase")  # no backward model
     return (r["network"], r["layer"], r["N"], r["m"], float(r["density"]), prec, algorithm)
 
 
@@ -832,7 +863,7 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
     refused: dict[str, int] = {}
 
     def n_rows(job):
-        per_tile = len(precisions) + (0 if job["backend"] == "numpy" else len(densities))
+        per_tile = len(precisions) * (2 if args.backward else 1) + (0 if job["backend"] == "numpy" else len(densities))
         nb = 0 if args.no_baselines or job["backend"] == "emulator" else (2 if job["backend"] == "cuda" else 1)
         return per_tile * len(tiles_of(job)) + nb
 
@@ -862,7 +893,7 @@ def collect(args: argparse.Namespace, command: str = "magma-wino bench") -> dict
                                 baselines=not args.no_baselines and job["backend"] != "emulator",
                                 scaled_from=job["scaled_from"],
                                 tick=(lambda: progress.advance(task)) if progress is not None else None,
-                                precisions=precisions, refused=refused)
+                                precisions=precisions, refused=refused, backward=args.backward)
     result = {
         "schema": "magma_wino.bench/1",
         "meta": _meta(args, command, time.perf_counter() - t0),

@@ -513,8 +513,10 @@ def filter_transform_adjoint(
             f"got {dU.shape}"
         )
     k, c = dU.shape[1:]
-    arr = np.moveaxis(dU.astype(dt, copy=False).reshape((t.alpha,) * ndim + (k, c)), (ndim, ndim + 1), (0, 1))
-    return np.ascontiguousarray(_contract_axes(g.T, arr, range(2, 2 + ndim)))
+    arr = dU.astype(dt, copy=False).reshape((t.alpha,) * ndim + (k, c))
+    for _ in range(ndim):  # contract the leading α axis with G: (α, rest...) -> (rest..., r)
+        arr = np.tensordot(arr, g, axes=([0], [0]))
+    return np.ascontiguousarray(arr)  # K, C, r...
 
 
 # --------------------------------------------------------------------------- layers

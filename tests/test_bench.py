@@ -341,3 +341,24 @@ def test_emulator_rows_include_the_fused_layer_without_v_or_m() -> None:
         assert dense[r["m"]]["algorithm"] == "three-phase" and dense[r["m"]]["workspace_bytes"]["V"] > 0
         assert r["error"] == dense[r["m"]]["error"]  # bitwise the same y (docs/fused.md)
     assert "fused" in bench.table_cells(fused[0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("emulator", marks=pytest.mark.skipif(
+    not HAS_EMU, reason="the emulator extension is not built"))])
+def test_backward_rows_follow_their_dense_rows_and_check_the_gradients(backend, monkeypatch) -> None:
+    lay = bench.Layer("t", "c", 6, 9, (9, 10))
+    rows = bench.bench_layer(lay, 2, backend, [2, 4], [1.0], repeat=1, baselines=False, backward=True)
+    dense = {r["m"]: r for r in rows if r["product"] == "dense"}
+    back = {r["m"]: r for r in rows if r["product"] == "backward"}
+    assert sorted(back) == sorted(dense) == [2, 4]
+    for m, r in back.items():
+        assert ROW_KEYS <= set(r) and r["ok"] and 0 < r["error"] <= r["tolerance"]
+        assert r["flops"] == 2 * dense[m]["flops"] and r["ms"] > 0
+    assert "backward" in bench.table_cells(back[2])
+    # a weight gradient off by 1e-3 must fail the row's check
+    from magma_wino import backward
+
+    real = backward.BackwardMixin._output_adjoint
+    monkeypatch.setattr(backward.BackwardMixin, "_output_adjoint", lambda self, dy: real(self, dy) * 1.001)
+    rows = bench.bench_layer(lay, 1, backend, [2], [1.0], repeat=1, baselines=False, backward=True)
+    assert [r["ok"] for r in rows if r["product"] == "backward"] == [False]
