@@ -648,3 +648,48 @@ def test_cuda_fused_16bit_U_stays_16bit_on_the_device(mode, rng):
     from magma_wino.accuracy import rel_err
 
     assert rel_err(y, ref) <= precision.tolerance(mode, 2, 3, 16 * 9)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32x3", "fp64"])
+@pytest.mark.parametrize("kind", ["spatial", "winograd-relu-masked", "csr", "nhwc"])
+def test_backward_on_gpu_matches_float64_gradients(kind, precision):
+    """plan.backward on the cuda backend (adjoint kernels, GEMMs, the dx-by-forward path) against
+    the float64 gradients: the direct convolution's, or the adjoint formula for U."""
+    from magma_wino import accuracy, reference
+    from magma_wino import precision as _precision
+
+    rng = np.random.default_rng(40)
+    dt = np.float64 if precision == "fp64" else np.float32
+    m, r, K, C = 4, 3, 19, 13
+    x64 = rng.standard_normal((2, C, 17, 15)).astype(dt).astype(np.float64)
+    w64 = rng.standard_normal((K, C, r, r)).astype(dt).astype(np.float64)
+    layout = "NHWC" if kind == "nhwc" else None
+    if kind in ("spatial", "nhwc"):
+        plan = WinogradConv2d(cp.asarray(w64.astype(dt)), None, 1, m, "cuda", precision=precision, layout=layout)
+    else:
+        U = cp.asarray(reference.filter_transform(w64, m).astype(dt))
+        mask = rng.random(U.shape) < 0.4
+        plan = WinogradConv2d.from_winograd(U, r, mask=mask, padding=1, m=m, backend="cuda", precision=precision,
+                                            relu="winograd" if kind != "csr" else None, sparse=kind == "csr")
+    dy64 = rng.standard_normal((2, K, 17, 15)).astype(dt).astype(np.float64)
+    xin, dyin = x64, dy64
+    if layout:
+        xin, dyin = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x64, dy64))
+    g = plan.backward(cp.asarray(xin.astype(dt)), cp.asarray(dyin.astype(dt)))
+    dx, dw = g.grad_input.get(), g.grad_weight.get()
+    if layout:
+        dx = dx.transpose(0, 3, 1, 2)
+    if kind in ("spatial", "nhwc"):
+        dx_ref, dw_ref = reference.conv_direct_backward(x64, w64, dy64, 1)
+    else:
+        Uh = plan.U.get().astype(np.float64)
+        relu = kind != "csr"
+        V = reference.input_transform(x64, m, r, 1, relu=relu)
+        dM = reference.output_transform_adjoint(dy64, m, r)
+        dw_ref = np.matmul(dM, V.transpose(0, 2, 1)) * mask
+        dV = np.matmul(Uh.transpose(0, 2, 1), dM)
+        dx_ref = reference.input_transform_adjoint(dV * (V > 0) if relu else dV, m, r, x64.shape, 1)
+    P = plan._positions_and_tiles(xin.shape)[1]
+    mode = plan._backward_precision
+    assert accuracy.rel_err(dx, dx_ref) <= _precision.tolerance(mode, m, r, K * r * r)
+    assert accuracy.rel_err(dw, dw_ref) <= _precision.tolerance(mode, m, r, P * r * r)

@@ -14,7 +14,7 @@
 #   info       magma-wino info -> info.txt
 #   gpu-tests  pytest -m gpu (tests/test_gpu.py and every other test marked gpu) -> pytest.xml
 #   validate   magma-wino validate --backend cuda (the full sweep) -> validate.json
-#   bench      magma-wino bench --backend cuda --quick, with its im2col+cuBLAS and cuDNN
+#   bench      magma-wino bench --backend cuda --quick --backward, with its im2col+cuBLAS and cuDNN
 #              baselines (cuDNN through PyTorch, else CuPy's cuDNN binding) -> bench.json, bench.md
 #   memcheck   compute-sanitizer --tool memcheck over a short validate run (CuPy's pool off)
 #   racecheck  compute-sanitizer --tool racecheck over the same run
@@ -83,7 +83,7 @@ declare -A CMD=(
   [info]='"$PY" -m magma_wino.cli info | tee -a "$RES/info.txt"  # magma-wino info'
   [gpu-tests]='"$PY" -m pytest -m gpu -v -rs --durations=10 -p no:cacheprovider --junitxml="$RES/pytest.xml" tests  # tests/test_gpu.py + every test marked gpu'
   [validate]='"$PY" -m magma_wino.cli validate --backend cuda --json "$RES/validate.json"  # the full sweep, not --quick'
-  [bench]='"$PY" -m magma_wino.cli bench --backend cuda --quick --no-progress --json "$RES/bench.json" --markdown "$RES/bench.md"  # baselines on: im2col+cublas, cudnn (PyTorch, else CuPy)'
+  [bench]='"$PY" -m magma_wino.cli bench --backend cuda --quick --backward --no-progress --json "$RES/bench.json" --markdown "$RES/bench.md"  # baselines on: im2col+cublas, cudnn (PyTorch, else CuPy)'
   [memcheck]='"$SANITIZER" --tool memcheck --error-exitcode 99 --print-limit 20 "$PY" -c "$MW_SAN_PY" '"$SAN_FILTERS"'  # validate --backend cuda --quick --filter F, per F'
   [racecheck]='"$SANITIZER" --tool racecheck --error-exitcode 99 --print-limit 20 "$PY" -c "$MW_SAN_PY" '"$SAN_FILTERS"'  # validate --backend cuda --quick --filter F, per F'
 )
