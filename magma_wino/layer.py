@@ -498,55 +498,74 @@ class _WinogradConvNd(BackwardMixin):
                 f"needs alpha^{self.ndim} = {want} (alpha = m + r - 1 with m = {self.m}, r = {self.r})"
             )
         with self._scope():
+            self._csr: BatchedCSR | None = None
+            self._csr_pattern = None  # (U, pattern) of a dense plan whose CSR is built on demand
             if csr is None:
                 if U.dtype != self._cdtype:  # 16-bit data: the plan computes in float32
                     U = self._array(U, "U").astype(self._cdtype)
-                if mask is not None or prune is not None:
-                    hostU = _backend.to_host(U)
-                    if prune is not None:
-                        if mask is not None:
-                            raise ValueError("give mask or prune, not both")
-                        hostU, hmask = pruning.prune_winograd(hostU, prune, per_position=per_position,
-                                                              density_name="prune")
-                    else:
-                        hmask = _backend.to_host(mask)
-                        if hmask.shape != hostU.shape:
-                            raise ValueError(f"mask must have U's shape {hostU.shape}, got {hmask.shape}")
-                        if hmask.dtype != np.bool_:
-                            raise TypeError(f"mask must be a bool array, got {hmask.dtype}")
-                        hostU = np.where(hmask, hostU, 0).astype(hostU.dtype)
-                    csr = BatchedCSR.from_dense(hostU, hmask)
-                    U = hostU if self._engine is None else self._engine.xp.asarray(hostU)
-                    self._grad_mask = hmask if self._engine is None else self._engine.xp.asarray(hmask)
+                xp = self._engine.xp if self._engine is not None else np
+                if prune is not None:  # magnitude pruning runs on the host (NumPy)
+                    if mask is not None:
+                        raise ValueError("give mask or prune, not both")
+                    hostU, hmask = pruning.prune_winograd(_backend.to_host(U), prune, per_position=per_position,
+                                                          density_name="prune")
+                    U, pattern = (a if xp is np else xp.asarray(a) for a in (hostU, hmask))
+                elif mask is not None:
+                    # On the plan's backend: a CuPy U and mask never travel to the host (the PyTorch
+                    # layer builds a plan every step).
+                    if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
+                        raise TypeError(f"mask must be a bool array, got {type(mask).__name__}")
+                    if tuple(mask.shape) != tuple(U.shape):
+                        raise ValueError(f"mask must have U's shape {tuple(U.shape)}, got {tuple(mask.shape)}")
+                    if np.dtype(mask.dtype) != np.bool_:
+                        raise TypeError(f"mask must be a bool array, got {mask.dtype}")
+                    pattern = xp.array(_backend.to_host(mask) if xp is np else mask, copy=True)
+                    if xp is not np:
+                        self._check_device(pattern, "mask")
+                    U = xp.where(pattern, U, 0).astype(U.dtype)
                 else:
-                    csr = BatchedCSR.from_dense(_backend.to_host(U))
+                    pattern = None  # the nonzero entries of U
                     if U0 is not U:
                         self._borrowed += (U,)
                 self._U = self._array(U, "U")
                 self._check_device(self._U, "U")
+                self._grad_mask = pattern
+                stored = int((self._U != 0).sum()) if pattern is None else int(pattern.sum())
+                density = stored / max(1, self._U.size)
             else:
                 self._U = None
                 pattern = _pattern(csr.to_host())  # the structure is fixed: backward masks dU with it
                 self._grad_mask = pattern if self._engine is None else self._engine.xp.asarray(pattern)
-            density = csr.density
+                density = csr.density
             self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
-            if np.dtype(csr.dtype) != self._cdtype:
-                csr = csr.astype(self._cdtype)
-            if self._engine is not None and self._engine.backend == "cuda":
-                csr = csr.to_device()  # onto the plan's GPU (current in this scope)
-                for field in ("row_ptr", "col_idx", "values"):
-                    self._check_device(getattr(csr, field), f"csr.{field}")
-            elif csr.xp is not np:
-                csr = csr.to_host()  # a CuPy CSR given to a host backend
-            self._csr = csr
+            self._density = float(density)
+            if csr is None:
+                if self._sparse:
+                    csr = BatchedCSR.from_dense(self._U, pattern)  # on the plan's backend
+                else:
+                    self._csr_pattern = (self._U, pattern)  # the dense product needs no CSR
+            if csr is not None:
+                self._csr = self._placed_csr(csr)
             if self._U is None and not self._sparse:
-                self._U = csr.to_dense()
+                self._U = self._csr.to_dense()
             if self._store is not None:  # the dense product of a 16-bit mode: U in 16 bits
                 self._U = self._stored_U(self._U)
                 self._check_fp16_range(self._U)
         self._check_fused()
         self._mark_ready()
         return self
+
+    def _placed_csr(self, csr: BatchedCSR) -> BatchedCSR:
+        """``csr`` in the compute dtype on the plan's backend (the plan's GPU: current here)."""
+        if np.dtype(csr.dtype) != self._cdtype:
+            csr = csr.astype(self._cdtype)
+        if self._engine is not None and self._engine.backend == "cuda":
+            csr = csr.to_device()
+            for field in ("row_ptr", "col_idx", "values"):
+                self._check_device(getattr(csr, field), f"csr.{field}")
+        elif csr.xp is not np:
+            csr = csr.to_host()  # a CuPy CSR given to a host backend
+        return csr
 
     def _stored_U(self, U: Any) -> Any:
         """Dense compute-dtype U in the plan's 16-bit storage (the rounding of to_storage)."""
@@ -572,7 +591,13 @@ class _WinogradConvNd(BackwardMixin):
 
     @property
     def csr(self) -> BatchedCSR | None:
-        """The batched CSR weights, for plans built with :meth:`from_winograd`."""
+        """The batched CSR weights, for plans built with :meth:`from_winograd` (built on first
+        access when the plan runs the dense product)."""
+        if self._csr is None and getattr(self, "_csr_pattern", None) is not None:
+            U, pattern = self._csr_pattern
+            with self._scope():
+                self._csr = self._placed_csr(BatchedCSR.from_dense(U, pattern))
+            self._csr_pattern = None
         return self._csr
 
     @property
@@ -585,6 +610,8 @@ class _WinogradConvNd(BackwardMixin):
         """Fraction of nonzero Winograd-domain weights."""
         if self._csr is not None:
             return float(self._csr.density)
+        if getattr(self, "_csr_pattern", None) is not None:
+            return self._density
         return self._nonzero_fraction(self._U)
 
     def _nonzero_fraction(self, a: Any) -> float:

@@ -357,3 +357,27 @@ def test_from_winograd_plan_rejects_wrong_input(rng):
         plan(rng.standard_normal((1, 2, 8, 8)).astype(np.float32))
     with pytest.raises(ValueError, match="contiguous"):
         plan(rng.standard_normal((1, 2, 8, 16))[..., ::2])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+def test_dense_winograd_plan_builds_its_csr_only_when_asked(backend):
+    # a from_winograd plan that runs the dense product needs no CSR (the PyTorch layer builds a
+    # plan every step); plan.csr builds the same structure on demand
+    rng = np.random.default_rng(7)
+    U = rng.standard_normal((16, 5, 4))
+    mask = rng.random(U.shape) < 0.7
+    mask[0, 0, 0] = True
+    U[0, 0, 0] = 0.0  # a masked-in exact zero stays an entry of the structure
+    plan = WinogradConv2d.from_winograd(U, 3, mask=mask, padding=1, m=2, backend=backend, sparse=False)
+    assert plan._csr is None and not plan.uses_sparse_product
+    assert plan.weight_density == pytest.approx(mask.mean())
+    want = BatchedCSR.from_dense(np.where(mask, U, 0), mask)
+    got = plan.csr
+    assert got.nnz == want.nnz == int(mask.sum())
+    np.testing.assert_array_equal(got.row_ptr, want.row_ptr)
+    np.testing.assert_array_equal(got.col_idx, want.col_idx)
+    np.testing.assert_array_equal(got.values, want.values)
+    sparse = WinogradConv2d.from_winograd(U, 3, mask=mask, padding=1, m=2, backend=backend, sparse=True)
+    assert sparse._csr is not None and sparse.csr.nnz == want.nnz
+    x = rng.standard_normal((1, 4, 7, 6))
+    np.testing.assert_allclose(plan(x), sparse(x), rtol=1e-12, atol=1e-12)
