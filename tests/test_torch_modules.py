@@ -316,3 +316,39 @@ def test_converted_model_on_a_backend_matches(backend):
     grads = dict(model.named_parameters())
     for name, p in ref.named_parameters():
         assert rel_err(grads[name].grad.numpy(), p.grad.numpy()) <= CONVERT_TOL, name
+
+
+@pytest.mark.parametrize("make_opt", [lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+                                      lambda p: torch.optim.Adam(p, lr=0.1)], ids=["sgd-momentum", "adam"])
+def test_pruning_with_an_optimiser_that_holds_state_keeps_pruned_entries_zero(make_opt):
+    # momentum / Adam moments gathered before the prune would revive the pruned entries; the
+    # optimiser passed to prune_ / prune_filters_ has its state zeroed there
+    torch.manual_seed(8)
+    wd = mt.WinogradDomainConv2d(3, 5, 3, padding=1, dtype=torch.float64, m=2)
+    opt = make_opt(wd.parameters())
+
+    def steps(n):
+        for step in range(n):
+            opt.zero_grad()
+            wd(_x(20 + step, 2, 3, 6, 5)).square().mean().backward()
+            opt.step()
+
+    steps(3)
+    stale = mt.WinogradDomainConv2d(3, 5, 3, padding=1, dtype=torch.float64, m=2)
+    stale.load_state_dict(wd.state_dict())
+    stale_opt = make_opt(stale.parameters())
+    stale_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # its own tensors, not opt's
+    wd.prune_(0.3, optimizer=opt)
+    stale.prune_(0.3)  # without the optimiser: its stale state moves the pruned entries
+    steps(3)
+    assert torch.all(wd.weight[~wd.mask] == 0)
+    for step in range(3):
+        stale_opt.zero_grad()
+        stale(_x(20 + step, 2, 3, 6, 5)).square().mean().backward()
+        stale_opt.step()
+    assert torch.any(stale.weight[~stale.mask] != 0)  # what the optimizer= argument prevents
+    kept = wd.prune_filters_(keep=3, optimizer=opt)
+    steps(2)
+    assert torch.all(wd.weight[~wd.mask] == 0) and len(kept) == 3
+    with pytest.raises(TypeError, match="optimizer must be"):
+        wd.prune_(0.2, optimizer="sgd")

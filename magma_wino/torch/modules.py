@@ -10,12 +10,15 @@
   :meth:`prune_filters_` and :meth:`to_plan` for inference.
 
 Masked entries: the operator's forward uses U only where ``mask`` is True and its backward
-returns dL/dU = 0 elsewhere, and the pruning methods zero ``weight`` there too.  So the
-parameter always equals what the layer computes with, and no optimiser revives a pruned
-weight: a zero gradient on a zero weight stays zero under SGD (momentum, weight decay), Adam
-and AdamW, and even an update that did change it (a hand edit, a loaded state) would not reach
-the output — the mask, not the value, decides.  The forward then also sees the sparsity
-(the batched CSR product at low density).
+returns dL/dU = 0 elsewhere, and the pruning methods zero ``weight`` there too.  A zero
+gradient on a zero weight stays zero under SGD (momentum, weight decay), Adam and AdamW *if the
+optimiser's state is zero there too*: momentum or Adam moments gathered before a prune would
+move the pruned entries again, so pass the optimiser to :meth:`prune_` /
+:meth:`prune_filters_` (``optimizer=opt``: its per-parameter state tensors of ``weight`` are
+zeroed at the pruned entries), or build the optimiser after pruning.  Even a value that did
+change (a hand edit, a loaded state, stale optimiser state) never reaches the output — the
+mask, not the value, decides.  The forward then also sees the sparsity (the batched CSR
+product at low density).
 """
 
 from __future__ import annotations
@@ -249,22 +252,34 @@ class _WinogradDomainConvNd(nn.Module):
         return (self.weight.detach() * self.mask).to("cpu", torch.float64).numpy()
 
     @torch.no_grad()
-    def _set_mask(self, keep: np.ndarray) -> None:
+    def _set_mask(self, keep: np.ndarray, optimizer: torch.optim.Optimizer | None) -> None:
         self.mask &= torch.from_numpy(np.ascontiguousarray(keep)).to(self.mask.device)
         self.weight.mul_(self.mask)
+        if optimizer is None:
+            return
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+        # momentum_buffer (SGD), exp_avg / exp_avg_sq (Adam, AdamW), ...: every state tensor
+        # shaped like the weight, so the next step leaves the pruned entries at zero
+        for value in optimizer.state.get(self.weight, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == self.weight.shape:
+                value.mul_(self.mask)
 
-    def prune_(self, density: float, per_position: bool = False) -> _WinogradDomainConvNd:
+    def prune_(self, density: float, per_position: bool = False, *,
+               optimizer: torch.optim.Optimizer | None = None) -> _WinogradDomainConvNd:
         """Magnitude-prune the Winograd-domain weights in place
         (:func:`magma_wino.pruning.prune_winograd`): keep the ``round(density · α^nd·K·C)``
         largest |U| (``per_position``: ``round(density · K·C)`` in every position), AND-ed with
         the current mask (already pruned entries stay pruned, so a density above the current
-        one keeps the current pattern), and zero the weight where the mask is False.  Returns
-        the module."""
+        one keeps the current pattern), and zero the weight where the mask is False.
+        ``optimizer``: also zero its state of ``weight`` there (see the module docstring).
+        Returns the module."""
         _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
-        self._set_mask(keep)
+        self._set_mask(keep, optimizer)
         return self
 
-    def prune_filters_(self, keep: int | None = None, keep_fraction: float | None = None) -> torch.Tensor:
+    def prune_filters_(self, keep: int | None = None, keep_fraction: float | None = None, *,
+                       optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
         """Filter pruning by the Frobenius norm of U[:, k, :] (:func:`magma_wino.pruning.prune_filters`
         on U ⊙ mask): the dropped filters' weights are zeroed through the mask (their bias is
         kept: the channel then outputs its bias, which the next layer can absorb).  Give
@@ -275,7 +290,7 @@ class _WinogradDomainConvNd(nn.Module):
         _, kept = _pruning.prune_filters(per_filter, keep, keep_fraction=keep_fraction)
         keep_mask = np.zeros(self.weight.shape, dtype=bool)
         keep_mask[:, kept, :] = True
-        self._set_mask(keep_mask)
+        self._set_mask(keep_mask, optimizer)
         return torch.from_numpy(kept)
 
     # ----------------------------------------------------------------- inference
