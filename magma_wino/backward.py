@@ -73,8 +73,10 @@ class BackwardMixin:
 
     @property
     def mask(self) -> Any:
-        """The bool α^nd×K×C pattern of a pruned ``from_winograd`` plan (a given ``mask``,
-        ``prune``'s, or a ``csr``'s structure), on the plan's backend; None for dense plans."""
+        """The pruning pattern, of ``backward``'s ``grad_weight`` shape, on the plan's backend:
+        α^nd×K×C for a pruned ``from_winograd`` plan (a given ``mask``, ``prune``'s, or a
+        ``csr``'s structure), K×C×r^nd for ``from_spatial(w, prune=...)``; None when unpruned.
+        ``backward`` returns zero gradient where it is False."""
         return self._grad_mask
 
     def backward(self, x: Any, grad_output: Any, *, input_grad: bool = True, weight_grad: bool = True) -> Gradients:
@@ -117,7 +119,9 @@ class BackwardMixin:
         same bytes (V of dy and M of dx have the sizes of dM and dV), but this one runs the
         specialised (straight-line) transforms, the fused kernel where the model picks it, and
         no dM is needed when only dx is asked for; the adjoint kernels are generic."""
-        return self._w is not None and self.relu != "winograd"
+        # 16-bit modes: the forward ran on U rounded to 16 bits, which the adjoint path uses
+        # (widened); a plan of flip(w)ᵀ would differentiate the unrounded weights instead
+        return self._w is not None and self.relu != "winograd" and self._store is None
 
     def _dgrad_plan_(self) -> Any:
         if self._dgrad_plan is None:
@@ -156,9 +160,9 @@ class BackwardMixin:
         xf = self._to_compute(self._first(x))
         dyf = self._to_compute(self._first(dy))
         V = None
-        if self.output_relu:  # y = ReLU(conv + bias): dy only where y > 0 (the pre-ReLU y)
-            V = self._input_transform(xf, store=False)
-            y = self._output_transform(self._bmm(self._U_compute(), V), tuple(xf.shape))
+        if self.output_relu:  # y = ReLU(conv + bias): dy only where y > 0 (the pre-ReLU y, as the
+            # forward's own three phases compute it: its storage, product and precision)
+            y = self._output_transform(self._multiply(self._input_transform(xf)), tuple(xf.shape))
             dyf = dyf * (y > 0)
         spatial_axes = tuple(range(2, 2 + self.ndim))
         grad_bias = None
@@ -177,9 +181,15 @@ class BackwardMixin:
                 V = V if V is not None else self._input_transform(xf, store=False)
             if weight_grad:
                 dU = self._bmm(dM, xp.ascontiguousarray(V.transpose(0, 2, 1)))
-                if self._grad_mask is not None:
-                    dU *= self._grad_mask
-                grad_weight = self._in_data(dU if self._weights_domain == "winograd" else self._filter_adjoint(dU))
+                if self._weights_domain == "winograd":
+                    if self._grad_mask is not None:
+                        dU *= self._grad_mask
+                    grad_weight = self._in_data(dU)
+                else:
+                    dw = self._filter_adjoint(dU)
+                    if self._grad_mask is not None:  # from_spatial(prune=...): the pruned taps
+                        dw *= self._grad_mask
+                    grad_weight = self._in_data(dw)
             if input_grad:
                 dV = self._dV(dM)
                 if self.relu == "winograd":
@@ -212,6 +222,7 @@ class BackwardMixin:
             at, g, bt = self.transform.matrices(self._cdtype)
             host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
             self._adjoint_mats = self._engine.xp.asarray(host)
+            _settle(self._engine)
         return self._mats if self._mats is not None else self._adjoint_mats
 
     def _code(self) -> int:
@@ -250,11 +261,13 @@ class BackwardMixin:
     def _csr_transposed(self) -> BatchedCSR:
         """The CSR of U[b]ᵀ (C×K per position), built once from the plan's CSR on the host."""
         if getattr(self, "_csr_t", None) is None:
-            host = self._csr.to_host()
-            dense = host.to_dense().transpose(0, 2, 1)
-            pattern = _pattern(host).transpose(0, 2, 1)
-            ct = BatchedCSR.from_dense(np.ascontiguousarray(dense), np.ascontiguousarray(pattern))
-            self._csr_t = ct.to_device() if self._engine.backend == "cuda" else ct
+            xp = self._xp  # on the plan's backend: a CuPy CSR is transposed on its GPU
+            c = self.csr
+            dense = c.to_dense().transpose(0, 2, 1)
+            ones = BatchedCSR(c.row_ptr, c.col_idx, xp.ones(c.nnz, c.values.dtype), c.shape)
+            pattern = (ones.to_dense() > 0).transpose(0, 2, 1)  # explicit zeros stay entries
+            self._csr_t = BatchedCSR.from_dense(xp.ascontiguousarray(dense), xp.ascontiguousarray(pattern))
+            _settle(self._engine)
         return self._csr_t
 
     def _output_adjoint(self, dyf: Any) -> Any:
@@ -293,6 +306,14 @@ class BackwardMixin:
         e.ext.filter_transform_adjoint(desc, self._code(), e.ptr(dU), e.ptr(dw), e.ptr(self._matrices_buffer()),
                                        e.stream())
         return dw
+
+
+def _settle(engine: Any) -> None:
+    """After building lazily cached device state on the current stream: wait for it once, so
+    that later calls on other streams never read it unfinished (the plan's own state is
+    ordered by its ready event, recorded at construction)."""
+    if engine is not None and engine.backend == "cuda":
+        engine.xp.cuda.get_current_stream().synchronize()
 
 
 def _pattern(csr: BatchedCSR) -> np.ndarray:

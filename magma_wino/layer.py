@@ -410,15 +410,20 @@ class _WinogradConvNd(BackwardMixin):
         products stay dense.  ``relu="spatial"`` gives the literature's standard layer
         Aᵀ[(G·Prune(g)·Gᵀ) ⊙ (Bᵀ·ReLU(d)·B)]A.  Pruning runs on the host (NumPy).
         """
+        keep = None
         if prune is not None:
             # Coerce first (a PyTorch CUDA tensor or a DLPack-only object becomes a CuPy view),
             # and refuse non-arrays by name before pruning on the host.
             wc = _backend.coerce(w, "w", backend)
             _checks.check_filter(wc, cls.ndim)
-            wp, _ = pruning.prune_spatial(_backend.to_host(wc), prune, density_name="prune")
+            wp, keep = pruning.prune_spatial(_backend.to_host(wc), prune, density_name="prune")
             w = _backend.like(wp, wc)  # back where w lives (its GPU), as a new array
-        return cls(w, bias, padding, m, backend, relu=relu, points=points, precision=precision,
+        plan = cls(w, bias, padding, m, backend, relu=relu, points=points, precision=precision,
                    allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
+        if keep is not None:  # the pruned taps get zero gradient: the pattern is fixed in fine-tuning
+            with plan._scope():
+                plan._grad_mask = keep if plan._engine is None else plan._engine.xp.asarray(keep)
+        return plan
 
     @classmethod
     def from_winograd(

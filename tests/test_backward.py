@@ -261,3 +261,40 @@ def test_spatial_plan_keeps_its_own_copy_of_w():
     before = plan.backward(x, dy).grad_input
     w[...] = 0  # the caller reuses its buffer: the plan's forward and backward must not change
     np.testing.assert_array_equal(plan.backward(x, dy).grad_input, before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spatially_pruned_plan_gets_zero_gradient_at_pruned_taps(backend):
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((1, 3, 7, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    plan = mw.WinogradConv2d.from_spatial(w, prune=0.3, padding=1, m=2, backend=backend)
+    keep = np.asarray(plan.mask)
+    assert keep.shape == w.shape and keep.dtype == np.bool_ and 0 < keep.sum() < keep.size
+    dy = rng.standard_normal(plan.out_shape(x.shape))
+    g = plan.backward(x, dy)
+    assert not np.any(g.grad_weight[~keep])
+    wp = np.where(keep, w, 0)
+    dx, dw = R.conv_direct_backward(x, wp, dy, plan.padding)
+    assert accuracy.rel_err(g.grad_weight, dw * keep) <= _tol(backend, np.float64, 2, 3, 56 * 9, 2)
+    assert accuracy.rel_err(g.grad_input, dx) <= _tol(backend, np.float64, 2, 3, 4 * 9, 2)
+    assert mw.WinogradConv2d(w, None, 1, 2, backend).mask is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_half_precision_plan_differentiates_the_rounded_weights(backend):
+    # the forward of an fp16 plan multiplies U rounded to binary16: dx takes the adjoint path
+    # with that U, not a plan of the unrounded flip(w)ᵀ
+    from magma_wino import precision as P
+
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((1, 4, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    plan = mw.WinogradConv2d(w, None, 1, 2, backend, precision="fp16", allow_inaccurate=True)
+    assert not plan._dgrad_by_forward()
+    dy = rng.standard_normal(plan.out_shape(x.shape)).astype(np.float32)
+    g = plan.backward(x, dy)
+    U16 = P.from_storage(np.asarray(plan.U), "fp16").astype(np.float64)
+    want = R.input_transform_adjoint(np.matmul(U16.transpose(0, 2, 1), R.output_transform_adjoint(
+        dy.astype(np.float64), 2, 3)), 2, 3, x.shape, 1)
+    assert accuracy.rel_err(g.grad_input, want) <= _tol(backend, np.float32, 2, 3, 5 * 9, 2)
