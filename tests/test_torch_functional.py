@@ -179,6 +179,28 @@ def test_gradcheck_conv2d_winograd_csr(rng, backend):
                                               backend=backend), (x, U), backend, 2, 3, 2 * 9)
 
 
+@pytest.mark.parametrize("backend", GRAD_BACKENDS)
+@pytest.mark.parametrize("m,r,nd", [(4, 3, 2), (2, 5, 2), (2, 3, 3)])
+def test_gradcheck_winograd_domain_other_tiles_and_3d(rng, backend, m, r, nd):
+    """Winograd-domain weights beyond F(2,3): F(4,3), F(2,5), and 3D F(2,3), masked, Winograd-ReLU."""
+    a = m + r - 1
+    spatial = (5, 6) if nd == 2 else (3, 4, 3)
+    x, U, b = _t(rng, 1, 2, *spatial), _t(rng, a**nd, 2, 2), _t(rng, 2)
+    mask = _mask(rng, U.shape)
+    conv = F.conv2d_winograd if nd == 2 else F.conv3d_winograd
+    _gradcheck(lambda x, U, b: conv(x, U, b, 1, r=r, mask=mask, relu="winograd", backend=backend), (x, U, b),
+               backend, m, r, 2 * r**nd, nd=nd)
+
+
+def test_bfloat16_tensors_are_refused_by_name():
+    x = torch.ones(1, 2, 5, 5, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match="input is a bfloat16 tensor"):
+        F.conv2d(x, torch.ones(2, 2, 3, 3, dtype=torch.bfloat16), padding=1)
+    from magma_wino.torch import eligible
+
+    assert "bfloat16" in eligible(torch.nn.Conv2d(2, 2, 3, padding=1).to(torch.bfloat16))
+
+
 def test_masked_gradient_is_exactly_zero(rng):
     x, U = _t(rng, 1, 2, 5, 6), _t(rng, 16, 3, 2)
     mask = _mask(rng, U.shape)

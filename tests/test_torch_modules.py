@@ -230,10 +230,12 @@ def test_converted_model_has_the_same_outputs_and_gradients(winograd_domain):
     ref = _model()
     model = mt.convert(copy.deepcopy(ref), winograd_domain=winograd_domain)
     x = _x(20, 4, 3, 11, 9)
-    y_ref, y = ref(x), model(x)
+    x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ref, y = ref(x_ref), model(x_new)
     assert rel_err(y.detach().numpy(), y_ref.detach().numpy()) <= CONVERT_TOL
     y_ref.square().sum().backward()
     y.square().sum().backward()
+    assert rel_err(x_new.grad.numpy(), x_ref.grad.numpy()) <= CONVERT_TOL  # the input's gradient too
     grads = dict(model.named_parameters())
     for name, p in ref.named_parameters():
         g = grads[name].grad

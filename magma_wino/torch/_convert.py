@@ -22,7 +22,7 @@ def eligible(conv: nn.Module) -> str | None:
     exactly ``nn.Conv2d`` / ``nn.Conv3d`` (not a subclass, which may compute something
     else), a square (cubic) 3 or 5 kernel, stride 1, dilation 1, groups 1, "zeros" padding
     mode, padding <= r - 1 (or "valid" / "same", which are 0 and (r - 1) / 2 there), a
-    floating-point weight NumPy or the kernels can hold (not bfloat16 on the CPU)."""
+    floating-point weight NumPy or CuPy can view (not bfloat16)."""
     if type(conv) not in (nn.Conv2d, nn.Conv3d):
         return f"{type(conv).__name__} is not nn.Conv2d / nn.Conv3d"
     nd = 2 if type(conv) is nn.Conv2d else 3
@@ -45,8 +45,8 @@ def eligible(conv: nn.Module) -> str | None:
         return f"padding {pads} > r - 1 = {r - 1}"
     if not conv.weight.is_floating_point():
         return f"dtype {conv.weight.dtype} is not floating point"
-    if conv.weight.dtype == torch.bfloat16 and conv.weight.device.type == "cpu":
-        return "bfloat16 on the CPU (NumPy cannot hold it)"
+    if conv.weight.dtype == torch.bfloat16:
+        return "bfloat16 weights (NumPy and CuPy cannot view bfloat16 tensors)"
     return None
 
 

@@ -23,7 +23,9 @@ __all__ = ["conv2d", "conv3d", "conv2d_winograd", "conv3d_winograd"]
 
 Relu = Literal["spatial", "winograd"] | None
 _IntOrTuple = int | Sequence[int]
-_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# bfloat16 tensors are not taken: NumPy and CuPy have no bfloat16 dtype to view them as (the
+# library's bf16 mode is float32 data with bfloat16 products: precision="bf16")
+_FLOATS = (torch.float32, torch.float64, torch.float16)
 
 
 def _tensor(t: object, name: str) -> torch.Tensor:
@@ -70,9 +72,11 @@ def _check_common(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if input.dim() != nd + 2:
         raise ValueError(f"input must be {nd + 2}-D (N×C×{'D×' if nd == 3 else ''}H×W) for a {nd}D "
                          f"convolution, got shape {tuple(input.shape)}")
+    if input.dtype == torch.bfloat16:
+        raise TypeError("input is a bfloat16 tensor, which NumPy and CuPy cannot view; give float32 data "
+                        "(precision='bf16' runs the products in bfloat16)")
     if input.dtype not in _FLOATS:
-        raise TypeError(f"input must be a floating-point tensor (float32, float64, float16, bfloat16), "
-                        f"got {input.dtype}")
+        raise TypeError(f"input must be a floating-point tensor (float32, float64, float16), got {input.dtype}")
     if weight.device != input.device:
         raise TypeError(f"weight is on {weight.device} but input is on {input.device}: move both to one device")
     if weight.dtype != input.dtype:
@@ -131,7 +135,8 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     are 1 and ``padding`` is an int or (int, int) in [0, r - 1].
 
     Args:
-        input: N×C×H×W (float32, float64, float16; bfloat16 on CUDA only).
+        input: N×C×H×W (float32, float64, float16; bfloat16 tensors are refused: NumPy and
+            CuPy have no bfloat16 dtype, use float32 with ``precision="bf16"``).
         weight: K×C×r×r, same dtype and device as ``input``.
         bias: optional (K,).
         stride, dilation, groups: must be 1 (NotImplementedError otherwise, issue 17).
