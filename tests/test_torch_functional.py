@@ -397,3 +397,10 @@ def test_cuda_forward_and_gradients_equal_torch(precision):
     assert rel_err(y.detach().cpu().numpy(), ref.detach().cpu().numpy()) <= tol
     for a, e in zip(got, want):
         assert rel_err(a.cpu().numpy(), e.cpu().numpy()) <= tol
+
+
+def test_double_backward_is_refused_by_name(rng):
+    x, w = _t(rng, 1, 2, 5, 5), _t(rng, 2, 2, 3, 3)
+    (gx,) = torch.autograd.grad(F.conv2d(x, w, None, 1, 1, m=2).square().sum(), x, create_graph=True)
+    with pytest.raises(NotImplementedError, match="double backward"):
+        gx.sum().backward()

@@ -282,3 +282,15 @@ def _backward_winograd(ctx, grad):
 
 
 conv_winograd.register_autograd(_backward_winograd, setup_context=_setup_winograd)
+
+
+# --------------------------------------------------------------------------- double backward
+
+
+def _no_double_backward(ctx, *grads):
+    raise NotImplementedError("magma_wino.torch: double backward (create_graph=True, then differentiating the "
+                              "gradients again) is not supported; the backward operators have no autograd formula")
+
+
+for _op in (conv_spatial_backward, conv_winograd_backward):
+    _op.register_autograd(_no_double_backward, setup_context=lambda ctx, inputs, output: None)
