@@ -354,3 +354,15 @@ def test_pruning_with_an_optimiser_that_holds_state_keeps_pruned_entries_zero(ma
     assert torch.all(wd.weight[~wd.mask] == 0) and len(kept) == 3
     with pytest.raises(TypeError, match="optimizer must be"):
         wd.prune_(0.2, optimizer="sgd")
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_module_accepts_string_padding_like_nn_conv2d(padding):
+    torch.manual_seed(9)
+    layer = mt.WinogradConv2d(3, 4, 3, padding=padding, dtype=torch.float64)
+    ref = nn.Conv2d(3, 4, 3, padding=padding, dtype=torch.float64)
+    ref.load_state_dict(layer.state_dict())
+    x = _x(31, 1, 3, 7, 6)
+    assert rel_err(layer(x).detach().numpy(), ref(x).detach().numpy()) <= tolerance(np.float64, 4, 3, 27)
+    with pytest.raises(NotImplementedError, match="even kernel"):
+        mt.WinogradConv2d(3, 4, 4, padding="same")

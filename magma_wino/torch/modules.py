@@ -78,7 +78,9 @@ class _SpatialMixin:
     _nd = 2
 
     def _winograd_init(self, m: int | None, backend: str, precision: str, relu: F.Relu) -> None:
-        self._r, pads = _check_config(self._nd, self.kernel_size, self.stride, self.padding, self.dilation,
+        F._unsupported(self.stride, self._nd, "stride")  # before 'same' is resolved: it needs stride 1
+        padding = _conv_padding(self, self._nd) if isinstance(self.padding, str) else self.padding
+        self._r, pads = _check_config(self._nd, self.kernel_size, self.stride, padding, self.dilation,
                                       self.groups, self.padding_mode)
         self.padding = pads
         F._m_arg(m)
