@@ -77,6 +77,7 @@ class Case:
     layout: str | None = None  # None (channels first) or "NHWC" (2D dense cases)
     relu: str | None = None  # the input ReLU of dense cases: None, "spatial", "winograd"
     backward: bool = False  # plan.backward's dx and dw (dU) instead of the forward's y
+    output_relu: bool = False  # y = ReLU(conv + bias) (backward cases)
 
     @property
     def ndim(self) -> int:
@@ -86,6 +87,7 @@ class Case:
         sz = "x".join(map(str, self.size))
         more = "".join([f" {self.layout}" if self.layout else "",
                         f" relu={self.relu}" if self.relu else "",
+                        " output_relu" if self.output_relu else "",
                         " backward" if self.backward else "",
                         {None: "", True: " fused", False: " three-phase"}[self.fused]])
         return f"N={self.N} C={self.C} K={self.K} {sz} pad={self.padding}{more}"
@@ -230,7 +232,10 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
         add(group="backward", m=4, r=3, N=1, C=6, K=5, size=(9, 10), padding=1, dtype="float64", relu=relu,
             backward=True)
     add(group="backward", m=2, r=3, N=1, C=3, K=4, size=(5, 6, 7), padding=1, backward=True)
-    for variant, d in (("winograd", 0.5), ("winograd_relu", 0.3)):
+    add(group="backward", m=4, r=3, N=2, C=5, K=6, size=(9, 7), padding=1, layout="NHWC", backward=True)
+    add(group="backward", m=2, r=3, N=1, C=4, K=5, size=(8, 9), padding=1, dtype="float64", output_relu=True,
+        backward=True)
+    for variant, d in (("winograd", 0.5), ("winograd_relu", 0.3), ("winograd", 0.15)):  # 0.15: the CSR product
         add(group="backward", m=4, r=3, N=2, C=6, K=9, size=(11, 9), padding=1, variant=variant, density=d,
             dtype="float64", backward=True)
     if precision != "auto":
@@ -256,20 +261,33 @@ def run_backward_case(case: Case, backend: str) -> Result:
     w64 = rng.standard_normal((case.K, case.C, *(case.r,) * nd)).astype(dt).astype(np.float64)
     plan_cls = WinogradConv2d if nd == 2 else WinogradConv3d
     t0 = time.perf_counter()
+    b64 = rng.standard_normal(case.K).astype(dt).astype(np.float64)
     if case.variant == "dense":
-        plan = plan_cls(xp.asarray(w64.astype(dt)), None, case.padding, case.m, backend, relu=case.relu,
-                        precision=case.precision)
+        plan = plan_cls(xp.asarray(w64.astype(dt)), xp.asarray(b64.astype(dt)), case.padding, case.m, backend,
+                        relu=case.relu, precision=case.precision, layout=case.layout, output_relu=case.output_relu)
     else:
         U64 = reference.filter_transform(w64, case.m)
         plan = plan_cls.from_winograd(xp.asarray(U64.astype(dt)), case.r, prune=case.density, padding=case.padding,
-                                      m=case.m, backend=backend, precision=case.precision, sparse=False,
+                                      m=case.m, backend=backend, precision=case.precision, sparse="auto",
                                       relu="winograd" if case.variant == "winograd_relu" else None)
-    dy64 = rng.standard_normal(plan.out_shape(x64.shape)).astype(dt).astype(np.float64)
-    g = plan.backward(xp.asarray(x64.astype(dt)), xp.asarray(dy64.astype(dt)))
+    first = plan.out_shape(x64.shape) if case.layout is None else (case.N, case.K, *plan.out_shape(
+        x64.transpose(0, *range(2, 2 + nd), 1).shape)[1:-1])
+    dy64 = rng.standard_normal(first).astype(dt).astype(np.float64)
+
+    def last(a):  # channels first -> the plan's channels-last layout
+        return a if case.layout is None else np.ascontiguousarray(a.transpose(0, *range(2, a.ndim), 1))
+
+    g = plan.backward(xp.asarray(last(x64).astype(dt)), xp.asarray(last(dy64).astype(dt)))
     dx, dw = (_backend.to_host(a) for a in (g.grad_input, g.grad_weight))
+    if case.layout is not None:
+        dx = dx.transpose(0, nd + 1, *range(1, nd + 1))
     seconds = time.perf_counter() - t0
+    extra: dict[str, Any] = {"sparse_product": plan.uses_sparse_product}
     if case.variant == "dense":
         xin = np.maximum(x64, 0) if case.relu == "spatial" else x64
+        if case.output_relu:  # dy reaches the convolution only where y > 0
+            conv = reference.conv2d_direct if nd == 2 else reference.conv3d_direct
+            dy64 = dy64 * (conv(xin, w64, b64, case.padding) > 0)
         dx_ref, dw_ref = reference.conv_direct_backward(xin, w64, dy64, case.padding)
         if case.relu == "spatial":
             dx_ref *= x64 > 0
@@ -282,14 +300,14 @@ def run_backward_case(case: Case, backend: str) -> Result:
         dV = np.matmul((_backend.to_host(plan.U).astype(np.float64)).transpose(0, 2, 1), dM)
         dx_ref = reference.input_transform_adjoint(dV * (V > 0) if relu else dV, case.m, case.r, x64.shape,
                                                    case.padding)
-    P = plan._positions_and_tiles(x64.shape)[1]
+    P = plan._positions_and_tiles(last(x64).shape)[1]
     mode = plan._backward_precision
     parts = [(rel_err(dx, dx_ref), _precision.tolerance(mode, case.m, case.r, case.K * case.r**nd, nd)),
              (rel_err(dw, dw_ref), _precision.tolerance(mode, case.m, case.r, P * case.r**nd, nd))]
     err, bound = max(parts, key=lambda eb: eb[0] / eb[1])  # the part closest to its bound
     ok = all(math.isfinite(e) and e <= b for e, b in parts)
-    return Result(case, err, bound, seconds, ok, extra={"dx_err": parts[0][0], "dw_err": parts[1][0]},
-                  precision=plan.precision)
+    extra.update(dx_err=parts[0][0], dw_err=parts[1][0])
+    return Result(case, err, bound, seconds, ok, extra=extra, precision=plan.precision)
 
 
 def run_case(case: Case, backend: str) -> Result:
