@@ -47,6 +47,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FT = "tests/test_fused.py::"
 KT = "tests/test_kernels_emulator.py::"
+AT = "tests/test_kernels_adjoint.py::"
 SANITIZE = ("magma-wino validate --sanitize", ["-m", "magma_wino.validate", "--sanitize"])
 
 
@@ -144,6 +145,20 @@ MUTANTS = [
         "acc[i][j] = static_cast<float>(spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]));",
         [pytest_cmd(KT + "test_spmm_batched_fp64_on_non_integer_data_is_fp64_accurate")],
         "fp64 SpMM accumulator rounded to float at every step (exact on the integer tests)",
+    ),
+    Mutant(
+        "adjoint-first-covering-tile", "kernels/transform_adjoint.cuh",
+        "  first = lo <= 0 ? 0 : (lo + m - 1) / m;",
+        "  first = lo <= 0 ? 0 : (lo + m - 1) / m + 1;",
+        [pytest_cmd(AT + "test_input_transform_adjoint_matches_reference")],
+        "the input adjoint's gather skips the first of the tiles whose windows cover an element",
+    ),
+    Mutant(
+        "adjoint-output-clip", "kernels/transform_adjoint.cuh",
+        "n1 = min_int(m, Ho - h0),",
+        "n1 = min_int(m, Ho - h0 + 1),",
+        [pytest_cmd(AT + "test_output_transform_adjoint_matches_reference")],
+        "the output adjoint reads one row of dy past the clipped edge of the last tile row",
     ),
     Mutant(
         "fused-last-chunk", "kernels/winograd_fused.cuh",
