@@ -106,6 +106,14 @@ def _relu_arg(relu: object) -> str | None:
     return relu  # type: ignore[return-value]
 
 
+def _check_channels(input: torch.Tensor, bias: torch.Tensor | None, C: int, K: int, weight_name: str) -> None:
+    """input's channels are the weight's C; bias, if any, has the weight's K entries."""
+    if input.shape[1] != C:
+        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but {weight_name} has C = {C}")
+    if bias is not None and tuple(bias.shape) != (K,):
+        raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
+
+
 def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu):
     _check_common(input, weight, bias, nd, "spatial")
     _unsupported(stride, nd, "stride")
@@ -117,11 +125,7 @@ def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, pr
     if any(int(s) != r for s in weight.shape[2:]):
         raise ValueError(f"weight must have a cubic (square) kernel r×r{'×r' if nd == 3 else ''}, got shape "
                          f"{tuple(weight.shape)}")
-    if input.shape[1] != weight.shape[1]:
-        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight has "
-                         f"C = {weight.shape[1]}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    _check_channels(input, bias, int(weight.shape[1]), int(weight.shape[0]), "weight")
     pads = _padding(padding, nd, r)
     return _ops.conv_spatial(input, weight, bias, pads, _m_arg(m), _ops.resolve_backend(backend, input),
                              precision, _relu_arg(relu))
@@ -183,11 +187,7 @@ def _conv_winograd(nd, input, weight, bias, padding, r, mask, m, relu, sparse, p
     if m is not None and m != m_tile:
         raise ValueError(f"m={m!r} does not match weight: {weight.shape[0]} positions are F({m_tile}, {r}) "
                          f"(α = {m_tile + r - 1})")
-    if input.shape[1] != weight.shape[2]:
-        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight (α^nd×K×C) has "
-                         f"C = {weight.shape[2]}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[1],):
-        raise ValueError(f"bias must have shape ({weight.shape[1]},), got {tuple(bias.shape)}")
+    _check_channels(input, bias, int(weight.shape[2]), int(weight.shape[1]), "weight (α^nd×K×C)")
     if mask is not None:
         _tensor(mask, "mask")
         if mask.dtype != torch.bool:
