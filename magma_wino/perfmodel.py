@@ -1147,6 +1147,28 @@ def choose_algorithm(N: int, C: int, K: int, H: int, W: int | None = None, m: in
     return "fused" if fused.seconds < three.seconds else "three-phase"
 
 
+def estimate_data_gradient(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4, r: int = 3,
+                           precision: str = "tf32", gpu_key: str | GPU = "h200") -> dict[str, float]:
+    """ESTIMATED ms of dx for a 2D stride-1 'same' layer (N, C -> K, H x W) by the two ways
+    ``plan.backward`` can compute it (docs/backward.md):
+
+    * "forward kernels": the forward layer K -> C on dy with flip(w)ᵀ, fused or three-phase as
+      :func:`choose_algorithm` picks;
+    * "adjoint": dM = Oᵀ(dy), dV = Uᵀ·dM, dx = Iᵀ(dV).  Its phases move the bytes of the
+      three-phase forward K -> C (dM and dV have the sizes of that layer's V and M) and run the
+      same products; its transforms are the generic adjoint kernels, which do at least the
+      specialised kernels' work.  So the three-phase estimate of K -> C is a LOWER bound of it.
+
+    The forward-kernel path is therefore never estimated slower; it is faster wherever the
+    fused kernel is chosen."""
+    three = estimate_layer(N, K, C, H, W, m, r, precision, 1.0, gpu_key)
+    if choose_algorithm(N, K, C, H, W, m, r, precision, gpu_key) == "fused":
+        forward = estimate_fused(N, K, C, H, W, m, r, precision, gpu_key)
+    else:
+        forward = three
+    return {"forward kernels": forward.ms, "adjoint (lower bound)": three.ms}
+
+
 # --------------------------------------------------------------------------- tables
 
 

@@ -651,3 +651,16 @@ def test_load_sass_reads_fused_rows(tmp_path) -> None:
     builtin = pm.estimate_fused(**VGG_CONV3, m=2, precision="tf32").phases[0]
     assert e.mix_source == "SASS (given)" and e.bounds["issue"] < builtin.bounds["issue"]
     assert "SASS_FUSED_SM90 = {" in pm.fused_literal(sass)
+
+
+def test_data_gradient_by_forward_kernels_is_never_estimated_slower_than_the_adjoint_path():
+    # plan.backward computes dx of spatial plans by the forward kernels (docs/backward.md): the
+    # model must agree on the VGG-16 layers, and show the gain where the fused kernel is chosen
+    gains = []
+    for C, K, H in [(64, 64, 224), (64, 128, 112), (128, 128, 112), (256, 256, 56), (512, 512, 28)]:
+        for m in (2, 4):
+            for prec in ("tf32", "tf32x3", "fp32"):
+                e = pm.estimate_data_gradient(32, C, K, H, H, m, 3, prec)
+                assert e["forward kernels"] <= e["adjoint (lower bound)"], (C, K, H, m, prec)
+                gains.append(e["adjoint (lower bound)"] / e["forward kernels"])
+    assert max(gains) > 1.2  # the early layers at F(2,3), where the fused kernel wins
