@@ -56,7 +56,6 @@ def test_winograd_conv3d_from_conv():
                                          ({"padding_mode": "reflect", "padding": 1}, "padding_mode",
                                           NotImplementedError),
                                          ({"padding": 3}, "padding", ValueError),
-                                         ({"padding": "same"}, "padding", NotImplementedError),
                                          ({"kernel_size": (3, 5)}, "kernel_size", ValueError)])
 def test_winograd_conv2d_refuses_what_it_cannot_compute(kw, word, exc):
     args = {"kernel_size": 3, **kw}
