@@ -102,6 +102,17 @@ class BackwardMixin:
         with self._launch_scope(foreign):
             return self._backward(x, dy, input_grad, weight_grad)
 
+    def _gradient_tolerances(self, x_shape: tuple[int, ...]) -> tuple[float, float]:
+        """The bounds of ``rel_err`` of grad_input and grad_weight for an input of ``x_shape``
+        (the plan's layout), against float64 gradients.  The backward is a Winograd layer of
+        the forward's form — dx convolves dy with the rotated filter (K channels), dw sums over
+        the P tiles — so the forward's model (:func:`magma_wino.precision.tolerance`) at those
+        reduction lengths, in the backward's precision."""
+        mode, nd, r = self._backward_precision, self.ndim, self.r
+        P = self._positions_and_tiles(tuple(x_shape))[1]
+        return (_precision.tolerance(mode, self.m, r, self.K * r**nd, nd),
+                _precision.tolerance(mode, self.m, r, P * r**nd, nd))
+
     # ----------------------------------------------------------------- steps
 
     def _keep_spatial(self, w: Any) -> None:
@@ -171,14 +182,17 @@ class BackwardMixin:
         if self.bias is not None:
             grad_bias = self._in_data(dyf.sum(axis=(0,) + spatial_axes))
         grad_input = grad_weight = None
-        if input_grad and self._dgrad_by_forward():
-            dx = self._dgrad_plan_()(dyf)
+
+        def input_gradient(dx: Any) -> Any:  # channels-first, compute-dtype dx as grad_input
             if self.relu == "spatial":
                 dx *= xf > 0
-            grad_input = self._in_data(self._last_copy(dx) if self._channels_last else dx)
+            return self._in_data(self._last_copy(dx) if self._channels_last else dx)
+
+        if input_grad and self._dgrad_by_forward():
+            grad_input = input_gradient(self._dgrad_plan_()(dyf))
             input_grad = False
         if input_grad or weight_grad:
-            dM = self._output_adjoint(dyf)
+            dM = self._output_adjoint(dyf, tuple(xf.shape))
             if weight_grad or self.relu == "winograd":
                 V = V if V is not None else self._input_transform(xf, store=False)
             if weight_grad:
@@ -196,10 +210,7 @@ class BackwardMixin:
                 dV = self._dV(dM)
                 if self.relu == "winograd":
                     dV *= V > 0
-                dx = self._input_adjoint(dV, tuple(xf.shape))
-                if self.relu == "spatial":
-                    dx *= xf > 0
-                grad_input = self._in_data(self._last_copy(dx) if self._channels_last else dx)
+                grad_input = input_gradient(self._input_adjoint(dV, tuple(xf.shape)))
         return Gradients(grad_input, grad_weight, grad_bias)
 
     def _in_data(self, a: Any) -> Any:
@@ -221,9 +232,7 @@ class BackwardMixin:
         """Aᵀ, G, Bᵀ back to back on the plan's device: the adjoint kernels' coefficients (there
         are no specialised adjoints; the forward's generic kernels take the same buffer)."""
         if self._mats is None and getattr(self, "_adjoint_mats", None) is None:
-            at, g, bt = self.transform.matrices(self._cdtype)
-            host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
-            self._adjoint_mats = self._engine.xp.asarray(host)
+            self._adjoint_mats = self._engine.xp.asarray(self._matrices_host())
             _settle(self._engine)
         return self._mats if self._mats is not None else self._adjoint_mats
 
@@ -236,15 +245,8 @@ class BackwardMixin:
         mode = self._backward_precision
         if self._engine is None:
             return _precision.matmul(A, B, mode)
-        e = self._engine
-        batch, m, k = (int(s) for s in A.shape)
-        n = int(B.shape[2])
-        dt, code = self._code(), _precision.ext_code(e.ext, mode)
-        C = e.empty((batch, m, n), self._cdtype)
-        nbytes = int(e.ext.gemm_batched_ex_workspace(dt, code, batch, m, n, k))
-        ws = e.empty((nbytes,), np.uint8) if nbytes else None
-        e.ext.gemm_batched_ex_ws(dt, code, batch, m, n, k, e.ptr(A), e.ptr(B), e.ptr(C), e.ptr(ws), nbytes,
-                                 e.stream())
+        C = self._engine.empty((int(A.shape[0]), int(A.shape[1]), int(B.shape[2])), self._cdtype)
+        self._gemm(A, B, C, mode)
         return C
 
     def _dV(self, dM: Any) -> Any:
@@ -252,41 +254,32 @@ class BackwardMixin:
         xp = self._xp
         if not self._sparse or self._engine is None:
             return self._bmm(xp.ascontiguousarray(self._U_compute().transpose(0, 2, 1)), dM)
-        e = self._engine
-        ct = self._csr_transposed()
-        positions, P = int(dM.shape[0]), int(dM.shape[2])
-        dV = e.empty((positions, self.C, P), self._cdtype)
-        e.ext.spmm_batched(self._code(), positions, self.C, self.K, P, e.ptr(ct.row_ptr), e.ptr(ct.col_idx),
-                           e.ptr(ct.values), ct.nnz, e.ptr(dM), e.ptr(dV), e.stream())
+        dV = self._engine.empty((int(dM.shape[0]), self.C, int(dM.shape[2])), self._cdtype)
+        self._spmm(self._csr_transposed(), dM, dV)
         return dV
 
     def _csr_transposed(self) -> BatchedCSR:
-        """The CSR of U[b]ᵀ (C×K per position), built once from the plan's CSR on the host."""
+        """The CSR of U[b]ᵀ (C×K per position), built once from the plan's CSR on its backend
+        (a CuPy CSR is transposed on its GPU)."""
         if getattr(self, "_csr_t", None) is None:
-            xp = self._xp  # on the plan's backend: a CuPy CSR is transposed on its GPU
+            xp = self._xp
             c = self.csr
-            dense = c.to_dense().transpose(0, 2, 1)
-            ones = BatchedCSR(c.row_ptr, c.col_idx, xp.ones(c.nnz, c.values.dtype), c.shape)
-            pattern = (ones.to_dense() > 0).transpose(0, 2, 1)  # explicit zeros stay entries
+            dense, pattern = (a.transpose(0, 2, 1) for a in (c.to_dense(), _pattern(c)))
             self._csr_t = BatchedCSR.from_dense(xp.ascontiguousarray(dense), xp.ascontiguousarray(pattern))
             _settle(self._engine)
         return self._csr_t
 
-    def _output_adjoint(self, dyf: Any) -> Any:
-        """dM = Oᵀ(dy) for a channels-first, compute-dtype dy."""
+    def _output_adjoint(self, dyf: Any, xshape: tuple[int, ...]) -> Any:
+        """dM = Oᵀ(dy) for a channels-first, compute-dtype dy of an input of ``xshape``."""
         if self._engine is None:
             return reference.output_transform_adjoint(dyf, self.m, self.r, self._points)
         e = self._engine
-        xshape = (int(dyf.shape[0]), self.C) + self._in_spatial(tuple(dyf.shape[2:]))
         desc = self._desc(xshape)
         geo = desc.geometry(self._code())
         dM = e.empty((geo["positions"], self.K, geo["num_tiles"]), self._cdtype)
         e.ext.output_transform_adjoint(desc, self._code(), e.ptr(dyf), e.ptr(dM), e.ptr(self._matrices_buffer()),
                                        e.stream())
         return dM
-
-    def _in_spatial(self, out: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(o - 2 * p + self.r - 1 for o, p in zip(out, self.padding))
 
     def _input_adjoint(self, dV: Any, xshape: tuple[int, ...]) -> Any:
         """dx = Iᵀ(dV), channels first, compute dtype."""
@@ -304,8 +297,7 @@ class BackwardMixin:
             return reference.filter_transform_adjoint(dU, self.m, self.r, self.ndim, self._points)
         e = self._engine
         dw = e.empty((self.K, self.C) + (self.r,) * self.ndim, self._cdtype)
-        desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim, (0,) * self.ndim)
-        e.ext.filter_transform_adjoint(desc, self._code(), e.ptr(dU), e.ptr(dw), e.ptr(self._matrices_buffer()),
+        e.ext.filter_transform_adjoint(self._filter_desc(), self._code(), e.ptr(dU), e.ptr(dw), e.ptr(self._matrices_buffer()),
                                        e.stream())
         return dw
 
@@ -318,7 +310,7 @@ def _settle(engine: Any) -> None:
         engine.xp.cuda.get_current_stream().synchronize()
 
 
-def _pattern(csr: BatchedCSR) -> np.ndarray:
-    """The bool structure of a host CSR (explicit zeros count as entries)."""
-    ones = BatchedCSR(csr.row_ptr, csr.col_idx, np.ones(csr.nnz, np.float64), csr.shape)
+def _pattern(csr: BatchedCSR) -> Any:
+    """The bool structure of a CSR, where it lives (explicit zeros count as entries)."""
+    ones = BatchedCSR(csr.row_ptr, csr.col_idx, csr.xp.ones(csr.nnz, np.float64), csr.shape)
     return ones.to_dense() > 0

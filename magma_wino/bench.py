@@ -490,11 +490,9 @@ def _backward_row(fwd: dict[str, Any], plan: Any, x: Any, xh: np.ndarray, wh: np
     seconds = timer(lambda: plan.backward(x, dy), repeat)
     g = plan.backward(x[:1], dy[:1])  # the check: image 0 against the direct gradients
     dx_ref, dw_ref = reference.conv_direct_backward(xh[:1], wh, dyh[:1], pad)
-    nd, r = plan.ndim, plan.r
-    P = plan._positions_and_tiles(tuple(xh[:1].shape))[1]
-    mode = plan._backward_precision
-    parts = [(rel_err(_backend.to_host(g.grad_input), dx_ref), _precision.tolerance(mode, plan.m, r, plan.K * r**nd, nd)),
-             (rel_err(_backend.to_host(g.grad_weight), dw_ref), _precision.tolerance(mode, plan.m, r, P * r**nd, nd))]
+    tol_dx, tol_dw = plan._gradient_tolerances(tuple(xh[:1].shape))
+    parts = [(rel_err(_backend.to_host(g.grad_input), dx_ref), tol_dx),
+             (rel_err(_backend.to_host(g.grad_weight), dw_ref), tol_dw)]
     err, tol = max(parts, key=lambda et: et[0] / et[1])  # the gradient nearest its bound
     flops = 2 * fwd["flops"]  # dx and dw: each as many multiply-adds as the forward
     return dict(fwd, product="backward", ms=seconds * 1e3, flops=flops,

@@ -226,10 +226,8 @@ class _WinogradConvNd(BackwardMixin):
         self.generic = use_generic
         self._mats = None
         if self._engine is not None and use_generic:
-            at, g, bt = self.transform.matrices(self._cdtype)
-            host = np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
             with self._scope():
-                self._mats = self._engine.xp.asarray(host)
+                self._mats = self._engine.xp.asarray(self._matrices_host())
         if bias is not None:
             _checks.check_bias(bias, self.K)
             if np.dtype(bias.dtype) != self.dtype:
@@ -242,6 +240,17 @@ class _WinogradConvNd(BackwardMixin):
             elif bias_borrowed:
                 self._borrowed += (bias,)
         self.bias = bias
+
+    def _matrices_host(self) -> np.ndarray:
+        """Aᵀ, G, Bᵀ back to back in the compute dtype: the ``matrices`` of the generic kernels
+        (and of the adjoint kernels, which apply their transposes)."""
+        at, g, bt = self.transform.matrices(self._cdtype)
+        return np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
+
+    def _filter_desc(self) -> Any:
+        """The descriptor of the filter transform and its adjoint: one r^nd 'image', no padding."""
+        return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim,
+                                         (0,) * self.ndim)
 
     def _scope(self) -> contextlib.AbstractContextManager[Any]:
         """The plan's GPU made current (a no-op on the host backends)."""
@@ -379,10 +388,8 @@ class _WinogradConvNd(BackwardMixin):
         else:
             e = self._engine
             U = e.empty((self.alpha**self.ndim, self.K, self.C), self._vdtype)
-            desc = e.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim,
-                                  (0,) * self.ndim)
             # computed in the compute dtype, stored as U's dtype (16 bits in fp16 / bf16)
-            e.ext.filter_transform_ex(desc, _backend.kernel_dtype(self._cdtype, "w"), self._storage_code(),
+            e.ext.filter_transform_ex(self._filter_desc(), _backend.kernel_dtype(self._cdtype, "w"), self._storage_code(),
                                       e.ptr(w), e.ptr(U), e.ptr(self._mats), e.stream())
         self._check_fp16_range(U)
         return U
@@ -761,22 +768,33 @@ class _WinogradConvNd(BackwardMixin):
             # The numpy path emulates the tensor-core operand rounding of tf32 / tf32x3 for
             # dense plans; sparse plans' products are SIMT (plain matmul) in every mode.
             return _precision.matmul(self.U, V, "fp32" if self._sparse else self.precision, out=out)
-        e = self._engine
-        dt = _backend.kernel_dtype(self._cdtype, "V")
-        M = out if out is not None else e.empty((positions, self.K, P), self._cdtype)
+        M = out if out is not None else self._engine.empty((positions, self.K, P), self._cdtype)
         if self._sparse:
-            c = self._csr
-            e.ext.spmm_batched(dt, positions, self.K, self.C, P, e.ptr(c.row_ptr), e.ptr(c.col_idx),
-                               e.ptr(c.values), c.nnz, e.ptr(V), e.ptr(M), e.stream())
+            self._spmm(self._csr, V, M)
         else:
-            # Split-K (gemm_tc.cuh) when the grid would not fill the GPU: the partials go to a
-            # workspace from the pool (stream-ordered: freed after the launch on this stream).
-            code = _precision.ext_code(e.ext, self.precision)
-            nbytes = self._split_k_bytes(P)
-            ws = e.empty((nbytes,), np.uint8) if nbytes else None
-            e.ext.gemm_batched_ex_ws(dt, code, positions, self.K, P, self.C, e.ptr(self.U), e.ptr(V), e.ptr(M),
-                                     e.ptr(ws), nbytes, e.stream())
+            self._gemm(self.U, V, M, self.precision)
         return M
+
+    def _gemm(self, A: Any, B: Any, C: Any, mode: str) -> None:
+        """C[b] = A[b] · B[b] on the device, the batched products in ``mode``.  Split-K
+        (gemm_tc.cuh) when the grid would not fill the GPU: the partials go to a workspace from
+        the pool (stream-ordered: freed after the launch on this stream)."""
+        e = self._engine
+        batch, m, k = (int(s) for s in A.shape)
+        n = int(B.shape[2])
+        dt, code = _backend.kernel_dtype(self._cdtype, "V"), _precision.ext_code(e.ext, mode)
+        nbytes = int(e.ext.gemm_batched_ex_workspace(dt, code, batch, m, n, k))
+        ws = e.empty((nbytes,), np.uint8) if nbytes else None
+        e.ext.gemm_batched_ex_ws(dt, code, batch, m, n, k, e.ptr(A), e.ptr(B), e.ptr(C), e.ptr(ws), nbytes,
+                                 e.stream())
+
+    def _spmm(self, csr: BatchedCSR, B: Any, C: Any) -> None:
+        """C[b] = csr[b] · B[b] on the device (the batched CSR kernel, SIMT in the compute dtype)."""
+        e = self._engine
+        batch, rows, cols = csr.shape
+        e.ext.spmm_batched(_backend.kernel_dtype(self._cdtype, "V"), batch, rows, cols, int(B.shape[2]),
+                           e.ptr(csr.row_ptr), e.ptr(csr.col_idx), e.ptr(csr.values), csr.nnz, e.ptr(B), e.ptr(C),
+                           e.stream())
 
     def _split_k_bytes(self, P: int) -> int:
         """Workspace bytes of the dense product's split-K for P tiles (0: no split)."""

@@ -248,9 +248,8 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
 def run_backward_case(case: Case, backend: str) -> Result:
     """plan.backward on ``backend`` against float64 gradients: the direct convolution's for
     spatial weights (``conv_direct_backward``), the adjoint formula Oᵀ(dy)·Vᵀ (masked) for
-    Winograd-domain weights.  The bound: the backward is a Winograd layer of the same form —
-    dx convolves dy with the rotated filter (K channels), dw sums over the P tiles — so the
-    forward's model (:func:`magma_wino.precision.tolerance`) with those reduction lengths."""
+    Winograd-domain weights, bounded by ``plan._gradient_tolerances`` (the forward's model at
+    the backward's reduction lengths)."""
     from .accuracy import rel_err  # noqa: PLC0415
 
     rng = np.random.default_rng(case.seed)
@@ -300,10 +299,8 @@ def run_backward_case(case: Case, backend: str) -> Result:
         dV = np.matmul((_backend.to_host(plan.U).astype(np.float64)).transpose(0, 2, 1), dM)
         dx_ref = reference.input_transform_adjoint(dV * (V > 0) if relu else dV, case.m, case.r, x64.shape,
                                                    case.padding)
-    P = plan._positions_and_tiles(last(x64).shape)[1]
-    mode = plan._backward_precision
-    parts = [(rel_err(dx, dx_ref), _precision.tolerance(mode, case.m, case.r, case.K * case.r**nd, nd)),
-             (rel_err(dw, dw_ref), _precision.tolerance(mode, case.m, case.r, P * case.r**nd, nd))]
+    tol_dx, tol_dw = plan._gradient_tolerances(last(x64).shape)
+    parts = [(rel_err(dx, dx_ref), tol_dx), (rel_err(dw, dw_ref), tol_dw)]
     err, bound = max(parts, key=lambda eb: eb[0] / eb[1])  # the part closest to its bound
     ok = all(math.isfinite(e) and e <= b for e, b in parts)
     extra.update(dx_err=parts[0][0], dw_err=parts[1][0])
