@@ -620,10 +620,8 @@ class _WinogradConvNd(BackwardMixin):
     @property
     def weight_density(self) -> float:
         """Fraction of nonzero Winograd-domain weights."""
-        if self._csr is not None:
-            return float(self._csr.density)
-        if getattr(self, "_csr_pattern", None) is not None:
-            return self._density
+        if self._weights_domain == "winograd":
+            return self._density  # of the stored structure (the CSR's, built or not)
         return self._nonzero_fraction(self._U)
 
     def _nonzero_fraction(self, a: Any) -> float:

@@ -86,10 +86,10 @@ def _to_array(t: torch.Tensor | None, name: str, backend: str) -> Any:
     t = t.detach()
     if not t.is_contiguous():
         t = t.contiguous()  # channels_last / strided tensors: the plans take C order (a copy)
+    if t.dtype == torch.bfloat16:  # (the functional API refuses it first; this guards the operators)
+        raise TypeError(f"{name} is bfloat16, which NumPy and CuPy cannot view; give float32 data "
+                        f"(precision='bf16' runs the products in bfloat16)")
     if backend in _HOST_BACKENDS:
-        if t.dtype == torch.bfloat16:
-            raise TypeError(f"{name} is bfloat16, which NumPy (the {backend} backend) cannot view; "
-                            f"use float32 or float64 on CPU, or backend='cuda'")
         return t.numpy()
     import cupy
 
@@ -139,15 +139,8 @@ def _spatial_plan(x, weight, bias, padding, m, backend, precision, relu):
 def _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse):
     be = resolve_backend(backend, x)
     cls = _plan_class(x)
-    u, b = _to_array(U, "weight", be), _to_array(bias, "bias", be)
-    msk = None
-    if mask is not None:
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
-        if tuple(mask.shape) != tuple(U.shape):
-            raise ValueError(f"mask must have the shape of the Winograd-domain weight, {tuple(U.shape)}, "
-                             f"got {tuple(mask.shape)}")
-        msk = _to_array(mask, "mask", be)
+    # the mask's dtype and shape are checked by from_winograd, which names it
+    u, b, msk = _to_array(U, "weight", be), _to_array(bias, "bias", be), _to_array(mask, "mask", be)
     sp: bool | str = "auto" if sparse is None else bool(sparse)
     plan = cls.from_winograd(u, r, mask=msk, bias=b, padding=tuple(padding), m=m if m > 0 else None,
                              backend=be, relu=_relu_arg(relu), sparse=sp, precision=precision)

@@ -54,6 +54,15 @@ def _unsupported(v: object, nd: int, name: str, value: int = 1) -> None:
             f"the rest); use torch.nn.functional for this layer")
 
 
+def _stride1_only(nd: int, stride: object, dilation: object, groups: object) -> None:
+    """Stride, dilation and groups of 1 (the layers this library computes), or a clear error."""
+    _unsupported(stride, nd, "stride")
+    _unsupported(dilation, nd, "dilation")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups != 1:
+        raise NotImplementedError(f"groups={groups!r} is not supported: the Winograd layers compute groups 1 "
+                                  f"only (issue 17)")
+
+
 def _padding(padding: object, nd: int, r: int) -> list[int]:
     if isinstance(padding, str):
         raise NotImplementedError(f"padding={padding!r} is not supported: give the zero padding as ints "
@@ -116,11 +125,7 @@ def _check_channels(input: torch.Tensor, bias: torch.Tensor | None, C: int, K: i
 
 def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu):
     _check_common(input, weight, bias, nd, "spatial")
-    _unsupported(stride, nd, "stride")
-    _unsupported(dilation, nd, "dilation")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups != 1:
-        raise NotImplementedError(f"groups={groups!r} is not supported: the Winograd layers compute groups 1 "
-                                  f"only (issue 17)")
+    _stride1_only(nd, stride, dilation, groups)
     r = int(weight.shape[2])
     if any(int(s) != r for s in weight.shape[2:]):
         raise ValueError(f"weight must have a cubic (square) kernel r×r{'×r' if nd == 3 else ''}, got shape "

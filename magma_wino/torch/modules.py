@@ -48,10 +48,7 @@ def _check_config(nd: int, kernel_size: Any, stride: Any, padding: Any, dilation
         raise ValueError(f"kernel_size={kernel_size!r} is not supported: the Winograd layers need a square "
                          f"(cubic) kernel r×r{'×r' if nd == 3 else ''}")
     r = ks[0]
-    F._unsupported(stride, nd, "stride")
-    F._unsupported(dilation, nd, "dilation")
-    if groups != 1:
-        raise NotImplementedError(f"groups={groups!r} is not supported: the Winograd layers compute groups 1 only")
+    F._stride1_only(nd, stride, dilation, groups)
     if padding_mode != "zeros":
         raise NotImplementedError(f"padding_mode={padding_mode!r} is not supported: the Winograd layers pad "
                                   f"with zeros only")
@@ -78,7 +75,7 @@ class _SpatialMixin:
     _nd = 2
 
     def _winograd_init(self, m: int | None, backend: str, precision: str, relu: F.Relu) -> None:
-        F._unsupported(self.stride, self._nd, "stride")  # before 'same' is resolved: it needs stride 1
+        # (nn.Conv2d itself refuses 'same' with a stride other than 1)
         padding = _conv_padding(self, self._nd) if isinstance(self.padding, str) else self.padding
         self._r, pads = _check_config(self._nd, self.kernel_size, self.stride, padding, self.dilation,
                                       self.groups, self.padding_mode)
