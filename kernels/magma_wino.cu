@@ -313,6 +313,26 @@ cudaError_t dispatch_dtype(mw_dtype dtype, F&& f) {
 
 cudaStream_t as_stream(mw_stream s) { return reinterpret_cast<cudaStream_t>(s); }
 
+// One adjoint entry: descriptor and dtype, the two arrays (named by `arrays` when NULL), the
+// matrices, then launch(ndim, g, matrices, in, out, stream) for the dtype's element type.
+template <typename Launch>
+mw_status adjoint_entry(const mw_conv_desc* desc, mw_dtype dtype, const void* in, void* out,
+                        const char* arrays, const void* matrices, mw_stream stream,
+                        const char* what, Launch&& launch) {
+  mw::ConvGeometry g;
+  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
+  if (in == nullptr || out == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "%s must not be NULL", arrays);
+  if (mw_status st = check_adjoint_matrices(matrices)) return st;
+  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    return launch(desc->ndim, g,
+                  mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
+                  static_cast<const T*>(in), static_cast<T*>(out), as_stream(stream));
+  });
+  return from_cuda(err, what);
+}
+
 }  // namespace
 
 extern "C" {
@@ -397,50 +417,23 @@ mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const vo
 
 mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dy,
                                       void* dM, const void* matrices, mw_stream stream) {
-  mw::ConvGeometry g;
-  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
-  if (dy == nullptr || dM == nullptr)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dy and dM must not be NULL");
-  if (mw_status st = check_adjoint_matrices(matrices)) return st;
-  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
-    using T = std::remove_pointer_t<decltype(t)>;
-    return mw::output_transform_adjoint_launch<T>(
-        desc->ndim, g, mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
-        static_cast<const T*>(dy), static_cast<T*>(dM), as_stream(stream));
-  });
-  return from_cuda(err, "output transform adjoint");
+  return adjoint_entry(desc, dtype, dy, dM, "dy and dM", matrices, stream,
+                       "output transform adjoint",
+                       [](auto&&... a) { return mw::output_transform_adjoint_launch(a...); });
 }
 
 mw_status mw_input_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dV,
                                      void* dx, const void* matrices, mw_stream stream) {
-  mw::ConvGeometry g;
-  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
-  if (dV == nullptr || dx == nullptr)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dV and dx must not be NULL");
-  if (mw_status st = check_adjoint_matrices(matrices)) return st;
-  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
-    using T = std::remove_pointer_t<decltype(t)>;
-    return mw::input_transform_adjoint_launch<T>(
-        desc->ndim, g, mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
-        static_cast<const T*>(dV), static_cast<T*>(dx), as_stream(stream));
-  });
-  return from_cuda(err, "input transform adjoint");
+  return adjoint_entry(desc, dtype, dV, dx, "dV and dx", matrices, stream,
+                       "input transform adjoint",
+                       [](auto&&... a) { return mw::input_transform_adjoint_launch(a...); });
 }
 
 mw_status mw_filter_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dU,
                                       void* dw, const void* matrices, mw_stream stream) {
-  mw::ConvGeometry g;
-  if (mw_status st = make_geometry(desc, dtype, nullptr, &g)) return st;
-  if (dU == nullptr || dw == nullptr)
-    return fail(MW_STATUS_INVALID_ARGUMENT, "dU and dw must not be NULL");
-  if (mw_status st = check_adjoint_matrices(matrices)) return st;
-  const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
-    using T = std::remove_pointer_t<decltype(t)>;
-    return mw::filter_transform_adjoint_launch<T>(
-        desc->ndim, g, mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
-        static_cast<const T*>(dU), static_cast<T*>(dw), as_stream(stream));
-  });
-  return from_cuda(err, "filter transform adjoint");
+  return adjoint_entry(desc, dtype, dU, dw, "dU and dw", matrices, stream,
+                       "filter transform adjoint",
+                       [](auto&&... a) { return mw::filter_transform_adjoint_launch(a...); });
 }
 
 namespace {
