@@ -269,9 +269,8 @@ def run_backward_case(case: Case, backend: str) -> Result:
         plan = plan_cls.from_winograd(xp.asarray(U64.astype(dt)), case.r, prune=case.density, padding=case.padding,
                                       m=case.m, backend=backend, precision=case.precision, sparse="auto",
                                       relu="winograd" if case.variant == "winograd_relu" else None)
-    first = plan.out_shape(x64.shape) if case.layout is None else (case.N, case.K, *plan.out_shape(
-        x64.transpose(0, *range(2, 2 + nd), 1).shape)[1:-1])
-    dy64 = rng.standard_normal(first).astype(dt).astype(np.float64)
+    y_first = (case.N, case.K, *(s + 2 * case.padding - case.r + 1 for s in case.size))  # channels first
+    dy64 = rng.standard_normal(y_first).astype(dt).astype(np.float64)
 
     def last(a):  # channels first -> the plan's channels-last layout
         return a if case.layout is None else np.ascontiguousarray(a.transpose(0, *range(2, a.ndim), 1))
