@@ -1,6 +1,6 @@
 """Accuracy study: float32 Winograd error against the float64 direct convolution.
 
-``magma-wino accuracy`` (= ``python -m magma_wino.accuracy``) measures, for F(2,3), F(4,3),
+``magma-wino accuracy`` (= ``python -m magma_wino.cli.accuracy``) measures, for F(2,3), F(4,3),
 F(6,3), F(8,3), F(2,5) and F(4,5) in float32, on VGG-16 layer shapes (batch 1, the real
 channel counts, spatial size capped at ``--spatial``), the maximum and the mean relative
 error of the NumPy Winograd reference (``reference.winograd_conv2d(..., points=...)``)
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import platform
 import sys
@@ -80,9 +79,6 @@ __all__ = [
     "nnpack_comparison",
     "plot",
     "markdown",
-    "add_arguments",
-    "run",
-    "main",
 ]
 
 #: The tile configurations of the study: (m, r).
@@ -952,44 +948,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the options of ``magma-wino accuracy`` to ``parser``."""
-    parser.add_argument("--out", metavar="DIR", help="write accuracy.json, accuracy.md, accuracy.png here")
-    parser.add_argument("--spatial", type=int, default=28,
-                        help="cap of the VGG-16 spatial size H = W (default 28: 224/112/56 → 28)")
-    parser.add_argument("--layers", nargs="+", metavar="NAME",
-                        help="VGG-16 layer names (conv1_1 … conv5_3); default all 13")
-    parser.add_argument("--tiles", nargs="+", metavar="M,R", default=[f"{m},{r}" for m, r in TILES],
-                        help="F(m,r) as m,r (default: 2,3 4,3 6,3 8,3 2,5 4,5)")
-    parser.add_argument("--points", nargs="+", choices=POINT_SETS, default=list(POINT_SETS),
-                        help="point sets (default: all)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--no-emulator", action="store_true", help="skip the emulator-backend check")
-    parser.add_argument("--no-nnpack", action="store_true", help="skip the NNPACK-style comparison")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="small: conv1_2, conv3_1, conv5_1 at 14×14, F(2,3) F(4,3) F(6,3) F(2,5); "
-                             "precision study at 3D 4×4×4")
-    g = parser.add_argument_group("precision modes (every concrete mode of magma_wino.precision × F(m,r) × layer)")
-    g.add_argument("--modes", nargs="+", metavar="MODE",
-                   help="precision modes (default: every concrete mode precision.MODES has: "
-                        + " ".join(concrete_modes()) + ")")
-    g.add_argument("--precision-tiles", nargs="+", metavar="M,R[,ND]",
-                   default=[f"{m},{r}" + (",3" if nd == 3 else "") for m, r, nd in PRECISION_TILES],
-                   help="F(m,r) of the mode study as m,r (2D) or m,r,3 (3D) (default: 2,3 4,3 6,3 2,5 2,3,3 4,3,3)")
-    g.add_argument("--backend", choices=("numpy", "emulator"), default="numpy",
-                   help="numpy (tensor-core operand rounding emulated, default) or emulator (the CUDA kernels "
-                        "on the CPU: slow, cap the shapes with --spatial / --layers / --max-channels)")
-    g.add_argument("--spatial-3d", type=int, default=8, help="3D layers: D = H = W (default 8)")
-    g.add_argument("--max-channels", type=int, default=None, metavar="N",
-                   help="cap C and K of the mode study's layers at N (for --backend emulator)")
-    g.add_argument("--max-channels-3d", type=int, default=128, metavar="N",
-                   help="cap C and K of the 3D layers at N (default 128)")
-    g.add_argument("--no-precision", action="store_true", help="skip the precision-mode study")
-    return parser
+# --------------------------------------------------------------------------- a study of parsed options
+# (the options themselves: magma_wino.cli.accuracy, ``magma-wino accuracy``)
 
 
 def _parse_precision_tiles(items: Sequence[str]) -> list[tuple[int, int, int]]:
@@ -1093,32 +1053,6 @@ def _with_progress(fn, total: int):
         return fn(lambda: prog.advance(task))
 
 
-def print_summary(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Winograd {result['meta']['dtype']} error vs float64 direct (max over layers)")
-    for col in ("F(m,r)", "points", "max rel", "mean rel", "err/bound", "usable limit", "ok"):
-        table.add_column(col, justify="right")
-    for s in sorted(result["summary"], key=lambda s: (s["r"], s["m"], s["points"])):
-        table.add_row(s["F"], s["points"], _e(s["max_rel"]), _e(s["mean_rel"]),
-                      f"{s['max_tolerance_ratio']:.3f}", f"{s['usable_limit']:.0e}", _ok_str(s))
-    Console(width=None if Console().is_terminal else 120).print(table)
-    print("ok = within the a-priori bound (as accurate as the algorithm can be) and within the usable limit")
-    prec = result.get("precision") or {}
-    if prec.get("summary"):
-        table = Table(title=f"Precision modes ({prec['backend']} backend): error vs float64 direct (max over layers)")
-        for col in ("F(m,r)", "mode", "data", "max rel", "mean rel", "err/bound", "usable limit", "ok"):
-            table.add_column(col, justify="right")
-        for s in _sorted_precision(prec["summary"]):
-            table.add_row(s["F"], s["mode"], s["dtype"], _e_or(s["max_rel"]), _e_or(s["mean_rel"]),
-                          "-" if s["max_tolerance_ratio"] is None else f"{s['max_tolerance_ratio']:.3f}",
-                          f"{s['usable_limit']:.0e}", _precision_ok_str(s))
-        Console(width=None if Console().is_terminal else 120).print(table)
-        for c in prec["checks"]:
-            print(f"{c['F']}: {c['check']}: ratio {c['ratio']:.2f} -> {'yes' if c['passed'] else 'NO'}")
-
-
 def _sorted_precision(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     order = {p: i for i, p in enumerate(concrete_modes())}
     return sorted(summary, key=lambda s: (s["ndim"], s["r"], s["m"], order.get(s["mode"], 99)))
@@ -1180,33 +1114,3 @@ def precision_markdown(prec: dict[str, Any]) -> str:
     lines += ["", "Reference lines: " + "; ".join(f"{x['what']}: {x['rel_err']:.0e}" for x in prec["reference_lines"])
               + "."]
     return "\n".join(lines) + "\n"
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``magma-wino accuracy`` with parsed ``args``; exit status 1 if a default-points row
-    or a precision-mode row exceeds its a-priori bound (an implementation error; rows that are
-    merely not usable — e.g. F(8,3) in float32, tf32 on F(4,3) — are reported as such, not as a
-    failure)."""
-    command = getattr(args, "command_line", None) or "magma-wino accuracy " + " ".join(getattr(args, "_argv", []))
-    result = collect(args, command.strip())
-    print_summary(result)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-        (out / "accuracy.md").write_text(markdown(result))
-        png = plot(result["summary"], out / "accuracy.png")
-        print(f"wrote {out / 'accuracy.json'}, {out / 'accuracy.md'}" + (f", {png}" if png else ""))
-    bad = [s for s in result["summary"] if not s["within_bound"] and s["points"] == "default"]
-    bad += [s for s in (result.get("precision") or {}).get("summary", []) if s["within_bound"] is False]
-    return 1 if bad else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import module_main  # noqa: PLC0415
-
-    return module_main("magma-wino accuracy", __doc__, add_arguments, run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

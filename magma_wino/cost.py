@@ -4,7 +4,7 @@
 element-wise products of *one* tile and *one* channel pair.  A layer also pays the
 transforms, and pruning changes the products.  This module counts everything, exactly,
 from the actual transform matrices of :func:`magma_wino.transforms.winograd`, so the claim
-can be checked with numbers (``python -m magma_wino.cost``; docs/cost.md).
+can be checked with numbers (``magma-wino cost``; docs/cost.md).
 
 How counts are made
 -------------------
@@ -65,7 +65,6 @@ Pass ``U=`` (array, mask or :class:`~magma_wino.sparse.BatchedCSR`) for exact ro
 
 from __future__ import annotations
 
-import argparse
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
@@ -762,24 +761,3 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
         out.append("  ".join("-" * w for w in widths))
     out += [line(row) for row in cells]
     return "\n".join(out)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: ``python -m magma_wino.cost [--network vgg16|c3d] [--m 2 4 6] [--totals-only] [--markdown]``."""
-    p = argparse.ArgumentParser(prog="python -m magma_wino.cost", description=__doc__.split("\n")[0])
-    p.add_argument("--network", choices=("vgg16", "c3d"), default="vgg16")
-    p.add_argument("--m", type=int, nargs="+", default=None, help="output tile sizes (default 2 4 6; C3D: 2 4)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--totals-only", action="store_true", help="only the network totals")
-    p.add_argument("--dense-only", action="store_true", help="only the dense configuration")
-    p.add_argument("--markdown", action="store_true")
-    a = p.parse_args(argv)
-    layers = VGG16_LAYERS if a.network == "vgg16" else C3D_LAYERS
-    ms = a.m or ((2, 4, 6) if a.network == "vgg16" else (2, 4))
-    configs = DEFAULT_CONFIGS[:1] if a.dense_only else DEFAULT_CONFIGS
-    rows = cost_table(layers, ms, configs, N=a.batch, per_layer=not a.totals_only)
-    print(format_table(rows, markdown=a.markdown))
-
-
-if __name__ == "__main__":
-    main()

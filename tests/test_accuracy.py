@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from magma_wino import _backend, accuracy, precision
+from magma_wino.cli import accuracy as accuracy_cli
 from magma_wino.transforms import winograd
 
 HAS_EMU = _backend.extension("emulator", required=False) is not None
@@ -182,7 +183,7 @@ def test_emulator_matches_numpy_accuracy() -> None:
 
 
 def test_main_writes_json_markdown_and_plot(tmp_path) -> None:
-    status = accuracy.main(["--layers", "conv5_1", "--spatial", "7", "--tiles", "2,3", "4,3", "2,5",
+    status = accuracy_cli.main(["--layers", "conv5_1", "--spatial", "7", "--tiles", "2,3", "4,3", "2,5",
                             "--no-nnpack", "--no-emulator", "--no-precision", "--out", str(tmp_path)])
     assert status == 0
     res = json.loads((tmp_path / "accuracy.json").read_text())
@@ -300,7 +301,7 @@ def test_precision_study_rejects_unknown_modes_and_backends() -> None:
 
 
 def test_main_precision_section_in_json_and_markdown(tmp_path) -> None:
-    status = accuracy.main(["--layers", "conv5_1", "--spatial", "6", "--tiles", "2,3", "--points", "default",
+    status = accuracy_cli.main(["--layers", "conv5_1", "--spatial", "6", "--tiles", "2,3", "--points", "default",
                             "--no-nnpack", "--no-emulator", "--modes", "fp32", "tf32x3", "tf32", "fp64",
                             "--precision-tiles", "2,3", "4,3", "2,3,3", "--spatial-3d", "4", "--max-channels", "16",
                             "--out", str(tmp_path)])
@@ -314,9 +315,9 @@ def test_main_precision_section_in_json_and_markdown(tmp_path) -> None:
     md = (tmp_path / "accuracy.md").read_text()
     assert "### Precision modes (numpy backend)" in md and "| F(2,3) 3D |" in md and "refused" in md
     with pytest.raises(SystemExit, match="--modes: unknown"):
-        accuracy.main(["--quick", "--no-nnpack", "--no-emulator", "--modes", "fp8"])
+        accuracy_cli.main(["--quick", "--no-nnpack", "--no-emulator", "--modes", "fp8"])
     with pytest.raises(SystemExit, match="--precision-tiles"):
-        accuracy.main(["--quick", "--no-nnpack", "--no-emulator", "--precision-tiles", "2,3,4"])
+        accuracy_cli.main(["--quick", "--no-nnpack", "--no-emulator", "--precision-tiles", "2,3,4"])
 
 
 @pytest.mark.skipif(not HAS_EMU, reason="emulator extension missing")

@@ -14,6 +14,7 @@ import pytest
 
 from magma_wino import _backend, bench, reference
 from magma_wino.accuracy import tolerance
+from magma_wino.cli import bench as bench_cli
 from magma_wino.layer import WinogradConv2d, WinogradConv3d
 
 HAS_EMU = _backend.extension("emulator", required=False) is not None
@@ -33,7 +34,7 @@ def quick(tmp_path_factory):
     backends = ["numpy", "emulator"] if HAS_EMU else ["numpy"]
     argv = ["--quick", "--backend", *backends, "--json", str(out / "b.json"), "--markdown", str(out / "b.md"),
             "--no-progress"]
-    status = bench.main(argv)
+    status = bench_cli.main(argv)
     return status, json.loads((out / "b.json").read_text()), (out / "b.md").read_text()
 
 
@@ -100,7 +101,7 @@ def test_table_renders(quick) -> None:
 
     _, res, md = quick
     console = Console(record=True, width=260)
-    bench.print_result(res, console)
+    bench_cli.print_result(res, console)
     text = console.export_text()
     for col in ("layer", "F(m,r)", "density", "precision", "in/prod/out ms", "GFLOP/s", "workspace MiB", "error",
                 "ok"):
@@ -181,7 +182,7 @@ def test_network_tables() -> None:
 
 
 def test_max_workspace_skips(tmp_path) -> None:
-    parser = bench.add_arguments(__import__("argparse").ArgumentParser())
+    parser = bench_cli.add_arguments(__import__("argparse").ArgumentParser())
     args = parser.parse_args(["--backend", "numpy", "--network", "vgg16", "--batch", "32",
                               "--max-workspace-mib", "100"])
     jobs, skipped = bench.plan_jobs(args)
@@ -207,7 +208,7 @@ def test_cuda_backend_without_gpu_is_a_clear_error() -> None:
     if HAS_GPU:
         pytest.skip("a GPU is present")
     with pytest.raises(SystemExit, match="no usable CUDA GPU"):
-        bench.main(["--backend", "cuda", "--quick", "--no-progress"])
+        bench_cli.main(["--backend", "cuda", "--quick", "--no-progress"])
 
 
 def test_tolerance_of_rows_is_the_library_tolerance(quick) -> None:
@@ -273,7 +274,7 @@ def test_precision_option_rows_per_mode_and_refusals_reported_once(tmp_path, cap
     path = tmp_path / "b.json"
     argv = ["--quick", "--backend", "numpy", "--network", "vgg16", "resnet18", "--precision", "fp32", "tf32",
             "--no-baselines", "--no-progress", "--json", str(path)]
-    assert bench.main(argv) == 0
+    assert bench_cli.main(argv) == 0
     res = json.loads(path.read_text())
     got = {(r["layer"], r["m"], r["precision"]) for r in res["rows"]}
     layers = {r["layer"] for r in res["rows"]}
@@ -291,7 +292,7 @@ def test_precision_option_rows_per_mode_and_refusals_reported_once(tmp_path, cap
 
 def test_bad_precision_is_an_argparse_error(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
-        bench.main(["--quick", "--backend", "numpy", "--precision", "fp8", "--no-progress"])
+        bench_cli.main(["--quick", "--backend", "numpy", "--precision", "fp8", "--no-progress"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
 
@@ -300,7 +301,7 @@ def test_model_only_prints_and_writes_the_estimated_tables(tmp_path, capsys) -> 
     """``magma-wino bench --model h200 --model-only``: no measured row, the estimated totals and
     one per-layer table per precision mode (every one labelled), the same in JSON and markdown."""
     js, md = tmp_path / "m.json", tmp_path / "m.md"
-    status = bench.main(["--model", "h200", "--model-only", "--network", "vgg16", "resnet50", "--batch", "32",
+    status = bench_cli.main(["--model", "h200", "--model-only", "--network", "vgg16", "resnet50", "--batch", "32",
                          "--tile", "4", "--density", "1", "--no-progress", "--json", str(js), "--markdown", str(md)])
     assert status == 0
     out = capsys.readouterr().out
@@ -326,7 +327,7 @@ def test_model_only_prints_and_writes_the_estimated_tables(tmp_path, capsys) -> 
 
 def test_model_only_needs_model() -> None:
     with pytest.raises(SystemExit, match="--model-only needs --model"):
-        bench.main(["--model-only", "--no-progress"])
+        bench_cli.main(["--model-only", "--no-progress"])
 
 
 def test_emulator_rows_include_the_fused_layer_without_v_or_m() -> None:

@@ -475,7 +475,7 @@ def options_of(command: str) -> set[str]:
     why = parse_only(" ".join(head), parsers)
     if why is not None:
         raise ValueError(f"`{' '.join(head)}` does not parse: {why}")
-    parser = parsers[0]  # `magma-wino cost` reaches cost's own parser directly
+    parser = parsers[0]  # magma-wino's; python -m magma_wino.cli.<name>: the subcommand's own
     sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
     if sub is not None and head[-1] in sub.choices:
         parser = sub.choices[head[-1]]

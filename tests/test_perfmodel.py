@@ -401,15 +401,16 @@ def test_roofline_png(tmp_path) -> None:
 def _bench_args(*extra: str):
     import argparse
 
-    from magma_wino import bench
+    from magma_wino.cli import bench as bench_cli
 
-    return bench.add_arguments(argparse.ArgumentParser()).parse_args(
+    return bench_cli.add_arguments(argparse.ArgumentParser()).parse_args(
         ["--backend", "numpy", "--network", "vgg16", "--layers", "conv5_1", "--batch", "32", "--tile", "4",
          "--density", "1", "0.25", "--model", "h200", *extra])
 
 
 def test_bench_model_rows_and_ratios(capsys) -> None:
     from magma_wino import bench, precision
+    from magma_wino.cli import bench as bench_cli
 
     args = _bench_args()
     fake = [{"backend": "cuda", "network": "vgg16", "layer": "conv5_1/5_2/5_3", "N": 32, "m": 4, "F": "F(4,3)",
@@ -431,7 +432,7 @@ def test_bench_model_rows_and_ratios(capsys) -> None:
     assert mod["totals"] and all(t["label"] == pm.LABEL for t in mod["totals"])
     md = bench.model_markdown(mod)
     assert "ESTIMATES on h200" in md and "measured/estimated" in md
-    bench.print_result({"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0}, "model": mod})
+    bench_cli.print_result({"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0}, "model": mod})
     out = capsys.readouterr().out
     assert "measured / estimated (h200 model)" in out and f"{q['phase_ratio']['product']:.2f}" in out
     assert bench.model_estimates(args, [dict(fake[0], backend="numpy")])["ratios"] == []
@@ -442,11 +443,12 @@ def test_bench_model_rows_and_ratios(capsys) -> None:
 
 def test_bench_parses_model_and_prints_estimates(capsys) -> None:
     from magma_wino import bench
+    from magma_wino.cli import bench as bench_cli
 
     args = _bench_args("--no-baselines")
     result = {"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0},
               "model": bench.model_estimates(args, [])}
-    bench.print_result(result)
+    bench_cli.print_result(result)
     out = capsys.readouterr().out
     assert "ESTIMATE on H200-SXM-141GB: network totals" in out
     for p in ("fp32", "tf32x3", "tf32"):

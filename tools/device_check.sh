@@ -92,7 +92,7 @@ declare -A CMD=(
 # shellcheck disable=SC2089  # Python source, passed whole to python -c
 MW_SAN_PY='import sys, cupy
 cupy.cuda.set_allocator(None)
-from magma_wino.validate import main
+from magma_wino.cli.validate import main
 sys.exit(max(main(["--backend", "cuda", "--quick", "--filter", f]) for f in sys.argv[1:]))'
 RESULT_FILES="summary.md steps.log info.txt pytest.xml validate.json bench.json bench.md"
 

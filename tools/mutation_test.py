@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 FT = "tests/test_fused.py::"
 KT = "tests/test_kernels_emulator.py::"
 AT = "tests/test_kernels_adjoint.py::"
-SANITIZE = ("magma-wino validate --sanitize", ["-m", "magma_wino.validate", "--sanitize"])
+SANITIZE = ("magma-wino validate --sanitize", ["-m", "magma_wino.cli.validate", "--sanitize"])
 
 
 def pytest_cmd(*tests: str) -> tuple[str, list[str]]:
