@@ -284,10 +284,17 @@ def _files_with(kind) -> list[Path]:
 def test_python_examples_run(path: Path) -> None:
     # A page whose examples use PyTorch (docs/training.md) needs the optional [torch] extra; its
     # blocks share one namespace, so without torch the whole page is skipped (CI installs torch).
-    uses_torch = any(re.search(r"^\s*(import|from)\s+(torch|magma_wino\.torch)\b", b.body, re.M)
-                     for b in runnable(python_blocks(path)))
+    # docs/experiments.md needs the [experiments] extra (PyTorch and scikit-learn) likewise.
+    bodies = [b.body for b in runnable(python_blocks(path))]
+    uses_torch = any(re.search(r"^\s*(import|from)\s+(torch|magma_wino\.torch)\b", b, re.M) for b in bodies)
     if uses_torch and importlib.util.find_spec("torch") is None:
         pytest.skip(f"{path.relative_to(ROOT)}: its examples use PyTorch, which is not installed (the [torch] extra)")
+    uses_experiments = any(re.search(r"\bmagma_wino\.experiments\b|from magma_wino import experiments", b)
+                           for b in bodies)
+    missing = [m for m in ("torch", "sklearn") if importlib.util.find_spec(m) is None]
+    if uses_experiments and missing:
+        pytest.skip(f"{path.relative_to(ROOT)}: its examples need the [experiments] extra ({', '.join(missing)} "
+                    f"not installed)")
     try:
         proc = subprocess.run([sys.executable, __file__, str(path)], capture_output=True, text=True,
                               timeout=TIMEOUT_S, cwd=ROOT)

@@ -305,3 +305,26 @@ def test_quick_run_is_deterministic(quick, tmp_path):
     assert len(again) == 2
     for r in again:
         assert r == first[(r["method"], r["target_density"])]
+
+
+@pytest.mark.parametrize("method", ["spatial", "winograd", "filter"])
+def test_iterative_schedule_reaches_the_target_and_only_ever_removes_weights(small, method):
+    cfg = _cfg(schedule="iterative", steps=2, finetune_epochs=1)
+    base = _trained(small)
+    # the schedule to 0.25 in 2 steps prunes to 0.5 first, then fine-tunes with the same seed as a
+    # one-shot prune to 0.5 does: that network is its first step
+    one_step, _ = P.prune_network(base, method, 0.5, small, P.config_with(cfg, schedule="oneshot"), seed=4)
+    assert P._schedule(0.25, cfg) == pytest.approx([0.5, 0.25])
+    net, spatial_masks = P.prune_network(base, method, 0.25, small, cfg, seed=4)
+    if method == "filter":  # 0.5 of the filters, then 0.5 of those: round(0.5·round(0.5·K))
+        assert net.channels == [kept_count(0.5, kept_count(0.5, c)) for c in base.channels]
+        return
+    for i in _pruned_layers(net, cfg):
+        conv = net.convs[i]
+        mask = spatial_masks[i] if method == "spatial" else conv.mask
+        assert abs(int(mask.sum()) - 0.25 * mask.numel()) <= 1
+        assert torch.all(conv.weight.detach()[~mask] == 0)
+    # iterative pruning only removes: the final pattern lies inside the first step's
+    first = one_step.convs[1].weight.detach() != 0
+    assert torch.all(first | (net.convs[1].weight.detach() == 0))
+    assert int((net.convs[1].weight.detach() != 0).sum()) < int(first.sum())

@@ -394,8 +394,8 @@ def run(cfg: PruneConfig, data: Dataset, *, keep_networks: bool = False,
                 d = float(d)
                 net, _ = prune_network(base, method, d, data, cfg, _seed(cfg.seed, m, method, d))
                 row = _row(m, method, d, net, base_costs, data, cfg)
-                say(f"F({m},3) {method:<17} d={d:<5g} accuracy {row['accuracy']:.4f}  density "
-                    f"{row['weight_density']:.3f}  mults/image {row['mults_per_image']:.4g}")
+                say(f"F({m},3) {method:<17} d={d:<5g} acc {row['accuracy']:.4f} density "
+                    f"{row['weight_density']:.3f} mults {row['mults_per_image']:.4g}")
                 rows.append(row)
                 if keep_networks:
                     networks[(m, method, d)] = net
