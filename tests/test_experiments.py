@@ -126,7 +126,10 @@ def test_each_method_reaches_its_target_density_within_one_element_per_layer_or_
     cfg = _cfg()
     base = _trained(small, "winograd_relu" if method == "winograd_relu" else "spatial")
     net, spatial_masks = P.prune_network(base, method, density, small, cfg, seed=1)
-    assert not isinstance(net.convs[0], WinogradDomainConv2d) or net.convs[0].density == 1.0  # first layer dense
+    if method == "spatial":  # the first layer stays dense
+        assert 0 not in spatial_masks and torch.all(net.convs[0].weight != 0)  # (fine-tuned, not pruned)
+    else:
+        assert net.convs[0].density == 1.0
     for i in _pruned_layers(net, cfg):
         conv = net.convs[i]
         if method == "spatial":
@@ -201,6 +204,34 @@ def test_filter_pruning_removes_the_lowest_norm_filters_and_the_next_layers_inpu
     assert rel_err(y_pruned, net(x).detach().numpy()) > 100 * tol  # the pruning did change the function
 
 
+def test_filter_then_winograd_keeps_d_of_each_layers_original_u(small):
+    cfg = _cfg()  # filter_keep 0.75: TINY's 4, 4, 8 filters become 3, 3, 6
+    base = _trained(small)
+    net, _ = P.prune_network(base, "filter+winograd", 0.3, small, cfg, seed=5)
+    assert net.channels == [3, 3, 6]
+    alpha2 = 16
+    for i in _pruned_layers(net, cfg):
+        original = alpha2 * base.convs[i].out_channels * base.convs[i].in_channels
+        assert abs(int(net.convs[i].mask.sum()) - 0.3 * original) <= 1
+        assert torch.all(net.convs[i].weight.detach()[~net.convs[i].mask] == 0)
+
+
+def test_filter_then_winograd_refuses_a_density_filter_pruning_already_passed(small):
+    # filter_keep 0.5 leaves 2·2 / (4·4) = 0.25 of conv2: a target of 0.3 cannot be reached
+    with pytest.raises(ValueError, match=r"densities \[0.3\] are above the 0.250 of conv2"):
+        E.run(_cfg(methods=("filter+winograd",), densities=(1.0, 0.3), filter_keep=0.5), small)
+
+
+def test_winograd_relu_network_moves_the_relu_into_the_winograd_domain(small):
+    wr, sp = N.SmallVGG(1, 10, TINY, kind="winograd_relu"), N.SmallVGG(1, 10, TINY, kind="spatial")
+    assert [c.relu for c in wr.convs] == [None, "winograd", "winograd"]
+    x = torch.from_numpy(small.x_test[:8])
+    wr_inputs, sp_inputs = wr.conv_inputs(x), sp.conv_inputs(x)
+    # no spatial ReLU between Winograd-ReLU layers; one after every standard layer
+    assert all(bool((a < 0).any()) for a in wr_inputs[1:])
+    assert all(bool((a >= 0).all()) for a in sp_inputs[1:])
+
+
 def test_filter_method_keeps_round_d_k_filters_per_layer(small):
     base = _trained(small)
     net, _ = P.prune_network(base, "filter", 0.5, small, _cfg(), seed=3)
@@ -222,21 +253,18 @@ def _inputs_by_hook(net: N.SmallVGG, x: np.ndarray) -> list[np.ndarray]:
     return seen
 
 
-def test_report_counts_equal_cost_of_the_actual_u_and_measured_activations(small):
-    cfg = _cfg(methods=("spatial", "winograd", "winograd_relu", "filter"), densities=(1.0, 0.2), cost_images=32)
-    res = E.run(cfg, small, keep_networks=True)
-    assert len(res.rows) == 8
-    x = small.x_test[:32]
+def _check_counts(res: E.PruneResult, x: np.ndarray, m: int) -> None:
+    """Every row's counts equal magma_wino.cost of its network's actual U and ReLU(V) for x."""
     for row in res.rows:
         net = res.networks[(row["m"], row["method"], row["target_density"])]
         total = 0.0
         for i, (conv, inp) in enumerate(zip(net.convs, _inputs_by_hook(net, x))):
             geom = {"N": len(x), "C": conv.in_channels, "K": conv.out_channels, "spatial_size": inp.shape[2:],
-                    "m": 2, "padding": 1, "bias": True}
+                    "m": m, "padding": 1, "bias": True}
             if not isinstance(conv, WinogradDomainConv2d):
                 lc = cost.layer_cost(**geom, variant="spatial")  # U = G w Gᵀ is dense
             elif conv.relu == "winograd":
-                V = reference.input_transform(inp, 2, 3, padding=1, relu=True)
+                V = reference.input_transform(inp, m, 3, padding=1, relu=True)
                 lc = cost.layer_cost(**geom, variant="winograd_relu", U=conv.mask.numpy(), V=V)
                 assert row["layers"][i]["activation_density"] == pytest.approx(float((V != 0).mean()))
             else:
@@ -244,7 +272,26 @@ def test_report_counts_equal_cost_of_the_actual_u_and_measured_activations(small
             assert row["layers"][i]["mults_per_image"] == pytest.approx(lc.mults / len(x), rel=1e-12)
             total += lc.mults / len(x)
         assert row["mults_per_image"] == pytest.approx(total, rel=1e-12)
+
+
+def test_report_counts_equal_cost_of_the_actual_u_and_measured_activations(small):
+    cfg = _cfg(methods=("spatial", "winograd", "winograd_relu", "filter"), densities=(1.0, 0.2), cost_images=32)
+    res = E.run(cfg, small, keep_networks=True)
+    assert len(res.rows) == 8
+    _check_counts(res, small.x_test[:32], 2)
+    # the baseline: the unpruned network's direct convolution, C·9 per output, the same in every row
+    sizes, c_in = [16, 16, 8], [1, 4, 4]
+    direct = sum(9 * c * k * s * s for c, k, s in zip(c_in, [4, 4, 8], sizes))
+    assert {r["direct_mults_per_image"] for r in res.rows} == {direct}
     by = {(r["method"], r["target_density"]): r for r in res.rows}
+    # densities reached, counted independently: U of conv1 dense, the others round(0.2·α²·K·C)
+    u = [16 * k * c for k, c in zip([4, 4, 8], c_in)]
+    assert by["winograd", 0.2]["weight_density"] == (u[0] + sum(kept_count(0.2, n) for n in u[1:])) / sum(u)
+    k2 = [kept_count(0.2, k) for k in (4, 4, 8)]  # filters: 1, 1, 2
+    w2 = [9 * k * c for k, c in zip(k2, [1, *k2[:-1]])]
+    assert by["filter", 0.2]["weight_density"] == sum(w2) / sum(9 * k * c for k, c in zip([4, 4, 8], c_in))
+    assert [ly["weight_density"] for ly in by["filter", 0.2]["layers"]] == pytest.approx(
+        [w / (9 * k * c) for w, k, c in zip(w2, [4, 4, 8], c_in)])
     # spatial pruning saves nothing in the Winograd layer (U dense again); Winograd-domain pruning does
     assert by["spatial", 0.2]["mults_per_image"] == by["spatial", 1.0]["mults_per_image"]
     assert by["winograd", 0.2]["mults_per_image"] < 0.5 * by["winograd", 1.0]["mults_per_image"]
@@ -328,3 +375,26 @@ def test_iterative_schedule_reaches_the_target_and_only_ever_removes_weights(sma
     first = one_step.convs[1].weight.detach() != 0
     assert torch.all(first | (net.convs[1].weight.detach() == 0))
     assert int((net.convs[1].weight.detach() != 0).sum()) < int(first.sum())
+
+
+def test_f4x4_winograd_relu_rows_count_exactly_too(small):
+    res = E.run(_cfg(tiles=(4,), methods=("winograd_relu",), densities=(0.3,), cost_images=16), small,
+                keep_networks=True)
+    (row,) = res.rows
+    assert row["m"] == 4 and abs(row["weight_density"] - (36 * 4 + 0.3 * 36 * (16 + 32)) / (36 * 52)) < 2 / 36 / 52
+    _check_counts(res, small.x_test[:16], 4)
+
+
+@pytest.mark.parametrize("kw, name", [({"train_images": 0}, "train_images"), ({"test_images": -3}, "test_images"),
+                                      ({"seed": -1}, "seed"), ({"widths": (4, "M")}, "widths")])
+def test_prune_config_refuses_bad_subsets_seeds_and_one_layer_networks(kw, name):
+    with pytest.raises(ValueError, match=name):
+        E.PruneConfig(**kw).check()
+
+
+def test_cli_checks_the_output_directory_before_training(tmp_path, capsys):
+    missing = tmp_path / "no" / "out.json"
+    assert cli.main(["experiment", "prune", "--quick", "--json", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: a negative seed is a usage error
+        cli.main(["experiment", "prune", "--seed", "-1"])

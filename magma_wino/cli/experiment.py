@@ -35,6 +35,16 @@ def _density(text: str) -> float:
     return d
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}")
+    return v
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -68,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="filter+winograd: fraction of filters kept before pruning U (default 0.75)")
     p.add_argument("--train-images", type=_positive, default=None, help="use only the first N training images")
     p.add_argument("--test-images", type=_positive, default=None, help="use only the first N test images")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_nonnegative, default=None, help="the run's seed (default 0)")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")
     p.add_argument("--plots", type=Path, default=None, help="directory for the two PNG plots")
@@ -92,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment of ``args``, print the table, write what was asked for; 0."""
     from rich.console import Console  # noqa: PLC0415
 
+    # the outputs' directories are checked before hours of training, not after
+    for opt, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path is not None and not path.parent.is_dir():
+            print(f"magma-wino experiment prune: {opt} {path}: the directory {path.parent} does not exist",
+                  file=sys.stderr)
+            return 2
     try:
         cfg = config(args)
         data = experiments.load(cfg.data, cfg.path, seed=cfg.seed)
@@ -99,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"magma-wino experiment prune: {exc}", file=sys.stderr)
         return 2
     err = Console(stderr=True)
-    result = experiments.run(cfg, data, progress=None if args.no_progress else err.print)
+    try:
+        result = experiments.run(cfg, data, progress=None if args.no_progress else err.print)
+    except ValueError as exc:  # a config the data or the methods cannot serve (checked before training)
+        print(f"magma-wino experiment prune: {exc}", file=sys.stderr)
+        return 2
     Console(width=120).print(report.table(result.rows))
     print(f"{len(result.rows)} rows in {result.seconds:.0f} s; data {data.name} ({len(data.y_train)} training, "
           f"{len(data.y_test)} test images)")

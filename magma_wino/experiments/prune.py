@@ -125,6 +125,17 @@ class PruneConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not 0.0 < float(self.filter_keep) <= 1.0:
             raise ValueError(f"filter_keep must be in (0, 1], got {self.filter_keep!r}")
+        for name in ("train_images", "test_images"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be None (all) or an int >= 1, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        convs = sum(1 for w in self.widths if w != "M")
+        elementwise = [m for m in self.methods if m not in ("filter",)]
+        if convs < 2 and not self.prune_first and elementwise:
+            raise ValueError(f"widths: {elementwise} leave the first convolution dense, so they need at least two "
+                             f"convolutions (or prune_first=True); widths has {convs}")
         for name in ("lr", "finetune_lr", "clip"):
             if not float(getattr(self, name)) > 0.0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -172,9 +183,10 @@ def _masks(net: SmallVGG, spatial: dict[int, torch.Tensor]) -> Masks:
 
 
 def train(net: SmallVGG, data: Dataset, epochs: int, lr: float, cfg: PruneConfig, seed: int,
-          masks: Masks = ()) -> None:
-    """SGD with momentum and weight decay, gradients clipped to norm ``cfg.clip``, a learning rate warmed up over the first epoch and then
-    cosine-annealed to zero (a fine-tuning of one epoch is all warm-up), batches drawn
+          masks: Masks = (), *, warmup: bool = True) -> None:
+    """SGD with momentum and weight decay, gradients clipped to norm ``cfg.clip``, the learning
+    rate warmed up linearly over the first epoch (``warmup``; fine-tuning starts from a trained
+    network and does without) and then cosine-annealed to zero, batches drawn
     from ``seed``.  Gradients are multiplied by ``masks`` before each step and the optimiser is
     new (no state), so a pruned weight — zero — gets a zero update: zero gradient, zero
     momentum, and weight decay of zero is zero."""
@@ -185,12 +197,12 @@ def train(net: SmallVGG, data: Dataset, epochs: int, lr: float, cfg: PruneConfig
     y = torch.from_numpy(data.y_train)
     n = len(y)
     per_epoch = math.ceil(n / cfg.batch_size)
-    steps, warmup = epochs * per_epoch, per_epoch
+    steps, warm = epochs * per_epoch, (per_epoch if warmup else 0)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     # one epoch of linear warm-up, then cosine: without it the Winograd-ReLU network (no BatchNorm)
     # diverges at the learning rate the spatial one trains well with
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warmup if s < warmup else
-                                              0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
+                                              0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
     net.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
@@ -260,7 +272,31 @@ def _weights(conv: nn.Module) -> tuple[int, int]:
 
 
 def _layers_to_prune(net: SmallVGG, cfg: PruneConfig) -> list[int]:
-    return list(range(len(net.convs) if cfg.prune_first else 1, len(net.convs))) or [0]
+    """The convolutions element-wise methods prune: all but the first, unless ``prune_first``."""
+    return list(range(0 if cfg.prune_first else 1, len(net.convs)))
+
+
+def filter_left(channels: Sequence[int], in_channels: int, keep: float) -> list[float]:
+    """Per convolution, the fraction K'·C' / (K·C) of its weights that filter pruning to the
+    fraction ``keep`` leaves (``channels``: the convolutions' output channels)."""
+    kept = [max(1, _pruning.kept_count(keep, k)) for k in channels]
+    c_in, c_kept = [in_channels, *channels[:-1]], [in_channels, *kept[:-1]]
+    return [kk * ck / (k * c) for k, c, kk, ck in zip(channels, c_in, kept, c_kept)]
+
+
+def _check_filter_winograd(cfg: PruneConfig, channels: Sequence[int], in_channels: int) -> None:
+    """``filter+winograd`` can reach a density d only if filter pruning left at least d of every
+    layer it prunes U in; say so before training rather than miss the target silently."""
+    if "filter+winograd" not in cfg.methods:
+        return
+    left = filter_left(channels, in_channels, cfg.filter_keep)
+    layers = range(0 if cfg.prune_first else 1, len(channels))
+    worst = min(layers, key=lambda i: left[i])
+    too_high = [d for d in cfg.densities if float(d) < 1.0 and float(d) > left[worst]]
+    if too_high:
+        raise ValueError(f"densities {too_high} are above the {left[worst]:.3f} of conv{worst + 1}'s weights that "
+                         f"filter_keep={cfg.filter_keep} leaves, so filter+winograd cannot reach them: lower "
+                         f"them or raise filter_keep")
 
 
 def _prune_spatial(net: SmallVGG, density: float, layers: Sequence[int], masks: dict[int, torch.Tensor]) -> None:
@@ -300,7 +336,7 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
 
     def finetune(step: int) -> None:
         train(net, data, cfg.finetune_epochs, cfg.finetune_lr, cfg, _seed(seed, "finetune", step),
-              _masks(net, spatial_masks))
+              _masks(net, spatial_masks), warmup=False)
 
     if method in ("winograd", "winograd_position"):
         net = to_winograd_domain(net)
@@ -343,22 +379,24 @@ def _row(m: int, method: str, target: float, net: SmallVGG, base_costs: Sequence
     kept_total = [_weights(c) for c in net.convs]
     # density over all convolutions, against the unpruned network in the domain of net's weights
     # (w: 9·K·C per layer, U: α²·K·C), so filter pruning counts the removed filters too
+    # (w: 9·K·C per layer, U: α²·K·C), so filter pruning counts the removed filters too; per layer
+    # likewise against that layer of the unpruned network
     per_pair = (net.m + 2) ** 2 if isinstance(net.convs[0], WinogradDomainConv2d) else 9
-    orig_total = sum(lc.K * lc.C for lc in base_costs) * per_pair
+    original = [lc.K * lc.C * per_pair for lc in base_costs]
     relu_layers = [lc for lc in costs if lc.variant == "winograd_relu"]
     layers = []
-    for i, (lc, (kept, total)) in enumerate(zip(costs, kept_total)):
+    for i, (lc, (kept, _)) in enumerate(zip(costs, kept_total)):
         layers.append({
             "layer": f"conv{i + 1}", "C": lc.C, "K": lc.K, "size": list(lc.spatial_size), "variant": lc.variant,
-            "weight_density": kept / total, "activation_density": lc.activation_density if lc.variant ==
+            "weight_density": kept / original[i], "activation_density": lc.activation_density if lc.variant ==
             "winograd_relu" else None, "mults_per_image": lc.mults / n,
-            "direct_mults_per_image": lc.direct_mults / n,
+            "direct_mults_per_image": base_costs[i].direct_mults / base_costs[i].N,
         })
     mults = sum(lc.mults for lc in costs) / n
     direct = sum(lc.direct_mults for lc in base_costs) / base_costs[0].N
     return {
         "m": m, "method": method, "target_density": target, "accuracy": acc,
-        "weight_density": sum(k for k, _ in kept_total) / orig_total,
+        "weight_density": sum(k for k, _ in kept_total) / sum(original),
         "activation_density": (float(np.mean([lc.activation_density for lc in relu_layers]))
                                if relu_layers else None),
         "mults_per_image": mults, "direct_mults_per_image": direct, "mult_reduction": direct / mults,
@@ -370,12 +408,19 @@ def run(cfg: PruneConfig, data: Dataset, *, keep_networks: bool = False,
         progress: Callable[[str], None] | None = None) -> PruneResult:
     """The experiment of the module docstring on ``data``; ``progress`` gets one line per step."""
     cfg = cfg.check()
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a magma_wino.experiments.Dataset, got {type(data).__name__}")
+    c, h, w = data.image_shape
+    if h != w:
+        raise ValueError(f"data: the network takes square images, got {h}×{w}")
+    # record what was run on, not what the config named
+    cfg = replace(cfg, data=data.name, path=cfg.path if cfg.data == data.name else None)
+    _check_filter_winograd(cfg, [v for v in cfg.widths if v != "M"], c)
     data = data.subset(cfg.train_images, cfg.test_images)
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     networks: dict[tuple[int, str, float], SmallVGG] = {}
-    c, _, _ = data.image_shape
     for m in cfg.tiles:
         bases: dict[str, SmallVGG] = {}
         kinds = {"winograd_relu" if meth == "winograd_relu" else "spatial" for meth in cfg.methods}
