@@ -9,6 +9,10 @@ Three sparse variants (docs/sparse.md) need weights pruned in one of two domains
   the layer's parameters are ``U`` itself (α^nd×K×C) and :func:`prune_winograd` prunes
   them directly, per layer or per Winograd position.
 
+Structured Winograd-domain pruning (:func:`prune_winograd_blocks`) keeps or drops whole
+blocks of U[b] (e.g. 16 output × 8 input channels, the A operand of a tensor-core tile, or whole
+rows: one (position, filter) pair) by their Frobenius norm.
+
 Filter pruning (:func:`prune_filters`) removes whole output filters by Frobenius norm;
 the next layer then drops the matching input channels (:func:`drop_input_channels`).
 
@@ -43,6 +47,7 @@ __all__ = [
     "prune_filters",
     "prune_spatial",
     "prune_winograd",
+    "prune_winograd_blocks",
 ]
 
 
@@ -253,6 +258,64 @@ def prune_winograd(
     if not isinstance(per_position, (bool, np.bool_)):
         raise TypeError(f"per_position must be a bool, got {type(per_position).__name__}")
     mask = _mask(arr, density, 0 if per_position else None, "U", density_name)
+    return apply_mask(arr, mask), mask
+
+
+def _block_shape(block: object, K: int, C: int) -> tuple[int, int]:
+    """(bk, bc) of ``block``: a pair of ints >= 1, ``None`` for all of an axis (``(1, None)``:
+    whole rows of U[b]); sizes above K or C are refused."""
+    if not isinstance(block, Sequence) or isinstance(block, (str, bytes)) or len(block) != 2:
+        raise TypeError(f"block must be a pair (output channels, input channels) of ints or None, got {block!r}")
+    out = []
+    for v, full, axis in zip(block, (K, C), ("K", "C")):
+        if v is None:
+            out.append(full)
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"block sizes must be ints >= 1 or None, got block={block!r}")
+        if v > full:
+            raise ValueError(f"block {tuple(block)!r} is larger than U[b] ({K}×{C}) along {axis}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def prune_winograd_blocks(
+    U: np.ndarray, density: float, block: Sequence[int | None] = (16, 8), *, per_position: bool = False,
+    density_name: str = "density",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Structured pruning of Winograd-domain weights U (α^nd×K×C): whole blocks of ``block``
+    = (bk, bc) entries of every U[b] kept or dropped by their Frobenius norm.
+
+    The blocks tile U[b] from (0, 0); the last block of an axis is short when bk ∤ K or bc ∤ C.
+    Kept are the ``round(density · blocks)`` blocks of largest norm — of the layer (one
+    threshold over all positions) or, ``per_position``, of every position.  Ties keep the lower
+    (position, block row, block column).  The weight density reached is that block fraction
+    up to the short edge blocks (:func:`measured_density` says it exactly).
+
+    Args:
+        U: Winograd-domain weights, 3-D: positions × K × C.
+        density: fraction of blocks kept, in ``[0, 1]``.
+        block: (output channels, input channels) per block; ``None`` for a whole axis, so
+            ``(1, None)`` prunes whole (position, filter) rows.  Default (16, 8): one TF32
+            tensor-core A tile (m16n8k8) of the products M[b] = U[b]·V[b].
+        per_position: the same number of blocks kept in every position.
+
+    Returns:
+        ``(U_pruned, mask)``, the mask constant over each block.
+    """
+    arr = _as_array(U, "U")
+    if arr.ndim != 3:
+        raise ValueError(f"U must be 3-D (α^nd×K×C), got shape {arr.shape}")
+    if not isinstance(per_position, (bool, np.bool_)):
+        raise TypeError(f"per_position must be a bool, got {type(per_position).__name__}")
+    positions, K, C = arr.shape
+    bk, bc = _block_shape(block, K, C)
+    nk, nc = -(-K // bk), -(-C // bc)
+    padded = np.zeros((positions, nk * bk, nc * bc))
+    padded[:, :K, :C] = np.square(_magnitudes(arr, "U").astype(np.float64))
+    norms = np.sqrt(padded.reshape(positions, nk, bk, nc, bc).sum(axis=(2, 4)))  # positions × nk × nc
+    keep_blocks = _mask(norms, density, 0 if per_position else None, "U", density_name)
+    mask = np.repeat(np.repeat(keep_blocks, bk, axis=1), bc, axis=2)[:, :K, :C]
     return apply_mask(arr, mask), mask
 
 

@@ -14,6 +14,7 @@ from magma_wino.pruning import (
     prune_filters,
     prune_spatial,
     prune_winograd,
+    prune_winograd_blocks,
 )
 
 
@@ -184,3 +185,33 @@ def test_prune_filters_refuses_empty_w_and_drop_input_channels_ragged_indices() 
             prune_filters(np.zeros(shape), keep_fraction=1.0)
     with pytest.raises(ValueError, match=r"^kept_indices must be a 1-D sequence"):
         drop_input_channels(np.ones((2, 3, 3, 3)), [0, [1, 2]])
+
+
+def test_block_pruning_keeps_the_largest_norm_blocks_with_short_edge_blocks():
+    rng = np.random.default_rng(3)
+    U = rng.standard_normal((4, 10, 6))  # blocks of 4×4: rows 0-3, 4-7, 8-9 (short); columns 0-3, 4-5
+    Up, mask = prune_winograd_blocks(U, 0.5, (4, 4))
+    norms = [np.linalg.norm(U[b, r:r + 4, c:c + 4]) for b in range(4) for r in (0, 4, 8) for c in (0, 4)]
+    keep = set(np.argsort(-np.array(norms), kind="stable")[:12].tolist())  # round(0.5 · 24) blocks
+    for idx, (b, r, c) in enumerate((b, r, c) for b in range(4) for r in (0, 4, 8) for c in (0, 4)):
+        assert bool(mask[b, r:r + 4, c:c + 4].all()) == (idx in keep)
+        assert bool(mask[b, r:r + 4, c:c + 4].any()) == (idx in keep)  # constant per block
+    assert np.array_equal(Up, np.where(mask, U, 0))
+
+
+def test_block_pruning_per_position_and_whole_rows():
+    U = np.random.default_rng(4).standard_normal((9, 8, 5))
+    _, mask = prune_winograd_blocks(U, 0.25, (1, None), per_position=True)
+    rows = mask.any(axis=2)
+    assert np.array_equal(rows, mask.all(axis=2))  # whole (position, filter) rows
+    assert np.all(rows.sum(axis=1) == 2)  # round(0.25 · 8) rows in every position
+    norms = np.linalg.norm(U, axis=2)
+    for b in range(9):
+        assert set(np.flatnonzero(rows[b])) == set(np.argsort(-norms[b], kind="stable")[:2])
+
+
+@pytest.mark.parametrize("block, err", [((0, 4), ValueError), ((9, 4), ValueError), ((4,), TypeError),
+                                        ("44", TypeError), ((2.5, 4), ValueError)])
+def test_block_pruning_refuses_bad_blocks(block, err):
+    with pytest.raises(err, match="block"):
+        prune_winograd_blocks(np.ones((4, 8, 8)), 0.5, block)

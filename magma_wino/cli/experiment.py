@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--prune-first", action="store_true", help="prune the first convolution too")
     p.add_argument("--filter-keep", type=_density, default=None,
                    help="filter+winograd: fraction of filters kept before pruning U (default 0.75)")
+    p.add_argument("--block", type=_positive, nargs=2, default=None, metavar=("BK", "BC"),
+                   help="winograd_block: output × input channels per block of U[b] (default 16 8)")
     p.add_argument("--train-images", type=_positive, default=None, help="use only the first N training images")
     p.add_argument("--test-images", type=_positive, default=None, help="use only the first N test images")
     p.add_argument("--seed", type=_nonnegative, default=None, help="the run's seed (default 0)")
@@ -95,6 +97,7 @@ def config(args: argparse.Namespace) -> PruneConfig:
         densities=tuple(args.densities) if args.densities else None, epochs=args.epochs,
         finetune_epochs=args.finetune_epochs, schedule=args.schedule, steps=args.steps,
         prune_first=True if args.prune_first else None, filter_keep=args.filter_keep,
+        block=tuple(args.block) if args.block else None,
         train_images=args.train_images, test_images=args.test_images, seed=args.seed).check()
 
 

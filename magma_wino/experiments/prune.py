@@ -20,6 +20,9 @@ Methods (``METHODS``):
 * ``winograd`` / ``winograd_position`` — the spatial network converted to Winograd-domain
   layers (U its parameters), U magnitude-pruned per layer / with the same density in every
   position (Li et al. 2017);
+* ``winograd_block`` — structured: whole ``block`` = 16×8 blocks of every U[b] (the A operand of a
+  TF32 tensor-core tile of the products, clipped to U[b]) kept by their Frobenius norm, per
+  layer (:func:`magma_wino.pruning.prune_winograd_blocks`; d = fraction of blocks kept);
 * ``winograd_relu`` — the Winograd-ReLU network, U pruned per layer (Liu et al. 2018);
 * ``filter`` — in every layer the filters of smallest Frobenius norm removed, with the next
   layer's matching input channels (target d = fraction of filters kept);
@@ -64,10 +67,13 @@ METHODS: dict[str, str] = {
     "winograd": "magnitude pruning of U, one threshold per layer (Li et al. 2017)",
     "winograd_position": "magnitude pruning of U, the same density in every Winograd position",
     "winograd_relu": "Winograd-ReLU network (ReLU after the input transform), U pruned per layer (Liu et al. 2018)",
+    "winograd_block": "whole blocks of U[b] (default 16×8, one tensor-core tile) kept by block norm, per layer",
     "filter": "filters of smallest Frobenius norm removed, with the next layer's input channels",
     "filter+winograd": "filters removed (filter_keep kept), then U pruned per layer to the target",
 }
 SCHEDULES = ("oneshot", "iterative")
+# the methods that convert the trained spatial network to Winograd-domain layers first
+_CONVERTED = ("winograd", "winograd_position", "winograd_block")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class PruneConfig:
     steps: int = 3
     prune_first: bool = False
     filter_keep: float = 0.75
+    block: tuple[int, int] = (16, 8)
     train_images: int | None = None
     test_images: int | None = None
     cost_images: int = 256
@@ -123,6 +130,9 @@ class PruneConfig:
             raise ValueError(f"densities must be a non-empty sequence of numbers in (0, 1], got {self.densities!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if (not isinstance(self.block, (tuple, list)) or len(self.block) != 2
+                or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.block)):
+            raise ValueError(f"block must be a pair of ints >= 1 (output, input channels), got {self.block!r}")
         if not 0.0 < float(self.filter_keep) <= 1.0:
             raise ValueError(f"filter_keep must be in (0, 1], got {self.filter_keep!r}")
         for name in ("train_images", "test_images"):
@@ -310,10 +320,14 @@ def _prune_spatial(net: SmallVGG, density: float, layers: Sequence[int], masks: 
             w.mul_(masks[i])
 
 
-def _prune_u(net: SmallVGG, densities: dict[int, float], per_position: bool) -> None:
+def _prune_u(net: SmallVGG, densities: dict[int, float], per_position: bool,
+             block: tuple[int, int] | None = None) -> None:
+    """Prune U of the layers in ``densities`` (element-wise, or in blocks of ``block`` clipped to U[b])."""
     for i, d in densities.items():
         if d < 1.0:
-            net.convs[i].prune_(d, per_position=per_position)
+            conv = net.convs[i]
+            blk = None if block is None else (min(block[0], conv.out_channels), min(block[1], conv.in_channels))
+            conv.prune_(d, per_position=per_position, block=blk)
 
 
 def _schedule(target: float, cfg: PruneConfig) -> list[float]:
@@ -331,14 +345,14 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
     net = _copy(base)
     spatial_masks: dict[int, torch.Tensor] = {}
     if density >= 1.0:
-        return (to_winograd_domain(net) if method in ("winograd", "winograd_position") else net), spatial_masks
+        return (to_winograd_domain(net) if method in _CONVERTED else net), spatial_masks
     layers = _layers_to_prune(net, cfg)
 
     def finetune(step: int) -> None:
         train(net, data, cfg.finetune_epochs, cfg.finetune_lr, cfg, _seed(seed, "finetune", step),
               _masks(net, spatial_masks), warmup=False)
 
-    if method in ("winograd", "winograd_position"):
+    if method in _CONVERTED:
         net = to_winograd_domain(net)
     if method == "filter+winograd":
         net, _ = drop_filters(net, cfg.filter_keep)
@@ -350,6 +364,8 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
             _prune_spatial(net, d, layers, spatial_masks)
         elif method in ("winograd", "winograd_position", "winograd_relu"):
             _prune_u(net, dict.fromkeys(layers, d), per_position=method == "winograd_position")
+        elif method == "winograd_block":
+            _prune_u(net, dict.fromkeys(layers, d), per_position=False, block=cfg.block)
         elif method == "filter":
             net, _ = drop_filters(net, d / (_schedule(density, cfg)[step - 1] if step else 1.0))
         elif method == "filter+winograd":

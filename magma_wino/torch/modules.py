@@ -264,16 +264,22 @@ class _WinogradDomainConvNd(nn.Module):
             if isinstance(value, torch.Tensor) and value.shape == self.weight.shape:
                 value.mul_(self.mask)
 
-    def prune_(self, density: float, per_position: bool = False, *,
+    def prune_(self, density: float, per_position: bool = False, *, block: Any = None,
                optimizer: torch.optim.Optimizer | None = None) -> _WinogradDomainConvNd:
         """Magnitude-prune the Winograd-domain weights in place
         (:func:`magma_wino.pruning.prune_winograd`): keep the ``round(density · α^nd·K·C)``
         largest |U| (``per_position``: ``round(density · K·C)`` in every position), AND-ed with
         the current mask (already pruned entries stay pruned, so a density above the current
         one keeps the current pattern), and zero the weight where the mask is False.
+        ``block=(bk, bc)``: structured instead — whole bk×bc blocks of every U[b] by their
+        Frobenius norm, ``density`` the fraction of blocks kept
+        (:func:`magma_wino.pruning.prune_winograd_blocks`; ``(1, None)``: whole rows).
         ``optimizer``: also zero its state of ``weight`` there (see the module docstring).
         Returns the module."""
-        _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
+        if block is None:
+            _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
+        else:
+            _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, block, per_position=per_position)
         self._set_mask(keep, optimizer)
         return self
 
