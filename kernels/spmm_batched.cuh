@@ -107,7 +107,9 @@ __device__ __forceinline__ T spmm_fma(T a, T b, T c) {
   return fma(a, b, c);
 }
 
-template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK>
+// FULL: the tile's BLK_N columns all lie inside n (no column predicate at all); otherwise the
+// edge tile's per-thread column predicates are formed once, before the nonzero loop.
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, bool FULL>
 __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, int nnz,
                                                     int row_block,
                                                     const int32_t* __restrict__ row_ptr,  // this b
@@ -128,9 +130,10 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
   const int row_end = min(row0 + BLK_M, rows);
 
   // The block's nonzero range, clamped to [0, nnz] (uniform across the block, so the chunk
-  // loop below has block-uniform trip counts and its barriers are safe).
+  // loop below has block-uniform trip counts and its barriers are safe).  cols == 0 (only
+  // reachable through the C++ launcher): no entry can be valid, so the range is empty.
   const int blk_lo = min(max(__ldg(row_ptr + row0), 0), nnz);
-  const int blk_hi = min(max(__ldg(row_ptr + row_end), blk_lo), nnz);
+  const int blk_hi = cols > 0 ? min(max(__ldg(row_ptr + row_end), blk_lo), nnz) : blk_lo;
 
   // This thread's rows, each range clamped into the block's range.
   int lo[THR_M], hi[THR_M];
@@ -145,6 +148,11 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
     }
   }
 
+  // Column predicates of an edge tile, once per thread (a full tile has none).
+  bool col_ok[THR_N];
+#pragma unroll
+  for (int j = 0; j < THR_N; ++j) col_ok[j] = FULL || col0 + tx + DIM_X * j < n;
+
   T acc[THR_M][THR_N];
 #pragma unroll
   for (int i = 0; i < THR_M; ++i) {
@@ -154,15 +162,23 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
 
   // This thread's first column of B in every row; j-th column is + DIM_X * j.
   const T* __restrict__ B_col = B + col0 + tx;
+  const unsigned last_col = static_cast<unsigned>(cols - 1);  // cols >= 1 (checked by the C ABI)
 
   // The chunk start advances in 64 bits: blk_hi can lie within NNZ_CHUNK of INT_MAX.
   for (long long cs_wide = blk_lo; cs_wide < blk_hi; cs_wide += NNZ_CHUNK) {
     const int cs = static_cast<int>(cs_wide);
     const int len = min(NNZ_CHUNK, blk_hi - cs);
-    // Stage the chunk: consecutive threads read consecutive entries (coalesced).
+    // Stage the chunk: consecutive threads read consecutive entries (coalesced).  The defence
+    // against a corrupt column index happens here, once per entry and block, branch-free: the
+    // index is clamped into [0, cols - 1] (an unsigned min also maps c < 0 there) and the value
+    // of an out-of-range entry becomes 0 (a select), so such an entry adds nothing and the
+    // nonzero loop below needs no test at all.
     for (int t = tid; t < len; t += THREADS) {
-      s_val[t] = __ldg(values + cs + t);
-      s_col[t] = __ldg(col_idx + cs + t);
+      const int c = __ldg(col_idx + cs + t);
+      const T v = __ldg(values + cs + t);
+      const bool in_range = static_cast<unsigned>(c) <= last_col;
+      s_col[t] = static_cast<int>(min(static_cast<unsigned>(c), last_col));
+      s_val[t] = in_range ? v : T(0);
     }
     __syncthreads();
 
@@ -170,16 +186,14 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
     for (int i = 0; i < THR_M; ++i) {
       const int e_lo = max(lo[i], cs) - cs;
       const int e_hi = min(hi[i], cs + len) - cs;
+      // Branch-free body: every staged entry is a valid column (see the staging above).
       for (int e = e_lo; e < e_hi; ++e) {
         const int c = s_col[e];  // broadcast: the whole warp reads the same entry
-        // Corrupt column index: skip (unsigned compare catches c < 0 as well).
-        if (static_cast<unsigned>(c) >= static_cast<unsigned>(cols)) continue;
         const T v = s_val[e];
         const T* __restrict__ b_row = B_col + static_cast<long long>(c) * n;
 #pragma unroll
         for (int j = 0; j < THR_N; ++j) {
-          if (col0 + tx + DIM_X * j < n)
-            acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
+          if (col_ok[j]) acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
         }
       }
     }
@@ -195,8 +209,7 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
     T* __restrict__ c_row = C + static_cast<long long>(r) * n;
 #pragma unroll
     for (int j = 0; j < THR_N; ++j) {
-      const int col = col0 + tx + DIM_X * j;
-      if (col < n) c_row[col] = acc[i][j];
+      if (col_ok[j]) c_row[col0 + tx + DIM_X * j] = acc[i][j];
     }
   }
 }
@@ -213,9 +226,17 @@ __global__ void __launch_bounds__(DIM_X* DIM_Y, 2)
   MW_DYNAMIC_SHARED(unsigned char, smem);
   const long long b = static_cast<long long>(blockIdx.z) + batch_offset;
   const int row_block = static_cast<int>(blockIdx.y) + row_block_offset;
-  spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK>(
-      rows, cols, n, nnz, row_block, row_ptr + b * (rows + 1), col_idx, values,
-      B + b * cols * static_cast<long long>(n), C + b * rows * static_cast<long long>(n), smem);
+  const int32_t* rp = row_ptr + b * (rows + 1);
+  const T* Bb = B + b * cols * static_cast<long long>(n);
+  T* Cb = C + b * rows * static_cast<long long>(n);
+  // Block-uniform choice: the full tiles (all but the last column of blocks) run without any
+  // column predicate; only the edge tile pays for them.
+  if (static_cast<int>(blockIdx.x) * BLK_N + BLK_N <= n)
+    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, true>(
+        rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
+  else
+    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, false>(
+        rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
 }
 
 // Grid dimension limit of CUDA for y and z.
