@@ -277,12 +277,20 @@ def conv2d_fused(ConvDesc d, int dtype, int precision, int layout, int relu, bin
     _check(st, "fused layer")
 
 
+SPMM_OFFSETS64 = 1  # mw_spmm_flags: 64-bit offsets into B and C
+SPMM_SCALAR = 2     # mw_spmm_flags: element loads of B, no 16-byte vectors
+
+
 def spmm_batched(int dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                  uintptr_t row_ptr, uintptr_t col_idx, uintptr_t values, int64_t nnz,
-                 uintptr_t B, uintptr_t C, uintptr_t stream):
+                 uintptr_t B, uintptr_t C, uintptr_t stream, uintptr_t row_order=0,
+                 unsigned flags=0):
+    """C[b] = A_csr[b] · B[b] (mw_spmm_batched_ex): row_order 0 = rows in order; flags force
+    the general paths (SPMM_OFFSETS64, SPMM_SCALAR), which give bitwise the same C."""
     cdef mw_status st
     with nogil:
-        st = mw_spmm_batched(<mw_dtype>dtype, batch, rows, cols, n, <const int32_t*>row_ptr,
-                             <const int32_t*>col_idx, <const void*>values, nnz,
-                             <const void*>B, <void*>C, <mw_stream>stream)
+        st = mw_spmm_batched_ex(<mw_dtype>dtype, batch, rows, cols, n, <const int32_t*>row_ptr,
+                                <const int32_t*>col_idx, <const void*>values, nnz,
+                                <const int32_t*>row_order, flags, <const void*>B, <void*>C,
+                                <mw_stream>stream)
     _check(st, "sparse batched product")

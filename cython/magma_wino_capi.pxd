@@ -95,6 +95,10 @@ cdef extern from "magma_wino.h" nogil:
     mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                               const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                               int64_t nnz, const void* B, void* C, mw_stream stream)
+    mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols,
+                                 int64_t n, const int32_t* row_ptr, const int32_t* col_idx,
+                                 const void* values, int64_t nnz, const int32_t* row_order,
+                                 unsigned flags, const void* B, void* C, mw_stream stream)
     ctypedef enum mw_layout:
         MW_LAYOUT_NCHW
         MW_LAYOUT_NHWC

@@ -666,9 +666,10 @@ mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t bat
   return mw_gemm_batched_ex_ws(dtype, precision, batch, m, n, k, A, B, C, nullptr, 0, stream);
 }
 
-mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
-                          const int32_t* row_ptr, const int32_t* col_idx, const void* values,
-                          int64_t nnz, const void* B, void* C, mw_stream stream) {
+mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                             const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                             int64_t nnz, const int32_t* row_order, unsigned flags, const void* B,
+                             void* C, mw_stream stream) {
   if (!valid_dtype(dtype)) return bad_dtype(dtype);
   if (batch < 1 || rows < 1 || cols < 1 || n < 1)
     return fail(MW_STATUS_INVALID_ARGUMENT,
@@ -682,6 +683,11 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
       (nnz > 0 && (col_idx == nullptr || values == nullptr)))
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "row_ptr, B, C (and col_idx, values when nnz > 0) must not be NULL");
+  if ((flags & ~unsigned(MW_SPMM_OFFSETS64 | MW_SPMM_SCALAR)) != 0)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "flags = 0x%x: unknown bits (known: 0x%x)", flags,
+                unsigned(MW_SPMM_OFFSETS64 | MW_SPMM_SCALAR));
+  if (row_order != nullptr)
+    return fail(MW_STATUS_UNSUPPORTED, "row_order: a row permutation is not supported yet (NULL)");
   if (!fits(batch, rows, cols) || !fits(batch, cols, n) || !fits(batch, rows, n))
     return fail(MW_STATUS_UNSUPPORTED,
                 "sparse batched product too large: arrays of 2^31 or more elements");
@@ -690,12 +696,19 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
           ? mw::spmm_batched_launch<float>(int(batch), int(rows), int(cols), int(n), row_ptr,
                                            col_idx, static_cast<const float*>(values), int(nnz),
                                            static_cast<const float*>(B), static_cast<float*>(C),
-                                           as_stream(stream))
+                                           as_stream(stream), flags)
           : mw::spmm_batched_launch<double>(int(batch), int(rows), int(cols), int(n), row_ptr,
                                             col_idx, static_cast<const double*>(values), int(nnz),
                                             static_cast<const double*>(B), static_cast<double*>(C),
-                                            as_stream(stream));
+                                            as_stream(stream), flags);
   return from_cuda(err, "sparse batched product");
+}
+
+mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                          const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                          int64_t nnz, const void* B, void* C, mw_stream stream) {
+  return mw_spmm_batched_ex(dtype, batch, rows, cols, n, row_ptr, col_idx, values, nnz, nullptr,
+                            MW_SPMM_DEFAULT, B, C, stream);
 }
 
 namespace {

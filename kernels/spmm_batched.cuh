@@ -59,7 +59,9 @@
 #pragma once
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "launch.cuh"
 
@@ -107,9 +109,22 @@ __device__ __forceinline__ T spmm_fma(T a, T b, T c) {
   return fma(a, b, c);
 }
 
+// Path overrides of the launcher (the C ABI's MW_SPMM_* flags have the same values).  The
+// launcher picks the fastest path the geometry allows; these force the general one, so that
+// tests can check that every path computes bitwise the same C.
+enum SpmmFlags : unsigned {
+  kSpmmDefault = 0,
+  kSpmmForceOffsets64 = 1u,  // 64-bit offsets into B and C even where 32 bits suffice
+  kSpmmForceScalar = 2u,     // element loads of B even where 16-byte vectors would do
+};
+
 // FULL: the tile's BLK_N columns all lie inside n (no column predicate at all); otherwise the
 // edge tile's per-thread column predicates are formed once, before the nonzero loop.
-template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, bool FULL>
+// OFF32: every offset into this b's B and C fits int32 (the launcher checked batch*cols*n and
+// batch*rows*n); the staged column indices are then pre-scaled by n (Sputnik's trick), so a
+// nonzero's row of B is one 32-bit offset away, no 64-bit multiply per nonzero.
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, bool OFF32,
+          bool FULL>
 __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, int nnz,
                                                     int row_block,
                                                     const int32_t* __restrict__ row_ptr,  // this b
@@ -119,7 +134,9 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
                                                     T* __restrict__ C,                    // this b
                                                     unsigned char* __restrict__ smem) {
   constexpr int THR_M = BLK_M / DIM_Y, THR_N = BLK_N / DIM_X, THREADS = DIM_X * DIM_Y;
+  using Index = std::conditional_t<OFF32, int, long long>;
   T* __restrict__ s_val = reinterpret_cast<T*>(smem);  // [NNZ_CHUNK]
+  // OFF32: column * n (the entry's row offset in B); else the column.
   int32_t* __restrict__ s_col =
       reinterpret_cast<int32_t*>(smem + sizeof(T) * NNZ_CHUNK);  // [NNZ_CHUNK]
 
@@ -177,7 +194,9 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
       const int c = __ldg(col_idx + cs + t);
       const T v = __ldg(values + cs + t);
       const bool in_range = static_cast<unsigned>(c) <= last_col;
-      s_col[t] = static_cast<int>(min(static_cast<unsigned>(c), last_col));
+      const unsigned cc = min(static_cast<unsigned>(c), last_col);
+      // (cols - 1) * n < batch * cols * n <= INT_MAX under OFF32: the product fits.
+      s_col[t] = static_cast<int>(OFF32 ? cc * static_cast<unsigned>(n) : cc);
       s_val[t] = in_range ? v : T(0);
     }
     __syncthreads();
@@ -190,7 +209,7 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
       for (int e = e_lo; e < e_hi; ++e) {
         const int c = s_col[e];  // broadcast: the whole warp reads the same entry
         const T v = s_val[e];
-        const T* __restrict__ b_row = B_col + static_cast<long long>(c) * n;
+        const T* __restrict__ b_row = OFF32 ? B_col + c : B_col + static_cast<long long>(c) * n;
 #pragma unroll
         for (int j = 0; j < THR_N; ++j) {
           if (col_ok[j]) acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
@@ -206,7 +225,7 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
   for (int i = 0; i < THR_M; ++i) {
     const int r = row0 + ty + DIM_Y * i;
     if (r >= rows) continue;
-    T* __restrict__ c_row = C + static_cast<long long>(r) * n;
+    T* __restrict__ c_row = C + static_cast<Index>(r) * n;
 #pragma unroll
     for (int j = 0; j < THR_N; ++j) {
       if (col_ok[j]) c_row[col0 + tx + DIM_X * j] = acc[i][j];
@@ -214,7 +233,7 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
   }
 }
 
-template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK>
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, bool OFF32>
 // Minimum 2 blocks per SM: gives ptxas an explicit register budget (65536 / (2 * threads) =
 // 128 for 256 threads).  Without it, CUDA 13's ptxas picked 48-80 registers for the 256-thread
 // fp64 tiles and spilled; with it every configuration compiles with zero spills (sm_80, sm_90).
@@ -223,26 +242,28 @@ __global__ void __launch_bounds__(DIM_X* DIM_Y, 2)
                         const int32_t* __restrict__ col_idx, const T* __restrict__ values,
                         const T* __restrict__ B, T* __restrict__ C, int row_block_offset,
                         int batch_offset) {
+  using Index = std::conditional_t<OFF32, int, long long>;
   MW_DYNAMIC_SHARED(unsigned char, smem);
-  const long long b = static_cast<long long>(blockIdx.z) + batch_offset;
+  const Index b = static_cast<Index>(blockIdx.z) + batch_offset;
   const int row_block = static_cast<int>(blockIdx.y) + row_block_offset;
-  const int32_t* rp = row_ptr + b * (rows + 1);
-  const T* Bb = B + b * cols * static_cast<long long>(n);
-  T* Cb = C + b * rows * static_cast<long long>(n);
+  // row_ptr: batch * (rows + 1) entries, not covered by the OFF32 check; once per block.
+  const int32_t* rp = row_ptr + static_cast<long long>(b) * (rows + 1);
+  const T* Bb = B + b * cols * static_cast<Index>(n);
+  T* Cb = C + b * rows * static_cast<Index>(n);
   // Block-uniform choice: the full tiles (all but the last column of blocks) run without any
   // column predicate; only the edge tile pays for them.
   if (static_cast<int>(blockIdx.x) * BLK_N + BLK_N <= n)
-    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, true>(
+    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, OFF32, true>(
         rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
   else
-    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, false>(
+    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, OFF32, false>(
         rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
 }
 
 // Grid dimension limit of CUDA for y and z.
 constexpr int kSpmmMaxGridYZ = 65535;
 
-template <typename T, typename Cfg>
+template <typename T, typename Cfg, bool OFF32>
 cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, const int32_t* row_ptr,
                                        const int32_t* col_idx, const T* values, int nnz, const T* B,
                                        T* C, cudaStream_t stream) {
@@ -250,7 +271,7 @@ cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, con
   const int blocks_n = (n + Cfg::BLK_N - 1) / Cfg::BLK_N;
   const dim3 block(Cfg::DIM_X, Cfg::DIM_Y);
   auto kernel =
-      spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N, Cfg::NNZ_CHUNK>;
+      spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N, Cfg::NNZ_CHUNK, OFF32>;
   // Row blocks and batch entries beyond the y / z limits: further launches with offsets.
   for (int rb = 0; rb < blocks_m; rb += kSpmmMaxGridYZ) {
     for (int b0 = 0; b0 < batch; b0 += kSpmmMaxGridYZ) {
@@ -264,23 +285,40 @@ cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, con
   return cudaSuccess;
 }
 
+// The configuration and offset width for one call (see spmm_batched_launch).
+template <typename T, typename Cfg>
+cudaError_t spmm_batched_launch_tile(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                     const int32_t* col_idx, const T* values, int nnz, const T* B,
+                                     T* C, cudaStream_t stream, unsigned flags) {
+  // 32-bit offsets when every offset into B and C fits (always so through the C ABI, which
+  // refuses arrays of 2^31 elements; the C++ launcher itself takes any int sizes).
+  const bool off32 = (flags & kSpmmForceOffsets64) == 0 &&
+                     static_cast<long long>(batch) * cols * n <= INT_MAX &&
+                     static_cast<long long>(batch) * rows * n <= INT_MAX;
+  if (off32)
+    return spmm_batched_launch_config<T, Cfg, true>(batch, rows, cols, n, row_ptr, col_idx, values,
+                                                    nnz, B, C, stream);
+  return spmm_batched_launch_config<T, Cfg, false>(batch, rows, cols, n, row_ptr, col_idx, values,
+                                                   nnz, B, C, stream);
+}
+
 // C[b] = A_csr[b] · B[b], b < batch.  nnz is the length of col_idx and values (every row range
 // is clamped to it).  Sizes must make every index fit (checked by mw_spmm_batched); nothing is
 // launched, and cudaSuccess returned, when there is nothing to compute (batch, rows or n == 0).
-// With cols == 0 every product is empty and C is written with zeros.
+// With cols == 0 every product is empty and C is written with zeros.  flags: SpmmFlags.
 template <typename T>
 cudaError_t spmm_batched_launch(int batch, int rows, int cols, int n, const int32_t* row_ptr,
                                 const int32_t* col_idx, const T* values, int nnz, const T* B, T* C,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, unsigned flags = kSpmmDefault) {
   if (batch < 0 || rows < 0 || cols < 0 || n < 0 || nnz < 0) return cudaErrorInvalidValue;
   if (batch == 0 || rows == 0 || n == 0) return cudaSuccess;
   using Wide = typename SpmmTiles<T>::Wide;
   using Narrow = typename SpmmTiles<T>::Narrow;
   if (n >= Wide::BLK_N)
-    return spmm_batched_launch_config<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
-                                               B, C, stream);
-  return spmm_batched_launch_config<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
-                                               B, C, stream);
+    return spmm_batched_launch_tile<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B,
+                                             C, stream, flags);
+  return spmm_batched_launch_tile<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B,
+                                             C, stream, flags);
 }
 
 // The signature without nnz cannot bound the row ranges of a corrupt CSR: deliberately

@@ -243,6 +243,23 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
                           const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                           int64_t nnz, const void* B, void* C, mw_stream stream);
 
+/* Path flags of mw_spmm_batched_ex.  The kernel picks its fastest path by itself (32-bit offsets
+ * when the arrays allow, 16-byte loads of B when n and the pointers allow); these force the
+ * general path, which computes bitwise the same C (for tests and comparisons). */
+typedef enum mw_spmm_flags {
+  MW_SPMM_DEFAULT = 0,
+  MW_SPMM_OFFSETS64 = 1, /* 64-bit offsets into B and C */
+  MW_SPMM_SCALAR = 2     /* element loads of B, no 16-byte vectors */
+} mw_spmm_flags;
+
+/* mw_spmm_batched with a row order and path flags.  row_order: NULL (rows in order; the only
+ * value accepted so far).  flags: mw_spmm_flags, or-ed; unknown bits are an invalid argument.
+ * mw_spmm_batched(...) is mw_spmm_batched_ex(..., nnz, NULL, MW_SPMM_DEFAULT, B, C, stream). */
+mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                             const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                             int64_t nnz, const int32_t* row_order, unsigned flags, const void* B,
+                             void* C, mw_stream stream);
+
 /* Helpers. */
 const char* mw_status_name(mw_status status);
 const char* mw_last_error_message(void); /* thread-local; "" if none */

@@ -1,0 +1,186 @@
+"""The CSR kernel (kernels/spmm_batched.cuh) on the emulator, path by path.
+
+Every path the launcher can pick computes the same sums per row in the same order, so the paths
+are compared bitwise with each other: 32-bit vs 64-bit offsets (``SPMM_OFFSETS64``), and the
+full-tile fast path vs the guarded edge path (sizes off the tile multiples).  Against NumPy:
+float64 reference, tolerance of the dtype for the reduction length.  Corrupt CSR arrays (column
+indices outside [0, cols), row pointers outside [0, nnz] or decreasing) give wrong numbers,
+never a crash or an unwritten output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import magma_wino._emu as emu
+from magma_wino.sparse import BatchedCSR
+
+DTYPES = [np.float32, np.float64]
+DT_CODE = {np.dtype(np.float32): emu.FLOAT32, np.dtype(np.float64): emu.FLOAT64}
+#: kernels/spmm_batched.cuh: (BLK_M, BLK_N) of the wide tiles (float32, float64) and the narrow one
+WIDE = {np.dtype(np.float32): (32, 128), np.dtype(np.float64): (32, 64)}
+NARROW = (16, 32)
+
+
+def _ptr(a: np.ndarray | None) -> int:
+    if a is None:
+        return 0
+    assert a.flags["C_CONTIGUOUS"]
+    return int(a.ctypes.data)
+
+
+def spmm(row_ptr, col_idx, values, shape, B, *, flags: int = 0, nnz: int | None = None) -> np.ndarray:
+    """C = A_csr · B by the kernel (C pre-filled with NaN: an unwritten element shows)."""
+    batch, rows, cols = shape
+    n = B.shape[2]
+    rp = np.ascontiguousarray(row_ptr, np.int32)
+    ci = np.ascontiguousarray(col_idx, np.int32)
+    vals = np.ascontiguousarray(values, B.dtype)
+    C = np.full((batch, rows, n), np.nan, B.dtype)
+    emu.spmm_batched(DT_CODE[B.dtype], batch, rows, cols, n, _ptr(rp), _ptr(ci), _ptr(vals),
+                     int(ci.size if nnz is None else nnz), _ptr(B), _ptr(C), 0, 0, flags)
+    return C
+
+
+def run(csr: BatchedCSR, B: np.ndarray, **kw) -> np.ndarray:
+    return spmm(csr.row_ptr, csr.col_idx, csr.values, csr.shape, B, **kw)
+
+
+def random_csr(rng, shape, density, dtype, counts=None) -> BatchedCSR:
+    """Random values in [-1, 1) at a density, or with exactly ``counts[b, i]`` entries per row."""
+    batch, rows, cols = shape
+    if counts is None:
+        mask = rng.random(shape) < density
+    else:
+        mask = np.zeros(shape, bool)
+        for b in range(batch):
+            for i in range(rows):
+                mask[b, i, rng.choice(cols, size=int(counts[b, i]), replace=False)] = True
+    U = np.where(mask, rng.uniform(-1, 1, shape), 0).astype(dtype)
+    return BatchedCSR.from_dense(U, mask)
+
+
+def assert_close(C: np.ndarray, csr: BatchedCSR, B: np.ndarray, label: str) -> None:
+    """|C - A·B| <= gamma_k · |A|·|B| (k = the longest row, u = the dtype's unit roundoff)."""
+    A = csr.to_dense().astype(np.float64)
+    ref = A @ B.astype(np.float64)
+    bound = np.abs(A) @ np.abs(B.astype(np.float64))
+    k = int(csr.row_nnz().max(initial=0))
+    u = np.finfo(B.dtype).eps / 2
+    tol = (k * u / (1 - k * u)) * bound + np.finfo(B.dtype).tiny
+    assert not np.isnan(C).any(), f"{label}: {int(np.isnan(C).sum())} elements of C unwritten"
+    err = np.abs(C - ref)
+    assert (err <= tol).all(), f"{label}: max error {err.max():.3g}, {int((err > tol).sum())} over the bound"
+
+
+def size_cases():
+    """(dtype, rows, n): n off the vector width (n % 4 != 0), n = 1, n on and off the tile's
+    BLK_N, rows off BLK_M; both the wide and the narrow configuration."""
+    cases = []
+    for dt in DTYPES:
+        bm, bn = WIDE[np.dtype(dt)]
+        nm, nn = NARROW
+        for rows, n in [(1, 1), (nm + 1, 3), (nm - 1, nn), (bm + 3, nn + 5), (bm - 1, bn), (bm + 1, bn + 2),
+                        (2 * bm + 5, 2 * bn + 4), (bm, 3 * bn - 1), (7, 2 * bn)]:
+            cases.append((dt, rows, n))
+    return cases
+
+
+@pytest.mark.parametrize("dtype,rows,n", size_cases(), ids=lambda v: np.dtype(v).name if isinstance(v, type) else str(v))
+def test_sizes_off_the_tile_multiples_match_numpy(dtype, rows, n, rng):
+    csr = random_csr(rng, (3, rows, 37), 0.3, dtype)
+    B = rng.uniform(-1, 1, (3, 37, n)).astype(dtype)
+    C = run(csr, B)
+    assert_close(C, csr, B, f"rows={rows} n={n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [1, 5, 64, 130, 256])
+def test_32_and_64_bit_offsets_give_bitwise_the_same_c(dtype, n, rng):
+    """The launcher's 32-bit path (pre-scaled column offsets) and the 64-bit one it takes when
+    batch*cols*n or batch*rows*n exceeds int32 (forced here) add the same terms in the same order."""
+    csr = random_csr(rng, (4, 45, 70), 0.25, dtype)
+    B = rng.uniform(-1, 1, (4, 70, n)).astype(dtype)
+    C32 = run(csr, B)
+    C64 = run(csr, B, flags=emu.SPMM_OFFSETS64)
+    assert np.array_equal(C32, C64)
+    assert_close(C32, csr, B, f"n={n}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_empty_and_very_unbalanced_rows(dtype, rng):
+    batch, rows, cols, n = 3, 70, 600, 132
+    counts = np.zeros((batch, rows), np.int64)
+    counts[0, 3] = cols                      # one full row (several nonzero chunks) among empty ones
+    counts[1, ::9] = 1
+    counts[1, -1] = cols - 3                 # the last row of the last block nearly full
+    counts[2] = rng.integers(0, 4, size=rows)
+    counts[2, 40] = cols // 2
+    csr = random_csr(rng, (batch, rows, cols), 0, dtype, counts)
+    B = rng.uniform(-1, 1, (batch, cols, n)).astype(dtype)
+    C = run(csr, B)
+    assert_close(C, csr, B, "unbalanced rows")
+    assert np.array_equal(C[0, :3], np.zeros((3, n), dtype)), "empty rows must be written as zeros"
+    assert np.array_equal(C, run(csr, B, flags=emu.SPMM_OFFSETS64))
+
+
+def test_float32_accumulates_in_float32_not_float64(rng):
+    """A check of the check: the float32 kernel's error is above float64's roundoff (so the
+    tolerance above is the float32 one for a reason) and within the float32 bound."""
+    csr = random_csr(rng, (1, 8, 512), 0.9, np.float32)
+    B = rng.uniform(-1, 1, (1, 512, 96)).astype(np.float32)
+    C = run(csr, B)
+    ref = csr.to_dense().astype(np.float64) @ B.astype(np.float64)
+    assert np.abs(C - ref).max() > 1e-9
+    assert_close(C, csr, B, "float32 sums")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("flags", [0, 1], ids=["offsets32", "offsets64"])
+def test_corrupt_column_indices_add_nothing_and_never_read_out_of_bounds(dtype, flags, rng):
+    """Columns outside [0, cols) (negative, cols, INT32 extremes) are clamped into range for the
+    address and their value replaced by 0, branch-free: the other entries' sums are exact."""
+    batch, rows, cols, n = 2, 20, 9, 132
+    csr = random_csr(rng, (batch, rows, cols), 0.5, dtype)
+    ci = csr.col_idx.copy()
+    bad = np.arange(0, csr.nnz, 3)
+    ci[bad] = np.resize(np.array([-1, cols, -(2**31), 2**31 - 1, cols + 100], np.int32), bad.size)
+    B = rng.uniform(-1, 1, (batch, cols, n)).astype(dtype)
+    C = spmm(csr.row_ptr, ci, csr.values, csr.shape, B, flags=flags)
+    kept = np.ones(csr.nnz, bool)
+    kept[bad] = False
+    vals = np.where(kept, csr.values, 0).astype(dtype)
+    good = BatchedCSR(csr.row_ptr, np.where(kept, ci, 0).astype(np.int32), vals, csr.shape)
+    assert np.array_equal(C, run(good, B, flags=flags))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("flags", [0, 1], ids=["offsets32", "offsets64"])
+def test_corrupt_row_pointers_give_finite_numbers_and_a_full_c(dtype, flags, rng):
+    """row_ptr entries negative, past nnz, decreasing: every row range is clamped into [0, nnz]
+    and into its block's range; wrong numbers are allowed, an unwritten or non-finite C is not."""
+    batch, rows, cols, n = 3, 40, 11, 70
+    csr = random_csr(rng, (batch, rows, cols), 0.4, dtype)
+    rp = csr.row_ptr.copy()
+    rp.reshape(-1)[::5] = -1000
+    rp.reshape(-1)[2::7] = csr.nnz + 1000
+    rp[1, 10:20] = rp[1, 10:20][::-1]
+    rp[2, -1] = 2**31 - 1
+    B = rng.uniform(-1, 1, (batch, cols, n)).astype(dtype)
+    C = spmm(rp, csr.col_idx, csr.values, csr.shape, B, flags=flags)
+    assert np.isfinite(C).all()
+    # a row range past nnz must not let the kernel read past the arrays: nnz itself bounds them
+    C2 = spmm(rp, csr.col_idx, csr.values, csr.shape, B, flags=flags, nnz=csr.nnz // 2)
+    assert np.isfinite(C2).all()
+
+
+def test_unknown_flags_are_rejected_by_name():
+    from magma_wino.errors import InvalidArgumentError
+
+    rp = np.zeros(5, np.int32)
+    B = np.zeros((1, 4, 4), np.float32)
+    C = np.zeros((1, 4, 4), np.float32)
+    with pytest.raises(InvalidArgumentError, match="flags"):
+        emu.spmm_batched(emu.FLOAT32, 1, 4, 4, 4, _ptr(rp), 0, 0, 0, _ptr(B), _ptr(C), 0, 0, 8)
+
