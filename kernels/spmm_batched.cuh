@@ -109,6 +109,26 @@ __device__ __forceinline__ T spmm_fma(T a, T b, T c) {
   return fma(a, b, c);
 }
 
+// VEC consecutive elements, aligned for one 16-byte access (float4 / double2) when VEC > 1.
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) SpmmVec {
+  T x[VEC];
+};
+
+// VEC consecutive elements of B at p: one LDG.128 for VEC > 1 (p 16-byte aligned; the
+// emulator checks it), a read-only-cache element load for VEC == 1.
+template <typename T, int VEC>
+__device__ __forceinline__ SpmmVec<T, VEC> spmm_load(const T* __restrict__ p) {
+  if constexpr (VEC == 1) {
+    SpmmVec<T, 1> v;
+    v.x[0] = __ldg(p);
+    return v;
+  } else {
+    using V = SpmmVec<T, VEC>;
+    return MW_LOAD_VECTOR(V, p);
+  }
+}
+
 // Path overrides of the launcher (the C ABI's MW_SPMM_* flags have the same values).  The
 // launcher picks the fastest path the geometry allows; these force the general one, so that
 // tests can check that every path computes bitwise the same C.
@@ -120,11 +140,14 @@ enum SpmmFlags : unsigned {
 
 // FULL: the tile's BLK_N columns all lie inside n (no column predicate at all); otherwise the
 // edge tile's per-thread column predicates are formed once, before the nonzero loop.
+// VEC: consecutive columns per load (1, or 16 bytes of T where n % VEC == 0 and B, C are 16-byte
+// aligned): thread tx owns columns col0 + VEC * (tx + DIM_X * g) + q (g < THR_N / VEC, q < VEC),
+// so a warp still reads DIM_X * VEC consecutive elements of a row of B per load.
 // OFF32: every offset into this b's B and C fits int32 (the launcher checked batch*cols*n and
 // batch*rows*n); the staged column indices are then pre-scaled by n (Sputnik's trick), so a
 // nonzero's row of B is one 32-bit offset away, no 64-bit multiply per nonzero.
-template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, bool OFF32,
-          bool FULL>
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, int VEC,
+          bool OFF32, bool FULL>
 __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, int nnz,
                                                     int row_block,
                                                     const int32_t* __restrict__ row_ptr,  // this b
@@ -134,6 +157,8 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
                                                     T* __restrict__ C,                    // this b
                                                     unsigned char* __restrict__ smem) {
   constexpr int THR_M = BLK_M / DIM_Y, THR_N = BLK_N / DIM_X, THREADS = DIM_X * DIM_Y;
+  constexpr int GROUPS = THR_N / VEC;  // vector loads per thread and nonzero
+  static_assert(THR_N % VEC == 0, "a thread's columns must be whole vectors");
   using Index = std::conditional_t<OFF32, int, long long>;
   T* __restrict__ s_val = reinterpret_cast<T*>(smem);  // [NNZ_CHUNK]
   // OFF32: column * n (the entry's row offset in B); else the column.
@@ -165,10 +190,11 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
     }
   }
 
-  // Column predicates of an edge tile, once per thread (a full tile has none).
-  bool col_ok[THR_N];
+  // Column predicates of an edge tile, once per thread and vector (a full tile has none).  A
+  // vector lies wholly inside or outside n: VEC > 1 only where n % VEC == 0.
+  bool col_ok[GROUPS];
 #pragma unroll
-  for (int j = 0; j < THR_N; ++j) col_ok[j] = FULL || col0 + tx + DIM_X * j < n;
+  for (int g = 0; g < GROUPS; ++g) col_ok[g] = FULL || col0 + VEC * (tx + DIM_X * g) < n;
 
   T acc[THR_M][THR_N];
 #pragma unroll
@@ -177,8 +203,8 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
     for (int j = 0; j < THR_N; ++j) acc[i][j] = T(0);
   }
 
-  // This thread's first column of B in every row; j-th column is + DIM_X * j.
-  const T* __restrict__ B_col = B + col0 + tx;
+  // This thread's first column of B in every row; vector g starts + VEC * DIM_X * g further.
+  const T* __restrict__ B_col = B + col0 + VEC * tx;
   const unsigned last_col = static_cast<unsigned>(cols - 1);  // cols >= 1 (checked by the C ABI)
 
   // The chunk start advances in 64 bits: blk_hi can lie within NNZ_CHUNK of INT_MAX.
@@ -211,8 +237,13 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
         const T v = s_val[e];
         const T* __restrict__ b_row = OFF32 ? B_col + c : B_col + static_cast<long long>(c) * n;
 #pragma unroll
-        for (int j = 0; j < THR_N; ++j) {
-          if (col_ok[j]) acc[i][j] = spmm_fma(v, __ldg(b_row + DIM_X * j), acc[i][j]);
+        for (int g = 0; g < GROUPS; ++g) {
+          if (col_ok[g]) {
+            const SpmmVec<T, VEC> bv = spmm_load<T, VEC>(b_row + VEC * DIM_X * g);
+#pragma unroll
+            for (int q = 0; q < VEC; ++q)
+              acc[i][g * VEC + q] = spmm_fma(v, bv.x[q], acc[i][g * VEC + q]);
+          }
         }
       }
     }
@@ -227,13 +258,23 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
     if (r >= rows) continue;
     T* __restrict__ c_row = C + static_cast<Index>(r) * n;
 #pragma unroll
-    for (int j = 0; j < THR_N; ++j) {
-      if (col_ok[j]) c_row[col0 + tx + DIM_X * j] = acc[i][j];
+    for (int g = 0; g < GROUPS; ++g) {
+      if (!col_ok[g]) continue;
+      T* __restrict__ c_at = c_row + col0 + VEC * (tx + DIM_X * g);
+      if constexpr (VEC == 1) {
+        *c_at = acc[i][g];
+      } else {
+        SpmmVec<T, VEC> cv;
+#pragma unroll
+        for (int q = 0; q < VEC; ++q) cv.x[q] = acc[i][g * VEC + q];
+        MW_STORE_VECTOR(c_at, cv);
+      }
     }
   }
 }
 
-template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, bool OFF32>
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, int VEC,
+          bool OFF32>
 // Minimum 2 blocks per SM: gives ptxas an explicit register budget (65536 / (2 * threads) =
 // 128 for 256 threads).  Without it, CUDA 13's ptxas picked 48-80 registers for the 256-thread
 // fp64 tiles and spilled; with it every configuration compiles with zero spills (sm_80, sm_90).
@@ -253,25 +294,25 @@ __global__ void __launch_bounds__(DIM_X* DIM_Y, 2)
   // Block-uniform choice: the full tiles (all but the last column of blocks) run without any
   // column predicate; only the edge tile pays for them.
   if (static_cast<int>(blockIdx.x) * BLK_N + BLK_N <= n)
-    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, OFF32, true>(
+    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, true>(
         rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
   else
-    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, OFF32, false>(
+    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, false>(
         rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
 }
 
 // Grid dimension limit of CUDA for y and z.
 constexpr int kSpmmMaxGridYZ = 65535;
 
-template <typename T, typename Cfg, bool OFF32>
+template <typename T, typename Cfg, int VEC, bool OFF32>
 cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, const int32_t* row_ptr,
                                        const int32_t* col_idx, const T* values, int nnz, const T* B,
                                        T* C, cudaStream_t stream) {
   const int blocks_m = (rows + Cfg::BLK_M - 1) / Cfg::BLK_M;
   const int blocks_n = (n + Cfg::BLK_N - 1) / Cfg::BLK_N;
   const dim3 block(Cfg::DIM_X, Cfg::DIM_Y);
-  auto kernel =
-      spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N, Cfg::NNZ_CHUNK, OFF32>;
+  auto kernel = spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N,
+                                    Cfg::NNZ_CHUNK, VEC, OFF32>;
   // Row blocks and batch entries beyond the y / z limits: further launches with offsets.
   for (int rb = 0; rb < blocks_m; rb += kSpmmMaxGridYZ) {
     for (int b0 = 0; b0 < batch; b0 += kSpmmMaxGridYZ) {
@@ -285,21 +326,42 @@ cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, con
   return cudaSuccess;
 }
 
-// The configuration and offset width for one call (see spmm_batched_launch).
-template <typename T, typename Cfg>
-cudaError_t spmm_batched_launch_tile(int batch, int rows, int cols, int n, const int32_t* row_ptr,
-                                     const int32_t* col_idx, const T* values, int nnz, const T* B,
-                                     T* C, cudaStream_t stream, unsigned flags) {
+// The offset width for one configuration and vector width (see spmm_batched_launch).
+template <typename T, typename Cfg, int VEC>
+cudaError_t spmm_batched_launch_vec(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                    const int32_t* col_idx, const T* values, int nnz, const T* B,
+                                    T* C, cudaStream_t stream, unsigned flags) {
   // 32-bit offsets when every offset into B and C fits (always so through the C ABI, which
   // refuses arrays of 2^31 elements; the C++ launcher itself takes any int sizes).
   const bool off32 = (flags & kSpmmForceOffsets64) == 0 &&
                      static_cast<long long>(batch) * cols * n <= INT_MAX &&
                      static_cast<long long>(batch) * rows * n <= INT_MAX;
   if (off32)
-    return spmm_batched_launch_config<T, Cfg, true>(batch, rows, cols, n, row_ptr, col_idx, values,
-                                                    nnz, B, C, stream);
-  return spmm_batched_launch_config<T, Cfg, false>(batch, rows, cols, n, row_ptr, col_idx, values,
-                                                   nnz, B, C, stream);
+    return spmm_batched_launch_config<T, Cfg, VEC, true>(batch, rows, cols, n, row_ptr, col_idx,
+                                                         values, nnz, B, C, stream);
+  return spmm_batched_launch_config<T, Cfg, VEC, false>(batch, rows, cols, n, row_ptr, col_idx,
+                                                        values, nnz, B, C, stream);
+}
+
+// The vector width for one configuration: 16-byte loads of B (and stores of C) when a thread's
+// columns hold whole vectors, n % VEC == 0 (every row of B and C starts 16-byte aligned) and
+// both base pointers are 16-byte aligned; element loads otherwise.
+template <typename T, typename Cfg>
+cudaError_t spmm_batched_launch_tile(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                     const int32_t* col_idx, const T* values, int nnz, const T* B,
+                                     T* C, cudaStream_t stream, unsigned flags) {
+  constexpr int kVec16 = 16 / static_cast<int>(sizeof(T));
+  constexpr int VEC = Cfg::THR_N % kVec16 == 0 ? kVec16 : 1;
+  if constexpr (VEC > 1) {
+    const bool vec = (flags & kSpmmForceScalar) == 0 && n % VEC == 0 &&
+                     reinterpret_cast<uintptr_t>(B) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(C) % 16 == 0;
+    if (vec)
+      return spmm_batched_launch_vec<T, Cfg, VEC>(batch, rows, cols, n, row_ptr, col_idx, values,
+                                                  nnz, B, C, stream, flags);
+  }
+  return spmm_batched_launch_vec<T, Cfg, 1>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B,
+                                            C, stream, flags);
 }
 
 // C[b] = A_csr[b] · B[b], b < batch.  nnz is the length of col_idx and values (every row range

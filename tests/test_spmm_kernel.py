@@ -184,3 +184,28 @@ def test_unknown_flags_are_rejected_by_name():
     with pytest.raises(InvalidArgumentError, match="flags"):
         emu.spmm_batched(emu.FLOAT32, 1, 4, 4, 4, _ptr(rp), 0, 0, 0, _ptr(B), _ptr(C), 0, 0, 8)
 
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [4, 128, 132, 260, 64, 68])
+def test_vector_and_element_loads_give_bitwise_the_same_c(dtype, n, rng):
+    """n % 4 == 0 with 16-byte aligned B and C: the wide tile loads B in float4 / double2
+    vectors; SPMM_SCALAR forces element loads; B or C one element off 16 bytes falls back to
+    element loads by itself (the emulator would report a misaligned vector access)."""
+    batch, rows, cols = 3, 37, 50
+    csr = random_csr(rng, (batch, rows, cols), 0.3, dtype)
+    B = rng.uniform(-1, 1, (batch, cols, n)).astype(dtype)
+    C_vec = run(csr, B)
+    assert np.array_equal(C_vec, run(csr, B, flags=emu.SPMM_SCALAR))
+    assert np.array_equal(C_vec, run(csr, B, flags=emu.SPMM_SCALAR | emu.SPMM_OFFSETS64))
+    assert_close(C_vec, csr, B, f"n={n}")
+    # B and C one element past a 16-byte boundary
+    buf = np.zeros(B.size + 1, dtype)
+    B_off = buf[1:].reshape(B.shape)
+    B_off[...] = B
+    assert B_off.ctypes.data % 16 != 0
+    cbuf = np.full(batch * rows * n + 1, np.nan, dtype)
+    C_off = cbuf[1:].reshape(batch, rows, n)
+    rp, ci, vals = csr.row_ptr, csr.col_idx, csr.values
+    emu.spmm_batched(DT_CODE[np.dtype(dtype)], batch, rows, cols, n, _ptr(rp), _ptr(ci), _ptr(vals), csr.nnz,
+                     B_off.ctypes.data, C_off.ctypes.data, 0, 0, 0)
+    assert np.array_equal(C_off, C_vec)
