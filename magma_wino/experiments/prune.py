@@ -86,8 +86,8 @@ class PruneConfig:
     methods: tuple[str, ...] = tuple(METHODS)
     densities: tuple[float, ...] = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05)
     widths: tuple[int | str, ...] = (16, 16, "M", 32, 32, "M")
-    epochs: int = 12
-    finetune_epochs: int = 4
+    epochs: int = 8
+    finetune_epochs: int = 2
     batch_size: int = 64
     lr: float = 0.05
     finetune_lr: float = 0.01
