@@ -686,8 +686,6 @@ mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_
   if ((flags & ~unsigned(MW_SPMM_OFFSETS64 | MW_SPMM_SCALAR)) != 0)
     return fail(MW_STATUS_INVALID_ARGUMENT, "flags = 0x%x: unknown bits (known: 0x%x)", flags,
                 unsigned(MW_SPMM_OFFSETS64 | MW_SPMM_SCALAR));
-  if (row_order != nullptr)
-    return fail(MW_STATUS_UNSUPPORTED, "row_order: a row permutation is not supported yet (NULL)");
   if (!fits(batch, rows, cols) || !fits(batch, cols, n) || !fits(batch, rows, n))
     return fail(MW_STATUS_UNSUPPORTED,
                 "sparse batched product too large: arrays of 2^31 or more elements");
@@ -696,11 +694,11 @@ mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_
           ? mw::spmm_batched_launch<float>(int(batch), int(rows), int(cols), int(n), row_ptr,
                                            col_idx, static_cast<const float*>(values), int(nnz),
                                            static_cast<const float*>(B), static_cast<float*>(C),
-                                           as_stream(stream), flags)
+                                           as_stream(stream), flags, row_order)
           : mw::spmm_batched_launch<double>(int(batch), int(rows), int(cols), int(n), row_ptr,
                                             col_idx, static_cast<const double*>(values), int(nnz),
                                             static_cast<const double*>(B), static_cast<double*>(C),
-                                            as_stream(stream), flags);
+                                            as_stream(stream), flags, row_order);
   return from_cuda(err, "sparse batched product");
 }
 

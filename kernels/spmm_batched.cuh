@@ -12,33 +12,49 @@
 // C is fully written (empty rows give zeros).
 //
 // MAGMA's four layers:
-//   spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK>  __device__ body: one block
-//       computes a BLK_M x BLK_N tile of C[b]
-//   spmm_batched_kernel<...>   __global__: b = blockIdx.z (+ chunk offset), dynamic smem
-//   spmm_batched_launch<T>     host: picks the named config and the grid
-//       (ceil(n / BLK_N), ceil(rows / BLK_M), batch), chunking y and z at 65535
-//   mw_spmm_batched            extern "C" in magma_wino.cu: argument checks, dtype dispatch
+//   spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, FULL>
+//       __device__ body: one block computes a BLK_M x BLK_N tile of C[b], rows in order;
+//   spmm_batched_ordered_device<...>  the same tile, rows permuted by row_order
+//   spmm_batched_kernel<..., VEC, OFF32, ORDERED>  __global__: b = blockIdx.z (+ chunk
+//       offset), dynamic smem; picks the full-tile or the edge body (block-uniform)
+//   spmm_batched_launch<T>     host: picks the named config, the vector width, the offset
+//       width, the order, and the grid (ceil(n / BLK_N), ceil(rows / BLK_M), batch), chunking
+//       y and z at 65535
+//   mw_spmm_batched(_ex)       extern "C" in magma_wino.cu: argument checks, dtype dispatch
 //
 // Design.
-// * Thread (tx, ty) owns rows row0 + ty + DIM_Y*i (i < THR_M) and columns
-//   col0 + tx + DIM_X*j (j < THR_N) of the tile, in registers.  DIM_X = 32: a warp is one ty,
-//   so its 32 threads work on the same row, hence the same nonzero at the same time (no
-//   divergence from unbalanced rows inside a warp), and read 32 consecutive columns of the
-//   same row of B: coalesced along n = P, which is the contiguous axis of V.
+// * Thread (tx, ty) owns rows row0 + ty + DIM_Y*i (i < THR_M) of the tile and THR_N columns,
+//   in registers.  DIM_X = 32: a warp is one ty, so its 32 threads work on the same row, hence
+//   the same nonzero at the same time (no divergence from unbalanced rows inside a warp), and
+//   read consecutive columns of the same row of B: coalesced along n = P, the contiguous axis
+//   of V.  VEC = 1: columns col0 + tx + DIM_X*j.  VEC = 16 / sizeof(T) (the wide tiles, where
+//   n % VEC == 0 and B, C are 16-byte aligned): columns col0 + VEC*(tx + DIM_X*g) + q, one
+//   float4 / double2 load (LDG.128) per nonzero and vector, C stored the same way.
 // * The rows of a block are consecutive CSR rows, so their nonzeros are one contiguous range
 //   [row_ptr[row0], row_ptr[row0 + BLK_M]).  It is staged in shared memory in chunks of
-//   NNZ_CHUNK (values and column indices, one coalesced load per chunk by all threads) and
-//   every thread walks the part of its rows that falls in the chunk.  The (col, value) reads
+//   NNZ_CHUNK (values and column offsets, one coalesced load per chunk by all threads) and
+//   every thread walks the part of its rows that falls in the chunk.  The (offset, value) reads
 //   from shared memory are broadcasts (one address per warp).  Very long rows simply take
 //   more chunks; empty rows take none and write zeros.
+// * Branch-free nonzero loop: the checks are made once per staged entry (column index clamped,
+//   value of a bad entry zeroed, both branch-free) or once per thread (the edge tile's column
+//   predicates; full tiles, col0 + BLK_N <= n, have none), never per nonzero and thread.
+// * OFF32 (every offset into B and C fits int32: always through the C ABI): offsets in 32
+//   bits, staged column indices pre-scaled by n (Sputnik), one 32-bit add per nonzero to reach
+//   its row of B.  Otherwise 64-bit offsets, column * n formed in 64 bits per nonzero.
+// * Row order (Sputnik's row swizzle, for load balance): with row_order, slot s computes row
+//   row_order[s] (BatchedCSR.row_order: rows sorted by nnz, descending, dealt so that a block's
+//   warps get equal work).  The block's nonzeros are then not contiguous: each warp stages its
+//   own row in rounds of DIM_X entries into its own DIM_X shared-memory slots, synchronised by
+//   __syncwarp only.  Both paths sum a row in CSR order from 0: C is bitwise the same.
 // * Why not a dense tile of A in shared memory: pruned U has 10-30% density, a dense tile
 //   would waste the sparsity; a row-per-warp CSR walk keeps the work proportional to nnz.
 // * Defensive: Python validates the CSR, the C layer checks sizes; the kernel additionally
-//   clamps every row range into [0, nnz] and into the block's range and skips column indices
-//   outside [0, cols), so a corrupt CSR gives wrong numbers, never an out-of-bounds access.
-//   (That is why the launcher takes nnz: it is the length of col_idx and values.)
-// * Index math: offsets into B and C are formed in 64 bits (b * cols * n can pass 2^31 even
-//   when every single matrix fits), offsets into the CSR arrays are int32 by the format.
+//   clamps every row range into [0, nnz] (and, without an order, into the block's range), row-order
+//   entries into [0, rows - 1], column indices into [0, cols - 1] with the value of an
+//   out-of-range entry replaced by 0, so a corrupt CSR gives wrong numbers, never an
+//   out-of-bounds access.  (That is why the launcher takes nnz: the length of col_idx and
+//   values.)
 //
 // Density heuristic (the lead picks sparse vs dense per layer by density).  First principles,
 // per SM of an A100/H100-class GPU, for the products only (the transforms cost the same):
@@ -273,16 +289,137 @@ __device__ __forceinline__ void spmm_batched_device(int rows, int cols, int n, i
   }
 }
 
+// The same tile with its rows permuted: slot row0 + ty + DIM_Y * i of the block computes row
+// row_order[slot] (row_order: this b's rows entries; Sputnik's row swizzle, see BatchedCSR.
+// row_order: rows sorted by nnz and dealt so that a block's warps get similar work).  The
+// block's rows are no longer one contiguous nonzero range, so every warp stages its own rows in
+// rounds of DIM_X entries into its own DIM_X slots of shared memory (one coalesced load per
+// round, __syncwarp instead of block barriers: a warp never waits for the others).  The sum
+// per row is taken in the same order as in spmm_batched_device (CSR order, from 0), so the
+// result is bitwise the same.  Defensive as there: an entry of row_order is clamped into
+// [0, rows - 1] (a corrupt order may compute a row twice and leave another unwritten, never
+// access out of bounds), each row range into [0, nnz], columns as in the staging there.
 template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, int VEC,
-          bool OFF32>
+          bool OFF32, bool FULL>
+__device__ __forceinline__ void spmm_batched_ordered_device(
+    int rows, int cols, int n, int nnz, int row_block,
+    const int32_t* __restrict__ row_ptr,    // this b
+    const int32_t* __restrict__ row_order,  // this b
+    const int32_t* __restrict__ col_idx,    // shared
+    const T* __restrict__ values,           // shared
+    const T* __restrict__ B,                // this b
+    T* __restrict__ C,                      // this b
+    unsigned char* __restrict__ smem) {
+  constexpr int THR_M = BLK_M / DIM_Y, THR_N = BLK_N / DIM_X;
+  constexpr int GROUPS = THR_N / VEC;
+  static_assert(THR_N % VEC == 0, "a thread's columns must be whole vectors");
+  static_assert(NNZ_CHUNK >= DIM_X * DIM_Y, "every warp needs DIM_X staging slots");
+  using Index = std::conditional_t<OFF32, int, long long>;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  // This warp's DIM_X slots of the block's staging arrays.
+  T* __restrict__ s_val = reinterpret_cast<T*>(smem) + DIM_X * ty;
+  int32_t* __restrict__ s_col =
+      reinterpret_cast<int32_t*>(smem + sizeof(T) * NNZ_CHUNK) + DIM_X * ty;
+  const int row0 = row_block * BLK_M;
+  const int col0 = blockIdx.x * BLK_N;
+
+  int row_of[THR_M], lo[THR_M], hi[THR_M];
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+    const int slot = row0 + ty + DIM_Y * i;
+    if (slot < rows && cols > 0) {
+      const int r = static_cast<int>(
+          min(static_cast<unsigned>(__ldg(row_order + slot)), static_cast<unsigned>(rows - 1)));
+      row_of[i] = r;
+      lo[i] = min(max(__ldg(row_ptr + r), 0), nnz);
+      hi[i] = min(max(__ldg(row_ptr + r + 1), lo[i]), nnz);
+    } else {
+      row_of[i] = slot < rows ? static_cast<int>(min(static_cast<unsigned>(__ldg(row_order + slot)),
+                                                     static_cast<unsigned>(rows - 1)))
+                              : -1;
+      lo[i] = hi[i] = 0;  // no work
+    }
+  }
+
+  bool col_ok[GROUPS];
+#pragma unroll
+  for (int g = 0; g < GROUPS; ++g) col_ok[g] = FULL || col0 + VEC * (tx + DIM_X * g) < n;
+
+  T acc[THR_M][THR_N];
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+#pragma unroll
+    for (int j = 0; j < THR_N; ++j) acc[i][j] = T(0);
+  }
+
+  const T* __restrict__ B_col = B + col0 + VEC * tx;
+  const unsigned last_col = static_cast<unsigned>(cols - 1);
+
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+    // Warp-uniform trip count (the whole warp works on row_of[i]); 64-bit start as in the
+    // chunk loop of spmm_batched_device (hi can lie within DIM_X of INT_MAX).
+    for (long long base_wide = lo[i]; base_wide < hi[i]; base_wide += DIM_X) {
+      const int base = static_cast<int>(base_wide);
+      const int len = min(DIM_X, hi[i] - base);
+      if (tx < len) {  // staging, not the nonzero loop: clamp and select as there
+        const int c = __ldg(col_idx + base + tx);
+        const T v = __ldg(values + base + tx);
+        const bool in_range = static_cast<unsigned>(c) <= last_col;
+        const unsigned cc = min(static_cast<unsigned>(c), last_col);
+        s_col[tx] = static_cast<int>(OFF32 ? cc * static_cast<unsigned>(n) : cc);
+        s_val[tx] = in_range ? v : T(0);
+      }
+      __syncwarp();
+      for (int e = 0; e < len; ++e) {
+        const int c = s_col[e];
+        const T v = s_val[e];
+        const T* __restrict__ b_row = OFF32 ? B_col + c : B_col + static_cast<long long>(c) * n;
+#pragma unroll
+        for (int g = 0; g < GROUPS; ++g) {
+          if (col_ok[g]) {
+            const SpmmVec<T, VEC> bv = spmm_load<T, VEC>(b_row + VEC * DIM_X * g);
+#pragma unroll
+            for (int q = 0; q < VEC; ++q)
+              acc[i][g * VEC + q] = spmm_fma(v, bv.x[q], acc[i][g * VEC + q]);
+          }
+        }
+      }
+      // The next round overwrites this warp's slots.
+      __syncwarp();
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < THR_M; ++i) {
+    if (row_of[i] < 0) continue;
+    T* __restrict__ c_row = C + static_cast<Index>(row_of[i]) * n;
+#pragma unroll
+    for (int g = 0; g < GROUPS; ++g) {
+      if (!col_ok[g]) continue;
+      T* __restrict__ c_at = c_row + col0 + VEC * (tx + DIM_X * g);
+      if constexpr (VEC == 1) {
+        *c_at = acc[i][g];
+      } else {
+        SpmmVec<T, VEC> cv;
+#pragma unroll
+        for (int q = 0; q < VEC; ++q) cv.x[q] = acc[i][g * VEC + q];
+        MW_STORE_VECTOR(c_at, cv);
+      }
+    }
+  }
+}
+
+template <typename T, int DIM_X, int DIM_Y, int BLK_M, int BLK_N, int NNZ_CHUNK, int VEC,
+          bool OFF32, bool ORDERED>
 // Minimum 2 blocks per SM: gives ptxas an explicit register budget (65536 / (2 * threads) =
 // 128 for 256 threads).  Without it, CUDA 13's ptxas picked 48-80 registers for the 256-thread
 // fp64 tiles and spilled; with it every configuration compiles with zero spills (sm_80, sm_90).
 __global__ void __launch_bounds__(DIM_X* DIM_Y, 2)
     spmm_batched_kernel(int rows, int cols, int n, int nnz, const int32_t* __restrict__ row_ptr,
                         const int32_t* __restrict__ col_idx, const T* __restrict__ values,
-                        const T* __restrict__ B, T* __restrict__ C, int row_block_offset,
-                        int batch_offset) {
+                        const int32_t* __restrict__ row_order, const T* __restrict__ B,
+                        T* __restrict__ C, int row_block_offset, int batch_offset) {
   using Index = std::conditional_t<OFF32, int, long long>;
   MW_DYNAMIC_SHARED(unsigned char, smem);
   const Index b = static_cast<Index>(blockIdx.z) + batch_offset;
@@ -293,44 +430,72 @@ __global__ void __launch_bounds__(DIM_X* DIM_Y, 2)
   T* Cb = C + b * rows * static_cast<Index>(n);
   // Block-uniform choice: the full tiles (all but the last column of blocks) run without any
   // column predicate; only the edge tile pays for them.
-  if (static_cast<int>(blockIdx.x) * BLK_N + BLK_N <= n)
-    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, true>(
-        rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
-  else
-    spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, false>(
-        rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
+  const bool full = static_cast<int>(blockIdx.x) * BLK_N + BLK_N <= n;
+  if constexpr (ORDERED) {
+    const int32_t* ro = row_order + static_cast<long long>(b) * rows;
+    if (full)
+      spmm_batched_ordered_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, true>(
+          rows, cols, n, nnz, row_block, rp, ro, col_idx, values, Bb, Cb, smem);
+    else
+      spmm_batched_ordered_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, false>(
+          rows, cols, n, nnz, row_block, rp, ro, col_idx, values, Bb, Cb, smem);
+  } else {
+    (void)row_order;
+    if (full)
+      spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, true>(
+          rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
+    else
+      spmm_batched_device<T, DIM_X, DIM_Y, BLK_M, BLK_N, NNZ_CHUNK, VEC, OFF32, false>(
+          rows, cols, n, nnz, row_block, rp, col_idx, values, Bb, Cb, smem);
+  }
 }
 
 // Grid dimension limit of CUDA for y and z.
 constexpr int kSpmmMaxGridYZ = 65535;
 
-template <typename T, typename Cfg, int VEC, bool OFF32>
-cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, const int32_t* row_ptr,
-                                       const int32_t* col_idx, const T* values, int nnz, const T* B,
-                                       T* C, cudaStream_t stream) {
+template <typename T, typename Cfg, int VEC, bool OFF32, bool ORDERED>
+cudaError_t spmm_batched_launch_grid(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                     const int32_t* col_idx, const T* values, int nnz,
+                                     const int32_t* row_order, const T* B, T* C,
+                                     cudaStream_t stream) {
   const int blocks_m = (rows + Cfg::BLK_M - 1) / Cfg::BLK_M;
   const int blocks_n = (n + Cfg::BLK_N - 1) / Cfg::BLK_N;
   const dim3 block(Cfg::DIM_X, Cfg::DIM_Y);
   auto kernel = spmm_batched_kernel<T, Cfg::DIM_X, Cfg::DIM_Y, Cfg::BLK_M, Cfg::BLK_N,
-                                    Cfg::NNZ_CHUNK, VEC, OFF32>;
+                                    Cfg::NNZ_CHUNK, VEC, OFF32, ORDERED>;
   // Row blocks and batch entries beyond the y / z limits: further launches with offsets.
   for (int rb = 0; rb < blocks_m; rb += kSpmmMaxGridYZ) {
     for (int b0 = 0; b0 < batch; b0 += kSpmmMaxGridYZ) {
       const dim3 grid(blocks_n, std::min(blocks_m - rb, kSpmmMaxGridYZ),
                       std::min(batch - b0, kSpmmMaxGridYZ));
-      const cudaError_t err = launch(kernel, grid, block, Cfg::template shared_bytes<T>(), stream,
-                                     rows, cols, n, nnz, row_ptr, col_idx, values, B, C, rb, b0);
+      const cudaError_t err =
+          launch(kernel, grid, block, Cfg::template shared_bytes<T>(), stream, rows, cols, n, nnz,
+                 row_ptr, col_idx, values, row_order, B, C, rb, b0);
       if (err != cudaSuccess) return err;
     }
   }
   return cudaSuccess;
 }
 
+// The row order: the permuted path only when one is given.
+template <typename T, typename Cfg, int VEC, bool OFF32>
+cudaError_t spmm_batched_launch_config(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                       const int32_t* col_idx, const T* values, int nnz,
+                                       const int32_t* row_order, const T* B, T* C,
+                                       cudaStream_t stream) {
+  if (row_order != nullptr)
+    return spmm_batched_launch_grid<T, Cfg, VEC, OFF32, true>(
+        batch, rows, cols, n, row_ptr, col_idx, values, nnz, row_order, B, C, stream);
+  return spmm_batched_launch_grid<T, Cfg, VEC, OFF32, false>(batch, rows, cols, n, row_ptr, col_idx,
+                                                             values, nnz, row_order, B, C, stream);
+}
+
 // The offset width for one configuration and vector width (see spmm_batched_launch).
 template <typename T, typename Cfg, int VEC>
 cudaError_t spmm_batched_launch_vec(int batch, int rows, int cols, int n, const int32_t* row_ptr,
-                                    const int32_t* col_idx, const T* values, int nnz, const T* B,
-                                    T* C, cudaStream_t stream, unsigned flags) {
+                                    const int32_t* col_idx, const T* values, int nnz,
+                                    const int32_t* row_order, const T* B, T* C, cudaStream_t stream,
+                                    unsigned flags) {
   // 32-bit offsets when every offset into B and C fits (always so through the C ABI, which
   // refuses arrays of 2^31 elements; the C++ launcher itself takes any int sizes).
   const bool off32 = (flags & kSpmmForceOffsets64) == 0 &&
@@ -338,9 +503,9 @@ cudaError_t spmm_batched_launch_vec(int batch, int rows, int cols, int n, const 
                      static_cast<long long>(batch) * rows * n <= INT_MAX;
   if (off32)
     return spmm_batched_launch_config<T, Cfg, VEC, true>(batch, rows, cols, n, row_ptr, col_idx,
-                                                         values, nnz, B, C, stream);
+                                                         values, nnz, row_order, B, C, stream);
   return spmm_batched_launch_config<T, Cfg, VEC, false>(batch, rows, cols, n, row_ptr, col_idx,
-                                                        values, nnz, B, C, stream);
+                                                        values, nnz, row_order, B, C, stream);
 }
 
 // The vector width for one configuration: 16-byte loads of B (and stores of C) when a thread's
@@ -348,8 +513,9 @@ cudaError_t spmm_batched_launch_vec(int batch, int rows, int cols, int n, const 
 // both base pointers are 16-byte aligned; element loads otherwise.
 template <typename T, typename Cfg>
 cudaError_t spmm_batched_launch_tile(int batch, int rows, int cols, int n, const int32_t* row_ptr,
-                                     const int32_t* col_idx, const T* values, int nnz, const T* B,
-                                     T* C, cudaStream_t stream, unsigned flags) {
+                                     const int32_t* col_idx, const T* values, int nnz,
+                                     const int32_t* row_order, const T* B, T* C,
+                                     cudaStream_t stream, unsigned flags) {
   constexpr int kVec16 = 16 / static_cast<int>(sizeof(T));
   constexpr int VEC = Cfg::THR_N % kVec16 == 0 ? kVec16 : 1;
   if constexpr (VEC > 1) {
@@ -358,10 +524,10 @@ cudaError_t spmm_batched_launch_tile(int batch, int rows, int cols, int n, const
                      reinterpret_cast<uintptr_t>(C) % 16 == 0;
     if (vec)
       return spmm_batched_launch_vec<T, Cfg, VEC>(batch, rows, cols, n, row_ptr, col_idx, values,
-                                                  nnz, B, C, stream, flags);
+                                                  nnz, row_order, B, C, stream, flags);
   }
-  return spmm_batched_launch_vec<T, Cfg, 1>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B,
-                                            C, stream, flags);
+  return spmm_batched_launch_vec<T, Cfg, 1>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
+                                            row_order, B, C, stream, flags);
 }
 
 // C[b] = A_csr[b] · B[b], b < batch.  nnz is the length of col_idx and values (every row range
@@ -371,16 +537,17 @@ cudaError_t spmm_batched_launch_tile(int batch, int rows, int cols, int n, const
 template <typename T>
 cudaError_t spmm_batched_launch(int batch, int rows, int cols, int n, const int32_t* row_ptr,
                                 const int32_t* col_idx, const T* values, int nnz, const T* B, T* C,
-                                cudaStream_t stream, unsigned flags = kSpmmDefault) {
+                                cudaStream_t stream, unsigned flags = kSpmmDefault,
+                                const int32_t* row_order = nullptr) {
   if (batch < 0 || rows < 0 || cols < 0 || n < 0 || nnz < 0) return cudaErrorInvalidValue;
   if (batch == 0 || rows == 0 || n == 0) return cudaSuccess;
   using Wide = typename SpmmTiles<T>::Wide;
   using Narrow = typename SpmmTiles<T>::Narrow;
   if (n >= Wide::BLK_N)
-    return spmm_batched_launch_tile<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B,
-                                             C, stream, flags);
-  return spmm_batched_launch_tile<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz, B,
-                                             C, stream, flags);
+    return spmm_batched_launch_tile<T, Wide>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
+                                             row_order, B, C, stream, flags);
+  return spmm_batched_launch_tile<T, Narrow>(batch, rows, cols, n, row_ptr, col_idx, values, nnz,
+                                             row_order, B, C, stream, flags);
 }
 
 // The signature without nnz cannot bound the row ranges of a corrupt CSR: deliberately

@@ -787,12 +787,13 @@ class _WinogradConvNd(BackwardMixin):
                                  e.stream())
 
     def _spmm(self, csr: BatchedCSR, B: Any, C: Any) -> None:
-        """C[b] = csr[b] · B[b] on the device (the batched CSR kernel, SIMT in the compute dtype)."""
+        """C[b] = csr[b] · B[b] on the device (the batched CSR kernel, SIMT in the compute dtype),
+        rows in the CSR's load-balancing order (computed once per CSR; the same C bitwise)."""
         e = self._engine
         batch, rows, cols = csr.shape
         e.ext.spmm_batched(_backend.kernel_dtype(self._cdtype, "V"), batch, rows, cols, int(B.shape[2]),
                            e.ptr(csr.row_ptr), e.ptr(csr.col_idx), e.ptr(csr.values), csr.nnz, e.ptr(B), e.ptr(C),
-                           e.stream())
+                           e.stream(), e.ptr(csr.row_order()))
 
     def _split_k_bytes(self, P: int) -> int:
         """Workspace bytes of the dense product's split-K for P tiles (0: no split)."""

@@ -465,6 +465,22 @@ _TC_CONFIGS = ("GemmTcConfig<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>",
                "GemmTcConfig64<GemmShape<64, 64, 16>, GemmShape<32, 32, 16>, 2>")
 
 
+#: The wide SpMM tiles (SpmmTileWide, SpmmTileWide64) in a kernel name, with the path flags of
+#: kernels/spmm_batched.cuh after them (VEC, OFF32, ORDERED) or, in reports of the kernel before
+#: issue 16, without.
+_SPMM_WIDE = re.compile(r"spmm_batched_kernel<\w+, 32, 8, 32, (?:128, 512|64, 256)(?P<flags>, \d+, \w+, \w+)?>")
+
+
+def _is_layer_spmm(kernel: str) -> bool:
+    """Whether a kernel report row is the SpMM a layer runs: a wide tile, and with the path
+    flags the layer's path (16-byte vectors, 32-bit offsets, the load-balancing row order:
+    P is a multiple of 4 for any batch that is, and the C ABI's sizes fit int32)."""
+    if not (m := _SPMM_WIDE.search(kernel)):
+        return False
+    flags = m["flags"]
+    return flags is None or (not flags.startswith(", 1,") and flags.endswith("true, true"))
+
+
 def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
     """{key: mix} in the keys of :data:`SASS_SM90` from a ``tools/kernel_report.py --json``
     file (``arch`` rows: every SIMT GEMM tile and copy width, the wide SpMM, every
@@ -480,7 +496,7 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
         dtype = "float64" if "<double" in k else "float32"
         if (g := re.search(r"gemm_batched_kernel<\w+, GemmConfig<\d+, \d+, (\d+), (\d+), \d+>, (\d+)>", k)):
             out[("gemm", dtype, f"{g[1]}x{g[2]}", int(g[3]))] = mix
-        elif "spmm_batched_kernel" in k and ("128, 512>" in k or "32, 64, 256>" in k):
+        elif _is_layer_spmm(k):
             out[("spmm", dtype)] = mix
         elif (tc := _tc_key(k)) and any(c in k for c in _TC_CONFIGS):
             out[("gemm_tc", *tc)] = mix

@@ -24,7 +24,7 @@ kernel); :meth:`BatchedCSR.from_dense` always produces sorted, unique columns.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +37,36 @@ __all__ = ["BatchedCSR", "array_module", "INT32_MAX"]
 
 #: Largest nnz (and any offset) the int32 index arrays can hold.
 INT32_MAX = 2**31 - 1
+
+#: Rows dealt per round by :meth:`BatchedCSR.row_order`: twice the warps of the kernel's wide
+#: tile (8; the narrow tile has 4, which the same deal also balances).
+ROW_DEAL_GROUP = 16
+
+
+def deal_rows(counts: np.ndarray, group: int = ROW_DEAL_GROUP) -> np.ndarray:
+    """The kernel's row order for rows of ``counts[b, i]`` entries: int32, shape of ``counts``.
+
+    Per matrix ``b`` the rows are sorted by count, descending (ties: lower row first), so that
+    each block of the kernel gets rows of similar length (Sputnik's row swizzle, Gale et al.
+    SC 2020).  Within every ``group`` consecutive slots the second half is dealt in reverse:
+    warp ``w`` of a block (slots ``w, w + W, w + 2W, ...`` for W warps, 2W dividing ``group``)
+    then gets ranks ``w, group - 1 - w, ...`` of each group, whose sums are equal, instead of
+    always the longer row of every pair.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 2:
+        raise ValueError(f"counts must be 2-D (batch, rows), got shape {counts.shape}")
+    if group < 2 or group % 2:
+        raise ValueError(f"group must be an even number >= 2, got {group}")
+    rows = counts.shape[1]
+    by_count = np.argsort(-counts.astype(np.int64), axis=1, kind="stable")
+    rank = np.arange(rows)
+    full = rows // group * group
+    k = rank[:full] % group
+    half = group // 2
+    # slot g*group + k holds rank g*group + k (first half) or g*group + group - 1 - (k - half)
+    rank[:full] = np.where(k < half, rank[:full], rank[:full] - k + group - 1 - (k - half))
+    return np.ascontiguousarray(by_count[:, rank].astype(np.int32))
 
 
 def _cupy() -> ModuleType | None:
@@ -105,6 +135,8 @@ class BatchedCSR:
     col_idx: Any
     values: Any
     shape: tuple[int, int, int]
+    # row_order()'s cache (computed on first use, where the arrays live)
+    _row_order: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", _check_shape(self.shape))
@@ -291,6 +323,19 @@ class BatchedCSR:
         """Stored entries per row, host int64 array of shape ``(batch, rows)``."""
         rp = _backend.to_host(self.row_ptr).astype(np.int64)
         return np.diff(rp, axis=1)
+
+    def row_order(self) -> Any:
+        """The kernel's load-balancing row permutation (:func:`deal_rows` of :meth:`row_nnz`):
+        int32, ``(batch, rows)``, where the arrays live; computed once and cached.
+
+        The kernel computes the same C, bitwise, with or without it (every row is summed in
+        CSR order); with it, the rows of a block have similar lengths and its warps similar work.
+        """
+        if self._row_order is None:
+            order = deal_rows(self.row_nnz())
+            xp = self.xp
+            object.__setattr__(self, "_row_order", order if xp is np else xp.ascontiguousarray(xp.asarray(order)))
+        return self._row_order
 
     def to_dense(self) -> Any:
         """The dense ``batch × rows × cols`` array (same array module and dtype as values).

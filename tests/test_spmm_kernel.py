@@ -209,3 +209,106 @@ def test_vector_and_element_loads_give_bitwise_the_same_c(dtype, n, rng):
     emu.spmm_batched(DT_CODE[np.dtype(dtype)], batch, rows, cols, n, _ptr(rp), _ptr(ci), _ptr(vals), csr.nnz,
                      B_off.ctypes.data, C_off.ctypes.data, 0, 0, 0)
     assert np.array_equal(C_off, C_vec)
+
+
+def _reordered(csr: BatchedCSR, B: np.ndarray, order: np.ndarray, flags: int = 0) -> np.ndarray:
+    batch, rows, cols = csr.shape
+    n = B.shape[2]
+    order = np.ascontiguousarray(order, np.int32)
+    C = np.full((batch, rows, n), np.nan, B.dtype)
+    emu.spmm_batched(DT_CODE[B.dtype], batch, rows, cols, n, _ptr(csr.row_ptr), _ptr(csr.col_idx),
+                     _ptr(csr.values), csr.nnz, _ptr(B), _ptr(C), 0, _ptr(order), flags)
+    return C
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [1, 37, 64, 132])
+@pytest.mark.parametrize("flags", [0, 1, 2], ids=["default", "offsets64", "scalar"])
+def test_reordered_rows_give_bitwise_the_identity_result(dtype, n, flags, rng):
+    """The permuted path (warp-private staging of each row) sums every row in CSR order, as the
+    identity path does: bitwise the same C for the load-balancing order, a random permutation
+    and the identity given explicitly; long rows take several staging rounds of 32 entries."""
+    batch, rows, cols = 3, 45, 300
+    counts = rng.integers(0, 12, size=(batch, rows))
+    counts[0, 7] = 290                    # many rounds of 32
+    counts[1, ::5] = 0
+    counts[2, -1] = 33
+    csr = random_csr(rng, (batch, rows, cols), 0, dtype, counts)
+    B = rng.uniform(-1, 1, (batch, cols, n)).astype(dtype)
+    C = run(csr, B, flags=flags)
+    assert_close(C, csr, B, "identity")
+    for order in (csr.row_order(), np.stack([rng.permutation(rows) for _ in range(batch)]),
+                  np.tile(np.arange(rows), (batch, 1))):
+        assert np.array_equal(_reordered(csr, B, order, flags), C)
+
+
+def test_row_order_is_sorted_by_nnz_and_dealt_evenly_to_warps(rng):
+    counts = rng.integers(0, 50, size=(2, 70))
+    csr = random_csr(rng, (2, 70, 64), 0, np.float32, counts)
+    order = csr.row_order()
+    assert order.dtype == np.int32 and order.shape == (2, 70) and order.flags["C_CONTIGUOUS"]
+    assert csr.row_order() is order, "computed once, cached"
+    for b in range(2):
+        assert sorted(order[b]) == list(range(70)), "a permutation of the rows"
+        nnz = counts[b][order[b]]
+        # blocks of 32 slots (the wide tile) hold rows of descending length
+        assert nnz[:32].min() >= nnz[32:64].max()
+        # the 8 warps of the first block: slots w, w + 8, w + 16, w + 24 -> equal rank sums
+        ranks = np.argsort(np.argsort(-counts[b], kind="stable"), kind="stable")[order[b]]
+        sums = [int(ranks[w:32:8].sum()) for w in range(8)]
+        assert len(set(sums)) == 1, sums
+        sums4 = [int(ranks[w:16:4].sum()) for w in range(4)]  # the narrow tile's 4 warps
+        assert len(set(sums4)) == 1, sums4
+
+
+def test_deal_rows_rejects_bad_arguments():
+    from magma_wino.sparse import deal_rows
+
+    with pytest.raises(ValueError, match="counts"):
+        deal_rows(np.zeros(5))
+    with pytest.raises(ValueError, match="group"):
+        deal_rows(np.zeros((1, 5)), group=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_corrupt_row_order_and_row_pointers_never_crash_the_permuted_path(dtype, rng):
+    batch, rows, cols, n = 2, 40, 9, 68
+    csr = random_csr(rng, (batch, rows, cols), 0.4, dtype)
+    B = rng.uniform(-1, 1, (batch, cols, n)).astype(dtype)
+    order = np.stack([rng.permutation(rows) for _ in range(batch)]).astype(np.int32)
+    order[0, ::3] = -7
+    order[1, ::4] = rows + 100
+    C = _reordered(csr, B, order)
+    assert np.isfinite(C[~np.isnan(C)]).all()
+    rp = csr.row_ptr.copy()
+    rp.reshape(-1)[::4] = -1000
+    rp.reshape(-1)[1::6] = 2**31 - 1
+    ci = csr.col_idx.copy()
+    ci[::2] = -(2**31)
+    Cn = np.full((batch, rows, n), np.nan, dtype)
+    emu.spmm_batched(DT_CODE[np.dtype(dtype)], batch, rows, cols, n, _ptr(rp), _ptr(ci), _ptr(csr.values),
+                     csr.nnz, _ptr(B), _ptr(Cn), 0, _ptr(csr.row_order()), 0)
+    assert np.isfinite(Cn).all(), "a valid permutation writes every row"
+
+
+def test_perfmodel_reads_the_layer_path_of_a_kernel_report(tmp_path):
+    """load_sass takes the SpMM row of the path a layer runs (wide tile, 16-byte vectors, 32-bit
+    offsets, row order), not the other instantiations of the same tile; old reports (no flags)
+    still read."""
+    import json
+
+    from magma_wino import perfmodel as pm
+
+    def row(kernel, ffma):
+        return {"arch": "90", "kernel": kernel, "sass": {"scope": "loop", "mix": {"FFMA": ffma, "other": 10}}}
+
+    wide = "spmm_batched_kernel<float, 32, 8, 32, 128, 512"
+    rows = [row(f"{wide}, 4, true, true>", 64), row(f"{wide}, 1, true, true>", 1), row(f"{wide}, 4, false, true>", 2),
+            row(f"{wide}, 4, true, false>", 3), row("spmm_batched_kernel<float, 32, 4, 16, 32, 256, 1, true, true>", 4),
+            row("spmm_batched_kernel<double, 32, 8, 32, 64, 256, 2, true, true>", 5)]
+    path = tmp_path / "kr.json"
+    path.write_text(json.dumps(rows))
+    sass = pm.load_sass(path)
+    assert sass[("spmm", "float32")]["FFMA"] == 64 and sass[("spmm", "float64")]["FFMA"] == 5
+    path.write_text(json.dumps([row(f"{wide}>", 16)]))
+    assert pm.load_sass(path)[("spmm", "float32")]["FFMA"] == 16

@@ -252,8 +252,13 @@ typedef enum mw_spmm_flags {
   MW_SPMM_SCALAR = 2     /* element loads of B, no 16-byte vectors */
 } mw_spmm_flags;
 
-/* mw_spmm_batched with a row order and path flags.  row_order: NULL (rows in order; the only
- * value accepted so far).  flags: mw_spmm_flags, or-ed; unknown bits are an invalid argument.
+/* mw_spmm_batched with a row order and path flags.  row_order: NULL (rows in order), or int32,
+ * batch x rows, a permutation of [0, rows) per matrix: the kernel's row slot s of matrix b
+ * computes row row_order[b*rows + s] (load balance: BatchedCSR.row_order() sorts the rows of
+ * each matrix by nnz, descending, and deals them so that the warps of a block get similar
+ * work).  C is the same, bitwise, for every permutation (each row is summed in CSR order); an
+ * entry outside [0, rows) is clamped into it (wrong numbers, never an out-of-bounds access).
+ * flags: mw_spmm_flags, or-ed; unknown bits are an invalid argument.
  * mw_spmm_batched(...) is mw_spmm_batched_ex(..., nnz, NULL, MW_SPMM_DEFAULT, B, C, stream). */
 mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
                              const int32_t* row_ptr, const int32_t* col_idx, const void* values,

@@ -320,7 +320,24 @@ void spmm(int batch, int rows, int cols, int n, double density, mw_dtype dt, boo
   T* B = filled<T>(long(batch) * cols * n);
   T* C = filled<T>(long(batch) * rows * n);
   check(mw_spmm_batched(dt, batch, rows, cols, n, rp, ci, values, nnz, B, C, nullptr), "spmm");
-  for (void* p : {(void*)rp, (void*)ci, (void*)values, (void*)B, (void*)C}) std::free(p);
+  // The permuted-row path on an exactly sized row_order (batch x rows): reversed rows, and for a
+  // corrupt CSR a corrupt order too (entries outside [0, rows), clamped by the kernel).  A valid
+  // order must give C bitwise (each row is summed in CSR order whatever the order).
+  int32_t* order = filled<int32_t>(long(batch) * rows);
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < rows; ++i)
+      order[long(b) * rows + i] = corrupt && i % 3 == 0 ? (i % 2 ? -9 : rows + 9) : rows - 1 - i;
+  T* C2 = filled<T>(long(batch) * rows * n);
+  check(mw_spmm_batched_ex(dt, batch, rows, cols, n, rp, ci, values, nnz, order, MW_SPMM_DEFAULT, B,
+                           C2, nullptr),
+        "spmm, row order");
+  if (!corrupt && std::memcmp(C, C2, sizeof(T) * size_t(batch) * rows * n) != 0) {
+    std::printf("FAIL spmm row order, batch %d rows %d n %d: C differs from the identity order\n",
+                batch, rows, n);
+    ++g_failures;
+  }
+  for (void* p : {(void*)rp, (void*)ci, (void*)values, (void*)B, (void*)C, (void*)order, (void*)C2})
+    std::free(p);
 }
 
 // ----------------------------------------------------------------------------- the fused layer
