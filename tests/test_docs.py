@@ -477,15 +477,21 @@ def parse_only(command: str, parsers: list | None = None) -> str | None:
 def options_of(command: str) -> set[str]:
     """The option strings the (sub)command of ``command`` accepts."""
     words = shlex.split(command.replace("[", " ").replace("]", " ").replace("|", " "))
-    head = words[:3] if words[0].startswith("python") else words[:2]
+    n = 3 if words[0].startswith("python") else 2
+    # nested subcommands (`magma-wino experiment prune`): the words up to the first option
+    while n < len(words) and not words[n].startswith("-") and not words[n - 1].startswith("-") \
+            and parse_only(" ".join(words[:n])) is not None:
+        n += 1
+    head = words[:n]
     parsers: list = []
     why = parse_only(" ".join(head), parsers)
     if why is not None:
         raise ValueError(f"`{' '.join(head)}` does not parse: {why}")
     parser = parsers[0]  # magma-wino's; python -m magma_wino.cli.<name>: the subcommand's own
-    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    if sub is not None and head[-1] in sub.choices:
-        parser = sub.choices[head[-1]]
+    for word in head[1:]:  # down the subcommands named
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is not None and word in sub.choices:
+            parser = sub.choices[word]
     return {o for a in parser._actions for o in a.option_strings}
 
 
