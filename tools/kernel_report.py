@@ -129,7 +129,8 @@ def _launch_shape(name: str) -> tuple[int, int]:
         # rows padded by kPadA = 4 elements (BLK_K x (BLK_M + 4)), and of the B slice (BLK_K x BLK_N).
         dx, dy, bm, bn, bk = map(int, m.groups())
         return dx * dy, 2 * bk * (bm + 4 + bn) * size
-    if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)>", name)):
+    # (the layer's kernels carry more template arguments after the tile: vector width, path flags)
+    if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)[,>]", name)):
         dx, dy, _bm, _bn, chunk = map(int, m.groups())
         return dx * dy, chunk * (size + 4)
     if (m := re.search(r"gemm_tc_kernel<\w+, GemmTcConfig(16|64)?<GemmShape<(\d+), (\d+), (\d+)>, "
