@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from .. import pruning as _pruning
 from ..torch import WinogradConv2d, WinogradDomainConv2d
 
-__all__ = ["KINDS", "SmallVGG", "drop_filters", "to_winograd_domain"]
+__all__ = ["KINDS", "SmallVGG", "drop_filters", "scale_to_unit_output", "to_winograd_domain"]
 
 KINDS = ("spatial", "winograd", "winograd_relu")
 
@@ -132,6 +132,28 @@ class SmallVGG(nn.Module):
         new = SmallVGG(self.convs[0].in_channels, self.fc.out_features, widths, image_size=self.image_size,
                        m=self.m, kind=kind or self.kind, backend=self.backend)
         return new.to(self.fc.weight.dtype)
+
+
+@torch.no_grad()
+def scale_to_unit_output(net: SmallVGG, x: torch.Tensor) -> SmallVGG:
+    """Rescale each convolution's weights and bias, first to last, so that its output on the
+    images ``x`` has standard deviation 1 (data-dependent initialisation, as LSUV, Mishkin &
+    Matas 2016, does).  The Winograd-ReLU network starts with it: the ReLU after Bᵀ d B (whose
+    entries reach 5 for α = 6) keeps the large positive parts, and from the Kaiming initialisation
+    the activations grow about 3× per layer at F(4,3).  Returns ``net``."""
+    h = x
+    for i, conv in enumerate(net.convs):
+        std = float(conv(h).std())
+        if std > 0:
+            conv.weight.div_(std)
+            if conv.bias is not None:
+                conv.bias.div_(std)
+        h = conv(h)
+        if i in net.pool_after:
+            h = F.max_pool2d(h, 2)
+        if net._relu_after(i):
+            h = F.relu(h)
+    return net
 
 
 def to_winograd_domain(net: SmallVGG) -> SmallVGG:
