@@ -103,12 +103,15 @@ class SmallVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, conv in enumerate(self.convs):
-            x = conv(x)
-            if i in self.pool_after:
-                x = F.max_pool2d(x, 2)
-            if self._relu_after(i):
-                x = F.relu(x)
+            x = self.between(i, conv(x))
         return self.fc(x.flatten(1))
+
+    def between(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """What follows convolution ``i`` before the next one: its pooling, and its ReLU
+        unless the next layer takes the ReLU into the Winograd domain."""
+        if i in self.pool_after:
+            x = F.max_pool2d(x, 2)
+        return F.relu(x) if self._relu_after(i) else x
 
     def conv_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The input of every convolution for the images ``x`` (what its tiles are cut from)."""
@@ -116,11 +119,7 @@ class SmallVGG(nn.Module):
         with torch.no_grad():
             for i, conv in enumerate(self.convs):
                 inputs.append(x)
-                x = conv(x)
-                if i in self.pool_after:
-                    x = F.max_pool2d(x, 2)
-                if self._relu_after(i):
-                    x = F.relu(x)
+                x = self.between(i, conv(x))
         return inputs
 
     def _like(self, channels: Sequence[int], kind: str | None = None) -> SmallVGG:
@@ -148,11 +147,7 @@ def scale_to_unit_output(net: SmallVGG, x: torch.Tensor) -> SmallVGG:
             conv.weight.div_(std)
             if conv.bias is not None:
                 conv.bias.div_(std)
-        h = conv(h)
-        if i in net.pool_after:
-            h = F.max_pool2d(h, 2)
-        if net._relu_after(i):
-            h = F.relu(h)
+        h = net.between(i, conv(h))
     return net
 
 
