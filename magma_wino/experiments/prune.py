@@ -271,12 +271,11 @@ def count_mults(net: SmallVGG, x: np.ndarray) -> list[_cost.LayerCost]:
     return costs
 
 
-def _weights(conv: nn.Module) -> tuple[int, int]:
-    """(kept, total) weights of a conv in the domain it is parametrised in."""
-    if isinstance(conv, WinogradDomainConv2d):
-        kept = conv.mask & (conv.weight.detach() != 0)
-        return int(kept.sum()), conv.weight.numel()
-    return int((conv.weight.detach() != 0).sum()), conv.weight.numel()
+def _kept(conv: nn.Module) -> int:
+    """Kept (nonzero and, for a Winograd-domain layer, unmasked) weights of a conv, counted in
+    the domain it is parametrised in."""
+    nonzero = conv.weight.detach() != 0
+    return int((conv.mask & nonzero).sum() if isinstance(conv, WinogradDomainConv2d) else nonzero.sum())
 
 
 # --------------------------------------------------------------------------- pruning
@@ -360,7 +359,8 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
         finetune(-1)
         original = [base.convs[i].weight.numel() // 9 for i in range(len(base.convs))]  # K·C per layer
         net = to_winograd_domain(net)
-    for step, d in enumerate(_schedule(density, cfg)):
+    steps = _schedule(density, cfg)
+    for step, d in enumerate(steps):
         if method == "spatial":
             _prune_spatial(net, d, layers, spatial_masks)
         elif method in ("winograd", "winograd_position", "winograd_relu"):
@@ -368,7 +368,7 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
         elif method == "winograd_block":
             _prune_u(net, dict.fromkeys(layers, d), per_position=False, block=cfg.block)
         elif method == "filter":
-            net, _ = drop_filters(net, d / (_schedule(density, cfg)[step - 1] if step else 1.0))
+            net, _ = drop_filters(net, d / (steps[step - 1] if step else 1.0))  # of what is left
         elif method == "filter+winograd":
             # each layer keeps d of its ORIGINAL U: d·K·C / (K'·C') of what filter pruning left
             left = {i: net.convs[i].in_channels * net.convs[i].out_channels for i in layers}
@@ -393,19 +393,18 @@ def _row(m: int, method: str, target: float, net: SmallVGG, base_costs: Sequence
     acc = evaluate(net, data.x_test, data.y_test)
     costs = count_mults(net, data.x_test[:cfg.cost_images])
     n = costs[0].N
-    kept_total = [_weights(c) for c in net.convs]
+    kept = [_kept(c) for c in net.convs]
     # density over all convolutions, against the unpruned network in the domain of net's weights
-    # (w: 9·K·C per layer, U: α²·K·C), so filter pruning counts the removed filters too
     # (w: 9·K·C per layer, U: α²·K·C), so filter pruning counts the removed filters too; per layer
     # likewise against that layer of the unpruned network
     per_pair = (net.m + 2) ** 2 if isinstance(net.convs[0], WinogradDomainConv2d) else 9
     original = [lc.K * lc.C * per_pair for lc in base_costs]
     relu_layers = [lc for lc in costs if lc.variant == "winograd_relu"]
     layers = []
-    for i, (lc, (kept, _)) in enumerate(zip(costs, kept_total)):
+    for i, lc in enumerate(costs):
         layers.append({
             "layer": f"conv{i + 1}", "C": lc.C, "K": lc.K, "size": list(lc.spatial_size), "variant": lc.variant,
-            "weight_density": kept / original[i], "activation_density": lc.activation_density if lc.variant ==
+            "weight_density": kept[i] / original[i], "activation_density": lc.activation_density if lc.variant ==
             "winograd_relu" else None, "mults_per_image": lc.mults / n,
             "direct_mults_per_image": base_costs[i].direct_mults / base_costs[i].N,
         })
@@ -413,7 +412,7 @@ def _row(m: int, method: str, target: float, net: SmallVGG, base_costs: Sequence
     direct = sum(lc.direct_mults for lc in base_costs) / base_costs[0].N
     return {
         "m": m, "method": method, "target_density": target, "accuracy": acc,
-        "weight_density": sum(k for k, _ in kept_total) / sum(original),
+        "weight_density": sum(kept) / sum(original),
         "activation_density": (float(np.mean([lc.activation_density for lc in relu_layers]))
                                if relu_layers else None),
         "mults_per_image": mults, "direct_mults_per_image": direct, "mult_reduction": direct / mults,
