@@ -3,7 +3,7 @@
 # pointers (int), streams as a cudaStream_t handle (int, 0 = legacy default stream); the
 # Python layer (magma_wino/_backend.py) checks shapes and dtypes first, the C layer checks
 # again and returns a status that _check() turns into an exception.
-from libc.stdint cimport int32_t, int64_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uintptr_t
 
 from magma_wino_capi cimport *
 
@@ -277,6 +277,29 @@ def conv2d_fused(ConvDesc d, int dtype, int precision, int layout, int relu, bin
     _check(st, "fused layer")
 
 
+def sp24_meta_words(int precision, int64_t batch, int64_t rows, int64_t cols):
+    """Words of the metadata array of sp24_batched (mw_sp24_meta_words)."""
+    cdef int64_t words
+    with nogil:
+        words = mw_sp24_meta_words(<mw_precision>precision, batch, rows, cols)
+    if words < 0:
+        _check(MW_STATUS_INVALID_ARGUMENT, "2:4 metadata size")
+    return words
+
+
+def sp24_batched(int dtype, int precision, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                 uintptr_t values, uintptr_t meta, uintptr_t B, uintptr_t C, uintptr_t stream):
+    """C[b] = A_2:4[b] · B[b] on sparse tensor cores (mw_sp24_batched): values and B in the
+    precision's operand type, meta uint32 in the kernel's layout (magma_wino.sparse24), C
+    float32."""
+    cdef mw_status st
+    with nogil:
+        st = mw_sp24_batched(<mw_dtype>dtype, <mw_precision>precision, batch, rows, cols, n,
+                             <const void*>values, <const uint32_t*>meta, <const void*>B,
+                             <void*>C, <mw_stream>stream)
+    _check(st, "2:4 sparse batched product")
+
+
 SPMM_OFFSETS64 = 1  # mw_spmm_flags: 64-bit offsets into B and C
 SPMM_SCALAR = 2     # mw_spmm_flags: element loads of B, no 16-byte vectors
 
@@ -294,3 +317,17 @@ def spmm_batched(int dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n
                                 <const int32_t*>row_order, flags, <const void*>B, <void*>C,
                                 <mw_stream>stream)
     _check(st, "sparse batched product")
+
+
+def bsr_batched(int dtype, int precision, int64_t batch, int64_t rows, int64_t cols, int64_t n,
+                int block_rows, int block_cols, uintptr_t row_ptr, uintptr_t col_idx,
+                uintptr_t values, int64_t nblocks, uintptr_t B, uintptr_t C, uintptr_t stream):
+    """C[b] = A_bsr[b] · B[b] on tensor cores (mw_bsr_batched): 16 x 8 blocks, values and B in
+    the precision's operand type, C float32 (float64 for PRECISION_FP64)."""
+    cdef mw_status st
+    with nogil:
+        st = mw_bsr_batched(<mw_dtype>dtype, <mw_precision>precision, batch, rows, cols, n,
+                            block_rows, block_cols, <const int32_t*>row_ptr,
+                            <const int32_t*>col_idx, <const void*>values, nblocks,
+                            <const void*>B, <void*>C, <mw_stream>stream)
+    _check(st, "block-sparse batched product")

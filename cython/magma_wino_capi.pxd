@@ -1,5 +1,5 @@
 # Declarations of the C ABI (kernels/include/magma_wino.h).
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 
 cdef extern from "magma_wino.h" nogil:
     ctypedef enum mw_status:
@@ -99,6 +99,10 @@ cdef extern from "magma_wino.h" nogil:
                                  int64_t n, const int32_t* row_ptr, const int32_t* col_idx,
                                  const void* values, int64_t nnz, const int32_t* row_order,
                                  unsigned flags, const void* B, void* C, mw_stream stream)
+    mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
+                             int64_t cols, int64_t n, int32_t block_rows, int32_t block_cols,
+                             const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                             int64_t nblocks, const void* B, void* C, mw_stream stream)
     ctypedef enum mw_layout:
         MW_LAYOUT_NCHW
         MW_LAYOUT_NHWC
@@ -115,6 +119,10 @@ cdef extern from "magma_wino.h" nogil:
     mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
                               mw_layout layout, mw_relu relu, int relu_output, const void* x,
                               const void* U, const void* bias, void* y, mw_stream stream)
+    mw_status mw_sp24_batched(mw_dtype dtype, mw_precision precision, int64_t batch,
+                              int64_t rows, int64_t cols, int64_t n, const void* values,
+                              const uint32_t* meta, const void* B, void* C, mw_stream stream)
+    int64_t mw_sp24_meta_words(mw_precision precision, int64_t batch, int64_t rows, int64_t cols)
     const char* mw_status_name(mw_status status)
     const char* mw_last_error_message()
     const char* mw_build_info()

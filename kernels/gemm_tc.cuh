@@ -293,6 +293,19 @@ __device__ __forceinline__ void cp_async_zfill(void* dst, const void* src, int b
   __pipeline_memcpy_async(dst, src, bytes, valid ? 0 : bytes);
 }
 
+// One vector of kBytes bytes from src to the shared dst, or zeros (src not read) when !valid:
+// cp.async for 4, 8 and 16 bytes, a plain load and shared store of the bits for 2 (cp.async has
+// no 2-byte size).
+template <int kBytes, typename E>
+__device__ __forceinline__ void copy_vector(E* dst, const E* __restrict__ src, bool valid) {
+  if constexpr (kBytes == 2) {
+    *reinterpret_cast<unsigned short*>(dst) =
+        valid ? *reinterpret_cast<const unsigned short*>(src) : 0;
+  } else {
+    cp_async_zfill(dst, src, kBytes, valid);
+  }
+}
+
 // Issues the copies of the kRows x kCols tile at (row0, col0) of the row-major rows x cols
 // matrix src into dst (row stride kLd), VEC elements per copy; vectors outside the matrix are
 // zero-filled.  Consecutive threads take consecutive vectors of a row (coalesced).  A vector of
@@ -312,12 +325,7 @@ __device__ __forceinline__ void stage_tile(E* dst, const E* __restrict__ src, in
     const int gr = row0 + r, gc = col0 + c;
     const bool valid = gr < rows && gc < cols;
     const long long off = valid ? static_cast<long long>(gr) * cols + gc : 0;
-    if constexpr (kBytes == 2) {
-      const unsigned short* s = reinterpret_cast<const unsigned short*>(src);
-      reinterpret_cast<unsigned short*>(dst)[r * kLd + c] = valid ? s[off] : 0;
-    } else {
-      cp_async_zfill(dst + r * kLd + c, src + off, kBytes, valid);
-    }
+    copy_vector<kBytes>(dst + r * kLd + c, src + off, valid);
   }
 }
 
@@ -408,6 +416,36 @@ __device__ __forceinline__ void mac_stage(const E* stage, int warp_m, int warp_n
   }
 }
 
+// Epilogue: the block's accumulators -> padded shared tile sC [kM][kLdC] (reusing the stages:
+// the caller has drained the pipeline) -> guarded, coalesced stores of the kM x kN tile of the
+// row-major m x n matrix C at (row0, col0); nothing outside C is written.
+template <TcPrecision P, typename Cfg>
+__device__ __forceinline__ void store_tile(const FragC<P> (&acc)[Cfg::kFragsM][Cfg::kFragsN],
+                                           void* __restrict__ smem,
+                                           TcAccumulator<P>* __restrict__ C, int m, int n, int row0,
+                                           int col0, int warp_m, int warp_n) {
+  using Acc = TcAccumulator<P>;
+  Acc* sC = static_cast<Acc*>(smem);  // [kM][kLdC]
+#pragma unroll
+  for (int i = 0; i < Cfg::kFragsM; ++i) {
+#pragma unroll
+    for (int j = 0; j < Cfg::kFragsN; ++j) {
+      wmma::store_matrix_sync(sC + (warp_m * Cfg::WarpShape::kM + i * Inst<P>::kM) * Cfg::kLdC +
+                                  warp_n * Cfg::WarpShape::kN + j * Inst<P>::kN,
+                              acc[i][j], Cfg::kLdC, wmma::mem_row_major);
+    }
+  }
+  __syncthreads();
+  const int rows = m - row0 < Cfg::kM ? m - row0 : Cfg::kM;  // std::min is host-only in nvcc
+  const int cols = n - col0 < Cfg::kN ? n - col0 : Cfg::kN;
+#pragma unroll 4
+  for (int e = threadIdx.x; e < Cfg::kM * Cfg::kN; e += Cfg::kThreads) {
+    const int r = e / Cfg::kN, c = e % Cfg::kN;
+    if (r < rows && c < cols)
+      C[static_cast<long long>(row0 + r) * n + col0 + c] = sC[r * Cfg::kLdC + c];
+  }
+}
+
 }  // namespace tc_detail
 
 // The kM x kN tile of C at (row0, col0) over the k slices [kt_begin, kt_end) (slice t covers
@@ -464,25 +502,7 @@ __device__ __forceinline__ void gemm_tc_device(int m, int n, int k,
   __syncthreads();
 
   // Epilogue: accumulators -> padded shared tile -> guarded, coalesced stores of C.
-  Acc* sC = static_cast<Acc*>(smem);  // [kM][kLdC]
-#pragma unroll
-  for (int i = 0; i < Cfg::kFragsM; ++i) {
-#pragma unroll
-    for (int j = 0; j < Cfg::kFragsN; ++j) {
-      wmma::store_matrix_sync(sC + (warp_m * Cfg::WarpShape::kM + i * Inst<P>::kM) * Cfg::kLdC +
-                                  warp_n * Cfg::WarpShape::kN + j * Inst<P>::kN,
-                              acc[i][j], Cfg::kLdC, wmma::mem_row_major);
-    }
-  }
-  __syncthreads();
-  const int rows = m - row0 < Cfg::kM ? m - row0 : Cfg::kM;  // std::min is host-only in nvcc
-  const int cols = n - col0 < Cfg::kN ? n - col0 : Cfg::kN;
-#pragma unroll 4
-  for (int e = threadIdx.x; e < Cfg::kM * Cfg::kN; e += Cfg::kThreads) {
-    const int r = e / Cfg::kN, c = e % Cfg::kN;
-    if (r < rows && c < cols)
-      C[static_cast<long long>(row0 + r) * n + col0 + c] = sC[r * Cfg::kLdC + c];
-  }
+  store_tile<P, Cfg>(acc, smem, C, m, n, row0, col0, warp_m, warp_n);
 }
 
 // Resident blocks per SM promised to ptxas (as kGemmMinBlocks in gemm_batched.cuh): two blocks

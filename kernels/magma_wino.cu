@@ -12,10 +12,12 @@
 #include <string>
 #include <type_traits>
 
+#include "bsr_tc_batched.cuh"
 #include "gemm_batched.cuh"
 #include "gemm_tc.cuh"
 #include "launch.cuh"
 #include "magma_wino.h"
+#include "sp24_tc_batched.cuh"
 #include "spmm_batched.cuh"
 #include "transform.cuh"
 #include "transform_adjoint.cuh"
@@ -709,6 +711,87 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
                             MW_SPMM_DEFAULT, B, C, stream);
 }
 
+// Block-sparse product on tensor cores (bsr_tc_batched.cuh): the tensor-core precisions only,
+// 16 x 8 blocks only; the arrays checked as mw_spmm_batched_ex's and aligned as
+// mw_gemm_batched_ex_ws's operands.
+mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
+                         int64_t cols, int64_t n, int32_t block_rows, int32_t block_cols,
+                         const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                         int64_t nblocks, const void* B, void* C, mw_stream stream) {
+  const char* name = nullptr;
+  if (const mw_status st = check_precision_pair(dtype, precision, &name)) return st;
+  if (precision == MW_PRECISION_FP32)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "mw_bsr_batched runs on tensor cores: MW_PRECISION_FP32 has none (TF32, TF32X3, "
+                "BF16, FP16, FP64; the SIMT sparse product is mw_spmm_batched)");
+  if (precision == MW_PRECISION_FP64 && !fp64_tensor_cores())
+    return fail(MW_STATUS_UNSUPPORTED,
+                "mw_bsr_batched with MW_PRECISION_FP64 needs float64 tensor cores (DMMA, compute "
+                "capability 8.0 or newer)");
+  if (block_rows != 16 || block_cols != 8)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "block shape %d x %d: mw_bsr_batched supports 16 x 8 blocks (block_rows = 16, "
+                "block_cols = 8) only",
+                int(block_rows), int(block_cols));
+  if (batch < 1 || rows < 1 || cols < 1 || n < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
+                (long long)rows, (long long)cols, (long long)n);
+  if (nblocks < 0)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "nblocks = %lld must be >= 0", (long long)nblocks);
+  if (row_ptr == nullptr || B == nullptr || C == nullptr ||
+      (nblocks > 0 && (col_idx == nullptr || values == nullptr)))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "row_ptr, B, C (and col_idx, values when nblocks > 0) must not be NULL");
+  const long long row_blocks = (rows + 15) / 16;
+  if (!fits(batch, cols, n) || !fits(batch, rows, n) || !fits(batch, row_blocks + 1) ||
+      !fits(nblocks, 16 * 8))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "block-sparse batched product too large: arrays of 2^31 or more elements");
+  const bool half = precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16;
+  const size_t elem = precision == MW_PRECISION_FP64 ? sizeof(double) : half ? 2 : sizeof(float);
+  const size_t acc = precision == MW_PRECISION_FP64 ? sizeof(double) : sizeof(float);
+  const char* operands = half ? "16-bit arrays" : elem == 8 ? "float64 arrays" : "float32 arrays";
+  if (reinterpret_cast<uintptr_t>(values) % elem != 0 ||
+      reinterpret_cast<uintptr_t>(B) % elem != 0 || reinterpret_cast<uintptr_t>(C) % acc != 0)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "values and B must be %zu-byte aligned (%s), C %zu-byte aligned (%s)", elem,
+                operands, acc, acc == 8 ? "float64" : "float32");
+  const int bt = int(batch), rr = int(rows), cc = int(cols), nn = int(n), nb = int(nblocks);
+  const cudaStream_t s = as_stream(stream);
+  cudaError_t err;
+  switch (precision) {
+    case MW_PRECISION_TF32:
+      err = mw::bsr_tc_batched<mw::TcPrecision::kTf32>(
+          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const float*>(values), nb,
+          static_cast<const float*>(B), static_cast<float*>(C), s);
+      break;
+    case MW_PRECISION_TF32X3:
+      err = mw::bsr_tc_batched<mw::TcPrecision::kTf32x3>(
+          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const float*>(values), nb,
+          static_cast<const float*>(B), static_cast<float*>(C), s);
+      break;
+    case MW_PRECISION_FP16:
+      err = mw::bsr_tc_batched<mw::TcPrecision::kFp16>(
+          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const __half*>(values), nb,
+          static_cast<const __half*>(B), static_cast<float*>(C), s);
+      break;
+    case MW_PRECISION_BF16:
+      err = mw::bsr_tc_batched<mw::TcPrecision::kBf16>(
+          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const __nv_bfloat16*>(values), nb,
+          static_cast<const __nv_bfloat16*>(B), static_cast<float*>(C), s);
+      break;
+    default:  // MW_PRECISION_FP64 on DMMA
+      err = mw::bsr_tc_batched<mw::TcPrecision::kFp64>(
+          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const double*>(values), nb,
+          static_cast<const double*>(B), static_cast<double*>(C), s);
+      break;
+  }
+  char what[80];
+  std::snprintf(what, sizeof what, "block-sparse batched product (%s)", name + 13);
+  return from_cuda(err, what);
+}
+
 namespace {
 
 // The largest dynamic shared memory one block may opt in to on the current device
@@ -824,6 +907,107 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
   std::snprintf(what, sizeof what, "fused layer (F(%d, 3), %s)", desc->m,
                 name + 13);  // after "MW_PRECISION_"
   return from_cuda(err, what);
+}
+
+// 2:4 structured-sparse product on sparse tensor cores (sp24_tc_batched.cuh; its header
+// comment is the format of values and meta).
+namespace {
+
+bool sp24_half(mw_precision precision) {
+  return precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16;
+}
+
+// The precision of a 2:4 product: the tensor-core float32 modes; why not, otherwise.
+mw_status check_sp24_precision(mw_precision precision) {
+  if (precision == MW_PRECISION_FP64)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "2:4 sparse product: MW_PRECISION_FP64 has no sparse tensor core (mma.sp has no "
+                "float64 form); use mw_spmm_batched or a dense product");
+  if (precision == MW_PRECISION_FP32)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "2:4 sparse product: MW_PRECISION_FP32 has no sparse tensor core; use "
+                "MW_PRECISION_TF32X3 (float32 level) or mw_spmm_batched");
+  if (precision != MW_PRECISION_TF32 && precision != MW_PRECISION_TF32X3 &&
+      precision != MW_PRECISION_BF16 && precision != MW_PRECISION_FP16)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "precision %d is not an mw_precision (MW_PRECISION_FP32 .. MW_PRECISION_FP64)",
+                int(precision));
+  return MW_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+int64_t mw_sp24_meta_words(mw_precision precision, int64_t batch, int64_t rows, int64_t cols) {
+  if (check_sp24_precision(precision) != MW_STATUS_SUCCESS) return -1;
+  if (batch < 1 || rows < 1 || cols < 1 || !fits(batch, rows, cols)) {
+    fail(MW_STATUS_INVALID_ARGUMENT,
+         "batch, rows, cols must be >= 1 with batch * rows * cols < 2^31, got %lld, %lld, %lld",
+         (long long)batch, (long long)rows, (long long)cols);
+    return -1;
+  }
+  ok();
+  return mw::sp24_meta_words(sp24_half(precision), batch, rows, cols);
+}
+
+mw_status mw_sp24_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
+                          int64_t cols, int64_t n, const void* values, const uint32_t* meta,
+                          const void* B, void* C, mw_stream stream) {
+  if (dtype == MW_FLOAT64)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "2:4 sparse product: MW_FLOAT64 is not supported (no sparse tensor core for "
+                "float64); C is float32");
+  if (dtype != MW_FLOAT32) return bad_dtype(dtype);
+  if (const mw_status st = check_sp24_precision(precision)) return st;
+  if (batch < 1 || rows < 1 || cols < 1 || n < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "batch, rows, cols, n must be >= 1, got %lld, %lld, %lld, %lld", (long long)batch,
+                (long long)rows, (long long)cols, (long long)n);
+  if (values == nullptr || meta == nullptr || B == nullptr || C == nullptr)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "values, meta, B and C must not be NULL");
+  const bool half = sp24_half(precision);
+  const long long kc = mw::sp24_value_cols(half, cols);
+  if (!fits(batch, rows, kc) || !fits(batch, cols, n) || !fits(batch, rows, n) ||
+      mw::sp24_meta_words(half, batch, rows, cols) > kMaxElements)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "2:4 sparse product too large: arrays of 2^31 or more elements");
+  if (batch > mw::kSp24TcMaxGridYZ || (rows + 63) / 64 > mw::kSp24TcMaxGridYZ)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "2:4 sparse product: batch %lld or %lld row blocks exceed the grid's 65535",
+                (long long)batch, (long long)((rows + 63) / 64));
+  if (reinterpret_cast<uintptr_t>(values) % 16 != 0 || reinterpret_cast<uintptr_t>(meta) % 16 != 0)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "values and meta must be 16-byte aligned (they are staged in 16-byte copies)");
+  const size_t ab = half ? 2 : sizeof(float);
+  if (reinterpret_cast<uintptr_t>(B) % ab != 0 || reinterpret_cast<uintptr_t>(C) % sizeof(float))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                half ? "B must be 2-byte aligned (16-bit), C 4-byte aligned (float32)"
+                     : "B and C must be 4-byte aligned (float32 arrays)");
+  const int bt = int(batch), m = int(rows), k = int(cols), nn = int(n);
+  float* c = static_cast<float*>(C);
+  cudaError_t err;
+  switch (precision) {
+    case MW_PRECISION_TF32:
+      err = mw::sp24_tc_batched<mw::TcPrecision::kTf32>(
+          bt, m, nn, k, static_cast<const float*>(values), meta, static_cast<const float*>(B), c,
+          as_stream(stream));
+      break;
+    case MW_PRECISION_TF32X3:
+      err = mw::sp24_tc_batched<mw::TcPrecision::kTf32x3>(
+          bt, m, nn, k, static_cast<const float*>(values), meta, static_cast<const float*>(B), c,
+          as_stream(stream));
+      break;
+    case MW_PRECISION_FP16:
+      err = mw::sp24_tc_batched<mw::TcPrecision::kFp16>(
+          bt, m, nn, k, static_cast<const __half*>(values), meta, static_cast<const __half*>(B),
+          c, as_stream(stream));
+      break;
+    default:  // MW_PRECISION_BF16
+      err = mw::sp24_tc_batched<mw::TcPrecision::kBf16>(
+          bt, m, nn, k, static_cast<const __nv_bfloat16*>(values), meta,
+          static_cast<const __nv_bfloat16*>(B), c, as_stream(stream));
+      break;
+  }
+  return from_cuda(err, "2:4 sparse product");
 }
 
 const char* mw_status_name(mw_status status) {

@@ -235,6 +235,35 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
                           mw_layout layout, mw_relu relu, int relu_output, const void* x,
                           const void* U, const void* bias, void* y, mw_stream stream);
 
+/** 2:4 structured-sparse batched product on sparse tensor cores (mma.sp, compute capability
+ * 8.0+), C[b] = A[b] · B[b] for b < batch: A[b] is rows x cols, structured sparse along cols
+ * (the reduction): for MW_PRECISION_FP16 / _BF16 at most 2 nonzeros in every 4 consecutive
+ * columns (2:4, mma.sp m16n8k16), for MW_PRECISION_TF32 / _TF32X3 at most 1 in every 2 (1:2,
+ * the ISA's rule for .tf32, mma.sp m16n8k8; TF32X3 runs three products on hi/lo splits of A and
+ * B: float32-level accuracy).  MW_PRECISION_FP64 and _FP32 are MW_STATUS_UNSUPPORTED (no
+ * sparse tensor core: use mw_spmm_batched or a dense product).
+ * The format (magma_wino.sparse24.Batched24 builds it; kernels/sp24_tc_batched.cuh's header):
+ * step = 64 (16-bit) or 32 (tf32), kp = cols rounded up to step,
+ * @param values  batch x rows x kp/2, the operand type (binary16, bfloat16, float), row-major:
+ *        the stored values of each row in column order (2 per 4 columns, 1 per 2 for tf32),
+ *        zero in the padding; 16-byte aligned.
+ * @param meta  uint32, mw_sp24_meta_words(...) words = batch x ceil(rows/16) x kp/step x 32,
+ *        16-byte aligned: word [b][t][s][4g + q] is the mma.sp metadata register of rows 16t + g
+ *        and 16t + g + 8 for the q-th quarter of step s (positions of the stored values, 2-bit
+ *        index pairs; see the kernel header).  Invalid metadata gives wrong numbers on a GPU
+ *        (never an access outside the arrays); the emulator fails the launch naming it.
+ * @param B  batch x cols x n, row-major, the operand type, aligned to its element.
+ * @param C  batch x rows x n, row-major, float32 (dtype must be MW_FLOAT32): every element is
+ *        written, nothing outside it.
+ * Sizes >= 1, arrays of fewer than 2^31 elements, batch and ceil(rows / 64) <= 65535. */
+mw_status mw_sp24_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
+                          int64_t cols, int64_t n, const void* values, const uint32_t* meta,
+                          const void* B, void* C, mw_stream stream);
+
+/* Words of the meta array of mw_sp24_batched for (precision, batch, rows, cols); -1 (with the
+ * reason in mw_last_error_message()) for an unsupported precision or bad sizes. */
+int64_t mw_sp24_meta_words(mw_precision precision, int64_t batch, int64_t rows, int64_t cols);
+
 /* Sparse batched product C[b] = A_csr[b] · B[b] for the batched CSR format of
  * docs/sparse.md: row_ptr is batch x (rows + 1) offsets into the shared col_idx / values
  * arrays of nnz entries (row_ptr[0] = 0, row_ptr[b*(rows+1) + rows] = row_ptr[(b+1)*(rows+1)],
@@ -264,6 +293,31 @@ mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_
                              const int32_t* row_ptr, const int32_t* col_idx, const void* values,
                              int64_t nnz, const int32_t* row_order, unsigned flags, const void* B,
                              void* C, mw_stream stream);
+
+/** Block-sparse (BSR) batched product on tensor cores, C[b] = A_bsr[b] · B[b] for b < batch.
+ *
+ * A[b] is rows x cols, stored as dense block_rows x block_cols blocks (16 x 8: one TF32 A tile;
+ * other shapes are MW_STATUS_UNSUPPORTED); R = ceil(rows / 16) block rows, block column j covers
+ * columns [8j, 8j + 8) of A.
+ * @param dtype, precision  as mw_gemm_batched_ex: MW_FLOAT32 with MW_PRECISION_TF32, _TF32X3,
+ *        _BF16, _FP16; MW_FLOAT64 with MW_PRECISION_FP64 (DMMA: compute capability 8.0+).
+ *        MW_PRECISION_FP32 is MW_STATUS_UNSUPPORTED (no tensor cores: use mw_spmm_batched).
+ * @param row_ptr  int32, batch x (R + 1): offsets into the block arrays, chained as the CSR's
+ *        (row_ptr[0] = 0, row_ptr[b*(R+1) + R] = row_ptr[(b+1)*(R+1)], the last = nblocks).
+ * @param col_idx  int32, nblocks: the block column of each block, in [0, ceil(cols / 8)).
+ * @param values   nblocks x 16 x 8 row-major blocks of the operand type: float (TF32, TF32X3),
+ *        binary16 (FP16), bfloat16 (BF16), double (FP64); entries outside the matrix are zero.
+ * @param B  batch x cols x n, row-major, the operand type; rows >= cols are never read.
+ * @param C  batch x rows x n, row-major, float (double for FP64); every element is written
+ *        (block rows without blocks give zeros), nothing outside it.
+ * The structure is not validated here (BatchedBSR does it): a corrupt one gives wrong numbers,
+ * never an access outside the arrays (row ranges clamped into [0, nblocks], block columns out of
+ * range add nothing).  values and B must be aligned to their element, C to its; sizes >= 1,
+ * nblocks >= 0, arrays of fewer than 2^31 elements. */
+mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
+                         int64_t cols, int64_t n, int32_t block_rows, int32_t block_cols,
+                         const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                         int64_t nblocks, const void* B, void* C, mw_stream stream);
 
 /* Helpers. */
 const char* mw_status_name(mw_status status);
