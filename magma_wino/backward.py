@@ -252,7 +252,7 @@ class BackwardMixin:
     def _dV(self, dM: Any) -> Any:
         """dV[b] = U[b]ᵀ · dM[b]: the transposed CSR product for sparse plans."""
         xp = self._xp
-        if not self._sparse or self._engine is None:
+        if self._product != "csr" or self._engine is None:
             return self._bmm(xp.ascontiguousarray(self._U_compute().transpose(0, 2, 1)), dM)
         dV = self._engine.empty((int(dM.shape[0]), self.C, int(dM.shape[2])), self._cdtype)
         self._spmm(self._csr_transposed(), dM, dV)

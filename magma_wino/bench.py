@@ -297,7 +297,7 @@ def phase_functions(plan: Any, x: Any) -> tuple[dict[str, Callable[[], Any]], di
     inp()
     V = st["V"]
     positions, P = int(V.shape[0]), int(V.shape[2])
-    if plan.uses_sparse_product and plan.csr is not None:
+    if plan.product == "csr" and plan.csr is not None:
         c = plan.csr
         u_bytes = int(c.values.nbytes + c.col_idx.nbytes + c.row_ptr.nbytes)
     else:
@@ -423,7 +423,7 @@ def bench_layer(layer: Layer, N: int, backend: str, tiles: Sequence[int], densit
         for d, kind, plan, y_ref in plans:
             # dense products: the mode's model (tf32 / fp16 / bf16 round their operands); the
             # sparse product is SIMT in the data's dtype whatever the mode
-            tol = (tolerance(dtype, m, r, n_red, nd) if plan.uses_sparse_product
+            tol = (tolerance(dtype, m, r, n_red, nd) if plan.product == "csr"
                    else _precision.tolerance(plan.precision, m, r, n_red, nd))
             if gpu:
                 cp.cuda.get_current_stream().synchronize()
@@ -529,19 +529,24 @@ def crossovers(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return best
 
     out = []
-    from .layer import SPARSE_DENSITY_THRESHOLD
+    from .perfmodel import crossover_density
 
     for (net, layer, be, N, F, _prec), g in groups.items():
         if g["dense"] is None or not g["sparse"]:
             continue
         dp = g["dense"]["phase_ms"]["product"]
         out.append({
-            "network": net, "layer": layer, "backend": be, "N": N, "F": F,
+            "network": net, "layer": layer, "backend": be, "N": N, "F": F, "precision": _prec,
+            "K": g["dense"]["K"], "C": g["dense"]["C"], "m": g["dense"]["m"], "r": g["dense"]["r"],
+            "ndim": g["dense"]["ndim"],
             "dense_product_ms": dp,
             "sparse_product_ms": {str(s["density"]): s["phase_ms"]["product"] for s in g["sparse"]},
             "crossover_density": cross(dp, [(s["density"], s["phase_ms"]["product"]) for s in g["sparse"]]),
             "total_crossover_density": cross(g["dense"]["ms"], [(s["density"], s["ms"]) for s in g["sparse"]]),
-            "threshold": SPARSE_DENSITY_THRESHOLD,
+            # where sparse="auto" switches to the CSR product (the model's crossover; the
+            # measured one differs on CPUs, whose emulated kernels are nothing like a GPU's)
+            "model_crossover_density": crossover_density(g["dense"]["K"], g["dense"]["C"], g["dense"]["m"],
+                                                         g["dense"]["r"], _prec or "fp32", "csr", g["dense"]["ndim"]),
         })
     return out
 
@@ -600,11 +605,11 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def crossover_markdown(cx: Sequence[dict[str, Any]]) -> str:
     lines = ["| layer | backend | N | F(m,r) | dense product ms | sparse product ms by density | "
-             "crossover (product) | crossover (total) | SPARSE_DENSITY_THRESHOLD |", "|---|---|---|---|---|---|---|---|---|"]
+             "crossover (product) | crossover (total) | model crossover (sparse=\"auto\") |", "|---|---|---|---|---|---|---|---|---|"]
     for c in cx:
         sp = ", ".join(f"{d}: {t:.3g}" for d, t in sorted(c["sparse_product_ms"].items(), key=lambda kv: -float(kv[0])))
         lines.append(f"| {c['layer']} | {c['backend']} | {c['N']} | {c['F']} | {c['dense_product_ms']:.3g} | {sp} | "
-                     f"{c['crossover_density']} | {c['total_crossover_density']} | {c['threshold']} |")
+                     f"{c['crossover_density']} | {c['total_crossover_density']} | {c['model_crossover_density']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -31,18 +31,18 @@ from . import _backend, _checks, pruning, reference
 from . import precision as _precision
 from .backward import BackwardMixin, Gradients, _pattern
 from .errors import UnsupportedError
-from .sparse import BatchedCSR
+from .sparse import BSR_BLOCK, BatchedBSR, BatchedCSR
 from .transforms import winograd
 
-__all__ = ["WinogradConv2d", "WinogradConv3d", "Gradients", "SPARSE_DENSITY_THRESHOLD"]
+__all__ = ["WinogradConv2d", "WinogradConv3d", "Gradients", "PRODUCTS", "STRUCTURES"]
 
-#: Weight density at or below which ``sparse="auto"`` uses the batched sparse product.
-#: A first-principles estimate (docs/sparse.md): the CSR product reads ~3x more bytes per
-#: useful multiply-add than the dense tile does, so it wins below about a quarter.
-#: ``magma-wino bench`` measures the real crossover on each machine.
-SPARSE_DENSITY_THRESHOLD = 0.25
 
 Relu = Literal["spatial", "winograd"] | None
+Structure = Literal["block"] | None
+#: Sparsity structures of :meth:`from_winograd` (None: unstructured).
+STRUCTURES = (None, "block")
+#: The batched products a plan can run (:attr:`product`).
+PRODUCTS = ("dense", "csr", "block")
 _Plan = TypeVar("_Plan", bound="_WinogradConvNd")
 _RELU_CODES = {None: 0, "spatial": 1, "winograd": 2}
 #: Layouts of x and y per spatial rank: channels first (the default), channels last.
@@ -148,7 +148,6 @@ class _WinogradConvNd(BackwardMixin):
                     bias_borrowed=bias0 is not bias, precision=precision, allow_inaccurate=allow_inaccurate,
                     layout=layout, fused=fused, output_relu=output_relu)
         self._csr: BatchedCSR | None = None
-        self._sparse = False
         self._weights_domain = "spatial"
         self._grad_mask = None
         with self._scope():
@@ -184,6 +183,7 @@ class _WinogradConvNd(BackwardMixin):
         self.output_relu = bool(output_relu)
         #: What the last call ran: "fused", "three-phase", or None before the first call.
         self.algorithm: str | None = None
+        self._product = "dense"  # from_winograd may choose a sparse one (PRODUCTS)
         self._algorithms: dict[tuple[int, ...], str] = {}
         self.m = _positive_int(self.default_m if m is None else m)
         self.r = _positive_int(r, "r")
@@ -351,7 +351,7 @@ class _WinogradConvNd(BackwardMixin):
     def _store(self) -> str | None:
         """The 16-bit mode U and V are stored in ("fp16" / "bf16"), or None (compute dtype).
         Sparse products are SIMT in the compute dtype whatever the precision."""
-        return self.precision if self.precision in _precision.HALF_MODES and not self._sparse else None
+        return self.precision if self.precision in _precision.HALF_MODES and self._product != "csr" else None
 
     @property
     def _vdtype(self) -> np.dtype:
@@ -448,6 +448,8 @@ class _WinogradConvNd(BackwardMixin):
         backend: str = "auto",
         relu: Relu = None,
         sparse: bool | Literal["auto"] = "auto",
+        structure: Structure = None,
+        block: tuple[int, int] = BSR_BLOCK,
         points: Any = None,
         precision: str = "auto",
         allow_inaccurate: bool = False,
@@ -460,12 +462,18 @@ class _WinogradConvNd(BackwardMixin):
         Give either dense ``U`` (optionally with a boolean ``mask`` of U's shape, or
         ``prune`` = a density for magnitude pruning, per layer or ``per_position``), or a
         :class:`BatchedCSR` ``csr``.  ``r`` is the filter size the weights belong to.
-        ``relu="winograd"`` makes it the Winograd-ReLU layer.  ``sparse``: True runs the
-        batched sparse product, False the dense one, "auto" the sparse one when the
-        density is at most :data:`SPARSE_DENSITY_THRESHOLD`.  ``precision`` /
-        ``allow_inaccurate``, ``layout``, ``fused``, ``output_relu`` as for the constructor
-        (the sparse product runs in float32/float64 SIMT whatever the precision, and sparse
-        plans are never fused).
+        ``relu="winograd"`` makes it the Winograd-ReLU layer.
+
+        ``structure``: None (unstructured sparsity: the batched CSR product) or "block": U
+        kept or dropped in blocks of ``block`` = (16, 8) output × input channels (``prune``
+        prunes by block norm, :func:`magma_wino.pruning.prune_winograd_blocks`; a ``mask`` or
+        U's nonzeros are covered by the blocks that hold them), the product on tensor cores in
+        the plan's precision (kernels/bsr_tc_batched.cuh; precision "fp32" runs the CSR one).
+        ``sparse``: True runs the sparse product of the structure, False the dense one,
+        "auto" the one :func:`magma_wino.perfmodel.choose_product` estimates faster.
+        :attr:`product` says which it is.  ``precision`` / ``allow_inaccurate``,
+        ``layout``, ``fused``, ``output_relu`` as for the constructor (the CSR product runs
+        in float32/float64 SIMT whatever the precision; sparse plans are never fused).
         """
         if r is None:
             raise TypeError("from_winograd needs r, the filter size the weights belong to")
@@ -497,6 +505,14 @@ class _WinogradConvNd(BackwardMixin):
             raise ValueError(f"{wname} must not be empty (K, C >= 1), got shape {(positions, K, C)}")
         if not (isinstance(sparse, (bool, np.bool_)) or (isinstance(sparse, str) and sparse == "auto")):
             raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
+        if structure not in STRUCTURES:
+            raise ValueError(f"structure must be one of {', '.join(map(repr, STRUCTURES))}, got {structure!r}")
+        if structure == "block":
+            if tuple(block) != BSR_BLOCK:
+                raise UnsupportedError(f"block={tuple(block)!r}: the block-sparse kernel runs blocks of {BSR_BLOCK} "
+                                       f"(output × input channels)", detail="block shape")
+            if csr is not None:
+                raise ValueError("structure='block' builds its blocks from dense U (with mask or prune), not from csr")
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
                     bias_borrowed=bias0 is not bias, like_name=wname, precision=precision,
                     allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
@@ -519,8 +535,12 @@ class _WinogradConvNd(BackwardMixin):
                 if prune is not None:  # magnitude pruning runs on the host (NumPy)
                     if mask is not None:
                         raise ValueError("give mask or prune, not both")
-                    hostU, hmask = pruning.prune_winograd(_backend.to_host(U), prune, per_position=per_position,
-                                                          density_name="prune")
+                    if structure == "block":
+                        hostU, hmask = pruning.prune_winograd_blocks(_backend.to_host(U), prune, block,
+                                                                     per_position=per_position, density_name="prune")
+                    else:
+                        hostU, hmask = pruning.prune_winograd(_backend.to_host(U), prune, per_position=per_position,
+                                                              density_name="prune")
                     U, pattern = (a if xp is np else xp.asarray(a) for a in (hostU, hmask))
                 elif mask is not None:
                     # On the plan's backend: a CuPy U and mask never travel to the host (the PyTorch
@@ -549,23 +569,45 @@ class _WinogradConvNd(BackwardMixin):
                 pattern = _pattern(csr.to_host())  # the structure is fixed: backward masks dU with it
                 self._grad_mask = pattern if self._engine is None else self._engine.xp.asarray(pattern)
                 density = csr.density
-            self._sparse = bool(sparse) if sparse != "auto" else density <= SPARSE_DENSITY_THRESHOLD
+            self._bsr: BatchedBSR | None = None
+            if structure == "block":
+                self._bsr = BatchedBSR.from_dense(self._U, pattern, block)  # on the plan's backend
+                density = self._bsr.density  # the work of the block product: whole blocks
             self._density = float(density)
+            self._product = self._choose_product(sparse, structure, density)
             if csr is None:
-                if self._sparse:
+                if self._product == "csr":
                     csr = BatchedCSR.from_dense(self._U, pattern)  # on the plan's backend
                 else:
-                    self._csr_pattern = (self._U, pattern)  # the dense product needs no CSR
+                    self._csr_pattern = (self._U, pattern)  # the other products need no CSR
             if csr is not None:
                 self._csr = self._placed_csr(csr)
-            if self._U is None and not self._sparse:
+            if self._U is None and self._product != "csr":
                 self._U = self._csr.to_dense()
-            if self._store is not None:  # the dense product of a 16-bit mode: U in 16 bits
+            if self._product != "block":
+                self._bsr = None
+            if self._store is not None:  # the tensor-core product of a 16-bit mode: U in 16 bits
                 self._U = self._stored_U(self._U)
                 self._check_fp16_range(self._U)
+                if self._bsr is not None:
+                    self._bsr = self._bsr.to_storage(self._store)
         self._check_fused()
         self._mark_ready()
         return self
+
+    def _choose_product(self, sparse: bool | str, structure: Structure, density: float) -> str:
+        """The product a :meth:`from_winograd` plan runs: "dense", "csr" or "block"
+        (``sparse`` and ``structure`` as given there)."""
+        # the block kernel is a tensor-core one: the SIMT mode "fp32" runs the CSR kernel
+        structured = "csr" if structure is None or (structure == "block" and self.precision == "fp32") else structure
+        if sparse == "auto":
+            from . import perfmodel  # noqa: PLC0415
+
+            cap = getattr(self._engine, "capability", None)
+            return perfmodel.choose_product(self.K, self.C, self.m, self.r, self.precision, density,
+                                            structured, ndim=self.ndim,
+                                            gpu_key="a100" if cap is not None and cap[0] == 8 else "h200")
+        return structured if sparse else "dense"
 
     def _placed_csr(self, csr: BatchedCSR) -> BatchedCSR:
         """``csr`` in the compute dtype on the plan's backend (the plan's GPU: current here)."""
@@ -613,9 +655,22 @@ class _WinogradConvNd(BackwardMixin):
         return self._csr
 
     @property
+    def bsr(self) -> BatchedBSR | None:
+        """The block-sparse weights of a plan whose :attr:`product` is "block" (else None),
+        values in the operand type of the precision."""
+        return self._bsr
+
+    @property
+    def product(self) -> str:
+        """The batched product over channels ``plan(x)`` runs (:data:`PRODUCTS`): "dense"
+        (tensor cores or SIMT, by the precision), "csr" (the CSR kernel, SIMT) or "block"
+        (the block-sparse tensor-core kernel)."""
+        return self._product
+
+    @property
     def uses_sparse_product(self) -> bool:
-        """Whether ``plan(x)`` runs the batched sparse product."""
-        return self._sparse
+        """Whether ``plan(x)`` runs a sparse product (:attr:`product` is not "dense")."""
+        return self._product != "dense"
 
     @property
     def weight_density(self) -> float:
@@ -765,10 +820,12 @@ class _WinogradConvNd(BackwardMixin):
         if self._engine is None:
             # The numpy path emulates the tensor-core operand rounding of tf32 / tf32x3 for
             # dense plans; sparse plans' products are SIMT (plain matmul) in every mode.
-            return _precision.matmul(self.U, V, "fp32" if self._sparse else self.precision, out=out)
+            return _precision.matmul(self.U, V, "fp32" if self._product == "csr" else self.precision, out=out)
         M = out if out is not None else self._engine.empty((positions, self.K, P), self._cdtype)
-        if self._sparse:
+        if self._product == "csr":
             self._spmm(self._csr, V, M)
+        elif self._product == "block":
+            self._bsr_product(self._bsr, V, M)
         else:
             self._gemm(self.U, V, M, self.precision)
         return M
@@ -795,9 +852,18 @@ class _WinogradConvNd(BackwardMixin):
                            e.ptr(csr.row_ptr), e.ptr(csr.col_idx), e.ptr(csr.values), csr.nnz, e.ptr(B), e.ptr(C),
                            e.stream(), e.ptr(csr.row_order()))
 
+    def _bsr_product(self, bsr: BatchedBSR, B: Any, C: Any) -> None:
+        """C[b] = bsr[b] · B[b] on the device: the block-sparse tensor-core kernel in the plan's
+        precision (empty blocks skipped, each kept block one tensor-core k step)."""
+        e = self._engine
+        batch, rows, cols = bsr.shape
+        e.ext.bsr_batched(_backend.kernel_dtype(self._cdtype, "V"), _precision.ext_code(e.ext, self.precision),
+                          batch, rows, cols, int(B.shape[2]), bsr.block[0], bsr.block[1], e.ptr(bsr.row_ptr),
+                          e.ptr(bsr.col_idx), e.ptr(bsr.values), bsr.nblocks, e.ptr(B), e.ptr(C), e.stream())
+
     def _split_k_bytes(self, P: int) -> int:
         """Workspace bytes of the dense product's split-K for P tiles (0: no split)."""
-        if self._engine is None or self._sparse:
+        if self._engine is None or self._product != "dense":
             return 0
         e = self._engine
         return int(e.ext.gemm_batched_ex_workspace(_backend.kernel_dtype(self._cdtype, "V"),
@@ -909,8 +975,8 @@ class _WinogradConvNd(BackwardMixin):
             return f"F({self.m}, {self.r}) has no fused kernel (fused: F(2, 3) and F(4, 3))"
         if self.generic:
             return "explicit points= (or generic=True) run the generic three-phase kernels"
-        if self._sparse:
-            return "sparse products are three-phase (the CSR kernel)"
+        if self._product != "dense":
+            return f"sparse products are three-phase (the {self._product} kernel)"
         desc = self._engine.ext.ConvDesc(2, self.m, self.r, 1, self.C, self.K, (8, 8), self.padding)
         try:
             with self._scope():  # the plan's GPU: its capability and shared-memory limit
@@ -991,7 +1057,7 @@ class _WinogradConvNd(BackwardMixin):
             return self._nonzero_fraction(self._input_transform(self._first(x)))
 
     def __repr__(self) -> str:
-        kind = "sparse" if self._sparse else "dense"
+        kind = "dense" if self._product == "dense" else f"sparse ({self._product})"
         return (f"{type(self).__name__}(F({self.m}, {self.r}), K={self.K}, C={self.C}, "
                 f"padding={self.padding}, backend={self.backend!r}, {kind}, relu={self.relu!r}, "
                 f"dtype={self.dtype}, precision={self.precision!r})")

@@ -256,7 +256,10 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #: * gemm (kernels/gemm_batched.cuh, key (dtype, tile, VEC)) = one BLK_K slice; VEC 4 (float) /
 #:   2 (double) = 16-byte vector copies, 1 = element copies.  The register block is read with
 #:   LDS.128 (the 128x128 float tile: 8x8 per thread, 512 FFMA per 8-deep slice);
-#: * spmm = the per-nonzero loop of the wide tile (unrolled 4x by ptxas);
+#: * spmm = the per-nonzero loop of the wide tile (kernels/spmm_batched.cuh after the issue-16
+#:   rewrite: 16 nonzeros per iteration, 4 (float64: 2) consecutive columns per lane with 16-byte
+#:   loads of V; 159 / 132 instructions, 9.9 / 8.3 per nonzero; kernel
+#:   spmm_batched_kernel<float, 32, 8, 32, 128, 512, 4, true, true> / <double, ..., 64, 256, 2, ...>);
 #: * gemm_tc (kernels/gemm_tc.cuh, key (precision, VEC)) = one kK slice:
 #:   - tf32 / tf32x3 (GemmTc64x64x16_32x32_s2, VEC 4 = 16-byte cp.async, 1 = 4-byte): 32 / 96
 #:     HMMA.1684.F32.TF32 (m16n8k4, 1024 FLOP each) per 16-deep slice.  Opcode by opcode: the
@@ -293,8 +296,8 @@ SASS_SM90: dict[tuple, dict[str, int]] = {
     ('gemm_tc', 'tf32', 4): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 229},
     ('gemm_tc', 'tf32x3', 1): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 589},
     ('gemm_tc', 'tf32x3', 4): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 403},
-    ('spmm', 'float32'): {'FFMA': 16, 'LDS.32': 8, 'LDG.32': 16, 'other': 88},
-    ('spmm', 'float64'): {'DFMA': 8, 'LDS.32': 4, 'LDS.64': 4, 'LDG.64': 8, 'other': 88},
+    ('spmm', 'float32'): {'FFMA': 64, 'LDS.128': 8, 'LDG.128': 16, 'other': 71},
+    ('spmm', 'float64'): {'DFMA': 32, 'LDS.128': 12, 'LDG.128': 16, 'other': 72},
 }
 
 #: One thread's whole transform kernel (2D, r = 3; static instruction counts of the SASS, so
@@ -331,8 +334,10 @@ GEMM_TILES = (
     GemmTile("32x64", 16, 8, 32, 64, 8, {("float32", 4): 7, ("float32", 1): 7, ("float64", 2): 4, ("float64", 1): 4}),
     GemmTile("16x32", 16, 8, 16, 32, 8, {("float32", 4): 8, ("float32", 1): 9, ("float64", 2): 6, ("float64", 1): 6}),
 )
-#: SpmmTileWide (fp32: 32 x 128, fp64: 32 x 64), 256 threads, 3 blocks per SM (occupancy 0.375).
+#: SpmmTileWide (fp32: 32 x 128, fp64: 32 x 64), 256 threads; 2 blocks per SM (118 / 120
+#: registers per thread in the sm_90 kernel report of the issue-16 rewrite: occupancy 0.25).
 SPMM_TILE = {"float32": (32, 128), "float64": (32, 64)}
+SPMM_BLOCKS_PER_SM = 2
 
 
 def gemm_vec(dtype: str, C: int, P: int) -> int:
@@ -587,6 +592,8 @@ class LayerEstimate:
     algorithm: str = "three-phase"
     #: the fused model's accounting (bytes by operand, re-read counts, grid, instruction counts)
     details: dict[str, Any] = field(default_factory=dict)
+    #: the batched product: "dense", "csr" or "block" (:data:`PRODUCTS`)
+    product: str = "dense"
 
     @property
     def dram_bytes(self) -> float:
@@ -607,7 +614,7 @@ class LayerEstimate:
         return {"gpu": self.gpu, "N": self.N, "C": self.C, "K": self.K, "H": self.H, "W": self.W,
                 "m": self.m, "r": self.r, "precision": self.precision, "density": self.density,
                 "hypothetical": self.hypothetical, "ms": self.ms, "label": LABEL, "algorithm": self.algorithm,
-                "dram_bytes": self.dram_bytes, "phases": [p.as_dict() for p in self.phases],
+                "dram_bytes": self.dram_bytes, "phases": [p.as_dict() for p in self.phases], "product": self.product,
                 "projections": self.projections, "details": self.details}
 
 
@@ -639,17 +646,160 @@ SPLIT_K = (2, 4, 8, 16)
 SPLIT_K_MIN_SLICES = 4
 
 
+#: The batched products of a layer (magma_wino.layer.PRODUCTS).
+PRODUCTS = ("dense", "csr", "block")
+
+#: kernels/bsr_tc_batched.cuh's tile: one 16-row block row x BSR_TILE_N tiles per thread block,
+#: 4 warps side by side along n, one kept 16 x 8 block (16-bit modes: two) per k step.
+BSR_TILE_N = 128
+BSR_WARPS = 4
+BSR_BLOCKS_PER_SM = 4
+
+
+#: MMA instructions per warp per kept 16 x 8 block of the block-sparse kernel (warp tile 16 x 32:
+#: tf32 m16n8k4 1 x 4 x 2; tf32x3 three times; 16-bit m16n8k16 four per two blocks; DMMA.884
+#: 2 x 4 x 2).
+BSR_MMA_PER_BLOCK = {"tf32": 8, "tf32x3": 24, "bf16": 2, "fp16": 2, "fp64": 16}
+#: Instructions per kept block besides the MMAs and the dense kernel's per-MMA overhead (the
+#: block column index, its row and address arithmetic, the stage's copies and barrier): a
+#: stated assumption of the projection, replaced by the SASS mix once the kernel report has it.
+BSR_BLOCK_OVERHEAD = 24
+
+
+def bsr_mix(precision: str, sass: dict | None = None) -> KernelMix:
+    """Per warp per kept block of the block-sparse tensor-core kernel: the SASS mix (given or
+    built in, key ("bsr", precision)), else a projection from the dense kernel's mix per MMA
+    (:func:`tc_mix`, 16-byte copies) plus :data:`BSR_BLOCK_OVERHEAD`."""
+    key = ("bsr", precision)
+    given = (sass or {}).get(key)
+    s = OPERAND_BYTES[precision]
+    # the stage's copies (A block and its bk x BSR_TILE_N slab of V, split over the warps) and the
+    # warp's fragment loads (A block, bk x 32 of V) in 128-byte wavefronts
+    stage = (16 * 8 + 8 * BSR_TILE_N) * s / BSR_WARPS / 128
+    frags = (16 * 8 + 8 * (BSR_TILE_N // BSR_WARPS)) * s / 128
+    if given or key in SASS_SM90:
+        mix = given or SASS_SM90[key]
+        base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
+        return KernelMix(mix.get("HMMA", 0) + mix.get("DMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + frags,
+                         "SASS (given)" if given else "SASS sm_90")
+    dense = tc_mix(precision, 16 // s)
+    mma = BSR_MMA_PER_BLOCK[precision]
+    insns = mma * dense.insns / dense.fma + BSR_BLOCK_OVERHEAD
+    return KernelMix(mma, insns, stage + frags, "projection (dense kernel's mix per MMA + block overhead)")
+
+
+def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density: float, s_op: int,
+                   v_bytes: float, m_bytes: float, sass: dict | None) -> PhaseEstimate:
+    """The block-sparse tensor-core product (:func:`estimate_product`, product "block")."""
+    if prec not in TC_PEAK:
+        raise ValueError(f"the block-sparse product is a tensor-core one; precision {prec!r} has none")
+    bm, bk = 16, 8
+    R, CB = math.ceil(K / bm), math.ceil(C / bk)
+    nblocks = density * pos * R * CB
+    ntiles = math.ceil(P / BSR_TILE_N)
+    mix = bsr_mix(prec, sass)
+    clk = g.clock_ghz * 1e9
+    grid = pos * R * ntiles
+    eff = _waves(grid, BSR_BLOCKS_PER_SM, g.sms)
+    warp_iters = nblocks * ntiles * BSR_WARPS
+    used = 1.0 - (1.0 - density) ** R if density > 0 else 0.0  # V rows some kept block needs
+    dram = nblocks * (bm * bk * s_op + 4) + pos * (R + 1) * 4 + used * v_bytes + m_bytes
+    tiled = nblocks * ntiles * bm * bk * s_op + nblocks * bk * P * s_op + m_bytes
+    hm, hn, hk = HMMA_SHAPE[prec]
+    bounds = {"HBM": dram / (g.hbm_tbs * 1e12),
+              "tensor core": warp_iters * mix.fma * 2 * hm * hn * hk / g.peak(TC_PEAK[prec]) / eff,
+              "shared memory": warp_iters * mix.l1_wavefronts / (g.sms * clk) / eff,
+              "issue": warp_iters * mix.insns / (g.issue_per_clk * g.sms * clk) / eff}
+    return PhaseEstimate("product", f"bsr_tc_batched 16x8 blocks x {BSR_TILE_N} {prec}",
+                         2.0 * pos * K * C * P * density, dram, tiled, bounds, eff, mix.source,
+                         hypothetical=mix.source.startswith("projection"))
+
+
+def estimate_product(pos: int, K: int, C: int, P: int, precision: str, density: float = 1.0,
+                     product: str = "dense", gpu_key: str | GPU = "h200", sass: dict | None = None,
+                     splits: int = 1) -> PhaseEstimate:
+    """The product phase M[b] = U[b] · V[b] for ``pos`` positions (K x C times C x P).
+
+    ``product``: "dense" (tensor cores in the tensor-core modes, else the SIMT GEMM; ``splits``
+    > 1 splits its k loop: s partial M written, the extra (s - 1) M charged to HBM), "csr" (the
+    CSR kernel at ``density``, SIMT float32 / float64 whatever the mode) or "block" (the
+    block-sparse tensor-core kernel with a fraction ``density`` of its 16 x 8 blocks kept)."""
+    g = gpu(gpu_key)
+    prec = mode(precision)
+    if product not in PRODUCTS:
+        raise ValueError(f"product must be one of {', '.join(PRODUCTS)}, got {product!r}")
+    dtype = _dtype_of(prec)
+    s = 8 if dtype == "float64" else 4
+    s_op = s if product == "csr" else OPERAND_BYTES[prec]
+    clk = g.clock_ghz * 1e9
+    fma_rate = g.fma_warps_per_clk(dtype) * g.sms * clk * 32
+    issue = g.issue_per_clk * g.sms * clk
+    l1 = g.sms * clk
+    hbm = g.hbm_tbs * 1e12
+    v_bytes, m_bytes = pos * C * P * s_op, pos * K * P * s
+    flops = 2.0 * pos * K * C * P * density
+    if product == "block":
+        return _block_product(g, prec, pos, K, C, P, density, s_op, v_bytes, m_bytes, sass)
+
+    if product == "csr":
+        bm, bn = SPMM_TILE[dtype]
+        given = (sass or {}).get(("spmm", dtype))
+        mix = mix_from_sass(given or SASS_SM90[("spmm", dtype)], "SASS (given)" if given else "SASS sm_90")
+        nnz = density * pos * K * C
+        warp_fmas = nnz * math.ceil(P / bn) * (bn / 32)  # a warp covers BLK_N columns of a row
+        blocks = pos * math.ceil(K / bm) * math.ceil(P / bn)
+        eff = _waves(blocks, SPMM_BLOCKS_PER_SM, g.sms)
+        used = 1.0 - (1.0 - density) ** K if density > 0 else 0.0  # V rows some nonzero needs
+        dram = nnz * (s + 4) + pos * (K + 1) * 4 + used * v_bytes + m_bytes
+        tiled = nnz * math.ceil(P / bn) * bn * s + m_bytes
+        bounds = {"HBM": dram / hbm, "FMA pipe": warp_fmas * 32 / fma_rate / eff,
+                  "L1/shared": warp_fmas * mix.l1_wavefronts / mix.fma / l1 / eff,
+                  "issue": warp_fmas * mix.insns / mix.fma / issue / eff}
+        return PhaseEstimate("product", f"spmm_batched {bm}x{bn} {dtype}", flops, dram, tiled, bounds, eff,
+                             mix.source)
+    dram = pos * K * C * s_op + v_bytes + splits * m_bytes
+    if prec in TC_PEAK:
+        tile, vec = tc_tile(prec), _tc_vec(prec, C, P)
+        mix = tc_mix(prec, vec, sass)
+        bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm[vec]
+        name = f"gemm_tc {tile.name} {prec} VEC {vec}"
+    else:
+        vec = gemm_vec(dtype, C, P)
+        tile = gemm_tile(K, P, dtype, vec)
+        mix = gemm_mix(tile, dtype, sass, vec)
+        bm, bn, bk = tile.blk_m, tile.blk_n, tile.blk_k
+        per_sm = tile.blocks_per_sm.get((dtype, vec), 2)
+        name = f"gemm_batched {tile.name} {dtype} VEC {vec}"
+    slices = math.ceil(C / bk)
+    blocks = pos * math.ceil(K / bm) * math.ceil(P / bn) * splits
+    eff = _waves(blocks, per_sm, g.sms)
+    warp_iters = blocks * tile.warps * math.ceil(slices / splits)
+    tiled = pos * (K * C * math.ceil(P / bn) + C * P * math.ceil(K / bm)) * s_op + splits * m_bytes
+    bounds = {"HBM": dram / hbm}
+    if prec in TC_PEAK:
+        hm, hn, hk = HMMA_SHAPE[prec]
+        bounds["tensor core"] = warp_iters * mix.fma * 2 * hm * hn * hk / g.peak(TC_PEAK[prec]) / eff
+    else:
+        bounds["FMA pipe"] = warp_iters * mix.fma * 32 / fma_rate / eff
+    bounds["shared memory"] = warp_iters * mix.l1_wavefronts / l1 / eff
+    bounds["issue"] = warp_iters * mix.insns / issue / eff
+    hyp = mix.source.startswith("projection")
+    return PhaseEstimate("product", name + (f" split-K {splits}" if splits > 1 else ""), flops, dram, tiled,
+                         bounds, eff, mix.source, hypothetical=hyp)
+
+
 def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4, r: int = 3,
                    precision: str = "fp32", density: float = 1.0, gpu_key: str | GPU = "h200",
-                   sass: dict | None = None) -> LayerEstimate:
+                   sass: dict | None = None, structure: str | None = None) -> LayerEstimate:
     """Estimated time of one 2D stride-1 'same' layer (N, C, K, H x W) with F(m, r).
 
     ``precision``: a mode of :data:`PRECISIONS` (float32 / float64 accepted for fp32 / fp64):
     fp32 the SIMT GEMM, tf32 / tf32x3 / bf16 / fp16 / fp64 (DMMA) the WMMA kernels' SASS mixes
     (``hypothetical``: a phase whose mix is a projection); transforms run in float32 (fp64:
     float64), and bf16 / fp16 write and read V, U in 16 bits.
-    ``density`` < 1: the batched CSR product (SIMT, float32 or float64 whatever the mode) on a
-    pruned U.  ``sass``: hot-loop mixes from :func:`load_sass`, else the built-in ones.
+    ``density`` < 1: a pruned U, its product by ``structure`` (:func:`estimate_product`):
+    None the batched CSR product (SIMT, float32 or float64 whatever the mode), "block" the
+    block-sparse tensor-core product at that (block) density.  ``sass``: hot-loop mixes from :func:`load_sass`, else the built-in ones.
     ``projections``: "split_k" (dense products whose grid fills the SMs badly) -- a kernel that
     does not exist, labelled a projection."""
     g = gpu(gpu_key)
@@ -659,14 +809,18 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     W = H if W is None else W
     dtype = _dtype_of(prec)
     s = 8 if dtype == "float64" else 4  # transforms, M, x, y
-    s_op = OPERAND_BYTES[prec] if density >= 1.0 else s  # U and V of the dense product
+    if structure not in (None, "block"):
+        raise ValueError(f"structure must be None or 'block', got {structure!r}")
+    if structure == "block" and prec not in TC_PEAK:
+        raise ValueError(f"structure='block' is a tensor-core product; precision {prec!r} runs the CSR one")
+    # U and V of the dense and block products in the mode's operand type; the CSR's in s
+    s_op = s if density < 1.0 and structure is None else OPERAND_BYTES[prec]
     alpha = m + r - 1
     pos = alpha * alpha
     P = N * math.ceil(H / m) * math.ceil(W / m)
     clk = g.clock_ghz * 1e9
     fma_rate = g.fma_warps_per_clk(dtype) * g.sms * clk * 32  # lane FMA-pipe ops per second
     issue = g.issue_per_clk * g.sms * clk  # warp instructions per second
-    l1 = g.sms * clk  # wavefronts per second
     hbm = g.hbm_tbs * 1e12
     est = LayerEstimate(g.key, N, C, K, H, W, m, r, prec, density)
     im, ia, om, oa = _transform_ops(m, r)
@@ -688,61 +842,11 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     v_bytes, m_bytes = pos * C * P * s_op, pos * K * P * s
     y_bytes = N * K * H * W * s
     est.phases.append(transform("input", C, N * C * H * W * s, v_bytes, im + ia))
-    flops = 2.0 * pos * K * C * P * density
-
-    def dense(splits: int) -> PhaseEstimate:
-        """The dense product with the k loop split ``splits`` ways (1: the kernel as it is;
-        more: s partial M written, the extra (s - 1) M charged to HBM)."""
-        dram = pos * K * C * s_op + v_bytes + splits * m_bytes
-        if prec in TC_PEAK:
-            tile, vec = tc_tile(prec), _tc_vec(prec, C, P)
-            mix = tc_mix(prec, vec, sass)
-            bm, bn, bk, per_sm = tile.blk_m, tile.blk_n, tile.blk_k, tile.blocks_per_sm[vec]
-            name = f"gemm_tc {tile.name} {prec} VEC {vec}"
-        else:
-            vec = gemm_vec(dtype, C, P)
-            tile = gemm_tile(K, P, dtype, vec)
-            mix = gemm_mix(tile, dtype, sass, vec)
-            bm, bn, bk = tile.blk_m, tile.blk_n, tile.blk_k
-            per_sm = tile.blocks_per_sm.get((dtype, vec), 2)
-            name = f"gemm_batched {tile.name} {dtype} VEC {vec}"
-        slices = math.ceil(C / bk)
-        blocks = pos * math.ceil(K / bm) * math.ceil(P / bn) * splits
-        eff = _waves(blocks, per_sm, g.sms)
-        warp_iters = blocks * tile.warps * math.ceil(slices / splits)
-        tiled = pos * (K * C * math.ceil(P / bn) + C * P * math.ceil(K / bm)) * s_op + splits * m_bytes
-        bounds = {"HBM": dram / hbm}
-        if prec in TC_PEAK:
-            hm, hn, hk = HMMA_SHAPE[prec]
-            bounds["tensor core"] = warp_iters * mix.fma * 2 * hm * hn * hk / g.peak(TC_PEAK[prec]) / eff
-        else:
-            bounds["FMA pipe"] = warp_iters * mix.fma * 32 / fma_rate / eff
-        bounds["shared memory"] = warp_iters * mix.l1_wavefronts / l1 / eff
-        bounds["issue"] = warp_iters * mix.insns / issue / eff
-        hyp = mix.source.startswith("projection")
-        return PhaseEstimate("product", name + (f" split-K {splits}" if splits > 1 else ""), flops, dram, tiled,
-                             bounds, eff, mix.source, hypothetical=hyp)
-
-    if density >= 1.0:
-        prod = dense(1)
-        est.phases.append(prod)
-        est.hypothetical = prod.hypothetical
-    else:
-        bm, bn = SPMM_TILE[dtype]
-        given = (sass or {}).get(("spmm", dtype))
-        mix = mix_from_sass(given or SASS_SM90[("spmm", dtype)], "SASS (given)" if given else "SASS sm_90")
-        nnz = density * pos * K * C
-        warp_fmas = nnz * math.ceil(P / bn) * (bn / 32)  # a warp covers BLK_N columns of a row
-        blocks = pos * math.ceil(K / bm) * math.ceil(P / bn)
-        eff = _waves(blocks, 3, g.sms)
-        used = 1.0 - (1.0 - density) ** K if density > 0 else 0.0  # V rows some nonzero needs
-        dram = nnz * (s + 4) + pos * (K + 1) * 4 + used * v_bytes + m_bytes
-        tiled = nnz * math.ceil(P / bn) * bn * s + m_bytes
-        bounds = {"HBM": dram / hbm, "FMA pipe": warp_fmas * 32 / fma_rate / eff,
-                  "L1/shared": warp_fmas * mix.l1_wavefronts / mix.fma / l1 / eff,
-                  "issue": warp_fmas * mix.insns / mix.fma / issue / eff}
-        est.phases.append(PhaseEstimate("product", f"spmm_batched {bm}x{bn} {dtype}", flops, dram, tiled, bounds,
-                                        eff, mix.source))
+    product = "dense" if density >= 1.0 else ("csr" if structure is None else structure)
+    est.product = product
+    prod = estimate_product(pos, K, C, P, prec, density, product, g, sass)
+    est.phases.append(prod)
+    est.hypothetical = prod.hypothetical
 
     est.phases.append(transform("output", K, m_bytes, y_bytes, om + oa))
 
@@ -756,7 +860,7 @@ def estimate_layer(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         for sp in SPLIT_K:
             if slices / sp < SPLIT_K_MIN_SLICES:
                 break
-            p = dense(sp)
+            p = estimate_product(pos, K, C, P, prec, 1.0, "dense", g, sass, splits=sp)
             out_b = dict(base_out.bounds, HBM=base_out.bounds["HBM"] + (sp - 1) * m_bytes / hbm)
             total = base_in + p.seconds + max(out_b.values()) + LAUNCH_OVERHEAD_S
             if best is None or total < best[0]:
@@ -1161,6 +1265,49 @@ def choose_algorithm(N: int, C: int, K: int, H: int, W: int | None = None, m: in
     fused = estimate_fused(N, C, K, H, W, m, r, precision, gpu_key)
     three = estimate_layer(N, C, K, H, W, m, r, precision, 1.0, gpu_key)
     return "fused" if fused.seconds < three.seconds else "three-phase"
+
+
+#: The tiles P at which :func:`choose_product` compares the products: enough to fill an H200
+#: with every kernel's grid (e.g. batch 32 of 14 x 14 outputs with F(2, 3): 32 x 49 = 1568
+#: tiles fill it; 4096 is well past that), so the choice is the throughput one, the same for every
+#: batch.  At small P every product is launch-bound and the choice matters little.
+CHOICE_TILES = 4096
+
+
+def choose_product(K: int, C: int, m: int = 4, r: int = 3, precision: str = "tf32", density: float = 1.0,
+                   structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
+                   tiles: int = CHOICE_TILES) -> str:
+    """``structured`` ("csr" or "block") when :func:`estimate_product` estimates it faster than
+    the dense product of the same precision for a K x C layer of F(m, r) in ``ndim`` D at
+    ``density`` (for "block": the fraction of kept 16 x 8 blocks) and ``tiles`` tiles, else
+    "dense".  An ESTIMATE-based choice, as :func:`choose_algorithm` is."""
+    prec = mode(precision)
+    if structured not in ("csr", "block"):
+        raise ValueError(f"structured must be 'csr' or 'block', got {structured!r}")
+    if density >= 1.0:
+        return "dense"
+    pos = (m + r - 1) ** ndim
+    dense = estimate_product(pos, K, C, tiles, prec, 1.0, "dense", gpu_key)
+    sparse = estimate_product(pos, K, C, tiles, prec, density, structured, gpu_key)
+    return structured if sparse.seconds < dense.seconds else "dense"
+
+
+def crossover_density(K: int, C: int, m: int = 4, r: int = 3, precision: str = "tf32",
+                      structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
+                      tiles: int = CHOICE_TILES) -> float:
+    """The density below which :func:`choose_product` picks ``structured`` over the dense
+    product (0.0: never; bisection to 1e-3 -- the estimated sparse time grows with the density).
+    ``magma-wino bench`` prints it beside the measured crossover."""
+    def sparse_wins(d: float) -> bool:
+        return choose_product(K, C, m, r, precision, d, structured, ndim, gpu_key, tiles) == structured
+
+    if not sparse_wins(1e-6):
+        return 0.0
+    lo, hi = 1e-6, 1.0
+    while hi - lo > 1e-3:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sparse_wins(mid) else (lo, mid)
+    return round(lo, 3)
 
 
 def estimate_data_gradient(N: int, C: int, K: int, H: int, W: int | None = None, m: int = 4, r: int = 3,

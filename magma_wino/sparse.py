@@ -33,7 +33,7 @@ import numpy as np
 from . import _backend
 from .errors import BackendUnavailableError
 
-__all__ = ["BatchedCSR", "array_module", "INT32_MAX"]
+__all__ = ["BatchedCSR", "BatchedBSR", "BSR_BLOCK", "array_module", "INT32_MAX"]
 
 #: Largest nnz (and any offset) the int32 index arrays can hold.
 INT32_MAX = 2**31 - 1
@@ -77,6 +77,23 @@ def _cupy() -> ModuleType | None:
     return cupy
 
 
+def _usable_cupy(what: str) -> ModuleType:
+    """CuPy with a usable GPU, for ``what`` (a ``to_device`` method)."""
+    cp = _cupy()
+    if cp is None:
+        raise ImportError(f"{what} needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)")
+    try:
+        usable = bool(cp.is_available())
+    except Exception:  # a broken CUDA install
+        usable = False
+    if not usable:
+        raise BackendUnavailableError(
+            f"{what}: no usable CUDA GPU (cupy.is_available() is False); "
+            "keep the arrays on the host for backend='emulator' or 'numpy'"
+        )
+    return cp
+
+
 def array_module(*arrays: Any) -> ModuleType:
     """``cupy`` if any argument is a CuPy array (and CuPy imports), else ``numpy``."""
     cp = _cupy()
@@ -114,6 +131,84 @@ def _check_shape(shape: Any) -> tuple[int, int, int]:
 def _c_contiguous(a: Any) -> bool:
     flags = getattr(a, "flags", None)
     return bool(flags is not None and flags["C_CONTIGUOUS"])
+
+
+def _dense_input(U: Any, mask: Any) -> tuple[ModuleType, Any, Any]:
+    """Checks of a dense U and optional mask for ``from_dense``: (array module, value dtype,
+    selection: the mask, or U's nonzeros)."""
+    if not hasattr(U, "shape") or not hasattr(U, "dtype"):
+        raise TypeError(f"U must be a NumPy or CuPy array, got {type(U).__name__}")
+    xp = array_module(U)
+    if len(U.shape) != 3:
+        raise ValueError(f"U must be 3-D (batch × rows × cols, e.g. α^nd×K×C), got shape {tuple(U.shape)}")
+    dt = np.dtype(U.dtype)
+    if dt.kind == "f":
+        vdt = np.float64 if dt.itemsize >= 8 else np.float32
+        if dt.itemsize > 8:
+            raise TypeError(f"U must be float32 or float64 (or an integer type), got {dt}")
+    elif dt.kind in "iub":
+        vdt = np.float64
+    elif dt.name == "bfloat16":  # ml_dtypes' bfloat16 (kind "V"): values in float32
+        vdt = np.float32
+    else:
+        raise TypeError(f"U must have a real numeric dtype, got {dt}")
+    if mask is None:
+        sel = U != 0
+    else:
+        if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
+            raise TypeError(f"mask must be a boolean array, got {type(mask).__name__}")
+        if np.dtype(mask.dtype) != np.bool_:
+            raise TypeError(f"mask must have dtype bool, got {mask.dtype}")
+        if tuple(mask.shape) != tuple(U.shape):
+            raise ValueError(f"mask must have the shape of U, {tuple(U.shape)}, got {tuple(mask.shape)}")
+        if array_module(mask) is not xp:
+            raise TypeError("mask must live where U lives (both NumPy or both CuPy)")
+        sel = mask
+    return xp, vdt, sel
+
+
+def _check_structure(row_ptr: Any, col_idx: Any, nnz: int, rows: int, cols: int,
+                     what: tuple[str, str, str] = ("row_ptr", "col_idx", "nnz")) -> None:
+    """The CSR invariants of a ``row_ptr`` (batch × (rows + 1), batch >= 1) and ``col_idx``
+    (nnz,) whose types and shapes are already checked: ``row_ptr[0, 0] == 0``, non-decreasing
+    rows, positions chained, the last offset ``nnz``, columns in ``[0, cols)``.  ``what`` names
+    the arrays and the count in messages (the block CSR checks its block structure with it)."""
+    rp_name, ci_name, n_name = what
+    xp = array_module(row_ptr)
+    batch = int(row_ptr.shape[0])
+    rp = row_ptr.astype(np.int64)  # differences of int32 extremes must not wrap
+    first = _scalar(rp[0, 0])
+    if first != 0:
+        raise ValueError(f"{rp_name}[0, 0] must be 0, got {first}")
+    if rows > 0:
+        d = rp[:, 1:] - rp[:, :-1]
+        if bool(xp.any(d < 0)):
+            b, i = (int(v) for v in np.argwhere(_backend.to_host(d) < 0)[0])
+            raise ValueError(
+                f"{rp_name} must be non-decreasing within each position: "
+                f"{rp_name}[{b}, {i + 1}] = {_scalar(rp[b, i + 1])} < "
+                f"{rp_name}[{b}, {i}] = {_scalar(rp[b, i])}"
+            )
+    if batch > 1:
+        mismatch = rp[1:, 0] != rp[:-1, rows]
+        if bool(xp.any(mismatch)):
+            b = int(np.argmax(_backend.to_host(mismatch))) + 1
+            raise ValueError(
+                f"{rp_name}: position {b} must start where position {b - 1} ends: "
+                f"{rp_name}[{b}, 0] = {_scalar(rp[b, 0])} != "
+                f"{rp_name}[{b - 1}, {rows}] = {_scalar(rp[b - 1, rows])}"
+            )
+    last = _scalar(rp[batch - 1, rows])
+    if last != nnz:
+        raise ValueError(
+            f"{rp_name}[{batch - 1}, {rows}] (the last offset) must equal {n_name} = {nnz} "
+            f"(the length of {ci_name} and values), got {last}"
+        )
+    if nnz:
+        lo, hi = _scalar(col_idx.min()), _scalar(col_idx.max())
+        if lo < 0 or hi >= cols:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{ci_name} must be in [0, {cols}), found {bad}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,40 +284,7 @@ class BatchedCSR:
             if nnz:
                 raise ValueError(f"row_ptr: batch = 0 matrices cannot hold nnz = {nnz} entries")
             return
-        xp = array_module(self.row_ptr)
-        rp = self.row_ptr.astype(np.int64)  # differences of int32 extremes must not wrap
-        first = _scalar(rp[0, 0])
-        if first != 0:
-            raise ValueError(f"row_ptr[0, 0] must be 0, got {first}")
-        if rows > 0:
-            d = rp[:, 1:] - rp[:, :-1]
-            if bool(xp.any(d < 0)):
-                b, i = (int(v) for v in np.argwhere(_backend.to_host(d) < 0)[0])
-                raise ValueError(
-                    f"row_ptr must be non-decreasing within each position: "
-                    f"row_ptr[{b}, {i + 1}] = {_scalar(rp[b, i + 1])} < "
-                    f"row_ptr[{b}, {i}] = {_scalar(rp[b, i])}"
-                )
-        if batch > 1:
-            mismatch = rp[1:, 0] != rp[:-1, rows]
-            if bool(xp.any(mismatch)):
-                b = int(np.argmax(_backend.to_host(mismatch))) + 1
-                raise ValueError(
-                    f"row_ptr: position {b} must start where position {b - 1} ends: "
-                    f"row_ptr[{b}, 0] = {_scalar(rp[b, 0])} != "
-                    f"row_ptr[{b - 1}, {rows}] = {_scalar(rp[b - 1, rows])}"
-                )
-        last = _scalar(rp[batch - 1, rows])
-        if last != nnz:
-            raise ValueError(
-                f"row_ptr[{batch - 1}, {rows}] (the last offset) must equal nnz = {nnz} "
-                f"(the length of col_idx and values), got {last}"
-            )
-        if nnz:
-            lo, hi = _scalar(self.col_idx.min()), _scalar(self.col_idx.max())
-            if lo < 0 or hi >= cols:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"col_idx must be in [0, cols) = [0, {cols}), found {bad}")
+        _check_structure(self.row_ptr, self.col_idx, nnz, rows, cols)
 
     # ---------------------------------------------------------------- construction
 
@@ -241,34 +303,7 @@ class BatchedCSR:
 
         Columns come out sorted within each row, without repeats.
         """
-        if not hasattr(U, "shape") or not hasattr(U, "dtype"):
-            raise TypeError(f"U must be a NumPy or CuPy array, got {type(U).__name__}")
-        xp = array_module(U)
-        if len(U.shape) != 3:
-            raise ValueError(f"U must be 3-D (batch × rows × cols, e.g. α^nd×K×C), got shape {tuple(U.shape)}")
-        dt = np.dtype(U.dtype)
-        if dt.kind == "f":
-            vdt = np.float64 if dt.itemsize >= 8 else np.float32
-            if dt.itemsize > 8:
-                raise TypeError(f"U must be float32 or float64 (or an integer type), got {dt}")
-        elif dt.kind in "iub":
-            vdt = np.float64
-        elif dt.name == "bfloat16":  # ml_dtypes' bfloat16 (kind "V"): values in float32
-            vdt = np.float32
-        else:
-            raise TypeError(f"U must have a real numeric dtype, got {dt}")
-        if mask is None:
-            sel = U != 0
-        else:
-            if not hasattr(mask, "shape") or not hasattr(mask, "dtype"):
-                raise TypeError(f"mask must be a boolean array, got {type(mask).__name__}")
-            if np.dtype(mask.dtype) != np.bool_:
-                raise TypeError(f"mask must have dtype bool, got {mask.dtype}")
-            if tuple(mask.shape) != tuple(U.shape):
-                raise ValueError(f"mask must have the shape of U, {tuple(U.shape)}, got {tuple(mask.shape)}")
-            if array_module(mask) is not xp:
-                raise TypeError("mask must live where U lives (both NumPy or both CuPy)")
-            sel = mask
+        xp, vdt, sel = _dense_input(U, mask)
         batch, rows, cols = (int(s) for s in U.shape)
         shape = _check_shape((batch, rows, cols))
         counts = sel.reshape(batch * rows, cols).sum(axis=1, dtype=np.int64)
@@ -372,18 +407,7 @@ class BatchedCSR:
         """
         if self.xp is not np:
             return self
-        cp = _cupy()
-        if cp is None:
-            raise ImportError("BatchedCSR.to_device needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)")
-        try:
-            usable = bool(cp.is_available())
-        except Exception:  # a broken CUDA install
-            usable = False
-        if not usable:
-            raise BackendUnavailableError(
-                "BatchedCSR.to_device: no usable CUDA GPU (cupy.is_available() is False); "
-                "keep the CSR on the host for backend='emulator' or 'numpy'"
-            )
+        cp = _usable_cupy("BatchedCSR.to_device")
         return BatchedCSR(cp.asarray(self.row_ptr), cp.asarray(self.col_idx), cp.asarray(self.values), self.shape)
 
     def to_host(self) -> BatchedCSR:
@@ -411,3 +435,280 @@ class BatchedCSR:
             f"dtype={self.dtype}, {where})"
         )
 
+
+
+#: The block shape of :class:`BatchedBSR` the tensor-core kernel runs (kernels/bsr_tc_batched.cuh):
+#: 16 output channels × 8 input channels, the A operand of one m16n16k8 TF32 step.
+BSR_BLOCK = (16, 8)
+
+#: Value dtypes of a :class:`BatchedBSR` by its ``storage``: the operand type of the product.
+_BSR_STORAGE = {None: (np.float32, np.float64), "fp16": (np.float16,), "bf16": (np.uint16,)}
+
+
+@dataclass(frozen=True, eq=False)
+class BatchedBSR:
+    """``batch`` sparse ``rows × cols`` matrices in blocks of ``block = (bm, bk)``: a block CSR.
+
+    The blocks of matrix ``b`` form a CSR matrix of ``R = ceil(rows / bm)`` block rows and
+    ``ceil(cols / bk)`` block columns whose "entries" are dense ``bm × bk`` blocks
+    (docs/sparse.md, "Block-sparse"):
+
+        row_ptr  int32, batch × (R + 1)      offsets into the block arrays, chained over the
+                                             positions as :class:`BatchedCSR`'s
+        col_idx  int32, nblocks              block column j: columns ``[j·bk, (j + 1)·bk)``
+        values   nblocks × bm × bk           the blocks, row-major, in the product's operand
+                                             type: float32 / float64, float16 (``storage``
+                                             "fp16") or bfloat16 bits as uint16 ("bf16")
+
+    Entries of a block outside the matrix (the last block row or column when ``bm`` or
+    ``bk`` does not divide ``rows`` or ``cols``) are zero.  Within a block row the block
+    columns are unique (:meth:`from_dense` also sorts them); the kernel reads each block once.
+
+    As :class:`BatchedCSR`, the constructor validates everything and the arrays are all NumPy
+    or all CuPy.
+    """
+
+    row_ptr: Any
+    col_idx: Any
+    values: Any
+    shape: tuple[int, int, int]
+    block: tuple[int, int] = BSR_BLOCK
+    storage: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", _check_shape(self.shape))
+        block = self.block
+        if (not isinstance(block, tuple) or len(block) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1
+                           for v in block)):
+            raise ValueError(f"block must be a tuple (bm, bk) of two ints >= 1, got {block!r}")
+        object.__setattr__(self, "block", (int(block[0]), int(block[1])))
+        if self.storage not in _BSR_STORAGE:
+            raise ValueError(f"storage must be None, 'fp16' or 'bf16', got {self.storage!r}")
+        self.validate()
+
+    @property
+    def block_shape(self) -> tuple[int, int, int]:
+        """``(batch, R, CB)``: the block grid of every matrix."""
+        batch, rows, cols = self.shape
+        bm, bk = self.block
+        return batch, -(-rows // bm), -(-cols // bk)
+
+    def validate(self) -> None:
+        """Check every invariant; raise naming the field that breaks one: array types (all
+        NumPy or all CuPy), dtypes (int32 / int32 / the ``storage``'s), shapes
+        (``row_ptr`` batch × (R + 1), ``values`` nblocks × bm × bk), C-contiguity, the block
+        CSR structure (as :class:`BatchedCSR`'s, over block columns), unique block columns
+        within a block row, and zeros outside the matrix."""
+        batch, R, CB = self.block_shape
+        bm, bk = self.block
+        fields = (("row_ptr", self.row_ptr), ("col_idx", self.col_idx), ("values", self.values))
+        for name, a in fields:
+            if not hasattr(a, "shape") or not hasattr(a, "dtype") or not hasattr(a, "flags"):
+                raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+        if len({_is_cupy(a) for _, a in fields}) != 1:
+            raise TypeError("row_ptr, col_idx and values must all be NumPy arrays or all CuPy arrays")
+        for name, a in fields[:2]:
+            if np.dtype(a.dtype) != np.int32:
+                raise TypeError(f"{name} must have dtype int32, got {a.dtype}")
+        allowed = _BSR_STORAGE[self.storage]
+        if np.dtype(self.values.dtype) not in allowed:
+            names = " or ".join(np.dtype(t).name for t in allowed)
+            raise TypeError(f"values must have dtype {names} for storage={self.storage!r}, got {self.values.dtype}")
+        if self.row_ptr.ndim != 2 or tuple(self.row_ptr.shape) != (batch, R + 1):
+            raise ValueError(f"row_ptr must have shape (batch, R + 1) = ({batch}, {R + 1}) for "
+                             f"R = ceil(rows / {bm}), got {tuple(self.row_ptr.shape)}")
+        if self.col_idx.ndim != 1:
+            raise ValueError(f"col_idx must be 1-D (nblocks,), got shape {tuple(self.col_idx.shape)}")
+        nblocks = int(self.col_idx.shape[0])
+        if tuple(self.values.shape) != (nblocks, bm, bk):
+            raise ValueError(f"values must have shape (nblocks, bm, bk) = ({nblocks}, {bm}, {bk}), "
+                             f"got {tuple(self.values.shape)}")
+        for name, a in fields:
+            if not _c_contiguous(a):
+                raise ValueError(f"{name} must be C-contiguous")
+        if nblocks > INT32_MAX:
+            raise ValueError(f"nblocks = {nblocks} does not fit the int32 offsets of row_ptr")
+        if batch == 0:
+            if nblocks:
+                raise ValueError(f"row_ptr: batch = 0 matrices cannot hold {nblocks} blocks")
+            return
+        _check_structure(self.row_ptr, self.col_idx, nblocks, R, CB, ("row_ptr", "col_idx", "nblocks"))
+        if not nblocks:
+            return
+        xp = self.xp
+        brow = self._block_rows()  # flattened block row b·R + i of every block
+        key = brow * CB + self.col_idx.astype(np.int64)
+        if bool(xp.any(xp.diff(xp.sort(key)) == 0)):
+            dup = _backend.to_host(xp.sort(key))
+            j = int(np.argmax(np.diff(dup) == 0))
+            b, i = divmod(int(dup[j]) // CB, R)
+            raise ValueError(f"col_idx: block column {int(dup[j]) % CB} appears twice in block row {i} "
+                             f"of position {b}; each block is stored once")
+        _, rows, cols = self.shape
+        bits = self.values.view(np.uint16) & 0x7FFF if self.storage == "bf16" else self.values
+        if rows % bm:
+            last = (brow % R) == R - 1
+            if bool(xp.any(bits[last][:, rows % bm:, :] != 0)):
+                raise ValueError(f"values: rows {rows} .. {R * bm - 1} of the last block row lie outside "
+                                 f"the matrix and must be zero")
+        if cols % bk:
+            last = self.col_idx == CB - 1
+            if bool(xp.any(bits[last][:, :, cols % bk:] != 0)):
+                raise ValueError(f"values: columns {cols} .. {CB * bk - 1} of the last block column lie "
+                                 f"outside the matrix and must be zero")
+
+    def _block_rows(self) -> Any:
+        """The flattened block row (b·R + i) of every stored block, where the arrays live."""
+        xp = self.xp
+        starts = self.row_ptr[:, :-1].ravel().astype(np.int64)
+        return xp.searchsorted(starts, xp.arange(self.nblocks, dtype=np.int64), side="right") - 1
+
+    # ---------------------------------------------------------------- construction
+
+    @classmethod
+    def from_dense(cls, U: Any, mask: Any = None, block: tuple[int, int] = BSR_BLOCK) -> BatchedBSR:
+        """The block CSR of a dense ``batch × rows × cols`` array (NumPy or CuPy).
+
+        A block is stored when it holds a nonzero entry of ``U`` (``mask=None``) or an entry
+        the boolean ``mask`` selects (a pruning pattern survives exact zeros; unselected
+        entries of a stored block are stored as zeros).  Values keep float32 / float64 (other
+        types: as :meth:`BatchedCSR.from_dense`); :meth:`to_storage` converts them to the
+        16-bit operand types.  Block columns come out sorted within each block row.
+        """
+        xp, csr_dtype, sel = _dense_input(U, mask)
+        batch, rows, cols = (int(s) for s in U.shape)
+        tmp = cls(xp.zeros((batch, -(-rows // block[0]) + 1), np.int32), xp.zeros(0, np.int32),
+                  xp.zeros((0, *block), csr_dtype), (batch, rows, cols), tuple(block))
+        _, R, CB = tmp.block_shape
+        bm, bk = tmp.block
+        vals = xp.where(sel, U, 0).astype(csr_dtype)
+        padded = xp.zeros((batch, R * bm, CB * bk), csr_dtype)
+        padded[:, :rows, :cols] = vals
+        psel = xp.zeros((batch, R * bm, CB * bk), bool)
+        psel[:, :rows, :cols] = sel
+        tiles = padded.reshape(batch, R, bm, CB, bk).transpose(0, 1, 3, 2, 4)  # b, i, j, bm, bk
+        kept = psel.reshape(batch, R, bm, CB, bk).any(axis=(2, 4))  # b, i, j
+        counts = kept.reshape(batch * R, CB).sum(axis=1, dtype=np.int64)
+        starts = xp.zeros(batch * R + 1, dtype=np.int64)
+        if batch * R:
+            xp.cumsum(counts, out=starts[1:])
+        idx = xp.arange(batch, dtype=np.int64)[:, None] * R + xp.arange(R + 1, dtype=np.int64)[None, :]
+        row_ptr = xp.ascontiguousarray(starts[idx].astype(np.int32))
+        col_idx = xp.ascontiguousarray(xp.nonzero(kept)[2].astype(np.int32))
+        values = xp.ascontiguousarray(tiles[kept])
+        return cls(row_ptr, col_idx, values, (batch, rows, cols), tmp.block)
+
+    def to_storage(self, mode: str | None) -> BatchedBSR:
+        """The same blocks in the operand type of precision ``mode``: float16 for "fp16",
+        bfloat16 bits for "bf16" (round to nearest even, :func:`magma_wino.precision.to_storage`),
+        unchanged for the float32 / float64 modes (``None`` or any other mode)."""
+        from . import precision  # noqa: PLC0415
+
+        if mode not in ("fp16", "bf16") or self.storage == mode:
+            return self
+        if self.storage is not None:
+            raise ValueError(f"blocks already stored as {self.storage!r}; convert from the float values")
+        xp = self.xp
+        host = precision.to_storage(_backend.to_host(self.values).astype(np.float32), mode)
+        values = xp.ascontiguousarray(host if xp is np else xp.asarray(host))
+        return BatchedBSR(self.row_ptr, self.col_idx, values, self.shape, self.block, mode)
+
+    # ---------------------------------------------------------------- views
+
+    @property
+    def xp(self) -> ModuleType:
+        """The array module of the arrays (``numpy`` or ``cupy``)."""
+        return array_module(self.row_ptr)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of ``values`` (uint16 for bfloat16 bits)."""
+        return np.dtype(self.values.dtype)
+
+    @property
+    def nblocks(self) -> int:
+        """Number of stored blocks."""
+        return int(self.col_idx.shape[0])
+
+    @property
+    def block_density(self) -> float:
+        """Stored blocks over the blocks of the block grid (0.0 for an empty shape)."""
+        batch, R, CB = self.block_shape
+        return self.nblocks / (batch * R * CB) if batch * R * CB else 0.0
+
+    @property
+    def density(self) -> float:
+        """Stored entries (whole blocks, zeros inside them included, padding excluded) over
+        ``batch · rows · cols``: the fraction of the dense product's work the kernel does."""
+        batch, rows, cols = self.shape
+        if not batch * rows * cols:
+            return 0.0
+        return float(self.pattern().sum()) / (batch * rows * cols)
+
+    def block_pattern(self) -> np.ndarray:
+        """Host bool array ``(batch, R, CB)``: which blocks are stored."""
+        batch, R, CB = self.block_shape
+        out = np.zeros(batch * R * CB, bool)
+        if self.nblocks:
+            flat = _backend.to_host(self._block_rows()) * CB + _backend.to_host(self.col_idx).astype(np.int64)
+            out[flat] = True
+        return out.reshape(batch, R, CB)
+
+    def pattern(self) -> np.ndarray:
+        """Host bool array of the matrices' shape: the entries inside stored blocks."""
+        batch, rows, cols = self.shape
+        bm, bk = self.block
+        full = np.repeat(np.repeat(self.block_pattern(), bm, axis=1), bk, axis=2)
+        return np.ascontiguousarray(full[:, :rows, :cols])
+
+    def to_dense(self) -> Any:
+        """The dense ``batch × rows × cols`` array, where the arrays live: float32 / float64
+        values as they are, 16-bit storage decoded to float32."""
+        from . import precision  # noqa: PLC0415
+
+        batch, rows, cols = self.shape
+        _, R, CB = self.block_shape
+        bm, bk = self.block
+        xp = self.xp
+        vals = self.values
+        if self.storage is not None:
+            host = precision.from_storage(_backend.to_host(vals), self.storage).astype(np.float32)
+            vals = host if xp is np else xp.asarray(host)
+        tiles = xp.zeros((batch * R, CB, bm, bk), vals.dtype)
+        if self.nblocks:
+            tiles[self._block_rows(), self.col_idx.astype(np.int64)] = vals
+        full = tiles.reshape(batch, R, CB, bm, bk).transpose(0, 1, 3, 2, 4).reshape(batch, R * bm, CB * bk)
+        return xp.ascontiguousarray(full[:, :rows, :cols])
+
+    # ---------------------------------------------------------------- movement
+
+    def to_device(self) -> BatchedBSR:
+        """A copy on the current CUDA device (CuPy arrays); ``self`` if already there
+        (errors as :meth:`BatchedCSR.to_device`)."""
+        if self.xp is not np:
+            return self
+        cp = _usable_cupy("BatchedBSR.to_device")
+        return BatchedBSR(cp.asarray(self.row_ptr), cp.asarray(self.col_idx), cp.asarray(self.values), self.shape,
+                          self.block, self.storage)
+
+    def to_host(self) -> BatchedBSR:
+        """A copy in host memory (NumPy arrays); ``self`` if already there."""
+        if self.xp is np:
+            return self
+        return BatchedBSR(_backend.to_host(self.row_ptr), _backend.to_host(self.col_idx),
+                          _backend.to_host(self.values), self.shape, self.block, self.storage)
+
+    def astype(self, dtype: Any) -> BatchedBSR:
+        """The same blocks with float32 / float64 ``values`` (not for 16-bit storage)."""
+        if self.storage is not None:
+            raise ValueError(f"astype: the blocks are stored as {self.storage!r}; rebuild from the float values")
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        return BatchedBSR(self.row_ptr, self.col_idx, self.values.astype(dt), self.shape, self.block)
+
+    def __repr__(self) -> str:
+        where = "device" if self.xp is not np else "host"
+        return (f"BatchedBSR(shape={self.shape}, block={self.block}, nblocks={self.nblocks}, "
+                f"block_density={self.block_density:.4g}, dtype={self.dtype}, storage={self.storage!r}, {where})")

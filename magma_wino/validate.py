@@ -369,7 +369,7 @@ def run_case(case: Case, backend: str) -> Result:
     seconds = time.perf_counter() - t0
     err = rel_err(y, y_ref)
     n_red = case.C * case.r**nd
-    if plan.uses_sparse_product:  # SIMT in the compute dtype whatever the mode
+    if plan.product == "csr":  # SIMT in the compute dtype whatever the mode
         bound = tolerance(_precision.compute_dtype(dt), case.m, case.r, n_red, nd)
     else:  # the dense product's mode (fp64; tf32 / fp16 / bf16: operand rounding, accuracy.tolerance_tf32's model)
         bound = _precision.tolerance(plan.precision, case.m, case.r, n_red, nd)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from magma_wino import _backend, bench, reference
+from magma_wino import perfmodel as pm
 from magma_wino.accuracy import tolerance
 from magma_wino.cli import bench as bench_cli
 from magma_wino.layer import WinogradConv2d, WinogradConv3d
@@ -66,7 +67,9 @@ def test_quick_writes_json_with_documented_keys(quick) -> None:
         assert res["crossover"]
         for c in res["crossover"]:
             assert c["crossover_density"] in (None, 1.0, 0.25, 0.0)
-            assert c["threshold"] == pytest.approx(0.25)
+            # the model's switch to the CSR product for that layer and mode, in [0, 1]
+            want = pm.crossover_density(c["K"], c["C"], c["m"], c["r"], c["precision"] or "fp32", "csr", c["ndim"])
+            assert c["model_crossover_density"] == want and 0.0 <= want <= 1.0
 
 
 def test_phase_times_add_up(quick) -> None:
@@ -193,13 +196,15 @@ def test_max_workspace_skips(tmp_path) -> None:
 def test_crossover_from_rows() -> None:
     def row(product, d, prod_ms, ms):
         return {"network": "n", "layer": "l", "backend": "emulator", "N": 1, "F": "F(4,3)", "product": product,
-                "density": d, "phase_ms": {"input": 1, "product": prod_ms, "output": 1}, "ms": ms}
+                "density": d, "phase_ms": {"input": 1, "product": prod_ms, "output": 1}, "ms": ms,
+                "K": 64, "C": 32, "m": 4, "r": 3, "ndim": 2, "precision": "tf32x3"}
 
     rows = [row("dense", 1.0, 10, 12), row("sparse", 1.0, 30, 32), row("sparse", 0.5, 12, 14),
             row("sparse", 0.25, 8, 13), row("sparse", 0.1, 4, 6), row("sparse", 0.0, 1, 3)]
     (c,) = bench.crossovers(rows)
     assert c["crossover_density"] == 0.25
     assert c["total_crossover_density"] == 0.1
+    assert c["model_crossover_density"] == pm.crossover_density(64, 32, 4, 3, "tf32x3", "csr", 2)
     rows[1:] = [row("sparse", 0.1, 20, 22)]
     assert bench.crossovers(rows)[0]["crossover_density"] is None
 

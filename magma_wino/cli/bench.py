@@ -82,11 +82,11 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
         console.print(bench.format_table(result["rows"]))
     if result["crossover"]:
         t = Table(title="sparse/dense crossover (product phase; measured)")
-        for c in ("layer", "backend", "N", "F(m,r)", "dense prod ms", "crossover density", "threshold"):
+        for c in ("layer", "backend", "N", "F(m,r)", "dense prod ms", "crossover density", "model crossover"):
             t.add_column(c, justify="right")
         for c in result["crossover"]:
             t.add_row(c["layer"], c["backend"], str(c["N"]), c["F"], f"{c['dense_product_ms']:.3g}",
-                      str(c["crossover_density"]), str(c["threshold"]))
+                      str(c["crossover_density"]), str(c["model_crossover_density"]))
         console.print(t)
     for s in result["skipped"]:
         console.print(f"[yellow]skipped[/] {s['network']}/{s['layer']} {s['backend']} N={s['N']}: {s['reason']}")
