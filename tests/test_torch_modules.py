@@ -167,6 +167,20 @@ def test_to_plan_exports_the_pruned_layer(sparse):
     assert np.array_equal(plan(x.numpy()), y_plan)
 
 
+def test_block_pruned_layer_exports_a_block_sparse_plan():
+    """prune_(block=(16, 8)) keeps whole blocks of the block-sparse kernel: to_plan runs it, and
+    the plan computes what the module does (emulator: the tensor-core kernel in tf32x3)."""
+    torch.manual_seed(9)
+    wd = mt.WinogradDomainConv2d(16, 32, 3, padding=1, m=2, precision="tf32x3").prune_(0.5, block=(16, 8))
+    assert wd.structure == "block"
+    plan = wd.to_plan(backend="emulator", sparse=True)
+    assert plan.product == "block" and plan.bsr.block_density == pytest.approx(0.5, abs=0.02)
+    x = _x(10, 1, 16, 6, 5).float()
+    assert rel_err(plan(x.numpy()), wd(x).detach().numpy()) <= tolerance(np.float32, 2, 3, 16 * 9)
+    rows = mt.WinogradDomainConv2d(16, 32, 3, padding=1, m=2).prune_(0.5, block=(1, None))
+    assert rows.structure is None and rows.to_plan(backend="numpy").product in ("dense", "csr")
+
+
 def test_winograd_domain_refuses_bad_configuration():
     with pytest.raises(ValueError, match="padding"):
         mt.WinogradDomainConv2d(2, 3, 3, padding=4)

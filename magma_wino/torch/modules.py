@@ -33,6 +33,7 @@ from torch import nn
 from .. import layer as _layer
 from .. import pruning as _pruning
 from .. import reference as _reference
+from ..sparse import BSR_BLOCK
 from . import functional as F
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "WinogradDomainConv2d", "WinogradDomainConv3d"]
@@ -188,6 +189,8 @@ class _WinogradDomainConvNd(nn.Module):
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
+        # "block" once prune_ kept whole blocks of the block-sparse kernel's shape: to_plan's default
+        self.structure: str | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -275,12 +278,15 @@ class _WinogradDomainConvNd(nn.Module):
         Frobenius norm, ``density`` the fraction of blocks kept
         (:func:`magma_wino.pruning.prune_winograd_blocks`; ``(1, None)``: whole rows).
         ``optimizer``: also zero its state of ``weight`` there (see the module docstring).
-        Returns the module."""
+        Blocks of the block-sparse kernel's shape (16, 8) set :attr:`structure` to "block", so
+        that :meth:`to_plan` runs the block-sparse product.  Returns the module."""
         if block is None:
             _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
         else:
             _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, block, per_position=per_position)
         self._set_mask(keep, optimizer)
+        if block is not None and tuple(block) == BSR_BLOCK:
+            self.structure = "block"
         return self
 
     def prune_filters_(self, keep: int | None = None, keep_fraction: float | None = None, *,
@@ -303,13 +309,15 @@ class _WinogradDomainConvNd(nn.Module):
     def to_plan(self, backend: str = "auto", *, sparse: bool | str = "auto", **kw: Any) -> Any:
         """The inference plan ``magma_wino.WinogradConv2d.from_winograd(U, r, mask=..., bias=...,
         padding=..., m=..., relu=...)`` (3D: ``WinogradConv3d``) of the current weights and
-        mask (copied).  ``sparse``: the plan's (True: the batched CSR product); ``kw``: the
-        plan's other keywords (precision, layout, fused, ...)."""
+        mask (copied).  ``sparse``: the plan's (True: the sparse product of the structure);
+        ``structure`` defaults to :attr:`structure` ("block" after ``prune_(block=(16, 8))``);
+        ``kw``: the plan's other keywords (precision, layout, fused, ...)."""
         U = self.weight.detach().clone()
         b = None if self.bias is None else self.bias.detach().clone()
         be = F._ops.resolve_backend(backend, U)
         arr = F._ops._to_array
         kw.setdefault("precision", self.precision)
+        kw.setdefault("structure", self.structure)
         return _PLAN[self._nd].from_winograd(arr(U, "weight", be), self.r, mask=arr(self.mask, "mask", be),
                                              bias=arr(b, "bias", be), padding=self.padding, m=self.m, backend=be,
                                              relu=self.relu, sparse=sparse, **kw)
