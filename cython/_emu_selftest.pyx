@@ -77,6 +77,8 @@ cdef int _check(int status) except -1:
 
 # WMMA test kernels and the fragment-permutation setting (tests/emu/wmma_kernels.cu).
 include "_emu_wmma.pxi"
+# mma.sp test kernels (tests/emu/mma_sp_kernels.cu, kernels/mma_sp.cuh).
+include "_emu_mma_sp.pxi"
 
 
 # ---- settings ---------------------------------------------------------------------------------
