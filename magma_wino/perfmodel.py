@@ -647,7 +647,14 @@ SPLIT_K_MIN_SLICES = 4
 
 
 #: The batched products of a layer (magma_wino.layer.PRODUCTS).
-PRODUCTS = ("dense", "csr", "block")
+PRODUCTS = ("dense", "csr", "block", "2:4")
+#: The modes with a sparse tensor-core MMA (mma.sp; fp64 has none).
+SP24_MODES = ("tf32", "tf32x3", "bf16", "fp16")
+#: The 2:4 kernel's instructions and shared-memory wavefronts per k slice relative to the dense
+#: tensor-core kernel's: half the MMAs (each mma.sp covers twice the k at the dense rate), half
+#: the A fragment loads, the same B loads, plus the metadata -- a stated assumption of the
+#: projection until the kernel report has the kernel's mix.
+SP24_MIX_SCALE = 0.75
 
 #: kernels/bsr_tc_batched.cuh's tile: one 16-row block row x BSR_TILE_N tiles per thread block,
 #: 4 warps side by side along n, one kept 16 x 8 block (16-bit modes: two) per k step.
@@ -715,15 +722,58 @@ def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density:
                          hypothetical=mix.source.startswith("projection"))
 
 
+def sp24_mix(precision: str, C: int, P: int, sass: dict | None = None) -> KernelMix:
+    """Per warp per kK slice of the dense tile (the same k range) of the 2:4 kernel: the SASS
+    mix (given or built in, key ("sp24", precision)), else a projection from the dense
+    kernel's (:data:`SP24_MIX_SCALE`).  ``fma`` counts sparse MMAs."""
+    key = ("sp24", precision)
+    given = (sass or {}).get(key)
+    if given or key in SASS_SM90:
+        mix = given or SASS_SM90[key]
+        return KernelMix(mix.get("HMMA", 0), sum(mix.values()), mix_from_sass(mix).l1_wavefronts,
+                         "SASS (given)" if given else "SASS sm_90")
+    dense = tc_mix(precision, _tc_vec(precision, C, P), sass)
+    return KernelMix(dense.fma / 2, dense.insns * SP24_MIX_SCALE, dense.l1_wavefronts * SP24_MIX_SCALE,
+                     "projection (dense kernel's mix, half the MMAs)")
+
+
+def _sp24_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, s_op: int, v_bytes: float,
+                  m_bytes: float, sass: dict | None) -> PhaseEstimate:
+    """The 2:4 product on sparse tensor cores (:func:`estimate_product`, product "2:4"): the
+    dense tile's grid and k slices, every MMA a sparse one at twice the dense rate."""
+    if prec not in SP24_MODES:
+        raise ValueError(f"the 2:4 product needs a sparse tensor-core MMA; precision {prec!r} has none "
+                         f"(modes: {', '.join(SP24_MODES)})")
+    tile, vec = tc_tile(prec), _tc_vec(prec, C, P)
+    mix = sp24_mix(prec, C, P, sass)
+    per_sm = tile.blocks_per_sm[vec]
+    blocks = pos * math.ceil(K / tile.blk_m) * math.ceil(P / tile.blk_n)
+    eff = _waves(blocks, per_sm, g.sms)
+    warp_iters = blocks * tile.warps * math.ceil(C / tile.blk_k)
+    clk = g.clock_ghz * 1e9
+    u_bytes = pos * K * C / 2 * (s_op + 0.25)  # the kept half of U, 2 bits of metadata per kept value
+    dram = u_bytes + v_bytes + m_bytes
+    tiled = pos * (K * C / 2 * math.ceil(P / tile.blk_n) + C * P * math.ceil(K / tile.blk_m)) * s_op + m_bytes
+    hm, hn, hk = HMMA_SHAPE[prec]
+    dense_flops = warp_iters * 2 * mix.fma * 2 * hm * hn * hk  # a sparse MMA does two dense MMAs' k
+    bounds = {"HBM": dram / (g.hbm_tbs * 1e12),
+              "tensor core": dense_flops / (2 * g.peak(TC_PEAK[prec])) / eff,
+              "shared memory": warp_iters * mix.l1_wavefronts / (g.sms * clk) / eff,
+              "issue": warp_iters * mix.insns / (g.issue_per_clk * g.sms * clk) / eff}
+    return PhaseEstimate("product", f"sp24_tc_batched {tile.name} {prec}", pos * K * C * P, dram, tiled, bounds,
+                         eff, mix.source, hypothetical=mix.source.startswith("projection"))
+
+
 def estimate_product(pos: int, K: int, C: int, P: int, precision: str, density: float = 1.0,
                      product: str = "dense", gpu_key: str | GPU = "h200", sass: dict | None = None,
-                     splits: int = 1) -> PhaseEstimate:
+                     splits: int = 1, csr_blocks_per_sm: int = SPMM_BLOCKS_PER_SM) -> PhaseEstimate:
     """The product phase M[b] = U[b] · V[b] for ``pos`` positions (K x C times C x P).
 
     ``product``: "dense" (tensor cores in the tensor-core modes, else the SIMT GEMM; ``splits``
     > 1 splits its k loop: s partial M written, the extra (s - 1) M charged to HBM), "csr" (the
-    CSR kernel at ``density``, SIMT float32 / float64 whatever the mode) or "block" (the
-    block-sparse tensor-core kernel with a fraction ``density`` of its 16 x 8 blocks kept)."""
+    CSR kernel at ``density``, SIMT float32 / float64 whatever the mode; ``csr_blocks_per_sm``
+    its occupancy), "block" (the block-sparse tensor-core kernel with a fraction ``density`` of
+    its 16 x 8 blocks kept) or "2:4" (sparse tensor cores; the density is 0.5 by construction)."""
     g = gpu(gpu_key)
     prec = mode(precision)
     if product not in PRODUCTS:
@@ -740,15 +790,24 @@ def estimate_product(pos: int, K: int, C: int, P: int, precision: str, density: 
     flops = 2.0 * pos * K * C * P * density
     if product == "block":
         return _block_product(g, prec, pos, K, C, P, density, s_op, v_bytes, m_bytes, sass)
+    if product == "2:4":
+        return _sp24_product(g, prec, pos, K, C, P, s_op, v_bytes, m_bytes, sass)
 
     if product == "csr":
         bm, bn = SPMM_TILE[dtype]
         given = (sass or {}).get(("spmm", dtype))
-        mix = mix_from_sass(given or SASS_SM90[("spmm", dtype)], "SASS (given)" if given else "SASS sm_90")
+        raw = given or SASS_SM90[("spmm", dtype)]
+        mix = mix_from_sass(raw, "SASS (given)" if given else "SASS sm_90")
+        # the LDS read the staged value and column of a nonzero, the same address in every lane:
+        # a broadcast, one wavefront whatever its width (the V loads, LDG, are the per-lane traffic)
+        lds = {k: v for k, v in raw.items() if k.startswith("LDS")}
+        mix = KernelMix(mix.fma, mix.insns,
+                        mix_from_sass({k: v for k, v in raw.items() if k not in lds}).l1_wavefronts + sum(lds.values()),
+                        mix.source)
         nnz = density * pos * K * C
         warp_fmas = nnz * math.ceil(P / bn) * (bn / 32)  # a warp covers BLK_N columns of a row
         blocks = pos * math.ceil(K / bm) * math.ceil(P / bn)
-        eff = _waves(blocks, SPMM_BLOCKS_PER_SM, g.sms)
+        eff = _waves(blocks, csr_blocks_per_sm, g.sms)
         used = 1.0 - (1.0 - density) ** K if density > 0 else 0.0  # V rows some nonzero needs
         dram = nnz * (s + 4) + pos * (K + 1) * 4 + used * v_bytes + m_bytes
         tiled = nnz * math.ceil(P / bn) * bn * s + m_bytes
