@@ -48,6 +48,7 @@ __all__ = [
     "prune_spatial",
     "prune_winograd",
     "prune_winograd_blocks",
+    "prune_winograd_n_m",
 ]
 
 
@@ -316,6 +317,36 @@ def prune_winograd_blocks(
     norms = np.sqrt(padded.reshape(positions, nk, bk, nc, bc).sum(axis=(2, 4)))  # positions × nk × nc
     keep_blocks = _mask(norms, density, 0 if per_position else None, "U", density_name)
     mask = np.repeat(np.repeat(keep_blocks, bk, axis=1), bc, axis=2)[:, :K, :C]
+    return apply_mask(arr, mask), mask
+
+
+def prune_winograd_n_m(U: np.ndarray, n: int = 2, m: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """N:M structured pruning of Winograd-domain weights U (α^nd×K×C) along C, the reduction
+    of the products: of every ``m`` consecutive input channels of every (position, filter) row,
+    the ``n`` of largest magnitude are kept (2:4, the pattern of sparse tensor cores'
+    ``mma.sp`` for 16-bit operands; 1:2 for TF32).  A short last group (m ∤ C) keeps at most
+    ``n`` of its entries.  Ties keep the lower channel.  Density: n / m (up to the short group).
+
+    Returns:
+        ``(U_pruned, mask)``.
+    """
+    arr = _as_array(U, "U")
+    if arr.ndim != 3:
+        raise ValueError(f"U must be 3-D (α^nd×K×C), got shape {arr.shape}")
+    for name, v in (("n", n), ("m", m)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if not 1 <= n <= m:
+        raise ValueError(f"n:m must satisfy 1 <= n <= m, got {n}:{m}")
+    positions, K, C = arr.shape
+    groups = -(-C // m)
+    mag = np.full((positions, K, groups * m), -1.0)  # padding ranks below every real entry
+    mag[..., :C] = _magnitudes(arr, "U")
+    g = mag.reshape(positions, K, groups, m)
+    order = np.argsort(-g, axis=-1, kind="stable")  # ties: the lower channel first
+    keep = np.zeros(g.shape, bool)
+    np.put_along_axis(keep, order[..., :n], True, axis=-1)
+    mask = (keep & (g >= 0)).reshape(positions, K, groups * m)[..., :C]
     return apply_mask(arr, mask), mask
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from magma_wino import pruning
 from magma_wino.pruning import (
     apply_mask,
     drop_input_channels,
@@ -215,3 +216,32 @@ def test_block_pruning_per_position_and_whole_rows():
 def test_block_pruning_refuses_bad_blocks(block, err):
     with pytest.raises(err, match="block"):
         prune_winograd_blocks(np.ones((4, 8, 8)), 0.5, block)
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (1, 2), (1, 4), (4, 4)])
+def test_prune_winograd_n_m_keeps_the_largest_n_of_every_m_channels(n, m) -> None:
+    rng = np.random.default_rng(11)
+    U = rng.standard_normal((4, 6, 13)).astype(np.float32)  # 13 = 3 groups of 4 + 1
+    Up, mask = pruning.prune_winograd_n_m(U, n, m)
+    np.testing.assert_array_equal(Up, np.where(mask, U, 0))
+    for g0 in range(0, 13, m):
+        sl = slice(g0, min(g0 + m, 13))
+        kept = mask[..., sl]
+        assert (kept.sum(-1) == min(n, kept.shape[-1])).all()
+        # every kept magnitude is at least every dropped one of its group
+        a = np.abs(U[..., sl])
+        lo = np.where(kept, a, np.inf).min(-1)
+        hi = np.where(~kept, a, -np.inf).max(-1)
+        assert (lo >= hi).all()
+
+
+def test_prune_winograd_n_m_ties_keep_the_lower_channel_and_args_are_checked() -> None:
+    U = np.ones((1, 1, 4), np.float32)
+    _, mask = pruning.prune_winograd_n_m(U, 2, 4)
+    np.testing.assert_array_equal(mask, [[[True, True, False, False]]])
+    with pytest.raises(ValueError, match="n:m must satisfy 1 <= n <= m, got 3:2"):
+        pruning.prune_winograd_n_m(U, 3, 2)
+    with pytest.raises(TypeError, match="n must be an int"):
+        pruning.prune_winograd_n_m(U, 2.0, 4)
+    with pytest.raises(ValueError, match="U must be 3-D"):
+        pruning.prune_winograd_n_m(U[0], 2, 4)
