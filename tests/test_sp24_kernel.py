@@ -25,7 +25,12 @@ import numpy as np
 import pytest
 
 import magma_wino._emu as emu
-from magma_wino.errors import EmulatorError, InvalidArgumentError, UnsupportedError
+from magma_wino.errors import (
+    BackendUnavailableError,
+    EmulatorError,
+    InvalidArgumentError,
+    UnsupportedError,
+)
 from magma_wino.precision import from_storage, to_storage
 from magma_wino.sparse24 import Batched24, pattern_mask
 
@@ -248,3 +253,25 @@ def test_validate_names_the_field(rng):
         Batched24(A.values, A.meta, (1, 0, 40), "fp16")
     with pytest.raises(TypeError, match="meta must be a NumPy or CuPy array, got list"):
         Batched24(A.values, list(A.meta.ravel()), A.shape, "fp16")
+
+
+def test_to_device_needs_cupy_and_round_trips(rng):
+    A = Batched24.from_dense(random_sparse(rng, (2, 16, 40), "bf16"), "bf16")
+    assert A.to_host() is A
+    try:
+        import cupy
+    except Exception:
+        with pytest.raises(ImportError, match="CuPy"):
+            A.to_device()
+        return
+    try:
+        usable = bool(cupy.is_available())
+    except Exception:
+        usable = False
+    if not usable:  # CuPy imports without a driver: the error says so
+        with pytest.raises(BackendUnavailableError, match="no usable CUDA GPU"):
+            A.to_device()
+        return
+    H = A.to_device().to_host()  # pragma: no cover - only with a GPU
+    np.testing.assert_array_equal(H.to_dense(), A.to_dense())
+    assert H.values.ctypes.data % 16 == 0 and H.meta.ctypes.data % 16 == 0
