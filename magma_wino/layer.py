@@ -32,17 +32,18 @@ from . import precision as _precision
 from .backward import BackwardMixin, Gradients, _pattern
 from .errors import UnsupportedError
 from .sparse import BSR_BLOCK, BatchedBSR, BatchedCSR
+from .sparse24 import Batched24
 from .transforms import winograd
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "Gradients", "PRODUCTS", "STRUCTURES"]
 
 
 Relu = Literal["spatial", "winograd"] | None
-Structure = Literal["block"] | None
+Structure = Literal["block", "2:4"] | None
 #: Sparsity structures of :meth:`from_winograd` (None: unstructured).
-STRUCTURES = (None, "block")
+STRUCTURES = (None, "block", "2:4")
 #: The batched products a plan can run (:attr:`product`).
-PRODUCTS = ("dense", "csr", "block")
+PRODUCTS = ("dense", "csr", "block", "2:4")
 _Plan = TypeVar("_Plan", bound="_WinogradConvNd")
 _RELU_CODES = {None: 0, "spatial": 1, "winograd": 2}
 #: Layouts of x and y per spatial rank: channels first (the default), channels last.
@@ -468,7 +469,13 @@ class _WinogradConvNd(BackwardMixin):
         kept or dropped in blocks of ``block`` = (16, 8) output × input channels (``prune``
         prunes by block norm, :func:`magma_wino.pruning.prune_winograd_blocks`; a ``mask`` or
         U's nonzeros are covered by the blocks that hold them), the product on tensor cores in
-        the plan's precision (kernels/bsr_tc_batched.cuh; precision "fp32" runs the CSR one).
+        the plan's precision (kernels/bsr_tc_batched.cuh; precision "fp32" runs the CSR one);
+        or "2:4": of every 4 consecutive input channels of a (position, filter) row at most 2
+        kept (1 of every 2 in the TF32 modes, as ``mma.sp`` requires for TF32), the product on
+        sparse tensor cores (kernels/sp24_tc_batched.cuh; fp16, bf16, tf32, tf32x3: "fp32" and
+        "fp64" have no sparse tensor core and run the CSR kernel).  With "2:4" a ``mask`` must
+        fit the pattern; without one U is pruned to it by magnitude
+        (:func:`magma_wino.pruning.prune_winograd_n_m`), and ``prune`` does not apply.
         ``sparse``: True runs the sparse product of the structure, False the dense one,
         "auto" the one :func:`magma_wino.perfmodel.choose_product` estimates faster.
         :attr:`product` says which it is.  ``precision`` / ``allow_inaccurate``,
@@ -513,6 +520,12 @@ class _WinogradConvNd(BackwardMixin):
                                        f"(output × input channels)", detail="block shape")
             if csr is not None:
                 raise ValueError("structure='block' builds its blocks from dense U (with mask or prune), not from csr")
+        if structure == "2:4":
+            if csr is not None:
+                raise ValueError("structure='2:4' builds its pattern from dense U (with mask), not from csr")
+            if prune is not None:
+                raise ValueError("prune does not apply to structure='2:4' (the pattern keeps n of every m "
+                                 "input channels by magnitude); give U, or U and a mask that fits the pattern")
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
                     bias_borrowed=bias0 is not bias, like_name=wname, precision=precision,
                     allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
@@ -555,6 +568,9 @@ class _WinogradConvNd(BackwardMixin):
                     if xp is not np:
                         self._check_device(pattern, "mask")
                     U = xp.where(pattern, U, 0).astype(U.dtype)
+                elif structure == "2:4":  # U pruned to the pattern of the plan's precision, on the host
+                    hostU, hmask = pruning.prune_winograd_n_m(_backend.to_host(U), *self._n_m)
+                    U, pattern = (a if xp is np else xp.asarray(a) for a in (hostU, hmask))
                 else:
                     pattern = None  # the nonzero entries of U
                     if U0 is not U:
@@ -570,9 +586,20 @@ class _WinogradConvNd(BackwardMixin):
                 self._grad_mask = pattern if self._engine is None else self._engine.xp.asarray(pattern)
                 density = csr.density
             self._bsr: BatchedBSR | None = None
+            self._sp24: Batched24 | None = None
             if structure == "block":
                 self._bsr = BatchedBSR.from_dense(self._U, pattern, block)  # on the plan's backend
                 density = self._bsr.density  # the work of the block product: whole blocks
+            if structure == "2:4" and mask is not None:  # the given pattern must fit n of every m
+                n, m_ = self._n_m
+                groups = _backend.to_host(pattern)
+                groups = np.pad(groups, ((0, 0), (0, 0), (0, -groups.shape[2] % m_)))
+                counts = groups.reshape(*groups.shape[:2], -1, m_).sum(axis=-1)
+                if (counts > n).any():
+                    b, k, g = (int(i[0]) for i in np.nonzero(counts > n))
+                    raise ValueError(f"mask: position {b}, filter {k}, input channels {g * m_}..{g * m_ + m_ - 1} "
+                                     f"keep {int(counts[b, k, g])}; structure='2:4' in precision "
+                                     f"{self.precision!r} allows {n} of every {m_}")
             self._density = float(density)
             self._product = self._choose_product(sparse, structure, density)
             if csr is None:
@@ -586,6 +613,9 @@ class _WinogradConvNd(BackwardMixin):
                 self._U = self._csr.to_dense()
             if self._product != "block":
                 self._bsr = None
+            if self._product == "2:4":  # the compressed values and mma.sp metadata, built on the host
+                sp = Batched24.from_dense(_backend.to_host(self._U), self.precision, _backend.to_host(pattern))
+                self._sp24 = sp.to_device() if self._engine is not None and self._engine.backend == "cuda" else sp
             if self._store is not None:  # the tensor-core product of a 16-bit mode: U in 16 bits
                 self._U = self._stored_U(self._U)
                 self._check_fp16_range(self._U)
@@ -595,11 +625,20 @@ class _WinogradConvNd(BackwardMixin):
         self._mark_ready()
         return self
 
+    @property
+    def _n_m(self) -> tuple[int, int]:
+        """The N:M pattern of structure="2:4" in the plan's precision: 1:2 for TF32 operands
+        (the ISA's rule for mma.sp .tf32), else 2:4."""
+        return (1, 2) if self.precision in ("tf32", "tf32x3") else (2, 4)
+
     def _choose_product(self, sparse: bool | str, structure: Structure, density: float) -> str:
-        """The product a :meth:`from_winograd` plan runs: "dense", "csr" or "block"
+        """The product a :meth:`from_winograd` plan runs: "dense", "csr", "block" or "2:4"
         (``sparse`` and ``structure`` as given there)."""
-        # the block kernel is a tensor-core one: the SIMT mode "fp32" runs the CSR kernel
-        structured = "csr" if structure is None or (structure == "block" and self.precision == "fp32") else structure
+        # the block and 2:4 kernels are tensor-core ones: modes without one run the CSR kernel
+        # (no block kernel in the SIMT mode "fp32"; no sparse tensor core for fp32 and fp64)
+        no_kernel = ((structure == "block" and self.precision == "fp32")
+                     or (structure == "2:4" and self.precision in ("fp32", "fp64")))
+        structured = "csr" if structure is None or no_kernel else structure
         if sparse == "auto":
             from . import perfmodel  # noqa: PLC0415
 
@@ -658,13 +697,19 @@ class _WinogradConvNd(BackwardMixin):
     def bsr(self) -> BatchedBSR | None:
         """The block-sparse weights of a plan whose :attr:`product` is "block" (else None),
         values in the operand type of the precision."""
-        return self._bsr
+        return getattr(self, "_bsr", None)
+
+    @property
+    def sp24(self) -> Batched24 | None:
+        """The 2:4 weights (compressed values and mma.sp metadata) of a plan whose
+        :attr:`product` is "2:4" (else None)."""
+        return getattr(self, "_sp24", None)
 
     @property
     def product(self) -> str:
         """The batched product over channels ``plan(x)`` runs (:data:`PRODUCTS`): "dense"
-        (tensor cores or SIMT, by the precision), "csr" (the CSR kernel, SIMT) or "block"
-        (the block-sparse tensor-core kernel)."""
+        (tensor cores or SIMT, by the precision), "csr" (the CSR kernel, SIMT), "block" (the
+        block-sparse tensor-core kernel) or "2:4" (sparse tensor cores)."""
         return self._product
 
     @property
@@ -826,6 +871,8 @@ class _WinogradConvNd(BackwardMixin):
             self._spmm(self._csr, V, M)
         elif self._product == "block":
             self._bsr_product(self._bsr, V, M)
+        elif self._product == "2:4":
+            self._sp24_product(self._sp24, V, M)
         else:
             self._gemm(self.U, V, M, self.precision)
         return M
@@ -860,6 +907,15 @@ class _WinogradConvNd(BackwardMixin):
         e.ext.bsr_batched(_backend.kernel_dtype(self._cdtype, "V"), _precision.ext_code(e.ext, self.precision),
                           batch, rows, cols, int(B.shape[2]), bsr.block[0], bsr.block[1], e.ptr(bsr.row_ptr),
                           e.ptr(bsr.col_idx), e.ptr(bsr.values), bsr.nblocks, e.ptr(B), e.ptr(C), e.stream())
+
+    def _sp24_product(self, sp: Batched24, B: Any, C: Any) -> None:
+        """C[b] = sp[b] · B[b] on the device: the 2:4 kernel on sparse tensor cores (mma.sp) in
+        the plan's precision."""
+        e = self._engine
+        batch, rows, cols = sp.shape
+        e.ext.sp24_batched(_backend.kernel_dtype(self._cdtype, "V"), _precision.ext_code(e.ext, self.precision),
+                           batch, rows, cols, int(B.shape[2]), e.ptr(sp.values), e.ptr(sp.meta), e.ptr(B), e.ptr(C),
+                           e.stream())
 
     def _split_k_bytes(self, P: int) -> int:
         """Workspace bytes of the dense product's split-K for P tiles (0: no split)."""

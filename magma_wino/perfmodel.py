@@ -1336,13 +1336,13 @@ CHOICE_TILES = 4096
 def choose_product(K: int, C: int, m: int = 4, r: int = 3, precision: str = "tf32", density: float = 1.0,
                    structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
                    tiles: int = CHOICE_TILES) -> str:
-    """``structured`` ("csr" or "block") when :func:`estimate_product` estimates it faster than
+    """``structured`` ("csr", "block" or "2:4") when :func:`estimate_product` estimates it faster than
     the dense product of the same precision for a K x C layer of F(m, r) in ``ndim`` D at
     ``density`` (for "block": the fraction of kept 16 x 8 blocks) and ``tiles`` tiles, else
     "dense".  An ESTIMATE-based choice, as :func:`choose_algorithm` is."""
     prec = mode(precision)
-    if structured not in ("csr", "block"):
-        raise ValueError(f"structured must be 'csr' or 'block', got {structured!r}")
+    if structured not in ("csr", "block", "2:4"):
+        raise ValueError(f"structured must be 'csr', 'block' or '2:4', got {structured!r}")
     if density >= 1.0:
         return "dense"
     pos = (m + r - 1) ** ndim
