@@ -743,7 +743,7 @@ mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, 
       (nblocks > 0 && (col_idx == nullptr || values == nullptr)))
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "row_ptr, B, C (and col_idx, values when nblocks > 0) must not be NULL");
-  const long long row_blocks = (rows + 15) / 16;
+  const long long row_blocks = rows / 16 + (rows % 16 != 0);  // no overflow near INT64_MAX
   if (!fits(batch, cols, n) || !fits(batch, rows, n) || !fits(batch, row_blocks + 1) ||
       !fits(nblocks, 16 * 8))
     return fail(MW_STATUS_UNSUPPORTED,

@@ -133,7 +133,9 @@ def _launch_shape(name: str) -> tuple[int, int]:
     if (m := re.search(r"spmm_batched_kernel<\w+, (\d+), (\d+), (\d+), (\d+), (\d+)[,>]", name)):
         dx, dy, _bm, _bn, chunk = map(int, m.groups())
         return dx * dy, chunk * (size + 4)
-    if (m := re.search(r"gemm_tc_kernel<\w+, GemmTcConfig(16|64)?<GemmShape<(\d+), (\d+), (\d+)>, "
+    # (the block-sparse kernels, bsr_tc_batched.cuh, wrap the same layouts in BsrTcConfig<...>)
+    if (m := re.search(r"(?:gemm_tc_kernel<\w+, |bsr_tc_batched_kernel<\w+, BsrTcConfig<)"
+                       r"GemmTcConfig(16|64)?<GemmShape<(\d+), (\d+), (\d+)>, "
                        r"GemmShape<(\d+), (\d+), \d+>, (\d+)>", name)):
         # GemmTcLayout::shared_bytes(): the stages of padded A (kM x kK+padA) and B (kK x kN+padB)
         # slices -- GemmTcConfig: float, pads 4 / 8; GemmTcConfig16: 2-byte elements, pads 8 / 8;
