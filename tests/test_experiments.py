@@ -275,6 +275,26 @@ def _check_counts(res: E.PruneResult, x: np.ndarray, m: int) -> None:
         assert row["mults_per_image"] == pytest.approx(total, rel=1e-12)
 
 
+def test_2_4_method_keeps_two_of_every_four_input_channels_in_one_row(small):
+    """winograd_2:4 runs once, at its pattern's density 0.5, whatever the densities; every
+    pruned layer keeps at most 2 of every 4 consecutive input channels of each U[b] row, and
+    its modules are marked for the sparse tensor-core product."""
+    res = E.run(_cfg(methods=("winograd_2:4",), densities=(1.0, 0.2), cost_images=16), small,
+                keep_networks=True)
+    (row,) = res.rows
+    assert (row["method"], row["target_density"]) == ("winograd_2:4", 0.5)
+    net = res.networks[(2, "winograd_2:4", 0.5)]
+    for i, conv in enumerate(net.convs):
+        mask = conv.mask.numpy()
+        C = mask.shape[2]
+        pad = np.pad(mask, ((0, 0), (0, 0), (0, -C % 4)))
+        counts = pad.reshape(*mask.shape[:2], -1, 4).sum(-1)
+        assert counts.max() <= 2, i
+        if C % 4 == 0:
+            assert mask.mean() == 0.5 and conv.structure == "2:4"
+    _check_counts(res, small.x_test[:16], 2)
+
+
 def test_report_counts_equal_cost_of_the_actual_u_and_measured_activations(small):
     cfg = _cfg(methods=("spatial", "winograd", "winograd_relu", "filter"), densities=(1.0, 0.2), cost_images=32)
     res = E.run(cfg, small, keep_networks=True)
@@ -330,7 +350,8 @@ def test_quick_run_reports_every_method_and_density_offline(quick):
     cfg = quick["config"]
     assert cfg["data"] == "digits" and cfg["tiles"] == [2]
     got = {(r["method"], r["target_density"]) for r in quick["rows"]}
-    assert got == {(m, d) for m in E.METHODS for d in cfg["densities"]}
+    assert got == {(m, d) for m in E.METHODS if m not in E.FIXED_DENSITY for d in cfg["densities"]} | {
+        (m, d) for m, d in E.FIXED_DENSITY.items()}
     for r in quick["rows"]:
         assert 0 <= r["accuracy"] <= 1 and 0 < r["weight_density"] <= 1 and r["mults_per_image"] > 0
         assert (r["activation_density"] is not None) == (r["method"] == "winograd_relu")

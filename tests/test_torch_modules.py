@@ -181,6 +181,21 @@ def test_block_pruned_layer_exports_a_block_sparse_plan():
     assert rows.structure is None and rows.to_plan(backend="numpy").product in ("dense", "csr")
 
 
+def test_n_m_pruned_layer_exports_a_sparse_tensor_core_plan():
+    """prune_n_m_(1, 2) keeps 1 of every 2 input channels per U[b] row (the TF32 pattern of
+    mma.sp); to_plan then runs the product on sparse tensor cores (emulated, tf32x3) and computes
+    what the module does."""
+    torch.manual_seed(12)
+    wd = mt.WinogradDomainConv2d(16, 8, 3, padding=1, m=2, precision="tf32x3").prune_n_m_(1, 2)
+    assert wd.structure == "2:4"
+    mask = wd.mask.numpy()
+    assert (mask.reshape(16, 8, 8, 2).sum(-1) == 1).all()
+    plan = wd.to_plan(backend="emulator", sparse=True)
+    assert plan.product == "2:4"
+    x = _x(13, 1, 16, 6, 5).float()
+    assert rel_err(plan(x.numpy()), wd(x).detach().numpy()) <= tolerance(np.float32, 2, 3, 16 * 9)
+
+
 def test_winograd_domain_refuses_bad_configuration():
     with pytest.raises(ValueError, match="padding"):
         mt.WinogradDomainConv2d(2, 3, 3, padding=4)

@@ -10,6 +10,6 @@ Needs the ``[experiments]`` extra (PyTorch, scikit-learn, matplotlib, rich).
 """
 
 from .data import Dataset, load, load_cifar10, load_digits
-from .prune import METHODS, PruneConfig, PruneResult, run
+from .prune import FIXED_DENSITY, METHODS, PruneConfig, PruneResult, run
 
-__all__ = ["METHODS", "Dataset", "PruneConfig", "PruneResult", "load", "load_cifar10", "load_digits", "run"]
+__all__ = ["FIXED_DENSITY", "METHODS", "Dataset", "PruneConfig", "PruneResult", "load", "load_cifar10", "load_digits", "run"]

@@ -23,6 +23,10 @@ Methods (``METHODS``):
 * ``winograd_block`` — structured: whole ``block`` = 16×8 blocks of every U[b] (the A operand of a
   TF32 tensor-core tile of the products, clipped to U[b]) kept by their Frobenius norm, per
   layer (:func:`magma_wino.pruning.prune_winograd_blocks`; d = fraction of blocks kept);
+* ``winograd_2:4`` — structured along C: of every 4 consecutive input channels of each
+  (position, filter) row of U the 2 largest kept (:func:`magma_wino.pruning.prune_winograd_n_m`;
+  the pattern of sparse tensor cores, ``mma.sp``); its density is 0.5 whatever ``densities``
+  says, so it makes one row, at 0.5;
 * ``winograd_relu`` — the Winograd-ReLU network, U pruned per layer (Liu et al. 2018);
 * ``filter`` — in every layer the filters of smallest Frobenius norm removed, with the next
   layer's matching input channels (target d = fraction of filters kept);
@@ -59,7 +63,7 @@ from ..torch import WinogradDomainConv2d
 from .data import Dataset
 from .network import SmallVGG, drop_filters, scale_to_unit_output, to_winograd_domain
 
-__all__ = ["METHODS", "PruneConfig", "PruneResult", "count_mults", "evaluate", "prune_network", "run"]
+__all__ = ["FIXED_DENSITY", "METHODS", "PruneConfig", "PruneResult", "count_mults", "evaluate", "prune_network", "run"]
 
 #: Method name → what it does (the order of the report).
 METHODS: dict[str, str] = {
@@ -68,12 +72,15 @@ METHODS: dict[str, str] = {
     "winograd_position": "magnitude pruning of U, the same density in every Winograd position",
     "winograd_relu": "Winograd-ReLU network (ReLU after the input transform), U pruned per layer (Liu et al. 2018)",
     "winograd_block": "whole blocks of U[b] (default 16×8, one tensor-core tile) kept by block norm, per layer",
+    "winograd_2:4": "2 of every 4 input channels of each U[b] row kept by magnitude (sparse tensor cores)",
     "filter": "filters of smallest Frobenius norm removed, with the next layer's input channels",
     "filter+winograd": "filters removed (filter_keep kept), then U pruned per layer to the target",
 }
 SCHEDULES = ("oneshot", "iterative")
 # the methods that convert the trained spatial network to Winograd-domain layers first
-_CONVERTED = ("winograd", "winograd_position", "winograd_block")
+_CONVERTED = ("winograd", "winograd_position", "winograd_block", "winograd_2:4")
+#: Methods whose pattern fixes the density: the one target they are run at.
+FIXED_DENSITY = {"winograd_2:4": 0.5}
 
 
 @dataclass(frozen=True)
@@ -359,7 +366,7 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
         finetune(-1)
         original = [base.convs[i].weight.numel() // 9 for i in range(len(base.convs))]  # K·C per layer
         net = to_winograd_domain(net)
-    steps = _schedule(density, cfg)
+    steps = [density] if method in FIXED_DENSITY else _schedule(density, cfg)
     for step, d in enumerate(steps):
         if method == "spatial":
             _prune_spatial(net, d, layers, spatial_masks)
@@ -367,6 +374,9 @@ def prune_network(base: SmallVGG, method: str, density: float, data: Dataset, cf
             _prune_u(net, dict.fromkeys(layers, d), per_position=method == "winograd_position")
         elif method == "winograd_block":
             _prune_u(net, dict.fromkeys(layers, d), per_position=False, block=cfg.block)
+        elif method == "winograd_2:4":
+            for i in layers:
+                net.convs[i].prune_n_m_(2, 4)
         elif method == "filter":
             net, _ = drop_filters(net, d / (steps[step - 1] if step else 1.0))  # of what is left
         elif method == "filter+winograd":
@@ -457,7 +467,7 @@ def run(cfg: PruneConfig, data: Dataset, *, keep_networks: bool = False,
                                  data.x_test[:cfg.cost_images])
         for method in cfg.methods:
             base = bases["winograd_relu" if method == "winograd_relu" else "spatial"]
-            for d in cfg.densities:
+            for d in ([FIXED_DENSITY[method]] if method in FIXED_DENSITY else cfg.densities):
                 d = float(d)
                 net, _ = prune_network(base, method, d, data, cfg, _seed(cfg.seed, m, method, d))
                 row = _row(m, method, d, net, base_costs, data, cfg)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .prune import FIXED_DENSITY
+
 __all__ = ["COLUMNS", "cells", "markdown", "plot", "table"]
 
 COLUMNS = ("F(m,3)", "method", "target", "accuracy", "Δ acc", "w density", "act. density", "mults/image",
@@ -28,6 +30,8 @@ def _dense_accuracy(rows: Sequence[dict[str, Any]]) -> dict[tuple[int, str], flo
 def cells(row: dict[str, Any], dense: dict[tuple[int, str], float]) -> list[str]:
     """One row of the table as text."""
     ref = dense.get((row["m"], row["method"]))
+    if ref is None and row["method"] in FIXED_DENSITY:  # no d = 1 row of its own: the same unpruned network's
+        ref = dense.get((row["m"], "winograd"))
     delta = "" if ref is None else f"{100 * (row['accuracy'] - ref):+.1f}"
     act = "" if row["activation_density"] is None else f"{row['activation_density']:.3f}"
     return [f"F({row['m']},3)", row["method"], f"{row['target_density']:g}", f"{100 * row['accuracy']:.1f}%",

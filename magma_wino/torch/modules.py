@@ -289,6 +289,20 @@ class _WinogradDomainConvNd(nn.Module):
             self.structure = "block"
         return self
 
+    def prune_n_m_(self, n: int = 2, m: int = 4, *,
+                   optimizer: torch.optim.Optimizer | None = None) -> _WinogradDomainConvNd:
+        """N:M structured pruning in place (:func:`magma_wino.pruning.prune_winograd_n_m`): of
+        every ``m`` consecutive input channels of each (position, filter) row keep the ``n``
+        largest |U| (2:4, sparse tensor cores' pattern; 1:2 for the TF32 modes), AND-ed with the
+        current mask.  Sets :attr:`structure` to "2:4", so that :meth:`to_plan` runs the product
+        on sparse tensor cores (whose pattern in the module's precision the mask must fit:
+        prune 1:2 for "tf32" / "tf32x3").  ``optimizer`` as for :meth:`prune_`.  Returns the
+        module."""
+        _, keep = _pruning.prune_winograd_n_m(self._masked_host(), n, m)
+        self._set_mask(keep, optimizer)
+        self.structure = "2:4"
+        return self
+
     def prune_filters_(self, keep: int | None = None, keep_fraction: float | None = None, *,
                        optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
         """Filter pruning by the Frobenius norm of U[:, k, :] (:func:`magma_wino.pruning.prune_filters`
