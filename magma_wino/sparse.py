@@ -211,8 +211,36 @@ def _check_structure(row_ptr: Any, col_idx: Any, nnz: int, rows: int, cols: int,
             raise ValueError(f"{ci_name} must be in [0, {cols}), found {bad}")
 
 
+class _RowPointerArrays:
+    """What the CSR and the block CSR share: arrays ``row_ptr`` (chained over the positions),
+    ``col_idx`` and ``values`` of one array module."""
+
+    row_ptr: Any
+    col_idx: Any
+    values: Any
+
+    @property
+    def xp(self) -> ModuleType:
+        """The array module of the arrays (``numpy`` or ``cupy``)."""
+        return array_module(self.row_ptr)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of ``values`` (uint16 for bfloat16 bits)."""
+        return np.dtype(self.values.dtype)
+
+    def _entry_rows(self) -> Any:
+        """The flattened row (b·rows + i; block rows for the block CSR) of every stored entry,
+        where the arrays live: the last row whose start is <= its index (empty rows share their
+        start with the next row).  searchsorted rather than repeat with array counts, which CuPy
+        accepts only from version 14."""
+        xp = self.xp
+        starts = self.row_ptr[:, :-1].ravel().astype(np.int64)
+        return xp.searchsorted(starts, xp.arange(int(self.col_idx.shape[0]), dtype=np.int64), side="right") - 1
+
+
 @dataclass(frozen=True, eq=False)
-class BatchedCSR:
+class BatchedCSR(_RowPointerArrays):
     """``batch`` sparse ``rows × cols`` matrices in one CSR structure (see module docs).
 
     Attributes:
@@ -323,16 +351,6 @@ class BatchedCSR:
     # ---------------------------------------------------------------- views
 
     @property
-    def xp(self) -> ModuleType:
-        """The array module of the arrays (``numpy`` or ``cupy``)."""
-        return array_module(self.row_ptr)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """dtype of ``values``."""
-        return np.dtype(self.values.dtype)
-
-    @property
     def nnz(self) -> int:
         """Number of stored entries (explicit zeros included)."""
         return int(self.col_idx.shape[0])
@@ -382,12 +400,7 @@ class BatchedCSR:
         out = xp.zeros((batch, rows, cols), dtype=self.values.dtype)
         if self.nnz == 0:
             return out
-        # The (flattened) row of every entry: the last row whose start is <= its index (empty
-        # rows share their start with the next row).  searchsorted rather than repeat with
-        # array counts, which CuPy accepts only from version 14.
-        starts = self.row_ptr[:, :-1].ravel().astype(np.int64)
-        row_of = xp.searchsorted(starts, xp.arange(self.nnz, dtype=np.int64), side="right") - 1
-        flat = row_of * cols + self.col_idx.astype(np.int64)
+        flat = self._entry_rows() * cols + self.col_idx.astype(np.int64)
         if xp is np:
             np.add.at(out.reshape(-1), flat, self.values)
         else:  # pragma: no cover - needs a GPU
@@ -446,7 +459,7 @@ _BSR_STORAGE = {None: (np.float32, np.float64), "fp16": (np.float16,), "bf16": (
 
 
 @dataclass(frozen=True, eq=False)
-class BatchedBSR:
+class BatchedBSR(_RowPointerArrays):
     """``batch`` sparse ``rows × cols`` matrices in blocks of ``block = (bm, bk)``: a block CSR.
 
     The blocks of matrix ``b`` form a CSR matrix of ``R = ceil(rows / bm)`` block rows and
@@ -537,7 +550,7 @@ class BatchedBSR:
         if not nblocks:
             return
         xp = self.xp
-        brow = self._block_rows()  # flattened block row b·R + i of every block
+        brow = self._entry_rows()  # flattened block row b·R + i of every block
         key = brow * CB + self.col_idx.astype(np.int64)
         if bool(xp.any(xp.diff(xp.sort(key)) == 0)):
             dup = _backend.to_host(xp.sort(key))
@@ -557,12 +570,6 @@ class BatchedBSR:
             if bool(xp.any(bits[last][:, :, cols % bk:] != 0)):
                 raise ValueError(f"values: columns {cols} .. {CB * bk - 1} of the last block column lie "
                                  f"outside the matrix and must be zero")
-
-    def _block_rows(self) -> Any:
-        """The flattened block row (b·R + i) of every stored block, where the arrays live."""
-        xp = self.xp
-        starts = self.row_ptr[:, :-1].ravel().astype(np.int64)
-        return xp.searchsorted(starts, xp.arange(self.nblocks, dtype=np.int64), side="right") - 1
 
     # ---------------------------------------------------------------- construction
 
@@ -617,16 +624,6 @@ class BatchedBSR:
     # ---------------------------------------------------------------- views
 
     @property
-    def xp(self) -> ModuleType:
-        """The array module of the arrays (``numpy`` or ``cupy``)."""
-        return array_module(self.row_ptr)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """dtype of ``values`` (uint16 for bfloat16 bits)."""
-        return np.dtype(self.values.dtype)
-
-    @property
     def nblocks(self) -> int:
         """Number of stored blocks."""
         return int(self.col_idx.shape[0])
@@ -651,7 +648,7 @@ class BatchedBSR:
         batch, R, CB = self.block_shape
         out = np.zeros(batch * R * CB, bool)
         if self.nblocks:
-            flat = _backend.to_host(self._block_rows()) * CB + _backend.to_host(self.col_idx).astype(np.int64)
+            flat = _backend.to_host(self._entry_rows()) * CB + _backend.to_host(self.col_idx).astype(np.int64)
             out[flat] = True
         return out.reshape(batch, R, CB)
 
@@ -677,7 +674,7 @@ class BatchedBSR:
             vals = host if xp is np else xp.asarray(host)
         tiles = xp.zeros((batch * R, CB, bm, bk), vals.dtype)
         if self.nblocks:
-            tiles[self._block_rows(), self.col_idx.astype(np.int64)] = vals
+            tiles[self._entry_rows(), self.col_idx.astype(np.int64)] = vals
         full = tiles.reshape(batch, R, CB, bm, bk).transpose(0, 1, 3, 2, 4).reshape(batch, R * bm, CB * bk)
         return xp.ascontiguousarray(full[:, :rows, :cols])
 
