@@ -2,12 +2,13 @@
 # collective); included by _emu_selftest.pyx after _emu_wmma.pxi (uses its _aligned, bf16_bits,
 # and _check).
 
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint16_t, uint32_t
 
 cdef extern from "mma_sp_kernels.h" nogil:
     int mw_selftest_mma_sp(int kind, int selector, const void* a_values, const void* b,
                            const float* c, const uint32_t* meta, float* d)
     int mw_selftest_mma_sp_bad(int which)
+    int mw_selftest_ldmatrix_trans(const uint16_t* tile, int stride, int offset, uint32_t* out)
 
 
 # kind -> (code, dense k, operand storage dtype); "bf16" operands travel as their 16 bits.
@@ -60,3 +61,18 @@ def mma_sp_bad(which):
     with nogil:
         status = mw_selftest_mma_sp_bad(code)
     _check(status)
+
+
+def ldmatrix_trans(tile, int stride=8, int offset=0):
+    """ldmatrix .x4 .trans on one warp: tile (32 x 8, 16-bit values as uint16; matrix i = rows
+    8i .. 8i+7) staged in shared memory with row stride `stride` at `offset` elements past a
+    16-byte boundary; returns the registers, uint32 32 lanes x 4."""
+    t_buf = _aligned((32, 8), np.uint16)
+    t_buf[...] = np.asarray(tile, dtype=np.uint16)
+    out = _aligned((32, 4), np.uint32)
+    cdef uintptr_t pt = t_buf.ctypes.data, po = out.ctypes.data
+    cdef int status
+    with nogil:
+        status = mw_selftest_ldmatrix_trans(<const uint16_t*>pt, stride, offset, <uint32_t*>po)
+    _check(status)
+    return out.copy()

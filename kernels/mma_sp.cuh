@@ -35,6 +35,9 @@
 // A kernel that uses the four selectors of four consecutive k-steps can hand each lane of a
 // group its own metadata word with one load (sp24_tc_batched.cuh does).
 //
+// ldmatrix_x4_trans: the 16-bit B registers from a row-major k x n tile in shared memory, four at
+// a time (PTX ldmatrix .m8n8 .x4 .trans .b16); its emulator model is a warp collective too.
+//
 // Emulator (numerics as kernels/emu/include/mma.h's mma_sync): the values are exact as floats
 // (binary16, bfloat16; tf32 operands truncated to their top 19 bits); each element of D is C plus
 // the exact products summed in double and rounded once to float -- a reference, not the
@@ -52,6 +55,7 @@
 #include <mma.h>  // the emulator's: its warp-collective rendezvous, fail(), TF32 numerics
 
 #include <cstdio>
+#include <cstring>
 #include <source_location>
 #endif
 
@@ -195,6 +199,50 @@ inline void mma_sp(float (&d)[4], const uint32_t* a, const uint32_t* b, const fl
   for (int i = 0; i < 4; ++i) d[i] = out[i];  // d may alias c
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lane 8i + r names row r of 8 x 8 matrix i
+// (16 bytes of shared memory, 16-byte aligned); lane l receives in register i the elements
+// (2(l % 4), l / 4) and (2(l % 4) + 1, l / 4) of matrix i, low half first (the transpose of the
+// non-transposed form's (l / 4, 2(l % 4) .. +1)).
+struct LdmatrixOperands {
+  uint32_t* out;
+  const void* row;
+
+  static void run(void* const* lane_data) {
+    auto ops = [&](int lane) -> LdmatrixOperands& {
+      return *static_cast<LdmatrixOperands*>(lane_data[lane]);
+    };
+    uint16_t m[4][8][8];
+    for (int lane = 0; lane < 32; ++lane) {
+      std::memcpy(m[lane / 8][lane % 8], ops(lane).row, 16);
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      const int c = lane / 4, r = 2 * (lane % 4);
+      for (int i = 0; i < 4; ++i) {
+        ops(lane).out[i] = uint32_t(m[i][r][c]) | uint32_t(m[i][r + 1][c]) << 16;
+      }
+    }
+  }
+};
+
+inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row,
+                              const std::source_location& where) {
+  constexpr const char* kName = "mw::ldmatrix_x4_trans";
+  // Each lane's own row address must be 16-byte aligned (a GPU faults otherwise); checked before
+  // the rendezvous so that the message names the lane.
+  if (reinterpret_cast<uintptr_t>(row) % 16 != 0) {
+    wmma_detail::fail(cudaErrorMisalignedAddress, where,
+                      "%s: lane %u: row address %p is not 16-byte aligned (address %% 16 = %zu)",
+                      kName, wmma_detail::linear_thread() % 32, row,
+                      static_cast<size_t>(reinterpret_cast<uintptr_t>(row) % 16));
+  }
+  uint32_t out[4];
+  LdmatrixOperands operands{out, row};
+  const WarpCollective collective{
+      {0, 0, 0}, {nullptr, nullptr, nullptr}, &operands, &LdmatrixOperands::run};
+  wmma_detail::rendezvous(kName, collective, where);
+  for (int i = 0; i < 4; ++i) r[i] = out[i];
+}
+
 }  // namespace emu::sp_detail
 
 #define MW_SP_WHERE , std::source_location where = std::source_location::current()
@@ -251,6 +299,22 @@ __device__ __forceinline__ void mma_sp_m16n8k8_tf32(float (&d)[4], const uint32_
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]),
         "r"(meta), "n"(kSelector));
+#endif
+}
+
+// Four 8 x 8 matrices of 16-bit elements from shared memory, transposed (ldmatrix .x4 .trans):
+// lane 8i + r passes the address of row r of matrix i (16 bytes, 16-byte aligned); register i of
+// lane l receives column l / 4, rows 2(l % 4) and 2(l % 4) + 1 of matrix i, low half first -- for
+// a row-major k x n tile of B that is the m16n8k16 B register {B[2t][g], B[2t+1][g]}.  The
+// emulator's model is a warp collective (every lane of a full warp, same call site).
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row MW_SP_WHERE) {
+#if MW_EMULATOR
+  emu::sp_detail::ldmatrix_x4_trans(r, row, where);
+#else
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
 #endif
 }
 

@@ -48,16 +48,17 @@
 // 32 elements), B in 16-byte copies when every row is 16-byte aligned, else by element (4-byte
 // cp.async for float, plain 2-byte loads for 16-bit, as gemm_tc.cuh).  Edges: rows >= m and
 // columns >= n of a tile zero-filled by the copies (metadata of tiles >= tiles written as 0x4
-// nibbles), k beyond k: B rows zero-filled and values zero by the format.  Fragments: plain
-// 32-bit shared loads (no ldmatrix: the emulator has no model of it); a 16-bit B register pairs
-// two k rows, so it is two 16-bit loads.  Epilogue: guarded stores straight from the
+// nibbles), k beyond k: B rows zero-filled and values zero by the format.  Fragments: A values,
+// metadata and tf32 B by 32-bit shared loads; 16-bit B (a register pairs two k rows) by
+// ldmatrix .x4 .trans, two n8 tiles per instruction (mma_sp.cuh; the emulator models it; rows
+// of sB are 16-byte aligned: 144-byte stride).  Epilogue: guarded stores straight from the
 // accumulators (C[g][2t], C[g][2t+1], ...), never out of bounds.
 // Bank conflicts (rows padded): A values are read as 8 rows x 4 consecutive words, so the row
 // stride in words must spread 8 rows over the 8 four-bank groups: 16-bit kK/2 + 8 = 40 halves =
 // 20 words, tf32 16 + 4 = 20 floats (20g mod 32 = 0, 20, 8, 28, 16, 4, 24, 12); B is read as
-// 4 (tf32) or 4 pairs of (16-bit) k rows x 8 consecutive columns: the stride 64 + 8 = 72 elements
-// puts rows 0..3 (tf32: 72 words apart, 8 mod 32) or 0, 2, 4, 6 (16-bit: 36 words apart) on
-// distinct bank groups.
+// 4 k rows x 8 consecutive columns (tf32): the stride 64 + 8 = 72 words (8 mod 32) puts rows
+// 0..3 on distinct bank groups; ldmatrix (16-bit) reads 8 rows of 16 bytes per phase, which are
+// conflict-free when the stride in 16-byte units is odd: 72 halves = 9 units.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -238,16 +239,27 @@ __device__ __forceinline__ void mac_sub_step(const unsigned char* stage, int war
       }
     }
   }
+  if constexpr (kHalf) {
+    // Two n8 tiles per ldmatrix .x4 .trans: lane 8i + r names row r of matrix i = (k rows
+    // 8 (i & 1) .. +7 of the sub-step, n tile j + (i >> 1)); registers {b[j][0], b[j][1],
+    // b[j+1][0], b[j+1][1]} (a B register pairs two k rows: one instruction instead of four
+    // 16-bit loads and two permutes per tile).
+    static_assert(Cfg::kFragsN % 2 == 0, "n tiles in pairs");
+    const int i = lane >> 3, r = lane & 7;
 #pragma unroll
-  for (int j = 0; j < Cfg::kFragsN; ++j) {
-    const E* p = sB + Q * kInstK * Cfg::kLdB + warp_n * Cfg::kWarpN + j * 8 + g;
-    if constexpr (kHalf) {
+    for (int j = 0; j < Cfg::kFragsN; j += 2) {
+      uint32_t x[4];
+      ldmatrix_x4_trans(x, sB + (Q * kInstK + 8 * (i & 1) + r) * Cfg::kLdB + warp_n * Cfg::kWarpN +
+                               (j + (i >> 1)) * 8);
+      b[j][0] = x[0];
+      b[j][1] = x[1];
+      b[j + 1][0] = x[2];
+      b[j + 1][1] = x[3];
+    }
+  } else {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        b[j][h] = bits_of(p[(2 * t + 8 * h) * Cfg::kLdB]) |
-                  bits_of(p[(2 * t + 8 * h + 1) * Cfg::kLdB]) << 16;
-      }
-    } else {
+    for (int j = 0; j < Cfg::kFragsN; ++j) {
+      const E* p = sB + Q * kInstK * Cfg::kLdB + warp_n * Cfg::kWarpN + j * 8 + g;
       b[j][0] = bits_of(p[t * Cfg::kLdB]);
       b[j][1] = bits_of(p[(t + 4) * Cfg::kLdB]);
     }

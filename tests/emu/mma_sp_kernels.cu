@@ -99,9 +99,25 @@ __global__ void mma_sp_bad_kernel(int which) {
   (void)acc;  // asm volatile: nvcc keeps the instruction without a use of its result
 }
 
+__global__ void __launch_bounds__(32)
+    ldmatrix_kernel(const uint16_t* tile, int stride, int offset, uint32_t* out) {
+  __shared__ __align__(16) uint16_t smem[32 * 40 + 8];
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  for (int e = lane; e < 32 * 8; e += 32) smem[offset + (e / 8) * stride + e % 8] = tile[e];
+  __syncwarp();
+  uint32_t r[4];
+  mw::ldmatrix_x4_trans(r, smem + offset + lane * stride);  // MARK: ldmatrix
+  for (int i = 0; i < 4; ++i) out[lane * 4 + i] = r[i];
+}
+
 }  // namespace
 
 extern "C" {
+
+int mw_selftest_ldmatrix_trans(const uint16_t* tile, int stride, int offset, uint32_t* out) {
+  if (stride < 8 || stride > 40 || offset < 0 || offset > 7) return cudaErrorInvalidValue;
+  return mw::launch(ldmatrix_kernel, dim3(1), dim3(32), 0, nullptr, tile, stride, offset, out);
+}
 
 int mw_selftest_mma_sp(int kind, int selector, const void* a_values, const void* b, const float* c,
                        const uint32_t* meta, float* d) {

@@ -29,6 +29,12 @@ enum {
 int mw_selftest_mma_sp(int kind, int selector, const void* a_values, const void* b, const float* c,
                        const uint32_t* meta, float* d);
 
+/* ldmatrix_x4_trans on one warp: tile is 32 rows x 8 uint16 (matrix i = rows 8i .. 8i+7), staged
+ * in shared memory with a row stride of `stride` elements (a multiple of 8, >= 8) at `offset`
+ * elements past a 16-byte boundary (0: aligned; otherwise the launch must fail); out[lane * 4 + i]
+ * = register i of lane `lane`. */
+int mw_selftest_ldmatrix_trans(const uint16_t* tile, int stride, int offset, uint32_t* out);
+
 /* Kernels that must trigger a diagnostic: 0 only lanes 0..15 reach the mma.sp (the others exit);
  * 1 lanes reach two different mma.sp calls; 2 a block of 16 threads calls it. */
 int mw_selftest_mma_sp_bad(int which);

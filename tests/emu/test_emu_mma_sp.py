@@ -146,6 +146,29 @@ def test_tf32_operands_are_truncated():
     np.testing.assert_array_equal(d, np.full((16, 8), 4.0, dtype=np.float32))
 
 
+@pytest.mark.parametrize("stride", [8, 24, 40])
+def test_ldmatrix_trans_gives_the_b_registers(stride):
+    """Register i of lane l = {M_i[2t][g], M_i[2t+1][g]} (t = l % 4, g = l / 4), low half first:
+    the m16n8k16 B register of a row-major k x n tile."""
+    tile = np.arange(32 * 8, dtype=np.uint16).reshape(32, 8) * 3 + 1
+    regs = emu.ldmatrix_trans(tile, stride)
+    m = tile.reshape(4, 8, 8).astype(np.uint32)
+    for lane in range(32):
+        g, t = lane // 4, lane % 4
+        for i in range(4):
+            assert regs[lane, i] == m[i, 2 * t, g] | m[i, 2 * t + 1, g] << 16, (lane, i)
+
+
+def test_ldmatrix_misaligned_row_fails_naming_the_lane():
+    with pytest.raises(emu.EmulatorError) as info:
+        emu.ldmatrix_trans(np.zeros((32, 8)), 8, offset=4)
+    message = str(info.value)
+    assert info.value.code == 716, message  # cudaErrorMisalignedAddress
+    assert re.search(r"ldmatrix_x4_trans: lane \d+: row address .* is not 16-byte aligned "
+                     r"\(address % 16 = 8\)", message), message
+    assert f"mma_sp_kernels.cu:{marked_line('ldmatrix')}" in message, message
+
+
 # ---- diagnostics ------------------------------------------------------------------------------
 
 
