@@ -273,6 +273,15 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #:   - fp64 (GemmTc64_64x64x16_32x32_s2, commit e9db7d3, VEC 2 = 16-byte cp.async, 1 = 8-byte):
 #:     64 DMMA.884 (512 FLOP each) per 16-deep slice, 345 instructions.
 SASS_SM90: dict[tuple, dict[str, int]] = {
+    ('bsr', 'bf16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 117},
+    ('bsr', 'fp16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 90},
+    ('bsr', 'fp64'): {'DMMA': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 20, 'BAR': 2, 'other': 260},
+    ('bsr', 'tf32'): {'HMMA': 16, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 229},
+    ('bsr', 'tf32x3'): {'HMMA': 48, 'FADD': 24, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 340},
+    ('sp24', 'bf16'): {'HMMA': 32, 'LDS.32': 91, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 153},
+    ('sp24', 'fp16'): {'HMMA': 32, 'LDS.32': 91, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 153},
+    ('sp24', 'tf32'): {'HMMA': 32, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 218},
+    ('sp24', 'tf32x3'): {'HMMA': 96, 'FADD': 48, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 419},
     ('gemm', 'float32', '128x128', 4): {'FFMA': 512, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 56},
     ('gemm', 'float32', '16x32', 1): {'FFMA': 32, 'LDS.32': 6, 'LDS.64': 16, 'LDGSTS': 12, 'BAR': 1, 'other': 87},
     ('gemm', 'float32', '16x32', 4): {'FFMA': 32, 'LDS.32': 3, 'LDS.64': 16, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 66},
@@ -505,6 +514,8 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
             out[("spmm", dtype)] = mix
         elif (tc := _tc_key(k)) and any(c in k for c in _TC_CONFIGS):
             out[("gemm_tc", *tc)] = mix
+        elif (sk := _sparse_tc_key(k)) is not None:
+            out[sk] = mix
         elif (fk := _fused_key(k)) and r["sass"].get("scope") == "loop":
             entry = {"loop": mix, "inner": [{c: v for c, v in loop["mix"].items() if v}
                                             for loop in r["sass"].get("inner") or []]}
@@ -512,6 +523,22 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
                 entry["epilogue"] = {c: v for c, v in r["sass"]["epilogue"]["mix"].items() if v}
             out[("fused", *fk)] = entry
     return out
+
+
+def _sparse_tc_key(kernel: str) -> tuple[str, str] | None:
+    """("bsr", mode) / ("sp24", mode) of a kernel report's bsr_tc_batched_kernel /
+    sp24_tc_kernel row with 16-byte copies (the path the model takes), else None."""
+    for name, family in (("bsr_tc_batched_kernel<", "bsr"), ("sp24_tc_kernel<", "sp24")):
+        if name not in kernel:
+            continue
+        head = kernel.split("<", 1)[1].split(",", 1)[0].strip()
+        prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16", "kFp64": "fp64",
+                "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3", "(TcPrecision)2": "bf16",
+                "(TcPrecision)3": "fp16", "(TcPrecision)4": "fp64"}.get(head)
+        vec = kernel.rstrip(">").rsplit(",", 1)[-1].strip()
+        if prec and vec.isdigit() and int(vec) == 16 // OPERAND_BYTES[prec]:
+            return family, prec
+    return None
 
 
 #: FusedMath (winograd_fused.cuh) as the kernel report prints it -> precision mode.
@@ -650,22 +677,34 @@ SPLIT_K_MIN_SLICES = 4
 PRODUCTS = ("dense", "csr", "block", "2:4")
 #: The modes with a sparse tensor-core MMA (mma.sp; fp64 has none).
 SP24_MODES = ("tf32", "tf32x3", "bf16", "fp16")
-#: The 2:4 kernel's instructions and shared-memory wavefronts per k slice relative to the dense
-#: tensor-core kernel's: half the MMAs (each mma.sp covers twice the k at the dense rate), half
-#: the A fragment loads, the same B loads, plus the metadata -- a stated assumption of the
-#: projection until the kernel report has the kernel's mix.
+#: kernels/sp24_tc_batched.cuh's tile (Sp24TcConfig): 64 x 64 of C per thread block, 4 warps of
+#: 32 x 32, one pipeline stage = SP24_STEP[mode] dense k; 4 blocks per SM (the kernel report's
+#: sm_90 occupancy 0.25 with 16-byte copies: 102-126 registers).
+SP24_TILE = (64, 64)
+SP24_WARPS = 4
+SP24_BLOCKS_PER_SM = 4
+SP24_STEP = {"fp16": 64, "bf16": 64, "tf32": 32, "tf32x3": 32}
+#: mma.sp shapes (m, n, dense k): m16n8k16 for 16-bit (2:4), m16n8k8 for TF32 (1:2).
+HMMA_SP_SHAPE = {"fp16": (16, 8, 16), "bf16": (16, 8, 16), "tf32": (16, 8, 8), "tf32x3": (16, 8, 8)}
+#: The projection's instructions and shared-memory wavefronts per stage relative to the dense
+#: tensor-core kernel's per the same k (half the MMAs, half the A fragment loads, the same B
+#: loads, the metadata), where no SASS mix is given -- a stated assumption.
 SP24_MIX_SCALE = 0.75
 
-#: kernels/bsr_tc_batched.cuh's tile: one 16-row block row x BSR_TILE_N tiles per thread block,
-#: 4 warps side by side along n, one kept 16 x 8 block (16-bit modes: two) per k step.
-BSR_TILE_N = 128
-BSR_WARPS = 4
-BSR_BLOCKS_PER_SM = 4
+#: kernels/bsr_tc_batched.cuh's tile (BsrTc*_16x64x16_16x32): one 16-row block row x BSR_TILE_N
+#: tiles per thread block, BSR_WARPS warps of 16 x 32 side by side along n, BSR_SLOTS kept
+#: 16 x 8 blocks gathered per pipeline stage.
+BSR_TILE_N = 64
+BSR_WARPS = 2
+BSR_SLOTS = 2
+#: Resident thread blocks per SM (64 threads each) by mode, 16-byte copies: the kernel report's
+#: sm_90 occupancy (registers bind: tf32 / tf32x3 96, fp16 59, bf16 68, fp64 126 per thread).
+BSR_BLOCKS_PER_SM = {"tf32": 10, "tf32x3": 10, "fp16": 16, "bf16": 14, "fp64": 8}
 
 
 #: MMA instructions per warp per kept 16 x 8 block of the block-sparse kernel (warp tile 16 x 32:
 #: tf32 m16n8k4 1 x 4 x 2; tf32x3 three times; 16-bit m16n8k16 four per two blocks; DMMA.884
-#: 2 x 4 x 2).
+#: 2 x 4 x 2): the projection's, where no SASS mix is given.
 BSR_MMA_PER_BLOCK = {"tf32": 8, "tf32x3": 24, "bf16": 2, "fp16": 2, "fp64": 16}
 #: Instructions per kept block besides the MMAs and the dense kernel's per-MMA overhead (the
 #: block column index, its row and address arithmetic, the stage's copies and barrier): a
@@ -674,8 +713,9 @@ BSR_BLOCK_OVERHEAD = 24
 
 
 def bsr_mix(precision: str, sass: dict | None = None) -> KernelMix:
-    """Per warp per kept block of the block-sparse tensor-core kernel: the SASS mix (given or
-    built in, key ("bsr", precision)), else a projection from the dense kernel's mix per MMA
+    """Per warp per kept block of the block-sparse tensor-core kernel: the SASS mix of one
+    pipeline stage (given or built in, key ("bsr", precision); 16-byte copies) over its
+    :data:`BSR_SLOTS` blocks, else a projection from the dense kernel's mix per MMA
     (:func:`tc_mix`, 16-byte copies) plus :data:`BSR_BLOCK_OVERHEAD`."""
     key = ("bsr", precision)
     given = (sass or {}).get(key)
@@ -687,8 +727,8 @@ def bsr_mix(precision: str, sass: dict | None = None) -> KernelMix:
     if given or key in SASS_SM90:
         mix = given or SASS_SM90[key]
         base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
-        return KernelMix(mix.get("HMMA", 0) + mix.get("DMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + frags,
-                         "SASS (given)" if given else "SASS sm_90")
+        return KernelMix((mix.get("HMMA", 0) + mix.get("DMMA", 0)) / BSR_SLOTS, sum(mix.values()) / BSR_SLOTS,
+                         base.l1_wavefronts / BSR_SLOTS + stage + frags, "SASS (given)" if given else "SASS sm_90")
     dense = tc_mix(precision, 16 // s)
     mma = BSR_MMA_PER_BLOCK[precision]
     insns = mma * dense.insns / dense.fma + BSR_BLOCK_OVERHEAD
@@ -707,7 +747,7 @@ def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density:
     mix = bsr_mix(prec, sass)
     clk = g.clock_ghz * 1e9
     grid = pos * R * ntiles
-    eff = _waves(grid, BSR_BLOCKS_PER_SM, g.sms)
+    eff = _waves(grid, BSR_BLOCKS_PER_SM[prec], g.sms)
     warp_iters = nblocks * ntiles * BSR_WARPS
     used = 1.0 - (1.0 - density) ** R if density > 0 else 0.0  # V rows some kept block needs
     dram = nblocks * (bm * bk * s_op + 4) + pos * (R + 1) * 4 + used * v_bytes + m_bytes
@@ -717,50 +757,62 @@ def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density:
               "tensor core": warp_iters * mix.fma * 2 * hm * hn * hk / g.peak(TC_PEAK[prec]) / eff,
               "shared memory": warp_iters * mix.l1_wavefronts / (g.sms * clk) / eff,
               "issue": warp_iters * mix.insns / (g.issue_per_clk * g.sms * clk) / eff}
-    return PhaseEstimate("product", f"bsr_tc_batched 16x8 blocks x {BSR_TILE_N} {prec}",
+    return PhaseEstimate("product", f"bsr_tc_batched 16x{BSR_TILE_N} {prec}",
                          2.0 * pos * K * C * P * density, dram, tiled, bounds, eff, mix.source,
                          hypothetical=mix.source.startswith("projection"))
 
 
 def sp24_mix(precision: str, C: int, P: int, sass: dict | None = None) -> KernelMix:
-    """Per warp per kK slice of the dense tile (the same k range) of the 2:4 kernel: the SASS
-    mix (given or built in, key ("sp24", precision)), else a projection from the dense
-    kernel's (:data:`SP24_MIX_SCALE`).  ``fma`` counts sparse MMAs."""
+    """Per warp per pipeline stage (:data:`SP24_STEP` dense k) of the 2:4 kernel: the SASS mix
+    (given or built in, key ("sp24", precision); 16-byte copies of B), else a projection from
+    the dense kernel's over the same k (:data:`SP24_MIX_SCALE`).  ``fma`` counts sparse MMAs;
+    the shared-memory wavefronts are the mix's loads plus the stage's cp.async stores (values,
+    metadata and B over the warps) and the 16-bit B fragments read by ldmatrix (counted as
+    "other" by the report: one wavefront per 8 x 16-byte matrix)."""
     key = ("sp24", precision)
     given = (sass or {}).get(key)
+    s = OPERAND_BYTES[precision]
+    step = SP24_STEP[precision]
+    bm, bn = SP24_TILE
+    stage = (bm * step / 2 * s + bm // 16 * 128 + step * bn * s) / SP24_WARPS / 128
     if given or key in SASS_SM90:
         mix = given or SASS_SM90[key]
-        return KernelMix(mix.get("HMMA", 0), sum(mix.values()), mix_from_sass(mix).l1_wavefronts,
+        base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
+        ldsm = 32 * step * s / 128 if s == 2 else 0.0  # the warp's 32 columns of B by ldmatrix
+        return KernelMix(mix.get("HMMA", 0), sum(mix.values()), base.l1_wavefronts + stage + ldsm,
                          "SASS (given)" if given else "SASS sm_90")
     dense = tc_mix(precision, _tc_vec(precision, C, P), sass)
-    return KernelMix(dense.fma / 2, dense.insns * SP24_MIX_SCALE, dense.l1_wavefronts * SP24_MIX_SCALE,
+    per_k = step / tc_tile(precision).blk_k  # dense slices per stage
+    hm, hn, hk = HMMA_SP_SHAPE[precision]
+    mma = (32 // hm) * (32 // hn) * (step // hk) * (3 if precision == "tf32x3" else 1)
+    return KernelMix(mma, dense.insns * per_k * SP24_MIX_SCALE, dense.l1_wavefronts * per_k * SP24_MIX_SCALE,
                      "projection (dense kernel's mix, half the MMAs)")
 
 
 def _sp24_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, s_op: int, v_bytes: float,
                   m_bytes: float, sass: dict | None) -> PhaseEstimate:
     """The 2:4 product on sparse tensor cores (:func:`estimate_product`, product "2:4"): the
-    dense tile's grid and k slices, every MMA a sparse one at twice the dense rate."""
+    kernel's 64 x 64 tiles and k stages, every MMA a sparse one: twice the dense MMA's k at the
+    dense instruction rate (the datasheets' 2x "with sparsity" figures)."""
     if prec not in SP24_MODES:
         raise ValueError(f"the 2:4 product needs a sparse tensor-core MMA; precision {prec!r} has none "
                          f"(modes: {', '.join(SP24_MODES)})")
-    tile, vec = tc_tile(prec), _tc_vec(prec, C, P)
+    bm, bn = SP24_TILE
     mix = sp24_mix(prec, C, P, sass)
-    per_sm = tile.blocks_per_sm[vec]
-    blocks = pos * math.ceil(K / tile.blk_m) * math.ceil(P / tile.blk_n)
-    eff = _waves(blocks, per_sm, g.sms)
-    warp_iters = blocks * tile.warps * math.ceil(C / tile.blk_k)
+    blocks = pos * math.ceil(K / bm) * math.ceil(P / bn)
+    eff = _waves(blocks, SP24_BLOCKS_PER_SM, g.sms)
+    warp_iters = blocks * SP24_WARPS * math.ceil(C / SP24_STEP[prec])
     clk = g.clock_ghz * 1e9
     u_bytes = pos * K * C / 2 * (s_op + 0.25)  # the kept half of U, 2 bits of metadata per kept value
     dram = u_bytes + v_bytes + m_bytes
-    tiled = pos * (K * C / 2 * math.ceil(P / tile.blk_n) + C * P * math.ceil(K / tile.blk_m)) * s_op + m_bytes
-    hm, hn, hk = HMMA_SHAPE[prec]
-    dense_flops = warp_iters * 2 * mix.fma * 2 * hm * hn * hk  # a sparse MMA does two dense MMAs' k
+    tiled = pos * (K * C / 2 * math.ceil(P / bn) + C * P * math.ceil(K / bm)) * s_op + m_bytes
+    hm, hn, hk = HMMA_SP_SHAPE[prec]
+    dense_flops = warp_iters * mix.fma * 2 * hm * hn * hk  # the dense-equivalent work of the mma.sp
     bounds = {"HBM": dram / (g.hbm_tbs * 1e12),
               "tensor core": dense_flops / (2 * g.peak(TC_PEAK[prec])) / eff,
               "shared memory": warp_iters * mix.l1_wavefronts / (g.sms * clk) / eff,
               "issue": warp_iters * mix.insns / (g.issue_per_clk * g.sms * clk) / eff}
-    return PhaseEstimate("product", f"sp24_tc_batched {tile.name} {prec}", pos * K * C * P, dram, tiled, bounds,
+    return PhaseEstimate("product", f"sp24_tc_batched {bm}x{bn} {prec}", pos * K * C * P, dram, tiled, bounds,
                          eff, mix.source, hypothetical=mix.source.startswith("projection"))
 
 
