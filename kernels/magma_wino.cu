@@ -998,8 +998,8 @@ mw_status mw_sp24_batched(mw_dtype dtype, mw_precision precision, int64_t batch,
       break;
     case MW_PRECISION_FP16:
       err = mw::sp24_tc_batched<mw::TcPrecision::kFp16>(
-          bt, m, nn, k, static_cast<const __half*>(values), meta, static_cast<const __half*>(B),
-          c, as_stream(stream));
+          bt, m, nn, k, static_cast<const __half*>(values), meta, static_cast<const __half*>(B), c,
+          as_stream(stream));
       break;
     default:  // MW_PRECISION_BF16
       err = mw::sp24_tc_batched<mw::TcPrecision::kBf16>(
