@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from .errors import BackendUnavailableError
 from .precision import from_storage, to_storage
-from .sparse import _c_contiguous, _cupy, _is_cupy
+from .sparse import _c_contiguous, _is_cupy, _usable_cupy, array_module
 
 __all__ = ["Batched24", "PRECISIONS", "pattern", "pattern_mask"]
 
@@ -75,18 +74,14 @@ def pattern_mask(U: Any, precision: str) -> np.ndarray:
 
     Host (NumPy) arrays; ``U * pattern_mask(U, p)`` is a valid :meth:`Batched24.from_dense`
     input."""
+    from .pruning import prune_winograd_n_m  # noqa: PLC0415
+
     group, kept, _ = pattern(precision)
     a = np.asarray(U)
     if a.ndim < 1:
         raise ValueError("U must have at least one dimension (the reduction, C, last)")
-    lead, cols = a.shape[:-1], a.shape[-1]
-    flat = np.abs(a.reshape(-1, 1, cols).astype(np.float64))
-    cols_padded = -(-cols // group) * group
-    g = _groups(flat, group, cols_padded, -np.inf)  # padding never beats a real entry
-    order = np.argsort(-g, axis=-1, kind="stable")[..., :kept]
-    mask = np.zeros(g.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=-1)
-    return mask.reshape(flat.shape[0], cols_padded)[:, :cols].reshape(*lead, cols)
+    _, mask = prune_winograd_n_m(a.reshape(-1, 1, a.shape[-1]), kept, group)
+    return mask.reshape(a.shape)
 
 
 def _aligned_empty(shape: tuple[int, ...], dtype: Any, alignment: int = 64) -> np.ndarray:
@@ -137,7 +132,7 @@ class Batched24:
     @property
     def xp(self) -> ModuleType:
         """The array module of the arrays (numpy or cupy)."""
-        return _cupy() if _is_cupy(self.values) else np
+        return array_module(self.values)
 
     @property
     def dtype(self) -> np.dtype:
@@ -325,15 +320,7 @@ class Batched24:
         """
         if self.xp is not np:
             return self
-        cp = _cupy()
-        if cp is None:
-            raise ImportError("Batched24.to_device needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)")
-        try:
-            usable = bool(cp.is_available())
-        except Exception:  # a broken CUDA install
-            usable = False
-        if not usable:
-            raise BackendUnavailableError("Batched24.to_device: CuPy sees no usable CUDA GPU")
+        cp = _usable_cupy("Batched24.to_device")
         return Batched24(cp.asarray(self.values), cp.asarray(self.meta), self.shape, self.precision)
 
     def to_host(self) -> Batched24:
