@@ -52,6 +52,14 @@ SPECIALIZED_2D = [(2, 3), (4, 3), (6, 3), (2, 5)]
 GENERIC_2D = [(3, 3), (3, 2), (4, 5)]
 SPECIALIZED_3D = [(2, 3), (4, 3)]
 DENSITIES = [1.0, 0.5, 0.25, 0.1, 0.05, 0.0]
+#: The Winograd-domain variants (U is the parameter) and, of them, the structured ones: their
+#: ``from_winograd(structure=...)`` and the product they must run.
+STRUCTURES = {"winograd_block": "block", "winograd_2:4": "2:4"}
+_STRUCTURED_PRODUCT = {"winograd_block": "block", "winograd_2:4": "2:4"}
+#: The modes whose kernels run them (tensor cores; sparse tensor cores).
+_STRUCTURE_MODES = {"winograd_block": ("tf32x3", "tf32", "fp16", "bf16", "fp64"),
+                    "winograd_2:4": ("tf32x3", "tf32", "fp16", "bf16")}
+WINOGRAD_VARIANTS = ("winograd", "winograd_relu", *STRUCTURES)
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class Case:
     size: tuple[int, ...]
     padding: int
     dtype: str = "float32"
-    variant: str = "dense"  # dense | generic | spatial | winograd | winograd_relu
+    variant: str = "dense"  # dense | generic | spatial | winograd | winograd_relu | winograd_block | winograd_2:4
     density: float = 1.0
     seed: int = 0
     precision: str = "auto"  # requested; the plan resolves it (Result.precision)
@@ -220,6 +228,19 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
                                        (1, 17, 40, (23, 9), 1), (1, 24, 33, (9, 10), 1)]:
                 add(group="fused edges", m=m, r=3, N=N, C=C, K=K, size=size, padding=pad, precision="tf32x3",
                     fused=True)
+    # Structured sparsity on tensor cores (docs/sparse.md): block-sparse U at densities 1 -> 0 (empty
+    # blocks, rows and positions) and 2:4 U, in every tensor-core mode that applies, on shapes off
+    # the 16 x 8 blocks, the 64-wide tiles and the k steps.
+    for mode, dt in [(p, "float32") for p in ("tf32x3", "tf32", "fp16", "bf16")] + [("fp64", "float64")]:
+        for m in (2, 4):
+            if not precision_applies(mode, dt, m, 3, 2):
+                continue
+            for d in ((1.0, 0.3, 0.0) if quick else (1.0, 0.5, 0.3, 0.1, 0.0)):
+                add(group="block-sparse", m=m, r=3, N=1, C=20, K=37, size=(9, 11), padding=1, dtype=dt,
+                    variant="winograd_block", density=d, precision=mode)
+            if mode != "fp64":
+                add(group="2:4", m=m, r=3, N=1, C=44, K=21, size=(9, 11), padding=1, dtype=dt,
+                    variant="winograd_2:4", density=0.5, precision=mode)
     # The backward (plan.backward): spatial weights against the direct convolution's gradients,
     # Winograd-domain weights (a mask, Winograd-ReLU) against the float64 adjoint formula.
     for m, r in SPECIALIZED_2D + [(3, 2)]:
@@ -239,7 +260,8 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
     if precision != "auto":
         out = [c if c.group == "precision" else replace(c, precision=precision) for c in out
                if (c.group != "precision" or c.precision == precision)
-               and precision_applies(precision, c.dtype, c.m, c.r, c.ndim)]
+               and precision_applies(precision, c.dtype, c.m, c.r, c.ndim)
+               and precision in _STRUCTURE_MODES.get(c.variant, (precision,))]
     return out
 
 
@@ -350,9 +372,12 @@ def run_case(case: Case, backend: str) -> Result:
         U64 = reference.filter_transform(w64, case.m)
         U = xp.asarray(U64.astype(dt))
         relu = "winograd" if case.variant == "winograd_relu" else None
-        plan = plan_cls.from_winograd(U, case.r, prune=case.density, bias=b, padding=case.padding, m=case.m,
-                                      backend=backend, relu=relu, sparse=True, precision=case.precision)
-        Up = plan.csr.to_host().to_dense().astype(np.float64)
+        structure = STRUCTURES.get(case.variant)
+        plan = plan_cls.from_winograd(U, case.r, prune=None if structure == "2:4" else case.density, bias=b,
+                                      padding=case.padding, m=case.m, backend=backend, relu=relu, sparse=True,
+                                      precision=case.precision, structure=structure)
+        Up = plan.csr.to_host().to_dense().astype(np.float64)  # the pruned U as the plan holds it
+        extra["product"] = plan.product
         y_ref = reference.winograd_conv_from_U(xr, Up, case.m, case.r, case.padding, br, relu=relu is not None)
         extra["weight_density"] = plan.weight_density
     channels_last = case.layout is not None
@@ -375,11 +400,17 @@ def run_case(case: Case, backend: str) -> Result:
         bound = _precision.tolerance(plan.precision, case.m, case.r, n_red, nd)
     if _precision.is_half(dt):  # y is rounded once more, to the data dtype: up to one unit of max|y|
         bound += _precision.UNIT_ROUNDOFF["fp16" if dt.name == "float16" else "bf16"]
-    if case.variant in ("winograd", "winograd_relu"):  # U is the parameter: its own, data-aware model
+    if case.variant in WINOGRAD_VARIANTS:  # U is the parameter: its own, data-aware model
         scale = float(np.abs(y_ref).max())
-        bound = tolerance_from_U(dt, xr, Up, case.m, case.r, case.padding, relu) / scale if scale > 0 else 0.0
+        from_U = tolerance_from_U(dt, xr, Up, case.m, case.r, case.padding, relu) / scale if scale > 0 else 0.0
+        # the structured variants' tensor-core products in tf32 / fp16 / bf16 also round their
+        # operands (the mode's model); tf32x3 and fp64 are as accurate as the float arithmetic
+        rounds = case.variant in STRUCTURES and plan.precision in ("tf32", "fp16", "bf16")
+        bound = max(from_U, bound) if rounds else from_U
     ok = bool(err <= bound) if math.isfinite(err) else False
-    if case.variant in ("winograd", "winograd_relu") and case.density == 0.0:
+    if case.variant in STRUCTURES and plan.product != _STRUCTURED_PRODUCT[case.variant]:
+        ok, extra["detail"] = False, f"ran the {plan.product} product"
+    if case.variant in WINOGRAD_VARIANTS and case.density == 0.0:
         # U = 0: y must equal the bias exactly.
         ok = bool(np.all(np.asarray(y) == br.astype(dt).reshape((1, -1) + (1,) * nd)))
         err, bound = (0.0 if ok else math.inf), 0.0

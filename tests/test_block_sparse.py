@@ -258,3 +258,20 @@ def test_block_plan_is_never_fused_and_says_why(rng) -> None:
     with pytest.raises(ValueError, match="fused=True: sparse products are three-phase"):
         WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.3, structure="block", backend="emulator",
                                      precision="tf32", sparse=True, fused=True, allow_inaccurate=True)
+
+
+def test_validate_runs_the_structured_products_and_they_pass() -> None:
+    """``magma-wino validate``'s block-sparse and 2:4 groups: every case runs the structured
+    product it is for and is within its bound; with ``--precision fp32`` (no such kernel) they
+    are left out rather than run on the CSR kernel."""
+    if not HAS_EMU:
+        pytest.skip("needs the emulator extension")
+    from magma_wino import validate
+
+    cases = [c for c in validate.cases(True, "emulator") if c.group in ("block-sparse", "2:4")]
+    assert {c.variant for c in cases} == {"winograd_block", "winograd_2:4"}
+    assert {c.density for c in cases if c.variant == "winograd_block"} >= {1.0, 0.0}
+    for c in cases:
+        r = validate.run_case(c, "emulator")
+        assert r.ok and r.extra["product"] == validate.STRUCTURES[c.variant], (c, r)
+    assert not [c for c in validate.cases(True, "emulator", "fp32") if c.group in ("block-sparse", "2:4")]
