@@ -137,7 +137,7 @@ __device__ __forceinline__ void bsr_load_stage(E* stage, const E* __restrict__ v
       if (s == q) src = blk[q], valid = ok[q];
     }
     const long long off = valid ? src * Cfg::kBlockElements + r * Cfg::kBlockCols + c : 0;
-    copy_vector<kBytes>(stage + r * Cfg::kLdA + s * Cfg::kBlockCols + c, values + off, valid);
+    copy_vector<kBytes>(stage, r * Cfg::kLdA + s * Cfg::kBlockCols + c, values, off, valid);
   }
   E* sB = stage + Cfg::kStageA;
 #pragma unroll

@@ -293,16 +293,20 @@ __device__ __forceinline__ void cp_async_zfill(void* dst, const void* src, int b
   __pipeline_memcpy_async(dst, src, bytes, valid ? 0 : bytes);
 }
 
-// One vector of kBytes bytes from src to the shared dst, or zeros (src not read) when !valid:
-// cp.async for 4, 8 and 16 bytes, a plain load and shared store of the bits for 2 (cp.async has
-// no 2-byte size).
+// One vector of kBytes bytes from src[src_off] to the shared dst[dst_index], or zeros (src not
+// read) when !valid: cp.async for 4, 8 and 16 bytes, a plain load and shared store of the bits
+// for 2 (cp.async has no 2-byte size).  Base pointers and indices, not element pointers: with the
+// 2-byte path indexing its unsigned short views, ptxas keeps the address arithmetic of the
+// element-copy loop as before the helper existed (pointer arguments cost the fp16 / bf16
+// element path ~230 instructions per k slice in the sm_90 SASS).
 template <int kBytes, typename E>
-__device__ __forceinline__ void copy_vector(E* dst, const E* __restrict__ src, bool valid) {
+__device__ __forceinline__ void copy_vector(E* dst, int dst_index, const E* __restrict__ src,
+                                            long long src_off, bool valid) {
   if constexpr (kBytes == 2) {
-    *reinterpret_cast<unsigned short*>(dst) =
-        valid ? *reinterpret_cast<const unsigned short*>(src) : 0;
+    const unsigned short* s = reinterpret_cast<const unsigned short*>(src);
+    reinterpret_cast<unsigned short*>(dst)[dst_index] = valid ? s[src_off] : 0;
   } else {
-    cp_async_zfill(dst, src, kBytes, valid);
+    cp_async_zfill(dst + dst_index, src + src_off, kBytes, valid);
   }
 }
 
@@ -325,7 +329,7 @@ __device__ __forceinline__ void stage_tile(E* dst, const E* __restrict__ src, in
     const int gr = row0 + r, gc = col0 + c;
     const bool valid = gr < rows && gc < cols;
     const long long off = valid ? static_cast<long long>(gr) * cols + gc : 0;
-    copy_vector<kBytes>(dst + r * kLd + c, src + off, valid);
+    copy_vector<kBytes>(dst, r * kLd + c, src, off, valid);
   }
 }
 

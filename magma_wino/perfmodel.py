@@ -250,7 +250,8 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 
 
 #: Hot-loop mixes read from the SASS of the kernels by tools/kernel_report.py (nvcc 13.0,
-#: sm_90, cuobjdump 13.5, the kernels of commit e9db7d3; ``python tools/kernel_report.py --arch
+#: sm_90, cuobjdump 13.5, the kernels as of issue 16's block-sparse and 2:4 kernels, with
+#: gemm_tc's element-copy fix; FADD counted apart from "other"; ``python tools/kernel_report.py --arch
 #: 90 --json FILE``, then ``python -m magma_wino.perfmodel --refresh-builtin FILE`` prints this
 #: table), kept here so that the model runs without the CUDA toolchain.  Per warp:
 #: * gemm (kernels/gemm_batched.cuh, key (dtype, tile, VEC)) = one BLK_K slice; VEC 4 (float) /
@@ -266,22 +267,26 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #:     WMMA fragment loads are 32 generic LD.E (shared memory through generic addresses, each
 #:     with an IMAD.WIDE), the TF32 rounding of the 32 fragment elements per thread an FSETP +
 #:     an IMAD.IADD each (tf32x3's split ~7 per element), the rest copy addressing and loop
-#:     control: 229 / 403 "other" per 32 / 96 HMMA;
+#:     control: 223 / 365 "other" per 32 / 96 HMMA (tf32x3 also 32 FADD);
 #:   - bf16 / fp16 (GemmTc16_64x64x32_32x32_s3, VEC 8 = 16-byte cp.async, 1 = 16-bit loads and
 #:     stores): 16 HMMA.16816.F32 (4096 FLOP each) per 32-deep slice; fp16 loads its fragments
 #:     with LDSM (134 instructions), bf16 with 32 generic LD.E + 16 MOVM (168);
-#:   - fp64 (GemmTc64_64x64x16_32x32_s2, commit e9db7d3, VEC 2 = 16-byte cp.async, 1 = 8-byte):
-#:     64 DMMA.884 (512 FLOP each) per 16-deep slice, 345 instructions.
+#:   - fp64 (GemmTc64_64x64x16_32x32_s2, VEC 2 = 16-byte cp.async, 1 = 8-byte):
+#:     64 DMMA.884 (512 FLOP each) per 16-deep slice, 349 instructions;
+#: * bsr (kernels/bsr_tc_batched.cuh, key precision, 16-byte copies) = one pipeline stage of two
+#:   kept 16 x 8 blocks per warp (warp tile 16 x 32): tf32 16 HMMA.1684 in 262 instructions
+#:   (its fragment loads, as gemm_tc's, generic LD.E in "other"), tf32x3 48, fp16 / bf16 4
+#:   HMMA.16816, fp64 32 DMMA.884;
+#: * sp24 (kernels/sp24_tc_batched.cuh, key precision, 16-byte copies of B) = one pipeline stage
+#:   per warp (warp tile 32 x 32): fp16 / bf16 64 dense k, 32 HMMA.SP.16816 in 219 instructions
+#:   (B by 8 LDSM.16.MT88.4 in "other"); tf32 32 k, 32 HMMA.SP.1688 in 325 (96 of them the
+#:   __float_to_tf32 expansion); tf32x3 96 HMMA.SP in 638.
 SASS_SM90: dict[tuple, dict[str, int]] = {
     ('bsr', 'bf16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 117},
     ('bsr', 'fp16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 90},
     ('bsr', 'fp64'): {'DMMA': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 20, 'BAR': 2, 'other': 260},
     ('bsr', 'tf32'): {'HMMA': 16, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 229},
     ('bsr', 'tf32x3'): {'HMMA': 48, 'FADD': 24, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 340},
-    ('sp24', 'bf16'): {'HMMA': 32, 'LDS.32': 91, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 153},
-    ('sp24', 'fp16'): {'HMMA': 32, 'LDS.32': 91, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 153},
-    ('sp24', 'tf32'): {'HMMA': 32, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 218},
-    ('sp24', 'tf32x3'): {'HMMA': 96, 'FADD': 48, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 419},
     ('gemm', 'float32', '128x128', 4): {'FFMA': 512, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 56},
     ('gemm', 'float32', '16x32', 1): {'FFMA': 32, 'LDS.32': 6, 'LDS.64': 16, 'LDGSTS': 12, 'BAR': 1, 'other': 87},
     ('gemm', 'float32', '16x32', 4): {'FFMA': 32, 'LDS.32': 3, 'LDS.64': 16, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 66},
@@ -295,16 +300,20 @@ SASS_SM90: dict[tuple, dict[str, int]] = {
     ('gemm', 'float64', '32x64', 2): {'DFMA': 128, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 4, 'STS.64': 2, 'BAR': 1, 'other': 67},
     ('gemm', 'float64', '64x64', 1): {'DFMA': 256, 'LDS.32': 3, 'LDS.128': 64, 'LDGSTS': 16, 'BAR': 1, 'other': 122},
     ('gemm', 'float64', '64x64', 2): {'DFMA': 256, 'LDS.32': 3, 'LDS.128': 64, 'LDG.128': 2, 'LDGSTS': 4, 'STS.64': 4, 'BAR': 1, 'other': 86},
-    ('gemm_tc', 'bf16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 544},
-    ('gemm_tc', 'bf16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 139},
-    ('gemm_tc', 'fp16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 467},
-    ('gemm_tc', 'fp16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 105},
-    ('gemm_tc', 'fp64', 1): {'DMMA': 64, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 383},
-    ('gemm_tc', 'fp64', 2): {'DMMA': 64, 'LDS.32': 3, 'LDGSTS': 16, 'BAR': 2, 'other': 260},
-    ('gemm_tc', 'tf32', 1): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 414},
-    ('gemm_tc', 'tf32', 4): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 229},
-    ('gemm_tc', 'tf32x3', 1): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 589},
-    ('gemm_tc', 'tf32x3', 4): {'HMMA': 96, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 403},
+    ('gemm_tc', 'bf16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 557},
+    ('gemm_tc', 'bf16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 140},
+    ('gemm_tc', 'fp16', 1): {'HMMA': 16, 'LDG.32': 32, 'STS.32': 32, 'BAR': 2, 'other': 472},
+    ('gemm_tc', 'fp16', 8): {'HMMA': 16, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 110},
+    ('gemm_tc', 'fp64', 1): {'DMMA': 64, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 385},
+    ('gemm_tc', 'fp64', 2): {'DMMA': 64, 'LDS.32': 3, 'LDGSTS': 16, 'BAR': 2, 'other': 264},
+    ('gemm_tc', 'tf32', 1): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 416},
+    ('gemm_tc', 'tf32', 4): {'HMMA': 32, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 223},
+    ('gemm_tc', 'tf32x3', 1): {'HMMA': 96, 'FADD': 32, 'LDS.32': 3, 'LDGSTS': 32, 'BAR': 2, 'other': 559},
+    ('gemm_tc', 'tf32x3', 4): {'HMMA': 96, 'FADD': 32, 'LDS.32': 3, 'LDGSTS': 8, 'BAR': 2, 'other': 365},
+    ('sp24', 'bf16'): {'HMMA': 32, 'LDS.32': 27, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 144},
+    ('sp24', 'fp16'): {'HMMA': 32, 'LDS.32': 27, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 144},
+    ('sp24', 'tf32'): {'HMMA': 32, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 218},
+    ('sp24', 'tf32x3'): {'HMMA': 96, 'FADD': 48, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 419},
     ('spmm', 'float32'): {'FFMA': 64, 'LDS.128': 8, 'LDG.128': 16, 'other': 71},
     ('spmm', 'float64'): {'DFMA': 32, 'LDS.128': 12, 'LDG.128': 16, 'other': 72},
 }
