@@ -514,6 +514,10 @@ class _WinogradConvNd(BackwardMixin):
             raise ValueError(f"sparse must be True, False or 'auto', got {sparse!r}")
         if structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {', '.join(map(repr, STRUCTURES))}, got {structure!r}")
+        if not (isinstance(block, tuple) and len(block) == 2):
+            raise TypeError(f"block must be a tuple (output channels, input channels), got {block!r}")
+        if structure != "block" and block != BSR_BLOCK:
+            raise ValueError(f"block={block!r} applies to structure='block' only (structure={structure!r})")
         if structure == "block":
             if tuple(block) != BSR_BLOCK:
                 raise UnsupportedError(f"block={tuple(block)!r}: the block-sparse kernel runs blocks of {BSR_BLOCK} "
@@ -548,8 +552,9 @@ class _WinogradConvNd(BackwardMixin):
                 if prune is not None:  # magnitude pruning runs on the host (NumPy)
                     if mask is not None:
                         raise ValueError("give mask or prune, not both")
-                    if structure == "block":
-                        hostU, hmask = pruning.prune_winograd_blocks(_backend.to_host(U), prune, block,
+                    if structure == "block":  # blocks clipped to U[b] (a layer of K < 16 or C < 8)
+                        clipped = (min(block[0], K), min(block[1], C))
+                        hostU, hmask = pruning.prune_winograd_blocks(_backend.to_host(U), prune, clipped,
                                                                      per_position=per_position, density_name="prune")
                     else:
                         hostU, hmask = pruning.prune_winograd(_backend.to_host(U), prune, per_position=per_position,
@@ -587,9 +592,10 @@ class _WinogradConvNd(BackwardMixin):
                 density = csr.density
             self._bsr: BatchedBSR | None = None
             self._sp24: Batched24 | None = None
+            work = density  # the density the products' model is given: entries, or kept blocks
             if structure == "block":
                 self._bsr = BatchedBSR.from_dense(self._U, pattern, block)  # on the plan's backend
-                density = self._bsr.density  # the work of the block product: whole blocks
+                work = self._bsr.block_density  # the block product does whole blocks
             if structure == "2:4" and mask is not None:  # the given pattern must fit n of every m
                 n, m_ = self._n_m
                 groups = _backend.to_host(pattern)
@@ -599,9 +605,14 @@ class _WinogradConvNd(BackwardMixin):
                     b, k, g = (int(i[0]) for i in np.nonzero(counts > n))
                     raise ValueError(f"mask: position {b}, filter {k}, input channels {g * m_}..{g * m_ + m_ - 1} "
                                      f"keep {int(counts[b, k, g])}; structure='2:4' in precision "
-                                     f"{self.precision!r} allows {n} of every {m_}")
-            self._density = float(density)
-            self._product = self._choose_product(sparse, structure, density)
+                                     f"{self.precision!r} allows {n} of every {m_} (prune {n}:{m_}, e.g. "
+                                     f"pruning.prune_winograd_n_m(U, {n}, {m_}), or choose precision 'fp16' / "
+                                     f"'bf16' for 2:4)")
+            self._density = float(density)  # weight_density: the fraction of weights kept
+            if structure == "block" and self.precision == "fp32":  # no block kernel: CSR on the entries
+                self._product = self._choose_product(sparse, None, density)
+            else:
+                self._product = self._choose_product(sparse, structure, work)
             if csr is None:
                 if self._product == "csr":
                     csr = BatchedCSR.from_dense(self._U, pattern)  # on the plan's backend

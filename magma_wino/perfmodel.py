@@ -812,7 +812,8 @@ def _sp24_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, s_op: int
     eff = _waves(blocks, SP24_BLOCKS_PER_SM, g.sms)
     warp_iters = blocks * SP24_WARPS * math.ceil(C / SP24_STEP[prec])
     clk = g.clock_ghz * 1e9
-    u_bytes = pos * K * C / 2 * (s_op + 0.25)  # the kept half of U, 2 bits of metadata per kept value
+    # the kept half of U and its metadata: 4 bits per 2 kept 16-bit values, per 1 kept TF32 value
+    u_bytes = pos * K * C / 2 * (s_op + (0.25 if s_op == 2 else 0.5))
     dram = u_bytes + v_bytes + m_bytes
     tiled = pos * (K * C / 2 * math.ceil(P / bn) + C * P * math.ceil(K / bm)) * s_op + m_bytes
     hm, hn, hk = HMMA_SP_SHAPE[prec]
@@ -1417,7 +1418,12 @@ def crossover_density(K: int, C: int, m: int = 4, r: int = 3, precision: str = "
                       tiles: int = CHOICE_TILES) -> float:
     """The density below which :func:`choose_product` picks ``structured`` over the dense
     product (0.0: never; bisection to 1e-3 -- the estimated sparse time grows with the density).
-    ``magma-wino bench`` prints it beside the measured crossover."""
+    ``magma-wino bench`` prints it beside the measured crossover.  Not for "2:4", whose density
+    is fixed (0.5) by its pattern: a ValueError."""
+    if structured == "2:4":
+        raise ValueError("crossover_density: the 2:4 product has the fixed density 0.5; compare it with "
+                         "choose_product(..., 0.5, '2:4')")
+
     def sparse_wins(d: float) -> bool:
         return choose_product(K, C, m, r, precision, d, structured, ndim, gpu_key, tiles) == structured
 

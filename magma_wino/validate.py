@@ -408,10 +408,10 @@ def run_case(case: Case, backend: str) -> Result:
         rounds = case.variant in STRUCTURES and plan.precision in ("tf32", "fp16", "bf16")
         bound = max(from_U, bound) if rounds else from_U
     ok = bool(err <= bound) if math.isfinite(err) else False
-    if case.variant in STRUCTURES and plan.product != _STRUCTURED_PRODUCT[case.variant]:
-        ok, extra["detail"] = False, f"ran the {plan.product} product"
     if case.variant in WINOGRAD_VARIANTS and case.density == 0.0:
         # U = 0: y must equal the bias exactly.
         ok = bool(np.all(np.asarray(y) == br.astype(dt).reshape((1, -1) + (1,) * nd)))
         err, bound = (0.0 if ok else math.inf), 0.0
+    if case.variant in STRUCTURES and plan.product != _STRUCTURED_PRODUCT[case.variant]:
+        ok, extra["detail"] = False, f"ran the {plan.product} product"
     return Result(case, err, bound, seconds, ok, extra=extra, precision=plan.precision)

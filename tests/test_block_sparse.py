@@ -208,18 +208,63 @@ def test_block_structure_in_fp32_mode_runs_the_csr_product(rng) -> None:
     np.testing.assert_array_equal(plan.U, Up)
 
 
-@pytest.mark.parametrize("density", [0.9, 0.3, 0.05])
-def test_sparse_auto_takes_the_models_choice(density, rng) -> None:
-    x, U, b = _layer(rng)
-    plan = WinogradConv2d.from_winograd(U, r=3, m=4, prune=density, structure="block", backend="numpy",
-                                        precision="tf32", allow_inaccurate=True)
-    want = perfmodel.choose_product(U.shape[1], U.shape[2], 4, 3, "tf32", plan.bsr.density if plan.bsr else
-                                    BatchedBSR.from_dense(*pruning.prune_winograd_blocks(U, density)).density,
-                                    "block")
-    assert plan.product == want
-    forced = WinogradConv2d.from_winograd(U, r=3, m=4, prune=density, structure="block", backend="numpy",
+def test_sparse_auto_takes_the_models_choice_on_both_sides_of_the_crossover(rng) -> None:
+    """A 128 x 128 layer in tf32: the model's block crossover lies near 0.5, so "auto" runs the
+    dense product at 0.9 and the block product at 0.2, as choose_product says for the kept
+    block fraction; sparse=False forces the dense one."""
+    U = rng.standard_normal((36, 128, 128)).astype(np.float32)
+    got = {}
+    for d in (0.9, 0.2):
+        plan = WinogradConv2d.from_winograd(U, r=3, m=4, prune=d, structure="block", backend="numpy",
+                                            precision="tf32", allow_inaccurate=True)
+        kept = BatchedBSR.from_dense(*pruning.prune_winograd_blocks(U, d)).block_density
+        assert plan.product == perfmodel.choose_product(128, 128, 4, 3, "tf32", kept, "block")
+        got[d] = plan.product
+    assert got == {0.9: "dense", 0.2: "block"}
+    forced = WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.2, structure="block", backend="numpy",
                                           precision="tf32", sparse=False, allow_inaccurate=True)
     assert forced.product == "dense" and forced.bsr is None
+
+
+def test_sparse_auto_asks_the_model(monkeypatch, rng) -> None:
+    x, U, b = _layer(rng)
+    calls = []
+
+    def fake(K, C, m, r, precision, density, structured, **kw):
+        calls.append((K, C, m, r, precision, structured))
+        return "dense"
+
+    monkeypatch.setattr(perfmodel, "choose_product", fake)
+    plan = WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.3, structure="block", backend="numpy",
+                                        precision="tf32x3")
+    assert plan.product == "dense" and calls == [(20, 12, 4, 3, "tf32x3", "block")]
+
+
+def test_block_structure_without_a_block_kernel_chooses_on_the_kept_entries(rng) -> None:
+    """Precision fp32 runs the CSR kernel on a block-structured U: the model is given the kept
+    entries' density (one entry per 16 x 8 block: 1/128), not the blocks' (1.0), and
+    weight_density is the fraction of weights kept in every mode."""
+    U = rng.standard_normal((36, 32, 16)).astype(np.float32)
+    mask = np.zeros(U.shape, bool)
+    mask[:, ::16, ::8] = True
+    for prec in ("fp32", "tf32x3"):
+        plan = WinogradConv2d.from_winograd(U, r=3, m=4, mask=mask, structure="block", backend="numpy",
+                                            precision=prec)
+        assert plan.weight_density == pytest.approx(mask.mean())
+        want = "csr" if prec == "fp32" else perfmodel.choose_product(32, 16, 4, 3, prec, 1.0, "block")
+        assert plan.product == want, prec
+    assert perfmodel.choose_product(32, 16, 4, 3, "fp32", float(mask.mean()), "csr") == "csr"
+
+
+def test_block_prune_clips_the_block_to_small_layers(rng) -> None:
+    """prune= with structure='block' on a layer of K < 16 and C < 8 (a first layer): the blocks
+    are clipped to U[b], so whole positions are kept or dropped."""
+    U = rng.standard_normal((16, 5, 3)).astype(np.float32)
+    plan = WinogradConv2d.from_winograd(U, r=3, m=2, prune=0.5, structure="block", backend="numpy",
+                                        precision="tf32x3", sparse=True)
+    Up, _ = pruning.prune_winograd_blocks(U, 0.5, (5, 3))
+    np.testing.assert_array_equal(plan.U, Up)
+    assert plan.product == "block" and plan.weight_density == pytest.approx(0.5)
 
 
 def test_block_plan_3d(rng) -> None:
@@ -238,6 +283,10 @@ def test_block_plan_3d(rng) -> None:
 
 def test_block_plan_arguments_are_checked(rng) -> None:
     x, U, b = _layer(rng)
+    with pytest.raises(TypeError, match="block must be a tuple"):
+        WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.5, structure="block", block=16, backend="numpy")
+    with pytest.raises(ValueError, match="applies to structure='block' only"):
+        WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.5, block=(8, 8), backend="numpy")
     with pytest.raises(ValueError, match="structure must be one of None, 'block'"):
         WinogradConv2d.from_winograd(U, r=3, m=4, structure="blocks", backend="numpy")
     with pytest.raises(UnsupportedError, match=r"block=\(8, 8\)"):

@@ -63,6 +63,11 @@ def test_choose_product_switches_once_at_the_crossover(prec, structured) -> None
     assert pm.choose_product(K, C, 4, 3, prec, min(1.0, d + 0.01), structured) == "dense"
 
 
+def test_crossover_density_refuses_the_fixed_density_2_4_product() -> None:
+    with pytest.raises(ValueError, match="fixed density 0.5"):
+        pm.crossover_density(256, 256, 4, 3, "fp16", "2:4")
+
+
 def test_choose_product_compares_at_the_choice_tiles() -> None:
     pos = 36
     for d in (0.05, 0.2, 0.5):

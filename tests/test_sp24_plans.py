@@ -85,13 +85,23 @@ def test_sp24_structure_without_sparse_tensor_cores_runs_the_csr_product(prec, r
     np.testing.assert_array_equal(plan.U, Up)
 
 
-def test_sp24_sparse_auto_takes_the_models_choice(rng) -> None:
+def test_sp24_sparse_auto_asks_the_model(monkeypatch, rng) -> None:
+    """"auto" runs what choose_product says for the 2:4 product at its density 0.5 (here the
+    model's own answer, then a model that says dense); sparse=False keeps the pruned U dense."""
     x, U, b = _layer(rng)
-    plan = WinogradConv2d.from_winograd(U, r=3, m=4, structure="2:4", backend="numpy", precision="fp16",
-                                        allow_inaccurate=True)
+    kw = dict(r=3, m=4, structure="2:4", backend="numpy", precision="fp16", allow_inaccurate=True)
+    plan = WinogradConv2d.from_winograd(U, **kw)
     assert plan.product == perfmodel.choose_product(18, 20, 4, 3, "fp16", 0.5, "2:4")
-    dense = WinogradConv2d.from_winograd(U, r=3, m=4, structure="2:4", backend="numpy", precision="fp16",
-                                         sparse=False, allow_inaccurate=True)
+    calls = []
+
+    def fake(K, C, m, r, precision, density, structured, **kw):
+        calls.append((K, C, precision, density, structured))
+        return "dense"
+
+    monkeypatch.setattr(perfmodel, "choose_product", fake)
+    assert WinogradConv2d.from_winograd(U, **kw).product == "dense"
+    assert calls == [(18, 20, "fp16", 0.5, "2:4")]
+    dense = WinogradConv2d.from_winograd(U, sparse=False, **kw)
     assert dense.product == "dense" and dense.weight_density == pytest.approx(0.5)
 
 

@@ -186,7 +186,7 @@ def test_n_m_pruned_layer_exports_a_sparse_tensor_core_plan():
     mma.sp); to_plan then runs the product on sparse tensor cores (emulated, tf32x3) and computes
     what the module does."""
     torch.manual_seed(12)
-    wd = mt.WinogradDomainConv2d(16, 8, 3, padding=1, m=2, precision="tf32x3").prune_n_m_(1, 2)
+    wd = mt.WinogradDomainConv2d(16, 8, 3, padding=1, m=2, precision="tf32x3").prune_n_m_()  # 1:2
     assert wd.structure == "2:4"
     mask = wd.mask.numpy()
     assert (mask.reshape(16, 8, 8, 2).sum(-1) == 1).all()
@@ -194,6 +194,13 @@ def test_n_m_pruned_layer_exports_a_sparse_tensor_core_plan():
     assert plan.product == "2:4"
     x = _x(13, 1, 16, 6, 5).float()
     assert rel_err(plan(x.numpy()), wd(x).detach().numpy()) <= tolerance(np.float32, 2, 3, 16 * 9)
+    # the default precision ("auto": tf32x3 on the emulator) exports too; fp16 prunes 2:4
+    auto = mt.WinogradDomainConv2d(20, 18, 3, padding=1, m=4).prune_n_m_()
+    assert auto.to_plan(backend="emulator").product in ("2:4", "dense")
+    half = mt.WinogradDomainConv2d(16, 8, 3, padding=1, m=2, precision="fp16").prune_n_m_()
+    assert (half.mask.numpy().reshape(16, 8, 4, 4).sum(-1) == 2).all()
+    with pytest.raises(TypeError, match="both n and m, or neither"):
+        half.prune_n_m_(2)
 
 
 def test_winograd_domain_refuses_bad_configuration():

@@ -289,15 +289,20 @@ class _WinogradDomainConvNd(nn.Module):
             self.structure = "block"
         return self
 
-    def prune_n_m_(self, n: int = 2, m: int = 4, *,
+    def prune_n_m_(self, n: int | None = None, m: int | None = None, *,
                    optimizer: torch.optim.Optimizer | None = None) -> _WinogradDomainConvNd:
         """N:M structured pruning in place (:func:`magma_wino.pruning.prune_winograd_n_m`): of
         every ``m`` consecutive input channels of each (position, filter) row keep the ``n``
-        largest |U| (2:4, sparse tensor cores' pattern; 1:2 for the TF32 modes), AND-ed with the
-        current mask.  Sets :attr:`structure` to "2:4", so that :meth:`to_plan` runs the product
-        on sparse tensor cores (whose pattern in the module's precision the mask must fit:
-        prune 1:2 for "tf32" / "tf32x3").  ``optimizer`` as for :meth:`prune_`.  Returns the
-        module."""
+        largest |U|, AND-ed with the current mask.  Default: the pattern of sparse tensor cores
+        in the module's precision, 2:4 for "fp16" / "bf16", else 1:2 (``mma.sp`` needs 1:2 for
+        TF32 operands, and "auto" runs tf32x3 on the GPU and the emulator; 1:2 is also a 2:4
+        pattern).  Sets :attr:`structure` to "2:4", so that :meth:`to_plan` runs the product on
+        sparse tensor cores (a mask pruned 2:4 exports only in "fp16" / "bf16").  ``optimizer``
+        as for :meth:`prune_`.  Returns the module."""
+        if (n is None) != (m is None):
+            raise TypeError("prune_n_m_ takes both n and m, or neither (the precision's pattern)")
+        if n is None:
+            n, m = (2, 4) if self.precision in ("fp16", "bf16") else (1, 2)
         _, keep = _pruning.prune_winograd_n_m(self._masked_host(), n, m)
         self._set_mask(keep, optimizer)
         self.structure = "2:4"
