@@ -12,6 +12,8 @@
 // exactly sized x, U, y, U on its 16-byte and its element copy path, checked bitwise against the
 // three-phase entries of the same build.
 // The adjoint transforms (mw_*_transform_adjoint) on every layer's exactly sized arrays.
+// The structured-sparse products (mw_bsr_batched, mw_sp24_batched): exactly sized blocks,
+// metadata, B and C, checked exactly; the block-sparse product also on corrupt structures.
 // Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI, by
 // `magma-wino validate --sanitize` and by tests/test_sanitize.py.
 //
@@ -340,6 +342,144 @@ void spmm(int batch, int rows, int cols, int n, double density, mw_dtype dt, boo
     std::free(p);
 }
 
+// ----------------------------------------------------------------------- structured sparsity
+//
+// The small-integer value of element i of a filled() / filled16() buffer.
+float small_value(long i) { return static_cast<float>(static_cast<int>(i % 7) - 3); }
+
+// The operand buffers of a tensor-core precision: float (tf32, tf32x3), double (fp64) or the
+// 16-bit encodings (fp16, bf16), exactly n elements.
+void* operands(size_t n, mw_precision prec) {
+  if (prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16) return filled16(n, prec);
+  if (prec == MW_PRECISION_FP64) return filled<double>(n);
+  return filled<float>(n);
+}
+
+// C[b] = A_bsr[b] · B[b] (mw_bsr_batched, 16 x 8 blocks) on exactly sized arrays: a random block
+// structure (each block row keeps each block column with probability `density`), values and B of
+// small integers; C checked exactly against the product of the dense A the blocks make (every
+// product and sum is an integer below 2^24).  `corrupt`: row pointers outside [0, nblocks] and
+// block columns outside [0, ceil(cols / 8)) -- wrong numbers, never an access outside the arrays.
+void bsr(mw_precision prec, int batch, int rows, int cols, int n, double density, bool corrupt) {
+  std::mt19937 rng(rows * 13 + cols * 7 + n);
+  const int R = (rows + 15) / 16, CB = (cols + 7) / 8;
+  // row pointers batch x (R + 1), chained: position b starts where position b - 1 ends
+  std::vector<int32_t> rp_full, col_idx;
+  for (int b = 0; b < batch; ++b) {
+    rp_full.push_back(static_cast<int32_t>(col_idx.size()));
+    for (int i = 0; i < R; ++i) {
+      for (int j = 0; j < CB; ++j)
+        if (rng() % 1000 < density * 1000) col_idx.push_back(j);
+      rp_full.push_back(static_cast<int32_t>(col_idx.size()));
+    }
+  }
+  const int nblocks = static_cast<int>(col_idx.size());
+  const bool wide = prec == MW_PRECISION_FP64;
+  const size_t esize = wide ? 8 : (prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16) ? 2 : 4;
+  int32_t* rp = filled<int32_t>(rp_full.size());
+  int32_t* ci = filled<int32_t>(nblocks);
+  for (size_t i = 0; i < rp_full.size(); ++i) rp[i] = rp_full[i];
+  for (int i = 0; i < nblocks; ++i) ci[i] = col_idx[i];
+  // values: zero outside the matrix (the format's rule), small integers inside
+  void* values = operands(size_t(nblocks) * 128, prec);
+  std::vector<int> block_row(nblocks);
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < R; ++i)
+      for (int e = rp_full[size_t(b) * (R + 1) + i]; e < rp_full[size_t(b) * (R + 1) + i + 1]; ++e)
+        block_row[e] = i;
+  for (int e = 0; e < nblocks; ++e)
+    for (int r = 0; r < 16; ++r)
+      for (int c = 0; c < 8; ++c)
+        if (16 * block_row[e] + r >= rows || 8 * col_idx[e] + c >= cols)
+          std::memset(static_cast<char*>(values) + (size_t(e) * 128 + r * 8 + c) * esize, 0, esize);
+  if (corrupt) {
+    for (size_t i = 1; i < rp_full.size(); i += 2) rp[i] = (i % 4 == 1) ? -100 : nblocks + 100;
+    for (int i = 0; i < nblocks; i += 2) ci[i] = (i % 4) ? -3 : CB + 3;
+  }
+  void* B = operands(size_t(batch) * cols * n, prec);
+  const size_t lc = size_t(batch) * rows * n;
+  void* C = wide ? static_cast<void*>(filled<double>(lc)) : static_cast<void*>(filled<float>(lc));
+  check(mw_bsr_batched(wide ? MW_FLOAT64 : MW_FLOAT32, prec, batch, rows, cols, n, 16, 8, rp, ci,
+                       values, nblocks, B, C, nullptr),
+        "bsr");
+  if (!corrupt) {  // exact: the dense A of the blocks times B
+    long wrong = 0;
+    for (int b = 0; b < batch; ++b)
+      for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < n; ++j) {
+          double want = 0;
+          const int br = i / 16;
+          for (int e = rp_full[size_t(b) * (R + 1) + br]; e < rp_full[size_t(b) * (R + 1) + br + 1];
+               ++e)
+            for (int c = 0; c < 8; ++c) {
+              const int col = 8 * col_idx[e] + c;
+              if (col >= cols) continue;
+              want += double(small_value(long(e) * 128 + (i % 16) * 8 + c)) *
+                      small_value((long(b) * cols + col) * n + j);
+            }
+          const size_t at = (size_t(b) * rows + i) * n + j;
+          const double got = wide ? static_cast<double*>(C)[at] : static_cast<float*>(C)[at];
+          wrong += got != want;
+        }
+    if (wrong) {
+      std::printf("FAIL bsr precision %d, batch %d rows %d cols %d n %d: %ld wrong\n", int(prec),
+                  batch, rows, cols, n, wrong);
+      ++g_failures;
+    }
+  }
+  for (void* p : {(void*)rp, (void*)ci, values, B, C}) std::free(p);
+}
+
+// C[b] = A_2:4[b] · B[b] (mw_sp24_batched) on exactly sized values, metadata (the size
+// mw_sp24_meta_words gives), B and C: every metadata nibble 0x4 (the values at positions 0 and 1
+// of a chunk of 4, 16-bit; the first of a pair, tf32), a pattern whose dense A is known, values
+// of small integers (zero past the matrix's columns), C checked exactly.
+void sp24(mw_precision prec, int batch, int rows, int cols, int n) {
+  const bool half = prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16;
+  const int step = half ? 64 : 32, group = half ? 4 : 2, kept = half ? 2 : 1;
+  const int kp = (cols + step - 1) / step * step, kc = kp / 2;
+  const int64_t words = mw_sp24_meta_words(prec, batch, rows, cols);
+  if (words < 0) {
+    std::printf("FAIL sp24 meta words: %s\n", mw_last_error_message());
+    ++g_failures;
+    return;
+  }
+  uint32_t* meta = filled<uint32_t>(size_t(words));
+  for (int64_t i = 0; i < words; ++i) meta[i] = 0x44444444u;
+  const size_t lv = size_t(batch) * rows * kc;
+  void* values = operands(lv, prec);
+  const size_t esize = half ? 2 : 4;
+  // stored value v of row r sits at dense column (v / kept) * group + v % kept
+  for (size_t e = 0; e < lv; ++e) {
+    const int v = static_cast<int>(e % kc);
+    if ((v / kept) * group + v % kept >= cols)
+      std::memset(static_cast<char*>(values) + e * esize, 0, esize);
+  }
+  void* B = operands(size_t(batch) * cols * n, prec);
+  float* C = filled<float>(size_t(batch) * rows * n);
+  check(mw_sp24_batched(MW_FLOAT32, prec, batch, rows, cols, n, values, meta, B, C, nullptr),
+        "sp24");
+  long wrong = 0;
+  for (int b = 0; b < batch; ++b)
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < n; ++j) {
+        double want = 0;
+        for (int v = 0; v < kc; ++v) {
+          const int col = (v / kept) * group + v % kept;
+          if (col >= cols) continue;
+          want += double(small_value((long(b) * rows + i) * kc + v)) *
+                  small_value((long(b) * cols + col) * n + j);
+        }
+        wrong += C[(size_t(b) * rows + i) * n + j] != want;
+      }
+  if (wrong) {
+    std::printf("FAIL sp24 precision %d, batch %d rows %d cols %d n %d: %ld wrong\n", int(prec),
+                batch, rows, cols, n, wrong);
+    ++g_failures;
+  }
+  for (void* p : {(void*)meta, values, B, (void*)C}) std::free(p);
+}
+
 // ----------------------------------------------------------------------------- the fused layer
 //
 // mw_conv2d_fused (winograd_fused.cuh) with x, U, y (and bias) malloc'd at exactly their sizes,
@@ -625,6 +765,19 @@ int main(int argc, char** argv) {
     spmm_near_int_max<double>(40, 9, n, 700, MW_FLOAT64);
     spmm_near_int_max<float>(3, 5, n, 1300, MW_FLOAT32);
   }
+  // Structured sparsity: the block-sparse product over the edges of the 16 x 8 blocks and the
+  // 64-column tile, empty and full block rows, corrupt structures; the 2:4 product over the
+  // edges of its 64 x 64 tile and k steps.
+  for (mw_precision prec : {MW_PRECISION_TF32, MW_PRECISION_TF32X3, MW_PRECISION_FP16,
+                            MW_PRECISION_BF16, MW_PRECISION_FP64})
+    for (int rows : {1, 16, 37})
+      for (int n : {1, 70})
+        for (bool corrupt : {false, true}) bsr(prec, 2, rows, 21, n, 0.5, corrupt);
+  for (mw_precision prec :
+       {MW_PRECISION_TF32, MW_PRECISION_TF32X3, MW_PRECISION_FP16, MW_PRECISION_BF16})
+    for (int rows : {17, 65})
+      for (int cols : {3, 70})
+        for (int n : {1, 72}) sp24(prec, 2, rows, cols, n);
   fused_cases();
   std::printf("kernels under ASan: %d failures\n", g_failures);
   return g_failures != 0;
