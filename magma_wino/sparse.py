@@ -229,6 +229,20 @@ class _RowPointerArrays:
         """dtype of ``values`` (uint16 for bfloat16 bits)."""
         return np.dtype(self.values.dtype)
 
+    def _check_arrays(self) -> tuple[tuple[str, Any], ...]:
+        """The checks both formats start with: three NumPy or CuPy arrays, all of one kind,
+        int32 ``row_ptr`` and ``col_idx``.  Returns the (name, array) pairs."""
+        fields = (("row_ptr", self.row_ptr), ("col_idx", self.col_idx), ("values", self.values))
+        for name, a in fields:
+            if not hasattr(a, "shape") or not hasattr(a, "dtype") or not hasattr(a, "flags"):
+                raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+        if len({_is_cupy(a) for _, a in fields}) != 1:
+            raise TypeError("row_ptr, col_idx and values must all be NumPy arrays or all CuPy arrays")
+        for name, a in fields[:2]:
+            if np.dtype(a.dtype) != np.int32:
+                raise TypeError(f"{name} must have dtype int32, got {a.dtype}")
+        return fields
+
     def _entry_rows(self) -> Any:
         """The flattened row (b·rows + i; block rows for the block CSR) of every stored entry,
         where the arrays live: the last row whose start is <= its index (empty rows share their
@@ -277,16 +291,7 @@ class BatchedCSR(_RowPointerArrays):
         ``row_ptr[-1, -1] == nnz`` and ``0 <= col_idx < cols``.
         """
         batch, rows, cols = self.shape
-        fields = (("row_ptr", self.row_ptr), ("col_idx", self.col_idx), ("values", self.values))
-        for name, a in fields:
-            if not hasattr(a, "shape") or not hasattr(a, "dtype") or not hasattr(a, "flags"):
-                raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
-        kinds = {_is_cupy(a) for _, a in fields}
-        if len(kinds) != 1:
-            raise TypeError("row_ptr, col_idx and values must all be NumPy arrays or all CuPy arrays")
-        for name, a in fields[:2]:
-            if np.dtype(a.dtype) != np.int32:
-                raise TypeError(f"{name} must have dtype int32, got {a.dtype}")
+        fields = self._check_arrays()
         if np.dtype(self.values.dtype) not in (np.float32, np.float64):
             raise TypeError(f"values must have dtype float32 or float64, got {self.values.dtype}")
         if self.row_ptr.ndim != 2 or tuple(self.row_ptr.shape) != (batch, rows + 1):
@@ -515,15 +520,7 @@ class BatchedBSR(_RowPointerArrays):
         within a block row, and zeros outside the matrix."""
         batch, R, CB = self.block_shape
         bm, bk = self.block
-        fields = (("row_ptr", self.row_ptr), ("col_idx", self.col_idx), ("values", self.values))
-        for name, a in fields:
-            if not hasattr(a, "shape") or not hasattr(a, "dtype") or not hasattr(a, "flags"):
-                raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
-        if len({_is_cupy(a) for _, a in fields}) != 1:
-            raise TypeError("row_ptr, col_idx and values must all be NumPy arrays or all CuPy arrays")
-        for name, a in fields[:2]:
-            if np.dtype(a.dtype) != np.int32:
-                raise TypeError(f"{name} must have dtype int32, got {a.dtype}")
+        fields = self._check_arrays()
         allowed = _BSR_STORAGE[self.storage]
         if np.dtype(self.values.dtype) not in allowed:
             names = " or ".join(np.dtype(t).name for t in allowed)
