@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,52 +310,53 @@ def sass_mix(sass_text: str) -> dict[str, dict]:
     return out
 
 
-def _sass_of(arch: str, nvcc: str, cuobjdump: str, source: Path, gen: Path) -> dict[str, dict]:
-    cubin = gen / f"mw_sm{arch}.cubin"
-    cmd = [nvcc, "-std=c++17", f"-arch=sm_{arch}", "-cubin", str(source), "-o", str(cubin),
-           f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'include'}", f"-I{gen}",
+def _compile_arch(arch: str, nvcc: str, cuobjdump: str | None, source: Path, gen: Path) -> tuple[list[dict], dict]:
+    """One nvcc run for one architecture: ptxas's resource usage (``-Xptxas -v``) of every
+    kernel, and with ``cuobjdump`` the SASS mix of the same compilation (its cubin: ``-cubin``
+    runs the same ptxas, without the host compilation ``-c`` adds).  Returns (rows, mixes)."""
+    out = str(gen / f"mw_sm{arch}.cubin") if cuobjdump else os.devnull
+    cmd = [nvcc, "-std=c++17", f"-arch=sm_{arch}", "-Xptxas", "-v", "-cubin" if cuobjdump else "-c",
+           str(source), "-o", out, f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'include'}", f"-I{gen}",
            f'-DMW_CUDA_ARCH_STR="sm_{arch}"']
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
-        return {}
-    dump = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True)
-    if dump.returncode != 0:
-        sys.stderr.write(dump.stderr)
-        return {}
-    return sass_mix(dump.stdout)
+        raise SystemExit(f"nvcc failed for sm_{arch}")
+    rows: list[dict] = []
+    current: dict | None = None
+    for line in proc.stderr.splitlines():
+        if (m := _ENTRY.search(line)):
+            current = {"arch": arch, "mangled": m.group("name"), "regs": 0, "smem": 0,
+                       "stack": 0, "spill_stores": 0, "spill_loads": 0}
+            rows.append(current)
+        elif current is not None and (m := _SPILL.search(line)):
+            current.update(stack=int(m.group("frame")), spill_stores=int(m.group("st")),
+                           spill_loads=int(m.group("ld")))
+        elif current is not None and (m := _USED.search(line)):
+            current["regs"] = int(m.group("regs"))
+            current["smem"] = int(m.group("smem") or 0)
+    mixes: dict = {}
+    if cuobjdump:
+        dump = subprocess.run([cuobjdump, "-sass", out], capture_output=True, text=True)
+        if dump.returncode != 0:
+            sys.stderr.write(dump.stderr)
+        else:
+            mixes = sass_mix(dump.stdout)
+    return rows, mixes
 
 
 def compile_report(archs: list[str], nvcc: str, source: Path, sass: bool = False) -> list[dict]:
     """ptxas facts per kernel instantiation; with ``sass`` (and cuobjdump found) each row also
-    gets ``sass``: its hot loop's instruction mix (:func:`hot_loop`), or None if absent."""
+    gets ``sass``: its hot loop's instruction mix (:func:`hot_loop`), or None if absent.  The
+    architectures compile concurrently (one nvcc each, up to the number of cores)."""
     gen = Path(tempfile.mkdtemp(prefix="mw_report_"))
     subprocess.run([sys.executable, str(ROOT / "tools" / "gen_coefficients.py"), str(gen / "mw_coefficients.h")], check=True)
-    rows: list[dict] = []
     cuobjdump = find_cuobjdump(nvcc) if sass else None
-    mixes: dict[str, dict[str, dict]] = {}
-    for arch in archs:
-        if cuobjdump:
-            mixes[arch] = _sass_of(arch, nvcc, cuobjdump, source, gen)
-        cmd = [nvcc, "-std=c++17", f"-arch=sm_{arch}", "-Xptxas", "-v", "-c", str(source), "-o", os.devnull,
-               f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'kernels' / 'include'}", f"-I{gen}",
-               f'-DMW_CUDA_ARCH_STR="sm_{arch}"']
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr)
-            raise SystemExit(f"nvcc failed for sm_{arch}")
-        current: dict | None = None
-        for line in proc.stderr.splitlines():
-            if (m := _ENTRY.search(line)):
-                current = {"arch": arch, "mangled": m.group("name"), "regs": 0, "smem": 0,
-                           "stack": 0, "spill_stores": 0, "spill_loads": 0}
-                rows.append(current)
-            elif current is not None and (m := _SPILL.search(line)):
-                current.update(stack=int(m.group("frame")), spill_stores=int(m.group("st")),
-                               spill_loads=int(m.group("ld")))
-            elif current is not None and (m := _USED.search(line)):
-                current["regs"] = int(m.group("regs"))
-                current["smem"] = int(m.group("smem") or 0)
+    workers = max(1, min(len(archs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda a: _compile_arch(a, nvcc, cuobjdump, source, gen), archs))
+    rows: list[dict] = [r for arch_rows, _ in results for r in arch_rows]
+    mixes = {arch: m for arch, (_, m) in zip(archs, results)}
     names = _demangle(sorted({r["mangled"] for r in rows}), nvcc)
     aliases = fused_aliases()
     for r in rows:
