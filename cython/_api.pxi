@@ -43,14 +43,19 @@ cdef int _check(mw_status status, str what) except -1:
 
 
 cdef class ConvDesc:
-    """One layer (mw_conv_desc): ndim, F(m, r), N, C, K, input size and padding per axis."""
+    """One layer (mw_conv_desc): ndim, F(m, r), N, C, K, input size and padding per axis.
+
+    ``padding`` is the leading zero padding per axis, ``padding_end`` the trailing one (default:
+    ``padding``, i.e. symmetric); the C layer validates the values (any >= 0)."""
 
     cdef mw_conv_desc desc
 
     def __init__(self, int ndim, int m, int r, int64_t batch, int64_t in_channels,
-                 int64_t out_channels, in_size, padding):
-        if len(in_size) != ndim or len(padding) != ndim:
-            raise ValueError(f"in_size and padding must have {ndim} entries")
+                 int64_t out_channels, in_size, padding, padding_end=None):
+        if padding_end is None:
+            padding_end = padding
+        if len(in_size) != ndim or len(padding) != ndim or len(padding_end) != ndim:
+            raise ValueError(f"in_size, padding and padding_end must have {ndim} entries")
         self.desc.ndim = ndim
         self.desc.m = m
         self.desc.r = r
@@ -60,6 +65,7 @@ cdef class ConvDesc:
         for i in range(3):
             self.desc.in_size[i] = in_size[i] if i < ndim else 0
             self.desc.padding[i] = padding[i] if i < ndim else 0
+            self.desc.padding_end[i] = padding_end[i] if i < ndim else 0
 
     def geometry(self, int dtype=MW_FLOAT32, v_dtype=None):
         """Validate the descriptor and return its derived sizes as a dict.

@@ -39,6 +39,7 @@ cdef extern from "magma_wino.h" nogil:
         int64_t out_channels
         int64_t in_size[3]
         int64_t padding[3]
+        int64_t padding_end[3]
 
     ctypedef struct mw_conv_geometry:
         int alpha

@@ -134,19 +134,27 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
   }
   const int first = MW_MAX_NDIM - d->ndim;  // 2D uses axes 1, 2 (H, W); axis 0 is depth
   for (int i = 0; i < d->ndim; ++i) {
-    const long long in = d->in_size[i], pad = d->padding[i];
+    const long long in = d->in_size[i], lo = d->padding[i], hi = d->padding_end[i];
     if (in < 1)
       return fail(MW_STATUS_INVALID_ARGUMENT, "desc.in_size[%d] must be >= 1, got %lld", i, in);
     if (in > kMaxElements)
       return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
-    if (pad < 0 || pad > d->r - 1)
-      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding[%d] = %lld: must be in [0, r - 1 = %d]",
-                  i, pad, d->r - 1);
-    const long long out = in + 2 * pad - d->r + 1;
+    if (lo < 0)
+      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding[%d] = %lld: must be >= 0", i, lo);
+    if (hi < 0)
+      return fail(MW_STATUS_INVALID_ARGUMENT, "desc.padding_end[%d] = %lld: must be >= 0", i, hi);
+    // The padded extent (and every window coordinate of the kernels, which stay within it plus
+    // one tile) must fit the kernels' 32-bit index math.
+    if (lo > kMaxElements || hi > kMaxElements || in + lo + hi > kMaxElements - 2 * MW_MAX_ALPHA)
+      return fail(MW_STATUS_UNSUPPORTED,
+                  "spatial axis %d: input %lld with padding %lld + %lld is too large", i, in, lo,
+                  hi);
+    const long long out = in + lo + hi - d->r + 1;
     if (out < 1)
       return fail(MW_STATUS_INVALID_ARGUMENT,
-                  "spatial axis %d: input %lld with padding %lld is smaller than the filter %d", i,
-                  in, pad, d->r);
+                  "spatial axis %d: input %lld with padding %lld + %lld (desc.padding, "
+                  "desc.padding_end) is smaller than the filter %d",
+                  i, in, lo, hi, d->r);
     if (in > kMaxElements || out > kMaxElements)
       return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
     g.out_size[i] = out;
@@ -823,6 +831,24 @@ mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precisi
   if (precision != MW_PRECISION_FP32 && !fp64_tensor_cores())
     return fail(MW_STATUS_UNSUPPORTED,
                 "fused %s needs compute capability 8.0 or newer (tensor cores, cp.async)", *name);
+  {
+    // The kernel's window offsets (winograd_fused.cuh, WindowSet::base) are 32-bit and may point
+    // into the padding, up to the padded extent plus a tile past x on each axis: bound them for
+    // both layouts.
+    const long long N = d->batch, C = d->in_channels, H = d->in_size[0], W = d->in_size[1];
+    const long long Hp = H + d->padding[0] + d->padding_end[0] + d->m;
+    const long long Wp = W + d->padding[1] + d->padding_end[1] + d->m;
+    long long nchw, nhwc;
+    const bool overflow =
+        __builtin_mul_overflow(N * C * H + Hp, W, &nchw) ||
+        __builtin_add_overflow(nchw, Wp, &nchw) || __builtin_mul_overflow(N * H + Hp, W, &nhwc) ||
+        __builtin_add_overflow(nhwc, Wp, &nhwc) || __builtin_mul_overflow(nhwc, C, &nhwc);
+    if (overflow || nchw > kMaxElements || nhwc > kMaxElements)
+      return fail(MW_STATUS_UNSUPPORTED,
+                  "fused %s F(%d, 3): the padded input's offsets need 2^31 or more elements; "
+                  "use the three-phase entries or less padding",
+                  *name, d->m);
+  }
   const mw::FusedMath math = static_cast<mw::FusedMath>(precision);
   mw::dispatch_fused(d->m, math, [&](auto m, auto f) {
     *plan = mw::fused_plan_for<decltype(m)::value, decltype(f)::value>(*g);

@@ -255,7 +255,10 @@ def test_fused_16bit_dtype_is_an_invalid_argument_saying_where_it_belongs(dt, na
 
 def test_fused_bad_descriptor_fields_are_invalid_arguments():
     with pytest.raises(InvalidArgumentError, match="desc.padding"):
-        emu.conv2d_fused_plan(emu.ConvDesc(2, 2, 3, 1, 2, 2, (6, 6), (3, 0)), emu.FLOAT32, emu.PRECISION_FP32)
+        emu.conv2d_fused_plan(emu.ConvDesc(2, 2, 3, 1, 2, 2, (6, 6), (-1, 0)), emu.FLOAT32, emu.PRECISION_FP32)
+    with pytest.raises(InvalidArgumentError, match="desc.padding_end"):
+        emu.conv2d_fused_plan(emu.ConvDesc(2, 2, 3, 1, 2, 2, (6, 6), (0, 0), (0, -2)), emu.FLOAT32,
+                              emu.PRECISION_FP32)
     with pytest.raises(InvalidArgumentError, match="desc.in_channels must be >= 1"):
         _call(emu.ConvDesc(2, 2, 3, 1, 0, 2, (6, 6), (1, 1)))
 

@@ -600,7 +600,7 @@ def _geometry_error(cls, match, *args):
         ((2, 2, 3, 1, 1, -2, (8, 8), (0, 0)), r"desc\.out_channels"),
         ((2, 2, 3, 1, 1, 1, (8, -8), (0, 0)), r"desc\.in_size\[1\]"),
         ((3, 2, 3, 1, 1, 1, (0, 8, 8), (0, 0, 0)), r"desc\.in_size\[0\]"),
-        ((2, 2, 3, 1, 1, 1, (8, 8), (0, 3)), r"desc\.padding\[1\]"),
+        ((2, 2, 3, 1, 1, 1, (8, 8), (0, 0), (0, -3)), r"desc\.padding_end\[1\]"),
         ((2, 2, 3, 1, 1, 1, (8, 8), (-1, 0)), r"desc\.padding\[0\]"),
         ((2, 2, 5, 1, 1, 1, (3, 8), (0, 0)), "smaller than the filter"),
     ],
@@ -643,7 +643,7 @@ def test_conv_desc_geometry_reports_sizes():
     assert geo["alpha"] == 6 and geo["positions"] == 36
     assert geo["out_size"] == (11, 6) and geo["tiles"] == (3, 2) and geo["num_tiles"] == 12
     assert geo["workspace_bytes"] == 36 * (3 + 5) * 12 * 8
-    with pytest.raises(ValueError, match="in_size and padding"):
+    with pytest.raises(ValueError, match="in_size, padding and padding_end"):
         emu.ConvDesc(2, 4, 3, 1, 1, 1, (8,), (0, 0))
 
 

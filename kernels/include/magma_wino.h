@@ -62,23 +62,30 @@ typedef void* mw_stream;
 #define MW_MAX_NDIM 3
 #define MW_MAX_ALPHA 16
 
-/* One convolution layer: stride 1, zero padding, square (cubic) filters. */
+/* One convolution layer: stride 1, square (cubic) filters, zero padding of any size >= 0 on
+ * each side of each axis (padding: before the first element, padding_end: after the last).
+ * The padding is never materialised: the kernels read zeros for window elements outside x, so
+ * padding larger than r - 1 (whole tiles of zeros) and asymmetric padding cost no copy of x.
+ * Per axis, out = in + padding + padding_end - r + 1 must be >= 1.  Symmetric padding p is
+ * padding[i] = padding_end[i] = p (a descriptor zero-initialised except padding has padding_end
+ * 0: set both). */
 typedef struct mw_conv_desc {
-  int ndim;                     /* spatial axes: 2 or 3 */
-  int m;                        /* output tile size per axis */
-  int r;                        /* filter size per axis */
-  int64_t batch;                /* N */
-  int64_t in_channels;          /* C */
-  int64_t out_channels;         /* K */
-  int64_t in_size[MW_MAX_NDIM]; /* input spatial size, first ndim entries ([D,] H, W) */
-  int64_t padding[MW_MAX_NDIM]; /* zero padding per axis, 0 <= padding <= r - 1 */
+  int ndim;                         /* spatial axes: 2 or 3 */
+  int m;                            /* output tile size per axis */
+  int r;                            /* filter size per axis */
+  int64_t batch;                    /* N */
+  int64_t in_channels;              /* C */
+  int64_t out_channels;             /* K */
+  int64_t in_size[MW_MAX_NDIM];     /* input spatial size, first ndim entries ([D,] H, W) */
+  int64_t padding[MW_MAX_NDIM];     /* leading zero padding per axis, >= 0 */
+  int64_t padding_end[MW_MAX_NDIM]; /* trailing zero padding per axis, >= 0 */
 } mw_conv_desc;
 
 /* The layer's derived sizes (after validation of the descriptor). */
 typedef struct mw_conv_geometry {
   int alpha;                     /* m + r - 1 */
   int64_t positions;             /* alpha^ndim: the batch count of the products */
-  int64_t out_size[MW_MAX_NDIM]; /* in + 2 pad - r + 1 per axis */
+  int64_t out_size[MW_MAX_NDIM]; /* in + padding + padding_end - r + 1 per axis */
   int64_t tiles[MW_MAX_NDIM];    /* ceil(out / m) per axis */
   int64_t num_tiles;             /* P = N * prod(tiles) */
   size_t workspace_bytes;        /* bytes of V and M together, for the given dtype */

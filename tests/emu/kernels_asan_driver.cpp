@@ -12,6 +12,10 @@
 // exactly sized x, U, y, U on its 16-byte and its element copy path, checked bitwise against the
 // three-phase entries of the same build.
 // The adjoint transforms (mw_*_transform_adjoint) on every layer's exactly sized arrays.
+// Per-side and large padding (desc.padding / desc.padding_end, up to r + 1 and past whole tiles,
+// asymmetric on every axis): V, y and dx checked bitwise against the same layer run without
+// padding on an explicitly zero-padded copy of x (the same windows, so the same arithmetic), and
+// the fused layer with per-side padding against the three-phase entries as above.
 // The structured-sparse products (mw_bsr_batched, mw_sp24_batched): exactly sized blocks,
 // metadata, B and C, checked exactly; the block-sparse product also on corrupt structures.
 // Built by the root CMakeLists with -DMW_EMU_SANITIZE=ON (target kernels_asan); run by CI, by
@@ -98,11 +102,9 @@ void layer16(const mw_conv_desc& d, const mw_conv_geometry& g, const float* x, c
   }
 }
 
-template <typename T>
-void layer(int nd, int m, int r, int N, int C, int K, std::vector<long> in, std::vector<long> pad,
-           bool generic, mw_dtype dt) {
-  for (int i = 0; i < nd; ++i)
-    if (in[i] + 2 * pad[i] - r + 1 < 1) return;  // no output along this axis: not a layer
+// A layer's descriptor: in, lo (leading padding) and hi (trailing padding) per axis, nd entries.
+mw_conv_desc make_desc(int nd, int m, int r, long N, long C, long K, const std::vector<long>& in,
+                       const std::vector<long>& lo, const std::vector<long>& hi) {
   mw_conv_desc d{};
   d.ndim = nd;
   d.m = m;
@@ -112,8 +114,20 @@ void layer(int nd, int m, int r, int N, int C, int K, std::vector<long> in, std:
   d.out_channels = K;
   for (int i = 0; i < nd; ++i) {
     d.in_size[i] = in[i];
-    d.padding[i] = pad[i];
+    d.padding[i] = lo[i];
+    d.padding_end[i] = hi[i];
   }
+  return d;
+}
+
+// pad: the leading padding per axis; pad_end: the trailing one (empty: = pad, symmetric).
+template <typename T>
+void layer(int nd, int m, int r, int N, int C, int K, std::vector<long> in, std::vector<long> pad,
+           bool generic, mw_dtype dt, std::vector<long> pad_end = {}) {
+  if (pad_end.empty()) pad_end = pad;
+  for (int i = 0; i < nd; ++i)
+    if (in[i] + pad[i] + pad_end[i] - r + 1 < 1) return;  // no output along this axis
+  const mw_conv_desc d = make_desc(nd, m, r, N, C, K, in, pad, pad_end);
   mw_conv_geometry g;
   check(mw_conv_get_geometry(&d, dt, &g), "geometry");
   long x_len = long(N) * C, y_len = long(N) * K, taps = 1;
@@ -502,6 +516,163 @@ T* random_filled(size_t n, unsigned seed) {
   return p;
 }
 
+// ------------------------------------------------------------------- per-side, large padding
+//
+// A layer with padding (lo, hi) per axis, never materialised, against the same layer without
+// padding on xp = x with the zeros written out (in + lo + hi per axis): the same tile grid and
+// the same window values, so V (every ReLU mode), y, and the adjoints dM and dx (dx = xp's
+// gradient cropped to x) must be bitwise equal.  Every array is exactly sized (ASan).
+template <typename T>
+void padded_layer(int nd, int m, int r, int N, int C, int K, std::vector<long> in,
+                  std::vector<long> lo, std::vector<long> hi, bool generic) {
+  constexpr mw_dtype dt = std::is_same_v<T, double> ? MW_FLOAT64 : MW_FLOAT32;
+  long I[3] = {1, 1, 1}, Pd[3] = {1, 1, 1}, L[3] = {0, 0, 0};
+  std::vector<long> padded(nd), zero(nd, 0);
+  for (int i = 0; i < nd; ++i) {
+    padded[i] = in[i] + lo[i] + hi[i];
+    I[3 - nd + i] = in[i];
+    Pd[3 - nd + i] = padded[i];
+    L[3 - nd + i] = lo[i];
+  }
+  const mw_conv_desc d = make_desc(nd, m, r, N, C, K, in, lo, hi);
+  // the padded copy: x with its zeros written out, no padding
+  const mw_conv_desc dp = make_desc(nd, m, r, N, C, K, padded, zero, zero);
+  mw_conv_geometry g, gp;
+  check(mw_conv_get_geometry(&d, dt, &g), "padded layer: geometry");
+  check(mw_conv_get_geometry(&dp, dt, &gp), "padded layer: geometry of the padded copy");
+  long y_len = long(N) * K, taps = 1;
+  bool same = g.num_tiles == gp.num_tiles;
+  for (int i = 0; i < nd; ++i) {
+    same =
+        same && g.out_size[i] == gp.out_size[i] && g.out_size[i] == in[i] + lo[i] + hi[i] - r + 1;
+    y_len *= g.out_size[i];
+    taps *= r;
+  }
+  if (!same) {
+    std::printf("FAIL padded layer F(%d, %d) %dD: geometry differs from the padded copy's\n", m, r,
+                nd);
+    ++g_failures;
+    return;
+  }
+  const long x_len = long(N) * C * I[0] * I[1] * I[2];
+  const long xp_len = long(N) * C * Pd[0] * Pd[1] * Pd[2];
+  const long v_len = g.positions * C * g.num_tiles, m_len = g.positions * K * g.num_tiles;
+  const unsigned seed = unsigned(m * 7919 + r * 104729 + nd * 31 + in[0] * 13 + lo[0] * 5 + hi[0]);
+  T* x = random_filled<T>(x_len, seed);
+  T* xp = static_cast<T*>(std::calloc(xp_len, sizeof(T)));
+  const auto x_at = [&](long nc, long z, long h, long w) {
+    return ((nc * I[0] + z) * I[1] + h) * I[2] + w;
+  };
+  const auto xp_at = [&](long nc, long z, long h, long w) {
+    return ((nc * Pd[0] + z + L[0]) * Pd[1] + h + L[1]) * Pd[2] + w + L[2];
+  };
+  for (long nc = 0; nc < long(N) * C; ++nc)
+    for (long z = 0; z < I[0]; ++z)
+      for (long h = 0; h < I[1]; ++h)
+        for (long w = 0; w < I[2]; ++w) xp[xp_at(nc, z, h, w)] = x[x_at(nc, z, h, w)];
+  const int a = m + r - 1;
+  T* mats = random_filled<T>(m * a + a * r + a * a, seed + 1);
+  const T* fwd_mats = generic ? mats : nullptr;
+  T* w = random_filled<T>(long(K) * C * taps, seed + 2);
+  T* b = random_filled<T>(K, seed + 3);
+  T* U = static_cast<T*>(std::malloc(g.positions * K * C * sizeof(T)));
+  T* V = static_cast<T*>(std::malloc(v_len * sizeof(T)));
+  T* Vp = static_cast<T*>(std::malloc(v_len * sizeof(T)));
+  T* M = static_cast<T*>(std::malloc(m_len * sizeof(T)));
+  T* Mp = static_cast<T*>(std::malloc(m_len * sizeof(T)));
+  T* y = static_cast<T*>(std::malloc(y_len * sizeof(T)));
+  T* yp = static_cast<T*>(std::malloc(y_len * sizeof(T)));
+  T* dx = static_cast<T*>(std::malloc(x_len * sizeof(T)));
+  T* dxp = static_cast<T*>(std::malloc(xp_len * sizeof(T)));
+  long wrong = 0;
+  const char* what = "";
+  const auto compare = [&](const T* got, const T* want, long n, const char* name) {
+    long bad = 0;
+    for (long i = 0; i < n; ++i) bad += !(got[i] == want[i]);  // NaN (unwritten) fails too
+    if (bad != 0 && wrong == 0) what = name;
+    wrong += bad;
+  };
+  for (int relu = 0; relu < 3; ++relu) {
+    for (long i = 0; i < v_len; ++i) V[i] = Vp[i] = std::numeric_limits<T>::quiet_NaN();
+    check(mw_input_transform(&d, dt, x, V, mw_relu(relu), fwd_mats, nullptr),
+          "padded layer: input transform");
+    check(mw_input_transform(&dp, dt, xp, Vp, mw_relu(relu), fwd_mats, nullptr),
+          "padded layer: input transform of the padded copy");
+    compare(V, Vp, v_len, "V");
+  }
+  check(mw_filter_transform(&d, dt, w, U, fwd_mats, nullptr), "padded layer: filter transform");
+  check(mw_gemm_batched(dt, g.positions, K, g.num_tiles, C, U, V, M, nullptr),
+        "padded layer: gemm");
+  for (long i = 0; i < y_len; ++i) y[i] = yp[i] = std::numeric_limits<T>::quiet_NaN();
+  check(mw_output_transform(&d, dt, M, b, y, fwd_mats, nullptr), "padded layer: output transform");
+  check(mw_output_transform(&dp, dt, M, b, yp, fwd_mats, nullptr),
+        "padded layer: output transform of the padded copy");
+  compare(y, yp, y_len, "y");
+  // The adjoints: dy = y -> dM, dV = V -> dx (the padded copy's dx cropped).
+  for (long i = 0; i < m_len; ++i) M[i] = Mp[i] = std::numeric_limits<T>::quiet_NaN();
+  check(mw_output_transform_adjoint(&d, dt, y, M, mats, nullptr),
+        "padded layer: output transform adjoint");
+  check(mw_output_transform_adjoint(&dp, dt, y, Mp, mats, nullptr),
+        "padded layer: output transform adjoint of the padded copy");
+  compare(M, Mp, m_len, "dM");
+  for (long i = 0; i < x_len; ++i) dx[i] = std::numeric_limits<T>::quiet_NaN();
+  check(mw_input_transform_adjoint(&d, dt, V, dx, mats, nullptr),
+        "padded layer: input transform adjoint");
+  check(mw_input_transform_adjoint(&dp, dt, V, dxp, mats, nullptr),
+        "padded layer: input transform adjoint of the padded copy");
+  for (long nc = 0; nc < long(N) * C; ++nc)
+    for (long z = 0; z < I[0]; ++z)
+      for (long h = 0; h < I[1]; ++h)
+        for (long v = 0; v < I[2]; ++v) {
+          const T got = dx[x_at(nc, z, h, v)], want = dxp[xp_at(nc, z, h, v)];
+          if (!(got == want)) {
+            if (wrong == 0) what = "dx";
+            ++wrong;
+          }
+        }
+  if (wrong != 0) {
+    std::printf(
+        "FAIL padded layer F(%d, %d) %dD %s, in (%ld, %ld, %ld) lo (%ld, %ld, %ld) hi "
+        "(%ld, %ld, %ld): %ld elements differ from the zero-padded copy's, first in %s\n",
+        m, r, nd, generic ? "generic" : "specialised", I[0], I[1], I[2], L[0], L[1], L[2],
+        nd == 3 ? hi[0] : 0L, hi[nd - 2], hi[nd - 1], wrong, what);
+    ++g_failures;
+  }
+  for (void* p : {(void*)x, (void*)xp, (void*)mats, (void*)w, (void*)b, (void*)U, (void*)V,
+                  (void*)Vp, (void*)M, (void*)Mp, (void*)y, (void*)yp, (void*)dx, (void*)dxp})
+    std::free(p);
+}
+
+// Per-side paddings 0 .. r + 1 (past r - 1, past a whole tile), asymmetric on every axis, 2D
+// and 3D, specialised and generic kernels, float and double.
+void padded_cases() {
+  const int tiles2d[][2] = {{2, 3}, {4, 3}, {6, 3}, {2, 5}};
+  for (const auto& t : tiles2d) {
+    const int r = t[1];
+    for (int lo = 0; lo <= r + 1; ++lo)
+      for (int hi = 0; hi <= r + 1; ++hi) {
+        const long h = 1 + (lo + 2 * hi) % 5, v = 2 + (2 * lo + hi) % 6;
+        if (h + lo + hi - r + 1 < 1 || v + hi + lo - r + 1 < 1) continue;
+        padded_layer<float>(2, t[0], r, 2, 3, 2, {h, v}, {long(lo), long(hi)}, {long(hi), long(lo)},
+                            false);
+        padded_layer<double>(2, t[0], r, 1, 2, 3, {v, h}, {long(hi), 0L}, {long(lo), long(r + 1)},
+                             true);
+      }
+  }
+  const int tiles3d[][2] = {{2, 3}, {4, 3}};
+  for (const auto& t : tiles3d)
+    for (int lo = 0; lo <= 4; ++lo) {
+      const int hi = 4 - lo;
+      padded_layer<float>(3, t[0], 3, 1, 2, 2, {3, 2, 4}, {long(lo), long(hi), 1L},
+                          {long(hi), 1L, long(lo)}, false);
+      padded_layer<double>(3, t[0], 3, 1, 1, 2, {2, 4, 3}, {1L, long(lo), long(hi)},
+                           {long(lo), long(hi), 4L}, true);
+    }
+  // The ASan layer of the three-phase entries with per-side padding (the adjoints included).
+  layer<float>(2, 4, 3, 2, 3, 5, {5, 7}, {0, 4}, false, MW_FLOAT32, {5, 1});
+  layer<double>(3, 2, 3, 1, 2, 2, {3, 4, 2}, {4, 0, 3}, true, MW_FLOAT64, {0, 3, 4});
+}
+
 const char* precision_name(mw_precision p) {
   static const char* const kNames[] = {"fp32", "tf32", "tf32x3", "bf16", "fp16", "fp64"};
   return kNames[int(p)];
@@ -511,7 +682,7 @@ const char* precision_name(mw_precision p) {
 // which moves it off 16 bytes and so onto the element-copy path even when C * sizeof(U) % 16 == 0.
 template <typename T>
 void fused(int m, mw_precision prec, mw_layout layout, int N, int C, int K, int H, int W, int pad,
-           int relu, bool relu_out, bool with_bias, int u_offset = 0) {
+           int relu, bool relu_out, bool with_bias, int u_offset = 0, const int* pads = nullptr) {
   constexpr mw_dtype dt = std::is_same_v<T, double> ? MW_FLOAT64 : MW_FLOAT32;
   const bool half = prec == MW_PRECISION_FP16 || prec == MW_PRECISION_BF16;
   const mw_dtype storage = half ? (prec == MW_PRECISION_FP16 ? MW_FLOAT16 : MW_BFLOAT16) : dt;
@@ -525,7 +696,14 @@ void fused(int m, mw_precision prec, mw_layout layout, int N, int C, int K, int 
   d.out_channels = K;
   d.in_size[0] = H;
   d.in_size[1] = W;
-  d.padding[0] = d.padding[1] = pad;
+  // pad: symmetric on both axes, unless pads (top, bottom, left, right) is given
+  d.padding[0] = d.padding[1] = d.padding_end[0] = d.padding_end[1] = pad;
+  if (pads != nullptr) {
+    d.padding[0] = pads[0];
+    d.padding_end[0] = pads[1];
+    d.padding[1] = pads[2];
+    d.padding_end[1] = pads[3];
+  }
   mw_conv_geometry g;
   check(mw_conv_get_geometry(&d, dt, &g), "fused geometry");
   const int Ho = int(g.out_size[0]), Wo = int(g.out_size[1]);
@@ -580,11 +758,12 @@ void fused(int m, mw_precision prec, mw_layout layout, int N, int C, int K, int 
         }
   if (wrong != 0) {
     std::printf(
-        "FAIL fused F(%d, 3) %s %s N %d C %d K %d %dx%d pad %d relu %d relu_out %d bias %d U "
-        "offset "
-        "%d: %ld of %ld wrong, first at %ld\n",
-        m, precision_name(prec), layout == MW_LAYOUT_NHWC ? "NHWC" : "NCHW", N, C, K, H, W, pad,
-        relu, int(relu_out), int(with_bias), u_offset, wrong, y_len, first);
+        "FAIL fused F(%d, 3) %s %s N %d C %d K %d %dx%d padding (%lld, %lld, %lld, %lld) relu %d "
+        "relu_out %d bias %d U offset %d: %ld of %ld wrong, first at %ld\n",
+        m, precision_name(prec), layout == MW_LAYOUT_NHWC ? "NHWC" : "NCHW", N, C, K, H, W,
+        (long long)d.padding[0], (long long)d.padding_end[0], (long long)d.padding[1],
+        (long long)d.padding_end[1], relu, int(relu_out), int(with_bias), u_offset, wrong, y_len,
+        first);
     ++g_failures;
   }
   for (void* p :
@@ -629,6 +808,16 @@ void fused_cases() {
           run(0.0f, c_vec, 1);
         }
       }
+  // Per-side padding (top, bottom, left, right): asymmetric, past r - 1 and past a whole tile on
+  // each side, zero on one side; and a layer whose x lies inside one tile of padding.
+  static const int kPads[][4] = {{0, 4, 3, 1}, {5, 0, 0, 6}, {4, 4, 4, 4}, {1, 2, 2, 0}};
+  for (int m : {2, 4})
+    for (mw_layout layout : {MW_LAYOUT_NCHW, MW_LAYOUT_NHWC})
+      for (const auto& pads : kPads) {
+        fused<float>(m, MW_PRECISION_FP32, layout, 2, 5, 7, 5, 7, 0, 1, false, true, 0, pads);
+        fused<float>(m, MW_PRECISION_FP16, layout, 1, 8, 9, 4, 3, 0, 2, true, false, 0, pads);
+        fused<double>(m, MW_PRECISION_FP64, layout, 2, 3, 5, 6, 5, 0, 0, true, true, 0, pads);
+      }
   // One channel, one output channel, one tile: everything below a block.
   for (int m : {2, 4}) {
     fused<float>(m, MW_PRECISION_TF32X3, MW_LAYOUT_NHWC, 1, 1, 1, 3, 3, 0, 0, false, true);
@@ -658,7 +847,7 @@ int main(int argc, char** argv) {
     d.in_channels = 3;
     d.out_channels = 5;
     d.in_size[0] = d.in_size[1] = 9;
-    d.padding[0] = d.padding[1] = 1;
+    d.padding[0] = d.padding[1] = d.padding_end[0] = d.padding_end[1] = 1;
     float* x = filled<float>(3 * 9 * 9 - 1);  // one element short
     float* U = filled<float>(36 * 5 * 3);
     float* y = filled<float>(5 * 9 * 9);
@@ -778,6 +967,7 @@ int main(int argc, char** argv) {
     for (int rows : {17, 65})
       for (int cols : {3, 70})
         for (int n : {1, 72}) sp24(prec, 2, rows, cols, n);
+  padded_cases();
   fused_cases();
   std::printf("kernels under ASan: %d failures\n", g_failures);
   return g_failures != 0;
