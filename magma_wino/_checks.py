@@ -78,38 +78,109 @@ def spatial_ndim(x: object, name: str = "x") -> int:
     return len(shape) - 2
 
 
-def as_padding(padding: object, ndim: int) -> tuple[int, ...]:
-    """Normalise ``padding`` (an int, or a tuple of ``ndim`` ints) to a tuple of ``ndim`` ints."""
+_PADDING_FORMS = (
+    "an int, one int per axis, one (lo, hi) pair per axis, 2·ndim ints in "
+    "torch.nn.functional.pad's order, 'same' or 'valid'"
+)
+
+
+def _pad_int(p: object, what: object) -> int:
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
+        raise TypeError(f"padding entries must be ints, got {type(p).__name__} in {what!r}")
+    return int(p)
+
+
+def as_padding(
+    padding: object, ndim: int, extent: Sequence[int] | int | None = None
+) -> tuple[tuple[int, int], ...]:
+    """Normalise ``padding`` to per-axis ``(lo, hi)`` pairs (zeros before / after), in axis order.
+
+    Accepted forms (every value an int >= 0, any size):
+
+    * an int: the same on both sides of every axis;
+    * one int per axis: symmetric per axis;
+    * one ``(lo, hi)`` pair per axis (``numpy.pad``'s order: the first axis first);
+    * ``2·ndim`` ints in ``torch.nn.functional.pad``'s order, the *last* axis first:
+      ``(left, right, top, bottom)`` in 2D, ``(left, right, top, bottom, front, back)`` in 3D;
+    * ``"valid"``: no padding;
+    * ``"same"``: the output has the input's size; needs ``extent`` (the filter's extent per axis,
+      or one int for all): ``extent − 1`` zeros per axis, ``lo = (extent − 1) // 2`` and the
+      rest (the odd one, for an even extent) after, as PyTorch does.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if padding == "same":
+            if extent is None:
+                raise ValueError("padding='same' needs the filter extent (extent=) to size it")
+            ext = (extent,) * ndim if isinstance(extent, (int, np.integer)) else tuple(extent)
+            if len(ext) != ndim or any(int(e) < 1 for e in ext):
+                raise ValueError(
+                    f"padding='same': extent must be {ndim} filter sizes >= 1, got {extent!r}"
+                )
+            return tuple(((int(e) - 1) // 2, int(e) - 1 - (int(e) - 1) // 2) for e in ext)
+        raise ValueError(f"padding must be {_PADDING_FORMS}, got the string {padding!r}")
     if isinstance(padding, (bool, np.bool_)):
-        raise TypeError("padding must be an int or a tuple of ints, got bool")
+        raise TypeError(f"padding must be {_PADDING_FORMS}, got bool")
+    if isinstance(padding, np.ndarray):
+        padding = padding.tolist()
     if isinstance(padding, (int, np.integer)):
-        pads = (int(padding),) * ndim
-    elif isinstance(padding, Sequence) and not isinstance(padding, (str, bytes)):
-        if len(padding) != ndim:
+        p = int(padding)
+        pairs = ((p, p),) * ndim
+    elif isinstance(padding, Sequence) and not isinstance(padding, (bytes, bytearray)):
+        items = list(padding)
+        nested = [isinstance(q, (Sequence, np.ndarray)) and not isinstance(q, str) for q in items]
+        dim = _DIM_NAME.get(ndim, f"{ndim}-D")
+        if items and all(nested):
+            rows = [list(q.tolist() if isinstance(q, np.ndarray) else q) for q in items]
+            if len(rows) != ndim or any(len(q) != 2 for q in rows):
+                raise ValueError(
+                    f"padding as (lo, hi) pairs needs one pair per spatial axis ({ndim} for a "
+                    f"{dim} convolution), got {padding!r}"
+                )
+            pairs = tuple((_pad_int(q[0], padding), _pad_int(q[1], padding)) for q in rows)
+        elif any(nested):
+            raise TypeError(f"padding must be {_PADDING_FORMS}; got a mix of ints and pairs: "
+                            f"{padding!r}")
+        elif len(items) == ndim:
+            pairs = tuple((_pad_int(q, padding),) * 2 for q in items)
+        elif len(items) == 2 * ndim:  # torch.nn.functional.pad's order: the last axis first
+            flat = [_pad_int(q, padding) for q in items]
+            pairs = tuple((flat[2 * (ndim - 1 - i)], flat[2 * (ndim - 1 - i) + 1])
+                          for i in range(ndim))
+        else:
             raise ValueError(
-                f"padding must be an int or a tuple of {ndim} ints (one per spatial axis) "
-                f"for a {_DIM_NAME.get(ndim, f'{ndim}-D')} convolution, got {tuple(padding)!r}"
+                f"padding must be an int, {ndim} ints (one per spatial axis), {ndim} (lo, hi) "
+                f"pairs or {2 * ndim} ints (torch.nn.functional.pad's order) for a {dim} "
+                f"convolution, got {tuple(padding)!r}"
             )
-        for p in padding:
-            if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
-                raise TypeError(f"padding entries must be ints, got {type(p).__name__}")
-        pads = tuple(int(p) for p in padding)
     else:
-        raise TypeError(f"padding must be an int or a tuple of ints, got {type(padding).__name__}")
-    if any(p < 0 for p in pads):
-        raise ValueError(f"padding must be >= 0, got {pads}")
-    return pads
+        raise TypeError(f"padding must be {_PADDING_FORMS}, got {type(padding).__name__}")
+    if any(p < 0 for pair in pairs for p in pair):
+        raise ValueError(f"padding must be >= 0 on every side, got {padding!r}")
+    return tuple(pairs)
+
+
+def _pairs(pads: Sequence[object]) -> tuple[tuple[int, int], ...]:
+    """Per-axis pads as (lo, hi) pairs: an int entry p is (p, p) (already checked values)."""
+    return tuple(
+        (int(p), int(p)) if isinstance(p, (int, np.integer)) else (int(p[0]), int(p[1]))  # type: ignore[index]
+        for p in pads
+    )
 
 
 def out_spatial(
-    in_spatial: Sequence[int], r: int, pads: Sequence[int], name: str = "x"
+    in_spatial: Sequence[int], r: int, pads: Sequence[object], name: str = "x"
 ) -> tuple[int, ...]:
-    """Output spatial shape ``in + 2·pad − r + 1`` per axis; ValueError if any is < 1."""
-    out = tuple(int(s) + 2 * int(p) - int(r) + 1 for s, p in zip(in_spatial, pads))
+    """Output spatial shape ``in + lo + hi − r + 1`` per axis; ValueError if any is < 1.
+
+    ``pads``: per-axis (lo, hi) pairs (:func:`as_padding`), or per-axis ints (symmetric)."""
+    pairs = _pairs(pads)
+    out = tuple(int(s) + lo + hi - int(r) + 1 for s, (lo, hi) in zip(in_spatial, pairs))
     if any(o < 1 for o in out):
-        padded = tuple(int(s) + 2 * int(p) for s, p in zip(in_spatial, pads))
+        padded = tuple(int(s) + lo + hi for s, (lo, hi) in zip(in_spatial, pairs))
         raise ValueError(
-            f"{name}: spatial size {tuple(in_spatial)} with padding {tuple(pads)} is "
+            f"{name}: spatial size {tuple(in_spatial)} with padding {pairs} is "
             f"{padded}, smaller than the filter size r = {r}"
         )
     return out
@@ -137,25 +208,27 @@ def check_filter(w: object, ndim: int, name: str = "w") -> tuple[int, ...]:
 
 def check_input_args(
     x: object, r: int, padding: object, ndim: int | None = None
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Check the input ``x`` for an ``r``-tap filter: returns (padding tuple, out spatial shape).
+) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """Check the input ``x`` for an ``r``-tap filter: returns (padding pairs, out spatial shape).
 
-    ``ndim`` (2 or 3) defaults to what ``x``'s rank implies.
+    ``ndim`` (2 or 3) defaults to what ``x``'s rank implies; ``padding``: every form of
+    :func:`as_padding` ("same" sized for the r-tap filter).
     """
     if ndim is None:
         ndim = spatial_ndim(x)
     shape = check_array(x, "x", ndim + 2, LAYOUTS.get(("x", ndim)))
-    pads = as_padding(padding, ndim)
+    pads = as_padding(padding, ndim, r)
     return pads, out_spatial(shape[2:], r, pads)
 
 
 def check_conv_args(
     x: object, w: object, bias: object, padding: object, ndim: int
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Validate a convolution ``y = conv(x, w) + bias``; returns (padding tuple, out spatial).
+) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """Validate a convolution ``y = conv(x, w) + bias``; returns (padding pairs, out spatial).
 
     ``x`` must be N×C×H×W (3D: N×C×D×H×W), ``w`` K×C×r×r (3D: K×C×r×r×r) with the
-    same C, ``bias`` None or shape (K,), ``padding`` an int or ``ndim`` ints >= 0.
+    same C, ``bias`` None or shape (K,), ``padding`` every form of :func:`as_padding`
+    ("same" sized for w's r).
     """
     xshape = check_array(x, "x", ndim + 2, LAYOUTS.get(("x", ndim)))
     wshape = check_filter(w, ndim)
@@ -165,7 +238,7 @@ def check_conv_args(
             f"C = {wshape[1]} (axis 1)"
         )
     check_bias(bias, wshape[0])
-    pads = as_padding(padding, ndim)
+    pads = as_padding(padding, ndim, wshape[2])
     return pads, out_spatial(xshape[2:], wshape[2], pads)
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from . import reference
+from . import _checks, reference
 from ._backend import to_host
 from ._version import __version__
 from .cost import VGG16_LAYERS
@@ -260,10 +260,11 @@ def tolerance_tf32(m: int, r: int, reduction_len: int, ndim: int = 2) -> float:
 
 def _tile_transform(x: np.ndarray, bt: np.ndarray, m: int, alpha: int, padding: Any) -> np.ndarray:
     """``Bᵀ d B`` (``bt`` along every spatial axis) of every tile of ``x`` (N×C×spatial), in
-    float64, as α^nd × C × P (:func:`magma_wino.reference._transform_tiles`)."""
+    float64, as α^nd × C × P (:func:`magma_wino.reference._transform_tiles`).  ``padding``: every
+    form of :func:`magma_wino._checks.as_padding` ("same" for r = α − m + 1)."""
     ndim = x.ndim - 2
-    pads = (padding,) * ndim if np.isscalar(padding) else tuple(padding)
-    out = [s + 2 * p - (alpha - m) for s, p in zip(x.shape[2:], pads)]
+    pads = _checks.as_padding(padding, ndim, alpha - m + 1)
+    out = [s + lo + hi - (alpha - m) for s, (lo, hi) in zip(x.shape[2:], pads)]
     return reference._transform_tiles(x, bt, m, pads, out)
 
 

@@ -110,7 +110,7 @@ class BackwardMixin:
         reduction lengths, in the backward's precision."""
         mode, nd, r = self._backward_precision, self.ndim, self.r
         P = self._positions_and_tiles(tuple(x_shape))[1]
-        return (_precision.tolerance(mode, self.m, r, self.K * r**nd, nd),
+        return (_precision.tolerance(mode, self.m, r, self.K // self.groups * r**nd, nd),
                 _precision.tolerance(mode, self.m, r, P * r**nd, nd))
 
     # ----------------------------------------------------------------- steps
@@ -134,17 +134,23 @@ class BackwardMixin:
         faster where the fused kernel is chosen; ESTIMATES)."""
         # 16-bit modes: the forward ran on U rounded to 16 bits, which the adjoint path uses
         # (widened); a plan of flip(w)ᵀ would differentiate the unrounded weights instead
-        return self._w is not None and self.relu != "winograd" and self._store is None
+        # The flipped problem pads (r − 1 − lo, r − 1 − hi): padding beyond r − 1 on a side
+        # (outputs that only see zeros) has no such form, and takes the adjoint path.
+        return (self._w is not None and self.relu != "winograd" and self._store is None
+                and all(p <= self.r - 1 for pair in self._pads for p in pair))
 
     def _dgrad_plan_(self) -> Any:
         if self._dgrad_plan is None:
             xp = self._xp
             spatial = tuple(range(2, 2 + self.ndim))
-            wt = xp.ascontiguousarray(xp.flip(self._w, axis=spatial).swapaxes(0, 1))  # C×K×r^nd
+            # per group: w's (K/g)×(C/g) block transposed, so wt is C×(K/g)×r^nd with g groups
+            g, taps = self.groups, tuple(int(n) for n in self._w.shape[2:])
+            w = xp.flip(self._w, axis=spatial).reshape((g, self.K // g, self.C // g) + taps)
+            wt = xp.ascontiguousarray(w.swapaxes(1, 2)).reshape((self.C, self.K // g) + taps)
             with self._scope():
                 self._dgrad_plan = type(self)(
-                    wt, None, tuple(self.r - 1 - p for p in self.padding), self.m, self.backend,
-                    points=self._points, generic=self.generic, precision=self._backward_precision,
+                    wt, None, tuple((self.r - 1 - lo, self.r - 1 - hi) for lo, hi in self._pads), self.m, self.backend,
+                    points=self._points, generic=self.generic, precision=self._backward_precision, groups=self.groups,
                     allow_inaccurate=True)  # the plan's own mode, already accepted for this F(m, r)
         return self._dgrad_plan
 
@@ -196,7 +202,8 @@ class BackwardMixin:
             if weight_grad or self.relu == "winograd":
                 V = V if V is not None else self._input_transform(xf, store=False)
             if weight_grad:
-                dU = self._bmm(dM, xp.ascontiguousarray(V.transpose(0, 2, 1)))
+                dU = self._by_position(self._bmm(self._by_group(dM),
+                                                 xp.ascontiguousarray(self._by_group(V).transpose(0, 2, 1))))
                 if self._weights_domain == "winograd":
                     if self._grad_mask is not None:
                         dU *= self._grad_mask
@@ -253,7 +260,8 @@ class BackwardMixin:
         """dV[b] = U[b]ᵀ · dM[b]: the transposed CSR product for sparse plans."""
         xp = self._xp
         if self._product != "csr" or self._engine is None:
-            return self._bmm(xp.ascontiguousarray(self._U_compute().transpose(0, 2, 1)), dM)
+            Ut = xp.ascontiguousarray(self._by_group(self._U_compute()).transpose(0, 2, 1))
+            return self._by_position(self._bmm(Ut, self._by_group(dM)))
         dV = self._engine.empty((int(dM.shape[0]), self.C, int(dM.shape[2])), self._cdtype)
         self._spmm(self._csr_transposed(), dM, dV)
         return dV
@@ -284,7 +292,7 @@ class BackwardMixin:
     def _input_adjoint(self, dV: Any, xshape: tuple[int, ...]) -> Any:
         """dx = Iᵀ(dV), channels first, compute dtype."""
         if self._engine is None:
-            return reference.input_transform_adjoint(dV, self.m, self.r, xshape, self.padding, self._points)
+            return reference.input_transform_adjoint(dV, self.m, self.r, xshape, self._pads, self._points)
         e = self._engine
         dx = e.empty(xshape, self._cdtype)
         e.ext.input_transform_adjoint(self._desc(xshape), self._code(), e.ptr(dV), e.ptr(dx),
@@ -296,7 +304,7 @@ class BackwardMixin:
         if self._engine is None:
             return reference.filter_transform_adjoint(dU, self.m, self.r, self.ndim, self._points)
         e = self._engine
-        dw = e.empty((self.K, self.C) + (self.r,) * self.ndim, self._cdtype)
+        dw = e.empty((self.K, self.C // self.groups) + (self.r,) * self.ndim, self._cdtype)
         e.ext.filter_transform_adjoint(self._filter_desc(), self._code(), e.ptr(dU), e.ptr(dw), e.ptr(self._matrices_buffer()),
                                        e.stream())
         return dw

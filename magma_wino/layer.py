@@ -109,14 +109,18 @@ class _WinogradConvNd(BackwardMixin):
         layout: str | None = None,
         fused: bool | None = None,
         output_relu: bool = False,
+        groups: int = 1,
     ) -> None:
-        """Plan for spatial weights ``w`` (K×C×r×r; 3D K×C×r×r×r).
+        """Plan for spatial weights ``w`` (K×C×r×r; 3D K×C×r×r×r; K×(C/groups)×r×r grouped).
 
         Args:
             w: spatial weights, float32, float64 or 16-bit (float16, bfloat16: computed in
                 float32, y returned in the data dtype); NumPy, CuPy or any device array.
             bias: optional (K,) array added to every output of channel k.
-            padding: zero padding, an int or one int per spatial axis, 0 <= p <= r - 1.
+            padding: zero padding of any size >= 0 per side, never materialised (the kernels
+                read zeros outside x): an int, one int per axis, one (lo, hi) pair per axis,
+                2·ndim ints in ``torch.nn.functional.pad``'s order (last axis first), "same"
+                (even r: the odd zero after, as PyTorch) or "valid".
             m: output tile size per axis: F(m, r) with r from ``w``; default
                 :attr:`default_m` (4 in 2D, 2 in 3D).
             backend: "auto" (cuda for device arrays, numpy for host arrays), "cuda",
@@ -141,13 +145,18 @@ class _WinogradConvNd(BackwardMixin):
                 the three phases.  :attr:`algorithm` says what the last call ran.
             output_relu: y = ReLU(conv(x) + bias) (in the fused kernel's epilogue, or after
                 the output transform).
+            groups: grouped convolution as PyTorch defines it (``w`` is K×(C/groups)×r×r,
+                output channels k of group k // (K/groups) see input channels of that group
+                only; ``groups = C``: depthwise).  The α^nd products become block-diagonal and
+                run as one batched product of α^nd·groups (K/groups)×(C/groups) blocks
+                (three-phase, dense; docs/limitations.md has the model's verdict).
         """
         w0, bias0 = w, bias
         w, bias = _backend.coerce(w, "w", backend), _backend.coerce(bias, "bias", backend)
         wshape = _checks.check_filter(w, self.ndim)
         self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w,
                     bias_borrowed=bias0 is not bias, precision=precision, allow_inaccurate=allow_inaccurate,
-                    layout=layout, fused=fused, output_relu=output_relu)
+                    layout=layout, fused=fused, output_relu=output_relu, groups=groups)
         self._csr: BatchedCSR | None = None
         self._weights_domain = "spatial"
         self._grad_mask = None
@@ -163,8 +172,8 @@ class _WinogradConvNd(BackwardMixin):
     def _setup(self, K, C, r, bias, padding, m, backend, relu, points, generic, like,
                bias_borrowed: bool = False, like_name: str = "w", precision: str = "auto",
                allow_inaccurate: bool = False, layout: str | None = None, fused: bool | None = None,
-               output_relu: bool = False) -> None:
-        """Everything but the weights.  On the cuda backend the plan's GPU is the one
+               output_relu: bool = False, groups: int = 1) -> None:
+        """Everything but the weights (``C``: the weights' input channels, C/groups of x's).  On the cuda backend the plan's GPU is the one
         ``like`` (the weights) lives on, whatever device is current; every array the plan
         keeps is created there or checked to be there."""
         layouts = _LAYOUTS[self.ndim]
@@ -192,13 +201,19 @@ class _WinogradConvNd(BackwardMixin):
             raise TypeError(f"generic must be a bool, got {type(generic).__name__}")
         self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
         self.alpha = self.transform.alpha
-        self.K, self.C = int(K), int(C)
-        self.padding = _checks.as_padding(padding, self.ndim)
-        if any(p > self.r - 1 for p in self.padding):
-            raise ValueError(
-                f"padding {self.padding} too large: at most r - 1 = {self.r - 1} per axis "
-                f"(larger padding only adds outputs that see zeros; pad x explicitly)"
-            )
+        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+        if int(K) % int(groups):
+            raise ValueError(f"groups={groups}: the weights' K = {K} output channels must be a multiple of groups")
+        #: Grouped convolution: x's C channels and the K outputs in ``groups`` equal groups.
+        self.groups = int(groups)
+        #: Output channels K and input channels C (of x: groups × the weights' C/groups).
+        self.K, self.C = int(K), int(C) * self.groups
+        # Any zero padding >= 0 per side (never materialised: the kernels read zeros outside x).
+        self._pads = _checks.as_padding(padding, self.ndim, self.r)
+        #: Zero padding per axis: ints where symmetric (the common case), else (lo, hi) pairs.
+        self.padding: tuple[Any, ...] = (
+            tuple(lo for lo, _ in self._pads) if all(lo == hi for lo, hi in self._pads) else self._pads)
         self.relu = _check_relu(relu)
         _precision.check(precision)
         self.backend = _backend.resolve(backend, like, bias)
@@ -250,8 +265,24 @@ class _WinogradConvNd(BackwardMixin):
 
     def _filter_desc(self) -> Any:
         """The descriptor of the filter transform and its adjoint: one r^nd 'image', no padding."""
-        return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C, self.K, (self.r,) * self.ndim,
-                                         (0,) * self.ndim)
+        return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C // self.groups, self.K,
+                                         (self.r,) * self.ndim, (0,) * self.ndim)
+
+    def _by_group(self, a: Any) -> Any:
+        """α^nd×R×S -> (α^nd·groups)×(R/groups)×S, a view: U (K×C/g), V (C×P) and M (K×P)
+        per position are ``groups`` blocks stacked along their rows, so the block-diagonal
+        products are one batched product of α^nd·groups blocks (identity for groups 1)."""
+        if self.groups == 1:
+            return a
+        b, rows, cols = (int(n) for n in a.shape)
+        return a.reshape(b * self.groups, rows // self.groups, cols)
+
+    def _by_position(self, a: Any) -> Any:
+        """The inverse of :meth:`_by_group`: (α^nd·groups)×R×S -> α^nd×(R·groups)×S."""
+        if self.groups == 1:
+            return a
+        b, rows, cols = (int(n) for n in a.shape)
+        return a.reshape(b // self.groups, rows * self.groups, cols)
 
     def _scope(self) -> contextlib.AbstractContextManager[Any]:
         """The plan's GPU made current (a no-op on the host backends)."""
@@ -388,7 +419,7 @@ class _WinogradConvNd(BackwardMixin):
                 U = _precision.to_storage(U, self._store)
         else:
             e = self._engine
-            U = e.empty((self.alpha**self.ndim, self.K, self.C), self._vdtype)
+            U = e.empty((self.alpha**self.ndim, self.K, self.C // self.groups), self._vdtype)
             # computed in the compute dtype, stored as U's dtype (16 bits in fp16 / bf16)
             e.ext.filter_transform_ex(self._filter_desc(), _backend.kernel_dtype(self._cdtype, "w"), self._storage_code(),
                                       e.ptr(w), e.ptr(U), e.ptr(self._mats), e.stream())
@@ -775,7 +806,7 @@ class _WinogradConvNd(BackwardMixin):
             names = ", ".join({-1: "N", -2: "S"}.get(v, str(v)) for v in want)
             raise ValueError(f"x_shape must be ({names}) of ints >= 1 (layout {self.layout}), got {given}")
         x_shape = self._to_first(given)
-        _checks.out_spatial(x_shape[2:], self.r, self.padding, name="x_shape")
+        _checks.out_spatial(x_shape[2:], self.r, self._pads, name="x_shape")
         return x_shape
 
     def out_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -786,8 +817,7 @@ class _WinogradConvNd(BackwardMixin):
     def _out_first(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Channels-first output shape N×K×(spatial) for ``x_shape`` in the plan's layout."""
         x_shape = self._x_shape(x_shape)
-        spatial = tuple(s + 2 * p - self.r + 1 for s, p in zip(x_shape[2:], self.padding))
-        return (x_shape[0], self.K, *spatial)
+        return (x_shape[0], self.K, *_checks.out_spatial(x_shape[2:], self.r, self._pads))
 
     # ----------------------------------------------------------------- running
 
@@ -796,12 +826,12 @@ class _WinogradConvNd(BackwardMixin):
         view = x
         if self._channels_last and hasattr(x, "transpose") and getattr(x, "ndim", None) == self.ndim + 2:
             view = self._first_view(x)  # checked as N×C×spatial (rank, dtype, sizes)
-        _checks.check_input_args(view, self.r, self.padding, self.ndim)
+        _checks.check_input_args(view, self.r, self._pads, self.ndim)
         axis = x.ndim - 1 if self._channels_last else 1
         if x.shape[axis] != self.C:
             raise ValueError(
                 f"channel mismatch: x has C = {x.shape[axis]} channels (axis {axis}, layout {self.layout}) "
-                f"but the weights have C = {self.C}"
+                f"but the plan needs C = {self.C}" + (f" ({self.groups} groups of {self.C // self.groups})" if self.groups != 1 else "")
             )
         if np.dtype(x.dtype) != self.dtype:
             raise TypeError(f"dtype mismatch: x is {x.dtype} but the weights are {self.dtype}")
@@ -812,7 +842,11 @@ class _WinogradConvNd(BackwardMixin):
     def _desc(self, x_shape: tuple[int, ...]) -> Any:
         """The C descriptor of this layer for an input of shape ``x_shape``."""
         return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, x_shape[0], self.C, self.K,
-                                         tuple(x_shape[2:]), self.padding)
+                                         tuple(x_shape[2:]), *self._pad_lists())
+
+    def _pad_lists(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(leading, trailing) zero padding per axis, as mw_conv_desc's padding / padding_end."""
+        return tuple(lo for lo, _ in self._pads), tuple(hi for _, hi in self._pads)
 
     def _first(self, x: Any) -> Any:
         """x in the plan's layout as a C-contiguous channels-first array (a copy for NHWC)."""
@@ -826,7 +860,7 @@ class _WinogradConvNd(BackwardMixin):
         x = self._to_compute(x)
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
-            V = reference.input_transform(xin, self.m, self.r, self.padding, self._points,
+            V = reference.input_transform(xin, self.m, self.r, self._pads, self._points,
                                           relu=self.relu == "winograd")
             return V if self._store is None or not store else _precision.to_storage(V, self._store)
         e = self._engine
@@ -852,7 +886,7 @@ class _WinogradConvNd(BackwardMixin):
     def _positions_and_tiles(self, x_shape: tuple[int, ...]) -> tuple[int, int]:
         """(α^nd, P) for ``x_shape`` in the plan's layout."""
         x_shape = self._x_shape(x_shape)
-        out = _checks.out_spatial(x_shape[2:], self.r, self.padding)
+        out = _checks.out_spatial(x_shape[2:], self.r, self._pads)
         P = x_shape[0] * math.prod(_checks.num_tiles(out, self.m))
         return self.alpha**self.ndim, P
 
@@ -876,7 +910,14 @@ class _WinogradConvNd(BackwardMixin):
         if self._engine is None:
             # The numpy path emulates the tensor-core operand rounding of tf32 / tf32x3 for
             # dense plans; sparse plans' products are SIMT (plain matmul) in every mode.
-            return _precision.matmul(self.U, V, "fp32" if self._product == "csr" else self.precision, out=out)
+            mode = "fp32" if self._product == "csr" else self.precision
+            if self.groups == 1:
+                return _precision.matmul(self.U, V, mode, out=out)
+            M = self._by_position(_precision.matmul(self._by_group(self.U), self._by_group(V), mode))
+            if out is not None:
+                out[...] = M
+                return out
+            return M
         M = out if out is not None else self._engine.empty((positions, self.K, P), self._cdtype)
         if self._product == "csr":
             self._spmm(self._csr, V, M)
@@ -884,8 +925,8 @@ class _WinogradConvNd(BackwardMixin):
             self._bsr_product(self._bsr, V, M)
         elif self._product == "2:4":
             self._sp24_product(self._sp24, V, M)
-        else:
-            self._gemm(self.U, V, M, self.precision)
+        else:  # M is C-contiguous (ours, or checked by _work): its grouped view writes into it
+            self._gemm(self._by_group(self.U), self._by_group(V), self._by_group(M), self.precision)
         return M
 
     def _gemm(self, A: Any, B: Any, C: Any, mode: str) -> None:
@@ -935,7 +976,8 @@ class _WinogradConvNd(BackwardMixin):
         e = self._engine
         return int(e.ext.gemm_batched_ex_workspace(_backend.kernel_dtype(self._cdtype, "V"),
                                                    _precision.ext_code(e.ext, self.precision),
-                                                   self.alpha**self.ndim, self.K, P, self.C))
+                                                   self.alpha**self.ndim * self.groups, self.K // self.groups, P,
+                                                   self.C // self.groups))
 
     def split_k_workspace_bytes(self, x_shape: tuple[int, ...]) -> int:
         """Bytes of the split-K workspace ``plan(x)`` draws from the pool for an input of
@@ -969,8 +1011,7 @@ class _WinogradConvNd(BackwardMixin):
 
     def _output_transform(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
         """Channels-first y for channels-first ``x_shape``."""
-        yshape = (x_shape[0], self.K,
-                  *(s + 2 * p - self.r + 1 for s, p in zip(x_shape[2:], self.padding)))
+        yshape = (x_shape[0], self.K, *_checks.out_spatial(x_shape[2:], self.r, self._pads))
         if self._engine is None:
             y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
                 self.dtype, copy=False)
@@ -1044,7 +1085,9 @@ class _WinogradConvNd(BackwardMixin):
             return "explicit points= (or generic=True) run the generic three-phase kernels"
         if self._product != "dense":
             return f"sparse products are three-phase (the {self._product} kernel)"
-        desc = self._engine.ext.ConvDesc(2, self.m, self.r, 1, self.C, self.K, (8, 8), self.padding)
+        if self.groups != 1:
+            return "grouped products are three-phase (the batched product of the groups' blocks)"
+        desc = self._engine.ext.ConvDesc(2, self.m, self.r, 1, self.C, self.K, (8, 8), *self._pad_lists())
         try:
             with self._scope():  # the plan's GPU: its capability and shared-memory limit
                 self._engine.ext.conv2d_fused_plan(desc, _backend.kernel_dtype(self._cdtype, "x"),
@@ -1075,7 +1118,7 @@ class _WinogradConvNd(BackwardMixin):
 
             cap = getattr(self._engine, "capability", None)
             gpu_key = "a100" if cap is not None and cap[0] == 8 else "h200"
-            out = _checks.out_spatial(first[2:], self.r, self.padding)
+            out = _checks.out_spatial(first[2:], self.r, self._pads)
             self._algorithms[key] = perfmodel.choose_algorithm(
                 first[0], self.C, self.K, out[0], out[1], self.m, self.r, self.precision, gpu_key=gpu_key)
         return self._algorithms[key]
@@ -1125,7 +1168,8 @@ class _WinogradConvNd(BackwardMixin):
 
     def __repr__(self) -> str:
         kind = "dense" if self._product == "dense" else f"sparse ({self._product})"
-        return (f"{type(self).__name__}(F({self.m}, {self.r}), K={self.K}, C={self.C}, "
+        grouped = f", groups={self.groups}" if self.groups != 1 else ""
+        return (f"{type(self).__name__}(F({self.m}, {self.r}), K={self.K}, C={self.C}{grouped}, "
                 f"padding={self.padding}, backend={self.backend!r}, {kind}, relu={self.relu!r}, "
                 f"dtype={self.dtype}, precision={self.precision!r})")
 

@@ -4,8 +4,9 @@ These functions define the conventions the CUDA kernels are validated against
 (see ``docs/reference.md`` and ``/work/shared/DESIGN.md``):
 
 * ``x`` is N×C×H×W (3D: N×C×D×H×W), ``w`` is K×C×r×r (3D: K×C×r×r×r), stride 1,
-  zero padding ``padding`` (an int or one int per spatial axis), output
-  ``Ho = H + 2·pad_h − r + 1`` etc.  The operation is correlation (what CNNs
+  zero padding ``padding`` (every form of :func:`magma_wino._checks.as_padding`: an int, one
+  int per spatial axis, one (lo, hi) pair per axis, ``torch.nn.functional.pad``'s flat order,
+  "same", "valid"; any size >= 0 per side), output ``Ho = H + lo_h + hi_h − r + 1`` etc.  The operation is correlation (what CNNs
   call convolution): ``y[n,k,i,j] = Σ_c Σ_u Σ_v x_pad[n,c,i+u,j+v]·w[k,c,u,v] + bias[k]``.
 * Tiles: ``tiles = ceil(Ho/m)`` per axis; ``P = N·tilesH·tilesW``; tile index
   ``p = (n·tilesH + th)·tilesW + tw`` (3D: ``((n·tD + td)·tH + th)·tW + tw``).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -132,7 +134,7 @@ def _conv_direct(x, w, bias, padding, ndim: int) -> np.ndarray:
     x = x.astype(np.float64, copy=False)
     w = w.astype(np.float64, copy=False)
     r = w.shape[2]
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(pads))
     acc = np.zeros((w.shape[0], x.shape[0]) + out, dtype=np.float64)  # K, N, spatial
     for taps in itertools.product(range(r), repeat=ndim):
         sl = (slice(None), slice(None)) + tuple(slice(t, t + o) for t, o in zip(taps, out))
@@ -145,7 +147,7 @@ def _conv_direct(x, w, bias, padding, ndim: int) -> np.ndarray:
 
 
 def conv2d_direct(
-    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, padding: int | Sequence[int] = 0
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, padding: Any = 0
 ) -> np.ndarray:
     """Direct 2D correlation in float64 (the ground truth).
 
@@ -156,8 +158,9 @@ def conv2d_direct(
     w : ndarray, K×C×r×r
         Filters.
     bias : ndarray of shape (K,), optional
-    padding : int or (int, int)
-        Zero padding per spatial axis.
+    padding : int, (int, int), ((lo, hi), (lo, hi)), 4 ints or "same" / "valid"
+        Zero padding: every form of :func:`magma_wino._checks.as_padding` (per side, any size;
+        4 ints in ``torch.nn.functional.pad``'s order (left, right, top, bottom)).
 
     Returns
     -------
@@ -168,17 +171,18 @@ def conv2d_direct(
 
 
 def conv3d_direct(
-    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, padding: int | Sequence[int] = 0
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, padding: Any = 0
 ) -> np.ndarray:
     """Direct 3D correlation in float64: x N×C×D×H×W, w K×C×r×r×r → N×K×Do×Ho×Wo.
 
-    See :func:`conv2d_direct`; ``padding`` is an int or three ints.
+    See :func:`conv2d_direct`; ``padding`` is any form of :func:`magma_wino._checks.as_padding`
+    for three axes (6 flat ints: (left, right, top, bottom, front, back)).
     """
     return _conv_direct(x, w, bias, padding, 3)
 
 
 def conv_direct_backward(
-    x: np.ndarray, w: np.ndarray, dy: np.ndarray, padding: int | Sequence[int] = 0
+    x: np.ndarray, w: np.ndarray, dy: np.ndarray, padding: Any = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The gradients of the direct correlation in float64 (the backward's ground truth).
 
@@ -196,7 +200,7 @@ def conv_direct_backward(
     if dy.shape != want:
         raise ValueError(f"dy must have y's shape {want}, got {dy.shape}")
     r = w.shape[2]
-    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pads])
+    xp = np.pad(x, [(0, 0), (0, 0)] + list(pads))
     dw = np.zeros_like(w)
     dxp = np.zeros_like(xp)
     sums = [0] + list(range(2, 2 + ndim))  # n and the output positions
@@ -205,7 +209,7 @@ def conv_direct_backward(
         tap = (slice(None), slice(None)) + u
         dw[tap] = np.tensordot(dy, xp[win], axes=(sums, sums))
         dxp[win] += np.einsum("nk...,kc->nc...", dy, w[tap])
-    crop = (slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pads, x.shape[2:]))
+    crop = (slice(None), slice(None)) + tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, x.shape[2:]))
     return np.ascontiguousarray(dxp[crop]), dw
 
 
@@ -249,20 +253,23 @@ def filter_transform(
 
 
 def _tile_windows(x: np.ndarray, m: int, alpha: int, pads, out) -> np.ndarray:
-    """View N×C×tiles...×α... of the zero-padded input (extra zeros past the edge)."""
+    """View N×C×tiles...×α... of the zero-padded input (extra zeros past the edge).
+
+    ``pads``: per-axis (lo, hi) pairs (or ints, symmetric)."""
     ndim = x.ndim - 2
     tiles = _checks.num_tiles(out, m)
     # padded extent must be (tiles-1)·m + α = tiles·m + r − 1 = out + r − 1 + (tiles·m − out)
-    widths = [(0, 0), (0, 0)] + [(p, p + t * m - o) for p, t, o in zip(pads, tiles, out)]
+    widths = [(0, 0), (0, 0)] + [(lo, hi + t * m - o)
+                                 for (lo, hi), t, o in zip(_checks._pairs(pads), tiles, out)]
     xp = np.pad(x, widths)
     win = sliding_window_view(xp, (alpha,) * ndim, axis=tuple(range(2, 2 + ndim)))
     return win[(slice(None), slice(None)) + (slice(None, None, m),) * ndim]
 
 
-def _transform_tiles(x: np.ndarray, bt: np.ndarray, m: int, pads: Sequence[int],
+def _transform_tiles(x: np.ndarray, bt: np.ndarray, m: int, pads: Sequence[Any],
                     out: Sequence[int]) -> np.ndarray:
     """``bt · d · btᵀ`` (``bt`` α×α along every spatial axis) of every α-window ``d`` of ``x``
-    (N×C×spatial, zero-padded by ``pads``, tiles of ``m`` outputs covering ``out``), as
+    (N×C×spatial, zero-padded by ``pads``: per-axis (lo, hi) pairs or ints, tiles of ``m`` outputs covering ``out``), as
     α^nd×C×P with P ordered (n, tiles...) as the kernels order the tiles.  With ``bt = Bᵀ``
     it is the input transform; :mod:`magma_wino.accuracy` also runs it on ``|Bᵀ|²`` and ``x²``."""
     ndim = x.ndim - 2
@@ -280,7 +287,7 @@ def input_transform(
     x: np.ndarray,
     m: int,
     r: int,
-    padding: int | Sequence[int] = 0,
+    padding: Any = 0,
     points: Sequence[object] | None = None,
     relu: bool = False,
 ) -> np.ndarray:
@@ -292,8 +299,8 @@ def input_transform(
         Input; the rank decides 2D / 3D.
     m, r : int
         Output tile size and filter size.
-    padding : int or tuple of int
-        Zero padding per spatial axis.
+    padding : int, tuple of int, (lo, hi) pairs, flat F.pad-order ints, "same" or "valid"
+        Zero padding (:func:`magma_wino._checks.as_padding`; any size per side).
     points : sequence, optional
         Interpolation points.
     relu : bool
@@ -304,7 +311,7 @@ def input_transform(
     ndarray, α²×C×P (3D: α³×C×P)
         ``V[b,c,p] = (Bᵀ d B)[i,j]`` where ``d`` is the α×α window of tile ``p``
         (``p = (n·tH + th)·tW + tw``) of channel ``c``, starting at padded
-        coordinates ``(th·m, tw·m)``.  float32 for float32/float16 ``x``, else float64.
+        coordinates ``(th·m, tw·m)`` (x coordinates ``(th·m − lo_h, tw·m − lo_w)``).  float32 for float32/float16 ``x``, else float64.
     """
     x = _as_array(x, "x")
     relu = _check_bool(relu, "relu")
@@ -432,7 +439,7 @@ def input_transform_adjoint(
     m: int,
     r: int,
     x_shape: Sequence[int],
-    padding: int | Sequence[int] = 0,
+    padding: Any = 0,
     points: Sequence[object] | None = None,
 ) -> np.ndarray:
     """Adjoint of :func:`input_transform` (without ReLU): dx from the gradient dV.
@@ -443,7 +450,7 @@ def input_transform_adjoint(
     m, r : int
     x_shape : (N, C, H, W) or (N, C, D, H, W)
         The forward input's shape; its length decides 2D / 3D.
-    padding : int or tuple of int
+    padding : every form of :func:`magma_wino._checks.as_padding` (per side, any size)
     points : sequence, optional
 
     Returns
@@ -461,7 +468,7 @@ def input_transform_adjoint(
     ndim = len(x_shape) - 2
     dt = _checks.compute_dtype(dV.dtype)
     t, (_, _, bt) = _matrices(m, r, points, dt)
-    pads = _checks.as_padding(padding, ndim)
+    pads = _checks.as_padding(padding, ndim, t.r)
     out = _checks.out_spatial(x_shape[2:], t.r, pads, name="x_shape")
     tiles = _checks.num_tiles(out, t.m)
     n, c = x_shape[:2]
@@ -480,7 +487,7 @@ def input_transform_adjoint(
         part = np.moveaxis(win[offs], 0, 1)  # N, C, tiles...
         dest = (slice(None), slice(None)) + tuple(slice(o, o + (tl - 1) * t.m + 1, t.m) for o, tl in zip(offs, tiles))
         padded[dest] += part
-    crop = (slice(None), slice(None)) + tuple(slice(p, p + s) for p, s in zip(pads, x_shape[2:]))
+    crop = (slice(None), slice(None)) + tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, x_shape[2:]))
     return np.ascontiguousarray(padded[crop])
 
 
@@ -542,7 +549,7 @@ def winograd_conv2d(
     x: np.ndarray,
     w: np.ndarray,
     m: int,
-    padding: int | Sequence[int] = 0,
+    padding: Any = 0,
     bias: np.ndarray | None = None,
     points: Sequence[object] | None = None,
 ) -> np.ndarray:
@@ -554,7 +561,7 @@ def winograd_conv2d(
     w : ndarray, K×C×r×r
     m : int
         Output tile size.
-    padding : int or (int, int)
+    padding : every form of :func:`magma_wino._checks.as_padding` (per side, any size)
     bias : ndarray of shape (K,), optional
     points : sequence, optional
         Interpolation points (see :func:`magma_wino.transforms.winograd`).
@@ -571,7 +578,7 @@ def winograd_conv3d(
     x: np.ndarray,
     w: np.ndarray,
     m: int,
-    padding: int | Sequence[int] = 0,
+    padding: Any = 0,
     bias: np.ndarray | None = None,
     points: Sequence[object] | None = None,
 ) -> np.ndarray:
@@ -587,7 +594,7 @@ def winograd_conv_from_U(
     U: np.ndarray,
     m: int,
     r: int,
-    padding: int | Sequence[int] = 0,
+    padding: Any = 0,
     bias: np.ndarray | None = None,
     relu: bool = False,
     points: Sequence[object] | None = None,
@@ -606,7 +613,7 @@ def winograd_conv_from_U(
     U : ndarray, α²×K×C (3D: α³×K×C)
         Winograd-domain weights for F(m, r), ``α = m + r − 1``.
     m, r : int
-    padding : int or tuple of int
+    padding : every form of :func:`magma_wino._checks.as_padding` (per side, any size)
     bias : ndarray of shape (K,), optional
     relu : bool
         ReLU on the transformed input (Winograd-ReLU).

@@ -474,7 +474,7 @@ def bias_bads(c, strict: bool, kernel: bool = False) -> list[Bad]:
 
 
 def padding_bads(c, nd: int, strict_max: bool) -> list[Bad]:
-    out = [T("1.5"), T("True"), T("'1'"), T("None"), Vb("-1"), Vb(repr((0,) * (nd + 1))), T(repr((0.5,) * nd)),
+    out = [T("1.5"), T("True"), Vb("'1'"), T("None"), Vb("-1"), Vb(repr((0,) * (nd + 1))), T(repr((0.5,) * nd)),
            Vb(repr((-1,) * nd))]
     if strict_max:
         out += [Vb(str(c["r"])), Vb("10**9")]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from magma_wino import WinogradConv3d, conv3d, pruning
+from magma_wino.accuracy import rel_err, tolerance
 from magma_wino.reference import conv3d_direct, winograd_conv_from_U
 
 BACKENDS = ["numpy", "emulator"]
@@ -166,19 +167,31 @@ def test_conv3d_rejects_rank_4_input_and_weights(backend, rng):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [(3, 2, 3, 3, 5), (3, 2, 1, 3, 3), (3, 2, 3, 5, 3)], ids=str)
-def test_conv3d_rejects_anisotropic_filters(shape, backend, rng):
-    x = rng.standard_normal((1, 2, 8, 8, 8))
+def test_conv3d_runs_anisotropic_filters_and_plans_refuse_them(shape, backend, rng):
+    """conv3d rewrites an anisotropic filter as the cubic one with zero taps (and trailing
+    zero padding), so it equals the direct convolution; a plan takes cubic filters only."""
+    x = rng.standard_normal((1, 2, 8, 7, 6))
+    w = rng.standard_normal(shape)
+    y = conv3d(x, w, padding=1, backend=backend)
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(1, 1)] * 3)
+    out = [s + 2 - k + 1 for s, k in zip(x.shape[2:], shape[2:])]
+    y_ref = np.zeros((1, shape[0], *out))
+    for a, b, c in np.ndindex(*shape[2:]):  # the direct correlation, tap by tap
+        win = xp[:, :, a:a + out[0], b:b + out[1], c:c + out[2]]
+        y_ref += np.einsum("nc...,kc->nk...", win, w[:, :, a, b, c])
+    n = 2 * max(shape[2:]) ** 3
+    assert y.shape == y_ref.shape and rel_err(y, y_ref) <= tolerance(np.float64, 2, max(shape[2:]), n, 3)
     with pytest.raises(ValueError, match=r"w must have a square \(cubic in 3D\) r×r filter"):
-        conv3d(x, rng.standard_normal(shape), backend=backend)
-    with pytest.raises(ValueError, match="cubic"):
-        WinogradConv3d(rng.standard_normal(shape), backend=backend)
+        WinogradConv3d(w, backend=backend)
 
 
 def test_conv3d_rejects_bad_padding(rng):
     x = rng.standard_normal((1, 2, 8, 8, 8))
     w = rng.standard_normal((3, 2, 3, 3, 3))
-    with pytest.raises(ValueError, match=r"padding .* too large: at most r - 1 = 2"):
-        conv3d(x, w, padding=(0, 3, 0), backend="emulator")
+    with pytest.raises(ValueError, match=r"padding must be >= 0 on every side"):
+        conv3d(x, w, padding=(0, -3, 0), backend="emulator")
+    with pytest.raises(ValueError, match="smaller than the filter"):
+        conv3d(x[:, :, :1], w, padding=((0, 1), (0, 0), (0, 0)), backend="emulator")
     with pytest.raises(ValueError, match="one per spatial axis"):
         conv3d(x, w, padding=(1, 1), backend="emulator")
     with pytest.raises(ValueError, match="channel mismatch"):

@@ -511,8 +511,8 @@ BAD_CALLS = [
     # padding
     ("negative padding", lambda: conv2d_direct(X, W, padding=-1), ValueError, r"padding must be >= 0"),
     ("negative padding tuple", lambda: winograd_conv2d(X, W, 2, padding=(1, -1)), ValueError, r"padding must be >= 0"),
-    ("padding wrong length", lambda: conv2d_direct(X, W, padding=(1, 1, 1)), ValueError, r"padding must be an int or a tuple of 2 ints"),
-    ("padding wrong length 3D", lambda: conv3d_direct(X3, W3, padding=(1, 1)), ValueError, r"tuple of 3 ints"),
+    ("padding wrong length", lambda: conv2d_direct(X, W, padding=(1, 1, 1)), ValueError, r"padding must be an int, 2 ints \(one per spatial axis\)"),
+    ("padding wrong length 3D", lambda: conv3d_direct(X3, W3, padding=(1, 1)), ValueError, r"3 ints \(one per spatial axis\), 3 \(lo, hi\) pairs or 6 ints"),
     ("padding float", lambda: conv2d_direct(X, W, padding=1.0), TypeError, r"padding must be an int"),
     ("padding float entry", lambda: input_transform(X, 2, 3, padding=(1, 0.5)), TypeError, r"padding entries must be ints"),
     ("padding bool", lambda: conv2d_direct(X, W, padding=True), TypeError, r"padding must be an int"),
@@ -534,7 +534,7 @@ BAD_CALLS = [
     ("x empty 3D", lambda: conv3d_direct(np.ones((1, 2, 4, 0, 4)), W3), ValueError, r"x must not be empty"),
     ("x empty input_transform", lambda: input_transform(np.ones((1, 0, 5, 5)), 2, 3), ValueError, r"x must not be empty"),
     # spatial too small
-    ("too small", lambda: conv2d_direct(np.ones((1, 2, 2, 5)), W), ValueError, r"x: spatial size \(2, 5\) with padding \(0, 0\) is \(2, 5\), smaller than the filter size r = 3"),
+    ("too small", lambda: conv2d_direct(np.ones((1, 2, 2, 5)), W), ValueError, r"x: spatial size \(2, 5\) with padding \(\(0, 0\), \(0, 0\)\) is \(2, 5\), smaller than the filter size r = 3"),
     ("too small wino", lambda: winograd_conv2d(np.ones((1, 2, 5, 1)), W, 2, padding=(0, 0)), ValueError, r"smaller than the filter"),
     ("too small input_transform", lambda: input_transform(np.ones((1, 2, 2, 2)), 2, 5, padding=1), ValueError, r"smaller than the filter size r = 5"),
     ("too small 3D", lambda: conv3d_direct(np.ones((1, 2, 4, 4, 2)), W3), ValueError, r"smaller than the filter"),
@@ -584,14 +584,16 @@ class _DuckArray:
 
 def test_checks_work_on_duck_typed_device_arrays():
     x, w = _DuckArray((2, 3, 9, 8)), _DuckArray((4, 3, 3, 3))
-    assert _checks.check_conv_args(x, w, _DuckArray((4,)), (1, 2), 2) == ((1, 2), (9, 10))
+    assert _checks.check_conv_args(x, w, _DuckArray((4,)), (1, 2), 2) == (((1, 1), (2, 2)), (9, 10))
     assert _checks.check_conv_args(_DuckArray((1, 3, 4, 5, 6)), _DuckArray((2, 3, 3, 3, 3)),
-                                   None, 0, 3) == ((0, 0, 0), (2, 3, 4))
+                                   None, 0, 3) == (((0, 0),) * 3, (2, 3, 4))
     with pytest.raises(ValueError, match="channel mismatch"):
         _checks.check_conv_args(x, _DuckArray((4, 2, 3, 3)), None, 0, 2)
     with pytest.raises(TypeError, match="x must have a real numeric dtype"):
         _checks.check_conv_args(_DuckArray((2, 3, 9, 8), np.complex64), w, None, 0, 2)
-    assert _checks.as_padding(np.int64(2), 3) == (2, 2, 2)
-    assert _checks.as_padding([1, 2], 2) == (1, 2)
+    assert _checks.as_padding(np.int64(2), 3) == ((2, 2),) * 3
+    assert _checks.as_padding([1, 2], 2) == ((1, 1), (2, 2))
+    assert _checks.as_padding(np.array([[0, 1], [2, 3]]), 2) == ((0, 1), (2, 3))
+    assert _checks.as_padding((0, 1, 2, 3), 2) == ((2, 3), (0, 1))  # F.pad's order: last axis first
     assert _checks.compute_dtype(np.float16) == np.float32
     assert _checks.compute_dtype(np.int8, np.float64) == np.float64
