@@ -255,26 +255,30 @@ def test_winograd_domain_gradients_equal_torch_reference(rng, backend, m, r, pad
 
 def test_opcheck_conv_spatial(rng):
     x, w, b = _t(rng, 1, 2, 5, 6), _t(rng, 3, 2, 3, 3), _t(rng, 3)
-    torch.library.opcheck(_ops.conv_spatial, (x, w, b, [1, 1], 2, "numpy", "auto", None))
-    torch.library.opcheck(_ops.conv_spatial, (x, w, None, [0, 1], 4, "numpy", "auto", "winograd"))
+    torch.library.opcheck(_ops.conv_spatial, (x, w, b, [1, 1, 1, 1], 2, "numpy", "auto", None))
+    torch.library.opcheck(_ops.conv_spatial, (x, w, None, [0, 0, 1, 1], 4, "numpy", "auto", "winograd"))
+    # per-side padding, channels-last (x is N×H×W×C, y N×Ho×Wo×K)
+    torch.library.opcheck(_ops.conv_spatial, (x.permute(0, 2, 3, 1).contiguous(), w, b, [0, 2, 1, 0], 2, "numpy",
+                                              "auto", None, 1, True))
 
 
 def test_opcheck_conv_winograd(rng):
     x, U, b = _t(rng, 1, 2, 5, 6), _t(rng, 16, 3, 2), _t(rng, 3)
     mask = _mask(rng, U.shape)
-    torch.library.opcheck(_ops.conv_winograd, (x, U, mask, b, 3, [1, 1], 2, "numpy", "auto", "winograd", None))
-    torch.library.opcheck(_ops.conv_winograd, (x, U, None, None, 3, [0, 0], 2, "numpy", "auto", None, False))
+    torch.library.opcheck(_ops.conv_winograd, (x, U, mask, b, 3, [1, 1, 1, 1], 2, "numpy", "auto", "winograd", None))
+    torch.library.opcheck(_ops.conv_winograd, (x, U, None, None, 3, [0, 0, 0, 0], 2, "numpy", "auto", None, False))
 
 
 def test_opcheck_backward_ops(rng):
     x, w, b = _t(rng, 1, 2, 5, 6, grad=False), _t(rng, 3, 2, 3, 3, grad=False), _t(rng, 3, grad=False)
     g = torch.from_numpy(rng.standard_normal((1, 3, 5, 6)))
     for flags in ((True, True, True), (False, True, False), (True, False, True)):
-        torch.library.opcheck(_ops.conv_spatial_backward, (g, x, w, b, [1, 1], 2, "numpy", "auto", None, *flags))
+        torch.library.opcheck(_ops.conv_spatial_backward, (g, x, w, b, [1, 1, 1, 1], 2, "numpy", "auto", None, 1, False,
+                                                             *flags))
     U = _t(rng, 16, 3, 2, grad=False)
     torch.library.opcheck(_ops.conv_winograd_backward,
-                          (g, x, U, _mask(rng, U.shape), b, 3, [1, 1], 2, "numpy", "auto", None, None, True, True,
-                           True))
+                          (g, x, U, _mask(rng, U.shape), b, 3, [1, 1, 1, 1], 2, "numpy", "auto", None, None, False,
+                           True, True, True))
 
 
 def test_fake_tensors_give_the_shapes():
@@ -311,14 +315,17 @@ def test_torch_compile_forward_and_backward(rng):
 
 def test_unsupported_arguments_name_themselves(rng):
     x, w = _t(rng, 1, 2, 6, 6, grad=False), _t(rng, 3, 2, 3, 3, grad=False)
-    for kw, word in [({"stride": 2}, "stride"), ({"dilation": (1, 2)}, "dilation"), ({"groups": 2}, "groups"),
-                     ({"padding": "same"}, "padding"), ({"padding": "valid"}, "padding")]:
-        with pytest.raises(NotImplementedError, match=word):
+    for kw, word, exc in [({"stride": 0}, "stride", ValueError), ({"dilation": (1, 2, 3)}, "dilation", ValueError),
+                          ({"groups": 0}, "groups", ValueError), ({"groups": 4}, "groups", ValueError),
+                          ({"padding": "full"}, "padding", ValueError), ({"padding": -1}, "padding", ValueError),
+                          ({"padding": (1, 2, 3)}, "padding", ValueError),
+                          ({"stride": 2, "padding": "same"}, "same", ValueError)]:
+        with pytest.raises(exc, match=word):
             F.conv2d(x, w, **kw)
-    with pytest.raises(ValueError, match="padding"):
-        F.conv2d(x, w, padding=3)
+    with pytest.raises(ValueError, match="input"):
+        F.conv2d(x, w, padding=0, dilation=4)  # extent 9 > 6
     with pytest.raises(ValueError, match="weight"):
-        F.conv2d(x, _t(rng, 3, 2, 3, 2, grad=False))
+        F.conv2d(x, _t(rng, 3, 2, 3, grad=False))
     with pytest.raises(ValueError, match="channel"):
         F.conv2d(x, _t(rng, 3, 4, 3, 3, grad=False))
     with pytest.raises(ValueError, match="input"):
@@ -346,7 +353,7 @@ def test_bad_mask_names_mask(rng):
     with pytest.raises(TypeError, match="mask"):
         F.conv2d_winograd(x, U, r=3, mask=torch.ones(16, 3, 2))
     with pytest.raises(ValueError, match="mask"):  # the operator itself checks it too
-        _ops.conv_winograd(x, U, torch.ones(4, 3, 2, dtype=torch.bool), None, 3, [0, 0], 2, "numpy", "auto", None,
+        _ops.conv_winograd(x, U, torch.ones(4, 3, 2, dtype=torch.bool), None, 3, [0, 0, 0, 0], 2, "numpy", "auto", None,
                            None)
     with pytest.raises(ValueError, match="m=4 does not match weight"):
         F.conv2d_winograd(x, U, r=3, m=4)

@@ -45,18 +45,16 @@ def test_winograd_conv3d_from_conv():
     torch.manual_seed(1)
     conv = nn.Conv3d(2, 3, 3, padding="same", bias=False, dtype=torch.float64)
     wc = mt.WinogradConv3d.from_conv(conv)
-    assert wc.padding == (1, 1, 1) and wc.bias is None
+    assert wc.padding == conv.padding == "same" and wc.bias is None  # as nn.Conv3d keeps it
     x = _x(1, 1, 2, 5, 4, 6)
     assert rel_err(wc(x).detach().numpy(), conv(x).detach().numpy()) <= tolerance(np.float64, 2, 3, 2 * 27, 3)
 
 
-@pytest.mark.parametrize("kw,word,exc", [({"stride": 2}, "stride", NotImplementedError),
-                                         ({"dilation": 2}, "dilation", NotImplementedError),
-                                         ({"groups": 3}, "groups", NotImplementedError),
+@pytest.mark.parametrize("kw,word,exc", [({"groups": 4}, "groups", ValueError),
                                          ({"padding_mode": "reflect", "padding": 1}, "padding_mode",
                                           NotImplementedError),
-                                         ({"padding": 3}, "padding", ValueError),
-                                         ({"kernel_size": (3, 5)}, "kernel_size", ValueError)])
+                                         ({"padding": "full"}, "padding", ValueError),
+                                         ({"m": 0}, "m", ValueError)])
 def test_winograd_conv2d_refuses_what_it_cannot_compute(kw, word, exc):
     args = {"kernel_size": 3, **kw}
     with pytest.raises(exc, match=word):
@@ -205,7 +203,7 @@ def test_n_m_pruned_layer_exports_a_sparse_tensor_core_plan():
 
 def test_winograd_domain_refuses_bad_configuration():
     with pytest.raises(ValueError, match="padding"):
-        mt.WinogradDomainConv2d(2, 3, 3, padding=4)
+        mt.WinogradDomainConv2d(2, 3, 3, padding=-1)
     with pytest.raises(ValueError, match="kernel_size"):
         mt.WinogradDomainConv2d(2, 3, (3, 5))
     with pytest.raises(ValueError, match="relu"):
@@ -252,7 +250,7 @@ def test_convert_swaps_only_the_eligible_convolutions():
     model = mt.convert(_model())
     assert model.winograd_converted == ["stem.0", "block.0"]
     assert type(model.stem[0]) is mt.WinogradConv2d and type(model.block[0]) is mt.WinogradConv2d
-    assert model.block[0].padding == (2, 2)
+    assert model.block[0].padding == "same"  # nn.Conv2d's own value, kept
     assert type(model.down) is nn.Conv2d and type(model.block[3]) is nn.Conv2d
     dom = mt.convert(_model(), winograd_domain=True, m=2)
     assert type(dom.stem[0]) is mt.WinogradDomainConv2d and dom.block[0].weight.shape == (36, 8, 8)
@@ -399,5 +397,7 @@ def test_module_accepts_string_padding_like_nn_conv2d(padding):
     ref.load_state_dict(layer.state_dict())
     x = _x(31, 1, 3, 7, 6)
     assert rel_err(layer(x).detach().numpy(), ref(x).detach().numpy()) <= tolerance(np.float64, 4, 3, 27)
-    with pytest.raises(NotImplementedError, match="even kernel"):
-        mt.WinogradConv2d(3, 4, 4, padding="same")
+    even = mt.WinogradConv2d(3, 4, 4, padding=padding, dtype=torch.float64)  # "same": the odd zero after
+    ref4 = nn.Conv2d(3, 4, 4, padding=padding, dtype=torch.float64)
+    ref4.load_state_dict(even.state_dict())
+    assert rel_err(even(x).detach().numpy(), ref4(x).detach().numpy()) <= tolerance(np.float64, 4, 4, 48)

@@ -125,25 +125,39 @@ def _relu_arg(relu: str | None) -> str | None:
     return relu if relu else None
 
 
-def _out_shape(x: torch.Tensor, K: int, r: int, padding: Sequence[int]) -> list[int]:
-    return [x.shape[0], K, *(s + 2 * p - r + 1 for s, p in zip(x.shape[2:], padding))]
+def _pairs(padding: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """The operators' flat padding [lo_0, hi_0, lo_1, hi_1, ...] (axis order) as per-axis pairs."""
+    return tuple((int(padding[2 * i]), int(padding[2 * i + 1])) for i in range(len(padding) // 2))
 
 
-def _spatial_plan(x, weight, bias, padding, m, backend, precision, relu):
+def _out_shape(x: torch.Tensor, K: int, r: int, padding: Sequence[int], channels_last: bool = False) -> list[int]:
+    """y's shape: N×K×spatial, or N×spatial×K when ``channels_last`` (x is then N×spatial×C)."""
+    spatial = x.shape[1:-1] if channels_last else x.shape[2:]
+    out = [s + lo + hi - r + 1 for s, (lo, hi) in zip(spatial, _pairs(padding))]
+    return [x.shape[0], *out, K] if channels_last else [x.shape[0], K, *out]
+
+
+def _layout(x: torch.Tensor, channels_last: bool) -> str | None:
+    return {4: "NHWC", 5: "NDHWC"}[x.dim()] if channels_last else None
+
+
+def _spatial_plan(x, weight, bias, padding, m, backend, precision, relu, groups, channels_last):
     be = resolve_backend(backend, x)
     cls = _plan_class(x)
     w, b = _to_array(weight, "weight", be), _to_array(bias, "bias", be)
-    return cls(w, b, tuple(padding), m if m > 0 else None, be, relu=_relu_arg(relu), precision=precision), be
+    return cls(w, b, _pairs(padding), m if m > 0 else None, be, relu=_relu_arg(relu), precision=precision,
+               layout=_layout(x, channels_last), groups=groups), be
 
 
-def _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse):
+def _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last):
     be = resolve_backend(backend, x)
     cls = _plan_class(x)
     # the mask's dtype and shape are checked by from_winograd, which names it
     u, b, msk = _to_array(U, "weight", be), _to_array(bias, "bias", be), _to_array(mask, "mask", be)
     sp: bool | str = "auto" if sparse is None else bool(sparse)
-    plan = cls.from_winograd(u, r, mask=msk, bias=b, padding=tuple(padding), m=m if m > 0 else None,
-                             backend=be, relu=_relu_arg(relu), sparse=sp, precision=precision)
+    plan = cls.from_winograd(u, r, mask=msk, bias=b, padding=_pairs(padding), m=m if m > 0 else None,
+                             backend=be, relu=_relu_arg(relu), sparse=sp, precision=precision,
+                             layout=_layout(x, channels_last))
     return plan, be
 
 
@@ -162,33 +176,37 @@ def _grads(plan, x, grad_output, be, need_x, need_w, need_b, w_like, b_like):
 
 @torch.library.custom_op("magma_wino::conv_spatial", mutates_args=())
 def conv_spatial(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: list[int], m: int,
-                 backend: str, precision: str, relu: str | None) -> torch.Tensor:
-    """Winograd convolution with spatial weights (K×C×r^nd); ``m`` = 0: the plan's default
-    tile (4 in 2D, 2 in 3D); ``relu``: None, "spatial" or "winograd"."""
+                 backend: str, precision: str, relu: str | None, groups: int = 1,
+                 channels_last: bool = False) -> torch.Tensor:
+    """Stride-1 Winograd convolution with spatial weights (K×C/groups×r^nd); ``padding``: per
+    side, [lo_0, hi_0, lo_1, hi_1, ...] in axis order; ``m`` = 0: the plan's default tile (4 in
+    2D, 2 in 3D); ``relu``: None, "spatial" or "winograd"; ``channels_last``: x is N×spatial×C
+    (C-contiguous, e.g. the permuted view of a ``channels_last`` tensor) and so is y."""
     with _stream_scope(x, resolve_backend(backend, x)):  # the plan's filter transform too
-        plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu)
+        plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu, groups, channels_last)
         return _to_tensor(plan(_to_array(x, "input", be)), x)
 
 
 @conv_spatial.register_fake
-def _(x, weight, bias, padding, m, backend, precision, relu):
-    return x.new_empty(_out_shape(x, weight.shape[0], weight.shape[2], padding))
+def _(x, weight, bias, padding, m, backend, precision, relu, groups=1, channels_last=False):
+    return x.new_empty(_out_shape(x, weight.shape[0], weight.shape[2], padding, channels_last))
 
 
 @torch.library.custom_op("magma_wino::conv_spatial_backward", mutates_args=())
 def conv_spatial_backward(grad_output: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
                           bias: torch.Tensor | None, padding: list[int], m: int, backend: str, precision: str,
-                          relu: str | None, input_grad: bool, weight_grad: bool,
+                          relu: str | None, groups: int, channels_last: bool, input_grad: bool, weight_grad: bool,
                           bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx, dL/dweight, dL/dbias) of :func:`conv_spatial`; empty tensors for those not asked."""
     with _stream_scope(x, resolve_backend(backend, x)):
-        plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu)
+        plan, be = _spatial_plan(x, weight, bias, padding, m, backend, precision, relu, groups, channels_last)
         return _grads(plan, x, grad_output, be, input_grad, weight_grad, bias_grad and bias is not None,
                       weight, bias)
 
 
 @conv_spatial_backward.register_fake
-def _(grad_output, x, weight, bias, padding, m, backend, precision, relu, input_grad, weight_grad, bias_grad):
+def _(grad_output, x, weight, bias, padding, m, backend, precision, relu, groups, channels_last, input_grad,
+      weight_grad, bias_grad):
     gx = x.new_empty(x.shape if input_grad else _EMPTY)
     gw = weight.new_empty(weight.shape if weight_grad else _EMPTY)
     gb = x.new_empty(bias.shape if bias_grad and bias is not None else _EMPTY)
@@ -196,20 +214,20 @@ def _(grad_output, x, weight, bias, padding, m, backend, precision, relu, input_
 
 
 def _setup_spatial(ctx, inputs, output):
-    x, weight, bias, padding, m, backend, precision, relu = inputs
+    x, weight, bias, padding, m, backend, precision, relu, groups, channels_last = inputs
     ctx.save_for_backward(x, weight, bias)
-    ctx.config = (list(padding), m, backend, precision, relu)
+    ctx.config = (list(padding), m, backend, precision, relu, groups, channels_last)
 
 
 def _backward_spatial(ctx, grad):
     x, weight, bias = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     if not (need_x or need_w or need_b):
-        return None, None, None, None, None, None, None, None
+        return (None,) * 10
     gx, gw, gb = conv_spatial_backward(grad.contiguous(), x, weight, bias, *ctx.config, need_x, need_w,
                                        need_b and bias is not None)
     return (gx if need_x else None, gw if need_w else None, gb if need_b and bias is not None else None,
-            None, None, None, None, None)
+            *(None,) * 7)
 
 
 conv_spatial.register_autograd(_backward_spatial, setup_context=_setup_spatial)
@@ -221,34 +239,35 @@ conv_spatial.register_autograd(_backward_spatial, setup_context=_setup_spatial)
 @torch.library.custom_op("magma_wino::conv_winograd", mutates_args=())
 def conv_winograd(x: torch.Tensor, U: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None, r: int,
                   padding: list[int], m: int, backend: str, precision: str, relu: str | None,
-                  sparse: bool | None) -> torch.Tensor:
+                  sparse: bool | None, channels_last: bool = False) -> torch.Tensor:
     """Convolution with Winograd-domain weights U (α^nd×K×C), zero where the bool ``mask`` is
     False; ``sparse``: None (the plan decides by density), True (the batched CSR product) or
-    False (dense)."""
+    False (dense); ``padding`` and ``channels_last`` as :func:`conv_spatial`."""
     with _stream_scope(x, resolve_backend(backend, x)):
-        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse)
+        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last)
         return _to_tensor(plan(_to_array(x, "input", be)), x)
 
 
 @conv_winograd.register_fake
-def _(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse):
-    return x.new_empty(_out_shape(x, U.shape[1], r, padding))
+def _(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last=False):
+    return x.new_empty(_out_shape(x, U.shape[1], r, padding, channels_last))
 
 
 @torch.library.custom_op("magma_wino::conv_winograd_backward", mutates_args=())
 def conv_winograd_backward(grad_output: torch.Tensor, x: torch.Tensor, U: torch.Tensor, mask: torch.Tensor | None,
                            bias: torch.Tensor | None, r: int, padding: list[int], m: int, backend: str,
-                           precision: str, relu: str | None, sparse: bool | None, input_grad: bool,
-                           weight_grad: bool, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                           precision: str, relu: str | None, sparse: bool | None, channels_last: bool,
+                           input_grad: bool, weight_grad: bool,
+                           bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx, dL/dU, dL/dbias) of :func:`conv_winograd` (dL/dU zero where ``mask`` is False)."""
     with _stream_scope(x, resolve_backend(backend, x)):
-        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse)
+        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last)
         return _grads(plan, x, grad_output, be, input_grad, weight_grad, bias_grad and bias is not None, U, bias)
 
 
 @conv_winograd_backward.register_fake
-def _(grad_output, x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, input_grad, weight_grad,
-      bias_grad):
+def _(grad_output, x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last, input_grad,
+      weight_grad, bias_grad):
     gx = x.new_empty(x.shape if input_grad else _EMPTY)
     gw = U.new_empty(U.shape if weight_grad else _EMPTY)
     gb = x.new_empty(bias.shape if bias_grad and bias is not None else _EMPTY)
@@ -256,20 +275,19 @@ def _(grad_output, x, U, mask, bias, r, padding, m, backend, precision, relu, sp
 
 
 def _setup_winograd(ctx, inputs, output):
-    x, U, mask, bias, r, padding, m, backend, precision, relu, sparse = inputs
+    x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last = inputs
     ctx.save_for_backward(x, U, mask, bias)
-    ctx.config = (r, list(padding), m, backend, precision, relu, sparse)
+    ctx.config = (r, list(padding), m, backend, precision, relu, sparse, channels_last)
 
 
 def _backward_winograd(ctx, grad):
     x, U, mask, bias = ctx.saved_tensors
     need_x, need_u, _, need_b = ctx.needs_input_grad[:4]
-    none = (None,) * 7
+    none = (None,) * 8
     if not (need_x or need_u or need_b):
         return (None, None, None, None) + none
-    r, padding, m, backend, precision, relu, sparse = ctx.config
-    gx, gu, gb = conv_winograd_backward(grad.contiguous(), x, U, mask, bias, r, padding, m, backend, precision,
-                                        relu, sparse, need_x, need_u, need_b and bias is not None)
+    gx, gu, gb = conv_winograd_backward(grad.contiguous(), x, U, mask, bias, *ctx.config, need_x, need_u,
+                                        need_b and bias is not None)
     return (gx if need_x else None, gu if need_u else None, None,
             gb if need_b and bias is not None else None) + none
 

@@ -5,9 +5,11 @@ Winograd-domain U (α^nd×K×C).
 All four are differentiable (the ``magma_wino::*`` operators of :mod:`magma_wino.torch._ops`)
 and traceable by ``torch.compile``.  ``backend="auto"`` runs the CUDA kernels for CUDA tensors
 and the NumPy reference for CPU tensors; ``backend="emulator"`` runs the kernels' source on the
-CPU (CPU tensors).  Only what the Winograd layers compute is accepted: stride 1, dilation 1,
-groups 1 and integer zero padding of at most r - 1 per axis (a ``NotImplementedError`` /
-``ValueError`` naming the argument otherwise, until issue 17 adds the rest).
+CPU (CPU tensors).  :func:`conv2d` / :func:`conv3d` take every convolution
+``torch.nn.functional`` does (padding modes aside): stride, dilation and rectangular kernels
+rewritten by :mod:`magma_wino.decompose` into one stride-1 Winograd convolution, groups as
+block-diagonal products, any zero padding per side, ``channels_last`` inputs without a copy
+(docs/limitations.md: what runs how, and what is refused).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from .._checks import as_padding
+from ..decompose import decompose
 from . import _ops
 
 __all__ = ["conv2d", "conv3d", "conv2d_winograd", "conv3d_winograd"]
@@ -44,34 +48,32 @@ def _tuple(v: object, nd: int, name: str) -> tuple[int, ...]:
     return tuple(int(i) for i in vals)
 
 
-def _unsupported(v: object, nd: int, name: str, value: int = 1) -> None:
-    if isinstance(v, str):
-        raise NotImplementedError(f"{name}={v!r} is not supported by the Winograd layers (issue 17)")
-    vals = _tuple(v, nd, name)
-    if any(i != value for i in vals):
-        raise NotImplementedError(
-            f"{name}={v!r} is not supported: the Winograd layers compute {name} {value} only (issue 17 adds "
-            f"the rest); use torch.nn.functional for this layer")
+def _groups(groups: object) -> int:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    return groups
 
 
-def _stride1_only(nd: int, stride: object, dilation: object, groups: object) -> None:
-    """Stride, dilation and groups of 1 (the layers this library computes), or a clear error."""
-    _unsupported(stride, nd, "stride")
-    _unsupported(dilation, nd, "dilation")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups != 1:
-        raise NotImplementedError(f"groups={groups!r} is not supported: the Winograd layers compute groups 1 "
-                                  f"only (issue 17)")
+def _pads(padding: object, nd: int, extent: Sequence[int]) -> list[int]:
+    """``padding`` (every form of :func:`magma_wino._checks.as_padding`) as the operators' flat
+    per-side list [lo_0, hi_0, lo_1, hi_1, ...] in axis order."""
+    return [p for pair in as_padding(padding, nd, tuple(extent)) for p in pair]
 
 
-def _padding(padding: object, nd: int, r: int) -> list[int]:
-    if isinstance(padding, str):
-        raise NotImplementedError(f"padding={padding!r} is not supported: give the zero padding as ints "
-                                  f"(0 <= padding <= r - 1 = {r - 1}; issue 17 adds the string forms)")
-    pads = _tuple(padding, nd, "padding")
-    if any(p < 0 or p > r - 1 for p in pads):
-        raise ValueError(f"padding={padding!r} is not supported: each entry must be in [0, r - 1] = "
-                         f"[0, {r - 1}] (larger padding only adds outputs that see zeros; pad the input)")
-    return list(pads)
+def _is_channels_last(t: torch.Tensor) -> bool:
+    """A ``channels_last`` (``channels_last_3d``) tensor that is not also C-contiguous."""
+    fmt = torch.channels_last if t.dim() == 4 else torch.channels_last_3d
+    return not t.is_contiguous() and t.is_contiguous(memory_format=fmt)
+
+
+def _last(t: torch.Tensor) -> torch.Tensor:
+    """N×C×spatial -> its N×spatial×C view (C-contiguous for a channels_last tensor: no copy)."""
+    return t.permute(0, *range(2, t.dim()), 1)
+
+
+def _first(t: torch.Tensor) -> torch.Tensor:
+    """N×spatial×C -> its N×C×spatial view (a channels_last tensor)."""
+    return t.permute(0, t.dim() - 1, *range(1, t.dim() - 1))
 
 
 def _check_common(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, nd: int,
@@ -125,38 +127,80 @@ def _check_channels(input: torch.Tensor, bias: torch.Tensor | None, C: int, K: i
 
 def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu):
     _check_common(input, weight, bias, nd, "spatial")
-    _stride1_only(nd, stride, dilation, groups)
-    r = int(weight.shape[2])
-    if any(int(s) != r for s in weight.shape[2:]):
-        raise ValueError(f"weight must have a cubic (square) kernel r×r{'×r' if nd == 3 else ''}, got shape "
-                         f"{tuple(weight.shape)}")
-    _check_channels(input, bias, int(weight.shape[1]), int(weight.shape[0]), "weight")
-    pads = _padding(padding, nd, r)
-    return _ops.conv_spatial(input, weight, bias, pads, _m_arg(m), _ops.resolve_backend(backend, input),
-                             precision, _relu_arg(relu))
+    groups = _groups(groups)
+    K, Cg = int(weight.shape[0]), int(weight.shape[1])
+    if input.shape[1] != Cg * groups:
+        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight has C / groups = "
+                         f"{Cg} with groups = {groups} (C = {Cg * groups})")
+    if K % groups:
+        raise ValueError(f"weight has K = {K} output channels, not a multiple of groups = {groups}")
+    if bias is not None and tuple(bias.shape) != (K,):
+        raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
+    dec = decompose(nd, tuple(int(s) for s in weight.shape[2:]), stride, padding, dilation, groups)
+    dec.out_spatial(tuple(input.shape[2:]), "input")
+    relu = _relu_arg(relu)
+    if backend == "auto" and groups > 1 and Cg == 1 and relu != "winograd":
+        return _direct(nd, input, weight, bias, dec, relu)
+    if relu == "winograd" and not dec.direct:
+        raise NotImplementedError("relu='winograd' with a stride or dilation is not supported: the Winograd-domain "
+                                  "ReLU would act on the phase convolution's tiles, not on this layer's")
+    cl = _is_channels_last(input)
+    x = _last(input) if cl else input
+    square = len(set(weight.shape[2:])) == 1
+    w = weight if dec.direct and square else dec.weights(weight)
+    pads = [p for pair in dec.inner_padding for p in pair]
+    y = _ops.conv_spatial(dec.inputs(x, cl), w, bias, pads, _m_arg(m), _ops.resolve_backend(backend, input),
+                          precision, relu, groups, cl)
+    y = dec.outputs(y, tuple(input.shape[2:]), cl)
+    return _first(y) if cl else y
+
+
+def _direct(nd: int, input, weight, bias, dec, relu):
+    """A depthwise layer (C/groups = 1) with ``backend="auto"``: PyTorch's own direct convolution
+    (cuDNN's depthwise kernels on a GPU).  Such a layer is memory-bound — its multiplications take
+    a sixth of the time its x and y take to move — so Winograd, which saves multiplications and
+    moves V and M besides, cannot win (docs/limitations.md has the model's numbers)."""
+    import torch.nn.functional as TF
+
+    x = TF.relu(input) if relu == "spatial" else input
+    pads = [(ax.lo, ax.hi) for ax in dec.axes]
+    if any(lo != hi for lo, hi in pads):  # torch's convolution takes symmetric padding per axis
+        x = TF.pad(x, [p for pair in reversed(pads) for p in pair])
+        pads = [(0, 0)] * nd
+    conv = TF.conv2d if nd == 2 else TF.conv3d
+    return conv(x, weight, bias, tuple(ax.stride for ax in dec.axes), tuple(lo for lo, _ in pads),
+                tuple(ax.dilation for ax in dec.axes), dec.groups)
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: _IntOrTuple = 1,
            padding: _IntOrTuple = 0, dilation: _IntOrTuple = 1, groups: int = 1, *, m: int | None = None,
            precision: str = "auto", backend: str = "auto", relu: Relu = None) -> torch.Tensor:
     """2D Winograd convolution F(m×m, r×r), a differentiable drop-in for
-    ``torch.nn.functional.conv2d`` (same positional order) where stride, dilation and groups
-    are 1 and ``padding`` is an int or (int, int) in [0, r - 1].
+    ``torch.nn.functional.conv2d``: the same positional order and semantics, every stride,
+    dilation, groups, kernel shape and padding (docs/limitations.md says how each runs).
 
     Args:
         input: N×C×H×W (float32, float64, float16; bfloat16 tensors are refused: NumPy and
             CuPy have no bfloat16 dtype, use float32 with ``precision="bf16"``).
         weight: K×C×r×r, same dtype and device as ``input``.
         bias: optional (K,).
-        stride, dilation, groups: must be 1 (NotImplementedError otherwise, issue 17).
-        padding: zero padding, 0 <= p <= r - 1 (no string forms yet).
+        stride, dilation: an int or (h, w), as PyTorch: one stride-1 plan on the phases of
+            the input (:mod:`magma_wino.decompose`).
+        groups: as PyTorch (block-diagonal products); a depthwise layer (C/groups = 1) with
+            ``backend="auto"`` runs PyTorch's own direct convolution (memory-bound: Winograd
+            cannot win there), with an explicit backend the Winograd kernels.
+        padding: any zero padding >= 0 per side: an int, one int per axis, (lo, hi) pairs,
+            2·nd ints in ``torch.nn.functional.pad``'s order, "same" (stride 1) or "valid".
         m: output tile per axis (None: 4).
         precision: the products' precision mode ("auto", "fp32", "tf32x3", "tf32", "fp16",
             "bf16", "fp64"; see docs/api.md, "Precision"); float64 data runs in "fp64".
         backend: "auto" ("cuda" for CUDA tensors, "numpy" for CPU tensors), "cuda",
             "emulator" (the kernels' source on the CPU, CPU tensors) or "numpy".
         relu: None, "spatial" (ReLU of the input before the transform) or "winograd" (ReLU
-            after the input transform, Liu et al. 2018).
+            after the input transform, Liu et al. 2018; stride and dilation 1 only).
+
+    A ``channels_last`` input is read in place (stride 1, dilation 1) and the result is
+    ``channels_last`` too.
     """
     return _conv(2, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu)
 
@@ -203,9 +247,11 @@ def _conv_winograd(nd, input, weight, bias, padding, r, mask, m, relu, sparse, p
             raise TypeError(f"mask is on {mask.device} but input is on {input.device}")
     if sparse is not None and not isinstance(sparse, bool):
         raise TypeError(f"sparse must be None, True or False, got {sparse!r}")
-    pads = _padding(padding, nd, r)
-    return _ops.conv_winograd(input, weight, mask, bias, r, pads, m_tile, _ops.resolve_backend(backend, input),
-                              precision, _relu_arg(relu), sparse)
+    pads = _pads(padding, nd, (r,) * nd)
+    cl = _is_channels_last(input)
+    y = _ops.conv_winograd(_last(input) if cl else input, weight, mask, bias, r, pads, m_tile,
+                           _ops.resolve_backend(backend, input), precision, _relu_arg(relu), sparse, cl)
+    return _first(y) if cl else y
 
 
 def conv2d_winograd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

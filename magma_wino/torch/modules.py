@@ -2,8 +2,8 @@
 
 * :class:`WinogradConv2d` / :class:`WinogradConv3d` — subclasses of ``nn.Conv2d`` /
   ``nn.Conv3d`` with the same constructor, parameters and ``state_dict``, computed by Winograd
-  F(m, r).  They refuse what they cannot compute (stride, dilation, groups != 1, padding
-  modes other than "zeros", padding > r - 1, non-square kernels).
+  F(m, r): every stride, dilation, groups, padding (ints, "same", "valid") and kernel shape,
+  as :mod:`magma_wino.decompose` rewrites them (padding modes other than "zeros" are refused).
 * :class:`WinogradDomainConv2d` / :class:`WinogradDomainConv3d` — the parameter ``weight`` IS
   the Winograd-domain U (α^nd×K×C), with a bool ``mask`` buffer (the pruning pattern),
   ``relu="winograd"`` for the Winograd-ReLU layer (Liu et al. 2018), :meth:`prune_` /
@@ -33,6 +33,7 @@ from torch import nn
 from .. import layer as _layer
 from .. import pruning as _pruning
 from .. import reference as _reference
+from ..decompose import decompose
 from ..sparse import BSR_BLOCK
 from . import functional as F
 
@@ -41,33 +42,30 @@ __all__ = ["WinogradConv2d", "WinogradConv3d", "WinogradDomainConv2d", "Winograd
 _PLAN = {2: _layer.WinogradConv2d, 3: _layer.WinogradConv3d}
 
 
-def _check_config(nd: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
-                  padding_mode: str) -> tuple[int, tuple[int, ...]]:
-    """(r, padding) of a layer the Winograd modules can compute, or a clear error."""
-    ks = F._tuple(kernel_size, nd, "kernel_size")
-    if len(set(ks)) != 1:
-        raise ValueError(f"kernel_size={kernel_size!r} is not supported: the Winograd layers need a square "
-                         f"(cubic) kernel r×r{'×r' if nd == 3 else ''}")
-    r = ks[0]
-    F._stride1_only(nd, stride, dilation, groups)
+def _padding_mode(padding_mode: str) -> None:
     if padding_mode != "zeros":
         raise NotImplementedError(f"padding_mode={padding_mode!r} is not supported: the Winograd layers pad "
                                   f"with zeros only")
-    return r, tuple(F._padding(padding, nd, r))
 
 
-def _conv_padding(conv: nn.Module, nd: int) -> Any:
-    """A stride-1 conv's padding as ints ('valid' is 0, 'same' is (r - 1) / 2 for odd r:
-    the same zeros on both sides, so the same layer)."""
-    p = conv.padding
-    if p == "valid":
-        return 0
-    if p == "same":
-        ks = F._tuple(conv.kernel_size, nd, "kernel_size")
-        if any(k % 2 == 0 for k in ks):
-            raise NotImplementedError(f"padding='same' with an even kernel {ks} pads asymmetrically: not supported")
-        return tuple((k - 1) // 2 for k in ks)
-    return p
+def _check_domain_config(nd: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+                         padding_mode: str) -> tuple[int, Any]:
+    """(r, padding) of a layer whose Winograd-domain weights the modules can hold (square r, stride
+    1, dilation 1, groups 1: U is the weights of that one layer), or a clear error."""
+    ks = F._tuple(kernel_size, nd, "kernel_size")
+    if len(set(ks)) != 1:
+        raise ValueError(f"kernel_size={kernel_size!r} is not supported by the Winograd-domain layers: U is "
+                         f"α^nd×K×C of a square (cubic) r×r{'×r' if nd == 3 else ''} kernel")
+    for name, v in (("stride", stride), ("dilation", dilation)):
+        if any(i != 1 for i in F._tuple(v, nd, name)):
+            raise NotImplementedError(f"{name}={v!r} is not supported by the Winograd-domain layers (their U is "
+                                      f"the weights of a stride-1 layer); WinogradConv{nd}d computes it")
+    if groups != 1:
+        raise NotImplementedError(f"groups={groups!r} is not supported by the Winograd-domain layers; "
+                                  f"WinogradConv{nd}d computes it")
+    _padding_mode(padding_mode)
+    F._pads(padding, nd, ks)  # checked (every form of as_padding, "same" / "valid")
+    return ks[0], padding
 
 
 class _SpatialMixin:
@@ -76,19 +74,20 @@ class _SpatialMixin:
     _nd = 2
 
     def _winograd_init(self, m: int | None, backend: str, precision: str, relu: F.Relu) -> None:
-        # (nn.Conv2d itself refuses 'same' with a stride other than 1)
-        padding = _conv_padding(self, self._nd) if isinstance(self.padding, str) else self.padding
-        self._r, pads = _check_config(self._nd, self.kernel_size, self.stride, padding, self.dilation,
-                                      self.groups, self.padding_mode)
-        self.padding = pads
+        # Every stride, dilation, groups, padding and kernel shape nn.Conv2d takes (its own
+        # constructor has checked them): checked here once more for what the decomposition needs.
+        _padding_mode(self.padding_mode)
+        F._groups(self.groups)
+        self._decomposition = decompose(self._nd, self.kernel_size, self.stride, self.padding, self.dilation,
+                                        self.groups)
         F._m_arg(m)
         F._relu_arg(relu)
         self.m, self.backend, self.precision, self.relu = m, backend, precision, relu
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         conv = F.conv2d if self._nd == 2 else F.conv3d
-        return conv(input, self.weight, self.bias, 1, self.padding, m=self.m, precision=self.precision,
-                    backend=self.backend, relu=self.relu)
+        return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, m=self.m,
+                    precision=self.precision, backend=self.backend, relu=self.relu)
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", m={self.m}, backend={self.backend!r}, precision={self.precision!r}"
@@ -102,7 +101,7 @@ class _SpatialMixin:
         if not isinstance(conv, base):
             raise TypeError(f"conv must be a {base.__name__}, got {type(conv).__name__}")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                  padding=_conv_padding(conv, cls._nd), dilation=conv.dilation, groups=conv.groups,
+                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                   bias=conv.bias is not None, padding_mode=conv.padding_mode, device=conv.weight.device,
                   dtype=conv.weight.dtype, **kw)
         with torch.no_grad():
@@ -118,18 +117,25 @@ class _SpatialMixin:
         """The inference plan :class:`magma_wino.WinogradConv2d` (3D: ``WinogradConv3d``) of the
         current weights (copied: training on does not change the plan).  ``kw``: the plan's
         other keywords (layout, fused, output_relu, ...)."""
+        dec = self._decomposition
+        if not dec.direct or len(set(self.kernel_size)) != 1:
+            raise NotImplementedError(f"to_plan: the plans run stride-1, dilation-1 layers with a square kernel; "
+                                      f"this one has stride={self.stride}, dilation={self.dilation}, "
+                                      f"kernel_size={self.kernel_size} (magma_wino.conv{self._nd}d and this "
+                                      f"module's forward compute it)")
         w = self.weight.detach().clone()
         b = None if self.bias is None else self.bias.detach().clone()
         be = F._ops.resolve_backend(backend, w)
         w_arr, b_arr = F._ops._to_array(w, "weight", be), F._ops._to_array(b, "bias", be)
-        return _PLAN[self._nd](w_arr, b_arr, tuple(self.padding), self.m, be, relu=self.relu,
-                               precision=self.precision, **kw)
+        return _PLAN[self._nd](w_arr, b_arr, dec.inner_padding, self.m, be, relu=self.relu,
+                               precision=self.precision, groups=self.groups, **kw)
 
 
 class WinogradConv2d(_SpatialMixin, nn.Conv2d):
     """``nn.Conv2d`` computed by Winograd F(m×m, r×r): the same constructor (plus keyword-only
-    ``m``, ``backend``, ``precision``, ``relu``), parameters and ``state_dict``; stride,
-    dilation and groups must be 1, ``padding_mode`` "zeros", padding <= r - 1 (ints).
+    ``m``, ``backend``, ``precision``, ``relu``), parameters and ``state_dict``; every stride,
+    dilation, groups, padding and kernel shape ``nn.Conv2d`` takes (docs/limitations.md says how
+    each runs), ``padding_mode`` "zeros".
 
     ``backend="auto"``: "cuda" for CUDA tensors, "numpy" for CPU tensors; "emulator" runs the
     kernels' source on CPU tensors.
@@ -177,7 +183,7 @@ class _WinogradDomainConvNd(nn.Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         if min(self.in_channels, self.out_channels) < 1:
             raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
-        r, pads = _check_config(nd, kernel_size, 1, padding, 1, 1, "zeros")
+        r, pads = _check_domain_config(nd, kernel_size, 1, padding, 1, 1, "zeros")
         self.r, self.padding = r, pads
         self.kernel_size = (r,) * nd
         self.m = self._default_m if m is None else F._m_arg(m)
@@ -234,9 +240,9 @@ class _WinogradDomainConvNd(nn.Module):
         base = nn.Conv2d if cls._nd == 2 else nn.Conv3d
         if not isinstance(conv, base):
             raise TypeError(f"conv must be a {base.__name__}, got {type(conv).__name__}")
-        _check_config(cls._nd, conv.kernel_size, conv.stride, _conv_padding(conv, cls._nd), conv.dilation,
-                      conv.groups, conv.padding_mode)
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], padding=_conv_padding(conv, cls._nd),
+        _check_domain_config(cls._nd, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
+                             conv.padding_mode)
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], padding=conv.padding,
                   bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype, m=m, relu=relu,
                   backend=backend, precision=precision, sparse=sparse)
         g = conv.weight.detach().to("cpu", torch.float64).numpy()
