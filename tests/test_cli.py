@@ -37,9 +37,74 @@ def test_validate_quick_3d_cases_pass_on_the_emulator_and_write_json(tmp_path, c
     assert "passed, 0 failed" in capsys.readouterr().out
 
 
-def test_validate_fails_with_nonzero_exit_when_no_case_matches(capsys):
-    # An empty sweep must not pass silently.
-    assert cli.main(["validate", "--backend", "emulator", "--quick", "--filter", "no-such-group"]) == 1
+def test_validate_with_a_filter_that_matches_no_case_exits_2_listing_the_groups(capsys):
+    # An empty sweep must not pass silently, nor print an empty table.
+    assert cli.main(["validate", "--backend", "emulator", "--quick", "--filter", "no-such-group"]) == 2
+    out, err = capsys.readouterr()
+    assert "--filter 'no-such-group' matches no case; the groups are:" in err and "3d" in err
+    assert "magma_wino validate" not in out  # no table
+
+
+def test_bench_with_layers_that_select_nothing_exits_2_listing_the_layers(capsys):
+    assert cli.main(["bench", "--network", "vgg16", "--layers", "conv9", "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err
+    assert "--layers 'conv9' selects no layer of --network vgg16" in err and "conv5_1" in err
+
+
+def _widths(text: str) -> list[int]:
+    return [len(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("argv", [[], ["--network", "resnet18"], ["--network", "resnet50", "--r", "5", "--m", "2", "4"],
+                                  ["--network", "c3d"], ["--batch", "32", "--totals-only"]], ids=str)
+def test_cost_table_fits_80_columns_and_wide_shows_every_column(argv, capsys):
+    assert cli.main(["cost", *argv]) == 0
+    narrow = capsys.readouterr().out
+    assert max(_widths(narrow)) <= 80
+    header = narrow.splitlines()[0].split()
+    assert header == ["layer", "F", "variant", "w_dens", "mults/out", "mult_ratio"]
+    assert cli.main(["cost", *argv, "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert {"adds/out", "direct/out", "filter_mults"} <= set(wide.splitlines()[0].split())
+    assert len(wide.splitlines()) == len(narrow.splitlines())  # the same rows
+
+
+def test_cost_json_has_the_rows_of_the_table(tmp_path, capsys):
+    path = tmp_path / "rows.json"
+    assert cli.main(["cost", "--network", "resnet18", "--r", "5", "--m", "2", "--dense-only", "--totals-only",
+                     "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert (doc["network"], doc["r"], doc["m"]) == ("resnet18", 5, [2])
+    assert [row["F"] for row in doc["rows"]] == ["F(2,5)"] and doc["rows"][0]["layer"] == "total"
+    assert "F(2,5)" in capsys.readouterr().out  # the table too
+    assert cli.main(["cost", "--m", "2", "--dense-only", "--totals-only", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["rows"][0]["F"] == "F(2,3)"  # --json alone: JSON on stdout, no table
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--m", "20"], "--m 20 --r 3: F(m=20, r=3) has tile size alpha = m + r - 1 = 22; at most 16"),
+    (["--m", "2", "--r", "16"], "--m 2 --r 16"),
+    (["--r", "0"], "--r and --batch must be >= 1"),
+])
+def test_cost_with_an_unsupported_tile_says_so_and_exits_2(argv, message, capsys):
+    assert cli.main(["cost", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and "Traceback" not in err and out == ""
+
+
+def test_validate_table_fits_80_columns_in_a_log(capsys):
+    assert cli.main(["validate", "--backend", "numpy", "--quick", "--filter", "3d generic"]) == 0
+    out = capsys.readouterr().out
+    assert max(_widths(out)) <= 80 and "passed, 0 failed" in out
+
+
+def test_accuracy_json_to_stdout_is_the_study_without_tables(capsys):
+    argv = ["accuracy", "--tiles", "2,3", "--points", "default", "--no-emulator", "--no-nnpack",
+            "--no-precision", "--layers", "conv1_2", "--spatial", "6", "--json", "-"]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["F"] for s in doc["summary"]] == ["F(2,3)"] and doc["meta"]["dtype"] == "float32"
 
 
 def test_validate_reports_a_failing_case_with_its_shapes(monkeypatch, capsys):

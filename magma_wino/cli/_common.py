@@ -11,11 +11,41 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-__all__ = ["PROG", "record_command", "standalone_main"]
+__all__ = ["PROG", "WIDE", "WIDTH", "add_wide_option", "console", "record_command", "standalone_main", "usage_error"]
 
 #: The console script's name (pyproject.toml), the head of every recorded command line.
 PROG = "magma-wino"
+#: The width tables are fitted to when stdout is not a terminal (a log, a pipe): 80 columns;
+#: ``--wide`` lifts it to :data:`WIDE` (every column at its natural width).
+WIDTH = 80
+WIDE = 240
+
+
+def add_wide_option(parser: argparse.ArgumentParser) -> None:
+    """``--wide``: tables at their natural width instead of fitted to the terminal (80 columns
+    when stdout is not one)."""
+    parser.add_argument("--wide", action="store_true",
+                        help=f"tables at full width (default: fitted to the terminal, {WIDTH} columns in a log)")
+
+
+def console(args: argparse.Namespace | None = None) -> Any:
+    """A rich Console whose tables fit: the terminal's width (at most its own), :data:`WIDTH`
+    columns when stdout is not a terminal, :data:`WIDE` with ``--wide``.  Rich wraps cells to
+    fit the width."""
+    from rich.console import Console
+
+    if args is not None and getattr(args, "wide", False):
+        return Console(width=WIDE)
+    return Console() if sys.stdout.isatty() else Console(width=WIDTH)
+
+
+def usage_error(name: str, message: str) -> int:
+    """Print ``magma-wino <name>: <message>`` to stderr and return 2, the usage-error status
+    (as argparse's), for arguments that parse but select nothing or name something unsupported."""
+    print(f"{PROG} {name}: {message}", file=sys.stderr)
+    return 2
 
 
 def record_command(args: argparse.Namespace, name: str, argv: Sequence[str]) -> argparse.Namespace:

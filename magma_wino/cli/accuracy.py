@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import accuracy
-from ._common import standalone_main
+from ._common import add_wide_option, standalone_main
+from ._common import console as _console
 
 __all__ = ["HELP", "add_arguments", "print_summary", "run", "main"]
 
@@ -25,6 +26,8 @@ HELP = "accuracy study: error against tile size, points and precision mode"
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the options of ``magma-wino accuracy`` to ``parser``."""
     parser.add_argument("--out", metavar="DIR", help="write accuracy.json, accuracy.md, accuracy.png here")
+    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE ('-': stdout, no tables)")
+    add_wide_option(parser)
     parser.add_argument("--spatial", type=int, default=28,
                         help="cap of the VGG-16 spatial size H = W (default 28: 224/112/56 → 28)")
     parser.add_argument("--layers", nargs="+", metavar="NAME",
@@ -59,20 +62,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def print_summary(result: dict[str, Any]) -> None:
+def print_summary(result: dict[str, Any], console: Any = None) -> None:
     """Print the summary tables of a study result (rich), in the cell formats of
-    :func:`magma_wino.accuracy.markdown` (its ``_e`` / ``_ok_str`` / … helpers)."""
-    from rich.console import Console
+    :func:`magma_wino.accuracy.markdown` (its ``_e`` / ``_ok_str`` / … helpers); ``console``:
+    where (default: fitted to the terminal, 80 columns in a log)."""
     from rich.table import Table
 
+    console = console or _console()
     table = Table(title=f"Winograd {result['meta']['dtype']} error vs float64 direct (max over layers)")
     for col in ("F(m,r)", "points", "max rel", "mean rel", "err/bound", "usable limit", "ok"):
         table.add_column(col, justify="right")
     for s in sorted(result["summary"], key=lambda s: (s["r"], s["m"], s["points"])):
         table.add_row(s["F"], s["points"], accuracy._e(s["max_rel"]), accuracy._e(s["mean_rel"]),
                       f"{s['max_tolerance_ratio']:.3f}", f"{s['usable_limit']:.0e}", accuracy._ok_str(s))
-    Console(width=None if Console().is_terminal else 120).print(table)
-    print("ok = within the a-priori bound (as accurate as the algorithm can be) and within the usable limit")
+    console.print(table)
+    console.print("ok = within the a-priori bound (as accurate as the algorithm can be) and within the usable limit")
     prec = result.get("precision") or {}
     if prec.get("summary"):
         table = Table(title=f"Precision modes ({prec['backend']} backend): error vs float64 direct (max over layers)")
@@ -82,9 +86,9 @@ def print_summary(result: dict[str, Any]) -> None:
             table.add_row(s["F"], s["mode"], s["dtype"], accuracy._e_or(s["max_rel"]), accuracy._e_or(s["mean_rel"]),
                           "-" if s["max_tolerance_ratio"] is None else f"{s['max_tolerance_ratio']:.3f}",
                           f"{s['usable_limit']:.0e}", accuracy._precision_ok_str(s))
-        Console(width=None if Console().is_terminal else 120).print(table)
+        console.print(table)
         for c in prec["checks"]:
-            print(f"{c['F']}: {c['check']}: ratio {c['ratio']:.2f} -> {'yes' if c['passed'] else 'NO'}")
+            console.print(f"{c['F']}: {c['check']}: ratio {c['ratio']:.2f} -> {'yes' if c['passed'] else 'NO'}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,14 +98,21 @@ def run(args: argparse.Namespace) -> int:
     failure)."""
     command = getattr(args, "command_line", None) or "magma-wino accuracy " + " ".join(getattr(args, "_argv", []))
     result = accuracy.collect(args, command.strip())
-    print_summary(result)
+    text = json.dumps(result, indent=1, default=str) + "\n"
+    if getattr(args, "json", None) == "-":
+        sys.stdout.write(text)
+    else:
+        print_summary(result, _console(args))
+        if getattr(args, "json", None):
+            Path(args.json).write_text(text)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        (out / "accuracy.json").write_text(text)
         (out / "accuracy.md").write_text(accuracy.markdown(result))
         png = accuracy.plot(result["summary"], out / "accuracy.png")
-        print(f"wrote {out / 'accuracy.json'}, {out / 'accuracy.md'}" + (f", {png}" if png else ""))
+        print(f"wrote {out / 'accuracy.json'}, {out / 'accuracy.md'}" + (f", {png}" if png else ""),
+              file=sys.stderr if getattr(args, "json", None) == "-" else sys.stdout)
     bad = [s for s in result["summary"] if not s["within_bound"] and s["points"] == "default"]
     bad += [s for s in (result.get("precision") or {}).get("summary", []) if s["within_bound"] is False]
     return 1 if bad else 0

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import bench, precision
-from ._common import standalone_main
+from ._common import add_wide_option, standalone_main, usage_error
+from ._common import console as _console
 
 __all__ = ["HELP", "add_arguments", "print_result", "run", "main"]
 
@@ -63,21 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--markdown", metavar="FILE", help="write the tables as markdown")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--seed", type=int, default=0)
+    add_wide_option(parser)
     return parser
-
-
-def _console() -> Any:
-    """A rich Console; wide enough for the table when stdout is not a terminal (CI logs)."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=240)
 
 
 def print_result(result: dict[str, Any], console: Any = None) -> None:
     """Print the rows (rich Table), the crossover summary and skipped configurations."""
     from rich.table import Table
 
-    console = console or _console()
+    console = console or _console()  # fitted to the terminal, 80 columns in a log
     if result["rows"] or not result.get("model"):  # --model-only measures nothing
         console.print(bench.format_table(result["rows"]))
     if result["crossover"]:
@@ -131,8 +126,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``magma-wino bench`` with parsed ``args``; exit status 1 if a row's error is out of tolerance."""
     # Both entry points record it (_common.record_command); a Namespace built otherwise has neither.
     command = getattr(args, "command_line", None) or ("magma-wino bench " + " ".join(getattr(args, "_argv", []))).strip()
+    if not bench.selected_layers(args):  # nothing to measure: say so rather than print empty tables
+        names = ", ".join(lay.name for lay in bench.network_layers(args.network))
+        return usage_error("bench", f"--layers {' '.join(args.layers or [])!r} selects no layer of --network "
+                           f"{' '.join(args.network)}" + (" with --quick" if args.quick else "")
+                           + f"; the layers are: {names}")
     result = bench.collect(args, command)
-    print_result(result)
+    print_result(result, _console(args))
     if args.json:
         p = Path(args.json)
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 The sweep and the check of one case are :mod:`magma_wino.validate` (``cases``, ``run_case``);
 this module runs the sweep with a progress bar, prints the table and the failing cases, and
 writes ``--json``.  ``--sanitize`` runs :mod:`magma_wino.sanitize` instead.  Exit status: 0
-every case passed, 1 a case failed (or none matched ``--filter``), 2 the backend cannot run.
+every case passed, 1 a case failed, 2 the backend cannot run or ``--filter`` matches no case.
+Tables fit the terminal (80 columns in a log; ``--wide``: full width).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 # The library through its module attributes (validate.run_case, _backend.cuda_unavailable_reason):
 # the tests monkeypatch them there.
 from .. import _backend, validate
-from ._common import standalone_main
+from ._common import add_wide_option, standalone_main, usage_error
+from ._common import console as _console
 
 __all__ = ["HELP", "add_arguments", "run", "main"]
 
@@ -33,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="run every plan in this precision mode, without the cases it does not apply to "
                              "(default auto: each case's own mode; the 'precision' group covers the modes)")
     parser.add_argument("--json", default=None, help="write the results as JSON to this file")
+    add_wide_option(parser)
     parser.add_argument("--sanitize", action="store_true",
                         help="instead of the sweep: build (if needed) and run the kernels under AddressSanitizer + "
                              "UBSan (magma_wino.sanitize; needs a source checkout, cmake and g++, else exit status 2)")
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         from .. import sanitize
 
         return sanitize.run(args)
-    from rich.console import Console
+    from rich import box
     from rich.progress import Progress
     from rich.table import Table
 
@@ -75,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
               "Use --backend emulator (the same kernel source on the CPU) or --backend numpy.", file=sys.stderr)
         return 2
     mode = getattr(args, "precision", "auto")
-    sweep = [c for c in validate.cases(args.quick, backend, mode) if not args.filter or args.filter in c.group]
-    console = Console(width=None if Console().is_terminal else 150)
+    every = validate.cases(args.quick, backend, mode)
+    sweep = [c for c in every if not args.filter or args.filter in c.group]
+    if not sweep:  # an empty sweep must not pass silently, nor print an empty table
+        groups = ", ".join(dict.fromkeys(c.group for c in every))
+        return usage_error("validate", f"--filter {args.filter!r} matches no case"
+                           + ("" if mode == "auto" else f" of precision {mode}") + f"; the groups are: {groups}")
+    console = _console(args)
     results: list = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"validating on {backend}", total=len(sweep))
@@ -87,17 +95,23 @@ def run(args: argparse.Namespace) -> int:
                 results.append(validate.Result(c, math.inf, 0.0, 0.0, False, detail=f"{type(exc).__name__}: {exc}"))
             progress.advance(task)
     title = f"magma_wino validate — backend {backend}" + ("" if mode == "auto" else f", precision {mode}")
-    table = Table(title=title, show_lines=False)
-    for col in ("group", "shape", "F(m,r)", "dtype", "precision", "variant", "density", "max rel err", "bound",
-                "ms", "ok"):
-        table.add_column(col, justify="right" if col not in ("group", "shape", "variant") else "left")
+    # Fitted to 80 columns by default: the columns that say what failed and by how much (dtype,
+    # variant and density are in the group's name or the shape's line; --wide shows them all).
+    wide = getattr(args, "wide", False)
+    cols = (("group", "shape", "F(m,r)", "dtype", "precision", "variant", "density", "max rel err", "bound", "ms",
+             "ok") if wide else ("group", "shape", "F(m,r)", "precision", "max rel err", "bound", "ok"))
+    table = Table(title=title, show_lines=False, box=None if not wide else box.HEAVY_HEAD)
+    for col in cols:
+        table.add_column(col, justify="right" if col not in ("group", "shape", "variant") else "left",
+                         no_wrap=col not in ("group", "shape"))
     for res in results:
         c = res.case
         fm = f"F({c.m},{c.r})" + ("" if c.ndim == 2 else " 3D")
-        table.add_row(c.group, c.describe(), fm, c.dtype, res.precision or "-", c.variant, f"{c.density:g}",
-                      f"{res.error:.2e}",
-                      f"{res.bound:.2e}", f"{1e3 * res.seconds:.1f}",
-                      "n/a" if res.extra.get("skipped") else "ok" if res.ok else "[bold red]FAILED[/]")
+        cells = {"group": c.group, "shape": c.describe(), "F(m,r)": fm, "dtype": c.dtype,
+                 "precision": res.precision or "-", "variant": c.variant, "density": f"{c.density:g}",
+                 "max rel err": f"{res.error:.2e}", "bound": f"{res.bound:.2e}", "ms": f"{1e3 * res.seconds:.1f}",
+                 "ok": "n/a" if res.extra.get("skipped") else "ok" if res.ok else "[bold red]FAILED[/]"}
+        table.add_row(*(cells[col] for col in cols))
     console.print(table)
     failed = [r for r in results if not r.ok]
     skipped = [r for r in results if r.extra.get("skipped")]
@@ -117,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 for r in results]
         with open(args.json, "w") as fh:
             json.dump({"backend": backend, "precision": mode, "results": rows}, fh, indent=1, default=str)
-    return 1 if failed or not results else 0
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
