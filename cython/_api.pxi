@@ -98,6 +98,28 @@ def has_specialized_transform(int ndim, int m, int r):
     return bool(mw_has_specialized_transform(ndim, m, r))
 
 
+def winograd_matrices(int m, int r, points=None, int dtype=MW_FLOAT64):
+    """Aᵀ, G, Bᵀ of F(m, r) back to back (mw_winograd_matrices) as a NumPy array of ``dtype``
+    (MW_FLOAT32 / MW_FLOAT64); ``points``: None (the defaults) or alpha - 1 (num, den) pairs."""
+    import numpy as np
+
+    cdef int alpha = m + r - 1
+    n = max(m, 1) * max(alpha, 1) + max(alpha, 1) * max(r, 1) + max(alpha, 1) * max(alpha, 1)
+    out = np.empty(n, np.float64 if dtype == MW_FLOAT64 else np.float32)
+    cdef int64_t[::1] num_v, den_v
+    cdef const int64_t* num_p = NULL
+    cdef const int64_t* den_p = NULL
+    if points is not None:
+        if len(points) != alpha - 1:
+            raise ValueError(f"points: F({m}, {r}) needs alpha - 1 = {alpha - 1} (num, den) pairs, got {len(points)}")
+        num_v = np.ascontiguousarray([int(p[0]) for p in points] or [0], dtype=np.int64)
+        den_v = np.ascontiguousarray([int(p[1]) for p in points] or [1], dtype=np.int64)
+        num_p, den_p = &num_v[0], &den_v[0]
+    cdef size_t ptr = out.ctypes.data
+    _check(mw_winograd_matrices(m, r, num_p, den_p, <mw_dtype>dtype, <void*>ptr), "mw_winograd_matrices")
+    return out
+
+
 def build_info():
     """Backend, architectures and specialised tiles of this build, as a dict."""
     info = mw_build_info().decode()

@@ -51,6 +51,8 @@ cdef extern from "magma_wino.h" nogil:
 
     mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry)
     int mw_has_specialized_transform(int ndim, int m, int r)
+    mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num, const int64_t* points_den,
+                                   mw_dtype dtype, void* matrices)
     mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
                                   const void* matrices, mw_stream stream)
     mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,

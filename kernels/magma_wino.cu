@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "bsr_tc_batched.cuh"
+#include "cook_toom.h"
 #include "gemm_batched.cuh"
 #include "gemm_tc.cuh"
 #include "launch.cuh"
@@ -355,6 +356,56 @@ mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
 
 int mw_has_specialized_transform(int ndim, int m, int r) {
   return (ndim == 2 || ndim == 3) && specialized(ndim, m, r) ? 1 : 0;
+}
+
+mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num, const int64_t* points_den,
+                               mw_dtype dtype, void* matrices) {
+  namespace ct = mw::cook_toom;
+  if (m < 1 || r < 1)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "m and r must be >= 1, got m = %d, r = %d", m, r);
+  if (dtype != MW_FLOAT32 && dtype != MW_FLOAT64)
+    return fail(MW_STATUS_INVALID_ARGUMENT, "dtype must be MW_FLOAT32 or MW_FLOAT64, got %d",
+                int(dtype));
+  if (matrices == nullptr) return fail(MW_STATUS_INVALID_ARGUMENT, "matrices must not be NULL");
+  if ((points_num == nullptr) != (points_den == nullptr))
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "points_num and points_den: give both (the points) or neither (the defaults)");
+  if (m + r - 1 > ct::kMaxAlpha)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "F(m=%d, r=%d) has tile size alpha = m + r - 1 = %d; at most %d is supported", m, r,
+                m + r - 1, ct::kMaxAlpha);
+  const int alpha = m + r - 1;
+  std::vector<ct::Rational> pts;
+  if (points_num == nullptr) {
+    pts = ct::default_points(m, r);
+  } else {
+    for (int i = 0; i < alpha - 1; ++i) {
+      if (points_den[i] <= 0)
+        return fail(MW_STATUS_INVALID_ARGUMENT, "points_den[%d] = %lld: must be > 0", i,
+                    (long long)points_den[i]);
+      pts.push_back(ct::make(points_num[i], points_den[i]));
+      for (int j = 0; j < i; ++j)
+        if (pts[j].num == pts[i].num && pts[j].den == pts[i].den)
+          return fail(MW_STATUS_INVALID_ARGUMENT,
+                      "points must be distinct: points %d and %d are equal", j, i);
+    }
+  }
+  ct::Matrices mats;
+  if (!ct::build(m, r, pts, &mats))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "F(%d, %d): these points overflow the exact 128-bit arithmetic; use smaller "
+                "numerators and denominators",
+                m, r);
+  size_t k = 0;
+  for (const auto* part : {&mats.at, &mats.g, &mats.bt})
+    for (const ct::Rational& v : *part) {
+      const double d = ct::to_double(v);
+      if (dtype == MW_FLOAT64)
+        static_cast<double*>(matrices)[k++] = d;
+      else
+        static_cast<float*>(matrices)[k++] = static_cast<float>(d);
+    }
+  return MW_STATUS_SUCCESS;
 }
 
 mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype u_dtype,

@@ -101,6 +101,21 @@ mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
  * kernel; others run the generic kernels, which need the transform matrices. */
 int mw_has_specialized_transform(int ndim, int m, int r);
 
+/* The transform matrices of F(m, r) for the generic kernels: Aᵀ (m x alpha), G (alpha x r) and
+ * Bᵀ (alpha x alpha) back to back, row-major, in dtype (MW_FLOAT32 or MW_FLOAT64), written to
+ * the host array `matrices` (m * alpha + alpha * r + alpha * alpha elements; copy it to the
+ * device for the CUDA kernels).  The Cook–Toom construction in exact rational arithmetic,
+ * rounded once to the nearest double (float32: from that double) — the values of Python's
+ * magma_wino.transforms.winograd(m, r, points).matrices(dtype), bit for bit.
+ * points_num, points_den: the alpha - 1 finite interpolation points num[i] / den[i] (den > 0,
+ * distinct; infinity is implied), or both NULL for the library's default points (those the
+ * specialised kernels use).  MW_STATUS_INVALID_ARGUMENT: m or r < 1, a bad dtype, a NULL
+ * `matrices`, one of points_num / points_den NULL, a den <= 0, repeated points;
+ * MW_STATUS_UNSUPPORTED: alpha = m + r - 1 > 16 (MW_MAX_ALPHA), or points whose exact
+ * arithmetic would overflow 128-bit integers. */
+mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num, const int64_t* points_den,
+                               mw_dtype dtype, void* matrices);
+
 /* The three tile transforms.
  * `matrices` is NULL (use the specialised kernels, which exist only for the default
  * interpolation points) or a device array of dtype holding Aᵀ (m x alpha), G (alpha x r),
