@@ -82,6 +82,7 @@ __all__ = [
     "LayerCost",
     "VARIANTS",
     "VGG16_LAYERS",
+    "conv_cost",
     "cost_table",
     "format_table",
     "layer_cost",
@@ -761,3 +762,42 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
         out.append("  ".join("-" * w for w in widths))
     out += [line(row) for row in cells]
     return "\n".join(out)
+
+
+def conv_cost(N: int, C: int, K: int, spatial_size: Sequence[int], kernel: Sequence[int], stride: Any = 1,
+              padding: Any = 0, dilation: Any = 1, groups: int = 1, m: int = 2) -> dict[str, Any]:
+    """Exact counts of any convolution as the library runs it (docs/limitations.md): the
+    stride-1 square convolution :mod:`magma_wino.decompose` rewrites it into, ``groups`` times
+    the layer of one group (C/g input, K/g output channels: the block-diagonal products), dense.
+
+    Args are PyTorch's (``kernel`` one size per axis, ``padding`` every form of
+    :func:`magma_wino._checks.as_padding`).  Returns a dict: ``mults`` / ``adds`` (transforms and
+    products of the inner layer, the outputs it computes past the layer's edge included),
+    ``direct_mults`` (N·K·Πout·(C/g)·Π kernel), ``mult_ratio``, ``gathered`` (elements of x copied
+    into the phases, 0 when nothing moves) and ``scattered`` (elements of y put back from output
+    phases), and ``inner``: (N', C', K, spatial', L) of the convolution the plans run."""
+    from .decompose import decompose  # decompose imports nothing of the cost model
+
+    nd = len(tuple(kernel))
+    size = _int_tuple(spatial_size, "spatial_size", nd, 1)
+    dec = decompose(nd, tuple(kernel), stride, padding, dilation, groups)
+    out = dec.out_spatial(size, "spatial_size")
+    C, K, N, m = _pos_int(C, "C"), _pos_int(K, "K"), _pos_int(N, "N"), _pos_int(m, "m")
+    g = dec.groups
+    if C % g or K % g:
+        raise ValueError(f"C = {C} and K = {K} must be multiples of groups = {g}")
+    L = dec.inner_r
+    if dec.direct:  # the padding goes to the kernels; a shorter axis gets L - r trailing zeros
+        inner = tuple(s + ax.lo + ax.hi + L - ax.r for s, ax in zip(size, dec.axes))
+    else:  # the gathered phases: inner_out + L - 1 per axis
+        inner = tuple(ax.inner_out(s) + L - 1 for s, ax in zip(size, dec.axes))
+    n_in, c_in = N * dec.out_phases, C * dec.in_phases
+    one = layer_cost(n_in, c_in // g, K // g, inner, L, m, 0, ndim=nd)
+    direct = N * K * math.prod(out) * (C // g) * math.prod(tuple(kernel))
+    return {
+        "mults": g * one.mults, "adds": g * one.adds, "direct_mults": direct, "mult_ratio": g * one.mults / direct,
+        "gathered": 0 if dec.direct else n_in * c_in * math.prod(inner),
+        "scattered": N * K * math.prod(out) if dec.out_phases > 1 else 0,
+        "inner": (n_in, c_in, K, inner, L),
+    }
+

@@ -260,3 +260,44 @@ def test_cost_table_errors_of_a_layer_say_which_layer() -> None:
         cost_table([(True, 4, 8, 8)], [2])
     with pytest.raises(ValueError, match=r"^configs\[0\]: weight_density must be in \[0, 1\]"):
         cost_table([(3, 4, 8, 8)], [2], [("winograd", 1.5, 1.0)])
+
+
+# --------------------------------------------------------------------------- conv_cost: any convolution
+
+
+def test_conv_cost_of_a_plain_layer_is_layer_cost():
+    from magma_wino.cost import conv_cost
+
+    c = conv_cost(2, 16, 32, (14, 13), (3, 3), padding=1, m=4)
+    lc = layer_cost(2, 16, 32, (14, 13), 3, 4, 1)
+    assert (c["mults"], c["adds"], c["direct_mults"]) == (lc.mults, lc.adds, lc.direct_mults)
+    assert c["gathered"] == c["scattered"] == 0 and c["inner"] == (2, 16, 32, (16, 15), 3)
+
+
+def test_conv_cost_of_groups_is_groups_times_one_group():
+    from magma_wino.cost import conv_cost
+
+    c = conv_cost(1, 32, 64, (28, 28), (3, 3), padding=1, groups=4, m=4)
+    one = layer_cost(1, 8, 16, (30, 30), 3, 4, 0)
+    assert c["mults"] == 4 * one.mults and c["adds"] == 4 * one.adds
+    assert c["direct_mults"] == 64 * 28 * 28 * 8 * 9
+
+
+def test_conv_cost_of_stride_and_dilation_counts_the_phase_layer_and_its_copies():
+    from magma_wino.cost import conv_cost
+
+    s2 = conv_cost(1, 8, 8, (15, 14), (3, 3), stride=2, padding=1, m=4)  # out 8×7, phases 4, L = 2
+    assert s2["inner"] == (1, 32, 8, (9, 8), 2)
+    assert s2["gathered"] == 32 * 9 * 8 and s2["scattered"] == 0
+    assert s2["direct_mults"] == 8 * 8 * 7 * 8 * 9
+    d2 = conv_cost(1, 8, 8, (12, 12), (3, 3), padding=2, dilation=2, m=4)  # 4 output phases of 6×6
+    assert d2["inner"] == (4, 8, 8, (8, 8), 3) and d2["scattered"] == 8 * 12 * 12
+    # ResNet's 7×7 stride-2 conv1 as F(4, 4) over 4C phase channels: well under direct
+    assert conv_cost(1, 64, 64, (56, 56), (7, 7), stride=2, padding=3, m=4)["mult_ratio"] < 0.3
+
+
+def test_conv_cost_refuses_groups_that_do_not_divide():
+    from magma_wino.cost import conv_cost
+
+    with pytest.raises(ValueError, match="multiples of groups = 3"):
+        conv_cost(1, 8, 9, (8, 8), (3, 3), groups=3)
