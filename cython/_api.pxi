@@ -120,6 +120,11 @@ def winograd_matrices(int m, int r, points=None, int dtype=MW_FLOAT64):
     return out
 
 
+def version():
+    """MW_VERSION of the linked C library (major * 10000 + minor * 100 + patch)."""
+    return mw_get_version()
+
+
 def build_info():
     """Backend, architectures and specialised tiles of this build, as a dict."""
     info = mw_build_info().decode()

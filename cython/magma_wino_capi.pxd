@@ -129,3 +129,4 @@ cdef extern from "magma_wino.h" nogil:
     const char* mw_status_name(mw_status status)
     const char* mw_last_error_message()
     const char* mw_build_info()
+    int mw_get_version()

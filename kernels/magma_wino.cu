@@ -1115,4 +1115,6 @@ const char* mw_build_info(void) {
 #endif
 }
 
+int mw_get_version(void) { return MW_VERSION; }
+
 }  // extern "C"

@@ -261,7 +261,8 @@ def test_the_import_check_sees_every_spelling_of_importing_the_cli():
 
 
 def test_library_modules_do_not_import_the_cli():
-    files = [f for f in PACKAGE.rglob("*.py") if (PACKAGE / "cli") not in f.parents]
+    # magma_wino/__main__.py is an entry point (python -m magma_wino), as the console script is
+    files = [f for f in PACKAGE.rglob("*.py") if (PACKAGE / "cli") not in f.parents and f != PACKAGE / "__main__.py"]
     names = {f.name for f in files}
     assert {"validate.py", "bench.py", "accuracy.py", "cost.py", "sanitize.py", "layer.py"} <= names
     assert not (PACKAGE / "cli.py").exists()
@@ -354,3 +355,18 @@ def test_python_m_magma_wino_cli_runs_the_command_line():
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "total" in p.stdout
+
+
+def test_python_m_magma_wino_runs_the_command_line_or_names_the_missing_library(monkeypatch, capsys):
+    from magma_wino import __main__ as entry
+    from magma_wino import c_library
+
+    assert entry.main(["cost", "--m", "2", "--dense-only", "--totals-only"]) == 0
+    assert "F(2,3)" in capsys.readouterr().out
+
+    def missing():
+        raise FileNotFoundError("the C library is not installed with this magma_wino")
+
+    monkeypatch.setattr(c_library, "cmake_dir", missing)
+    assert entry.main(["--cmake-dir"]) == 2
+    assert "python -m magma_wino --cmake-dir: the C library is not installed" in capsys.readouterr().err

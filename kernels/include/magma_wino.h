@@ -21,6 +21,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The library's version (also magma_wino.__version__); mw_get_version() reports the built
+ * library's, to compare against these at run time. */
+#define MW_VERSION_MAJOR 0
+#define MW_VERSION_MINOR 1
+#define MW_VERSION_PATCH 0
+#define MW_VERSION (MW_VERSION_MAJOR * 10000 + MW_VERSION_MINOR * 100 + MW_VERSION_PATCH)
+
+/* The exported entry points: every mw_* function has default visibility, whatever the rest of
+ * the library (its C++ internals, the emulator runtime, the C++ runtime linked into the shared
+ * libraries) is hidden. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MW_API __attribute__((visibility("default")))
+#else
+#define MW_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -94,12 +110,12 @@ typedef struct mw_conv_geometry {
 /* Validate desc and fill geometry.  dtype (MW_FLOAT32 or MW_FLOAT64) only affects
  * workspace_bytes.  With 16-bit V (and float32 M) the workspace is
  * positions * num_tiles * (2 * in_channels + 4 * out_channels) bytes. */
-mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
-                               mw_conv_geometry* geometry);
+MW_API mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
+                                      mw_conv_geometry* geometry);
 
 /* Nonzero when F(m, r) in ndim dimensions has a specialised (compile-time coefficient)
  * kernel; others run the generic kernels, which need the transform matrices. */
-int mw_has_specialized_transform(int ndim, int m, int r);
+MW_API int mw_has_specialized_transform(int ndim, int m, int r);
 
 /* The transform matrices of F(m, r) for the generic kernels: Aᵀ (m x alpha), G (alpha x r) and
  * Bᵀ (alpha x alpha) back to back, row-major, in dtype (MW_FLOAT32 or MW_FLOAT64), written to
@@ -113,20 +129,21 @@ int mw_has_specialized_transform(int ndim, int m, int r);
  * `matrices`, one of points_num / points_den NULL, a den <= 0, repeated points;
  * MW_STATUS_UNSUPPORTED: alpha = m + r - 1 > 16 (MW_MAX_ALPHA), or points whose exact
  * arithmetic would overflow 128-bit integers. */
-mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num, const int64_t* points_den,
-                               mw_dtype dtype, void* matrices);
+MW_API mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num,
+                                      const int64_t* points_den, mw_dtype dtype, void* matrices);
 
 /* The three tile transforms.
  * `matrices` is NULL (use the specialised kernels, which exist only for the default
  * interpolation points) or a device array of dtype holding Aᵀ (m x alpha), G (alpha x r),
  * Bᵀ (alpha x alpha) back to back, row-major: then the generic kernels run with these
  * matrices (any F(m, r), any points). */
-mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w, void* U,
-                              const void* matrices, mw_stream stream);
-mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x, void* V,
-                             mw_relu relu, const void* matrices, mw_stream stream);
-mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
-                              const void* bias, void* y, const void* matrices, mw_stream stream);
+MW_API mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* w,
+                                     void* U, const void* matrices, mw_stream stream);
+MW_API mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* x,
+                                    void* V, mw_relu relu, const void* matrices, mw_stream stream);
+MW_API mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const void* M,
+                                     const void* bias, void* y, const void* matrices,
+                                     mw_stream stream);
 
 /* The filter and input transforms with a storage type for U / V: w, x and matrices are dtype and
  * the transform is computed in dtype; U (V) is stored as u_dtype (v_dtype).  u_dtype == dtype is
@@ -134,11 +151,12 @@ mw_status mw_output_transform(const mw_conv_desc* desc, mw_dtype dtype, const vo
  * only with dtype MW_FLOAT32: each value is rounded to nearest even (__float2half_rn /
  * __float2bfloat16_rn) after the float32 transform (and after the ReLU of MW_RELU_WINOGRAD).
  * Other pairs: MW_STATUS_UNSUPPORTED; a value that is no mw_dtype: MW_STATUS_INVALID_ARGUMENT. */
-mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype u_dtype,
-                                 const void* w, void* U, const void* matrices, mw_stream stream);
-mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype v_dtype,
-                                const void* x, void* V, mw_relu relu, const void* matrices,
-                                mw_stream stream);
+MW_API mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype u_dtype,
+                                        const void* w, void* U, const void* matrices,
+                                        mw_stream stream);
+MW_API mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dtype v_dtype,
+                                       const void* x, void* V, mw_relu relu, const void* matrices,
+                                       mw_stream stream);
 
 /* The adjoints (transposes) of the three tile transforms, for the backward pass (docs/kernels.md,
  * "Adjoint transforms (backward)").  Same descriptor, dtype (MW_FLOAT32 / MW_FLOAT64) and layouts
@@ -153,17 +171,20 @@ mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype, mw_dty
  *            dx = the sum of (Bᵀ)ᵀ · dV_tile · Bᵀ over the (overlapping) windows covering each
  *            element, the padding cropped;
  *   filter:  dU (alpha^nd x K x C) -> dw (K x C x r^nd), dw[k, c] = Gᵀ · dU[., k, c] · G. */
-mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dy,
-                                      void* dM, const void* matrices, mw_stream stream);
-mw_status mw_input_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dV,
-                                     void* dx, const void* matrices, mw_stream stream);
-mw_status mw_filter_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype, const void* dU,
-                                      void* dw, const void* matrices, mw_stream stream);
+MW_API mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype,
+                                             const void* dy, void* dM, const void* matrices,
+                                             mw_stream stream);
+MW_API mw_status mw_input_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype,
+                                            const void* dV, void* dx, const void* matrices,
+                                            mw_stream stream);
+MW_API mw_status mw_filter_transform_adjoint(const mw_conv_desc* desc, mw_dtype dtype,
+                                             const void* dU, void* dw, const void* matrices,
+                                             mw_stream stream);
 
 /* Dense batched product C[b] = A[b] · B[b], row-major, A: batch x m x k, B: batch x k x n,
  * C: batch x m x n.  In a layer: M[b] (K x P) = U[b] (K x C) · V[b] (C x P). */
-mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
-                          const void* A, const void* B, void* C, mw_stream stream);
+MW_API mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, int64_t k,
+                                 const void* A, const void* B, void* C, mw_stream stream);
 
 /* The same product with an explicit precision.  MW_PRECISION_FP32 (MW_FLOAT32) runs
  * mw_gemm_batched's kernels; MW_PRECISION_FP64 (MW_FLOAT64; A, B, C 8-byte aligned) the DMMA
@@ -173,9 +194,9 @@ mw_status mw_gemm_batched(mw_dtype dtype, int64_t batch, int64_t m, int64_t n, i
  * float32 A, B, C.  MW_PRECISION_FP16 / MW_PRECISION_BF16 (dtype MW_FLOAT32: the type of C and of
  * the accumulation) the same kernels on 16-bit A and B (binary16 / bfloat16, 2-byte aligned),
  * float32 C.  A dtype/precision pair that does not match: MW_STATUS_UNSUPPORTED. */
-mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
-                             int64_t n, int64_t k, const void* A, const void* B, void* C,
-                             mw_stream stream);
+MW_API mw_status mw_gemm_batched_ex(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                    int64_t m, int64_t n, int64_t k, const void* A, const void* B,
+                                    void* C, mw_stream stream);
 
 /* Split-K (docs/kernels.md, "gemm_tc"): the tensor-core products can split the k loop into S
  * partitions when the grid of C tiles would leave SMs idle; partition s writes a partial product
@@ -210,13 +231,14 @@ typedef struct mw_gemm_plan {
   size_t workspace_bytes; /* splits x batch x m x n partials; 0 when splits == 1 */
 } mw_gemm_plan;
 
-mw_status mw_gemm_batched_ex_plan(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
-                                  int64_t n, int64_t k, mw_gemm_plan* plan);
-mw_status mw_gemm_batched_ex_workspace(mw_dtype dtype, mw_precision precision, int64_t batch,
-                                       int64_t m, int64_t n, int64_t k, size_t* bytes);
-mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t m,
-                                int64_t n, int64_t k, const void* A, const void* B, void* C,
-                                void* workspace, size_t workspace_bytes, mw_stream stream);
+MW_API mw_status mw_gemm_batched_ex_plan(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                         int64_t m, int64_t n, int64_t k, mw_gemm_plan* plan);
+MW_API mw_status mw_gemm_batched_ex_workspace(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                              int64_t m, int64_t n, int64_t k, size_t* bytes);
+MW_API mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                       int64_t m, int64_t n, int64_t k, const void* A,
+                                       const void* B, void* C, void* workspace,
+                                       size_t workspace_bytes, mw_stream stream);
 
 /* The fused 2D layer (kernels/winograd_fused.cuh, docs/fused.md): the input transform, the
  * products over channels and the output transform in one kernel; V and M never leave the SM,
@@ -251,11 +273,11 @@ typedef struct mw_fused_plan {
 /* Whether (desc, dtype, precision) has a fused kernel on the current device, and what it is:
  * MW_STATUS_SUCCESS and plan filled, or MW_STATUS_UNSUPPORTED with the reason in
  * mw_last_error_message(). */
-mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
-                               mw_fused_plan* plan);
-mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
-                          mw_layout layout, mw_relu relu, int relu_output, const void* x,
-                          const void* U, const void* bias, void* y, mw_stream stream);
+MW_API mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype,
+                                      mw_precision precision, mw_fused_plan* plan);
+MW_API mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision precision,
+                                 mw_layout layout, mw_relu relu, int relu_output, const void* x,
+                                 const void* U, const void* bias, void* y, mw_stream stream);
 
 /** 2:4 structured-sparse batched product on sparse tensor cores (mma.sp, compute capability
  * 8.0+), C[b] = A[b] · B[b] for b < batch: A[b] is rows x cols, structured sparse along cols
@@ -278,21 +300,23 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
  * @param C  batch x rows x n, row-major, float32 (dtype must be MW_FLOAT32): every element is
  *        written, nothing outside it.
  * Sizes >= 1, arrays of fewer than 2^31 elements, batch and ceil(rows / 64) <= 65535. */
-mw_status mw_sp24_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
-                          int64_t cols, int64_t n, const void* values, const uint32_t* meta,
-                          const void* B, void* C, mw_stream stream);
+MW_API mw_status mw_sp24_batched(mw_dtype dtype, mw_precision precision, int64_t batch,
+                                 int64_t rows, int64_t cols, int64_t n, const void* values,
+                                 const uint32_t* meta, const void* B, void* C, mw_stream stream);
 
 /* Words of the meta array of mw_sp24_batched for (precision, batch, rows, cols); -1 (with the
  * reason in mw_last_error_message()) for an unsupported precision or bad sizes. */
-int64_t mw_sp24_meta_words(mw_precision precision, int64_t batch, int64_t rows, int64_t cols);
+MW_API int64_t mw_sp24_meta_words(mw_precision precision, int64_t batch, int64_t rows,
+                                  int64_t cols);
 
 /* Sparse batched product C[b] = A_csr[b] · B[b] for the batched CSR format of
  * docs/sparse.md: row_ptr is batch x (rows + 1) offsets into the shared col_idx / values
  * arrays of nnz entries (row_ptr[0] = 0, row_ptr[b*(rows+1) + rows] = row_ptr[(b+1)*(rows+1)],
  * the last = nnz).  B: batch x cols x n, C: batch x rows x n (fully written). */
-mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
-                          const int32_t* row_ptr, const int32_t* col_idx, const void* values,
-                          int64_t nnz, const void* B, void* C, mw_stream stream);
+MW_API mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols,
+                                 int64_t n, const int32_t* row_ptr, const int32_t* col_idx,
+                                 const void* values, int64_t nnz, const void* B, void* C,
+                                 mw_stream stream);
 
 /* Path flags of mw_spmm_batched_ex.  The kernel picks its fastest path by itself (32-bit offsets
  * when the arrays allow, 16-byte loads of B when n and the pointers allow); these force the
@@ -311,10 +335,10 @@ typedef enum mw_spmm_flags {
  * entry outside [0, rows) is clamped into it (wrong numbers, never an out-of-bounds access).
  * flags: mw_spmm_flags, or-ed; unknown bits are an invalid argument.
  * mw_spmm_batched(...) is mw_spmm_batched_ex(..., nnz, NULL, MW_SPMM_DEFAULT, B, C, stream). */
-mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols, int64_t n,
-                             const int32_t* row_ptr, const int32_t* col_idx, const void* values,
-                             int64_t nnz, const int32_t* row_order, unsigned flags, const void* B,
-                             void* C, mw_stream stream);
+MW_API mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_t cols,
+                                    int64_t n, const int32_t* row_ptr, const int32_t* col_idx,
+                                    const void* values, int64_t nnz, const int32_t* row_order,
+                                    unsigned flags, const void* B, void* C, mw_stream stream);
 
 /** Block-sparse (BSR) batched product on tensor cores, C[b] = A_bsr[b] · B[b] for b < batch.
  *
@@ -336,15 +360,17 @@ mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows, int64_
  * never an access outside the arrays (row ranges clamped into [0, nblocks], block columns out of
  * range add nothing).  values and B must be aligned to their element, C to its; sizes >= 1,
  * nblocks >= 0, arrays of fewer than 2^31 elements. */
-mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
-                         int64_t cols, int64_t n, int32_t block_rows, int32_t block_cols,
-                         const int32_t* row_ptr, const int32_t* col_idx, const void* values,
-                         int64_t nblocks, const void* B, void* C, mw_stream stream);
+MW_API mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
+                                int64_t cols, int64_t n, int32_t block_rows, int32_t block_cols,
+                                const int32_t* row_ptr, const int32_t* col_idx, const void* values,
+                                int64_t nblocks, const void* B, void* C, mw_stream stream);
 
 /* Helpers. */
-const char* mw_status_name(mw_status status);
-const char* mw_last_error_message(void); /* thread-local; "" if none */
-const char* mw_build_info(void);         /* backend, architectures, compiled tiles */
+MW_API const char* mw_status_name(mw_status status);
+MW_API const char* mw_last_error_message(void); /* thread-local; "" if none */
+MW_API const char* mw_build_info(void);
+/* MW_VERSION of the library linked (major * 10000 + minor * 100 + patch). */
+MW_API int mw_get_version(void); /* backend, architectures, compiled tiles */
 
 #ifdef __cplusplus
 }
