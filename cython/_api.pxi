@@ -71,7 +71,8 @@ cdef class ConvDesc:
         """Validate the descriptor and return its derived sizes as a dict.
 
         ``workspace_bytes`` is V and M in ``dtype``; with ``v_dtype`` FLOAT16 or BFLOAT16 (and
-        dtype FLOAT32: the 16-bit modes) V is 2 bytes per element and M stays float32."""
+        dtype FLOAT32: the 16-bit modes) V is 2 bytes per element and M stays float32.
+        ``x_elems`` … ``matrices_elems``: the element counts of every array of the layer."""
         cdef mw_conv_geometry g
         _check(mw_conv_get_geometry(&self.desc, <mw_dtype>dtype, &g), "conv geometry")
         workspace = g.workspace_bytes
@@ -90,6 +91,9 @@ cdef class ConvDesc:
             "tiles": tuple(g.tiles[i] for i in range(nd)),
             "num_tiles": g.num_tiles,
             "workspace_bytes": workspace,
+            # elements of every array of the layer (mw_conv_geometry's *_elems)
+            "x_elems": g.x_elems, "y_elems": g.y_elems, "w_elems": g.w_elems, "u_elems": g.u_elems,
+            "v_elems": g.v_elems, "m_elems": g.m_elems, "matrices_elems": g.matrices_elems,
         }
 
 

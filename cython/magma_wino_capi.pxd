@@ -48,6 +48,13 @@ cdef extern from "magma_wino.h" nogil:
         int64_t tiles[3]
         int64_t num_tiles
         size_t workspace_bytes
+        int64_t x_elems
+        int64_t y_elems
+        int64_t w_elems
+        int64_t u_elems
+        int64_t v_elems
+        int64_t m_elems
+        int64_t matrices_elems
 
     mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry)
     int mw_has_specialized_transform(int ndim, int m, int r)

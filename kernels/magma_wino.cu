@@ -181,6 +181,14 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
   g.workspace_bytes =
       static_cast<size_t>(g.positions * (d->in_channels + d->out_channels) * tiles) *
       dtype_size(dtype);  // both products < 2^31: checked above
+  g.x_elems = in_elems;
+  g.y_elems = out_elems;
+  g.w_elems = d->out_channels * d->in_channels;
+  for (int i = 0; i < d->ndim; ++i) g.w_elems *= d->r;  // r^ndim <= 16^3 taps: no overflow
+  g.u_elems = g.positions * d->out_channels * d->in_channels;
+  g.v_elems = g.positions * d->in_channels * tiles;
+  g.m_elems = g.positions * d->out_channels * tiles;
+  g.matrices_elems = static_cast<int64_t>(d->m) * g.alpha + g.alpha * d->r + g.alpha * g.alpha;
   if (geo != nullptr) *geo = g;
   if (kg != nullptr) {
     kg->N = static_cast<int>(d->batch);

@@ -98,3 +98,37 @@ def test_cmake_example_builds_with_find_package_and_matches_the_direct_loop(tmp_
     run = _run([str(build / "conv_layer_cpp")])
     assert run.returncode == 0, run.stdout + run.stderr
     assert "F(6, 3) float32" in run.stdout and run.stdout.rstrip().endswith("ok")
+
+
+def _cuda_home() -> Path | None:
+    for cand in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
+                 Path(shutil.which("nvcc")).resolve().parents[1] if shutil.which("nvcc") else None, "/usr/local/cuda"):
+        if cand and (Path(cand) / "include" / "cuda_runtime_api.h").is_file():
+            return Path(cand)
+    return None
+
+
+@pytest.mark.gpu  # tools/device_check.sh's gpu-tests step runs it on the GPU; CI builds it, no GPU
+@pytest.mark.skipif(shutil.which("cc") is None or shutil.which("pkg-config") is None, reason="no cc / pkg-config")
+def test_cuda_example_builds_against_libmagma_wino_and_runs_or_says_there_is_no_gpu(tmp_path):
+    """Built in CI (no GPU: it must say so with exit status 77, the 'skipped' code, not crash);
+    on a GPU (tools/device_check.sh) it computes the layer and checks it."""
+    if not (LIB / "libmagma_wino.so").exists():
+        pytest.skip("built without nvcc: no libmagma_wino (CUDA)")
+    cuda = _cuda_home()
+    if cuda is None:
+        pytest.skip("no CUDA toolkit headers (cuda_runtime_api.h) for the example's cudaMalloc")
+    libdir = next(p for p in (cuda / "lib64", cuda / "lib") if (p / "libcudart.so").exists())
+    env = dict(os.environ, PKG_CONFIG_PATH=str(c_library.pkgconfig_dir()))
+    flags = _run(["pkg-config", "--cflags", "--libs", "magma_wino"], env=env)
+    assert flags.returncode == 0, flags.stderr
+    exe = tmp_path / "conv_layer_cuda"
+    build = _run(["cc", "-std=c99", "-Wall", "-Werror", str(ROOT / "examples" / "cuda" / "conv_layer_cuda.c"),
+                  *flags.stdout.split(), f"-I{cuda / 'include'}", f"-L{libdir}", f"-Wl,-rpath,{libdir}", "-lcudart",
+                  "-lm", "-o", str(exe)])
+    assert build.returncode == 0, build.stderr
+    run = _run([str(exe)])
+    if run.returncode == 77:
+        assert "no usable CUDA GPU" in run.stderr and "backend=cuda" in run.stderr
+    else:
+        assert run.returncode == 0 and run.stdout.rstrip().endswith("ok"), run.stdout + run.stderr

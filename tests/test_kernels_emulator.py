@@ -643,6 +643,12 @@ def test_conv_desc_geometry_reports_sizes():
     assert geo["alpha"] == 6 and geo["positions"] == 36
     assert geo["out_size"] == (11, 6) and geo["tiles"] == (3, 2) and geo["num_tiles"] == 12
     assert geo["workspace_bytes"] == 36 * (3 + 5) * 12 * 8
+    # every buffer a C caller allocates: x, y, w, U, V, M, the generic kernels' matrices
+    assert (geo["x_elems"], geo["y_elems"], geo["w_elems"]) == (2 * 3 * 11 * 8, 2 * 5 * 11 * 6, 5 * 3 * 9)
+    assert (geo["u_elems"], geo["v_elems"], geo["m_elems"]) == (36 * 5 * 3, 36 * 3 * 12, 36 * 5 * 12)
+    assert geo["matrices_elems"] == 4 * 6 + 6 * 3 + 6 * 6
+    g3 = emu.ConvDesc(3, 2, 3, 1, 2, 4, (5, 6, 7), (1, 1, 1), (0, 2, 1)).geometry(emu.FLOAT32)
+    assert g3["out_size"] == (4, 7, 7) and g3["w_elems"] == 4 * 2 * 27 and g3["y_elems"] == 4 * 4 * 7 * 7
     with pytest.raises(ValueError, match="in_size, padding and padding_end"):
         emu.ConvDesc(2, 4, 3, 1, 1, 1, (8,), (0, 0))
 

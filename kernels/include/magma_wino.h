@@ -105,6 +105,15 @@ typedef struct mw_conv_geometry {
   int64_t tiles[MW_MAX_NDIM];    /* ceil(out / m) per axis */
   int64_t num_tiles;             /* P = N * prod(tiles) */
   size_t workspace_bytes;        /* bytes of V and M together, for the given dtype */
+  /* Elements of every array a caller allocates for the layer (multiply by the dtype's size;
+   * U, V in 16 bits for the fp16 / bf16 modes): */
+  int64_t x_elems;        /* N * C * prod(in_size) */
+  int64_t y_elems;        /* N * K * prod(out_size) */
+  int64_t w_elems;        /* K * C * r^ndim */
+  int64_t u_elems;        /* positions * K * C */
+  int64_t v_elems;        /* positions * C * num_tiles */
+  int64_t m_elems;        /* positions * K * num_tiles */
+  int64_t matrices_elems; /* m * alpha + alpha * r + alpha^2: the generic kernels' matrices */
 } mw_conv_geometry;
 
 /* Validate desc and fill geometry.  dtype (MW_FLOAT32 or MW_FLOAT64) only affects
