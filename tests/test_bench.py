@@ -278,7 +278,7 @@ def test_rows_carry_the_resolved_precision(quick) -> None:
 def test_precision_option_rows_per_mode_and_refusals_reported_once(tmp_path, capsys) -> None:
     path = tmp_path / "b.json"
     argv = ["--quick", "--backend", "numpy", "--network", "vgg16", "resnet18", "--precision", "fp32", "tf32",
-            "--no-baselines", "--no-progress", "--json", str(path)]
+            "--no-baselines", "--no-progress", "--wide", "--json", str(path)]  # --wide: the messages unwrapped
     assert bench_cli.main(argv) == 0
     res = json.loads(path.read_text())
     got = {(r["layer"], r["m"], r["precision"]) for r in res["rows"]}

@@ -289,6 +289,9 @@ def test_python_examples_run(path: Path) -> None:
     uses_torch = any(re.search(r"^\s*(import|from)\s+(torch|magma_wino\.torch)\b", b, re.M) for b in bodies)
     if uses_torch and importlib.util.find_spec("torch") is None:
         pytest.skip(f"{path.relative_to(ROOT)}: its examples use PyTorch, which is not installed (the [torch] extra)")
+    uses_jax = any(re.search(r"^\s*(import|from)\s+(jax|magma_wino\.jax)\b", b, re.M) for b in bodies)
+    if uses_jax and importlib.util.find_spec("jax") is None:
+        pytest.skip(f"{path.relative_to(ROOT)}: its examples use JAX, which is not installed (the [jax] extra)")
     uses_experiments = any(re.search(r"\bmagma_wino\.experiments\b|from magma_wino import experiments", b)
                            for b in bodies)
     missing = [m for m in ("torch", "sklearn") if importlib.util.find_spec(m) is None]

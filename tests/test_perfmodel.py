@@ -409,6 +409,15 @@ def _bench_args(*extra: str):
          "--density", "1", "0.25", "--model", "h200", *extra])
 
 
+def _wide_console():
+    """Tables at full width (--wide): the checks below read cells, which 80 columns would wrap."""
+    import argparse
+
+    from magma_wino.cli._common import console
+
+    return console(argparse.Namespace(wide=True))
+
+
 def test_bench_model_rows_and_ratios(capsys) -> None:
     from magma_wino import bench, precision
     from magma_wino.cli import bench as bench_cli
@@ -433,7 +442,8 @@ def test_bench_model_rows_and_ratios(capsys) -> None:
     assert mod["totals"] and all(t["label"] == pm.LABEL for t in mod["totals"])
     md = bench.model_markdown(mod)
     assert "ESTIMATES on h200" in md and "measured/estimated" in md
-    bench_cli.print_result({"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0}, "model": mod})
+    bench_cli.print_result({"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0}, "model": mod},
+                           _wide_console())
     out = capsys.readouterr().out
     assert "measured / estimated (h200 model)" in out and f"{q['phase_ratio']['product']:.2f}" in out
     assert bench.model_estimates(args, [dict(fake[0], backend="numpy")])["ratios"] == []
@@ -449,7 +459,7 @@ def test_bench_parses_model_and_prints_estimates(capsys) -> None:
     args = _bench_args("--no-baselines")
     result = {"rows": [], "crossover": [], "skipped": [], "meta": {"seconds": 0.0},
               "model": bench.model_estimates(args, [])}
-    bench_cli.print_result(result)
+    bench_cli.print_result(result, _wide_console())
     out = capsys.readouterr().out
     assert "ESTIMATE on H200-SXM-141GB: network totals" in out
     for p in ("fp32", "tf32x3", "tf32"):
