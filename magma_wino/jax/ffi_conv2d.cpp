@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -172,27 +173,28 @@ ffi::Error Conv2dBackward(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer dy,
 
 }  // namespace
 
+// The attributes both handlers take: the tile and the padding.
+template <typename Binding>
+auto layer_attrs(Binding binding) {
+  return std::move(binding)  // the builder's methods take *this as an rvalue
+      .template Attr<int64_t>("m")
+      .template Attr<int64_t>("top")
+      .template Attr<int64_t>("bottom")
+      .template Attr<int64_t>("left")
+      .template Attr<int64_t>("right");
+}
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MwJaxConv2dForward, Conv2dForward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("m")
-                                  .Attr<int64_t>("top")
-                                  .Attr<int64_t>("bottom")
-                                  .Attr<int64_t>("left")
-                                  .Attr<int64_t>("right"));
+                              layer_attrs(ffi::Ffi::Bind()
+                                              .Arg<ffi::AnyBuffer>()
+                                              .Arg<ffi::AnyBuffer>()
+                                              .Arg<ffi::AnyBuffer>()
+                                              .Ret<ffi::AnyBuffer>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(MwJaxConv2dBackward, Conv2dBackward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Attr<int64_t>("m")
-                                  .Attr<int64_t>("top")
-                                  .Attr<int64_t>("bottom")
-                                  .Attr<int64_t>("left")
-                                  .Attr<int64_t>("right"));
+                              layer_attrs(ffi::Ffi::Bind()
+                                              .Arg<ffi::AnyBuffer>()
+                                              .Arg<ffi::AnyBuffer>()
+                                              .Arg<ffi::AnyBuffer>()
+                                              .Ret<ffi::AnyBuffer>()
+                                              .Ret<ffi::AnyBuffer>()));
