@@ -60,14 +60,21 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
         raise ValueError(f"channel mismatch: x has C = {C} channels but w has {per}")
     _checks.check_bias(bias, wshape[0])
     in_spatial = xshape[1:-1] if cl else xshape[2:]
-    dec.out_spatial(in_spatial, "x")
+    out_sp = dec.out_spatial(in_spatial, "x")
     square = len(set(wshape[2:])) == 1
     plan_cls = WinogradConv2d if nd == 2 else WinogradConv3d
     plan = plan_cls(w if dec.direct and square else dec.weights(w), bias, dec.inner_padding, m, backend,
                     groups=dec.groups, layout=lay, **plan_kw)
     if dec.direct:
-        y = plan(x, out=out)
+        y = plan(x, out=out)  # the plan checks out
     else:
+        if out is not None:  # checked up front, as the plan checks it: never broadcast or cast into it
+            K = wshape[0]
+            want = (xshape[0], *out_sp, K) if cl else (xshape[0], K, *out_sp)
+            if tuple(getattr(out, "shape", ())) != want:
+                raise ValueError(f"out must have shape {want} (layout {lay}), got {tuple(getattr(out, 'shape', ()))}")
+            if out.dtype != x.dtype:
+                raise TypeError(f"out must be {x.dtype} (x's dtype), got {out.dtype}")
         y = dec.outputs(plan(dec.inputs(x, cl)), in_spatial, cl)
         if out is not None:
             out[...] = y

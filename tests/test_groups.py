@@ -155,3 +155,19 @@ def test_grouped_strided_layer_in_every_precision_mode_within_its_tolerance(prec
                                      2).numpy()
     assert y.dtype == np.float32 and y.shape == ref.shape
     assert accuracy.rel_err(y, ref) <= P.tolerance(precision, 4, 2, 2 * 4 * 4, 2)
+
+
+def test_conv2d_with_a_stride_checks_out_before_writing_it():
+    """The decomposed path writes y into out itself: out is checked as the plan checks it (no
+    broadcasting of a wrong shape, no silent cast)."""
+    rng = np.random.default_rng(26)
+    x, w = rng.standard_normal((1, 2, 7, 7)), rng.standard_normal((2, 2, 3, 3))
+    out = np.full((1, 2, 3, 3), np.nan)
+    y = mw.conv2d(x, w, None, 0, stride=2, backend="numpy", out=out)
+    assert y is out and not np.isnan(out).any()
+    with pytest.raises(ValueError, match=r"out must have shape \(1, 2, 3, 3\)"):
+        mw.conv2d(x, w, None, 0, stride=2, backend="numpy", out=np.zeros((1, 2, 4, 4)))
+    with pytest.raises(ValueError, match="out must have shape"):
+        mw.conv2d(x, w, None, 0, stride=2, backend="numpy", out=np.zeros((3, 2, 3, 3)))
+    with pytest.raises(TypeError, match="out must be float64"):
+        mw.conv2d(x, w, None, 0, stride=2, backend="numpy", out=np.zeros((1, 2, 3, 3), np.float32))

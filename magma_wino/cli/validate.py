@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     every = validate.cases(args.quick, backend, mode)
     sweep = [c for c in every if not args.filter or args.filter in c.group]
     if not sweep:  # an empty sweep must not pass silently, nor print an empty table
+        if not every:
+            return usage_error("validate", f"--precision {mode} applies to no case of this sweep")
         groups = ", ".join(dict.fromkeys(c.group for c in every))
         return usage_error("validate", f"--filter {args.filter!r} matches no case"
                            + ("" if mode == "auto" else f" of precision {mode}") + f"; the groups are: {groups}")
