@@ -28,6 +28,20 @@ except FileNotFoundError as exc:  # built with -DMW_C_LIBRARY=OFF
     LIB = None
 
 
+def _layouts() -> list:
+    """(name, pkg-config dir, CMake package dir) of each installed copy to build against: the pip
+    install's (under the package) and, when CI has made one (MW_C_PREFIX), a `cmake --install`
+    prefix of a standalone build (lib/ or lib64/, include/)."""
+    out = [pytest.param(lambda: (c_library.pkgconfig_dir(), c_library.cmake_dir()), id="pip")]
+    prefix = os.environ.get("MW_C_PREFIX")
+    if prefix:
+        def of_prefix(p=Path(prefix)):
+            cmake = next(p.glob("lib*/cmake/magma_wino"))
+            return cmake.parents[1] / "pkgconfig", cmake
+        out.append(pytest.param(of_prefix, id="prefix"))
+    return out
+
+
 def _run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
 
@@ -74,8 +88,10 @@ def test_version_macros_are_the_package_version():
 
 
 @pytest.mark.skipif(shutil.which("cc") is None or shutil.which("pkg-config") is None, reason="no cc / pkg-config")
-def test_c_example_builds_with_cc_and_pkg_config_and_matches_the_direct_loop(tmp_path):
-    env = dict(os.environ, PKG_CONFIG_PATH=str(c_library.pkgconfig_dir()))
+@pytest.mark.parametrize("layout", _layouts())
+def test_c_example_builds_with_cc_and_pkg_config_and_matches_the_direct_loop(tmp_path, layout):
+    pkgconfig, _ = layout()
+    env = dict(os.environ, PKG_CONFIG_PATH=str(pkgconfig))
     flags = _run(["pkg-config", "--cflags", "--libs", "magma_wino_emu"], env=env)
     assert flags.returncode == 0, flags.stderr
     exe = tmp_path / "conv_layer"
@@ -88,10 +104,11 @@ def test_c_example_builds_with_cc_and_pkg_config_and_matches_the_direct_loop(tmp
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="no cmake")
-def test_cmake_example_builds_with_find_package_and_matches_the_direct_loop(tmp_path):
+@pytest.mark.parametrize("layout", _layouts())
+def test_cmake_example_builds_with_find_package_and_matches_the_direct_loop(tmp_path, layout):
+    _, cmake_dir = layout()
     build = tmp_path / "build"
-    conf = _run(["cmake", "-S", str(ROOT / "examples" / "cmake"), "-B", str(build),
-                 f"-Dmagma_wino_DIR={c_library.cmake_dir()}"])
+    conf = _run(["cmake", "-S", str(ROOT / "examples" / "cmake"), "-B", str(build), f"-Dmagma_wino_DIR={cmake_dir}"])
     assert conf.returncode == 0, conf.stdout + conf.stderr
     make = _run(["cmake", "--build", str(build)])
     assert make.returncode == 0, make.stdout + make.stderr
