@@ -581,18 +581,27 @@ def table_cells(r: dict[str, Any]) -> list[str]:
             r.get("precision") or "-", f"{r['ms']:.3g}", phases, f"{r['gflops']:.3g}", f"{r['workspace_mib']:.3g}", _fmt_err(r["error"]), ok]
 
 
-def format_table(rows: Sequence[dict[str, Any]], title: str = "magma-wino bench") -> Any:
-    """The rows as a ``rich.table.Table`` (MAGMA-style columns)."""
+#: The columns of the table fitted to 80 columns (``magma-wino bench`` without ``--wide``): what
+#: was run and how fast; phases, workspace and error are in --wide, --json and --markdown.
+NARROW_COLUMNS = ("layer", "N", "F(m,r)", "density", "backend", "precision", "ms", "GFLOP/s", "ok")
+
+
+def format_table(rows: Sequence[dict[str, Any]], title: str = "magma-wino bench", wide: bool = True) -> Any:
+    """The rows as a ``rich.table.Table`` (MAGMA-style columns); ``wide=False``: the
+    :data:`NARROW_COLUMNS` only, without box lines, to fit 80 columns."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for c in TABLE_COLUMNS:
-        table.add_column(c, justify="left" if c in ("layer", "F(m,r)", "backend", "density", "precision") else "right",
-                         no_wrap=True)
+    cols = TABLE_COLUMNS if wide else NARROW_COLUMNS
+    table = Table(title=title, show_lines=False, header_style="bold", box=box.HEAVY_HEAD if wide else None)
+    for c in cols:
+        text = c in ("layer", "F(m,r)", "backend", "density", "precision")
+        table.add_column(c, justify="left" if text else "right", no_wrap=not text,  # numbers never wrap
+                         min_width=10 if c == "layer" else None, overflow="fold")
     for r in rows:
-        cells = table_cells(r)
+        cells = dict(zip(TABLE_COLUMNS, table_cells(r)))
         style = "red" if r["ok"] is False else None
-        table.add_row(*cells, style=style)
+        table.add_row(*(cells[c] for c in cols), style=style)
     return table
 
 

@@ -370,3 +370,17 @@ def test_python_m_magma_wino_runs_the_command_line_or_names_the_missing_library(
     monkeypatch.setattr(c_library, "cmake_dir", missing)
     assert entry.main(["--cmake-dir"]) == 2
     assert "python -m magma_wino --cmake-dir: the C library is not installed" in capsys.readouterr().err
+
+
+def test_bench_table_fits_80_columns_and_wide_has_every_column(capsys):
+    argv = ["bench", "--quick", "--backend", "numpy", "--no-progress", "--no-baselines", "--network", "vgg16",
+            "--batch", "1", "--tile", "4"]
+    assert cli.main(argv) == 0
+    narrow = capsys.readouterr().out
+    assert max(_widths(narrow)) <= 80
+    head = next(line for line in narrow.splitlines() if "layer" in line).split()
+    assert head == ["layer", "N", "F(m,r)", "density", "backend", "precision", "ms", "GFLOP/s", "ok"]
+    assert "conv5_1/5_" in narrow and "yes" in narrow  # folded, not cut: nothing lost
+    assert cli.main([*argv, "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert "in/prod/out ms" in wide and "workspace MiB" in wide
