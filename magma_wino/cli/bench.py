@@ -74,7 +74,7 @@ def print_result(result: dict[str, Any], console: Any = None) -> None:
 
     console = console or _console()  # fitted to the terminal, 80 columns in a log
     if result["rows"] or not result.get("model"):  # --model-only measures nothing
-        console.print(bench.format_table(result["rows"]))
+        console.print(bench.format_table(result["rows"], wide=console.width >= 160))
     if result["crossover"]:
         t = Table(title="sparse/dense crossover (product phase; measured)")
         for c in ("layer", "backend", "N", "F(m,r)", "dense prod ms", "crossover density", "model crossover"):
