@@ -68,13 +68,9 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
     if dec.direct:
         y = plan(x, out=out)  # the plan checks out
     else:
-        if out is not None:  # checked up front, as the plan checks it: never broadcast or cast into it
+        if out is not None:  # checked up front by the plan's own check: never broadcast or cast into it
             K = wshape[0]
-            want = (xshape[0], *out_sp, K) if cl else (xshape[0], K, *out_sp)
-            if tuple(getattr(out, "shape", ())) != want:
-                raise ValueError(f"out must have shape {want} (layout {lay}), got {tuple(getattr(out, 'shape', ()))}")
-            if out.dtype != x.dtype:
-                raise TypeError(f"out must be {x.dtype} (x's dtype), got {out.dtype}")
+            out = plan._work(out, "out", (xshape[0], *out_sp, K) if cl else (xshape[0], K, *out_sp), plan.dtype)
         y = dec.outputs(plan(dec.inputs(x, cl)), in_spatial, cl)
         if out is not None:
             out[...] = y
