@@ -48,12 +48,6 @@ def _tuple(v: object, nd: int, name: str) -> tuple[int, ...]:
     return tuple(int(i) for i in vals)
 
 
-def _groups(groups: object) -> int:
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
-    return groups
-
-
 def _pads(padding: object, nd: int, extent: Sequence[int]) -> list[int]:
     """``padding`` (every form of :func:`magma_wino._checks.as_padding`) as the operators' flat
     per-side list [lo_0, hi_0, lo_1, hi_1, ...] in axis order."""
@@ -127,7 +121,9 @@ def _check_channels(input: torch.Tensor, bias: torch.Tensor | None, C: int, K: i
 
 def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu):
     _check_common(input, weight, bias, nd, "spatial")
-    groups = _groups(groups)
+    # decompose checks stride, padding, dilation and groups (an int >= 1), naming each
+    dec = decompose(nd, tuple(int(s) for s in weight.shape[2:]), stride, padding, dilation, groups)
+    groups = dec.groups
     K, Cg = int(weight.shape[0]), int(weight.shape[1])
     if input.shape[1] != Cg * groups:
         raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight has C / groups = "
@@ -136,7 +132,6 @@ def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, pr
         raise ValueError(f"weight has K = {K} output channels, not a multiple of groups = {groups}")
     if bias is not None and tuple(bias.shape) != (K,):
         raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
-    dec = decompose(nd, tuple(int(s) for s in weight.shape[2:]), stride, padding, dilation, groups)
     dec.out_spatial(tuple(input.shape[2:]), "input")
     relu = _relu_arg(relu)
     if backend == "auto" and groups > 1 and Cg == 1 and relu != "winograd":

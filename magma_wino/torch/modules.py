@@ -77,7 +77,6 @@ class _SpatialMixin:
         # Every stride, dilation, groups, padding and kernel shape nn.Conv2d takes (its own
         # constructor has checked them): checked here once more for what the decomposition needs.
         _padding_mode(self.padding_mode)
-        F._groups(self.groups)
         self._decomposition = decompose(self._nd, self.kernel_size, self.stride, self.padding, self.dilation,
                                         self.groups)
         F._m_arg(m)
