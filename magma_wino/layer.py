@@ -201,9 +201,8 @@ class _WinogradConvNd(BackwardMixin):
             raise TypeError(f"generic must be a bool, got {type(generic).__name__}")
         self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
         self.alpha = self.transform.alpha
-        if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"groups must be an int >= 1, got {groups!r}")
-        if int(K) % int(groups):
+        groups = _positive_int(groups, "groups")
+        if int(K) % groups:
             raise ValueError(f"groups={groups}: the weights' K = {K} output channels must be a multiple of groups")
         #: Grouped convolution: x's C channels and the K outputs in ``groups`` equal groups.
         self.groups = int(groups)
