@@ -28,7 +28,7 @@ phase, not four), and the filter becomes ``L = ⌈r / s'⌉`` taps.  In 2D/3D th
 
 The re-indexing is a gather (one copy of x) when any axis has a stride or dilation; the phases
 of the output are put back by a reshape and a transpose (one copy of y).  The functions take
-NumPy, CuPy or PyTorch arrays alike (PyTorch: differentiable by autograd, as slicing is).
+NumPy, CuPy, PyTorch or JAX arrays alike (PyTorch and JAX: differentiable, as slicing is).
 Cost (docs/limitations.md): the products of L^nd taps over C·s'^nd channels at N·P^nd·⌈Ho/P⌉^nd
 outputs; for the 3×3 stride-2 layer that is F(m, 2) over 4C channels.
 """
@@ -36,6 +36,7 @@ outputs; for the 3×3 stride-2 layer that is F(m, 2) over 4C channels.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -274,11 +275,17 @@ def decompose(ndim: int, kernel: Sequence[int], stride: object = 1, padding: obj
 
 
 # ---------------------------------------------------------------------- array helpers
-# NumPy, CuPy and PyTorch spell these three differently; everything else above is shared syntax.
+# NumPy, CuPy, PyTorch and JAX spell these differently; everything else above is shared syntax.
 
 
 def _is_torch(a: Any) -> bool:
     return type(a).__module__.startswith("torch")
+
+
+def _is_jax(a: Any) -> bool:
+    """A JAX array or tracer (magma_wino.jax: the decomposition is traced, and differentiated, by JAX)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(a, jax.Array)
 
 
 def _pad(a: Any, pairs: Sequence[tuple[int, int]]) -> Any:
@@ -302,6 +309,8 @@ def _permute(a: Any, perm: Sequence[int]) -> Any:
 def _contiguous(a: Any) -> Any:
     if _is_torch(a):
         return a.contiguous()
+    if _is_jax(a):  # XLA chooses its own layouts
+        return a
     return _xp(a).ascontiguousarray(a)
 
 
@@ -311,12 +320,18 @@ def _like_index(ix: np.ndarray, like: Any) -> Any:
         import torch
 
         return torch.as_tensor(ix, dtype=torch.int64, device=like.device)
+    if _is_jax(like):  # a static index: JAX gathers with it
+        return ix.astype(np.int64)
     return _xp(like).asarray(ix.astype(np.int64))
 
 
 def _xp(a: Any) -> Any:
     if isinstance(a, np.ndarray):
         return np
+    if _is_jax(a):
+        import jax.numpy as jnp
+
+        return jnp
     import cupy
 
     return cupy

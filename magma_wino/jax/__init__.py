@@ -1,120 +1,264 @@
-"""JAX binding: :func:`conv2d`, the Winograd layer as an XLA FFI custom call (``jax.ffi``).
+"""JAX binding: :func:`conv2d` and :func:`conv3d`, the Winograd layer as XLA FFI custom calls.
 
-On CPU the custom call runs the library's kernels through the emulator build of its C ABI
-(``libmagma_wino_emu``: the CUDA kernels' source on XLA's host buffers); it works under
-``jax.jit`` and is differentiable (``jax.custom_vjp``: the data and weight gradients are a
-second custom call running the adjoint kernels, the bias gradient a sum).  The handlers are
-compiled once, on first use (:mod:`magma_wino.jax._build`).  Needs the ``[jax]`` extra.
+The layer is composed in JAX from one custom call per entry of the C ABI — the filter, input
+and output transforms, the batched products, and the three adjoint transforms for the
+gradients (``magma_wino/jax/ffi_handlers.cpp``) — so XLA owns U, V and M as ordinary
+intermediates, and the reshapes and transposes between the phases (the groups' block-diagonal
+products, Uᵀ and Vᵀ of the backward) are XLA's own.  On XLA's CPU platform the calls run the
+emulator build of the library (``libmagma_wino_emu``: the CUDA kernels' source on host
+buffers); on its CUDA platform the CUDA library (``libmagma_wino``) on XLA's stream.  Works
+under ``jax.jit`` and is differentiable (``jax.custom_vjp`` on the stride-1 layer: the adjoint
+kernels; the phase gathers of strided and dilated layers are differentiated by JAX).
 
-Scope: 2D, stride 1, square r×r filters, NCHW, float32 / float64, any zero padding per side
-(every form of :func:`magma_wino._checks.as_padding`).  GPU arrays are refused for now (the
-CUDA library is built, its XLA GPU handler is not: docs/jax.md).
+Everything :func:`magma_wino.conv2d` takes: any padding per side, stride, dilation, groups,
+rectangular filters (by :mod:`magma_wino.decompose`), channels-last layouts, the precision
+modes (docs/api.md, "Precision").  Needs the ``[jax]`` extra; docs/jax.md.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from .. import _checks
+from .. import precision as _precision
+from .._checks import check_bias
+from ..decompose import decompose
+from ..transforms import winograd
 
-__all__ = ["conv2d"]
+__all__ = ["conv2d", "conv3d"]
 
-
-def _pads(padding: Any, r: int) -> tuple[int, int, int, int]:
-    (top, bottom), (left, right) = _checks.as_padding(padding, 2, r)
-    return top, bottom, left, right
-
-
-def _attrs(m: int, pads: tuple[int, int, int, int]) -> dict[str, Any]:
-    return dict(m=np.int64(m), top=np.int64(pads[0]), bottom=np.int64(pads[1]), left=np.int64(pads[2]),
-                right=np.int64(pads[3]))
+_LAYOUTS = {2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 
 
-def _forward(x, w, b, m, pads):
-    import jax
-
-    from . import _build
-
-    _build.library()
-    H, W = x.shape[2] + pads[0] + pads[1] - w.shape[2] + 1, x.shape[3] + pads[2] + pads[3] - w.shape[3] + 1
-    out = jax.ShapeDtypeStruct((x.shape[0], w.shape[0], H, W), x.dtype)
-    return jax.ffi.ffi_call("magma_wino_conv2d_fwd", out, vmap_method="sequential")(x, w, b, **_attrs(m, pads))
-
-
-def _backward(x, w, dy, m, pads):
-    import jax
-
-    from . import _build
-
-    _build.library()
-    shapes = (jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct(w.shape, w.dtype))
-    return jax.ffi.ffi_call("magma_wino_conv2d_bwd", shapes, vmap_method="sequential")(x, w, dy, **_attrs(m, pads))
-
-
-def conv2d(x: Any, w: Any, bias: Any = None, padding: Any = 0, *, m: int = 4) -> Any:
-    """y = conv(x, w) + bias by Winograd F(m×m, r×r), as an XLA custom call (CPU).
+def conv2d(x: Any, w: Any, bias: Any = None, padding: Any = 0, *, stride: Any = 1, dilation: Any = 1,
+           groups: int = 1, layout: str = "NCHW", m: int = 4, precision: str = "auto",
+           allow_inaccurate: bool = False) -> Any:
+    """y = conv(x, w) + bias by Winograd F(m×m, r×r), as XLA custom calls (PyTorch's semantics).
 
     Args:
-        x: N×C×H×W JAX array, float32 or float64.
-        w: K×C×r×r of x's dtype.
-        bias: optional (K,).
-        padding: zero padding, any size per side (an int, (pad_h, pad_w), ((top, bottom),
-            (left, right)), (left, right, top, bottom), "same", "valid").
+        x: N×C×H×W JAX array (layout "NHWC": N×H×W×C), float32 or float64.
+        w: K×(C/groups)×r_h×r_w of x's dtype (rectangular filters too).
+        bias: optional (K,) of x's dtype.
+        padding: zero padding, any size per side: an int, (pad_h, pad_w), ((top, bottom),
+            (left, right)), (left, right, top, bottom) as ``torch.nn.functional.pad`` orders
+            it, "same" (stride 1) or "valid".
+        stride, dilation: an int or (h, w), as PyTorch (:mod:`magma_wino.decompose`).
+        groups: grouped convolution (``groups = C``: depthwise), as PyTorch.
+        layout: "NCHW" or "NHWC" (x N×H×W×C and y N×Ho×Wo×K; XLA transposes them around the
+            channels-first kernels).
         m: output tile size (specialised kernels F(2,3), F(4,3), F(6,3), F(2,5); others the
-            generic ones, α = m + r − 1 ≤ 16).
+            generic ones, α = m + r − 1 ≤ 16, r the filter size of the stride-1 layer run).
+        precision: "auto", "fp32", "tf32x3", "tf32", "bf16", "fp16" (float32 data) or "fp64"
+            (float64 data): what the products compute in; "auto" is tf32x3 for float32 (the
+            emulator, and GPUs of compute capability 8.0+; fp32 on older ones) and fp64 for
+            float64.
+        allow_inaccurate: run a mode whose measured error for F(m, r) exceeds the usable limit.
 
     Returns:
-        y, N×K×Ho×Wo, differentiable in x, w and bias (``jax.grad``), under ``jax.jit``.
+        y, N×K×Ho×Wo (or N×Ho×Wo×K), of x's dtype: differentiable in x, w and bias
+        (``jax.grad``), under ``jax.jit``, on XLA's CPU and CUDA platforms (the default
+        backend's, ``jax.default_backend()``).
+
+    Raises:
+        ValueError / TypeError naming the argument for bad shapes, dtypes, layouts, padding,
+        stride, dilation, groups, tiles or precision modes, before anything is traced.
     """
+    return _conv(2, x, w, bias, padding, stride, dilation, groups, layout, m, precision, allow_inaccurate)
+
+
+def conv3d(x: Any, w: Any, bias: Any = None, padding: Any = 0, *, stride: Any = 1, dilation: Any = 1,
+           groups: int = 1, layout: str = "NCDHW", m: int = 2, precision: str = "auto",
+           allow_inaccurate: bool = False) -> Any:
+    """As :func:`conv2d`, one axis more: x N×C×D×H×W ("NDHWC": N×D×H×W×C), w K×(C/groups)×r_d×r_h×r_w
+    (padding: 6 flat ints are (left, right, top, bottom, front, back)); F(2,3) and F(4,3) have
+    specialised 3D kernels."""
+    return _conv(3, x, w, bias, padding, stride, dilation, groups, layout, m, precision, allow_inaccurate)
+
+
+def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilation: Any, groups: Any,
+          layout: Any, m: Any, precision: Any, allow_inaccurate: Any) -> Any:
     import jax.numpy as jnp
 
     for name, a in (("x", x), ("w", w)):
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
             raise TypeError(f"{name} must be a JAX array, got {type(a).__name__}")
-    if len(x.shape) != 4 or len(w.shape) != 4:
-        raise ValueError(f"x must be N×C×H×W and w K×C×r×r, got shapes {tuple(x.shape)} and {tuple(w.shape)}")
-    if w.shape[2] != w.shape[3]:
-        raise ValueError(f"w must have a square r×r filter, got {tuple(w.shape[2:])}")
-    if x.shape[1] != w.shape[1]:
-        raise ValueError(f"channel mismatch: x has C = {x.shape[1]} channels but w has C = {w.shape[1]}")
-    if np.dtype(x.dtype) not in (np.float32, np.float64) or np.dtype(w.dtype) != np.dtype(x.dtype):
+    first, last = _LAYOUTS[nd]
+    if not isinstance(layout, str) or layout.upper() not in (first, last):
+        raise ValueError(f"layout must be {first!r} or {last!r} for a {nd}D convolution, got {layout!r}")
+    cl = layout.upper() == last
+    if len(x.shape) != nd + 2 or len(w.shape) != nd + 2:
+        want = "×".join(last if cl else first)
+        raise ValueError(f"x must be {want} and w K×C×{'×'.join('r' * nd)}, got shapes {tuple(x.shape)} "
+                         f"and {tuple(w.shape)}")
+    dt = np.dtype(x.dtype)
+    if dt not in (np.float32, np.float64) or np.dtype(w.dtype) != dt:
         raise TypeError(f"x and w must both be float32 or both float64, got {x.dtype} and {w.dtype}")
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
         raise ValueError(f"m must be an int >= 1, got {m!r}")
-    pads = _pads(padding, int(w.shape[2]))
-    _checks.out_spatial(tuple(x.shape[2:]), int(w.shape[2]), ((pads[0], pads[1]), (pads[2], pads[3])))
+    if cl:  # the kernels are channels-first: XLA transposes x here and y at the end
+        x = jnp.moveaxis(x, -1, 1)
+    dec = decompose(nd, tuple(int(s) for s in w.shape[2:]), stride, padding, dilation, groups)
+    K, Cg = int(w.shape[0]), int(w.shape[1])
+    if int(x.shape[1]) != Cg * dec.groups:
+        per = f"C/groups = {Cg} with groups = {dec.groups}" if dec.groups != 1 else f"C = {Cg}"
+        raise ValueError(f"channel mismatch: x has C = {x.shape[1]} channels but w has {per}")
+    if K % dec.groups:
+        raise ValueError(f"w: K = {K} output channels is not divisible by groups = {dec.groups}")
+    in_spatial = tuple(int(s) for s in x.shape[2:])
+    dec.out_spatial(in_spatial, "x")
     if bias is None:
-        bias = jnp.zeros((w.shape[0],), x.dtype)
-    elif tuple(bias.shape) != (w.shape[0],) or np.dtype(bias.dtype) != np.dtype(x.dtype):
-        raise ValueError(f"bias must be ({w.shape[0]},) of x's dtype, got {tuple(bias.shape)} {bias.dtype}")
-    return _conv(m, pads)(x, w, bias)
+        bias = jnp.zeros((K,), dt)
+    else:
+        check_bias(bias, K)
+        if np.dtype(bias.dtype) != dt:
+            raise TypeError(f"bias must have x's dtype {dt}, got {bias.dtype}")
+    r = dec.inner_r
+    if m + r - 1 > 16:
+        raise ValueError(f"F({m}, {r}): alpha = m + r - 1 = {m + r - 1} exceeds 16, the kernels' limit; use a smaller m")
+    platform, capability = _platform()
+    mode = _precision.resolve(precision, dt, platform, int(m), r, nd, capability, allow_inaccurate)
+    square = len(set(w.shape[2:])) == 1
+    layer = _layer(nd, int(m), r, dec.inner_padding, dec.groups, mode)
+    y = dec.outputs(layer(dec.inputs(x), w if dec.direct and square else dec.weights(w), bias), in_spatial)
+    return jnp.moveaxis(y, 1, -1) if cl else y
 
 
-def _conv(m: int, pads: tuple[int, int, int, int]):
-    """The differentiable custom call for one (m, padding): the configuration is static."""
+def _platform() -> tuple[str, tuple[int, int] | None]:
+    """The library backend of JAX's default platform, and the GPU's compute capability."""
     import jax
-    import jax.numpy as jnp
 
-    key = (m, pads)
-    fn = _CONVS.get(key)
-    if fn is None:
+    name = jax.default_backend()
+    if name == "cpu":
+        return "emulator", None
+    if name in ("gpu", "cuda"):
+        cc = getattr(jax.devices()[0], "compute_capability", None)
+        return "cuda", (tuple(int(v) for v in str(cc).split(".")[:2]) if cc else None)  # type: ignore[return-value]
+    raise ValueError(f"magma_wino.jax runs on XLA's CPU and CUDA platforms, not on {name!r}")
+
+
+# ---------------------------------------------------------------------- the stride-1 layer
+
+
+def _call(target: str, shape: tuple[int, ...], dtype: Any, *args: Any, **attrs: Any) -> Any:
+    import jax
+
+    from . import _build
+
+    _build.register()
+    out = jax.ShapeDtypeStruct(tuple(int(s) for s in shape), dtype)
+    return jax.ffi.ffi_call(f"magma_wino_{target}", out, vmap_method="sequential")(*args, **attrs)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """The stride-1, square-filter grouped layer of one (F(m, r), padding, groups, mode) as a
+    differentiable function (x, w, b) -> y of JAX arrays: x N×C×spatial, w K×(C/g)×r^nd."""
+
+    nd: int
+    m: int
+    r: int
+    pads: tuple[tuple[int, int], ...]
+    groups: int
+    mode: str
+
+    @property
+    def alpha(self) -> int:
+        return self.m + self.r - 1
+
+    @cached_property
+    def generic(self) -> bool:
+        from .. import _emu
+
+        return not _emu.has_specialized_transform(self.nd, self.m, self.r)
+
+    @cached_property
+    def _matrices(self) -> dict[np.dtype, np.ndarray]:
+        """Aᵀ, G, Bᵀ back to back per compute dtype (the generic and the adjoint kernels')."""
+        at, g, bt = winograd(self.m, self.r).matrices(np.float64)
+        packed = np.concatenate([at.ravel(), g.ravel(), bt.ravel()])
+        return {np.dtype(t): packed.astype(t) for t in (np.float32, np.float64)}
+
+    def _desc(self, N: int, C: int, K: int, spatial: tuple[int, ...], pads: Any = None) -> np.ndarray:
+        pads = self.pads if pads is None else pads
+        pad3 = list(pads) + [(0, 0)] * (3 - self.nd)
+        size = list(spatial) + [0] * (3 - self.nd)
+        return np.array([self.nd, self.m, self.r, N, C, K, *size, *(lo for lo, _ in pad3), *(hi for _, hi in pad3)],
+                        np.int64)
+
+    def _geometry(self, x: Any, w: Any) -> tuple[np.ndarray, np.ndarray, int, tuple[int, ...]]:
+        """(the layer's desc, the filter transform's desc, P, the output's spatial size)."""
+        N, C = (int(s) for s in x.shape[:2])
+        K, Cg = (int(s) for s in w.shape[:2])
+        spatial = tuple(int(s) for s in x.shape[2:])
+        out = tuple(s + lo + hi - self.r + 1 for s, (lo, hi) in zip(spatial, self.pads))
+        P = N * math.prod(-(-o // self.m) for o in out)
+        fdesc = self._desc(1, Cg, K, (self.r,) * self.nd, ((0, 0),) * self.nd)  # one r^nd "image"
+        return self._desc(N, C, K, spatial), fdesc, P, out
+
+    def _storage(self, dt: np.dtype) -> Any:
+        import jax.numpy as jnp
+
+        return {"fp16": jnp.float16, "bf16": jnp.bfloat16}.get(self.mode, dt)
+
+    def forward(self, x: Any, w: Any, b: Any) -> Any:
+        dt = np.dtype(x.dtype)
+        desc, fdesc, P, out = self._geometry(x, w)
+        N, C, K, Cg, g = int(x.shape[0]), int(x.shape[1]), int(w.shape[0]), int(w.shape[1]), self.groups
+        A = self.alpha**self.nd
+        mats, gen, sdt = self._matrices[dt], np.int64(self.generic), self._storage(dt)
+        U = _call("filter_transform", (A, K, Cg), sdt, mats, w, desc=fdesc, generic=gen)
+        V = _call("input_transform", (A, C, P), sdt, mats, x, desc=desc, generic=gen, relu=np.int64(0))
+        # the groups' block-diagonal products: U (A, g·Kg, Cg) and V (A, g·Cg, P) are (A·g, Kg, Cg) and
+        # (A·g, Cg, P) by a reshape, M (A·g, Kg, P) is (A, K, P) by another
+        M = self._bmm(U.reshape(A * g, K // g, Cg), V.reshape(A * g, Cg, P), self.mode, dt).reshape(A, K, P)
+        return _call("output_transform", (N, K, *out), dt, mats, M, b, desc=desc, generic=gen)
+
+    def _bmm(self, A: Any, B: Any, mode: str, dt: np.dtype) -> Any:
+        from .. import _emu
+
+        return _call("gemm_batched", (A.shape[0], A.shape[1], B.shape[2]), dt, A, B,
+                     precision=np.int64(_precision.ext_code(_emu, mode)))
+
+    def backward(self, x: Any, w: Any, dy: Any) -> tuple[Any, Any, Any]:
+        """(dx, dw, db): dM = the output adjoint of dy; dV = Uᵀ·dM and dU = dM·Vᵀ per group; dx, dw
+        their input and filter adjoints (docs/backward.md, as the plans' backward).  The products
+        run in the forward's mode, "fp32" for the 16-bit modes (float32 U and V, as the plans)."""
+        dt = np.dtype(x.dtype)
+        desc, fdesc, P, _ = self._geometry(x, w)
+        C, K, Cg, g, A = int(x.shape[1]), int(w.shape[0]), int(w.shape[1]), self.groups, self.alpha**self.nd
+        Kg = K // g
+        mode = "fp32" if self.mode in _precision.HALF_MODES else self.mode
+        mats, gen = self._matrices[dt], np.int64(self.generic)
+        dM = _call("output_adjoint", (A, K, P), dt, mats, dy, desc=desc).reshape(A * g, Kg, P)
+        U = _call("filter_transform", (A, K, Cg), dt, mats, w, desc=fdesc, generic=gen).reshape(A * g, Kg, Cg)
+        dV = self._bmm(U.transpose(0, 2, 1), dM, mode, dt).reshape(A, C, P)
+        dx = _call("input_adjoint", tuple(x.shape), dt, mats, dV, desc=desc)
+        V = _call("input_transform", (A, C, P), dt, mats, x, desc=desc, generic=gen, relu=np.int64(0))
+        dU = self._bmm(dM, V.reshape(A * g, Cg, P).transpose(0, 2, 1), mode, dt).reshape(A, K, Cg)
+        dw = _call("filter_adjoint", tuple(w.shape), dt, mats, dU, desc=fdesc)
+        return dx, dw, dy.sum(axis=(0, *range(2, 2 + self.nd)))
+
+    @cached_property
+    def _fn(self) -> Any:
+        import jax
+
         @jax.custom_vjp
         def fn(x, w, b):
-            return _forward(x, w, b, m, pads)
+            return self.forward(x, w, b)
 
-        def fwd(x, w, b):
-            return _forward(x, w, b, m, pads), (x, w)
+        fn.defvjp(lambda x, w, b: (self.forward(x, w, b), (x, w)), lambda res, dy: self.backward(*res, dy))
+        return fn
 
-        def bwd(res, dy):
-            x, w = res
-            dx, dw = _backward(x, w, dy, m, pads)
-            return dx, dw, jnp.sum(dy, axis=(0, 2, 3))
-
-        fn.defvjp(fwd, bwd)
-        _CONVS[key] = fn
-    return fn
+    def __call__(self, x: Any, w: Any, b: Any) -> Any:
+        return self._fn(x, w, b)
 
 
-_CONVS: dict[tuple[int, tuple[int, int, int, int]], Any] = {}
+@functools.cache
+def _layer(nd: int, m: int, r: int, pads: tuple[tuple[int, int], ...], groups: int, mode: str) -> _Layer:
+    """One :class:`_Layer` (and its custom_vjp function) per configuration, for the process."""
+    return _Layer(nd, m, r, pads, groups, mode)
