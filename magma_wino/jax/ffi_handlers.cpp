@@ -250,50 +250,37 @@ struct On<true, Body> {
 
 using Buf = ffi::AnyBuffer;
 
+// The bindings, each built on the one before: two buffers in, one out (the transforms, their
+// adjoints, the products); then the attributes of each entry.
 template <bool Cuda>
-auto filter_transform() {
-  return bind<Cuda>()
-      .template Arg<Buf>()
-      .template Arg<Buf>()
-      .template Ret<Buf>()
-      .template Attr<Desc>("desc")
-      .template Attr<int64_t>("generic");
-}
-template <bool Cuda>
-auto input_transform() {
-  return bind<Cuda>()
-      .template Arg<Buf>()
-      .template Arg<Buf>()
-      .template Ret<Buf>()
-      .template Attr<Desc>("desc")
-      .template Attr<int64_t>("generic")
-      .template Attr<int64_t>("relu");
-}
-template <bool Cuda>
-auto output_transform() {
-  return bind<Cuda>()
-      .template Arg<Buf>()
-      .template Arg<Buf>()
-      .template Arg<Buf>()
-      .template Ret<Buf>()
-      .template Attr<Desc>("desc")
-      .template Attr<int64_t>("generic");
+auto two_to_one() {
+  return bind<Cuda>().template Arg<Buf>().template Arg<Buf>().template Ret<Buf>();
 }
 template <bool Cuda>
 auto adjoint_transform() {
-  return bind<Cuda>()
-      .template Arg<Buf>()
-      .template Arg<Buf>()
-      .template Ret<Buf>()
-      .template Attr<Desc>("desc");
+  return two_to_one<Cuda>().template Attr<Desc>("desc");
+}
+template <bool Cuda>
+auto filter_transform() {
+  return adjoint_transform<Cuda>().template Attr<int64_t>("generic");
+}
+template <bool Cuda>
+auto input_transform() {
+  return filter_transform<Cuda>().template Attr<int64_t>("relu");
 }
 template <bool Cuda>
 auto gemm_batched() {
+  return two_to_one<Cuda>().template Attr<int64_t>("precision");
+}
+template <bool Cuda>
+auto output_transform() {  // matrices, M and the bias in, y out
   return bind<Cuda>()
       .template Arg<Buf>()
       .template Arg<Buf>()
+      .template Arg<Buf>()
       .template Ret<Buf>()
-      .template Attr<int64_t>("precision");
+      .template Attr<Desc>("desc")
+      .template Attr<int64_t>("generic");
 }
 
 }  // namespace
