@@ -94,6 +94,8 @@ cdef class ConvDesc:
             # elements of every array of the layer (mw_conv_geometry's *_elems)
             "x_elems": g.x_elems, "y_elems": g.y_elems, "w_elems": g.w_elems, "u_elems": g.u_elems,
             "v_elems": g.v_elems, "m_elems": g.m_elems, "matrices_elems": g.matrices_elems,
+            "csr_row_ptr_elems": g.csr_row_ptr_elems, "bsr_row_ptr_elems": g.bsr_row_ptr_elems,
+            "bsr_max_blocks": g.bsr_max_blocks,
         }
 
 

@@ -55,6 +55,9 @@ cdef extern from "magma_wino.h" nogil:
         int64_t v_elems
         int64_t m_elems
         int64_t matrices_elems
+        int64_t csr_row_ptr_elems
+        int64_t bsr_row_ptr_elems
+        int64_t bsr_max_blocks
 
     mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry)
     int mw_has_specialized_transform(int ndim, int m, int r)

@@ -189,6 +189,12 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
   g.v_elems = g.positions * d->in_channels * tiles;
   g.m_elems = g.positions * d->out_channels * tiles;
   g.matrices_elems = static_cast<int64_t>(d->m) * g.alpha + g.alpha * d->r + g.alpha * g.alpha;
+  // The sparse formats of U (docs/sparse.md): CSR row offsets per position, and the block-sparse
+  // (16 x 8 blocks) row offsets and its largest block count (every block kept).
+  const int64_t block_rows = (d->out_channels + 15) / 16, block_cols = (d->in_channels + 7) / 8;
+  g.csr_row_ptr_elems = g.positions * (d->out_channels + 1);
+  g.bsr_row_ptr_elems = g.positions * (block_rows + 1);
+  g.bsr_max_blocks = g.positions * block_rows * block_cols;
   if (geo != nullptr) *geo = g;
   if (kg != nullptr) {
     kg->N = static_cast<int>(d->batch);

@@ -653,6 +653,18 @@ def test_conv_desc_geometry_reports_sizes():
         emu.ConvDesc(2, 4, 3, 1, 1, 1, (8,), (0, 0))
 
 
+def test_conv_desc_geometry_sizes_the_sparse_formats_of_u_as_the_python_builders_do():
+    # K = 20, C = 11 are off the 16 × 8 block multiples: 2 block rows, 2 block columns
+    from magma_wino.sparse import BatchedBSR
+
+    geo = emu.ConvDesc(2, 2, 3, 1, 11, 20, (6, 6), (1, 1)).geometry(emu.FLOAT32)
+    U = np.random.default_rng(3).standard_normal((16, 20, 11)).astype(np.float32)  # every block kept
+    csr, bsr = BatchedCSR.from_dense(U), BatchedBSR.from_dense(U)
+    assert geo["csr_row_ptr_elems"] == csr.row_ptr.size == 16 * 21
+    assert geo["bsr_row_ptr_elems"] == bsr.row_ptr.size == 16 * 3
+    assert geo["bsr_max_blocks"] == bsr.nblocks == 16 * 2 * 2
+
+
 def _small_desc():
     return emu.ConvDesc(2, 2, 3, 1, 2, 2, (6, 6), (0, 0))
 
