@@ -224,7 +224,7 @@ class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)  # must stay nn.Conv2d
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)  # F(4, 2) on 4 phases; stays for winograd_domain
         self.block = nn.Sequential(nn.Conv2d(8, 8, 5, padding="same", bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                                    nn.Conv2d(8, 6, 1))  # the 1×1 stays
         self.head = nn.Linear(6, 4)
@@ -234,11 +234,15 @@ class SmallCNN(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
-#: (m, r, C) of the converted layers: the stem (F(4,3), C = 3), the block's 5×5 (F(4,5), C = 8).
+#: (m, r, C) of the layers the plans run for the converted ones: the stem (F(4,3), C = 3), the
+#: block's 5×5 (F(4,5), C = 8), and — spatial modules only — the stride-2 3×3 as its phase layer
+#: (F(4,2) over 4·8 phase channels).
 CONVERTED = [(4, 3, 3), (4, 5, 8)]
+CONVERTED_SPATIAL = [*CONVERTED, (4, 2, 32)]
 #: Their summed float64 tolerance: each converted layer adds at most its own relative error
 #: (BatchNorm renormalises, so a relative error passes through a block at unit gain).
-CONVERT_TOL = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED)
+CONVERT_TOL = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED_SPATIAL)
+CONVERT_TOL_DOMAIN = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED)
 
 
 def _model(seed: int = 0) -> SmallCNN:
@@ -248,14 +252,47 @@ def _model(seed: int = 0) -> SmallCNN:
 
 def test_convert_swaps_only_the_eligible_convolutions():
     model = mt.convert(_model())
-    assert model.winograd_converted == ["stem.0", "block.0"]
-    assert type(model.stem[0]) is mt.WinogradConv2d and type(model.block[0]) is mt.WinogradConv2d
-    assert model.block[0].padding == "same"  # nn.Conv2d's own value, kept
-    assert type(model.down) is nn.Conv2d and type(model.block[3]) is nn.Conv2d
+    assert model.winograd_converted == ["stem.0", "down", "block.0"]
+    assert all(type(c) is mt.WinogradConv2d for c in (model.stem[0], model.down, model.block[0]))
+    assert model.block[0].padding == "same" and model.down.stride == (2, 2)  # nn.Conv2d's own values, kept
+    assert type(model.block[3]) is nn.Conv2d  # the 1×1: a GEMM, nothing to save
     dom = mt.convert(_model(), winograd_domain=True, m=2)
+    assert dom.winograd_converted == ["stem.0", "block.0"] and type(dom.down) is nn.Conv2d
     assert type(dom.stem[0]) is mt.WinogradDomainConv2d and dom.block[0].weight.shape == (36, 8, 8)
-    assert mt.eligible(nn.Conv2d(2, 2, 3, dilation=2)) == "dilation (2, 2) != 1"
-    assert mt.eligible(nn.Conv2d(2, 2, 7)) is not None
+    # m=2: the stride-2 3×3 would be F(2, 2), which saves nothing (the cost model's ratio is 1)
+    assert mt.convert(_model(), m=2).winograd_converted == ["stem.0", "block.0"]
+
+
+@pytest.mark.parametrize("conv,why", [
+    (nn.Conv2d(8, 8, 3, padding=2, dilation=2), None),            # DeepLab's dilated 3×3
+    (nn.Conv2d(8, 16, 3, padding=1, groups=2), None),             # ResNeXt-style groups
+    (nn.Conv2d(3, 8, 7, stride=2, padding=3), None),              # ResNet's conv1: F(4, 4) phases
+    (nn.Conv2d(8, 8, 3, padding=3), None),                        # padding beyond r − 1
+    (nn.Conv2d(8, 8, 1, stride=2), "1-tap filter"),                # ResNet's downsample: a GEMM
+    (nn.Conv2d(8, 8, 7, padding=3), "7-tap filter"),
+    (nn.Conv2d(8, 8, (1, 3), padding=(0, 1)), "not square"),
+    (nn.Conv2d(8, 8, 3, padding=1, groups=8), "depthwise"),
+    (nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"), "padding_mode"),
+])
+def test_eligible_follows_the_cost_model_for_the_spatial_modules(conv, why):
+    got = mt.eligible(conv)
+    assert got is None if why is None else why in got
+    if why is None and (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1):
+        assert mt.eligible(conv, winograd_domain=True) is not None  # U of one stride-1 layer only
+        assert mt.eligible(conv, relu="winograd") is not None
+
+
+def test_converted_strided_dilated_grouped_layers_equal_the_originals():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, padding=2, dilation=2),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=2)).double()
+    ref = copy.deepcopy(model)
+    mt.convert(model)
+    assert model.winograd_converted == ["0", "1", "2"]
+    x = _x(22, 2, 4, 13, 12)
+    # each layer's own tolerance, summed: F(4, 2) over 4·4 phase channels, F(4, 3) over 8 and over 4
+    tol = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in [(4, 2, 16), (4, 3, 8), (4, 3, 4)])
+    assert rel_err(model(x).detach().numpy(), ref(x).detach().numpy()) <= tol
 
 
 @pytest.mark.parametrize("winograd_domain", [False, True])
@@ -265,10 +302,11 @@ def test_converted_model_has_the_same_outputs_and_gradients(winograd_domain):
     x = _x(20, 4, 3, 11, 9)
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
     y_ref, y = ref(x_ref), model(x_new)
-    assert rel_err(y.detach().numpy(), y_ref.detach().numpy()) <= CONVERT_TOL
+    tol = CONVERT_TOL_DOMAIN if winograd_domain else CONVERT_TOL
+    assert rel_err(y.detach().numpy(), y_ref.detach().numpy()) <= tol
     y_ref.square().sum().backward()
     y.square().sum().backward()
-    assert rel_err(x_new.grad.numpy(), x_ref.grad.numpy()) <= CONVERT_TOL  # the input's gradient too
+    assert rel_err(x_new.grad.numpy(), x_ref.grad.numpy()) <= tol  # the input's gradient too
     grads = dict(model.named_parameters())
     for name, p in ref.named_parameters():
         g = grads[name].grad
@@ -277,7 +315,7 @@ def test_converted_model_has_the_same_outputs_and_gradients(winograd_domain):
             from magma_wino.reference import filter_transform_adjoint
 
             g = torch.from_numpy(filter_transform_adjoint(g.numpy(), 4, p.shape[-1]))
-        assert rel_err(g.numpy(), p.grad.numpy()) <= CONVERT_TOL, name
+        assert rel_err(g.numpy(), p.grad.numpy()) <= tol, name
 
 
 def _train(model: nn.Module, steps: int) -> list[float]:

@@ -7,46 +7,88 @@ import logging
 import torch
 from torch import nn
 
+from ..cost import conv_cost
+from ..decompose import decompose
+from ..layer import WinogradConv2d as _Plan2d
+from ..layer import WinogradConv3d as _Plan3d
 from . import functional as F
 from .modules import WinogradConv2d, WinogradConv3d, WinogradDomainConv2d, WinogradDomainConv3d
 
 __all__ = ["convert", "eligible"]
 
 _log = logging.getLogger(__name__)
-#: The filter sizes convert() swaps (F(m, 3) and F(m, 5) are the accurate, useful tiles).
+#: The filter sizes of the (phase) layers convert() swaps (F(m, 3) and F(m, 5) are the accurate,
+#: useful tiles).
 KERNEL_SIZES = (3, 5)
+#: The taps of the phase layers convert() swaps for the spatial modules (F(m, 2) … F(m, 5)).
+PHASE_TAPS = (2, 5)
+#: The plans whose default tile a module with ``m=None`` runs, per dimension.
+LAYER_CLASSES = {2: _Plan2d, 3: _Plan3d}
 
 
-def eligible(conv: nn.Module) -> str | None:
-    """None when ``convert`` would swap ``conv``; otherwise why not, in words.  Eligible:
-    exactly ``nn.Conv2d`` / ``nn.Conv3d`` (not a subclass, which may compute something
-    else), a square (cubic) 3 or 5 kernel, stride 1, dilation 1, groups 1, "zeros" padding
-    mode, padding <= r - 1 (or "valid" / "same", which are 0 and (r - 1) / 2 there), a
-    floating-point weight NumPy or CuPy can view (not bfloat16)."""
+def eligible(conv: nn.Module, *, winograd_domain: bool = False, m: int | None = None,
+             relu: F.Relu = None) -> str | None:
+    """None when ``convert`` (with the same ``winograd_domain``, ``m`` and ``relu``) would swap
+    ``conv``; otherwise why not, in words.
+
+    Always required: exactly ``nn.Conv2d`` / ``nn.Conv3d`` (not a subclass, which may compute
+    something else), a square (cubic) kernel, "zeros" padding mode, a floating-point weight NumPy
+    or CuPy can view (not bfloat16), and not depthwise (C/groups = 1: memory-bound, where the
+    model's verdict is PyTorch's direct kernel, docs/limitations.md).
+
+    The spatial modules (``winograd_domain=False``, ``relu`` None or "spatial") run every stride,
+    dilation, group count and padding by :mod:`magma_wino.decompose`; swapped are the layers whose
+    stride-1 phase layer has a filter of 2 to 5 taps (:data:`PHASE_TAPS`: stride 1 with kernel 2 to
+    5, dilated too; stride 2 with kernel 3 to 10, e.g. ResNet's stage entries, 3×3, and its conv1,
+    7×7) and where :func:`magma_wino.cost.conv_cost` counts fewer multiplications than the direct
+    layer for F(m, taps) (at a nominal 56×56 input, batch 1: F(2, 2) of a stride-2 3×3 saves none
+    and is left alone, F(4, 2) is swapped).  Rectangular kernels
+    are left alone: they would run as the square filter with zero taps (no saving for 1×r).
+
+    Winograd-domain modules (``winograd_domain=True``) and Winograd-ReLU (``relu="winograd"``) are
+    the stride-1 square kind only: stride 1, dilation 1, groups 1, a 3 or 5 kernel, padding
+    <= r − 1 (or "valid" / "same")."""
     if type(conv) not in (nn.Conv2d, nn.Conv3d):
         return f"{type(conv).__name__} is not nn.Conv2d / nn.Conv3d"
     nd = 2 if type(conv) is nn.Conv2d else 3
     ks = tuple(conv.kernel_size)
-    if len(set(ks)) != 1 or ks[0] not in KERNEL_SIZES:
-        return f"kernel_size {ks} is not square 3 or 5"
+    if len(set(ks)) != 1:
+        return f"kernel_size {ks} is not square (it would run as the square filter with zero taps)"
     r = ks[0]
-    for name in ("stride", "dilation"):
-        if any(v != 1 for v in getattr(conv, name)):
-            return f"{name} {tuple(getattr(conv, name))} != 1"
-    if conv.groups != 1:
-        return f"groups {conv.groups} != 1"
     if conv.padding_mode != "zeros":
         return f"padding_mode {conv.padding_mode!r} is not 'zeros'"
-    pad = conv.padding
-    if isinstance(pad, str):
-        pad = 0 if pad == "valid" else (r - 1) // 2
-    pads = F._tuple(pad, nd, "padding")
-    if any(p > r - 1 for p in pads):
-        return f"padding {pads} > r - 1 = {r - 1}"
     if not conv.weight.is_floating_point():
         return f"dtype {conv.weight.dtype} is not floating point"
     if conv.weight.dtype == torch.bfloat16:
         return "bfloat16 weights (NumPy and CuPy cannot view bfloat16 tensors)"
+    if conv.groups > 1 and conv.in_channels == conv.groups:
+        return f"depthwise (groups = C = {conv.groups}): memory-bound, PyTorch's direct kernel is faster"
+    if winograd_domain or relu == "winograd":
+        if r not in KERNEL_SIZES:
+            return f"kernel_size {ks} is not square 3 or 5"
+        for name in ("stride", "dilation"):
+            if any(v != 1 for v in getattr(conv, name)):
+                return f"{name} {tuple(getattr(conv, name))} != 1"
+        if conv.groups != 1:
+            return f"groups {conv.groups} != 1"
+        pad = conv.padding
+        if isinstance(pad, str):
+            pad = 0 if pad == "valid" else (r - 1) // 2
+        pads = F._tuple(pad, nd, "padding")
+        if any(p > r - 1 for p in pads):
+            return f"padding {pads} > r - 1 = {r - 1}"
+        return None
+    dec = decompose(nd, ks, conv.stride, conv.padding, conv.dilation, conv.groups)
+    L = dec.inner_r
+    tile = LAYER_CLASSES[nd].default_m if m is None else m
+    if not PHASE_TAPS[0] <= L <= PHASE_TAPS[1]:
+        return (f"its phase layer has a {L}-tap filter (kernel {r}, stride {tuple(conv.stride)}): "
+                f"outside the converted {PHASE_TAPS[0]}..{PHASE_TAPS[1]} taps")
+    size = tuple(max(56, dec.axes[i].extent) for i in range(nd))
+    ratio = conv_cost(1, conv.in_channels, conv.out_channels, size, ks, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, tile)["mult_ratio"]
+    if ratio >= 1.0:
+        return f"F({tile}, {L}) saves no multiplications here ({ratio:.2f} of the direct layer's)"
     return None
 
 
@@ -72,7 +114,7 @@ def convert(model: nn.Module, *, m: int | None = None, winograd_domain: bool = F
     targets, converted = [], []
     for name, mod in model.named_modules():
         if isinstance(mod, (nn.Conv2d, nn.Conv3d)):
-            why = eligible(mod)
+            why = eligible(mod, winograd_domain=winograd_domain, m=m, relu=relu)
             if why is None:
                 targets.append((name, mod))
             else:
