@@ -45,20 +45,26 @@ cdef int _check(mw_status status, str what) except -1:
 cdef class ConvDesc:
     """One layer (mw_conv_desc): ndim, F(m, r), N, C, K, input size and padding per axis.
 
-    ``padding`` is the leading zero padding per axis, ``padding_end`` the trailing one (default:
-    ``padding``, i.e. symmetric); the C layer validates the values (any >= 0)."""
+    ``m`` and ``r`` are ints (a square tile) or ndim ints each, per axis ([D,] H, W): a
+    rectangular tile F(m_h×m_w, r_h×r_w) (mw_conv_desc.m_axes / r_axes).  ``padding`` is the
+    leading zero padding per axis, ``padding_end`` the trailing one (default: ``padding``, i.e.
+    symmetric); the C layer validates the values (any >= 0)."""
 
     cdef mw_conv_desc desc
 
-    def __init__(self, int ndim, int m, int r, int64_t batch, int64_t in_channels,
+    def __init__(self, int ndim, m, r, int64_t batch, int64_t in_channels,
                  int64_t out_channels, in_size, padding, padding_end=None):
         if padding_end is None:
             padding_end = padding
         if len(in_size) != ndim or len(padding) != ndim or len(padding_end) != ndim:
             raise ValueError(f"in_size, padding and padding_end must have {ndim} entries")
+        ms = tuple(m) if isinstance(m, (tuple, list)) else (m,) * ndim
+        rs = tuple(r) if isinstance(r, (tuple, list)) else (r,) * ndim
+        if len(ms) != ndim or len(rs) != ndim:
+            raise ValueError(f"m and r must be ints or {ndim} ints (one per axis), got m={m!r}, r={r!r}")
         self.desc.ndim = ndim
-        self.desc.m = m
-        self.desc.r = r
+        self.desc.m = ms[0]
+        self.desc.r = rs[0]
         self.desc.batch = batch
         self.desc.in_channels = in_channels
         self.desc.out_channels = out_channels
@@ -66,6 +72,8 @@ cdef class ConvDesc:
             self.desc.in_size[i] = in_size[i] if i < ndim else 0
             self.desc.padding[i] = padding[i] if i < ndim else 0
             self.desc.padding_end[i] = padding_end[i] if i < ndim else 0
+            self.desc.m_axes[i] = ms[i] if i < ndim else 0
+            self.desc.r_axes[i] = rs[i] if i < ndim else 0
 
     def geometry(self, int dtype=MW_FLOAT32, v_dtype=None):
         """Validate the descriptor and return its derived sizes as a dict.
@@ -96,6 +104,8 @@ cdef class ConvDesc:
             "v_elems": g.v_elems, "m_elems": g.m_elems, "matrices_elems": g.matrices_elems,
             "csr_row_ptr_elems": g.csr_row_ptr_elems, "bsr_row_ptr_elems": g.bsr_row_ptr_elems,
             "bsr_max_blocks": g.bsr_max_blocks,
+            "alpha_axes": tuple(g.alpha_axes[i] for i in range(nd)),
+            "rectangular": bool(g.rectangular),
         }
 
 

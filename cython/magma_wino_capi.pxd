@@ -40,6 +40,8 @@ cdef extern from "magma_wino.h" nogil:
         int64_t in_size[3]
         int64_t padding[3]
         int64_t padding_end[3]
+        int m_axes[3]
+        int r_axes[3]
 
     ctypedef struct mw_conv_geometry:
         int alpha
@@ -58,6 +60,8 @@ cdef extern from "magma_wino.h" nogil:
         int64_t csr_row_ptr_elems
         int64_t bsr_row_ptr_elems
         int64_t bsr_max_blocks
+        int alpha_axes[3]
+        int rectangular
 
     mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry)
     int mw_has_specialized_transform(int ndim, int m, int r)

@@ -99,6 +99,54 @@ bool fits(long long a, long long b, long long c = 1) {
 #define MW_CUDA_ARCH_STR "unknown"  // set by CMake from CMAKE_CUDA_ARCHITECTURES
 #endif
 
+// The F(m_i, r_i) of each of the ndim axes of a descriptor (mw_conv_desc.m_axes / r_axes, 0
+// meaning m / r), validated: every alpha_i <= MW_MAX_ALPHA.
+struct AxisTiles {
+  int m[MW_MAX_NDIM], r[MW_MAX_NDIM], alpha[MW_MAX_NDIM];
+  int alpha_max;
+  bool rectangular;  // the axes' F(m_i, r_i) differ
+};
+
+mw_status axis_tiles(const mw_conv_desc* d, AxisTiles* at) {
+  at->alpha_max = 0;
+  at->rectangular = false;
+  for (int i = 0; i < d->ndim; ++i) {
+    if (d->m_axes[i] < 0 || d->r_axes[i] < 0)
+      return fail(MW_STATUS_INVALID_ARGUMENT,
+                  "desc.m_axes[%d] = %d, desc.r_axes[%d] = %d: must be >= 1, or 0 for m / r", i,
+                  d->m_axes[i], i, d->r_axes[i]);
+    at->m[i] = d->m_axes[i] != 0 ? d->m_axes[i] : d->m;
+    at->r[i] = d->r_axes[i] != 0 ? d->r_axes[i] : d->r;
+    at->alpha[i] = at->m[i] + at->r[i] - 1;
+    if (at->alpha[i] > MW_MAX_ALPHA)
+      return fail(MW_STATUS_UNSUPPORTED, "axis %d: F(%d, %d): alpha = m + r - 1 = %d exceeds %d", i,
+                  at->m[i], at->r[i], at->alpha[i], MW_MAX_ALPHA);
+    if (at->alpha[i] > at->alpha_max) at->alpha_max = at->alpha[i];
+    if (at->m[i] != at->m[0] || at->r[i] != at->r[0]) at->rectangular = true;
+  }
+  return ok();
+}
+
+// The square tile of a descriptor: true and its F(*m, *r) when every axis has the same one
+// (also when m_axes / r_axes spell out m and r), false for a rectangular tile.  For a
+// descriptor make_geometry has accepted.
+bool square_tile(const mw_conv_desc* d, int* m, int* r) {
+  AxisTiles at;
+  if (axis_tiles(d, &at) != MW_STATUS_SUCCESS || at.rectangular) return false;
+  *m = at.m[0];
+  *r = at.r[0];
+  return true;
+}
+
+// The generic kernels' view of the device array `mats` (one Aᵀ, G, Bᵀ set, or one per axis for
+// a rectangular tile; magma_wino.h).  For a descriptor make_geometry has accepted.
+template <typename T>
+mw::GenericMatrices<T> generic_matrices(const mw_conv_desc* d, const T* mats) {
+  AxisTiles at;
+  (void)axis_tiles(d, &at);
+  return mw::split_matrices(mats, d->ndim, at.m, at.r, at.rectangular);
+}
+
 // Validate a descriptor and compute its geometry.  Returns success or the first problem.
 mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry* geo,
                         mw::ConvGeometry* kg) {
@@ -108,10 +156,9 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
     return fail(MW_STATUS_INVALID_ARGUMENT, "desc.ndim must be 2 or 3, got %d", d->ndim);
   if (d->m < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.m must be >= 1, got %d", d->m);
   if (d->r < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.r must be >= 1, got %d", d->r);
-  const int alpha = d->m + d->r - 1;
-  if (alpha > MW_MAX_ALPHA)
-    return fail(MW_STATUS_UNSUPPORTED, "F(%d, %d): alpha = m + r - 1 = %d exceeds %d", d->m, d->r,
-                alpha, MW_MAX_ALPHA);
+  AxisTiles at;
+  if (mw_status st = axis_tiles(d, &at)) return st;
+  const int alpha = at.alpha_max;
   if (d->batch < 1)
     return fail(MW_STATUS_INVALID_ARGUMENT, "desc.batch must be >= 1, got %lld",
                 (long long)d->batch);
@@ -127,6 +174,7 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
                 "layer too large: arrays of 2^31 or more elements are not supported");
   mw_conv_geometry g{};
   g.alpha = alpha;
+  g.rectangular = at.rectangular ? 1 : 0;
   g.positions = 1;
   long long tiles = d->batch, in_elems = d->batch * d->in_channels,
             out_elems = d->batch * d->out_channels;
@@ -150,23 +198,25 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
       return fail(MW_STATUS_UNSUPPORTED,
                   "spatial axis %d: input %lld with padding %lld + %lld is too large", i, in, lo,
                   hi);
-    const long long out = in + lo + hi - d->r + 1;
+    const int m_i = at.m[i], r_i = at.r[i];
+    const long long out = in + lo + hi - r_i + 1;
     if (out < 1)
       return fail(MW_STATUS_INVALID_ARGUMENT,
                   "spatial axis %d: input %lld with padding %lld + %lld (desc.padding, "
                   "desc.padding_end) is smaller than the filter %d",
-                  i, in, lo, hi, d->r);
+                  i, in, lo, hi, r_i);
     if (in > kMaxElements || out > kMaxElements)
       return fail(MW_STATUS_UNSUPPORTED, "spatial axis %d: size %lld too large", i, in);
     g.out_size[i] = out;
-    g.tiles[i] = (out + d->m - 1) / d->m;
+    g.tiles[i] = (out + m_i - 1) / m_i;
+    g.alpha_axes[i] = at.alpha[i];
     if (!fits(tiles, g.tiles[i]) || !fits(in_elems, in) || !fits(out_elems, out))
       return fail(MW_STATUS_UNSUPPORTED,
                   "layer too large: arrays of 2^31 or more elements are not supported");
     tiles *= g.tiles[i];
     in_elems *= in;
     out_elems *= out;
-    g.positions *= alpha;
+    g.positions *= at.alpha[i];
     if (tiles > kMaxElements || in_elems > kMaxElements || out_elems > kMaxElements)
       return fail(MW_STATUS_UNSUPPORTED,
                   "layer too large: arrays of 2^31 or more elements are not supported");
@@ -184,11 +234,13 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
   g.x_elems = in_elems;
   g.y_elems = out_elems;
   g.w_elems = d->out_channels * d->in_channels;
-  for (int i = 0; i < d->ndim; ++i) g.w_elems *= d->r;  // r^ndim <= 16^3 taps: no overflow
+  for (int i = 0; i < d->ndim; ++i) g.w_elems *= at.r[i];  // <= 16^3 taps: no overflow
   g.u_elems = g.positions * d->out_channels * d->in_channels;
   g.v_elems = g.positions * d->in_channels * tiles;
   g.m_elems = g.positions * d->out_channels * tiles;
-  g.matrices_elems = static_cast<int64_t>(d->m) * g.alpha + g.alpha * d->r + g.alpha * g.alpha;
+  g.matrices_elems = 0;
+  for (int i = 0; i < (at.rectangular ? d->ndim : 1); ++i)
+    g.matrices_elems += at.m[i] * at.alpha[i] + at.alpha[i] * at.r[i] + at.alpha[i] * at.alpha[i];
   // The sparse formats of U (docs/sparse.md): CSR row offsets per position, and the block-sparse
   // (16 x 8 blocks) row offsets and its largest block count (every block kept).
   const int64_t block_rows = (d->out_channels + 15) / 16, block_cols = (d->in_channels + 7) / 8;
@@ -238,27 +290,30 @@ template <typename T, typename TS>
 cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* w, TS* U,
                                const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
-  if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
+  int sm = 0, sr = 0;
+  if (mats == nullptr && square_tile(d, &sm, &sr) &&
+      dispatch_tile(d->ndim, sm, sr, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err = mw::filter_transform_launch<T, TS, decltype(nd)::value, Tl::m, Tl::r>(g, w, U, s);
       }))
     return err;
-  return mw::filter_transform_generic_launch<T, TS>(d->ndim, g,
-                                                    mw::split_matrices(mats, d->m, d->r), w, U, s);
+  return mw::filter_transform_generic_launch<T, TS>(d->ndim, g, generic_matrices(d, mats), w, U, s);
 }
 
 template <typename T, typename TS>
 cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* x, TS* V,
                               int relu, const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
-  if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
+  int sm = 0, sr = 0;
+  if (mats == nullptr && square_tile(d, &sm, &sr) &&
+      dispatch_tile(d->ndim, sm, sr, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err =
             mw::input_transform_launch<T, TS, decltype(nd)::value, Tl::m, Tl::r>(g, x, V, relu, s);
       }))
     return err;
-  return mw::input_transform_generic_launch<T, TS>(d->ndim, g, mw::split_matrices(mats, d->m, d->r),
-                                                   x, V, relu, s);
+  return mw::input_transform_generic_launch<T, TS>(d->ndim, g, generic_matrices(d, mats), x, V,
+                                                   relu, s);
 }
 
 // Calls f(static_cast<T*>(nullptr), static_cast<TS*>(nullptr)) -- typed null pointers as type
@@ -297,22 +352,29 @@ template <typename T>
 cudaError_t output_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* Mw,
                                const T* bias, T* y, const T* mats, cudaStream_t s) {
   cudaError_t err = cudaSuccess;
-  if (mats == nullptr && dispatch_tile(d->ndim, d->m, d->r, [&](auto nd, auto tile) {
+  int sm = 0, sr = 0;
+  if (mats == nullptr && square_tile(d, &sm, &sr) &&
+      dispatch_tile(d->ndim, sm, sr, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err = mw::output_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, Mw, bias, y, s);
       }))
     return err;
-  return mw::output_transform_generic_launch<T>(d->ndim, g, mw::split_matrices(mats, d->m, d->r),
-                                                Mw, bias, y, s);
+  return mw::output_transform_generic_launch<T>(d->ndim, g, generic_matrices(d, mats), Mw, bias, y,
+                                                s);
 }
 
 mw_status check_transform_common(const mw_conv_desc* d, const void* matrices) {
-  if (matrices == nullptr && !specialized(d->ndim, d->m, d->r))
+  int m = 0, r = 0;
+  if (matrices == nullptr && !square_tile(d, &m, &r))
+    return fail(MW_STATUS_UNSUPPORTED,
+                "a rectangular tile (desc.m_axes, desc.r_axes) has no specialised kernel: pass "
+                "the transform matrices, one set per axis (the generic kernels run it)");
+  if (matrices == nullptr && !specialized(d->ndim, m, r))
     return fail(
         MW_STATUS_UNSUPPORTED,
         "F(%d, %d) in %dD has no specialised kernel in this build: pass the transform matrices "
         "(the generic kernels run any F(m, r))",
-        d->m, d->r, d->ndim);
+        m, r, d->ndim);
   return ok();
 }
 
@@ -351,8 +413,7 @@ mw_status adjoint_entry(const mw_conv_desc* desc, mw_dtype dtype, const void* in
   if (mw_status st = check_adjoint_matrices(matrices)) return st;
   const cudaError_t err = dispatch_dtype(dtype, [&](auto* t) {
     using T = std::remove_pointer_t<decltype(t)>;
-    return launch(desc->ndim, g,
-                  mw::split_matrices(static_cast<const T*>(matrices), desc->m, desc->r),
+    return launch(desc->ndim, g, generic_matrices(desc, static_cast<const T*>(matrices)),
                   static_cast<const T*>(in), static_cast<T*>(out), as_stream(stream));
   });
   return from_cuda(err, what);
@@ -888,6 +949,11 @@ mw_status fused_plan(const mw_conv_desc* d, mw_dtype dtype, mw_precision precisi
                      mw::ConvGeometry* g, mw::FusedPlan* plan, const char** name) {
   if (mw_status st = make_geometry(d, dtype, nullptr, g)) return st;
   if (mw_status st = check_precision_pair(dtype, precision, name)) return st;
+  int sm = 0, sr = 0;
+  if (!square_tile(d, &sm, &sr) || sm != d->m || sr != d->r)
+    return fail(MW_STATUS_UNSUPPORTED,
+                "no fused kernel for a rectangular tile (desc.m_axes, desc.r_axes other than 0 "
+                "or m, r): the three-phase entries run it");
   if (d->ndim != 2 || !mw::FusedTiles::contains(d->m, d->r))
     return fail(MW_STATUS_UNSUPPORTED,
                 "no fused kernel for F(%d, %d) in %dD: fused kernels are 2D F(2, 3) and F(4, 3) "

@@ -455,62 +455,96 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
 // register arrays whose size depends on alpha, hence no spills at any alpha <= 16.
 // ---------------------------------------------------------------------------------------
 
-// The transform matrices of one F(m, r), back to back in one device array.
+// The transform matrices of one axis's F(m, r): row-major, in device memory.
 template <typename T>
-struct GenericMatrices {
+struct AxisMatrices {
   const T* at;  // m x alpha
   const T* g;   // alpha x r
   const T* bt;  // alpha x alpha
   int m, r, alpha;
 };
 
+// The matrices of every axis, axis 0 = depth (unused in 2D: F(1, 1), no matrices), 1 = H, 2 = W.
+// A square layer's axes share one set; a rectangular one (F(m_h x m_w, r_h x r_w)) has a set
+// per axis, back to back in the caller's array (magma_wino.h).
 template <typename T>
-MW_HOST_DEVICE inline GenericMatrices<T> split_matrices(const T* mats, int m, int r) {
-  const int a = m + r - 1;
-  return GenericMatrices<T>{mats, mats + m * a, mats + m * a + a * r, m, r, a};
+struct GenericMatrices {
+  AxisMatrices<T> axis[3];
+};
+
+// The device array `mats` split into the axes' sets: ndim axes with tile and filter sizes m[i],
+// r[i] (the descriptor's order, [D,] H, W); `rectangular`: one set per axis, else one shared.
+template <typename T>
+MW_HOST_DEVICE inline GenericMatrices<T> split_matrices(const T* mats, int ndim, const int* m,
+                                                        const int* r, bool rectangular) {
+  GenericMatrices<T> out{};
+  out.axis[0] = AxisMatrices<T>{nullptr, nullptr, nullptr, 1, 1, 1};
+  const T* set = mats;
+  for (int i = 0; i < ndim; ++i) {
+    const int a = m[i] + r[i] - 1;
+    out.axis[3 - ndim + i] =
+        AxisMatrices<T>{set, set + m[i] * a, set + m[i] * a + a * r[i], m[i], r[i], a};
+    if (rectangular) set += m[i] * a + a * r[i] + a * a;
+  }
+  return out;
 }
 
-// Split a position index b into its per-axis indices (axis 0 = depth, unused in 2D).
-template <int NDIM>
-MW_HOST_DEVICE inline void split_position(int b, int alpha, int (&idx)[3]) {
-  idx[2] = b % alpha;
-  b /= alpha;
-  idx[1] = b % alpha;
-  idx[0] = NDIM == 3 ? b / alpha : 0;
+// The Winograd positions of a tile: prod(alpha) over the layer's axes (2D: axis 0 is 1).
+template <typename T>
+MW_HOST_DEVICE inline int position_count(const GenericMatrices<T>& mat) {
+  return mat.axis[0].alpha * mat.axis[1].alpha * mat.axis[2].alpha;
 }
+
+// Filter taps: prod(r) over the layer's axes.
+template <typename T>
+MW_HOST_DEVICE inline int tap_count(const GenericMatrices<T>& mat) {
+  return mat.axis[0].r * mat.axis[1].r * mat.axis[2].r;
+}
+
+// Split a position index b into its per-axis indices (axis 0 = depth: 0 in 2D, where its alpha
+// is 1), b = (i0 * alpha1 + i1) * alpha2 + i2.
+template <typename T>
+MW_HOST_DEVICE inline void split_position(int b, const GenericMatrices<T>& mat, int (&idx)[3]) {
+  idx[2] = b % mat.axis[2].alpha;
+  b /= mat.axis[2].alpha;
+  idx[1] = b % mat.axis[1].alpha;
+  idx[0] = b / mat.axis[1].alpha;
+}
+
+// In the generic kernels below, axis 0 (depth) runs its loop only in 3D (NDIM == 3 ? ... : 1),
+// so a 2D kernel never reads the absent depth matrices.
 
 template <typename T, typename TS, int NDIM, int RELU>
 __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ x,
                                    TS* __restrict__ V) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int A = mat.alpha;
-  const int positions = NDIM == 3 ? A * A * A : A * A;
-  if (idx >= static_cast<long long>(positions) * g.C * g.P) return;
+  const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
+  if (idx >= static_cast<long long>(position_count(mat)) * g.C * g.P) return;
   const int i = static_cast<int>(idx);  // V has < 2^31 elements (C layer)
   const int p = i % g.P;
   const int c = (i / g.P) % g.C;
   const int b = i / g.P / g.C;
   int bi[3];
-  split_position<NDIM>(b, A, bi);
+  split_position(b, mat, bi);
   const TileCoord tc = tile_coord(g, p);
   const int D = g.in[0], H = g.in[1], W = g.in[2];
   const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * D * H * W;
-  const int z0 = tc.t[0] * mat.m - g.pad[0];
-  const int h0 = tc.t[1] * mat.m - g.pad[1];
-  const int w0 = tc.t[2] * mat.m - g.pad[2];
+  const int z0 = tc.t[0] * ad.m - g.pad[0];
+  const int h0 = tc.t[1] * ah.m - g.pad[1];
+  const int w0 = tc.t[2] * aw.m - g.pad[2];
   T acc = T(0);
-  for (int a0 = 0; a0 < (NDIM == 3 ? A : 1); ++a0) {
-    const T c0 = NDIM == 3 ? mat.bt[bi[0] * A + a0] : T(1);
+  for (int a0 = 0; a0 < (NDIM == 3 ? ad.alpha : 1); ++a0) {
+    const T c0 = NDIM == 3 ? ad.bt[bi[0] * ad.alpha + a0] : T(1);
     const int z = z0 + a0;
     if (c0 == T(0) || z < 0 || z >= D) continue;
-    for (int a1 = 0; a1 < A; ++a1) {
-      const T c1 = mat.bt[bi[1] * A + a1];
+    for (int a1 = 0; a1 < ah.alpha; ++a1) {
+      const T c1 = ah.bt[bi[1] * ah.alpha + a1];
       const int h = h0 + a1;
       if (c1 == T(0) || h < 0 || h >= H) continue;
       T row = T(0);
-      for (int a2 = 0; a2 < A; ++a2) {
-        const T c2 = mat.bt[bi[2] * A + a2];
+      for (int a2 = 0; a2 < aw.alpha; ++a2) {
+        const T c2 = aw.bt[bi[2] * aw.alpha + a2];
         const int w = w0 + a2;
         if (c2 == T(0) || w < 0 || w >= W) continue;
         T v = __ldg(xc + (static_cast<long long>(z) * H + h) * W + w);
@@ -529,26 +563,24 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat, const T* __restrict__ w,
                                     TS* __restrict__ U) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int A = mat.alpha, R = mat.r;
-  const int positions = NDIM == 3 ? A * A * A : A * A;
+  const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
   const int KC = g.K * g.C;
-  if (idx >= static_cast<long long>(positions) * KC) return;
+  if (idx >= static_cast<long long>(position_count(mat)) * KC) return;
   const int b = static_cast<int>(idx) / KC;
   const int kc = static_cast<int>(idx) % KC;  // k * C + c
   int bi[3];
-  split_position<NDIM>(b, A, bi);
-  const int taps = NDIM == 3 ? R * R * R : R * R;
-  const T* __restrict__ wkc = w + kc * taps;
+  split_position(b, mat, bi);
+  const T* __restrict__ wkc = w + kc * tap_count(mat);
   T acc = T(0);
-  for (int a0 = 0; a0 < (NDIM == 3 ? R : 1); ++a0) {
-    const T c0 = NDIM == 3 ? mat.g[bi[0] * R + a0] : T(1);
+  for (int a0 = 0; a0 < (NDIM == 3 ? ad.r : 1); ++a0) {
+    const T c0 = NDIM == 3 ? ad.g[bi[0] * ad.r + a0] : T(1);
     if (c0 == T(0)) continue;
-    for (int a1 = 0; a1 < R; ++a1) {
-      const T c1 = mat.g[bi[1] * R + a1];
+    for (int a1 = 0; a1 < ah.r; ++a1) {
+      const T c1 = ah.g[bi[1] * ah.r + a1];
       if (c1 == T(0)) continue;
       T row = T(0);
-      for (int a2 = 0; a2 < R; ++a2)
-        row += mat.g[bi[2] * R + a2] * __ldg(wkc + (a0 * R + a1) * R + a2);
+      for (int a2 = 0; a2 < aw.r; ++a2)
+        row += aw.g[bi[2] * aw.r + a2] * __ldg(wkc + (a0 * ah.r + a1) * aw.r + a2);
       acc += c0 * c1 * row;
     }
   }
@@ -575,23 +607,23 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   rest /= Do;
   const int k = rest % g.K;
   const int n = rest / g.K;
-  const int m = mat.m, A = mat.alpha;
-  const int p = ((n * g.tiles[0] + od / m) * g.tiles[1] + oh / m) * g.tiles[2] + ow / m;
-  const int u0 = od % m, u1 = oh % m, u2 = ow % m;
+  const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
+  const int p = ((n * g.tiles[0] + od / ad.m) * g.tiles[1] + oh / ah.m) * g.tiles[2] + ow / aw.m;
+  const int u0 = od % ad.m, u1 = oh % ah.m, u2 = ow % aw.m;
   const long long stride = static_cast<long long>(g.K) * g.P;
   const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
   T acc = T(0);
-  for (int i0 = 0; i0 < (NDIM == 3 ? A : 1); ++i0) {
-    const T c0 = NDIM == 3 ? mat.at[u0 * A + i0] : T(1);
+  for (int i0 = 0; i0 < (NDIM == 3 ? ad.alpha : 1); ++i0) {
+    const T c0 = NDIM == 3 ? ad.at[u0 * ad.alpha + i0] : T(1);
     if (c0 == T(0)) continue;
-    for (int i1 = 0; i1 < A; ++i1) {
-      const T c1 = mat.at[u1 * A + i1];
+    for (int i1 = 0; i1 < ah.alpha; ++i1) {
+      const T c1 = ah.at[u1 * ah.alpha + i1];
       if (c1 == T(0)) continue;
       T row = T(0);
-      for (int i2 = 0; i2 < A; ++i2) {
-        const T c2 = mat.at[u2 * A + i2];
+      for (int i2 = 0; i2 < aw.alpha; ++i2) {
+        const T c2 = aw.at[u2 * aw.alpha + i2];
         if (c2 == T(0)) continue;
-        row += c2 * __ldg(src + ((i0 * A + i1) * A + i2) * stride);
+        row += c2 * __ldg(src + ((i0 * ah.alpha + i1) * aw.alpha + i2) * stride);
       }
       acc += c0 * c1 * row;
     }
@@ -674,8 +706,8 @@ template <typename T, typename TS>
 cudaError_t input_transform_generic_launch(int ndim, const ConvGeometry& g,
                                            const GenericMatrices<T>& mat, const T* x, TS* V,
                                            int relu_mode, cudaStream_t stream) {
-  long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
-  const dim3 grid(transform_blocks(positions * g.C * g.P)), block(kTransformThreads);
+  const dim3 grid(transform_blocks(static_cast<long long>(position_count(mat)) * g.C * g.P)),
+      block(kTransformThreads);
   if (ndim == 2)
     return launch_with_relu<InputTransformGeneric, T, TS, 2, 0>(relu_mode, grid, block, stream, g,
                                                                 mat, x, V);
@@ -687,8 +719,8 @@ template <typename T, typename TS>
 cudaError_t filter_transform_generic_launch(int ndim, const ConvGeometry& g,
                                             const GenericMatrices<T>& mat, const T* w, TS* U,
                                             cudaStream_t stream) {
-  long long positions = static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
-  const dim3 grid(transform_blocks(positions * g.K * g.C)), block(kTransformThreads);
+  const dim3 grid(transform_blocks(static_cast<long long>(position_count(mat)) * g.K * g.C)),
+      block(kTransformThreads);
   if (ndim == 2)
     return launch(filter_transform_generic_kernel<T, TS, 2>, grid, block, 0, stream, g, mat, w, U);
   return launch(filter_transform_generic_kernel<T, TS, 3>, grid, block, 0, stream, g, mat, w, U);

@@ -5,7 +5,8 @@
 //   input adjoint:   dx = Σ_tiles (Bᵀ)ᵀ · dV_tile · Bᵀ    dV (alpha^nd x C x P) -> dx
 //   filter adjoint:  dw[k, c] = Gᵀ · dU[., k, c] · G     dU (alpha^nd x K x C) -> dw
 //
-// with dM alpha^nd x K x P, dx N x C x [D x] H x W, dw K x C x r^nd (3D: along all three axes).
+// with dM alpha^nd x K x P, dx N x C x [D x] H x W, dw K x C x r^nd (3D: along all three axes;
+// a rectangular F(m_h x m_w, r_h x r_w) has each axis's own matrices, alpha and r).
 // `mat` is the SAME GenericMatrices the forward generic kernels take (Aᵀ, G, Bᵀ as stored); the
 // transposes are applied by indexing (Aᵀ[u, i] read as the (i, u) entry of A), so the backward
 // needs no second copy of the matrices.  Any F(m, r) with alpha <= MW_MAX_ALPHA, any interpolation
@@ -35,33 +36,32 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     output_transform_adjoint_kernel(ConvGeometry g, GenericMatrices<T> mat,
                                     const T* __restrict__ dy, T* __restrict__ dM) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int A = mat.alpha, m = mat.m;
-  const int positions = NDIM == 3 ? A * A * A : A * A;
-  if (idx >= static_cast<long long>(positions) * g.K * g.P) return;
+  const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
+  if (idx >= static_cast<long long>(position_count(mat)) * g.K * g.P) return;
   const int i = static_cast<int>(idx);  // M has < 2^31 elements (C layer)
   const int p = i % g.P;
   const int k = (i / g.P) % g.K;
   const int b = i / g.P / g.K;
   int bi[3];
-  split_position<NDIM>(b, A, bi);
+  split_position(b, mat, bi);
   const TileCoord tc = tile_coord(g, p);
   const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
   const T* __restrict__ dyk = dy + (static_cast<long long>(tc.n) * g.K + k) * Do * Ho * Wo;
   // Outputs of this tile inside y, per axis (the clipped edge tile has fewer than m).
-  const int z0 = tc.t[0] * m, h0 = tc.t[1] * m, w0 = tc.t[2] * m;
-  const int n0 = NDIM == 3 ? min_int(m, Do - z0) : 1, n1 = min_int(m, Ho - h0),
-            n2 = min_int(m, Wo - w0);
+  const int z0 = tc.t[0] * ad.m, h0 = tc.t[1] * ah.m, w0 = tc.t[2] * aw.m;
+  const int n0 = NDIM == 3 ? min_int(ad.m, Do - z0) : 1, n1 = min_int(ah.m, Ho - h0),
+            n2 = min_int(aw.m, Wo - w0);
   T acc = T(0);
   for (int u0 = 0; u0 < n0; ++u0) {
-    const T c0 = NDIM == 3 ? mat.at[u0 * A + bi[0]] : T(1);  // (Aᵀ)ᵀ[b0, u0]
+    const T c0 = NDIM == 3 ? ad.at[u0 * ad.alpha + bi[0]] : T(1);  // (Aᵀ)ᵀ[b0, u0]
     if (c0 == T(0)) continue;
     for (int u1 = 0; u1 < n1; ++u1) {
-      const T c1 = mat.at[u1 * A + bi[1]];
+      const T c1 = ah.at[u1 * ah.alpha + bi[1]];
       if (c1 == T(0)) continue;
       const T* __restrict__ row = dyk + (static_cast<long long>(z0 + u0) * Ho + h0 + u1) * Wo + w0;
       T sum = T(0);
       for (int u2 = 0; u2 < n2; ++u2) {
-        const T c2 = mat.at[u2 * A + bi[2]];
+        const T c2 = aw.at[u2 * aw.alpha + bi[2]];
         if (c2 != T(0)) sum += c2 * __ldg(row + u2);
       }
       acc += c0 * c1 * sum;
@@ -101,34 +101,35 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   rest /= D;
   const int c = rest % g.C;
   const int n = rest / g.C;
-  const int A = mat.alpha, m = mat.m;
+  const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
   const int q0 = z + g.pad[0], q1 = h + g.pad[1], q2 = w + g.pad[2];
   int f0 = 0, e0 = 0, f1, e1, f2, e2;
-  if (NDIM == 3) covering_tiles(q0, m, A, g.tiles[0], f0, e0);
-  covering_tiles(q1, m, A, g.tiles[1], f1, e1);
-  covering_tiles(q2, m, A, g.tiles[2], f2, e2);
+  if (NDIM == 3) covering_tiles(q0, ad.m, ad.alpha, g.tiles[0], f0, e0);
+  covering_tiles(q1, ah.m, ah.alpha, g.tiles[1], f1, e1);
+  covering_tiles(q2, aw.m, aw.alpha, g.tiles[2], f2, e2);
   const long long pos_stride = static_cast<long long>(g.C) * g.P;  // b -> b + 1 in dV
   const T* __restrict__ dVc = dV + static_cast<long long>(c) * g.P;
   T acc = T(0);
   for (int t0 = f0; t0 <= e0; ++t0) {
-    const int l0 = q0 - t0 * m;  // local index in the window (2D: 0, one position)
+    const int l0 = q0 - t0 * ad.m;  // local index in the window (2D: 0, one position)
     for (int t1 = f1; t1 <= e1; ++t1) {
-      const int l1 = q1 - t1 * m;
+      const int l1 = q1 - t1 * ah.m;
       for (int t2 = f2; t2 <= e2; ++t2) {
-        const int l2 = q2 - t2 * m;
+        const int l2 = q2 - t2 * aw.m;
         const int p = ((n * g.tiles[0] + t0) * g.tiles[1] + t1) * g.tiles[2] + t2;
         const T* __restrict__ src = dVc + p;
         // ((Bᵀ)ᵀ dV_tile Bᵀ)[l]: the transposed Bᵀ is Bᵀ read by column l.
-        for (int i0 = 0; i0 < (NDIM == 3 ? A : 1); ++i0) {
-          const T c0 = NDIM == 3 ? mat.bt[i0 * A + l0] : T(1);
+        for (int i0 = 0; i0 < (NDIM == 3 ? ad.alpha : 1); ++i0) {
+          const T c0 = NDIM == 3 ? ad.bt[i0 * ad.alpha + l0] : T(1);
           if (c0 == T(0)) continue;
-          for (int i1 = 0; i1 < A; ++i1) {
-            const T c1 = mat.bt[i1 * A + l1];
+          for (int i1 = 0; i1 < ah.alpha; ++i1) {
+            const T c1 = ah.bt[i1 * ah.alpha + l1];
             if (c1 == T(0)) continue;
             T sum = T(0);
-            for (int i2 = 0; i2 < A; ++i2) {
-              const T c2 = mat.bt[i2 * A + l2];
-              if (c2 != T(0)) sum += c2 * __ldg(src + ((i0 * A + i1) * A + i2) * pos_stride);
+            for (int i2 = 0; i2 < aw.alpha; ++i2) {
+              const T c2 = aw.bt[i2 * aw.alpha + l2];
+              if (c2 != T(0))
+                sum += c2 * __ldg(src + ((i0 * ah.alpha + i1) * aw.alpha + i2) * pos_stride);
             }
             acc += c0 * c1 * sum;
           }
@@ -146,29 +147,30 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     filter_transform_adjoint_kernel(ConvGeometry g, GenericMatrices<T> mat,
                                     const T* __restrict__ dU, T* __restrict__ dw) {
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int A = mat.alpha, R = mat.r;
-  const int taps = NDIM == 3 ? R * R * R : R * R;
+  const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
+  const int taps = tap_count(mat);
   const int KC = g.K * g.C;
   if (idx >= static_cast<long long>(taps) * KC) return;
   const int kc = static_cast<int>(idx) / taps;  // k * C + c
   int tap = static_cast<int>(idx) % taps;
-  const int a2 = tap % R;
-  tap /= R;
-  const int a1 = tap % R;
-  const int a0 = NDIM == 3 ? tap / R : 0;
+  const int a2 = tap % aw.r;
+  tap /= aw.r;
+  const int a1 = tap % ah.r;
+  const int a0 = tap / ah.r;            // 0 in 2D (axis 0 has r = 1)
   const T* __restrict__ src = dU + kc;  // dU[b, k, c] = src[b * KC]
   T acc = T(0);
-  for (int b0 = 0; b0 < (NDIM == 3 ? A : 1); ++b0) {
-    const T c0 = NDIM == 3 ? mat.g[b0 * R + a0] : T(1);  // Gᵀ[a0, b0]
+  for (int b0 = 0; b0 < (NDIM == 3 ? ad.alpha : 1); ++b0) {
+    const T c0 = NDIM == 3 ? ad.g[b0 * ad.r + a0] : T(1);  // Gᵀ[a0, b0]
     if (c0 == T(0)) continue;
-    for (int b1 = 0; b1 < A; ++b1) {
-      const T c1 = mat.g[b1 * R + a1];
+    for (int b1 = 0; b1 < ah.alpha; ++b1) {
+      const T c1 = ah.g[b1 * ah.r + a1];
       if (c1 == T(0)) continue;
       T sum = T(0);
-      for (int b2 = 0; b2 < A; ++b2) {
-        const T c2 = mat.g[b2 * R + a2];
+      for (int b2 = 0; b2 < aw.alpha; ++b2) {
+        const T c2 = aw.g[b2 * aw.r + a2];
         if (c2 != T(0))
-          sum += c2 * __ldg(src + static_cast<long long>((b0 * A + b1) * A + b2) * KC);
+          sum +=
+              c2 * __ldg(src + static_cast<long long>((b0 * ah.alpha + b1) * aw.alpha + b2) * KC);
       }
       acc += c0 * c1 * sum;
     }
@@ -184,9 +186,8 @@ template <typename T>
 cudaError_t output_transform_adjoint_launch(int ndim, const ConvGeometry& g,
                                             const GenericMatrices<T>& mat, const T* dy, T* dM,
                                             cudaStream_t stream) {
-  const long long positions =
-      static_cast<long long>(mat.alpha) * mat.alpha * (ndim == 3 ? mat.alpha : 1);
-  const dim3 grid(transform_blocks(positions * g.K * g.P)), block(kTransformThreads);
+  const dim3 grid(transform_blocks(static_cast<long long>(position_count(mat)) * g.K * g.P)),
+      block(kTransformThreads);
   if (ndim == 2)
     return launch(output_transform_adjoint_kernel<T, 2>, grid, block, 0, stream, g, mat, dy, dM);
   return launch(output_transform_adjoint_kernel<T, 3>, grid, block, 0, stream, g, mat, dy, dM);
@@ -207,8 +208,8 @@ template <typename T>
 cudaError_t filter_transform_adjoint_launch(int ndim, const ConvGeometry& g,
                                             const GenericMatrices<T>& mat, const T* dU, T* dw,
                                             cudaStream_t stream) {
-  const long long taps = static_cast<long long>(mat.r) * mat.r * (ndim == 3 ? mat.r : 1);
-  const dim3 grid(transform_blocks(taps * g.K * g.C)), block(kTransformThreads);
+  const dim3 grid(transform_blocks(static_cast<long long>(tap_count(mat)) * g.K * g.C)),
+      block(kTransformThreads);
   if (ndim == 2)
     return launch(filter_transform_adjoint_kernel<T, 2>, grid, block, 0, stream, g, mat, dU, dw);
   return launch(filter_transform_adjoint_kernel<T, 3>, grid, block, 0, stream, g, mat, dU, dw);

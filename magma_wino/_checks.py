@@ -32,8 +32,8 @@ __all__ = [
 LAYOUTS = {
     ("x", 2): "N×C×H×W",
     ("x", 3): "N×C×D×H×W",
-    ("w", 2): "K×C×r×r",
-    ("w", 3): "K×C×r×r×r",
+    ("w", 2): "K×C×r_h×r_w",
+    ("w", 3): "K×C×r_d×r_h×r_w",
 }
 _DIM_NAME = {2: "2D", 3: "3D"}
 
@@ -169,19 +169,27 @@ def _pairs(pads: Sequence[object]) -> tuple[tuple[int, int], ...]:
     )
 
 
+def _each(v: Sequence[int] | int, n: int) -> tuple[int, ...]:
+    """An int for every axis, or one per axis, as ``n`` ints."""
+    return tuple(int(q) for q in v) if isinstance(v, Sequence) else (int(v),) * n
+
+
 def out_spatial(
-    in_spatial: Sequence[int], r: int, pads: Sequence[object], name: str = "x"
+    in_spatial: Sequence[int], r: Sequence[int] | int, pads: Sequence[object], name: str = "x"
 ) -> tuple[int, ...]:
     """Output spatial shape ``in + lo + hi − r + 1`` per axis; ValueError if any is < 1.
 
-    ``pads``: per-axis (lo, hi) pairs (:func:`as_padding`), or per-axis ints (symmetric)."""
+    ``r``: the filter size, one int or one per axis (rectangular filters); ``pads``: per-axis
+    (lo, hi) pairs (:func:`as_padding`), or per-axis ints (symmetric)."""
     pairs = _pairs(pads)
-    out = tuple(int(s) + lo + hi - int(r) + 1 for s, (lo, hi) in zip(in_spatial, pairs))
+    rs = _each(r, len(pairs))
+    out = tuple(int(s) + lo + hi - ri + 1 for s, (lo, hi), ri in zip(in_spatial, pairs, rs))
     if any(o < 1 for o in out):
         padded = tuple(int(s) + lo + hi for s, (lo, hi) in zip(in_spatial, pairs))
+        size = f"r = {rs[0]}" if len(set(rs)) == 1 else "×".join(map(str, rs))
         raise ValueError(
             f"{name}: spatial size {tuple(in_spatial)} with padding {pairs} is "
-            f"{padded}, smaller than the filter size r = {r}"
+            f"{padded}, smaller than the filter size {size}"
         )
     return out
 
@@ -196,10 +204,12 @@ def check_bias(bias: object, k: int) -> None:
         raise ValueError(f"bias must have shape (K,) = ({k},), got {shape}")
 
 
-def check_filter(w: object, ndim: int, name: str = "w") -> tuple[int, ...]:
-    """Check a spatial filter K×C×r×r (3D: K×C×r×r×r); returns its shape."""
+def check_filter(w: object, ndim: int, name: str = "w", square: bool = False) -> tuple[int, ...]:
+    """Check a spatial filter K×C×r_h×r_w (3D: K×C×r_d×r_h×r_w); returns its shape.
+
+    ``square``: refuse a rectangular filter (for what only runs square tiles)."""
     shape = check_array(w, name, ndim + 2, LAYOUTS.get((name, ndim)))
-    if len(set(shape[2:])) != 1:
+    if square and len(set(shape[2:])) != 1:
         raise ValueError(
             f"{name} must have a square (cubic in 3D) r×r filter, got spatial shape {shape[2:]}"
         )
@@ -207,7 +217,7 @@ def check_filter(w: object, ndim: int, name: str = "w") -> tuple[int, ...]:
 
 
 def check_input_args(
-    x: object, r: int, padding: object, ndim: int | None = None
+    x: object, r: Sequence[int] | int, padding: object, ndim: int | None = None
 ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
     """Check the input ``x`` for an ``r``-tap filter: returns (padding pairs, out spatial shape).
 
@@ -238,8 +248,8 @@ def check_conv_args(
             f"C = {wshape[1]} (axis 1)"
         )
     check_bias(bias, wshape[0])
-    pads = as_padding(padding, ndim, wshape[2])
-    return pads, out_spatial(xshape[2:], wshape[2], pads)
+    pads = as_padding(padding, ndim, wshape[2:])
+    return pads, out_spatial(xshape[2:], wshape[2:], pads)
 
 
 def compute_dtype(*dtypes: object) -> np.dtype:
@@ -253,6 +263,6 @@ def compute_dtype(*dtypes: object) -> np.dtype:
     return np.dtype(np.float64)
 
 
-def num_tiles(spatial_out: Sequence[int], m: int) -> tuple[int, ...]:
-    """``ceil(o / m)`` per axis."""
-    return tuple(math.ceil(int(o) / m) for o in spatial_out)
+def num_tiles(spatial_out: Sequence[int], m: Sequence[int] | int) -> tuple[int, ...]:
+    """``ceil(o / m)`` per axis (``m``: one int, or one per axis for a rectangular tile)."""
+    return tuple(math.ceil(int(o) / mi) for o, mi in zip(spatial_out, _each(m, len(spatial_out))))

@@ -184,7 +184,25 @@ def rounding_depth(m: int, r: int, ndim: int = 2) -> int:
     return ndim * (r + 2 * alpha) + 1
 
 
-def tolerance(dtype: Any, m: int, r: int, reduction_len: int, ndim: int = 2,
+def _tile_terms(m: Any, r: Any, ndim: int, points: Any = None) -> tuple[float, int, int]:
+    """(β₂, L, taps) of a tile: the square F(m, r) in ndim dimensions (β₂^ndim, ndim·(r + 2α) + 1,
+    r^ndim), or, for m and r given per axis (a rectangular tile F(m_h×m_w, r_h×r_w)), the
+    products and sums of the axes' own terms (the n-D transforms are tensor products of the 1D
+    ones, so the derivation of :func:`tolerance` holds axis by axis)."""
+    if isinstance(m, (tuple, list)) or isinstance(r, (tuple, list)):
+        ms = tuple(m) if isinstance(m, (tuple, list)) else (m,) * len(r)  # type: ignore[arg-type]
+        rs = tuple(r) if isinstance(r, (tuple, list)) else (r,) * len(ms)
+        if len(ms) != len(rs):
+            raise ValueError(f"m and r must have one entry per axis each, got m={m!r}, r={r!r}")
+        if points is not None:
+            raise ValueError("points: a rectangular tile runs the default points (points=None)")
+        beta = math.prod(growth_factor(a, b, 1) for a, b in zip(ms, rs))
+        depth = sum(rounding_depth(a, b, 1) - 1 for a, b in zip(ms, rs)) + 1
+        return beta, depth, math.prod(int(b) for b in rs)
+    return growth_factor(m, r, ndim, points), rounding_depth(m, r, ndim), int(r) ** _check_ndim(ndim)
+
+
+def tolerance(dtype: Any, m: Any, r: Any, reduction_len: int, ndim: int = 2,
               points: Any = None) -> float:
     """Tolerance for ``rel_err(winograd(x, w), direct(x, w))`` on random zero-mean data.
 
@@ -225,20 +243,23 @@ def tolerance(dtype: Any, m: int, r: int, reduction_len: int, ndim: int = 2,
     a cap, which only binds for r = 1 (1×1 filters, where the model has no r^ndim slack).
     Rounding U and V to TF32 (u = 2⁻¹¹) exceeds it
     (``test_reference.py::test_float32_tolerance_rejects_tf32_precision``).
+    ``m`` and ``r`` may be given per axis (a rectangular tile; ``ndim`` is then their length):
+    β₂ is the product of the axes' 1D growth factors, L the sum of their depths plus the product,
+    and r^ndim the product of the r_i.
+
     Outside its scope: data whose output cancels (max|y| ≪ √n σ_gσ_d), and weights or
     inputs with a large mean (then ``G g`` adds up coherently, up to √r per axis more
     than the model: error/tol measured up to 0.58 with uniform(−0.1, 1) weights).
     """
     u = _unit_roundoff(dtype)
     reduction_len = _int_arg(reduction_len, "reduction_len")
-    beta = growth_factor(m, r, ndim, points)
-    depth = rounding_depth(m, r, ndim)
-    channels = reduction_len / r**ndim
-    model = u / math.sqrt(3.0) * beta * math.sqrt((depth + channels / 2.0) / r**ndim)
+    beta, depth, taps = _tile_terms(m, r, ndim, points)
+    channels = reduction_len / taps
+    model = u / math.sqrt(3.0) * beta * math.sqrt((depth + channels / 2.0) / taps)
     return min(TOLERANCE_SAFETY * model, u * beta * math.sqrt(reduction_len + depth))
 
 
-def tolerance_tf32(m: int, r: int, reduction_len: int, ndim: int = 2) -> float:
+def tolerance_tf32(m: Any, r: Any, reduction_len: int, ndim: int = 2) -> float:
     """Tolerance for ``rel_err`` of float32 data whose products run in ``precision="tf32"``.
 
     Each operand of a product is rounded once to TF32, x(1 + δ) with |δ| ≤ u = 2⁻¹¹
@@ -254,7 +275,8 @@ def tolerance_tf32(m: int, r: int, reduction_len: int, ndim: int = 2) -> float:
     from .precision import U_TF32
 
     reduction_len = _int_arg(reduction_len, "reduction_len")
-    model = math.sqrt(2.0 / 3.0) * U_TF32 * growth_factor(m, r, ndim) / math.sqrt(r**ndim)
+    beta, _, taps = _tile_terms(m, r, ndim)  # m, r per axis: a rectangular tile (see tolerance)
+    model = math.sqrt(2.0 / 3.0) * U_TF32 * beta / math.sqrt(taps)
     return TOLERANCE_SAFETY * model + tolerance(np.float32, m, r, reduction_len, ndim)
 
 

@@ -30,6 +30,7 @@ in float32, U widened from its 16-bit storage).
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -108,10 +109,11 @@ class BackwardMixin:
         the forward's form — dx convolves dy with the rotated filter (K channels), dw sums over
         the P tiles — so the forward's model (:func:`magma_wino.precision.tolerance`) at those
         reduction lengths, in the backward's precision."""
-        mode, nd, r = self._backward_precision, self.ndim, self.r
+        mode, nd, t = self._backward_precision, self.ndim, self._tile  # t: m, r per axis
+        taps = math.prod(t.r)
         P = self._positions_and_tiles(tuple(x_shape))[1]
-        return (_precision.tolerance(mode, self.m, r, self.K // self.groups * r**nd, nd),
-                _precision.tolerance(mode, self.m, r, P * r**nd, nd))
+        return (_precision.tolerance(mode, t.m, t.r, self.K // self.groups * taps, nd),
+                _precision.tolerance(mode, t.m, t.r, P * taps, nd))
 
     # ----------------------------------------------------------------- steps
 
@@ -137,7 +139,7 @@ class BackwardMixin:
         # The flipped problem pads (r − 1 − lo, r − 1 − hi): padding beyond r − 1 on a side
         # (outputs that only see zeros) has no such form, and takes the adjoint path.
         return (self._w is not None and self.relu != "winograd" and self._store is None
-                and all(p <= self.r - 1 for pair in self._pads for p in pair))
+                and all(p <= r - 1 for pair, r in zip(self._pads, self._tile.r) for p in pair))
 
     def _dgrad_plan_(self) -> Any:
         if self._dgrad_plan is None:
@@ -149,7 +151,8 @@ class BackwardMixin:
             wt = xp.ascontiguousarray(w.swapaxes(1, 2)).reshape((self.C, self.K // g) + taps)
             with self._scope():
                 self._dgrad_plan = type(self)(
-                    wt, None, tuple((self.r - 1 - lo, self.r - 1 - hi) for lo, hi in self._pads), self.m, self.backend,
+                    wt, None, tuple((r - 1 - lo, r - 1 - hi) for (lo, hi), r in zip(self._pads, self._tile.r)),
+                    self._tm, self.backend,
                     points=self._points, generic=self.generic, precision=self._backward_precision, groups=self.groups,
                     allow_inaccurate=True)  # the plan's own mode, already accepted for this F(m, r)
         return self._dgrad_plan
@@ -280,7 +283,7 @@ class BackwardMixin:
     def _output_adjoint(self, dyf: Any, xshape: tuple[int, ...]) -> Any:
         """dM = Oᵀ(dy) for a channels-first, compute-dtype dy of an input of ``xshape``."""
         if self._engine is None:
-            return reference.output_transform_adjoint(dyf, self.m, self.r, self._points)
+            return reference.output_transform_adjoint(dyf, self._tm, self.r, self._points)
         e = self._engine
         desc = self._desc(xshape)
         geo = desc.geometry(self._code())
@@ -292,7 +295,7 @@ class BackwardMixin:
     def _input_adjoint(self, dV: Any, xshape: tuple[int, ...]) -> Any:
         """dx = Iᵀ(dV), channels first, compute dtype."""
         if self._engine is None:
-            return reference.input_transform_adjoint(dV, self.m, self.r, xshape, self._pads, self._points)
+            return reference.input_transform_adjoint(dV, self._tm, self.r, xshape, self._pads, self._points)
         e = self._engine
         dx = e.empty(xshape, self._cdtype)
         e.ext.input_transform_adjoint(self._desc(xshape), self._code(), e.ptr(dV), e.ptr(dx),
@@ -302,9 +305,9 @@ class BackwardMixin:
     def _filter_adjoint(self, dU: Any) -> Any:
         """dw = Gᵀ·dU·G (K×C×r^nd)."""
         if self._engine is None:
-            return reference.filter_transform_adjoint(dU, self.m, self.r, self.ndim, self._points)
+            return reference.filter_transform_adjoint(dU, self._tm, self.r, self.ndim, self._points)
         e = self._engine
-        dw = e.empty((self.K, self.C // self.groups) + (self.r,) * self.ndim, self._cdtype)
+        dw = e.empty((self.K, self.C // self.groups) + self._tile.r, self._cdtype)
         e.ext.filter_transform_adjoint(self._filter_desc(), self._code(), e.ptr(dU), e.ptr(dw), e.ptr(self._matrices_buffer()),
                                        e.stream())
         return dw

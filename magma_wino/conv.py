@@ -53,7 +53,9 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
     lay = _LAYOUTS[nd][1 if cl else 0]
     xshape = _checks.check_array(x, "x", nd + 2, "×".join(lay))  # N×C×H×W or N×H×W×C
     wshape = _checks.check_array(w, "w", nd + 2, _checks.LAYOUTS[("w", nd)])
-    dec = decompose(nd, wshape[2:], stride, padding, dilation, groups)
+    # A rectangular inner filter runs the plans' rectangular tiles (three-phase); fused=True asks
+    # for the fused kernel, which has the square F(m, 3) only.
+    dec = decompose(nd, wshape[2:], stride, padding, dilation, groups, rectangular=plan_kw.get("fused") is not True)
     C = xshape[-1] if cl else xshape[1]
     if C != wshape[1] * dec.groups:
         per = f"C/groups = {wshape[1]} with groups = {dec.groups}" if dec.groups != 1 else f"C = {wshape[1]}"
@@ -61,9 +63,9 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
     _checks.check_bias(bias, wshape[0])
     in_spatial = xshape[1:-1] if cl else xshape[2:]
     out_sp = dec.out_spatial(in_spatial, "x")
-    square = len(set(wshape[2:])) == 1
+    as_is = dec.direct and dec.inner_kernel == tuple(wshape[2:])
     plan_cls = WinogradConv2d if nd == 2 else WinogradConv3d
-    plan = plan_cls(w if dec.direct and square else dec.weights(w), bias, dec.inner_padding, m, backend,
+    plan = plan_cls(w if as_is else dec.weights(w), bias, dec.inner_padding, m, backend,
                     groups=dec.groups, layout=lay, **plan_kw)
     if dec.direct:
         y = plan(x, out=out)  # the plan checks out

@@ -78,6 +78,7 @@ from ._backend import to_host
 from .transforms import winograd
 
 __all__ = [
+    "separable_cost",
     "C3D_LAYERS",
     "LayerCost",
     "VARIANTS",
@@ -185,11 +186,24 @@ def transform_cost(T: Any, ndim: int) -> tuple[int, int, int]:
     1-D transforms.  E.g. 2D ``Bᵀ d B`` (Bᵀ α×α): 2α; ``Aᵀ M A`` (Aᵀ m×α): α + m.
     """
     ndim = _choice(ndim, "ndim", (1, 2, 3))
-    rows = _entries(T)
-    n_out, n_in = len(rows), len(rows[0])
-    count = sum(n_out**k * n_in ** (ndim - 1 - k) for k in range(ndim))
-    mults, adds = matvec_cost(rows)
-    return mults * count, adds * count, count
+    return separable_cost([T] * ndim)
+
+
+def separable_cost(Ts: Sequence[Any]) -> tuple[int, int, int]:
+    """(multiplications, additions, number of 1-D transforms) of the separable transform
+    applying ``Ts[k]`` (out_k × in_k) along axis k, axis 0 first: axis k needs
+    ``Π_{j<k} out_j · Π_{j>k} in_j`` 1-D transforms.  The transforms of a rectangular tile
+    F(m_h×m_w, r_h×r_w), one matrix per axis; :func:`transform_cost` is the square case."""
+    if isinstance(Ts, (str, bytes)) or not isinstance(Ts, Sequence) or not 1 <= len(Ts) <= 3:
+        raise ValueError(f"Ts must be 1 to 3 matrices (one per axis), got {Ts!r}")
+    rows = [_entries(T) for T in Ts]
+    shapes = [(len(r), len(r[0])) for r in rows]
+    mults = adds = count = 0
+    for k, r in enumerate(rows):
+        n = math.prod(o for o, _ in shapes[:k]) * math.prod(i for _, i in shapes[k + 1:])
+        mk, ak = matvec_cost(r)
+        mults, adds, count = mults + mk * n, adds + ak * n, count + n
+    return mults, adds, count
 
 
 # --------------------------------------------------------------------------- the cost
@@ -767,37 +781,59 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
 def conv_cost(N: int, C: int, K: int, spatial_size: Sequence[int], kernel: Sequence[int], stride: Any = 1,
               padding: Any = 0, dilation: Any = 1, groups: int = 1, m: int = 2) -> dict[str, Any]:
     """Exact counts of any convolution as the library runs it (docs/limitations.md): the
-    stride-1 square convolution :mod:`magma_wino.decompose` rewrites it into, ``groups`` times
-    the layer of one group (C/g input, K/g output channels: the block-diagonal products), dense.
+    stride-1 convolution :mod:`magma_wino.decompose` rewrites it into (a rectangular inner
+    filter L_h×L_w runs the rectangular tile F(m_h×m_w, L_h×L_w), an axis of one tap F(1, 1), as
+    the plans do), ``groups`` times the layer of one group (C/g input, K/g output channels: the
+    block-diagonal products), dense.
 
     Args are PyTorch's (``kernel`` one size per axis, ``padding`` every form of
     :func:`magma_wino._checks.as_padding`).  Returns a dict: ``mults`` / ``adds`` (transforms and
     products of the inner layer, the outputs it computes past the layer's edge included),
     ``direct_mults`` (N·K·Πout·(C/g)·Π kernel), ``mult_ratio``, ``gathered`` (elements of x copied
     into the phases, 0 when nothing moves) and ``scattered`` (elements of y put back from output
-    phases), and ``inner``: (N', C', K, spatial', L) of the convolution the plans run."""
+    phases), and ``inner``: (N', C', K, spatial', L) of the convolution the plans run (L: an
+    int, or one per axis for a rectangular inner filter)."""
     from .decompose import decompose  # decompose imports nothing of the cost model
 
     nd = len(tuple(kernel))
     size = _int_tuple(spatial_size, "spatial_size", nd, 1)
-    dec = decompose(nd, tuple(kernel), stride, padding, dilation, groups)
+    dec = decompose(nd, tuple(kernel), stride, padding, dilation, groups, rectangular=True)
     out = dec.out_spatial(size, "spatial_size")
     C, K, N, m = _pos_int(C, "C"), _pos_int(K, "K"), _pos_int(N, "N"), _pos_int(m, "m")
     g = dec.groups
     if C % g or K % g:
         raise ValueError(f"C = {C} and K = {K} must be multiples of groups = {g}")
-    L = dec.inner_r
-    if dec.direct:  # the padding goes to the kernels; a shorter axis gets L - r trailing zeros
-        inner = tuple(s + ax.lo + ax.hi + L - ax.r for s, ax in zip(size, dec.axes))
+    Ls = dec.inner_kernel
+    if dec.direct:  # the padding goes to the kernels
+        inner = tuple(s + ax.lo + ax.hi for s, ax in zip(size, dec.axes))
     else:  # the gathered phases: inner_out + L - 1 per axis
-        inner = tuple(ax.inner_out(s) + L - 1 for s, ax in zip(size, dec.axes))
+        inner = tuple(ax.inner_out(s) + L - 1 for s, ax, L in zip(size, dec.axes, Ls))
     n_in, c_in = N * dec.out_phases, C * dec.in_phases
-    one = layer_cost(n_in, c_in // g, K // g, inner, L, m, 0, ndim=nd)
+    mults, adds = dense_counts(n_in, c_in // g, K // g, inner, Ls, m)
     direct = N * K * math.prod(out) * (C // g) * math.prod(tuple(kernel))
     return {
-        "mults": g * one.mults, "adds": g * one.adds, "direct_mults": direct, "mult_ratio": g * one.mults / direct,
+        "mults": g * mults, "adds": g * adds, "direct_mults": direct, "mult_ratio": g * mults / direct,
         "gathered": 0 if dec.direct else n_in * c_in * math.prod(inner),
         "scattered": N * K * math.prod(out) if dec.out_phases > 1 else 0,
-        "inner": (n_in, c_in, K, inner, L),
+        "inner": (n_in, c_in, K, inner, Ls[0] if len(set(Ls)) == 1 else Ls),
     }
+
+
+def dense_counts(N: int, C: int, K: int, padded_size: Sequence[int], r: Sequence[int], m: int) -> tuple[int, int]:
+    """(multiplications, additions) of the dense three-phase layer on a zero-padded input of
+    ``padded_size`` with an r_1×… filter, as the plans run it: the square F(m, r) when every
+    axis has the same r (what :func:`layer_cost` counts, ``variant="dense"``), else the
+    rectangular tile with F(m, r_i) per axis (F(1, 1) on an axis of one tap): input transforms
+    of C·P tiles, Π α_i products of K×C by C×P, output transforms of K·P tiles."""
+    rs = tuple(int(q) for q in r)
+    square = len(set(rs)) == 1
+    ts = [winograd(1 if ri == 1 and not square else m, ri) for ri in rs]
+    out = [s - t.r + 1 for s, t in zip(padded_size, ts)]
+    P = N * math.prod(math.ceil(o / t.m) for o, t in zip(out, ts))
+    positions = math.prod(t.alpha for t in ts)
+    in_m, in_a, _ = separable_cost([t.exact()[2] for t in ts])
+    out_m, out_a, _ = separable_cost([t.exact()[0] for t in ts])
+    mults = P * C * in_m + P * positions * K * C + P * K * out_m
+    adds = P * C * in_a + P * positions * K * (C - 1) + P * K * out_a
+    return mults, adds
 

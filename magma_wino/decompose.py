@@ -23,8 +23,10 @@ phase, not four), and the filter becomes ``L = ⌈r / s'⌉`` taps.  In 2D/3D th
 - stride 1, dilation 1: nothing moves; the padding goes to the kernels (no copy of x).
 - stride s (dilation 1): s^nd input phases, a ⌈r/s⌉ filter: the polyphase decomposition.
 - dilation d (stride 1): d^nd output phases, the filter unchanged.
-- rectangular filters: the inner filter is square with L = max over the axes; a shorter axis
-  gets zero taps at its end (and, without phases, that many more zeros of trailing padding).
+- rectangular filters: with ``rectangular=True`` the inner filter keeps each axis's own L_i
+  (the plans run the rectangular tile F(m_h×m_w, L_h×L_w)); otherwise (the square kinds:
+  the fused kernel, the JAX binding) it is square with L = max over the axes, a shorter axis
+  getting zero taps at its end (and, without phases, that many more zeros of trailing padding).
 
 The re-indexing is a gather (one copy of x) when any axis has a stride or dilation; the phases
 of the output are put back by a reshape and a transpose (one copy of y).  The functions take
@@ -135,6 +137,9 @@ class Decomposition:
 
     axes: tuple[Axis, ...]
     groups: int = 1
+    #: Keep each axis's own phase-filter length (a rectangular inner filter) instead of the
+    #: square L = max over the axes.
+    rectangular: bool = False
 
     @property
     def ndim(self) -> int:
@@ -152,6 +157,14 @@ class Decomposition:
         return max(ax.taps for ax in self.axes)
 
     @property
+    def inner_kernel(self) -> tuple[int, ...]:
+        """The inner filter size per axis: each axis's L_i when :attr:`rectangular`, else
+        :attr:`inner_r` on every axis (the square filter)."""
+        if self.rectangular:
+            return tuple(ax.taps for ax in self.axes)
+        return (self.inner_r,) * self.ndim
+
+    @property
     def in_phases(self) -> int:
         """Input phases (with taps) of all axes together: the inner channels are C times this."""
         return math.prod(ax.phases for ax in self.axes)
@@ -167,8 +180,7 @@ class Decomposition:
         the square filter's extra taps as trailing zeros), else none (the gather pads)."""
         if not self.direct:
             return tuple((0, 0) for _ in self.axes)
-        r = self.inner_r
-        return tuple((ax.lo, ax.hi + r - ax.r) for ax in self.axes)
+        return tuple((ax.lo, ax.hi + L - ax.r) for ax, L in zip(self.axes, self.inner_kernel))
 
     def out_spatial(self, in_spatial: Sequence[int], name: str = "x") -> tuple[int, ...]:
         """The layer's output size per axis; ValueError naming ``name`` if any is < 1."""
@@ -183,29 +195,30 @@ class Decomposition:
     # ------------------------------------------------------------------ array maps
 
     def weights(self, w: Any) -> Any:
-        """K×(C/groups)×r_1×…  ->  K×(C/groups·s'^nd)×L×…×L: the phase filters, zero-extended to
-        the square inner filter (inner channel c·s'^nd + phase, phases in axis order)."""
-        nd, L = self.ndim, self.inner_r
+        """K×(C/groups)×r_1×…  ->  K×(C/groups·s'^nd)×L_1×…: the phase filters, zero-extended to
+        the inner filter (:attr:`inner_kernel`; inner channel c·s'^nd + phase, phases in axis
+        order)."""
+        nd, Ls = self.ndim, self.inner_kernel
         K, Cg = int(w.shape[0]), int(w.shape[1])
         # Each axis to s'·L taps (zeros at the end), split as (q, a), phases moved before the taps.
-        w = _pad(w, [(0, 0), (0, 0)] + [(0, ax.in_phases * L - ax.r) for ax in self.axes])
+        w = _pad(w, [(0, 0), (0, 0)] + [(0, ax.in_phases * L - ax.r) for ax, L in zip(self.axes, Ls)])
         split = [K, Cg]
-        for ax in self.axes:
+        for ax, L in zip(self.axes, Ls):
             split += [L, ax.in_phases]
         w = w.reshape(split)
         perm = [0, 1] + [3 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)]
         w = _permute(w, perm)[(slice(None), slice(None)) + tuple(slice(0, ax.phases) for ax in self.axes)]
-        return _contiguous(w.reshape(K, Cg * self.in_phases, *([L] * nd)))
+        return _contiguous(w.reshape(K, Cg * self.in_phases, *Ls))
 
     def inputs(self, x: Any, channels_last: bool = False) -> Any:
         """x (N×C×spatial, or N×spatial×C) -> the inner input: itself when :attr:`direct`,
         else the gathered phases, (N·P^nd)×(C·s'^nd)×U… (channels last: (N·P^nd)×U…×(C·s'^nd))."""
         if self.direct:
             return x
-        nd, r = self.ndim, self.inner_r
+        nd = self.ndim
         first = 1 if channels_last else 2  # the first spatial axis
         sizes = [int(x.shape[first + i]) for i in range(nd)]
-        idx = [ax.gather_index(n, r) for ax, n in zip(self.axes, sizes)]
+        idx = [ax.gather_index(n, L) for ax, n, L in zip(self.axes, sizes, self.inner_kernel)]
         pads = [(ax.lo, max(0, int(i.max()) + 1 - ax.lo - n)) for ax, n, i in zip(self.axes, sizes, idx)]
         full = [(0, 0)] * x.ndim
         full[first:first + nd] = pads
@@ -256,10 +269,12 @@ class Decomposition:
 
 
 def decompose(ndim: int, kernel: Sequence[int], stride: object = 1, padding: object = 0,
-              dilation: object = 1, groups: object = 1) -> Decomposition:
+              dilation: object = 1, groups: object = 1, *, rectangular: bool = False) -> Decomposition:
     """The :class:`Decomposition` of a convolution with filter sizes ``kernel`` (one per axis),
     PyTorch's ``stride`` / ``padding`` / ``dilation`` / ``groups`` (``padding``: every form of
-    :func:`magma_wino._checks.as_padding`, "same" as PyTorch defines it, refused with a stride)."""
+    :func:`magma_wino._checks.as_padding`, "same" as PyTorch defines it, refused with a stride).
+    ``rectangular``: the inner filter keeps each axis's length (for the plans' rectangular
+    tiles) rather than the square max."""
     kernel = as_ints(tuple(kernel), ndim, "kernel")
     strides = as_ints(stride, ndim, "stride")
     dils = as_ints(dilation, ndim, "dilation")
@@ -271,7 +286,7 @@ def decompose(ndim: int, kernel: Sequence[int], stride: object = 1, padding: obj
     extent = tuple(d * (r - 1) + 1 for d, r in zip(dils, kernel))
     pads = _checks.as_padding(padding, ndim, extent)
     axes = tuple(Axis(r, s, d, lo, hi) for r, s, d, (lo, hi) in zip(kernel, strides, dils, pads))
-    return Decomposition(axes, int(groups))
+    return Decomposition(axes, int(groups), bool(rectangular))
 
 
 # ---------------------------------------------------------------------- array helpers

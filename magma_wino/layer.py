@@ -154,7 +154,7 @@ class _WinogradConvNd(BackwardMixin):
         w0, bias0 = w, bias
         w, bias = _backend.coerce(w, "w", backend), _backend.coerce(bias, "bias", backend)
         wshape = _checks.check_filter(w, self.ndim)
-        self._setup(wshape[0], wshape[1], wshape[2], bias, padding, m, backend, relu, points, generic, w,
+        self._setup(wshape[0], wshape[1], wshape[2:], bias, padding, m, backend, relu, points, generic, w,
                     bias_borrowed=bias0 is not bias, precision=precision, allow_inaccurate=allow_inaccurate,
                     layout=layout, fused=fused, output_relu=output_relu, groups=groups)
         self._csr: BatchedCSR | None = None
@@ -195,12 +195,9 @@ class _WinogradConvNd(BackwardMixin):
         self.algorithm: str | None = None
         self._product = "dense"  # from_winograd may choose a sparse one (PRODUCTS)
         self._algorithms: dict[tuple[int, ...], str] = {}
-        self.m = _positive_int(self.default_m if m is None else m)
-        self.r = _positive_int(r, "r")
+        self._set_tile(m, r, points)
         if not isinstance(generic, (bool, np.bool_)):
             raise TypeError(f"generic must be a bool, got {type(generic).__name__}")
-        self.transform = winograd(self.m, self.r, points)  # validates m, r, alpha, points
-        self.alpha = self.transform.alpha
         groups = _positive_int(groups, "groups")
         if int(K) % groups:
             raise ValueError(f"groups={groups}: the weights' K = {K} output channels must be a multiple of groups")
@@ -229,7 +226,7 @@ class _WinogradConvNd(BackwardMixin):
         self._device = self._engine.device if self._engine is not None else None
         #: The concrete precision mode of the dense products (see :mod:`magma_wino.precision`).
         self.precision = _precision.resolve(
-            precision, dt, self.backend, self.m, self.r, self.ndim,
+            precision, dt, self.backend, self.m, max(self._tile.r), self.ndim,
             capability=getattr(self._engine, "capability", None), allow_inaccurate=allow_inaccurate,
             points=points)
         self._pending: list[Any] = []  # events of calls on streams other than the home stream
@@ -237,7 +234,8 @@ class _WinogradConvNd(BackwardMixin):
         self._points = points
         use_generic = bool(generic) or points is not None
         if self._engine is not None and not use_generic:
-            use_generic = not self._engine.ext.has_specialized_transform(self.ndim, self.m, self.r)
+            use_generic = self.rectangular or not self._engine.ext.has_specialized_transform(
+                self.ndim, self.m, self.r)
         self.generic = use_generic
         self._mats = None
         if self._engine is not None and use_generic:
@@ -256,16 +254,50 @@ class _WinogradConvNd(BackwardMixin):
                 self._borrowed += (bias,)
         self.bias = bias
 
+    def _set_tile(self, m: Any, r: Any, points: Any) -> None:
+        """The tile F(m, r) of the plan: square (``r`` one int, or ndim equal ints) or
+        rectangular F(m_h×m_w, r_h×r_w) (``r`` the filter's sizes per axis; an axis of one tap
+        gets F(1, 1), so a 1×r filter is the 1D F(m, r) along its long axis)."""
+        rs = tuple(_positive_int(q, "r") for q in r) if isinstance(r, (tuple, list)) else (_positive_int(r, "r"),) * self.ndim
+        if isinstance(m, (tuple, list)):
+            if len(m) != self.ndim:
+                raise ValueError(f"m must be an int or {self.ndim} ints (one per axis), got {m!r}")
+            ms = tuple(_positive_int(q) for q in m)
+            self.m = max(ms)
+        else:
+            self.m = _positive_int(self.default_m if m is None else m)
+            ms = tuple(1 if ri == 1 and len(set(rs)) > 1 else self.m for ri in rs)
+        #: True for a rectangular tile (generic kernels, three phases, dense: docs/limitations.md).
+        self.rectangular = len(set(zip(ms, rs))) > 1
+        if not self.rectangular:
+            self.m = ms[0]
+        #: The filter size: an int (square / cubic filters) or one per axis (rectangular).
+        self.r = rs if self.rectangular else rs[0]
+        self._tm = ms if self.rectangular else self.m  # what the references and descriptors take
+        self._tile = reference._Tile(self._tm, self.r, self.ndim, points)  # validates m, r, alpha, points
+        #: The 1D transform of a square tile (None for a rectangular one: :attr:`tile` per axis).
+        self.transform = None if self.rectangular else winograd(self.m, self.r, points)
+        #: The tile size alpha = m + r − 1 (rectangular: one per axis).
+        self.alpha: Any = self._tile.alpha if self.rectangular else self._tile.alpha[0]
+        #: The Winograd positions of a tile, prod(alpha per axis): the batch of the products.
+        self.positions = self._tile.positions
+
+    @property
+    def tile(self) -> str:
+        """The tile as text: "F(4, 3)", or "F(1×4, 1×3)" for a rectangular one."""
+        return str(self._tile)
+
     def _matrices_host(self) -> np.ndarray:
-        """Aᵀ, G, Bᵀ back to back in the compute dtype: the ``matrices`` of the generic kernels
-        (and of the adjoint kernels, which apply their transposes)."""
-        at, g, bt = self.transform.matrices(self._cdtype)
-        return np.concatenate([at.ravel(), g.ravel(), bt.ravel()]).astype(self._cdtype)
+        """Aᵀ, G, Bᵀ back to back in the compute dtype (a rectangular tile: one such set per
+        axis): the ``matrices`` of the generic kernels (and of the adjoint kernels, which apply
+        their transposes)."""
+        sets = self._tile.matrices(self._cdtype)[: self.ndim if self.rectangular else 1]
+        return np.concatenate([a.ravel() for mats in sets for a in mats]).astype(self._cdtype)
 
     def _filter_desc(self) -> Any:
         """The descriptor of the filter transform and its adjoint: one r^nd 'image', no padding."""
-        return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, 1, self.C // self.groups, self.K,
-                                         (self.r,) * self.ndim, (0,) * self.ndim)
+        return self._engine.ext.ConvDesc(self.ndim, self._tm, self.r, 1, self.C // self.groups, self.K,
+                                         self._tile.r, (0,) * self.ndim)
 
     def _by_group(self, a: Any) -> Any:
         """α^nd×R×S -> (α^nd·groups)×(R/groups)×S, a view: U (K×C/g), V (C×P) and M (K×P)
@@ -413,12 +445,12 @@ class _WinogradConvNd(BackwardMixin):
             raise TypeError(f"w must be {self.dtype}, got {w.dtype}")
         w = self._to_compute(self._array(w, "w"))
         if self._engine is None:
-            U = reference.filter_transform(w, self.m, self._points).astype(self._cdtype, copy=False)
+            U = reference.filter_transform(w, self._tm, self._points).astype(self._cdtype, copy=False)
             if self._store is not None:
                 U = _precision.to_storage(U, self._store)
         else:
             e = self._engine
-            U = e.empty((self.alpha**self.ndim, self.K, self.C // self.groups), self._vdtype)
+            U = e.empty((self.positions, self.K, self.C // self.groups), self._vdtype)
             # computed in the compute dtype, stored as U's dtype (16 bits in fp16 / bf16)
             e.ext.filter_transform_ex(self._filter_desc(), _backend.kernel_dtype(self._cdtype, "w"), self._storage_code(),
                                       e.ptr(w), e.ptr(U), e.ptr(self._mats), e.stream())
@@ -566,7 +598,7 @@ class _WinogradConvNd(BackwardMixin):
         self._weights_domain = "winograd"
         self._grad_mask = None
         self._w = None
-        want = self.alpha**self.ndim
+        want = self.positions
         if positions != want:
             raise ValueError(
                 f"{wname} has {positions} Winograd positions but F({self.m}, {self.r}) in {self.ndim}D "
@@ -840,7 +872,7 @@ class _WinogradConvNd(BackwardMixin):
 
     def _desc(self, x_shape: tuple[int, ...]) -> Any:
         """The C descriptor of this layer for an input of shape ``x_shape``."""
-        return self._engine.ext.ConvDesc(self.ndim, self.m, self.r, x_shape[0], self.C, self.K,
+        return self._engine.ext.ConvDesc(self.ndim, self._tm, self.r, x_shape[0], self.C, self.K,
                                          tuple(x_shape[2:]), *self._pad_lists())
 
     def _pad_lists(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -859,7 +891,7 @@ class _WinogradConvNd(BackwardMixin):
         x = self._to_compute(x)
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
-            V = reference.input_transform(xin, self.m, self.r, self._pads, self._points,
+            V = reference.input_transform(xin, self._tm, self.r, self._pads, self._points,
                                           relu=self.relu == "winograd")
             return V if self._store is None or not store else _precision.to_storage(V, self._store)
         e = self._engine
@@ -886,8 +918,8 @@ class _WinogradConvNd(BackwardMixin):
         """(α^nd, P) for ``x_shape`` in the plan's layout."""
         x_shape = self._x_shape(x_shape)
         out = _checks.out_spatial(x_shape[2:], self.r, self._pads)
-        P = x_shape[0] * math.prod(_checks.num_tiles(out, self.m))
-        return self.alpha**self.ndim, P
+        P = x_shape[0] * math.prod(_checks.num_tiles(out, self._tm))
+        return self.positions, P
 
     def multiply(self, V: Any, out: Any = None) -> Any:
         """Phase 2: M[b] = U[b] · V[b] for every position b (batched GEMM, or the batched
@@ -896,7 +928,7 @@ class _WinogradConvNd(BackwardMixin):
             raise TypeError(f"V must be an array (α^nd×C×P), got {type(V).__name__}")
         if getattr(V, "ndim", None) != 3:
             raise ValueError(f"V must be 3-D (α^nd×C×P), got shape {tuple(getattr(V, 'shape', ()))}")
-        positions, P = self.alpha**self.ndim, int(V.shape[2])
+        positions, P = self.positions, int(V.shape[2])
         V0, out0 = V, out
         V = self._work(V, "V", (positions, self.C, P), self._vdtype)
         if out is not None:
@@ -975,7 +1007,7 @@ class _WinogradConvNd(BackwardMixin):
         e = self._engine
         return int(e.ext.gemm_batched_ex_workspace(_backend.kernel_dtype(self._cdtype, "V"),
                                                    _precision.ext_code(e.ext, self.precision),
-                                                   self.alpha**self.ndim * self.groups, self.K // self.groups, P,
+                                                   self.positions * self.groups, self.K // self.groups, P,
                                                    self.C // self.groups))
 
     def split_k_workspace_bytes(self, x_shape: tuple[int, ...]) -> int:
@@ -1012,7 +1044,7 @@ class _WinogradConvNd(BackwardMixin):
         """Channels-first y for channels-first ``x_shape``."""
         yshape = (x_shape[0], self.K, *_checks.out_spatial(x_shape[2:], self.r, self._pads))
         if self._engine is None:
-            y = reference.output_transform(M, self.m, self.r, yshape, self.bias, self._points).astype(
+            y = reference.output_transform(M, self._tm, self.r, yshape, self.bias, self._points).astype(
                 self.dtype, copy=False)
             if out is not None:
                 out[...] = y
@@ -1078,6 +1110,8 @@ class _WinogradConvNd(BackwardMixin):
             return "the numpy backend has no kernels"
         if self.ndim != 2:
             return "fused kernels are 2D"
+        if self.rectangular:
+            return f"the rectangular tile {self.tile} has no fused kernel (fused: F(2, 3) and F(4, 3))"
         if self.r != 3 or self.m not in FUSED_TILES:
             return f"F({self.m}, {self.r}) has no fused kernel (fused: F(2, 3) and F(4, 3))"
         if self.generic:
@@ -1168,7 +1202,7 @@ class _WinogradConvNd(BackwardMixin):
     def __repr__(self) -> str:
         kind = "dense" if self._product == "dense" else f"sparse ({self._product})"
         grouped = f", groups={self.groups}" if self.groups != 1 else ""
-        return (f"{type(self).__name__}(F({self.m}, {self.r}), K={self.K}, C={self.C}{grouped}, "
+        return (f"{type(self).__name__}({self.tile}, K={self.K}, C={self.C}{grouped}, "
                 f"padding={self.padding}, backend={self.backend!r}, {kind}, relu={self.relu!r}, "
                 f"dtype={self.dtype}, precision={self.precision!r})")
 

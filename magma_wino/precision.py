@@ -235,14 +235,15 @@ def resolve(precision: object, dtype: Any, backend: str, m: int, r: int, ndim: i
     return precision
 
 
-def tolerance(mode: str, m: int, r: int, reduction_len: int, ndim: int = 2) -> float:
+def tolerance(mode: str, m: Any, r: Any, reduction_len: int, ndim: int = 2) -> float:
     """Tolerance for ``rel_err`` of float32 data whose products run in ``mode``.
 
     fp32 and tf32x3: :func:`magma_wino.accuracy.tolerance` of float32 (tf32x3 drops only the
     lo·lo term, 2⁻²² relative per product).  tf32, fp16, bf16: each operand of a product is
     rounded once with unit roundoff u (2⁻¹¹, 2⁻¹¹, 2⁻⁸), the model of
     :func:`magma_wino.accuracy.tolerance_tf32` with its operand term scaled by u / 2⁻¹¹ (the
-    model is linear in u), plus the float32 tolerance.  fp64: float64's."""
+    model is linear in u), plus the float32 tolerance.  fp64: float64's.  ``m``, ``r`` per axis:
+    a rectangular tile (:func:`magma_wino.accuracy.tolerance`)."""
     from .accuracy import tolerance as tol
     from .accuracy import tolerance_tf32
 

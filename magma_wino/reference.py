@@ -117,9 +117,44 @@ def _contract_axes(mat: np.ndarray, arr: np.ndarray, axes: Sequence[int]) -> np.
     return arr
 
 
-def _matrices(m: int, r: int, points: object, dtype: np.dtype):
-    t = winograd(m, r, points)  # validates m, r, points
-    return t, t.matrices(dtype)
+def _contract_each(mats: Sequence[np.ndarray], arr: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """Apply ``mats[i]`` (out × in) along axis ``axes[i]`` of ``arr``: one matrix per axis (a
+    rectangular tile); the same matrix on every axis is :func:`_contract_axes`."""
+    for mat, ax in zip(mats, axes):
+        arr = np.moveaxis(np.tensordot(arr, mat, axes=([ax], [1])), -1, ax)
+    return arr
+
+
+def _per_axis(v: object, ndim: int, name: str) -> tuple[int, ...]:
+    """An int (every axis) or ``ndim`` ints (one per axis, [D,] H, W) as a tuple of ints."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != ndim:
+            raise ValueError(f"{name} must be an int or {ndim} ints (one per axis), got {v!r}")
+        return tuple(int(q) for q in v)
+    return (v,) * ndim  # type: ignore[return-value]  # winograd() validates the value
+
+
+class _Tile:
+    """The F(m_i, r_i) of each axis of a (possibly rectangular) tile: ``axes`` the 1D
+    transforms, ``m``, ``r``, ``alpha`` per axis, ``positions`` = prod(alpha)."""
+
+    def __init__(self, m: object, r: object, ndim: int, points: object) -> None:
+        ms, rs = _per_axis(m, ndim, "m"), _per_axis(r, ndim, "r")
+        if points is not None and len(set(zip(ms, rs))) > 1:
+            raise ValueError("points: a rectangular tile runs the default points (points=None)")
+        self.axes = [winograd(a, b, points) for a, b in zip(ms, rs)]  # validates m, r, points
+        self.m = tuple(t.m for t in self.axes)
+        self.r = tuple(t.r for t in self.axes)
+        self.alpha = tuple(t.alpha for t in self.axes)
+        self.positions = math.prod(self.alpha)
+
+    def matrices(self, dtype: np.dtype) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return [t.matrices(dtype) for t in self.axes]
+
+    def __str__(self) -> str:
+        if len(set(zip(self.m, self.r))) == 1:
+            return f"F({self.m[0]}, {self.r[0]})"
+        return f"F({'×'.join(map(str, self.m))}, {'×'.join(map(str, self.r))})"
 
 
 # --------------------------------------------------------------------------- direct
@@ -133,10 +168,9 @@ def _conv_direct(x, w, bias, padding, ndim: int) -> np.ndarray:
     pads, out = _checks.check_conv_args(x, w, bias, padding, ndim)
     x = x.astype(np.float64, copy=False)
     w = w.astype(np.float64, copy=False)
-    r = w.shape[2]
     xp = np.pad(x, [(0, 0), (0, 0)] + list(pads))
     acc = np.zeros((w.shape[0], x.shape[0]) + out, dtype=np.float64)  # K, N, spatial
-    for taps in itertools.product(range(r), repeat=ndim):
+    for taps in itertools.product(*(range(k) for k in w.shape[2:])):
         sl = (slice(None), slice(None)) + tuple(slice(t, t + o) for t, o in zip(taps, out))
         # (K×C) · (N×C×spatial) over C  ->  K×N×spatial
         acc += np.tensordot(w[(slice(None), slice(None)) + taps], xp[sl], axes=([1], [1]))
@@ -195,16 +229,15 @@ def conv_direct_backward(
     dy = _as_array(dy, "dy").astype(np.float64)
     ndim = _checks.spatial_ndim(x)
     _checks.check_filter(w, ndim)
-    pads, out = _checks.check_input_args(x, w.shape[2], padding, ndim)
+    pads, out = _checks.check_input_args(x, w.shape[2:], padding, ndim)
     want = (x.shape[0], w.shape[0]) + tuple(out)
     if dy.shape != want:
         raise ValueError(f"dy must have y's shape {want}, got {dy.shape}")
-    r = w.shape[2]
     xp = np.pad(x, [(0, 0), (0, 0)] + list(pads))
     dw = np.zeros_like(w)
     dxp = np.zeros_like(xp)
     sums = [0] + list(range(2, 2 + ndim))  # n and the output positions
-    for u in itertools.product(range(r), repeat=ndim):
+    for u in itertools.product(*(range(k) for k in w.shape[2:])):
         win = (slice(None), slice(None)) + tuple(slice(a, a + o) for a, o in zip(u, out))
         tap = (slice(None), slice(None)) + u
         dw[tap] = np.tensordot(dy, xp[win], axes=(sums, sums))
@@ -244,43 +277,48 @@ def filter_transform(
         )
     ndim = w.ndim - 2
     _checks.check_filter(w, ndim)
-    k, c, r = w.shape[0], w.shape[1], w.shape[2]
+    k, c = w.shape[0], w.shape[1]
     dt = _checks.compute_dtype(w.dtype)
-    t, (_, g, _) = _matrices(m, r, points, dt)
-    u = _contract_axes(g, w.astype(dt, copy=False), range(2, 2 + ndim))  # K, C, α...
+    t = _Tile(m, w.shape[2:], ndim, points)
+    gs = [g for _, g, _ in t.matrices(dt)]
+    u = _contract_each(gs, w.astype(dt, copy=False), range(2, 2 + ndim))  # K, C, α...
     u = np.moveaxis(u, (0, 1), (-2, -1))  # α..., K, C
-    return np.ascontiguousarray(u.reshape(t.alpha**ndim, k, c))
+    return np.ascontiguousarray(u.reshape(t.positions, k, c))
 
 
-def _tile_windows(x: np.ndarray, m: int, alpha: int, pads, out) -> np.ndarray:
+def _tile_windows(x: np.ndarray, m: Any, alpha: Any, pads, out) -> np.ndarray:
     """View N×C×tiles...×α... of the zero-padded input (extra zeros past the edge).
 
-    ``pads``: per-axis (lo, hi) pairs (or ints, symmetric)."""
+    ``m``, ``alpha``: ints or one per axis (a rectangular tile); ``pads``: per-axis (lo, hi)
+    pairs (or ints, symmetric)."""
     ndim = x.ndim - 2
-    tiles = _checks.num_tiles(out, m)
+    ms, alphas = _per_axis(m, ndim, "m"), _per_axis(alpha, ndim, "alpha")
+    tiles = _checks.num_tiles(out, ms)
     # padded extent must be (tiles-1)·m + α = tiles·m + r − 1 = out + r − 1 + (tiles·m − out)
-    widths = [(0, 0), (0, 0)] + [(lo, hi + t * m - o)
-                                 for (lo, hi), t, o in zip(_checks._pairs(pads), tiles, out)]
+    widths = [(0, 0), (0, 0)] + [(lo, hi + t * mi - o)
+                                 for (lo, hi), t, o, mi in zip(_checks._pairs(pads), tiles, out, ms)]
     xp = np.pad(x, widths)
-    win = sliding_window_view(xp, (alpha,) * ndim, axis=tuple(range(2, 2 + ndim)))
-    return win[(slice(None), slice(None)) + (slice(None, None, m),) * ndim]
+    win = sliding_window_view(xp, alphas, axis=tuple(range(2, 2 + ndim)))
+    return win[(slice(None), slice(None)) + tuple(slice(None, None, mi) for mi in ms)]
 
 
-def _transform_tiles(x: np.ndarray, bt: np.ndarray, m: int, pads: Sequence[Any],
+def _transform_tiles(x: np.ndarray, bt: Any, m: Any, pads: Sequence[Any],
                     out: Sequence[int]) -> np.ndarray:
     """``bt · d · btᵀ`` (``bt`` α×α along every spatial axis) of every α-window ``d`` of ``x``
     (N×C×spatial, zero-padded by ``pads``: per-axis (lo, hi) pairs or ints, tiles of ``m`` outputs covering ``out``), as
     α^nd×C×P with P ordered (n, tiles...) as the kernels order the tiles.  With ``bt = Bᵀ``
-    it is the input transform; :mod:`magma_wino.accuracy` also runs it on ``|Bᵀ|²`` and ``x²``."""
+    it is the input transform; :mod:`magma_wino.accuracy` also runs it on ``|Bᵀ|²`` and ``x²``.
+    A rectangular tile: ``bt`` and ``m`` one per axis."""
     ndim = x.ndim - 2
-    alpha = bt.shape[1]
+    bts = list(bt) if isinstance(bt, (list, tuple)) else [bt] * ndim
+    alphas = tuple(b.shape[1] for b in bts)
     c = x.shape[1]
-    win = _tile_windows(x, m, alpha, pads, out)
+    win = _tile_windows(x, m, alphas, pads, out)
     # win: N, C, tiles..., α...  -> contract every α axis with bt (positions kept)
-    v = _contract_axes(bt, win, range(2 + ndim, 2 + 2 * ndim))
+    v = _contract_each(bts, win, range(2 + ndim, 2 + 2 * ndim))
     v = np.moveaxis(v, tuple(range(2 + ndim, 2 + 2 * ndim)), tuple(range(ndim)))  # α..., N, C, tiles...
     v = np.moveaxis(v, ndim + 1, ndim)  # α..., C, N, tiles...
-    return np.ascontiguousarray(v).reshape(alpha**ndim, c, -1)
+    return np.ascontiguousarray(v).reshape(math.prod(alphas), c, -1)
 
 
 def input_transform(
@@ -316,9 +354,11 @@ def input_transform(
     x = _as_array(x, "x")
     relu = _check_bool(relu, "relu")
     ndim = _checks.spatial_ndim(x)
-    t, (_, _, bt) = _matrices(m, r, points, _checks.compute_dtype(x.dtype))
+    dt = _checks.compute_dtype(x.dtype)
+    t = _Tile(m, r, ndim, points)
+    bts = [bt for _, _, bt in t.matrices(dt)]
     pads, out = _checks.check_input_args(x, t.r, padding, ndim)
-    v = _transform_tiles(x.astype(bt.dtype, copy=False), bt, t.m, pads, out)
+    v = _transform_tiles(x.astype(dt, copy=False), bts, t.m, pads, out)
     if relu:
         np.maximum(v, 0, out=v)
     return v
@@ -362,27 +402,28 @@ def output_transform(
         raise ValueError(f"out_shape entries must be >= 1, got {out_shape}")
     ndim = len(out_shape) - 2
     dt = _checks.compute_dtype(M.dtype)
-    t, (at, _, _) = _matrices(m, r, points, dt)
+    t = _Tile(m, r, ndim, points)
+    ats = [at for at, _, _ in t.matrices(dt)]
     n, k = out_shape[:2]
     spatial = out_shape[2:]
     tiles = _checks.num_tiles(spatial, t.m)
     p = n * math.prod(tiles)
-    expect = (t.alpha**ndim, k, p)
+    expect = (t.positions, k, p)
     if M.shape != expect:
         raise ValueError(
-            f"M must have shape (alpha^{ndim}, K, P) = {expect} for F({t.m}, {t.r}) and "
+            f"M must have shape (alpha^{ndim}, K, P) = {expect} for {t} and "
             f"out_shape {out_shape}, got {M.shape}"
         )
     if bias is not None:
         bias = _as_array(bias, "bias")
     _checks.check_bias(bias, k)
-    mm = M.astype(dt, copy=False).reshape((t.alpha,) * ndim + (k, n) + tiles)
-    y = _contract_axes(at, mm, range(ndim))  # m..., K, N, tiles...
+    mm = M.astype(dt, copy=False).reshape(t.alpha + (k, n) + tiles)
+    y = _contract_each(ats, mm, range(ndim))  # m..., K, N, tiles...
     # -> N, K, (tile0, m0), (tile1, m1), ...
     order = [ndim + 1, ndim]
     for a in range(ndim):
         order += [ndim + 2 + a, a]
-    y = y.transpose(order).reshape((n, k) + tuple(tl * t.m for tl in tiles))
+    y = y.transpose(order).reshape((n, k) + tuple(tl * mi for tl, mi in zip(tiles, t.m)))
     y = np.ascontiguousarray(y[(slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)])
     if bias is not None:
         y += bias.astype(dt).reshape((1, -1) + (1,) * ndim)
@@ -421,17 +462,19 @@ def output_transform_adjoint(
         raise ValueError(f"dy must be N×K×Ho×Wo or N×K×Do×Ho×Wo (non-empty), got shape {dy.shape}")
     ndim = dy.ndim - 2
     dt = _checks.compute_dtype(dy.dtype)
-    t, (at, _, _) = _matrices(m, r, points, dt)
+    t = _Tile(m, r, ndim, points)
+    ats = [at.T for at, _, _ in t.matrices(dt)]
     n, k = dy.shape[:2]
     spatial = dy.shape[2:]
     tiles = _checks.num_tiles(spatial, t.m)
-    full = np.pad(dy.astype(dt, copy=False), [(0, 0), (0, 0)] + [(0, tl * t.m - s) for tl, s in zip(tiles, spatial)])
+    full = np.pad(dy.astype(dt, copy=False),
+                  [(0, 0), (0, 0)] + [(0, tl * mi - s) for tl, s, mi in zip(tiles, spatial, t.m)])
     # N, K, (tile0, m0), (tile1, m1), ...  ->  m..., K, N, tiles...
-    split = full.reshape((n, k) + tuple(v for tl in tiles for v in (tl, t.m)))
+    split = full.reshape((n, k) + tuple(v for tl, mi in zip(tiles, t.m) for v in (tl, mi)))
     order = [2 + 2 * a + 1 for a in range(ndim)] + [1, 0] + [2 + 2 * a for a in range(ndim)]
     tiled = split.transpose(order)
-    dM = _contract_axes(at.T, tiled, range(ndim))  # α..., K, N, tiles...
-    return np.ascontiguousarray(dM).reshape(t.alpha**ndim, k, -1)
+    dM = _contract_each(ats, tiled, range(ndim))  # α..., K, N, tiles...
+    return np.ascontiguousarray(dM).reshape(t.positions, k, -1)
 
 
 def input_transform_adjoint(
@@ -467,25 +510,27 @@ def input_transform_adjoint(
         raise ValueError(f"x_shape must be (N, C, H, W) or (N, C, D, H, W) of ints >= 1, got {x_shape}")
     ndim = len(x_shape) - 2
     dt = _checks.compute_dtype(dV.dtype)
-    t, (_, _, bt) = _matrices(m, r, points, dt)
+    t = _Tile(m, r, ndim, points)
+    bts = [bt.T for _, _, bt in t.matrices(dt)]
     pads = _checks.as_padding(padding, ndim, t.r)
     out = _checks.out_spatial(x_shape[2:], t.r, pads, name="x_shape")
     tiles = _checks.num_tiles(out, t.m)
     n, c = x_shape[:2]
-    expect = (t.alpha**ndim, c, n * math.prod(tiles))
+    expect = (t.positions, c, n * math.prod(tiles))
     if dV.shape != expect:
         raise ValueError(
-            f"dV must have shape (alpha^{ndim}, C, P) = {expect} for F({t.m}, {t.r}), x_shape {x_shape} "
+            f"dV must have shape (alpha^{ndim}, C, P) = {expect} for {t}, x_shape {x_shape} "
             f"and padding {pads}, got {dV.shape}"
         )
-    win = dV.astype(dt, copy=False).reshape((t.alpha,) * ndim + (c, n) + tiles)
-    win = _contract_axes(bt.T, win, range(ndim))  # window offsets..., C, N, tiles...
+    win = dV.astype(dt, copy=False).reshape(t.alpha + (c, n) + tiles)
+    win = _contract_each(bts, win, range(ndim))  # window offsets..., C, N, tiles...
     # Scatter-add every window offset into the padded input (a loop over α^nd offsets, each a
     # strided add of all tiles at once), then crop the padding.
-    padded = np.zeros((n, c) + tuple((tl - 1) * t.m + t.alpha for tl in tiles), dt)
-    for offs in itertools.product(range(t.alpha), repeat=ndim):
+    padded = np.zeros((n, c) + tuple((tl - 1) * mi + a for tl, mi, a in zip(tiles, t.m, t.alpha)), dt)
+    for offs in itertools.product(*(range(a) for a in t.alpha)):
         part = np.moveaxis(win[offs], 0, 1)  # N, C, tiles...
-        dest = (slice(None), slice(None)) + tuple(slice(o, o + (tl - 1) * t.m + 1, t.m) for o, tl in zip(offs, tiles))
+        dest = (slice(None), slice(None)) + tuple(
+            slice(o, o + (tl - 1) * mi + 1, mi) for o, tl, mi in zip(offs, tiles, t.m))
         padded[dest] += part
     crop = (slice(None), slice(None)) + tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, x_shape[2:]))
     return np.ascontiguousarray(padded[crop])
@@ -513,15 +558,15 @@ def filter_transform_adjoint(
     if ndim not in (2, 3) or isinstance(ndim, bool):
         raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
     dt = _checks.compute_dtype(dU.dtype)
-    t, (_, g, _) = _matrices(m, r, points, dt)
-    if dU.ndim != 3 or dU.shape[0] != t.alpha**ndim or 0 in dU.shape:
+    t = _Tile(m, r, ndim, points)
+    if dU.ndim != 3 or dU.shape[0] != t.positions or 0 in dU.shape:
         raise ValueError(
-            f"dU must have shape (alpha^{ndim}, K, C) = ({t.alpha**ndim}, K, C) for F({t.m}, {t.r}), "
+            f"dU must have shape (alpha^{ndim}, K, C) = ({t.positions}, K, C) for {t}, "
             f"got {dU.shape}"
         )
     k, c = dU.shape[1:]
-    arr = dU.astype(dt, copy=False).reshape((t.alpha,) * ndim + (k, c))
-    for _ in range(ndim):  # contract the leading α axis with G: (α, rest...) -> (rest..., r)
+    arr = dU.astype(dt, copy=False).reshape(t.alpha + (k, c))
+    for _, g, _ in t.matrices(dt):  # contract the leading α axis with G: (α, rest...) -> (rest..., r)
         arr = np.tensordot(arr, g, axes=([0], [0]))
     return np.ascontiguousarray(arr)  # K, C, r...
 
@@ -538,7 +583,7 @@ def _winograd_conv(x, w, m, padding, bias, points, ndim: int) -> np.ndarray:
     dt = _checks.compute_dtype(x.dtype, w.dtype)
     x = x.astype(dt, copy=False)
     w = w.astype(dt, copy=False)
-    r = w.shape[2]
+    r = w.shape[2:]
     u = filter_transform(w, m, points)
     v = input_transform(x, m, r, pads, points)
     M = np.matmul(u, v)  # the one batched product: α^nd × (K×C @ C×P)
@@ -630,13 +675,13 @@ def winograd_conv_from_U(
         bias = _as_array(bias, "bias")
     relu = _check_bool(relu, "relu")
     ndim = _checks.spatial_ndim(x)
-    t = winograd(m, r, points)
+    t = _Tile(m, r, ndim, points)
     pads, out = _checks.check_input_args(x, t.r, padding, ndim)
-    expect0 = t.alpha**ndim
+    expect0 = t.positions
     if U.ndim != 3 or U.shape[0] != expect0 or U.shape[2] != x.shape[1] or 0 in U.shape:
         raise ValueError(
             f"U must have shape (alpha^{ndim}, K, C) = ({expect0}, K, {x.shape[1]}) for "
-            f"F({t.m}, {t.r}) and x with C = {x.shape[1]}, got {U.shape}"
+            f"{t} and x with C = {x.shape[1]}, got {U.shape}"
         )
     _checks.check_bias(bias, U.shape[1])
     dt = _checks.compute_dtype(x.dtype, U.dtype)

@@ -84,6 +84,7 @@ class Case:
     relu: str | None = None  # the input ReLU of dense cases: None, "spatial", "winograd"
     backward: bool = False  # plan.backward's dx and dw (dU) instead of the forward's y
     output_relu: bool = False  # y = ReLU(conv + bias) (backward cases)
+    kernel: tuple[int, ...] | None = None  # a rectangular filter (r = its longest axis), else r^nd
 
     @property
     def ndim(self) -> int:
@@ -91,7 +92,7 @@ class Case:
 
     def describe(self) -> str:
         sz = "x".join(map(str, self.size))
-        more = "".join([f" {self.layout}" if self.layout else "",
+        more = "".join([f" kernel={'x'.join(map(str, self.kernel))}" if self.kernel else "",f" {self.layout}" if self.layout else "",
                         f" relu={self.relu}" if self.relu else "",
                         " output_relu" if self.output_relu else "",
                         " backward" if self.backward else "",
@@ -183,6 +184,14 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
         add(group="3d", m=m, r=r, N=1, C=4, K=6, size=(6, 5, 7), padding=1, dtype="float64")
         add(group="3d sparse", m=m, r=r, N=1, C=6, K=8, size=(5, 6, 5), padding=1, variant="winograd", density=0.3)
     add(group="3d generic", m=3, r=3, N=1, C=3, K=4, size=(5, 5, 6), padding=1, variant="generic")
+    # Rectangular tiles F(m_h×m_w, r_h×r_w) (the generic kernels, one matrix set per axis):
+    # Inception's 1×3 / 3×1 / 1×7, two-sided rectangles, and a 3D one.
+    rect = [((1, 3), 4), ((3, 1), 4), ((1, 7), 4), ((3, 5), 2), ((5, 3), 4)]
+    for kernel, m in rect[:3] if quick else rect:
+        for dt in ("float32", "float64"):
+            add(group="rectangular", m=m, r=max(kernel), kernel=kernel, N=2, C=6, K=7, size=(11, 13), padding=1,
+                dtype=dt)
+    add(group="rectangular", m=2, r=3, kernel=(1, 3, 3), N=1, C=3, K=4, size=(5, 6, 7), padding=1)
     if not quick:
         c3d = [(64, 128, 56), (128, 256, 28), (256, 256, 28)]
         for c, k, h in c3d:
@@ -337,7 +346,8 @@ def run_case(case: Case, backend: str) -> Result:
     dt = np.dtype(_precision.BFLOAT16 if case.dtype == "bfloat16" else case.dtype)
     nd = case.ndim
     x64 = rng.standard_normal((case.N, case.C, *case.size))
-    w64 = rng.standard_normal((case.K, case.C, *(case.r,) * nd))
+    kernel = case.kernel or (case.r,) * nd
+    w64 = rng.standard_normal((case.K, case.C, *kernel))
     b64 = rng.standard_normal(case.K)
     plan_cls = WinogradConv2d if nd == 2 else WinogradConv3d
     direct = reference.conv2d_direct if nd == 2 else reference.conv3d_direct
@@ -393,11 +403,12 @@ def run_case(case: Case, backend: str) -> Result:
         y = y.get()
     seconds = time.perf_counter() - t0
     err = rel_err(y, y_ref)
-    n_red = case.C * case.r**nd
+    n_red = case.C * math.prod(kernel)
+    tm, tr = (plan._tile.m, plan._tile.r) if case.kernel else (case.m, case.r)  # a rectangular tile: per axis
     if plan.product == "csr":  # SIMT in the compute dtype whatever the mode
-        bound = tolerance(_precision.compute_dtype(dt), case.m, case.r, n_red, nd)
+        bound = tolerance(_precision.compute_dtype(dt), tm, tr, n_red, nd)
     else:  # the dense product's mode (fp64; tf32 / fp16 / bf16: operand rounding, accuracy.tolerance_tf32's model)
-        bound = _precision.tolerance(plan.precision, case.m, case.r, n_red, nd)
+        bound = _precision.tolerance(plan.precision, tm, tr, n_red, nd)
     if _precision.is_half(dt):  # y is rounded once more, to the data dtype: up to one unit of max|y|
         bound += _precision.UNIT_ROUNDOFF["fp16" if dt.name == "float16" else "bf16"]
     if case.variant in WINOGRAD_VARIANTS:  # U is the parameter: its own, data-aware model

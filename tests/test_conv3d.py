@@ -167,9 +167,9 @@ def test_conv3d_rejects_rank_4_input_and_weights(backend, rng):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", [(3, 2, 3, 3, 5), (3, 2, 1, 3, 3), (3, 2, 3, 5, 3)], ids=str)
-def test_conv3d_runs_anisotropic_filters_and_plans_refuse_them(shape, backend, rng):
-    """conv3d rewrites an anisotropic filter as the cubic one with zero taps (and trailing
-    zero padding), so it equals the direct convolution; a plan takes cubic filters only."""
+def test_conv3d_and_plans_run_anisotropic_filters_as_rectangular_tiles(shape, backend, rng):
+    """conv3d and a plan run an anisotropic filter as the rectangular tile F(m_d×m_h×m_w,
+    r_d×r_h×r_w) (an axis of one tap: F(1, 1)); both equal the direct convolution."""
     x = rng.standard_normal((1, 2, 8, 7, 6))
     w = rng.standard_normal(shape)
     y = conv3d(x, w, padding=1, backend=backend)
@@ -179,10 +179,13 @@ def test_conv3d_runs_anisotropic_filters_and_plans_refuse_them(shape, backend, r
     for a, b, c in np.ndindex(*shape[2:]):  # the direct correlation, tap by tap
         win = xp[:, :, a:a + out[0], b:b + out[1], c:c + out[2]]
         y_ref += np.einsum("nc...,kc->nk...", win, w[:, :, a, b, c])
-    n = 2 * max(shape[2:]) ** 3
-    assert y.shape == y_ref.shape and rel_err(y, y_ref) <= tolerance(np.float64, 2, max(shape[2:]), n, 3)
-    with pytest.raises(ValueError, match=r"w must have a square \(cubic in 3D\) r×r filter"):
-        WinogradConv3d(w, backend=backend)
+    ms = tuple(1 if k == 1 else 2 for k in shape[2:])  # the rectangular tile's m per axis
+    tol = tolerance(np.float64, ms, shape[2:], 2 * int(np.prod(shape[2:])), 3)
+    assert y.shape == y_ref.shape and rel_err(y, y_ref) <= tol
+    plan = WinogradConv3d(w, None, 1, m=2, backend=backend)
+    assert plan.rectangular and plan.r == shape[2:] and plan.positions == np.prod(
+        [1 if k == 1 else 2 + k - 1 for k in shape[2:]])
+    assert rel_err(plan(x), y_ref) <= tol
 
 
 def test_conv3d_rejects_bad_padding(rng):

@@ -41,7 +41,7 @@ def test_wrong_ranks_raise_value_error_naming_the_argument(backend, xw):
         conv2d(x[0], w, backend=backend)
     with pytest.raises(ValueError, match=r"^x must be 4-D"):
         conv2d(x[:, :, None], w, backend=backend)
-    with pytest.raises(ValueError, match=r"^w must be 4-D \(K×C×r×r\)"):
+    with pytest.raises(ValueError, match=r"^w must be 4-D \(K×C×r_h×r_w\)"):
         conv2d(x, w[0], backend=backend)
     with pytest.raises(ValueError, match=r"^w must be 4-D"):
         WinogradConv2d(w[..., None], backend=backend)
@@ -63,10 +63,10 @@ def test_channel_mismatch_raises_value_error(backend, xw):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_non_square_filter_empty_arrays_and_too_small_input(backend, xw):
+def test_rectangular_filter_with_points_empty_arrays_and_too_small_input(backend, xw):
     x, w, b = xw
-    with pytest.raises(ValueError, match=r"w must have a square"):  # the plans' kind (conv2d rewrites it)
-        WinogradConv2d(np.zeros((4, 3, 3, 5), np.float32), backend=backend)
+    with pytest.raises(ValueError, match=r"points: a rectangular tile runs the default points"):
+        WinogradConv2d(np.zeros((4, 3, 3, 5), np.float32), m=2, backend=backend, points=[0, 1, -1])
     with pytest.raises(ValueError, match=r"x must not be empty"):
         conv2d(x[:0], w, backend=backend)
     with pytest.raises(ValueError, match=r"smaller than the filter's extent \(3, 3\)"):

@@ -498,16 +498,17 @@ BAD_CALLS = [
     # ranks
     ("x rank 2D", lambda: conv2d_direct(np.ones((2, 5, 5)), W), ValueError, r"x must be 4-D \(N×C×H×W\)"),
     ("x rank 3D", lambda: conv3d_direct(X, W3), ValueError, r"x must be 5-D \(N×C×D×H×W\)"),
-    ("w rank 2D", lambda: winograd_conv2d(X, np.ones((3, 2, 3)), 2), ValueError, r"w must be 4-D \(K×C×r×r\)"),
-    ("w rank 3D", lambda: winograd_conv3d(X3, W, 2), ValueError, r"w must be 5-D \(K×C×r×r×r\)"),
+    ("w rank 2D", lambda: winograd_conv2d(X, np.ones((3, 2, 3)), 2), ValueError, r"w must be 4-D \(K×C×r_h×r_w\)"),
+    ("w rank 3D", lambda: winograd_conv3d(X3, W, 2), ValueError, r"w must be 5-D \(K×C×r_d×r_h×r_w\)"),
     ("x rank input_transform", lambda: input_transform(np.ones((5, 5)), 2, 3), ValueError, r"x must be 4-D .* or 5-D"),
     ("w rank filter_transform", lambda: filter_transform(np.ones((3, 3)), 2), ValueError, r"w must be 4-D .* or 5-D"),
     # channels, filter shape
     ("channel mismatch", lambda: conv2d_direct(X, np.ones((3, 4, 3, 3))), ValueError, r"channel mismatch: x has C = 2 .* w has C = 4"),
     ("channel mismatch wino", lambda: winograd_conv2d(X, np.ones((3, 1, 3, 3)), 2), ValueError, r"channel mismatch"),
-    ("anisotropic w", lambda: conv2d_direct(X, np.ones((3, 2, 3, 2))), ValueError, r"w must have a square"),
-    ("anisotropic w 3D", lambda: winograd_conv3d(X3, np.ones((3, 2, 3, 3, 2)), 2), ValueError, r"w must have a square"),
-    ("anisotropic w filter_transform", lambda: filter_transform(np.ones((3, 2, 2, 3)), 2), ValueError, r"w must have a square"),
+    ("rectangular w with points", lambda: filter_transform(np.ones((3, 2, 2, 3)), 2, points=[0, 1, -1]), ValueError,
+     r"points: a rectangular tile runs the default points"),
+    ("m per axis of the wrong length", lambda: input_transform(X, (2, 2, 2), (3, 3)), ValueError,
+     r"m must be an int or 2 ints \(one per axis\)"),
     # padding
     ("negative padding", lambda: conv2d_direct(X, W, padding=-1), ValueError, r"padding must be >= 0"),
     ("negative padding tuple", lambda: winograd_conv2d(X, W, 2, padding=(1, -1)), ValueError, r"padding must be >= 0"),

@@ -270,28 +270,33 @@ def test_convert_swaps_only_the_eligible_convolutions():
     (nn.Conv2d(8, 8, 3, padding=3), None),                        # padding beyond r − 1
     (nn.Conv2d(8, 8, 1, stride=2), "1-tap filter"),                # ResNet's downsample: a GEMM
     (nn.Conv2d(8, 8, 7, padding=3), "7-tap filter"),
-    (nn.Conv2d(8, 8, (1, 3), padding=(0, 1)), "not square"),
+    (nn.Conv2d(8, 8, (1, 3), padding=(0, 1)), None),             # Inception's 1×3: F(1×4, 1×3)
+    (nn.Conv2d(8, 8, (3, 1), stride=2, padding=(1, 0)), "saves no"),  # a 2×1 phase filter: 1.01 of direct
     (nn.Conv2d(8, 8, 3, padding=1, groups=8), "depthwise"),
     (nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"), "padding_mode"),
 ])
 def test_eligible_follows_the_cost_model_for_the_spatial_modules(conv, why):
     got = mt.eligible(conv)
     assert got is None if why is None else why in got
-    if why is None and (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1):
-        assert mt.eligible(conv, winograd_domain=True) is not None  # U of one stride-1 layer only
+    if why is None and (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1
+                        or len(set(conv.kernel_size)) != 1):
+        assert mt.eligible(conv, winograd_domain=True) is not None  # U of one stride-1 square layer only
         assert mt.eligible(conv, relu="winograd") is not None
 
 
-def test_converted_strided_dilated_grouped_layers_equal_the_originals():
+def test_converted_strided_dilated_grouped_rectangular_layers_equal_the_originals():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, padding=2, dilation=2),
-                          nn.Conv2d(8, 8, 3, padding=1, groups=2)).double()
+                          nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, (1, 3), padding=(0, 1)),
+                          nn.Conv2d(8, 8, (3, 1), padding=(1, 0))).double()
     ref = copy.deepcopy(model)
     mt.convert(model)
-    assert model.winograd_converted == ["0", "1", "2"]
+    assert model.winograd_converted == ["0", "1", "2", "3", "4"]
     x = _x(22, 2, 4, 13, 12)
-    # each layer's own tolerance, summed: F(4, 2) over 4·4 phase channels, F(4, 3) over 8 and over 4
-    tol = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in [(4, 2, 16), (4, 3, 8), (4, 3, 4)])
+    # each layer's own tolerance, summed: F(4, 2) over 4·4 phase channels, F(4, 3) over 8 and over
+    # 4, the rectangular F(1×4, 1×3) and F(4×1, 3×1) over 8 (bounded by the square F(4, 3)'s)
+    tol = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in [(4, 2, 16), (4, 3, 8), (4, 3, 4), (4, 3, 8),
+                                                                       (4, 3, 8)])
     assert rel_err(model(x).detach().numpy(), ref(x).detach().numpy()) <= tol
 
 

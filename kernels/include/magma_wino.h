@@ -10,8 +10,9 @@
  *
  * @verbatim
      x  N x C x [D x] H x W        input
-     w  K x C x r x r [x r]        spatial weights
-     U  alpha^nd x K x C           Winograd-domain weights      (nd = 2 or 3)
+     w  K x C x [r_d x] r_h x r_w  spatial weights
+     U  alpha^nd x K x C           Winograd-domain weights      (nd = 2 or 3; alpha^nd is
+                                   prod(alpha_axes), [alpha_d x] alpha_h x alpha_w positions)
      V  alpha^nd x C x P           transformed input tiles, P = N * tiles (P contiguous)
      M  alpha^nd x K x P           Winograd-domain products
      y  N x K x [Do x] Ho x Wo     output
@@ -116,7 +117,7 @@ typedef void* mw_stream;
 /**
  * One convolution layer.
  *
- * Stride 1, square (cubic) filters, zero padding of any size >= 0 on
+ * Stride 1, filters r_h x r_w (3D: r_d x r_h x r_w), zero padding of any size >= 0 on
  * each side of each axis (padding: before the first element, padding_end: after the last).
  * The padding is never materialised: the kernels read zeros for window elements outside x, so
  * padding larger than r - 1 (whole tiles of zeros) and asymmetric padding cost no copy of x.
@@ -134,12 +135,18 @@ typedef struct mw_conv_desc {
   int64_t in_size[MW_MAX_NDIM];     /**< input spatial size, first ndim entries ([D,] H, W) */
   int64_t padding[MW_MAX_NDIM];     /**< leading zero padding per axis, >= 0 */
   int64_t padding_end[MW_MAX_NDIM]; /**< trailing zero padding per axis, >= 0 */
+  /* Rectangular tiles F(m_h x m_w, r_h x r_w) (the struct grew here: fields are only ever
+   * appended).  Axis i of the first ndim ([D,] H, W) is F(m_axes[i], r_axes[i]), an entry 0
+   * meaning m (resp. r): a zero-initialised descriptor is the square F(m, r) on every axis. */
+  int m_axes[MW_MAX_NDIM]; /**< output tile size per axis, >= 1, or 0 for m */
+  int r_axes[MW_MAX_NDIM]; /**< filter size per axis, >= 1, or 0 for r (1: F(1, 1) on the axis is
+                                advised, a 1 x r filter then is a 1D transform along W) */
 } mw_conv_desc;
 
 /** The layer's derived sizes (after validation of the descriptor; mw_conv_get_geometry()). */
 typedef struct mw_conv_geometry {
-  int alpha;                     /**< m + r - 1 */
-  int64_t positions;             /**< alpha^ndim: the batch count of the products */
+  int alpha;                     /**< m + r - 1 (rectangular tiles: the largest alpha_axes) */
+  int64_t positions;             /**< prod(alpha_axes): the batch count of the products */
   int64_t out_size[MW_MAX_NDIM]; /**< in + padding + padding_end - r + 1 per axis */
   int64_t tiles[MW_MAX_NDIM];    /**< ceil(out / m) per axis */
   int64_t num_tiles;             /**< P = N * prod(tiles) */
@@ -148,17 +155,21 @@ typedef struct mw_conv_geometry {
    * U, V in 16 bits for the fp16 / bf16 modes): */
   int64_t x_elems;        /**< N * C * prod(in_size) */
   int64_t y_elems;        /**< N * K * prod(out_size) */
-  int64_t w_elems;        /**< K * C * r^ndim */
+  int64_t w_elems;        /**< K * C * prod(r_axes) */
   int64_t u_elems;        /**< positions * K * C */
   int64_t v_elems;        /**< positions * C * num_tiles */
   int64_t m_elems;        /**< positions * K * num_tiles */
-  int64_t matrices_elems; /**< m * alpha + alpha * r + alpha^2: the generic kernels' matrices */
+  int64_t matrices_elems; /**< m * alpha + alpha * r + alpha^2: the generic kernels' matrices
+                               (rectangular tiles: that sum over the ndim axes, one set each) */
   /* The sparse formats of U (the struct grew here: fields are only ever appended). */
-  int64_t csr_row_ptr_elems; /**< positions * (K + 1): mw_spmm_batched's row_ptr (col_idx and
-                                  values hold nnz entries, the caller's count) */
-  int64_t bsr_row_ptr_elems; /**< positions * (ceil(K / 16) + 1): mw_bsr_batched's row_ptr */
-  int64_t bsr_max_blocks;    /**< positions * ceil(K / 16) * ceil(C / 8): the most 16 x 8 blocks
-                                  (col_idx entries, values blocks) a block-sparse U can have */
+  int64_t csr_row_ptr_elems;   /**< positions * (K + 1): mw_spmm_batched's row_ptr (col_idx and
+                                    values hold nnz entries, the caller's count) */
+  int64_t bsr_row_ptr_elems;   /**< positions * (ceil(K / 16) + 1): mw_bsr_batched's row_ptr */
+  int64_t bsr_max_blocks;      /**< positions * ceil(K / 16) * ceil(C / 8): the most 16 x 8 blocks
+                                    (col_idx entries, values blocks) a block-sparse U can have */
+  int alpha_axes[MW_MAX_NDIM]; /**< m_i + r_i - 1 per axis, first ndim entries ([D,] H, W) */
+  int rectangular;             /**< 1 when the axes' F(m_i, r_i) differ (the generic kernels only;
+                                    matrices: one Aᵀ, G, Bᵀ set per axis), else 0 */
 } mw_conv_geometry;
 
 /**
@@ -226,7 +237,9 @@ MW_API mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num,
  * interpolation points) or a device array of dtype holding Aᵀ (m x alpha), G (alpha x r),
  * Bᵀ (alpha x alpha) back to back, row-major: then the generic kernels run with these
  * matrices (any F(m, r), any points).  NULL for a tile without a specialised kernel is
- * MW_STATUS_UNSUPPORTED.
+ * MW_STATUS_UNSUPPORTED.  A rectangular layer (mw_conv_geometry.rectangular) runs the generic
+ * kernels only: `matrices` then holds one such set per axis, axis by axis ([D,] H, W), each
+ * that axis's F(m_axes[i], r_axes[i]) (mw_winograd_matrices per axis, back to back).
  * @{
  */
 

@@ -32,29 +32,27 @@ def eligible(conv: nn.Module, *, winograd_domain: bool = False, m: int | None = 
     ``conv``; otherwise why not, in words.
 
     Always required: exactly ``nn.Conv2d`` / ``nn.Conv3d`` (not a subclass, which may compute
-    something else), a square (cubic) kernel, "zeros" padding mode, a floating-point weight NumPy
+    something else), "zeros" padding mode, a floating-point weight NumPy
     or CuPy can view (not bfloat16), and not depthwise (C/groups = 1: memory-bound, where the
     model's verdict is PyTorch's direct kernel, docs/limitations.md).
 
     The spatial modules (``winograd_domain=False``, ``relu`` None or "spatial") run every stride,
     dilation, group count and padding by :mod:`magma_wino.decompose`; swapped are the layers whose
-    stride-1 phase layer has a filter of 2 to 5 taps (:data:`PHASE_TAPS`: stride 1 with kernel 2 to
-    5, dilated too; stride 2 with kernel 3 to 10, e.g. ResNet's stage entries, 3×3, and its conv1,
-    7×7) and where :func:`magma_wino.cost.conv_cost` counts fewer multiplications than the direct
-    layer for F(m, taps) (at a nominal 56×56 input, batch 1: F(2, 2) of a stride-2 3×3 saves none
-    and is left alone, F(4, 2) is swapped).  Rectangular kernels
-    are left alone: they would run as the square filter with zero taps (no saving for 1×r).
+    stride-1 phase layer has a filter of 2 to 5 taps on its longest axis (:data:`PHASE_TAPS`:
+    stride 1 with kernel 2 to 5, dilated too; stride 2 with kernel 3 to 10, e.g. ResNet's stage
+    entries, 3×3, and its conv1, 7×7; rectangular kernels such as Inception's 1×3 / 3×1, which
+    run a rectangular tile) and where :func:`magma_wino.cost.conv_cost` counts fewer
+    multiplications than the direct layer for F(m, taps) (at a nominal 56×56 input, batch 1:
+    F(2, 2) of a stride-2 3×3 saves none and is left alone, F(4, 2) is swapped).
 
     Winograd-domain modules (``winograd_domain=True``) and Winograd-ReLU (``relu="winograd"``) are
-    the stride-1 square kind only: stride 1, dilation 1, groups 1, a 3 or 5 kernel, padding
+    the stride-1 square kind only: stride 1, dilation 1, groups 1, a square 3 or 5 kernel, padding
     <= r − 1 (or "valid" / "same")."""
     if type(conv) not in (nn.Conv2d, nn.Conv3d):
         return f"{type(conv).__name__} is not nn.Conv2d / nn.Conv3d"
     nd = 2 if type(conv) is nn.Conv2d else 3
     ks = tuple(conv.kernel_size)
-    if len(set(ks)) != 1:
-        return f"kernel_size {ks} is not square (it would run as the square filter with zero taps)"
-    r = ks[0]
+    r = max(ks)
     if conv.padding_mode != "zeros":
         return f"padding_mode {conv.padding_mode!r} is not 'zeros'"
     if not conv.weight.is_floating_point():
@@ -64,6 +62,8 @@ def eligible(conv: nn.Module, *, winograd_domain: bool = False, m: int | None = 
     if conv.groups > 1 and conv.in_channels == conv.groups:
         return f"depthwise (groups = C = {conv.groups}): memory-bound, PyTorch's direct kernel is faster"
     if winograd_domain or relu == "winograd":
+        if len(set(ks)) != 1:
+            return f"kernel_size {ks} is not square (U holds the weights of a square tile)"
         if r not in KERNEL_SIZES:
             return f"kernel_size {ks} is not square 3 or 5"
         for name in ("stride", "dilation"):
@@ -78,7 +78,7 @@ def eligible(conv: nn.Module, *, winograd_domain: bool = False, m: int | None = 
         if any(p > r - 1 for p in pads):
             return f"padding {pads} > r - 1 = {r - 1}"
         return None
-    dec = decompose(nd, ks, conv.stride, conv.padding, conv.dilation, conv.groups)
+    dec = decompose(nd, ks, conv.stride, conv.padding, conv.dilation, conv.groups, rectangular=True)
     L = dec.inner_r
     tile = LAYER_CLASSES[nd].default_m if m is None else m
     if not PHASE_TAPS[0] <= L <= PHASE_TAPS[1]:

@@ -130,10 +130,13 @@ def _pairs(padding: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return tuple((int(padding[2 * i]), int(padding[2 * i + 1])) for i in range(len(padding) // 2))
 
 
-def _out_shape(x: torch.Tensor, K: int, r: int, padding: Sequence[int], channels_last: bool = False) -> list[int]:
-    """y's shape: N×K×spatial, or N×spatial×K when ``channels_last`` (x is then N×spatial×C)."""
+def _out_shape(x: torch.Tensor, K: int, r: int | Sequence[int], padding: Sequence[int],
+               channels_last: bool = False) -> list[int]:
+    """y's shape: N×K×spatial, or N×spatial×K when ``channels_last`` (x is then N×spatial×C);
+    ``r``: the filter size, one int or one per axis."""
     spatial = x.shape[1:-1] if channels_last else x.shape[2:]
-    out = [s + lo + hi - r + 1 for s, (lo, hi) in zip(spatial, _pairs(padding))]
+    rs = list(r) if isinstance(r, Sequence) else [r] * len(spatial)
+    out = [s + lo + hi - ri + 1 for s, (lo, hi), ri in zip(spatial, _pairs(padding), rs)]
     return [x.shape[0], *out, K] if channels_last else [x.shape[0], K, *out]
 
 
@@ -189,7 +192,7 @@ def conv_spatial(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 @conv_spatial.register_fake
 def _(x, weight, bias, padding, m, backend, precision, relu, groups=1, channels_last=False):
-    return x.new_empty(_out_shape(x, weight.shape[0], weight.shape[2], padding, channels_last))
+    return x.new_empty(_out_shape(x, weight.shape[0], tuple(weight.shape[2:]), padding, channels_last))
 
 
 @torch.library.custom_op("magma_wino::conv_spatial_backward", mutates_args=())

@@ -122,7 +122,8 @@ def _check_channels(input: torch.Tensor, bias: torch.Tensor | None, C: int, K: i
 def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu):
     _check_common(input, weight, bias, nd, "spatial")
     # decompose checks stride, padding, dilation and groups (an int >= 1), naming each
-    dec = decompose(nd, tuple(int(s) for s in weight.shape[2:]), stride, padding, dilation, groups)
+    # rectangular: a 1×3 filter (or a stride's 2×1 phase filter) runs a rectangular tile
+    dec = decompose(nd, tuple(int(s) for s in weight.shape[2:]), stride, padding, dilation, groups, rectangular=True)
     groups = dec.groups
     K, Cg = int(weight.shape[0]), int(weight.shape[1])
     if input.shape[1] != Cg * groups:
@@ -141,8 +142,7 @@ def _conv(nd: int, input, weight, bias, stride, padding, dilation, groups, m, pr
                                   "ReLU would act on the phase convolution's tiles, not on this layer's")
     cl = _is_channels_last(input)
     x = _last(input) if cl else input
-    square = len(set(weight.shape[2:])) == 1
-    w = weight if dec.direct and square else dec.weights(weight)
+    w = weight if dec.direct else dec.weights(weight)
     pads = [p for pair in dec.inner_padding for p in pair]
     y = _ops.conv_spatial(dec.inputs(x, cl), w, bias, pads, _m_arg(m), _ops.resolve_backend(backend, input),
                           precision, relu, groups, cl)

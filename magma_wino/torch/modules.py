@@ -78,7 +78,7 @@ class _SpatialMixin:
         # constructor has checked them): checked here once more for what the decomposition needs.
         _padding_mode(self.padding_mode)
         self._decomposition = decompose(self._nd, self.kernel_size, self.stride, self.padding, self.dilation,
-                                        self.groups)
+                                        self.groups, rectangular=True)
         F._m_arg(m)
         F._relu_arg(relu)
         self.m, self.backend, self.precision, self.relu = m, backend, precision, relu
@@ -117,11 +117,10 @@ class _SpatialMixin:
         current weights (copied: training on does not change the plan).  ``kw``: the plan's
         other keywords (layout, fused, output_relu, ...)."""
         dec = self._decomposition
-        if not dec.direct or len(set(self.kernel_size)) != 1:
-            raise NotImplementedError(f"to_plan: the plans run stride-1, dilation-1 layers with a square kernel; "
-                                      f"this one has stride={self.stride}, dilation={self.dilation}, "
-                                      f"kernel_size={self.kernel_size} (magma_wino.conv{self._nd}d and this "
-                                      f"module's forward compute it)")
+        if not dec.direct:
+            raise NotImplementedError(f"to_plan: the plans run stride-1, dilation-1 layers; "
+                                      f"this one has stride={self.stride}, dilation={self.dilation} "
+                                      f"(magma_wino.conv{self._nd}d and this module's forward compute it)")
         w = self.weight.detach().clone()
         b = None if self.bias is None else self.bias.detach().clone()
         be = F._ops.resolve_backend(backend, w)
