@@ -114,6 +114,12 @@ def has_specialized_transform(int ndim, int m, int r):
     return bool(mw_has_specialized_transform(ndim, m, r))
 
 
+def has_specialized_tile(ConvDesc d):
+    """Whether the descriptor's tile (square, or the 2D lines F(1×m, 1×r) / F(m×1, r×1) of a
+    specialised F(m, r)) has compile-time-coefficient forward kernels (matrices may be NULL)."""
+    return bool(mw_has_specialized_tile(&d.desc))
+
+
 def winograd_matrices(int m, int r, points=None, int dtype=MW_FLOAT64):
     """Aᵀ, G, Bᵀ of F(m, r) back to back (mw_winograd_matrices) as a NumPy array of ``dtype``
     (MW_FLOAT32 / MW_FLOAT64); ``points``: None (the defaults) or alpha - 1 (num, den) pairs."""

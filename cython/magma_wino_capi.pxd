@@ -63,6 +63,7 @@ cdef extern from "magma_wino.h" nogil:
         int alpha_axes[3]
         int rectangular
 
+    int mw_has_specialized_tile(const mw_conv_desc* desc)
     mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype, mw_conv_geometry* geometry)
     int mw_has_specialized_transform(int ndim, int m, int r)
     mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num, const int64_t* points_den,

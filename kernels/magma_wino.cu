@@ -285,6 +285,38 @@ bool dispatch_tile(int ndim, int m, int r, F&& f) {
       m, r, [&](auto tile) { f(std::integral_constant<int, 3>{}, tile); });
 }
 
+// The line tiles: a 2D rectangular tile F(1×m, 1×r) (the line along W: kernel axis 2) or
+// F(m×1, r×1) (along H: axis 1) whose F(m, r) has specialised coefficients.  Returns the axis
+// and sets *m, *r; 0 for every other tile.  For a descriptor make_geometry has accepted.
+int line_axis(const mw_conv_desc* d, int* m, int* r) {
+  AxisTiles at;
+  if (d->ndim != 2 || axis_tiles(d, &at) != MW_STATUS_SUCCESS || !at.rectangular) return 0;
+  for (int i = 0; i < 2; ++i) {
+    const int other = 1 - i;
+    if (at.m[other] == 1 && at.r[other] == 1 &&
+        mw::SpecializedTiles2d::contains(at.m[i], at.r[i])) {
+      *m = at.m[i];
+      *r = at.r[i];
+      return i + 1;  // descriptor axis 0 (H) is the kernels' axis 1
+    }
+  }
+  return 0;
+}
+
+// Run f(axis_constant, Tile<m, r>{}) for the line tile of d; false if it is none.
+template <typename F>
+bool dispatch_line(const mw_conv_desc* d, F&& f) {
+  int m = 0, r = 0;
+  const int axis = line_axis(d, &m, &r);
+  if (axis == 0) return false;
+  return mw::SpecializedTiles2d::dispatch(m, r, [&](auto tile) {
+    if (axis == 1)
+      f(std::integral_constant<int, 1>{}, tile);
+    else
+      f(std::integral_constant<int, 2>{}, tile);
+  });
+}
+
 // T: the compute type of w / x, the matrices and the arithmetic; TS: the storage type of U / V.
 template <typename T, typename TS>
 cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, const T* w, TS* U,
@@ -295,6 +327,11 @@ cudaError_t filter_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g,
       dispatch_tile(d->ndim, sm, sr, [&](auto nd, auto tile) {
         using Tl = decltype(tile);
         err = mw::filter_transform_launch<T, TS, decltype(nd)::value, Tl::m, Tl::r>(g, w, U, s);
+      }))
+    return err;
+  if (mats == nullptr && dispatch_line(d, [&](auto, auto tile) {
+        using Tl = decltype(tile);
+        err = mw::filter_transform_line_launch<T, TS, Tl::m, Tl::r>(g, w, U, s);
       }))
     return err;
   return mw::filter_transform_generic_launch<T, TS>(d->ndim, g, generic_matrices(d, mats), w, U, s);
@@ -310,6 +347,12 @@ cudaError_t input_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g, 
         using Tl = decltype(tile);
         err =
             mw::input_transform_launch<T, TS, decltype(nd)::value, Tl::m, Tl::r>(g, x, V, relu, s);
+      }))
+    return err;
+  if (mats == nullptr && dispatch_line(d, [&](auto ax, auto tile) {
+        using Tl = decltype(tile);
+        err = mw::input_transform_line_launch<T, TS, Tl::m, Tl::r, decltype(ax)::value>(g, x, V,
+                                                                                        relu, s);
       }))
     return err;
   return mw::input_transform_generic_launch<T, TS>(d->ndim, g, generic_matrices(d, mats), x, V,
@@ -359,16 +402,25 @@ cudaError_t output_transform_t(const mw_conv_desc* d, const mw::ConvGeometry& g,
         err = mw::output_transform_launch<T, decltype(nd)::value, Tl::m, Tl::r>(g, Mw, bias, y, s);
       }))
     return err;
+  if (mats == nullptr && dispatch_line(d, [&](auto ax, auto tile) {
+        using Tl = decltype(tile);
+        err = mw::output_transform_line_launch<T, Tl::m, Tl::r, decltype(ax)::value>(g, Mw, bias, y,
+                                                                                     s);
+      }))
+    return err;
   return mw::output_transform_generic_launch<T>(d->ndim, g, generic_matrices(d, mats), Mw, bias, y,
                                                 s);
 }
 
 mw_status check_transform_common(const mw_conv_desc* d, const void* matrices) {
   int m = 0, r = 0;
+  if (matrices == nullptr && line_axis(d, &m, &r) != 0) return ok();  // a specialised line tile
   if (matrices == nullptr && !square_tile(d, &m, &r))
     return fail(MW_STATUS_UNSUPPORTED,
-                "a rectangular tile (desc.m_axes, desc.r_axes) has no specialised kernel: pass "
-                "the transform matrices, one set per axis (the generic kernels run it)");
+                "a rectangular tile (desc.m_axes, desc.r_axes) other than the 2D lines "
+                "F(1 x m, 1 x r) / F(m x 1, r x 1) of a specialised F(m, r) has no specialised "
+                "kernel: pass the transform matrices, one set per axis (the generic kernels run "
+                "it)");
   if (matrices == nullptr && !specialized(d->ndim, m, r))
     return fail(
         MW_STATUS_UNSUPPORTED,
@@ -431,6 +483,14 @@ mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
 
 int mw_has_specialized_transform(int ndim, int m, int r) {
   return (ndim == 2 || ndim == 3) && specialized(ndim, m, r) ? 1 : 0;
+}
+
+int mw_has_specialized_tile(const mw_conv_desc* desc) {
+  int m = 0, r = 0;
+  if (desc == nullptr || make_geometry(desc, MW_FLOAT32, nullptr, nullptr) != MW_STATUS_SUCCESS)
+    return 0;
+  if (line_axis(desc, &m, &r) != 0) return 1;
+  return square_tile(desc, &m, &r) && specialized(desc->ndim, m, r) ? 1 : 0;
 }
 
 mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num, const int64_t* points_den,

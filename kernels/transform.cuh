@@ -280,6 +280,98 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
 }
 
 // ---------------------------------------------------------------------------------------
+// Specialised line transforms: the 2D rectangular tiles F(1×M, 1×R) (AXIS = 2, along W: a 1×R
+// filter) and F(M×1, R×1) (AXIS = 1, along H: an R×1 filter), Inception's factorised filters.
+// The other axis is F(1, 1) (alpha 1, identity), so a tile is one line of alpha values and the
+// transform is the straight-line 1D Coef::bt / ::g / ::at of F(M, R): alpha loads per tile
+// instead of the generic kernel's alpha per transformed element.
+// ---------------------------------------------------------------------------------------
+
+template <typename T, typename TS, int M, int R, int AXIS, int RELU>
+__device__ __forceinline__ void input_transform_line_device(const ConvGeometry& g,
+                                                            const T* __restrict__ x,
+                                                            TS* __restrict__ V, int c, int p) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  static_assert(AXIS == 1 || AXIS == 2, "a line along H (1) or W (2)");
+  const TileCoord tc = tile_coord(g, p);
+  const int H = g.in[1], W = g.in[2];
+  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * H * W;
+  // The line's first element; along the other axis the tile is one element (m = 1).
+  const int h0 = tc.t[1] * (AXIS == 1 ? M : 1) - g.pad[1];
+  const int w0 = tc.t[2] * (AXIS == 2 ? M : 1) - g.pad[2];
+  T d[A], v[A];
+#pragma unroll
+  for (int i = 0; i < A; ++i) {
+    const int h = h0 + (AXIS == 1 ? i : 0), w = w0 + (AXIS == 2 ? i : 0);
+    const bool inside = h >= 0 && h < H && w >= 0 && w < W;
+    T e = inside ? __ldg(xc + h * W + w) : T(0);
+    if (RELU == MW_RELU_SPATIAL) e = relu(e);
+    d[i] = e;
+  }
+  Coef::bt(d, v);
+  const long long stride = static_cast<long long>(g.C) * g.P;
+  TS* __restrict__ out = V + static_cast<long long>(c) * g.P + p;
+#pragma unroll
+  for (int b = 0; b < A; ++b)
+    out[b * stride] = store_as<TS>(RELU == MW_RELU_WINOGRAD ? relu(v[b]) : v[b]);
+}
+
+template <typename T, typename TS, int M, int R, int AXIS, int RELU>
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
+    input_transform_line_kernel(ConvGeometry g, const T* __restrict__ x, TS* __restrict__ V) {
+  int c, p;
+  if (thread_pair(g.C, g.P, c, p))
+    input_transform_line_device<T, TS, M, R, AXIS, RELU>(g, x, V, c, p);
+}
+
+// U[:, k, c] = G g for the R taps of w[k, c] (a 1×R or R×1 filter: R contiguous values).
+template <typename T, typename TS, int M, int R>
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
+    filter_transform_line_kernel(ConvGeometry g, const T* __restrict__ w, TS* __restrict__ U) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  int k, c;
+  if (!thread_pair(g.K, g.C, k, c)) return;
+  const T* __restrict__ wkc = w + (static_cast<long long>(k) * g.C + c) * R;
+  T in[R], u[A];
+#pragma unroll
+  for (int i = 0; i < R; ++i) in[i] = __ldg(wkc + i);
+  Coef::g(in, u);
+  const long long stride = static_cast<long long>(g.K) * g.C;
+  TS* __restrict__ out = U + static_cast<long long>(k) * g.C + c;
+#pragma unroll
+  for (int b = 0; b < A; ++b) out[b * stride] = store_as<TS>(u[b]);
+}
+
+// y[n, k, line p] = Aᵀ M[:, k, p] (+ bias[k]), clipped at the line's end.
+template <typename T, int M, int R, int AXIS>
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
+    output_transform_line_kernel(ConvGeometry g, const T* __restrict__ Mw,
+                                 const T* __restrict__ bias, T* __restrict__ y) {
+  using Coef = WinogradCoefficients<M, R>;
+  constexpr int A = Coef::alpha;
+  int k, p;
+  if (!thread_pair(g.K, g.P, k, p)) return;
+  const long long stride = static_cast<long long>(g.K) * g.P;
+  const T* __restrict__ src = Mw + static_cast<long long>(k) * g.P + p;
+  T t[A], o[M];
+#pragma unroll
+  for (int b = 0; b < A; ++b) t[b] = __ldg(src + b * stride);
+  Coef::at(t, o);
+  const TileCoord tc = tile_coord(g, p);
+  const int Ho = g.out[1], Wo = g.out[2];
+  const T bk = bias != nullptr ? __ldg(bias + k) : T(0);
+  T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Ho * Wo;
+#pragma unroll
+  for (int u = 0; u < M; ++u) {
+    const int oh = tc.t[1] * (AXIS == 1 ? M : 1) + (AXIS == 1 ? u : 0);
+    const int ow = tc.t[2] * (AXIS == 2 ? M : 1) + (AXIS == 2 ? u : 0);
+    if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = o[u] + bk;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // Specialised 3D transforms.  An alpha^3 tile does not fit in registers for alpha = 6
 // (216 values, 432 registers in double), so the 3D kernels produce the result one depth
 // slice at a time: slice i is (Σ_a Mat(i, a) · X[a]) transformed in 2D, where X[a] are
@@ -700,6 +792,40 @@ cudaError_t output_transform_launch(const ConvGeometry& g, const T* Mw, const T*
   } else {
     return launch(output_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
   }
+}
+
+// The line kernels (AXIS 1: along H, 2: along W) of F(M, R).
+template <typename T, typename TS, int M, int R, int AXIS, int RELU>
+struct InputTransformLine {
+  static constexpr auto fn = input_transform_line_kernel<T, TS, M, R, AXIS, RELU>;
+};
+template <int AXIS>
+struct LineAxis {
+  template <typename T, typename TS, int M, int R, int RELU>
+  using Kernel = InputTransformLine<T, TS, M, R, AXIS, RELU>;
+};
+
+template <typename T, typename TS, int M, int R, int AXIS>
+cudaError_t input_transform_line_launch(const ConvGeometry& g, const T* x, TS* V, int relu_mode,
+                                        cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.C) * g.P)), block(kTransformThreads);
+  return launch_with_relu<LineAxis<AXIS>::template Kernel, T, TS, M, R>(relu_mode, grid, block,
+                                                                        stream, g, x, V);
+}
+
+template <typename T, typename TS, int M, int R>
+cudaError_t filter_transform_line_launch(const ConvGeometry& g, const T* w, TS* U,
+                                         cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.C)), block(kTransformThreads);
+  return launch(filter_transform_line_kernel<T, TS, M, R>, grid, block, 0, stream, g, w, U);
+}
+
+template <typename T, int M, int R, int AXIS>
+cudaError_t output_transform_line_launch(const ConvGeometry& g, const T* Mw, const T* bias, T* y,
+                                         cudaStream_t stream) {
+  const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.P)), block(kTransformThreads);
+  return launch(output_transform_line_kernel<T, M, R, AXIS>, grid, block, 0, stream, g, Mw, bias,
+                y);
 }
 
 template <typename T, typename TS>

@@ -189,9 +189,9 @@ def _tile_terms(m: Any, r: Any, ndim: int, points: Any = None) -> tuple[float, i
     r^ndim), or, for m and r given per axis (a rectangular tile F(m_h×m_w, r_h×r_w)), the
     products and sums of the axes' own terms (the n-D transforms are tensor products of the 1D
     ones, so the derivation of :func:`tolerance` holds axis by axis)."""
-    if isinstance(m, (tuple, list)) or isinstance(r, (tuple, list)):
-        ms = tuple(m) if isinstance(m, (tuple, list)) else (m,) * len(r)  # type: ignore[arg-type]
-        rs = tuple(r) if isinstance(r, (tuple, list)) else (r,) * len(ms)
+    if isinstance(m, tuple) or isinstance(r, tuple):
+        ms = m if isinstance(m, tuple) else (m,) * len(r)  # type: ignore[arg-type]
+        rs = r if isinstance(r, tuple) else (r,) * len(ms)
         if len(ms) != len(rs):
             raise ValueError(f"m and r must have one entry per axis each, got m={m!r}, r={r!r}")
         if points is not None:

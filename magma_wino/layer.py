@@ -234,8 +234,10 @@ class _WinogradConvNd(BackwardMixin):
         self._points = points
         use_generic = bool(generic) or points is not None
         if self._engine is not None and not use_generic:
-            use_generic = self.rectangular or not self._engine.ext.has_specialized_transform(
-                self.ndim, self.m, self.r)
+            # square tiles with coefficients, and the 1×r / r×1 lines of one: specialised kernels
+            ext = self._engine.ext
+            use_generic = not ext.has_specialized_tile(ext.ConvDesc(
+                self.ndim, self._tm, self.r, 1, 1, 1, self._tile.r, (0,) * self.ndim))
         self.generic = use_generic
         self._mats = None
         if self._engine is not None and use_generic:
@@ -258,8 +260,8 @@ class _WinogradConvNd(BackwardMixin):
         """The tile F(m, r) of the plan: square (``r`` one int, or ndim equal ints) or
         rectangular F(m_h×m_w, r_h×r_w) (``r`` the filter's sizes per axis; an axis of one tap
         gets F(1, 1), so a 1×r filter is the 1D F(m, r) along its long axis)."""
-        rs = tuple(_positive_int(q, "r") for q in r) if isinstance(r, (tuple, list)) else (_positive_int(r, "r"),) * self.ndim
-        if isinstance(m, (tuple, list)):
+        rs = tuple(_positive_int(q, "r") for q in r) if isinstance(r, tuple) else (_positive_int(r, "r"),) * self.ndim
+        if isinstance(m, tuple):
             if len(m) != self.ndim:
                 raise ValueError(f"m must be an int or {self.ndim} ints (one per axis), got {m!r}")
             ms = tuple(_positive_int(q) for q in m)

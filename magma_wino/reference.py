@@ -126,8 +126,9 @@ def _contract_each(mats: Sequence[np.ndarray], arr: np.ndarray, axes: Sequence[i
 
 
 def _per_axis(v: object, ndim: int, name: str) -> tuple[int, ...]:
-    """An int (every axis) or ``ndim`` ints (one per axis, [D,] H, W) as a tuple of ints."""
-    if isinstance(v, (tuple, list)):
+    """An int (every axis) or a tuple of ``ndim`` ints (one per axis, [D,] H, W) as a tuple of
+    ints (a list is not a tile size: winograd() refuses it by name)."""
+    if isinstance(v, tuple):
         if len(v) != ndim:
             raise ValueError(f"{name} must be an int or {ndim} ints (one per axis), got {v!r}")
         return tuple(int(q) for q in v)
@@ -279,7 +280,12 @@ def filter_transform(
     _checks.check_filter(w, ndim)
     k, c = w.shape[0], w.shape[1]
     dt = _checks.compute_dtype(w.dtype)
-    t = _Tile(m, w.shape[2:], ndim, points)
+    try:
+        t = _Tile(m, w.shape[2:], ndim, points)
+    except ValueError as exc:  # an axis too long for any tile: say it is w's
+        if "tile size alpha" not in str(exc):
+            raise
+        raise ValueError(f"w: filter sizes {tuple(w.shape[2:])} with m = {m!r}: {exc}") from None
     gs = [g for _, g, _ in t.matrices(dt)]
     u = _contract_each(gs, w.astype(dt, copy=False), range(2, 2 + ndim))  # K, C, α...
     u = np.moveaxis(u, (0, 1), (-2, -1))  # α..., K, C

@@ -114,10 +114,10 @@ def test_rectangular_descriptor_errors_name_the_field():
 
 
 def test_rectangular_tile_without_matrices_is_unsupported_and_has_no_fused_kernel():
-    desc = emu.ConvDesc(2, (1, 4), (1, 3), 1, 2, 2, (4, 8), (0, 1))
+    desc = emu.ConvDesc(2, (2, 4), (3, 3), 1, 2, 2, (4, 8), (1, 1))  # a rectangle, not a line
     x = np.zeros((1, 2, 4, 8), np.float32)
-    V = np.zeros((6, 2, 8), np.float32)
-    with pytest.raises(UnsupportedError, match=r"rectangular tile .* has no specialised kernel"):
+    V = np.zeros((24, 2, 4), np.float32)
+    with pytest.raises(UnsupportedError, match=r"rectangular tile .* has no specialised\s+kernel"):
         emu.input_transform(desc, emu.FLOAT32, ptr(x), ptr(V), 0, 0, 0)
     with pytest.raises(UnsupportedError, match=r"no fused kernel for a rectangular tile"):
         emu.conv2d_fused_plan(emu.ConvDesc(2, (4, 4), (3, 1), 1, 2, 2, (8, 8), (1, 0)), emu.FLOAT32,
@@ -221,7 +221,8 @@ def test_plan_runs_a_rectangular_filter_as_a_rectangular_tile(ks, backend, rng):
     ms = tuple(1 if k == 1 else 4 for k in ks)
     assert plan.rectangular and plan.r == ks and plan.positions == math.prod(m + k - 1 for m, k in zip(ms, ks))
     assert plan.tile == f"F({ms[0]}×{ms[1]}, {ks[0]}×{ks[1]})"
-    assert backend == "numpy" or plan.generic
+    line = 1 in ks and (4, max(ks)) in [(2, 3), (4, 3), (6, 3), (2, 5)]  # a specialised line kernel
+    assert plan.generic == (backend != "numpy" and not line)
     y = plan(x)
     ref = reference.conv2d_direct(x, w, b, pads)
     assert y.shape == ref.shape and rel_err(y, ref) <= tol_for("fp64", 4, ks, 3)
@@ -342,3 +343,66 @@ def test_per_axis_tolerance_is_the_square_model_on_square_tiles_and_tight_on_rec
         err = rel_err(mw.WinogradConv2d(w, None, 1, 4, "numpy")(x), reference.conv2d_direct(x, w, None, 1))
         tol = tol_for("fp32", 4, ks, 16)
         assert err <= tol < 10 * err, (ks, err, tol)
+
+
+LINES = [(axis, m, r) for axis in ("W", "H") for m, r in [(2, 3), (4, 3), (6, 3), (2, 5)]]
+
+
+def _line(axis: str, m: int, r: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    return ((1, m), (1, r)) if axis == "W" else ((m, 1), (r, 1))
+
+
+@pytest.mark.parametrize("relu", [0, 1, 2], ids=["relu-none", "relu-spatial", "relu-winograd"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("axis,m,r", LINES, ids=lambda v: str(v))
+def test_specialised_line_kernels_of_1xr_and_rx1_tiles_match_the_reference(axis, m, r, dtype, relu, rng):
+    """F(1×m, 1×r) and F(m×1, r×1) of a specialised F(m, r) run straight-line 1D transforms with
+    matrices = NULL (mw_has_specialized_tile); against the reference, outputs NaN-prefilled."""
+    ms, rs = _line(axis, m, r)
+    N, C, K = 2, 3, 4
+    size, pads = layer(2, ms, rs)
+    code = DT_CODE[np.dtype(dtype)]
+    desc = desc_for(2, ms, rs, N, C, K, size, pads)
+    assert emu.has_specialized_tile(desc)
+    geo = desc.geometry(code)
+    m64 = axis_mats(ms, rs, np.float64)
+    w = rng.standard_normal((K, C) + rs).astype(dtype)
+    U = nan_array((geo["positions"], K, C), dtype)
+    emu.filter_transform(emu.ConvDesc(2, ms, rs, 1, C, K, rs, (0, 0)), code, ptr(w), ptr(U), 0, 0)
+    ref = reference.filter_transform(w.astype(np.float64), ms)
+    assert float(np.abs(U - ref).max()) <= transform_tol(dtype, [g for _, g, _ in m64], float(np.abs(w).max()))
+    x = rng.standard_normal((N, C) + size).astype(dtype)
+    V = nan_array((geo["positions"], C, geo["num_tiles"]), dtype)
+    emu.input_transform(desc, code, ptr(x), ptr(V), relu, 0, 0)
+    x64 = np.maximum(x.astype(np.float64), 0) if relu == 1 else x.astype(np.float64)
+    ref = reference.input_transform(x64, ms, rs, pads, relu=relu == 2)
+    assert float(np.abs(V - ref).max()) <= transform_tol(dtype, [bt for _, _, bt in m64], float(np.abs(x).max()))
+    M = rng.standard_normal((geo["positions"], K, geo["num_tiles"])).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    yshape = (N, K) + geo["out_size"]
+    y = nan_array(yshape, dtype)
+    emu.output_transform(desc, code, ptr(M), ptr(b), ptr(y), 0, 0)
+    ref = reference.output_transform(M.astype(np.float64), ms, rs, yshape, b.astype(np.float64))
+    tol = transform_tol(dtype, [at for at, _, _ in m64], float(np.abs(M).max()), float(np.abs(b).max()))
+    assert float(np.abs(y - ref).max()) <= tol
+
+
+def test_only_the_lines_of_specialised_tiles_are_specialised_rectangular_tiles():
+    assert emu.has_specialized_tile(emu.ConvDesc(2, 4, 3, 1, 1, 1, (9, 9), (1, 1)))  # square F(4, 3)
+    assert not emu.has_specialized_tile(emu.ConvDesc(2, (1, 3), (1, 3), 1, 1, 1, (9, 9), (0, 1)))  # no F(3, 3)
+    assert not emu.has_specialized_tile(emu.ConvDesc(2, (2, 4), (3, 3), 1, 1, 1, (9, 9), (1, 1)))
+    assert not emu.has_specialized_tile(emu.ConvDesc(3, (1, 1, 4), (1, 1, 3), 1, 1, 1, (3, 9, 9), (0, 0, 1)))
+    assert not emu.has_specialized_tile(emu.ConvDesc(2, 4, 3, 1, 1, 1, (1, 1), (0, 0)))  # invalid: too small
+
+
+@pytest.mark.parametrize("ks", [(1, 3), (3, 1), (1, 5)], ids=lambda k: f"{k[0]}x{k[1]}")
+def test_line_plans_run_the_specialised_kernels_and_agree_with_the_generic_ones(ks, rng):
+    x = rng.standard_normal((2, 5, 10, 11))
+    w = rng.standard_normal((6, 5) + ks)
+    m = 2 if 5 in ks else 4
+    special = mw.WinogradConv2d(w, None, 1, m, "emulator")
+    generic = mw.WinogradConv2d(w, None, 1, m, "emulator", generic=True)
+    assert not special.generic and generic.generic
+    ref = reference.conv2d_direct(x, w, None, 1)
+    tol = tol_for("fp64", m, ks, 5)
+    assert rel_err(special(x), ref) <= tol and rel_err(generic(x), ref) <= tol

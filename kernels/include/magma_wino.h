@@ -203,6 +203,20 @@ MW_API mw_status mw_conv_get_geometry(const mw_conv_desc* desc, mw_dtype dtype,
 MW_API int mw_has_specialized_transform(int ndim, int m, int r);
 
 /**
+ * Says whether a layer's tile, square or rectangular, has specialised kernels.
+ *
+ * Square tiles: as mw_has_specialized_transform().  Rectangular tiles: the 2D lines
+ * F(1 x m, 1 x r) (a 1 x r filter) and F(m x 1, r x 1) (r x 1) whose F(m, r) has a specialised
+ * 2D kernel run straight-line 1D transforms; every other rectangular tile needs the matrices.
+ * The adjoint transforms are generic only (their matrices are always needed).
+ *
+ * @param desc  [in] the layer (host pointer).
+ * @return 1 when the three forward transforms of desc's tile accept matrices = NULL, else 0
+ *         (also for a NULL or invalid descriptor: mw_conv_get_geometry() says what is wrong).
+ */
+MW_API int mw_has_specialized_tile(const mw_conv_desc* desc);
+
+/**
  * Computes the transform matrices of F(m, r) for the generic kernels.
  *
  * Aᵀ (m x alpha), G (alpha x r) and Bᵀ (alpha x alpha) back to back, row-major, in dtype
@@ -238,8 +252,10 @@ MW_API mw_status mw_winograd_matrices(int m, int r, const int64_t* points_num,
  * Bᵀ (alpha x alpha) back to back, row-major: then the generic kernels run with these
  * matrices (any F(m, r), any points).  NULL for a tile without a specialised kernel is
  * MW_STATUS_UNSUPPORTED.  A rectangular layer (mw_conv_geometry.rectangular) runs the generic
- * kernels only: `matrices` then holds one such set per axis, axis by axis ([D,] H, W), each
- * that axis's F(m_axes[i], r_axes[i]) (mw_winograd_matrices per axis, back to back).
+ * kernels, `matrices` then holding one such set per axis, axis by axis ([D,] H, W), each that
+ * axis's F(m_axes[i], r_axes[i]) (mw_winograd_matrices per axis, back to back); NULL selects
+ * the specialised line kernels of F(1 x m, 1 x r) / F(m x 1, r x 1) where
+ * mw_has_specialized_tile() says there are some.
  * @{
  */
 
