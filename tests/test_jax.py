@@ -44,12 +44,15 @@ def _reference(x, w, b, stride, pads, dilation, groups):
 def _tolerances(xshape, w, stride, pads, dilation, groups, m, dtype=np.float64, mode="fp64"):
     """(forward, dx, dw) tolerances of the stride-1 convolution the decomposition runs."""
     nd = w.ndim - 2
-    dec = decompose(nd, tuple(w.shape[2:]), stride, pads, dilation, groups)
-    L, Ci = dec.inner_r, int(w.shape[1]) * dec.in_phases
+    dec = decompose(nd, tuple(w.shape[2:]), stride, pads, dilation, groups, rectangular=True)
+    Ls, Ci = dec.inner_kernel, int(w.shape[1]) * dec.in_phases  # the tile per axis, as the binding runs it
+    ms = tuple(1 if L == 1 and len(set(Ls)) > 1 else m for L in Ls)
     out = dec.out_spatial(tuple(xshape[2:]))
-    tiles = xshape[0] * dec.out_phases * math.prod(math.ceil(o / (m * ax.out_phases)) for o, ax in zip(out, dec.axes))
-    tol = (lambda n: accuracy.tolerance(dtype, m, L, n * L**nd, nd)) if mode == "fp64" else \
-        (lambda n: P_.tolerance(mode, m, L, n * L**nd, nd))
+    tiles = xshape[0] * dec.out_phases * math.prod(
+        math.ceil(o / (mi * ax.out_phases)) for o, ax, mi in zip(out, dec.axes, ms))
+    taps = math.prod(Ls)
+    tol = (lambda n: accuracy.tolerance(dtype, ms, Ls, n * taps, nd)) if mode == "fp64" else \
+        (lambda n: P_.tolerance(mode, ms, Ls, n * taps, nd))
     return tol(Ci), tol(w.shape[0] // groups), tol(tiles)
 
 
@@ -192,7 +195,7 @@ def test_a_bad_buffer_reaching_a_handler_is_an_error_naming_it_not_an_access_out
     from magma_wino.jax import _call
 
     _build.register()
-    desc = np.array([2, 4, 3, 1, 2, 2, 6, 6, 0, 1, 1, 0, 1, 1, 0], np.int64)
+    desc = np.array([2, 4, 3, 1, 2, 2, 6, 6, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0], np.int64)
     x = jnp.zeros((1, 2, 6, 6))
     with pytest.raises(Exception, match="V has 287 elements, expected 288"):
         _call("input_transform", (287,), jnp.float64, jnp.zeros(1), x, desc=desc, generic=np.int64(0),

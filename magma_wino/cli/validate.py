@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                          no_wrap=col not in ("group", "shape"))
     for res in results:
         c = res.case
-        fm = f"F({c.m},{c.r})" + ("" if c.ndim == 2 else " 3D")
+        r = "x".join(map(str, c.kernel)) if c.kernel else c.r  # a rectangular filter: its sizes
+        fm = f"F({c.m},{r})" + ("" if c.ndim == 2 else " 3D")
         cells = {"group": c.group, "shape": c.describe(), "F(m,r)": fm, "dtype": c.dtype,
                  "precision": res.precision or "-", "variant": c.variant, "density": f"{c.density:g}",
                  "max rel err": f"{res.error:.2e}", "bound": f"{res.bound:.2e}", "ms": f"{1e3 * res.seconds:.1f}",

@@ -102,7 +102,7 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
         raise ValueError(f"m must be an int >= 1, got {m!r}")
     if cl:  # the kernels are channels-first: XLA transposes x here and y at the end
         x = jnp.moveaxis(x, -1, 1)
-    dec = decompose(nd, tuple(int(s) for s in w.shape[2:]), stride, padding, dilation, groups)
+    dec = decompose(nd, tuple(int(s) for s in w.shape[2:]), stride, padding, dilation, groups, rectangular=True)
     K, Cg = int(w.shape[0]), int(w.shape[1])
     if int(x.shape[1]) != Cg * dec.groups:
         per = f"C/groups = {Cg} with groups = {dec.groups}" if dec.groups != 1 else f"C = {Cg}"
@@ -117,14 +117,16 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
         check_bias(bias, K)
         if np.dtype(bias.dtype) != dt:
             raise TypeError(f"bias must have x's dtype {dt}, got {bias.dtype}")
-    r = dec.inner_r
+    rs = dec.inner_kernel  # the inner filter per axis: a rectangular tile where they differ
+    r = max(rs)
     if m + r - 1 > 16:
         raise ValueError(f"F({m}, {r}): alpha = m + r - 1 = {m + r - 1} exceeds 16, the kernels' limit; use a smaller m")
     platform, capability = _platform()
     mode = _precision.resolve(precision, dt, platform, int(m), r, nd, capability, allow_inaccurate)
-    square = len(set(w.shape[2:])) == 1
-    layer = _layer(nd, int(m), r, dec.inner_padding, dec.groups, mode)
-    y = dec.outputs(layer(dec.inputs(x), w if dec.direct and square else dec.weights(w), bias), in_spatial)
+    # per axis as the plans: F(m, r_i), F(1, 1) on an axis of one tap of a rectangular filter
+    ms = tuple(1 if ri == 1 and len(set(rs)) > 1 else int(m) for ri in rs)
+    layer = _layer(nd, ms, rs, dec.inner_padding, dec.groups, mode)
+    y = dec.outputs(layer(dec.inputs(x), w if dec.direct else dec.weights(w), bias), in_spatial)
     return jnp.moveaxis(y, 1, -1) if cl else y
 
 
@@ -156,48 +158,56 @@ def _call(target: str, shape: tuple[int, ...], dtype: Any, *args: Any, **attrs: 
 
 @dataclass(frozen=True)
 class _Layer:
-    """The stride-1, square-filter grouped layer of one (F(m, r), padding, groups, mode) as a
-    differentiable function (x, w, b) -> y of JAX arrays: x N×C×spatial, w K×(C/g)×r^nd."""
+    """The stride-1 grouped layer of one (tile, padding, groups, mode) as a differentiable
+    function (x, w, b) -> y of JAX arrays: x N×C×spatial, w K×(C/g)×r_1×…; the tile F(m_i, r_i)
+    per axis (``m``, ``r``: one entry per axis; square when they agree, else rectangular)."""
 
     nd: int
-    m: int
-    r: int
+    m: tuple[int, ...]
+    r: tuple[int, ...]
     pads: tuple[tuple[int, int], ...]
     groups: int
     mode: str
 
     @property
-    def alpha(self) -> int:
-        return self.m + self.r - 1
+    def square(self) -> bool:
+        return len(set(zip(self.m, self.r))) == 1
+
+    @property
+    def positions(self) -> int:
+        return math.prod(a + b - 1 for a, b in zip(self.m, self.r))
 
     @cached_property
     def generic(self) -> bool:
         from .. import _emu
 
-        return not _emu.has_specialized_transform(self.nd, self.m, self.r)
+        desc = _emu.ConvDesc(self.nd, self.m, self.r, 1, 1, 1, self.r, (0,) * self.nd)
+        return not _emu.has_specialized_tile(desc)
 
     @cached_property
     def _matrices(self) -> dict[np.dtype, np.ndarray]:
-        """Aᵀ, G, Bᵀ back to back per compute dtype (the generic and the adjoint kernels')."""
-        at, g, bt = winograd(self.m, self.r).matrices(np.float64)
-        packed = np.concatenate([at.ravel(), g.ravel(), bt.ravel()])
+        """Aᵀ, G, Bᵀ back to back per compute dtype (the generic and the adjoint kernels'); a
+        rectangular tile: one set per axis."""
+        axes = list(zip(self.m, self.r))[:1 if self.square else self.nd]
+        packed = np.concatenate([a.ravel() for m, r in axes for a in winograd(m, r).matrices(np.float64)])
         return {np.dtype(t): packed.astype(t) for t in (np.float32, np.float64)}
 
     def _desc(self, N: int, C: int, K: int, spatial: tuple[int, ...], pads: Any = None) -> np.ndarray:
         pads = self.pads if pads is None else pads
         pad3 = list(pads) + [(0, 0)] * (3 - self.nd)
         size = list(spatial) + [0] * (3 - self.nd)
-        return np.array([self.nd, self.m, self.r, N, C, K, *size, *(lo for lo, _ in pad3), *(hi for _, hi in pad3)],
-                        np.int64)
+        axes = [0] * 6 if self.square else [*self.m, *[0] * (3 - self.nd), *self.r, *[0] * (3 - self.nd)]
+        return np.array([self.nd, self.m[0], self.r[0], N, C, K, *size, *(lo for lo, _ in pad3),
+                         *(hi for _, hi in pad3), *axes], np.int64)
 
     def _geometry(self, x: Any, w: Any) -> tuple[np.ndarray, np.ndarray, int, tuple[int, ...]]:
         """(the layer's desc, the filter transform's desc, P, the output's spatial size)."""
         N, C = (int(s) for s in x.shape[:2])
         K, Cg = (int(s) for s in w.shape[:2])
         spatial = tuple(int(s) for s in x.shape[2:])
-        out = tuple(s + lo + hi - self.r + 1 for s, (lo, hi) in zip(spatial, self.pads))
-        P = N * math.prod(-(-o // self.m) for o in out)
-        fdesc = self._desc(1, Cg, K, (self.r,) * self.nd, ((0, 0),) * self.nd)  # one r^nd "image"
+        out = tuple(s + lo + hi - r + 1 for s, (lo, hi), r in zip(spatial, self.pads, self.r))
+        P = N * math.prod(-(-o // m) for o, m in zip(out, self.m))
+        fdesc = self._desc(1, Cg, K, self.r, ((0, 0),) * self.nd)  # one r_1×… "image"
         return self._desc(N, C, K, spatial), fdesc, P, out
 
     def _storage(self, dt: np.dtype) -> Any:
@@ -209,7 +219,7 @@ class _Layer:
         dt = np.dtype(x.dtype)
         desc, fdesc, P, out = self._geometry(x, w)
         N, C, K, Cg, g = int(x.shape[0]), int(x.shape[1]), int(w.shape[0]), int(w.shape[1]), self.groups
-        A = self.alpha**self.nd
+        A = self.positions
         mats, gen, sdt = self._matrices[dt], np.int64(self.generic), self._storage(dt)
         U = _call("filter_transform", (A, K, Cg), sdt, mats, w, desc=fdesc, generic=gen)
         V = _call("input_transform", (A, C, P), sdt, mats, x, desc=desc, generic=gen, relu=np.int64(0))
@@ -230,7 +240,7 @@ class _Layer:
         run in the forward's mode, "fp32" for the 16-bit modes (float32 U and V, as the plans)."""
         dt = np.dtype(x.dtype)
         desc, fdesc, P, _ = self._geometry(x, w)
-        C, K, Cg, g, A = int(x.shape[1]), int(w.shape[0]), int(w.shape[1]), self.groups, self.alpha**self.nd
+        C, K, Cg, g, A = int(x.shape[1]), int(w.shape[0]), int(w.shape[1]), self.groups, self.positions
         Kg = K // g
         mode = "fp32" if self.mode in _precision.HALF_MODES else self.mode
         mats, gen = self._matrices[dt], np.int64(self.generic)
@@ -259,6 +269,7 @@ class _Layer:
 
 
 @functools.cache
-def _layer(nd: int, m: int, r: int, pads: tuple[tuple[int, int], ...], groups: int, mode: str) -> _Layer:
+def _layer(nd: int, m: tuple[int, ...], r: tuple[int, ...], pads: tuple[tuple[int, int], ...], groups: int,
+           mode: str) -> _Layer:
     """One :class:`_Layer` (and its custom_vjp function) per configuration, for the process."""
     return _Layer(nd, m, r, pads, groups, mode)

@@ -11,12 +11,12 @@
 //     XLA's stream, ffi::PlatformStream<cudaStream_t>; device buffers).
 // The handler bodies are the same; only the stream differs (nullptr on the CPU).
 //
-// Attributes: `desc`, the layer's mw_conv_desc as 15 int64 (ndim, m, r, batch, in_channels,
-// out_channels, in_size[3], padding[3], padding_end[3]); `generic` (nonzero: the generic kernels
-// with the `matrices` argument, Aᵀ G Bᵀ back to back; zero: the specialised kernels, matrices
-// unused by the forward transforms); `relu` (mw_relu) and `precision` (mw_precision).  Element
-// types come from the buffers.  Every size the C ABI checks is checked again there (a wrong
-// buffer is an error status, never an access outside it).
+// Attributes: `desc`, the layer's mw_conv_desc as 21 int64 (ndim, m, r, batch, in_channels,
+// out_channels, in_size[3], padding[3], padding_end[3], m_axes[3], r_axes[3]); `generic` (nonzero:
+// the generic kernels with the `matrices` argument, Aᵀ G Bᵀ back to back; zero: the specialised
+// kernels, matrices unused by the forward transforms); `relu` (mw_relu) and `precision`
+// (mw_precision).  Element types come from the buffers.  Every size the C ABI checks is checked
+// again there (a wrong buffer is an error status, never an access outside it).
 #include <magma_wino.h>
 
 #include <cstdint>
@@ -63,8 +63,8 @@ bool dtype_of(ffi::DataType t, mw_dtype* out) {
 }
 
 ffi::Error decode(Desc d, mw_conv_desc* out) {
-  if (d.size() != 15)
-    return ffi::Error::InvalidArgument("magma_wino: the desc attribute must hold 15 int64");
+  if (d.size() != 21)
+    return ffi::Error::InvalidArgument("magma_wino: the desc attribute must hold 21 int64");
   *out = mw_conv_desc{};
   out->ndim = static_cast<int>(d[0]);
   out->m = static_cast<int>(d[1]);
@@ -76,6 +76,8 @@ ffi::Error decode(Desc d, mw_conv_desc* out) {
     out->in_size[i] = d[6 + i];
     out->padding[i] = d[9 + i];
     out->padding_end[i] = d[12 + i];
+    out->m_axes[i] = static_cast<int>(d[15 + i]);  // rectangular tiles (0: m, r)
+    out->r_axes[i] = static_cast<int>(d[18 + i]);
   }
   return ffi::Error::Success();
 }
