@@ -406,3 +406,18 @@ def test_line_plans_run_the_specialised_kernels_and_agree_with_the_generic_ones(
     ref = reference.conv2d_direct(x, w, None, 1)
     tol = tol_for("fp64", m, ks, 5)
     assert rel_err(special(x), ref) <= tol and rel_err(generic(x), ref) <= tol
+
+
+def test_torch_module_of_a_rectangular_kernel_and_its_plan_compute_the_same_layer(rng):
+    torch = pytest.importorskip("torch")
+    import magma_wino.torch as mt
+
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(4, 6, (1, 3), padding=(0, 1)).double()
+    mod = mt.WinogradConv2d.from_conv(conv, backend="emulator")
+    plan = mod.to_plan(backend="emulator")
+    assert plan.rectangular and plan.tile == "F(1×4, 1×3)" and not plan.generic
+    x = torch.from_numpy(rng.standard_normal((2, 4, 7, 9)))
+    ref = conv(x).detach().numpy()
+    tol = tol_for("fp64", 4, (1, 3), 4)
+    assert rel_err(mod(x).detach().numpy(), ref) <= tol and rel_err(plan(x.numpy()), ref) <= tol
