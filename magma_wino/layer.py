@@ -718,7 +718,7 @@ class _WinogradConvNd(BackwardMixin):
             from . import perfmodel  # noqa: PLC0415
 
             cap = getattr(self._engine, "capability", None)
-            return perfmodel.choose_product(self.K, self.C, self.m, self.r, self.precision, density,
+            return perfmodel.choose_product(self.K, self.C, self._tm, self.r, self.precision, density,
                                             structured, ndim=self.ndim,
                                             gpu_key="a100" if cap is not None and cap[0] == 8 else "h200")
         return structured if sparse else "dense"

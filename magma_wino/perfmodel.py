@@ -1395,11 +1395,12 @@ def choose_algorithm(N: int, C: int, K: int, H: int, W: int | None = None, m: in
 CHOICE_TILES = 4096
 
 
-def choose_product(K: int, C: int, m: int = 4, r: int = 3, precision: str = "tf32", density: float = 1.0,
+def choose_product(K: int, C: int, m: int | tuple[int, ...] = 4, r: int | tuple[int, ...] = 3, precision: str = "tf32", density: float = 1.0,
                    structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
                    tiles: int = CHOICE_TILES) -> str:
     """``structured`` ("csr", "block" or "2:4") when :func:`estimate_product` estimates it faster than
-    the dense product of the same precision for a K x C layer of F(m, r) in ``ndim`` D at
+    the dense product of the same precision for a K x C layer of F(m, r) (or a rectangular tile:
+    ``m``, ``r`` tuples, one entry per axis) in ``ndim`` D at
     ``density`` (for "block": the fraction of kept 16 x 8 blocks) and ``tiles`` tiles, else
     "dense".  An ESTIMATE-based choice, as :func:`choose_algorithm` is."""
     prec = mode(precision)
@@ -1407,7 +1408,12 @@ def choose_product(K: int, C: int, m: int = 4, r: int = 3, precision: str = "tf3
         raise ValueError(f"structured must be 'csr', 'block' or '2:4', got {structured!r}")
     if density >= 1.0:
         return "dense"
-    pos = (m + r - 1) ** ndim
+    if isinstance(m, tuple) or isinstance(r, tuple):  # a rectangular tile: m, r per axis
+        ms = m if isinstance(m, tuple) else (m,) * len(r)  # type: ignore[arg-type]
+        rs = r if isinstance(r, tuple) else (r,) * len(ms)
+        pos = math.prod(a + b - 1 for a, b in zip(ms, rs))
+    else:
+        pos = (m + r - 1) ** ndim
     dense = estimate_product(pos, K, C, tiles, prec, 1.0, "dense", gpu_key)
     sparse = estimate_product(pos, K, C, tiles, prec, density, structured, gpu_key)
     return structured if sparse.seconds < dense.seconds else "dense"

@@ -421,3 +421,29 @@ def test_torch_module_of_a_rectangular_kernel_and_its_plan_compute_the_same_laye
     ref = conv(x).detach().numpy()
     tol = tol_for("fp64", 4, (1, 3), 4)
     assert rel_err(mod(x).detach().numpy(), ref) <= tol and rel_err(plan(x.numpy()), ref) <= tol
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+@pytest.mark.parametrize("kw,product", [
+    ({"prune": 0.4, "sparse": True, "precision": "fp64"}, "csr"),
+    ({"prune": 0.3, "sparse": True, "relu": "winograd", "precision": "fp64"}, "csr"),
+    ({"prune": 0.5, "sparse": True, "structure": "block", "precision": "tf32x3"}, "block"),
+    ({"sparse": True, "structure": "2:4", "precision": "tf32x3"}, "2:4"),
+    ({"prune": 0.05, "sparse": "auto", "precision": "fp64"}, None),
+], ids=["csr", "winograd-relu", "block", "2:4", "auto"])
+def test_winograd_domain_pruned_rectangular_layers_match_their_float64_formula(kw, product, backend, rng):
+    """from_winograd(U, r=(1, 3), m=(1, 4)): U of the rectangular tile, pruned, on every sparse
+    product; y against Aᵀ[(pruned U) ⊙ V]A in float64 (reference.winograd_conv_from_U)."""
+    dt = np.float64 if kw["precision"] == "fp64" else np.float32
+    w = rng.standard_normal((20, 16, 1, 3))
+    x = rng.standard_normal((2, 16, 9, 10))
+    U = reference.filter_transform(w, (1, 4))
+    plan = mw.WinogradConv2d.from_winograd(U.astype(dt), (1, 3), m=(1, 4), padding=(0, 1), backend=backend, **kw)
+    assert plan.rectangular and plan.tile == "F(1×4, 1×3)"
+    assert plan.product == (product or plan.product) and plan.product != "dense"  # 5 %: sparse pays
+    Up = plan.csr.to_host().to_dense().astype(np.float64)
+    assert 0 < np.count_nonzero(Up) < Up.size
+    relu = kw.get("relu") == "winograd"
+    ref = reference.winograd_conv_from_U(x.astype(dt).astype(np.float64), Up, (1, 4), (1, 3), (0, 1), relu=relu)
+    y = plan(x.astype(dt))
+    assert rel_err(y, ref) <= tol_for(kw["precision"], 4, (1, 3), 16)
