@@ -204,16 +204,9 @@ def check_bias(bias: object, k: int) -> None:
         raise ValueError(f"bias must have shape (K,) = ({k},), got {shape}")
 
 
-def check_filter(w: object, ndim: int, name: str = "w", square: bool = False) -> tuple[int, ...]:
-    """Check a spatial filter K×C×r_h×r_w (3D: K×C×r_d×r_h×r_w); returns its shape.
-
-    ``square``: refuse a rectangular filter (for what only runs square tiles)."""
-    shape = check_array(w, name, ndim + 2, LAYOUTS.get((name, ndim)))
-    if square and len(set(shape[2:])) != 1:
-        raise ValueError(
-            f"{name} must have a square (cubic in 3D) r×r filter, got spatial shape {shape[2:]}"
-        )
-    return shape
+def check_filter(w: object, ndim: int, name: str = "w") -> tuple[int, ...]:
+    """Check a spatial filter K×C×r_h×r_w (3D: K×C×r_d×r_h×r_w); returns its shape."""
+    return check_array(w, name, ndim + 2, LAYOUTS.get((name, ndim)))
 
 
 def check_input_args(

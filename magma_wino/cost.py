@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_host
+from .reference import tile_m
 from .transforms import winograd
 
 __all__ = [
@@ -826,8 +827,7 @@ def dense_counts(N: int, C: int, K: int, padded_size: Sequence[int], r: Sequence
     rectangular tile with F(m, r_i) per axis (F(1, 1) on an axis of one tap): input transforms
     of C·P tiles, Π α_i products of K×C by C×P, output transforms of K·P tiles."""
     rs = tuple(int(q) for q in r)
-    square = len(set(rs)) == 1
-    ts = [winograd(1 if ri == 1 and not square else m, ri) for ri in rs]
+    ts = [winograd(mi, ri) for mi, ri in zip(tile_m(m, rs), rs)]
     out = [s - t.r + 1 for s, t in zip(padded_size, ts)]
     P = N * math.prod(math.ceil(o / t.m) for o, t in zip(out, ts))
     positions = math.prod(t.alpha for t in ts)

@@ -33,7 +33,6 @@ from .backward import BackwardMixin, Gradients, _pattern
 from .errors import UnsupportedError
 from .sparse import BSR_BLOCK, BatchedBSR, BatchedCSR
 from .sparse24 import Batched24
-from .transforms import winograd
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "Gradients", "PRODUCTS", "STRUCTURES"]
 
@@ -268,8 +267,8 @@ class _WinogradConvNd(BackwardMixin):
             self.m = max(ms)
         else:
             self.m = _positive_int(self.default_m if m is None else m)
-            ms = tuple(1 if ri == 1 and len(set(rs)) > 1 else self.m for ri in rs)
-        #: True for a rectangular tile (generic kernels, three phases, dense: docs/limitations.md).
+            ms = reference.tile_m(self.m, rs)
+        #: True for a rectangular tile (three phases: docs/limitations.md, "Rectangular tiles").
         self.rectangular = len(set(zip(ms, rs))) > 1
         if not self.rectangular:
             self.m = ms[0]
@@ -278,7 +277,7 @@ class _WinogradConvNd(BackwardMixin):
         self._tm = ms if self.rectangular else self.m  # what the references and descriptors take
         self._tile = reference._Tile(self._tm, self.r, self.ndim, points)  # validates m, r, alpha, points
         #: The 1D transform of a square tile (None for a rectangular one: :attr:`tile` per axis).
-        self.transform = None if self.rectangular else winograd(self.m, self.r, points)
+        self.transform = None if self.rectangular else self._tile.axes[0]
         #: The tile size alpha = m + r − 1 (rectangular: one per axis).
         self.alpha: Any = self._tile.alpha if self.rectangular else self._tile.alpha[0]
         #: The Winograd positions of a tile, prod(alpha per axis): the batch of the products.

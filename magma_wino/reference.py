@@ -48,6 +48,7 @@ __all__ = [
     "output_transform",
     "output_transform_adjoint",
     "tile_grid",
+    "tile_m",
     "winograd_conv2d",
     "winograd_conv3d",
     "winograd_conv_from_U",
@@ -133,6 +134,15 @@ def _per_axis(v: object, ndim: int, name: str) -> tuple[int, ...]:
             raise ValueError(f"{name} must be an int or {ndim} ints (one per axis), got {v!r}")
         return tuple(int(q) for q in v)
     return (v,) * ndim  # type: ignore[return-value]  # winograd() validates the value
+
+
+def tile_m(m: int, r: Sequence[int]) -> tuple[int, ...]:
+    """The output tile size per axis the library runs for filter sizes ``r`` and tile size
+    ``m``: m on every axis of a square (cubic) filter; for a rectangular one, m on each axis of
+    more than one tap and 1 (F(1, 1)) on an axis of one tap, so a 1×r filter is the 1D F(m, r)
+    along its long axis."""
+    rs = tuple(r)
+    return tuple(1 if ri == 1 and len(set(rs)) > 1 else m for ri in rs)
 
 
 class _Tile:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import precision as _precision
+from .. import reference
 from .._checks import check_bias
 from ..decompose import decompose
 from ..transforms import winograd
@@ -124,7 +125,7 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
     platform, capability = _platform()
     mode = _precision.resolve(precision, dt, platform, int(m), r, nd, capability, allow_inaccurate)
     # per axis as the plans: F(m, r_i), F(1, 1) on an axis of one tap of a rectangular filter
-    ms = tuple(1 if ri == 1 and len(set(rs)) > 1 else int(m) for ri in rs)
+    ms = reference.tile_m(int(m), rs)
     layer = _layer(nd, ms, rs, dec.inner_padding, dec.groups, mode)
     y = dec.outputs(layer(dec.inputs(x), w if dec.direct else dec.weights(w), bias), in_spatial)
     return jnp.moveaxis(y, 1, -1) if cl else y
