@@ -62,6 +62,11 @@ cdef class ConvDesc:
         rs = tuple(r) if isinstance(r, (tuple, list)) else (r,) * ndim
         if len(ms) != ndim or len(rs) != ndim:
             raise ValueError(f"m and r must be ints or {ndim} ints (one per axis), got m={m!r}, r={r!r}")
+        # 0 in mw_conv_desc.m_axes / r_axes means "m / r": a 0 given per axis here would be read
+        # as the first axis's value, not refused (negative values reach the C check, which names
+        # the field)
+        if isinstance(m, (tuple, list)) and 0 in ms or isinstance(r, (tuple, list)) and 0 in rs:
+            raise ValueError(f"m and r per axis must be >= 1 on every axis, got m={m!r}, r={r!r}")
         self.desc.ndim = ndim
         self.desc.m = ms[0]
         self.desc.r = rs[0]

@@ -111,6 +111,9 @@ def test_rectangular_descriptor_errors_name_the_field():
         emu.ConvDesc(2, (2, 2), (3, 5), 1, 1, 1, (9, 3), (0, 0)).geometry(emu.FLOAT32)
     with pytest.raises(ValueError, match=r"m and r must be ints or 2 ints"):
         emu.ConvDesc(2, (2, 2, 2), 3, 1, 1, 1, (9, 9), (0, 0))
+    for m, r in [((1, 4), (1, 0)), ((0, 4), (1, 3))]:  # C's 0 = "m / r": never taken from a tuple
+        with pytest.raises(ValueError, match=r"m and r per axis must be >= 1 on every axis"):
+            emu.ConvDesc(2, m, r, 1, 1, 1, (4, 4), (0, 0))
 
 
 def test_rectangular_tile_without_matrices_is_unsupported_and_has_no_fused_kernel():
