@@ -520,8 +520,10 @@ class _WinogradConvNd(BackwardMixin):
         layout: str | None = None,
         fused: bool | None = None,
         output_relu: bool = False,
+        groups: int = 1,
     ) -> _Plan:
-        """A layer whose parameters are Winograd-domain weights (α^nd×K×C).
+        """A layer whose parameters are Winograd-domain weights (α^nd×K×C; grouped:
+        α^nd×K×(C/groups)).
 
         Give either dense ``U`` (optionally with a boolean ``mask`` of U's shape, or
         ``prune`` = a density for magnitude pruning, per layer or ``per_position``), or a
@@ -544,6 +546,14 @@ class _WinogradConvNd(BackwardMixin):
         :attr:`product` says which it is.  ``precision`` / ``allow_inaccurate``,
         ``layout``, ``fused``, ``output_relu`` as for the constructor (the CSR product runs
         in float32/float64 SIMT whatever the precision; sparse plans are never fused).
+
+        ``groups``: a grouped layer (as the constructor's): U[b] is K×(C/groups), output
+        channels k of group k // (K/groups) see that group's input channels only.  Every
+        product is block-diagonal — one batched product of α^nd·groups (K/groups)×(C/groups)
+        matrices, position-major — and the sparse formats (:attr:`csr`, :attr:`bsr`,
+        :attr:`sp24`) hold that batch: a ``csr`` given is (α^nd·groups)×(K/groups)×(C/groups),
+        blocks of ``structure="block"`` lie inside one group's matrix (``per_position`` then
+        prunes per (position, group)), and so do the 2:4 groups of input channels.
         """
         if r is None:
             raise TypeError("from_winograd needs r, the filter size the weights belong to")
@@ -560,6 +570,11 @@ class _WinogradConvNd(BackwardMixin):
                 raise ValueError("mask and prune apply to dense U, not to csr")
             csr.validate()
             positions, K, C = csr.shape
+            g_ = _positive_int(groups, "groups")
+            if positions % g_:
+                raise ValueError(f"csr: with groups={g_} the CSR holds the α^nd·groups block-diagonal matrices "
+                                 f"(α^nd·{g_})×(K/{g_})×(C/{g_}); its batch {positions} is not a multiple of {g_}")
+            positions, K = positions // g_, K * g_
             like = csr.values
         else:
             if isinstance(U, BatchedCSR):
@@ -595,7 +610,8 @@ class _WinogradConvNd(BackwardMixin):
                                  "input channels by magnitude); give U, or U and a mask that fits the pattern")
         self._setup(K, C, r, bias, padding, m, backend, relu, points, False, like,
                     bias_borrowed=bias0 is not bias, like_name=wname, precision=precision,
-                    allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu)
+                    allow_inaccurate=allow_inaccurate, layout=layout, fused=fused, output_relu=output_relu,
+                    groups=groups)
         self._weights_domain = "winograd"
         self._grad_mask = None
         self._w = None
@@ -616,9 +632,11 @@ class _WinogradConvNd(BackwardMixin):
                     if mask is not None:
                         raise ValueError("give mask or prune, not both")
                     if structure == "block":  # blocks clipped to U[b] (a layer of K < 16 or C < 8)
-                        clipped = (min(block[0], K), min(block[1], C))
-                        hostU, hmask = pruning.prune_winograd_blocks(_backend.to_host(U), prune, clipped,
-                                                                     per_position=per_position, density_name="prune")
+                        # grouped: blocks of the block-diagonal matrices, never across two groups
+                        clipped = (min(block[0], K // self.groups), min(block[1], C))
+                        hostU, hmask = (self._by_position(a) for a in pruning.prune_winograd_blocks(
+                            self._by_group(_backend.to_host(U)), prune, clipped, per_position=per_position,
+                            density_name="prune"))
                     else:
                         hostU, hmask = pruning.prune_winograd(_backend.to_host(U), prune, per_position=per_position,
                                                               density_name="prune")
@@ -650,14 +668,17 @@ class _WinogradConvNd(BackwardMixin):
                 density = stored / max(1, self._U.size)
             else:
                 self._U = None
-                pattern = _pattern(csr.to_host())  # the structure is fixed: backward masks dU with it
+                # the structure is fixed: backward masks dU with it
+                pattern = self._by_position(_pattern(csr.to_host()))
                 self._grad_mask = pattern if self._engine is None else self._engine.xp.asarray(pattern)
                 density = csr.density
             self._bsr: BatchedBSR | None = None
             self._sp24: Batched24 | None = None
             work = density  # the density the products' model is given: entries, or kept blocks
+            grouped = self._by_group  # the sparse formats hold the α^nd·groups block-diagonal matrices
+            gpattern = None if pattern is None else grouped(pattern)
             if structure == "block":
-                self._bsr = BatchedBSR.from_dense(self._U, pattern, block)  # on the plan's backend
+                self._bsr = BatchedBSR.from_dense(grouped(self._U), gpattern, block)  # on the plan's backend
                 work = self._bsr.block_density  # the block product does whole blocks
             if structure == "2:4" and mask is not None:  # the given pattern must fit n of every m
                 n, m_ = self._n_m
@@ -678,17 +699,18 @@ class _WinogradConvNd(BackwardMixin):
                 self._product = self._choose_product(sparse, structure, work)
             if csr is None:
                 if self._product == "csr":
-                    csr = BatchedCSR.from_dense(self._U, pattern)  # on the plan's backend
+                    csr = BatchedCSR.from_dense(grouped(self._U), gpattern)  # on the plan's backend
                 else:
-                    self._csr_pattern = (self._U, pattern)  # the other products need no CSR
+                    self._csr_pattern = (grouped(self._U), gpattern)  # the other products need no CSR
             if csr is not None:
                 self._csr = self._placed_csr(csr)
             if self._U is None and self._product != "csr":
-                self._U = self._csr.to_dense()
+                self._U = self._by_position(self._csr.to_dense())
             if self._product != "block":
                 self._bsr = None
             if self._product == "2:4":  # the compressed values and mma.sp metadata, built on the host
-                sp = Batched24.from_dense(_backend.to_host(self._U), self.precision, _backend.to_host(pattern))
+                sp = Batched24.from_dense(grouped(_backend.to_host(self._U)), self.precision,
+                                          None if pattern is None else grouped(_backend.to_host(pattern)))
                 self._sp24 = sp.to_device() if self._engine is not None and self._engine.backend == "cuda" else sp
             if self._store is not None:  # the tensor-core product of a 16-bit mode: U in 16 bits
                 self._U = self._stored_U(self._U)
@@ -718,7 +740,7 @@ class _WinogradConvNd(BackwardMixin):
 
             cap = getattr(self._engine, "capability", None)
             return perfmodel.choose_product(self.K, self.C, self._tm, self.r, self.precision, density,
-                                            structured, ndim=self.ndim,
+                                            structured, ndim=self.ndim, groups=self.groups,
                                             gpu_key="a100" if cap is not None and cap[0] == 8 else "h200")
         return structured if sparse else "dense"
 
@@ -753,13 +775,14 @@ class _WinogradConvNd(BackwardMixin):
         compute dtype."""
         if self._U is None:
             with self._scope():
-                self._U = self._csr.to_dense()  # type: ignore[union-attr]
+                self._U = self._by_position(self._csr.to_dense())  # type: ignore[union-attr]
         return self._U
 
     @property
     def csr(self) -> BatchedCSR | None:
         """The batched CSR weights, for plans built with :meth:`from_winograd` (built on first
-        access when the plan runs the dense product)."""
+        access when the plan runs the dense product); grouped: the α^nd·groups
+        (K/groups)×(C/groups) block-diagonal matrices, position-major."""
         if self._csr is None and getattr(self, "_csr_pattern", None) is not None:
             U, pattern = self._csr_pattern
             with self._scope():
@@ -951,12 +974,12 @@ class _WinogradConvNd(BackwardMixin):
                 return out
             return M
         M = out if out is not None else self._engine.empty((positions, self.K, P), self._cdtype)
-        if self._product == "csr":
-            self._spmm(self._csr, V, M)
+        if self._product == "csr":  # the formats hold the groups' blocks: grouped views of V and M
+            self._spmm(self._csr, self._by_group(V), self._by_group(M))
         elif self._product == "block":
-            self._bsr_product(self._bsr, V, M)
+            self._bsr_product(self._bsr, self._by_group(V), self._by_group(M))
         elif self._product == "2:4":
-            self._sp24_product(self._sp24, V, M)
+            self._sp24_product(self._sp24, self._by_group(V), self._by_group(M))
         else:  # M is C-contiguous (ours, or checked by _work): its grouped view writes into it
             self._gemm(self._by_group(self.U), self._by_group(V), self._by_group(M), self.precision)
         return M

@@ -1397,12 +1397,14 @@ CHOICE_TILES = 4096
 
 def choose_product(K: int, C: int, m: int | tuple[int, ...] = 4, r: int | tuple[int, ...] = 3, precision: str = "tf32", density: float = 1.0,
                    structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
-                   tiles: int = CHOICE_TILES) -> str:
+                   tiles: int = CHOICE_TILES, groups: int = 1) -> str:
     """``structured`` ("csr", "block" or "2:4") when :func:`estimate_product` estimates it faster than
     the dense product of the same precision for a K x C layer of F(m, r) (or a rectangular tile:
     ``m``, ``r`` tuples, one entry per axis) in ``ndim`` D at
     ``density`` (for "block": the fraction of kept 16 x 8 blocks) and ``tiles`` tiles, else
-    "dense".  An ESTIMATE-based choice, as :func:`choose_algorithm` is."""
+    "dense".  ``groups``: a grouped layer (K, C its whole channel counts), whose products are
+    the positions x groups block-diagonal (K/groups) x (C/groups) ones.  An ESTIMATE-based
+    choice, as :func:`choose_algorithm` is."""
     prec = mode(precision)
     if structured not in ("csr", "block", "2:4"):
         raise ValueError(f"structured must be 'csr', 'block' or '2:4', got {structured!r}")
@@ -1414,6 +1416,9 @@ def choose_product(K: int, C: int, m: int | tuple[int, ...] = 4, r: int | tuple[
         pos = math.prod(a + b - 1 for a, b in zip(ms, rs))
     else:
         pos = (m + r - 1) ** ndim
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or K % groups or C % groups:
+        raise ValueError(f"groups must be an int >= 1 dividing K = {K} and C = {C}, got {groups!r}")
+    pos, K, C = pos * groups, K // groups, C // groups
     dense = estimate_product(pos, K, C, tiles, prec, 1.0, "dense", gpu_key)
     sparse = estimate_product(pos, K, C, tiles, prec, density, structured, gpu_key)
     return structured if sparse.seconds < dense.seconds else "dense"
