@@ -265,8 +265,8 @@ def test_opcheck_conv_spatial(rng):
 def test_opcheck_conv_winograd(rng):
     x, U, b = _t(rng, 1, 2, 5, 6), _t(rng, 16, 3, 2), _t(rng, 3)
     mask = _mask(rng, U.shape)
-    torch.library.opcheck(_ops.conv_winograd, (x, U, mask, b, 3, [1, 1, 1, 1], 2, "numpy", "auto", "winograd", None))
-    torch.library.opcheck(_ops.conv_winograd, (x, U, None, None, 3, [0, 0, 0, 0], 2, "numpy", "auto", None, False))
+    torch.library.opcheck(_ops.conv_winograd, (x, U, mask, b, [3, 3], [1, 1, 1, 1], 2, "numpy", "auto", "winograd", None))
+    torch.library.opcheck(_ops.conv_winograd, (x, U, None, None, [3, 3], [0, 0, 0, 0], 2, "numpy", "auto", None, False))
 
 
 def test_opcheck_backward_ops(rng):
@@ -277,8 +277,8 @@ def test_opcheck_backward_ops(rng):
                                                              *flags))
     U = _t(rng, 16, 3, 2, grad=False)
     torch.library.opcheck(_ops.conv_winograd_backward,
-                          (g, x, U, _mask(rng, U.shape), b, 3, [1, 1, 1, 1], 2, "numpy", "auto", None, None, False,
-                           True, True, True))
+                          (g, x, U, _mask(rng, U.shape), b, [3, 3], [1, 1, 1, 1], 2, "numpy", "auto", None, None,
+                           False, 1, True, True, True))
 
 
 def test_fake_tensors_give_the_shapes():
@@ -353,7 +353,7 @@ def test_bad_mask_names_mask(rng):
     with pytest.raises(TypeError, match="mask"):
         F.conv2d_winograd(x, U, r=3, mask=torch.ones(16, 3, 2))
     with pytest.raises(ValueError, match="mask"):  # the operator itself checks it too
-        _ops.conv_winograd(x, U, torch.ones(4, 3, 2, dtype=torch.bool), None, 3, [0, 0, 0, 0], 2, "numpy", "auto", None,
+        _ops.conv_winograd(x, U, torch.ones(4, 3, 2, dtype=torch.bool), None, [3, 3], [0, 0, 0, 0], 2, "numpy", "auto", None,
                            None)
     with pytest.raises(ValueError, match="m=4 does not match weight"):
         F.conv2d_winograd(x, U, r=3, m=4)

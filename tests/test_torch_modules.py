@@ -204,12 +204,16 @@ def test_n_m_pruned_layer_exports_a_sparse_tensor_core_plan():
 def test_winograd_domain_refuses_bad_configuration():
     with pytest.raises(ValueError, match="padding"):
         mt.WinogradDomainConv2d(2, 3, 3, padding=-1)
-    with pytest.raises(ValueError, match="kernel_size"):
-        mt.WinogradDomainConv2d(2, 3, (3, 5))
+    with pytest.raises(TypeError, match="kernel_size"):
+        mt.WinogradDomainConv2d(2, 3, (3, 5, 1))
+    with pytest.raises(ValueError, match="groups=2 must divide"):
+        mt.WinogradDomainConv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="relu"):
         mt.WinogradDomainConv2d(2, 3, 3, relu="gelu")
-    with pytest.raises(NotImplementedError, match="stride"):
-        mt.WinogradDomainConv2d.from_conv(nn.Conv2d(2, 3, 3, stride=2))
+    with pytest.raises(NotImplementedError, match="relu='winograd' with a stride"):
+        mt.WinogradDomainConv2d.from_conv(nn.Conv2d(2, 3, 3, stride=2), relu="winograd")
+    with pytest.raises(NotImplementedError, match="to_plan"):
+        mt.WinogradDomainConv2d(2, 3, 3, stride=2).to_plan()
     with pytest.raises(TypeError, match="conv"):
         mt.WinogradDomainConv2d.from_conv(nn.Conv3d(2, 3, 3))
 
@@ -224,7 +228,7 @@ class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)  # F(4, 2) on 4 phases; stays for winograd_domain
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)  # F(4, 2) on 4 phases; F(2, 2) saves nothing
         self.block = nn.Sequential(nn.Conv2d(8, 8, 5, padding="same", bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                                    nn.Conv2d(8, 6, 1))  # the 1×1 stays
         self.head = nn.Linear(6, 4)
@@ -234,15 +238,13 @@ class SmallCNN(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
-#: (m, r, C) of the layers the plans run for the converted ones: the stem (F(4,3), C = 3), the
-#: block's 5×5 (F(4,5), C = 8), and — spatial modules only — the stride-2 3×3 as its phase layer
-#: (F(4,2) over 4·8 phase channels).
-CONVERTED = [(4, 3, 3), (4, 5, 8)]
-CONVERTED_SPATIAL = [*CONVERTED, (4, 2, 32)]
+#: (m, r, C) of the layers the plans run for the converted ones (spatial and Winograd-domain
+#: modules alike): the stem (F(4,3), C = 3), the block's 5×5 (F(4,5), C = 8), and the stride-2
+#: 3×3 as its phase layer (F(4,2) over 4·8 phase channels).
+CONVERTED = [(4, 3, 3), (4, 5, 8), (4, 2, 32)]
 #: Their summed float64 tolerance: each converted layer adds at most its own relative error
 #: (BatchNorm renormalises, so a relative error passes through a block at unit gain).
-CONVERT_TOL = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED_SPATIAL)
-CONVERT_TOL_DOMAIN = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED)
+CONVERT_TOL = sum(tolerance(np.float64, m, r, c * r * r) for m, r, c in CONVERTED)
 
 
 def _model(seed: int = 0) -> SmallCNN:
@@ -259,6 +261,8 @@ def test_convert_swaps_only_the_eligible_convolutions():
     dom = mt.convert(_model(), winograd_domain=True, m=2)
     assert dom.winograd_converted == ["stem.0", "block.0"] and type(dom.down) is nn.Conv2d
     assert type(dom.stem[0]) is mt.WinogradDomainConv2d and dom.block[0].weight.shape == (36, 8, 8)
+    dom4 = mt.convert(_model(), winograd_domain=True)  # F(4, 2) of the stride-2 3×3: U of its phase layer
+    assert dom4.winograd_converted == ["stem.0", "down", "block.0"] and dom4.down.weight.shape == (25, 8, 32)
     # m=2: the stride-2 3×3 would be F(2, 2), which saves nothing (the cost model's ratio is 1)
     assert mt.convert(_model(), m=2).winograd_converted == ["stem.0", "block.0"]
 
@@ -278,10 +282,11 @@ def test_convert_swaps_only_the_eligible_convolutions():
 def test_eligible_follows_the_cost_model_for_the_spatial_modules(conv, why):
     got = mt.eligible(conv)
     assert got is None if why is None else why in got
-    if why is None and (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1
-                        or len(set(conv.kernel_size)) != 1):
-        assert mt.eligible(conv, winograd_domain=True) is not None  # U of one stride-1 square layer only
-        assert mt.eligible(conv, relu="winograd") is not None
+    # the Winograd-domain modules hold U of the same phase layer: the same verdict
+    assert mt.eligible(conv, winograd_domain=True) == got
+    if why is None:  # Winograd-ReLU acts on the layer's own tiles: stride 1, dilation 1 only
+        strided = conv.stride != (1, 1) or conv.dilation != (1, 1)
+        assert (mt.eligible(conv, relu="winograd") is not None) == strided
 
 
 def test_converted_strided_dilated_grouped_rectangular_layers_equal_the_originals():
@@ -307,7 +312,7 @@ def test_converted_model_has_the_same_outputs_and_gradients(winograd_domain):
     x = _x(20, 4, 3, 11, 9)
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()
     y_ref, y = ref(x_ref), model(x_new)
-    tol = CONVERT_TOL_DOMAIN if winograd_domain else CONVERT_TOL
+    tol = CONVERT_TOL  # both convert the same three layers
     assert rel_err(y.detach().numpy(), y_ref.detach().numpy()) <= tol
     y_ref.square().sum().backward()
     y.square().sum().backward()
@@ -315,11 +320,15 @@ def test_converted_model_has_the_same_outputs_and_gradients(winograd_domain):
     grads = dict(model.named_parameters())
     for name, p in ref.named_parameters():
         g = grads[name].grad
-        if winograd_domain and name in ("stem.0.weight", "block.0.weight"):
-            # dL/dU, and dL/dw = Gᵀ dL/dU G is its image under the filter transform's adjoint
+        if winograd_domain and name in ("stem.0.weight", "down.weight", "block.0.weight"):
+            # dL/dU, and dL/dw is its image under the adjoints of the filter transform (Gᵀ dL/dU G)
+            # and of the decomposition's phase filters (by autograd: they are torch ops)
             from magma_wino.reference import filter_transform_adjoint
 
-            g = torch.from_numpy(filter_transform_adjoint(g.numpy(), 4, p.shape[-1]))
+            mod = model.get_submodule(name.rsplit(".", 1)[0])
+            dphase = filter_transform_adjoint(g.numpy(), mod.tile_m, mod._decomposition.inner_kernel)
+            w = p.detach().clone().requires_grad_()
+            (g,) = torch.autograd.grad(mod._decomposition.weights(w), w, torch.from_numpy(dphase))
         assert rel_err(g.numpy(), p.grad.numpy()) <= tol, name
 
 

@@ -17,10 +17,7 @@ from .modules import WinogradConv2d, WinogradConv3d, WinogradDomainConv2d, Winog
 __all__ = ["convert", "eligible"]
 
 _log = logging.getLogger(__name__)
-#: The filter sizes of the (phase) layers convert() swaps (F(m, 3) and F(m, 5) are the accurate,
-#: useful tiles).
-KERNEL_SIZES = (3, 5)
-#: The taps of the phase layers convert() swaps for the spatial modules (F(m, 2) … F(m, 5)).
+#: The taps of the phase layers convert() swaps (F(m, 2) … F(m, 5)).
 PHASE_TAPS = (2, 5)
 #: The plans whose default tile a module with ``m=None`` runs, per dimension.
 LAYER_CLASSES = {2: _Plan2d, 3: _Plan3d}
@@ -45,14 +42,14 @@ def eligible(conv: nn.Module, *, winograd_domain: bool = False, m: int | None = 
     multiplications than the direct layer for F(m, taps) (at a nominal 56×56 input, batch 1:
     F(2, 2) of a stride-2 3×3 saves none and is left alone, F(4, 2) is swapped).
 
-    Winograd-domain modules (``winograd_domain=True``) and Winograd-ReLU (``relu="winograd"``) are
-    the stride-1 square kind only: stride 1, dilation 1, groups 1, a square 3 or 5 kernel, padding
-    <= r − 1 (or "valid" / "same")."""
+    Winograd-domain modules (``winograd_domain=True``) follow the same rule: their U is the weights
+    of that phase layer (grouped: α^nd×K×(C/groups)).  Winograd-ReLU (``relu="winograd"``) needs
+    the layer itself to be the stride-1 one (stride 1, dilation 1): its ReLU acts on the tiles
+    of the layer's own input."""
     if type(conv) not in (nn.Conv2d, nn.Conv3d):
         return f"{type(conv).__name__} is not nn.Conv2d / nn.Conv3d"
     nd = 2 if type(conv) is nn.Conv2d else 3
     ks = tuple(conv.kernel_size)
-    r = max(ks)
     if conv.padding_mode != "zeros":
         return f"padding_mode {conv.padding_mode!r} is not 'zeros'"
     if not conv.weight.is_floating_point():
@@ -61,28 +58,15 @@ def eligible(conv: nn.Module, *, winograd_domain: bool = False, m: int | None = 
         return "bfloat16 weights (NumPy and CuPy cannot view bfloat16 tensors)"
     if conv.groups > 1 and conv.in_channels == conv.groups:
         return f"depthwise (groups = C = {conv.groups}): memory-bound, PyTorch's direct kernel is faster"
-    if winograd_domain or relu == "winograd":
-        if len(set(ks)) != 1:
-            return f"kernel_size {ks} is not square (U holds the weights of a square tile)"
-        if r not in KERNEL_SIZES:
-            return f"kernel_size {ks} is not square 3 or 5"
+    if relu == "winograd":
         for name in ("stride", "dilation"):
             if any(v != 1 for v in getattr(conv, name)):
-                return f"{name} {tuple(getattr(conv, name))} != 1"
-        if conv.groups != 1:
-            return f"groups {conv.groups} != 1"
-        pad = conv.padding
-        if isinstance(pad, str):
-            pad = 0 if pad == "valid" else (r - 1) // 2
-        pads = F._tuple(pad, nd, "padding")
-        if any(p > r - 1 for p in pads):
-            return f"padding {pads} > r - 1 = {r - 1}"
-        return None
+                return f"{name} {tuple(getattr(conv, name))} != 1 (the Winograd-ReLU acts on the layer's own tiles)"
     dec = decompose(nd, ks, conv.stride, conv.padding, conv.dilation, conv.groups, rectangular=True)
     L = dec.inner_r
     tile = LAYER_CLASSES[nd].default_m if m is None else m
     if not PHASE_TAPS[0] <= L <= PHASE_TAPS[1]:
-        return (f"its phase layer has a {L}-tap filter (kernel {r}, stride {tuple(conv.stride)}): "
+        return (f"its phase layer has a {L}-tap filter (kernel {ks}, stride {tuple(conv.stride)}): "
                 f"outside the converted {PHASE_TAPS[0]}..{PHASE_TAPS[1]} taps")
     size = tuple(max(56, dec.axes[i].extent) for i in range(nd))
     ratio = conv_cost(1, conv.in_channels, conv.out_channels, size, ks, conv.stride, conv.padding,

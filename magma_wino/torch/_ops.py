@@ -152,15 +152,16 @@ def _spatial_plan(x, weight, bias, padding, m, backend, precision, relu, groups,
                layout=_layout(x, channels_last), groups=groups), be
 
 
-def _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last):
+def _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last, groups=1):
     be = resolve_backend(backend, x)
     cls = _plan_class(x)
     # the mask's dtype and shape are checked by from_winograd, which names it
     u, b, msk = _to_array(U, "weight", be), _to_array(bias, "bias", be), _to_array(mask, "mask", be)
     sp: bool | str = "auto" if sparse is None else bool(sparse)
-    plan = cls.from_winograd(u, r, mask=msk, bias=b, padding=_pairs(padding), m=m if m > 0 else None,
-                             backend=be, relu=_relu_arg(relu), sparse=sp, precision=precision,
-                             layout=_layout(x, channels_last))
+    rs = tuple(int(i) for i in r) if isinstance(r, Sequence) else (int(r),)
+    plan = cls.from_winograd(u, rs[0] if len(set(rs)) == 1 else rs, mask=msk, bias=b, padding=_pairs(padding),
+                             m=m if m > 0 else None, backend=be, relu=_relu_arg(relu), sparse=sp,
+                             precision=precision, layout=_layout(x, channels_last), groups=groups)
     return plan, be
 
 
@@ -240,37 +241,40 @@ conv_spatial.register_autograd(_backward_spatial, setup_context=_setup_spatial)
 
 
 @torch.library.custom_op("magma_wino::conv_winograd", mutates_args=())
-def conv_winograd(x: torch.Tensor, U: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None, r: int,
-                  padding: list[int], m: int, backend: str, precision: str, relu: str | None,
-                  sparse: bool | None, channels_last: bool = False) -> torch.Tensor:
-    """Convolution with Winograd-domain weights U (α^nd×K×C), zero where the bool ``mask`` is
-    False; ``sparse``: None (the plan decides by density), True (the batched CSR product) or
-    False (dense); ``padding`` and ``channels_last`` as :func:`conv_spatial`."""
+def conv_winograd(x: torch.Tensor, U: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None,
+                  r: list[int], padding: list[int], m: int, backend: str, precision: str, relu: str | None,
+                  sparse: bool | None, channels_last: bool = False, groups: int = 1) -> torch.Tensor:
+    """Convolution with Winograd-domain weights U (α^nd×K×C/groups), zero where the bool
+    ``mask`` is False; ``r`` the filter size per axis; ``sparse``: None (the plan decides by
+    density), True (the batched CSR product) or False (dense); ``padding``, ``channels_last``
+    and ``groups`` as :func:`conv_spatial`."""
     with _stream_scope(x, resolve_backend(backend, x)):
-        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last)
+        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last,
+                                  groups)
         return _to_tensor(plan(_to_array(x, "input", be)), x)
 
 
 @conv_winograd.register_fake
-def _(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last=False):
+def _(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last=False, groups=1):
     return x.new_empty(_out_shape(x, U.shape[1], r, padding, channels_last))
 
 
 @torch.library.custom_op("magma_wino::conv_winograd_backward", mutates_args=())
 def conv_winograd_backward(grad_output: torch.Tensor, x: torch.Tensor, U: torch.Tensor, mask: torch.Tensor | None,
-                           bias: torch.Tensor | None, r: int, padding: list[int], m: int, backend: str,
+                           bias: torch.Tensor | None, r: list[int], padding: list[int], m: int, backend: str,
                            precision: str, relu: str | None, sparse: bool | None, channels_last: bool,
-                           input_grad: bool, weight_grad: bool,
+                           groups: int, input_grad: bool, weight_grad: bool,
                            bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dL/dx, dL/dU, dL/dbias) of :func:`conv_winograd` (dL/dU zero where ``mask`` is False)."""
     with _stream_scope(x, resolve_backend(backend, x)):
-        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last)
+        plan, be = _winograd_plan(x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last,
+                                  groups)
         return _grads(plan, x, grad_output, be, input_grad, weight_grad, bias_grad and bias is not None, U, bias)
 
 
 @conv_winograd_backward.register_fake
-def _(grad_output, x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last, input_grad,
-      weight_grad, bias_grad):
+def _(grad_output, x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last, groups,
+      input_grad, weight_grad, bias_grad):
     gx = x.new_empty(x.shape if input_grad else _EMPTY)
     gw = U.new_empty(U.shape if weight_grad else _EMPTY)
     gb = x.new_empty(bias.shape if bias_grad and bias is not None else _EMPTY)
@@ -278,15 +282,15 @@ def _(grad_output, x, U, mask, bias, r, padding, m, backend, precision, relu, sp
 
 
 def _setup_winograd(ctx, inputs, output):
-    x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last = inputs
+    x, U, mask, bias, r, padding, m, backend, precision, relu, sparse, channels_last, groups = inputs
     ctx.save_for_backward(x, U, mask, bias)
-    ctx.config = (r, list(padding), m, backend, precision, relu, sparse, channels_last)
+    ctx.config = (list(r), list(padding), m, backend, precision, relu, sparse, channels_last, groups)
 
 
 def _backward_winograd(ctx, grad):
     x, U, mask, bias = ctx.saved_tensors
     need_x, need_u, _, need_b = ctx.needs_input_grad[:4]
-    none = (None,) * 8
+    none = (None,) * 9
     if not (need_x or need_u or need_b):
         return (None, None, None, None) + none
     gx, gu, gb = conv_winograd_backward(grad.contiguous(), x, U, mask, bias, *ctx.config, need_x, need_u,

@@ -14,6 +14,7 @@ block-diagonal products, any zero padding per side, ``channels_last`` inputs wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -21,9 +22,10 @@ import torch
 
 from .._checks import as_padding
 from ..decompose import decompose
+from ..reference import tile_m
 from . import _ops
 
-__all__ = ["conv2d", "conv3d", "conv2d_winograd", "conv3d_winograd"]
+__all__ = ["conv2d", "conv3d", "conv2d_winograd", "conv3d_winograd", "winograd_weight_shape"]
 
 Relu = Literal["spatial", "winograd"] | None
 _IntOrTuple = int | Sequence[int]
@@ -208,30 +210,76 @@ def conv3d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     return _conv(3, input, weight, bias, stride, padding, dilation, groups, m, precision, backend, relu)
 
 
-def tile_for(weight_positions: int, r: int, nd: int) -> int:
-    """The output tile m of Winograd-domain weights with ``weight_positions`` = α^nd rows."""
-    alpha = round(weight_positions ** (1.0 / nd))
-    for a in (alpha - 1, alpha, alpha + 1):
-        if a >= 1 and a**nd == weight_positions:
-            alpha = a
+def tile_for(weight_positions: int, r: int | Sequence[int], nd: int) -> int:
+    """The output tile m of Winograd-domain weights with ``weight_positions`` rows for a filter
+    of ``r`` taps (an int, or one per axis): the m whose tile (:func:`magma_wino.reference.tile_m`:
+    F(1, 1) on a one-tap axis of a rectangular filter) has prod(α_i) = ``weight_positions``."""
+    rs = (r,) * nd if isinstance(r, int) else tuple(r)
+    for m in range(1, max(2, weight_positions) + 1):
+        positions = math.prod(mi + ri - 1 for mi, ri in zip(tile_m(m, rs), rs))
+        if positions == weight_positions:
+            return m
+        if positions > weight_positions and positions > 1:
             break
-    else:
-        raise ValueError(f"weight has {weight_positions} Winograd positions, not a {nd}-th power α^{nd}")
-    m = alpha - r + 1
-    if m < 1:
-        raise ValueError(f"weight has α = {alpha} per axis, too few for r = {r} (α = m + r - 1, m >= 1)")
-    return m
+    square = len(set(rs)) == 1
+    if square:
+        alpha = round(weight_positions ** (1.0 / nd))
+        if all(a**nd != weight_positions for a in (alpha - 1, alpha, alpha + 1)):
+            raise ValueError(f"weight has {weight_positions} Winograd positions, not a {nd}-th power α^{nd}")
+        raise ValueError(f"weight has α = {alpha} per axis, too few for r = {rs[0]} (α = m + r - 1, m >= 1)")
+    raise ValueError(f"weight has {weight_positions} Winograd positions, which no tile F(m, r_i) of the "
+                     f"{'×'.join(map(str, rs))} filter has (α_i = m + r_i - 1 on each axis of more than one tap)")
 
 
-def _conv_winograd(nd, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend):
+def _kernel(r: object, nd: int) -> tuple[int, ...]:
+    if isinstance(r, bool) or not isinstance(r, (int, Sequence)) or isinstance(r, str):
+        raise ValueError(f"r must be an int >= 1 or a tuple of {nd} (the filter size the weights belong to), "
+                         f"got {r!r}")
+    rs = (r,) * nd if isinstance(r, int) else tuple(r)
+    if len(rs) != nd or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in rs):
+        raise ValueError(f"r must be an int >= 1 or a tuple of {nd} (the filter size the weights belong to), "
+                         f"got {r!r}")
+    return tuple(int(i) for i in rs)
+
+
+def winograd_weight_shape(in_channels: int, out_channels: int, kernel_size: _IntOrTuple, nd: int = 2, *,
+                          m: int | None = None, stride: _IntOrTuple = 1, dilation: _IntOrTuple = 1,
+                          groups: int = 1) -> tuple[int, int, int]:
+    """The shape of the Winograd-domain weight U of a layer: (positions, K, C'), with C' =
+    C/groups times the input phases of a stride (:mod:`magma_wino.decompose`) and the positions
+    those of the tile of its (phase) filter (``m`` None: 4 in 2D, 2 in 3D)."""
+    dec = decompose(nd, _tuple(kernel_size, nd, "kernel_size"), stride, 0, dilation, groups, rectangular=True)
+    if in_channels % dec.groups:
+        raise ValueError(f"in_channels = {in_channels} is not a multiple of groups = {dec.groups}")
+    Ls = dec.inner_kernel
+    positions = math.prod(mi + L - 1 for mi, L in zip(tile_m(_m_arg(m) or (4 if nd == 2 else 2), Ls), Ls))
+    return positions, int(out_channels), in_channels // dec.groups * dec.in_phases
+
+
+def _conv_winograd(nd, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend,
+                   stride=1, dilation=1, groups=1):
     _check_common(input, weight, bias, nd, "winograd")
-    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-        raise ValueError(f"r must be an int >= 1 (the filter size the weights belong to), got {r!r}")
-    m_tile = tile_for(int(weight.shape[0]), r, nd)
+    rs = _kernel(r, nd)
+    # decompose checks stride, padding, dilation and groups (an int >= 1), naming each
+    dec = decompose(nd, rs, stride, padding, dilation, groups, rectangular=True)
+    groups, Ls = dec.groups, dec.inner_kernel
+    m_tile = tile_for(int(weight.shape[0]), Ls, nd)
     if m is not None and m != m_tile:
-        raise ValueError(f"m={m!r} does not match weight: {weight.shape[0]} positions are F({m_tile}, {r}) "
-                         f"(α = {m_tile + r - 1})")
-    _check_channels(input, bias, int(weight.shape[2]), int(weight.shape[1]), "weight (α^nd×K×C)")
+        raise ValueError(f"m={m!r} does not match weight: {weight.shape[0]} positions are F({m_tile}, "
+                         f"{'×'.join(map(str, Ls))})")
+    K, Ci = int(weight.shape[1]), int(weight.shape[2])
+    phases = dec.in_phases
+    if Ci % phases:
+        raise ValueError(f"weight (α^nd×K×C') has C' = {Ci} input channels, not a multiple of the {phases} "
+                         f"input phases of stride={stride}, dilation={dilation} (C' = C/groups · phases)")
+    if input.shape[1] != Ci // phases * groups:
+        raise ValueError(f"channel mismatch: input has C = {input.shape[1]} channels but weight (α^nd×K×C') has "
+                         f"C' = {Ci}" + (f" = C/groups · {phases} phases" if phases > 1 else "")
+                         + (f" with groups = {groups} (C = {Ci // phases * groups})" if groups > 1 else ""))
+    if K % groups:
+        raise ValueError(f"weight has K = {K} output channels, not a multiple of groups = {groups}")
+    if bias is not None and tuple(bias.shape) != (K,):
+        raise ValueError(f"bias must have shape ({K},), got {tuple(bias.shape)}")
     if mask is not None:
         _tensor(mask, "mask")
         if mask.dtype != torch.bool:
@@ -242,42 +290,59 @@ def _conv_winograd(nd, input, weight, bias, padding, r, mask, m, relu, sparse, p
             raise TypeError(f"mask is on {mask.device} but input is on {input.device}")
     if sparse is not None and not isinstance(sparse, bool):
         raise TypeError(f"sparse must be None, True or False, got {sparse!r}")
-    pads = _pads(padding, nd, (r,) * nd)
+    relu = _relu_arg(relu)
+    if relu == "winograd" and not dec.direct:
+        raise NotImplementedError("relu='winograd' with a stride or dilation is not supported: the Winograd-domain "
+                                  "ReLU would act on the phase convolution's tiles, not on this layer's")
+    dec.out_spatial(tuple(input.shape[2:]), "input")
     cl = _is_channels_last(input)
-    y = _ops.conv_winograd(_last(input) if cl else input, weight, mask, bias, r, pads, m_tile,
-                           _ops.resolve_backend(backend, input), precision, _relu_arg(relu), sparse, cl)
+    x = dec.inputs(_last(input) if cl else input, cl)
+    pads = [p for pair in dec.inner_padding for p in pair]
+    y = _ops.conv_winograd(x, weight, mask, bias, list(Ls), pads, m_tile, _ops.resolve_backend(backend, input),
+                           precision, relu, sparse, cl, groups)
+    y = dec.outputs(y, tuple(input.shape[2:]), cl)
     return _first(y) if cl else y
 
 
 def conv2d_winograd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                    padding: _IntOrTuple = 0, *, r: int, mask: torch.Tensor | None = None, m: int | None = None,
-                    relu: Relu = None, sparse: bool | None = None, precision: str = "auto",
-                    backend: str = "auto") -> torch.Tensor:
+                    padding: _IntOrTuple = 0, *, r: _IntOrTuple, mask: torch.Tensor | None = None,
+                    m: int | None = None, relu: Relu = None, sparse: bool | None = None, precision: str = "auto",
+                    backend: str = "auto", stride: _IntOrTuple = 1, dilation: _IntOrTuple = 1,
+                    groups: int = 1) -> torch.Tensor:
     """2D convolution whose weight is the Winograd-domain U (α²×K×C) of an r×r filter:
     y = Aᵀ[(U ⊙ mask) ⊙ V]A + bias, V = Bᵀ d B (ReLU(V) with ``relu="winograd"``: the
-    Winograd-ReLU layer of Liu et al. 2018).
+    Winograd-ReLU layer of Liu et al. 2018).  With a ``stride`` / ``dilation`` U is the weights
+    of the stride-1 phase layer :mod:`magma_wino.decompose` rewrites the layer into (its
+    phase filter, its C/groups · phases input channels); with ``groups``, α²×K×(C/groups)
+    block-diagonal products.  :func:`winograd_weight_shape` gives U's shape for a layer, and
+    ``magma_wino.torch.WinogradDomainConv2d.from_conv`` the U of a ``nn.Conv2d``.
 
     Args:
         input: N×C×H×W.
-        weight: U, α²×K×C (α = m + r - 1: m is read from its shape).
+        weight: U, positions×K×C' (α_h·α_w positions of the tile of the (phase) filter: m is
+            read from it; C' = C/groups · input phases).
         bias: optional (K,).
-        padding: zero padding, 0 <= p <= r - 1.
-        r: the filter size the weights belong to.
+        padding: any zero padding per side, as :func:`conv2d` ("same" / "valid" too).
+        r: the filter size the weights belong to: an int, or (r_h, r_w) (a rectangular tile).
         mask: optional bool tensor of the weight's shape: U is zero where it is False, and so
             is dL/dU (the pruning pattern is fixed during fine-tuning).
         m: optional, checked against the weight's shape.
-        relu: None, "spatial" or "winograd".
+        relu: None, "spatial" or "winograd" (stride and dilation 1 only).
         sparse: None (the plan chooses the batched CSR product when the masked density is
             low), True (CSR) or False (dense).
         precision, backend: as :func:`conv2d`.
+        stride, dilation, groups: as :func:`conv2d` (keyword-only here).
     """
-    return _conv_winograd(2, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend)
+    return _conv_winograd(2, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend, stride,
+                          dilation, groups)
 
 
 def conv3d_winograd(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                    padding: _IntOrTuple = 0, *, r: int, mask: torch.Tensor | None = None, m: int | None = None,
-                    relu: Relu = None, sparse: bool | None = None, precision: str = "auto",
-                    backend: str = "auto") -> torch.Tensor:
+                    padding: _IntOrTuple = 0, *, r: _IntOrTuple, mask: torch.Tensor | None = None,
+                    m: int | None = None, relu: Relu = None, sparse: bool | None = None, precision: str = "auto",
+                    backend: str = "auto", stride: _IntOrTuple = 1, dilation: _IntOrTuple = 1,
+                    groups: int = 1) -> torch.Tensor:
     """3D :func:`conv2d_winograd` (input N×C×D×H×W, weight α³×K×C)."""
-    return _conv_winograd(3, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend)
+    return _conv_winograd(3, input, weight, bias, padding, r, mask, m, relu, sparse, precision, backend, stride,
+                          dilation, groups)
 

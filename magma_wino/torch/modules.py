@@ -48,24 +48,18 @@ def _padding_mode(padding_mode: str) -> None:
                                   f"with zeros only")
 
 
-def _check_domain_config(nd: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
-                         padding_mode: str) -> tuple[int, Any]:
-    """(r, padding) of a layer whose Winograd-domain weights the modules can hold (square r, stride
-    1, dilation 1, groups 1: U is the weights of that one layer), or a clear error."""
+def _domain_decomposition(nd: int, kernel_size: Any, stride: Any, padding: Any, dilation: Any, groups: Any,
+                          padding_mode: str, relu: Any) -> Any:
+    """The :class:`magma_wino.decompose.Decomposition` of a layer whose Winograd-domain weights the
+    modules hold (U: the weights of its stride-1 phase layer), or a clear error."""
     ks = F._tuple(kernel_size, nd, "kernel_size")
-    if len(set(ks)) != 1:
-        raise ValueError(f"kernel_size={kernel_size!r} is not supported by the Winograd-domain layers: U is "
-                         f"α^nd×K×C of a square (cubic) r×r{'×r' if nd == 3 else ''} kernel")
-    for name, v in (("stride", stride), ("dilation", dilation)):
-        if any(i != 1 for i in F._tuple(v, nd, name)):
-            raise NotImplementedError(f"{name}={v!r} is not supported by the Winograd-domain layers (their U is "
-                                      f"the weights of a stride-1 layer); WinogradConv{nd}d computes it")
-    if groups != 1:
-        raise NotImplementedError(f"groups={groups!r} is not supported by the Winograd-domain layers; "
-                                  f"WinogradConv{nd}d computes it")
     _padding_mode(padding_mode)
-    F._pads(padding, nd, ks)  # checked (every form of as_padding, "same" / "valid")
-    return ks[0], padding
+    # checks stride, padding (every form of as_padding, "same" / "valid"), dilation, groups
+    dec = decompose(nd, ks, stride, padding, dilation, groups, rectangular=True)
+    if F._relu_arg(relu) == "winograd" and not dec.direct:
+        raise NotImplementedError("relu='winograd' with a stride or dilation is not supported: the Winograd-domain "
+                                  "ReLU would act on the phase convolution's tiles, not on this layer's")
+    return dec
 
 
 class _SpatialMixin:
@@ -173,23 +167,37 @@ class _WinogradDomainConvNd(nn.Module):
     _nd = 2
     _default_m = 4
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: Any = 0, bias: bool = True,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, padding: Any = 0, bias: bool = True,
                  device: Any = None, dtype: Any = None, *, m: int | None = None, relu: F.Relu = None,
-                 backend: str = "auto", precision: str = "auto", sparse: bool | None = None) -> None:
+                 backend: str = "auto", precision: str = "auto", sparse: bool | None = None, stride: Any = 1,
+                 dilation: Any = 1, groups: int = 1) -> None:
         super().__init__()
         nd = self._nd
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         if min(self.in_channels, self.out_channels) < 1:
             raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}")
-        r, pads = _check_domain_config(nd, kernel_size, 1, padding, 1, 1, "zeros")
-        self.r, self.padding = r, pads
-        self.kernel_size = (r,) * nd
+        dec = _domain_decomposition(nd, kernel_size, stride, padding, dilation, groups, "zeros", relu)
+        if self.in_channels % dec.groups or self.out_channels % dec.groups:
+            raise ValueError(f"groups={dec.groups} must divide in_channels = {in_channels} and out_channels = "
+                             f"{out_channels}")
+        self._decomposition = dec
+        self.padding, self.groups = padding, dec.groups
+        self.kernel_size = tuple(ax.r for ax in dec.axes)
+        self.stride = tuple(ax.stride for ax in dec.axes)
+        self.dilation = tuple(ax.dilation for ax in dec.axes)
+        #: The filter size: an int for a square (cubic) kernel, else the per-axis tuple.
+        self.r: int | tuple[int, ...] = self.kernel_size[0] if len(set(self.kernel_size)) == 1 else self.kernel_size
         self.m = self._default_m if m is None else F._m_arg(m)
-        self.alpha = self.m + r - 1
+        #: The tile of U: F(m_i, L_i) per axis of the (phase) filter L (the layer's own at stride 1).
+        self.tile_m = _reference.tile_m(self.m, dec.inner_kernel)
+        self.alpha = tuple(mi + L - 1 for mi, L in zip(self.tile_m, dec.inner_kernel))
+        if len(set(self.alpha)) == 1:
+            self.alpha = self.alpha[0]
         self.relu = F._relu_arg(relu)
         self.backend, self.precision, self.sparse = backend, precision, sparse
         factory = {"device": device, "dtype": dtype}
-        shape = (self.alpha**nd, self.out_channels, self.in_channels)
+        shape = F.winograd_weight_shape(self.in_channels, self.out_channels, self.kernel_size, nd, m=self.m,
+                                        stride=self.stride, dilation=self.dilation, groups=self.groups)
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
@@ -201,26 +209,35 @@ class _WinogradDomainConvNd(nn.Module):
         """U = G g Gᵀ of a spatial filter g initialised as ``nn.Conv2d`` does (Kaiming uniform,
         a = √5), so that a fresh layer starts as a freshly initialised convolution would; the
         bias likewise; the mask all True."""
-        nd = self._nd
-        g = torch.empty((self.out_channels, self.in_channels) + self.kernel_size, dtype=torch.float64)
+        g = torch.empty((self.out_channels, self.in_channels // self.groups) + self.kernel_size, dtype=torch.float64)
         nn.init.kaiming_uniform_(g, a=math.sqrt(5))
-        U = _reference.filter_transform(g.numpy(), self.m)
         with torch.no_grad():
-            self.weight.copy_(torch.from_numpy(U))
+            self.weight.copy_(torch.from_numpy(self._transform(g.numpy())))
             if self.bias is not None:
-                bound = 1 / math.sqrt(self.in_channels * self.r**nd)
+                bound = 1 / math.sqrt(self.in_channels // self.groups * math.prod(self.kernel_size))
                 nn.init.uniform_(self.bias, -bound, bound)
             self.mask.fill_(True)
+
+    def _transform(self, g: np.ndarray) -> np.ndarray:
+        """U of spatial weights g (K×C/groups×kernel, float64): G g Gᵀ of the phase filters of
+        the decomposition (g itself at stride and dilation 1), per axis of the tile."""
+        return _reference.filter_transform(self._decomposition.weights(g), self.tile_m)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         conv = F.conv2d_winograd if self._nd == 2 else F.conv3d_winograd
         return conv(input, self.weight, self.bias, self.padding, r=self.r, mask=self.mask, m=self.m,
-                    relu=self.relu, sparse=self.sparse, precision=self.precision, backend=self.backend)
+                    relu=self.relu, sparse=self.sparse, precision=self.precision, backend=self.backend,
+                    stride=self.stride, dilation=self.dilation, groups=self.groups)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, padding={self.padding}, "
-                f"F({self.m}, {self.r}), bias={self.bias is not None}, relu={self.relu!r}, "
-                f"density={self.density:.3g}")
+        inner = self._decomposition.inner_kernel
+        tile = (f"F({self.tile_m[0]}, {inner[0]})" if len(set(zip(self.tile_m, inner))) == 1 else
+                f"F({'×'.join(map(str, self.tile_m))}, {'×'.join(map(str, inner))})")
+        extra = "".join(f", {n}={v}" for n, v, d in (("stride", self.stride, 1), ("dilation", self.dilation, 1))
+                        if any(i != d for i in v))
+        extra += f", groups={self.groups}" if self.groups != 1 else ""
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, padding={self.padding}"
+                f"{extra}, {tile}, bias={self.bias is not None}, relu={self.relu!r}, density={self.density:.3g}")
 
     @property
     def density(self) -> float:
@@ -238,13 +255,12 @@ class _WinogradDomainConvNd(nn.Module):
         base = nn.Conv2d if cls._nd == 2 else nn.Conv3d
         if not isinstance(conv, base):
             raise TypeError(f"conv must be a {base.__name__}, got {type(conv).__name__}")
-        _check_domain_config(cls._nd, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
-                             conv.padding_mode)
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], padding=conv.padding,
+        _padding_mode(conv.padding_mode)
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
                   bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype, m=m, relu=relu,
-                  backend=backend, precision=precision, sparse=sparse)
-        g = conv.weight.detach().to("cpu", torch.float64).numpy()
-        U = torch.from_numpy(_reference.filter_transform(g, new.m))
+                  backend=backend, precision=precision, sparse=sparse, stride=conv.stride, dilation=conv.dilation,
+                  groups=conv.groups)
+        U = torch.from_numpy(new._transform(conv.weight.detach().to("cpu", torch.float64).numpy()))
         with torch.no_grad():
             new.weight.copy_(U)
             if conv.bias is not None:
@@ -335,6 +351,11 @@ class _WinogradDomainConvNd(nn.Module):
         mask (copied).  ``sparse``: the plan's (True: the sparse product of the structure);
         ``structure`` defaults to :attr:`structure` ("block" after ``prune_(block=(16, 8))``);
         ``kw``: the plan's other keywords (precision, layout, fused, ...)."""
+        dec = self._decomposition
+        if not dec.direct:
+            raise NotImplementedError(f"to_plan: the plans run stride-1, dilation-1 layers; "
+                                      f"this one has stride={self.stride}, dilation={self.dilation} "
+                                      f"(this module's forward computes it)")
         U = self.weight.detach().clone()
         b = None if self.bias is None else self.bias.detach().clone()
         be = F._ops.resolve_backend(backend, U)
@@ -342,16 +363,22 @@ class _WinogradDomainConvNd(nn.Module):
         kw.setdefault("precision", self.precision)
         kw.setdefault("structure", self.structure)
         return _PLAN[self._nd].from_winograd(arr(U, "weight", be), self.r, mask=arr(self.mask, "mask", be),
-                                             bias=arr(b, "bias", be), padding=self.padding, m=self.m, backend=be,
-                                             relu=self.relu, sparse=sparse, **kw)
+                                             bias=arr(b, "bias", be), padding=dec.inner_padding, m=self.m,
+                                             backend=be, relu=self.relu, sparse=sparse, groups=self.groups, **kw)
 
 
 class WinogradDomainConv2d(_WinogradDomainConvNd):
     """2D layer whose parameter ``weight`` is the Winograd-domain U (α²×K×C) of an r×r filter,
     with a bool ``mask`` buffer (all True initially) and ``relu=None | "winograd"``
-    (Winograd-ReLU, Liu et al. 2018; "spatial" is accepted too).  Stride 1, zero padding
-    <= r - 1.  ``backend="auto"``: "cuda" for CUDA tensors, "numpy" for CPU tensors.
-    See the module docstring for how masked entries stay zero."""
+    (Winograd-ReLU, Liu et al. 2018; "spatial" is accepted too).  Any zero padding per side;
+    a rectangular ``kernel_size`` holds U of the rectangular tile (F(1×4, 1×3) for 1×3);
+    keyword-only ``stride``, ``dilation``, ``groups`` (PyTorch's semantics) make U the weights
+    of the stride-1 phase layer :mod:`magma_wino.decompose` rewrites the layer into — its phase
+    filter, C/groups · phases input channels (:func:`~magma_wino.torch.functional.winograd_weight_shape`)
+    — so ``from_conv`` of any ``nn.Conv2d`` computes the same function, and pruning U prunes
+    that layer (Winograd-ReLU: stride and dilation 1 only).  ``backend="auto"``: "cuda" for
+    CUDA tensors, "numpy" for CPU tensors.  See the module docstring for how masked entries
+    stay zero."""
 
     _nd = 2
     _default_m = 4
