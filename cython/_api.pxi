@@ -48,12 +48,13 @@ cdef class ConvDesc:
     ``m`` and ``r`` are ints (a square tile) or ndim ints each, per axis ([D,] H, W): a
     rectangular tile F(m_h×m_w, r_h×r_w) (mw_conv_desc.m_axes / r_axes).  ``padding`` is the
     leading zero padding per axis, ``padding_end`` the trailing one (default: ``padding``, i.e.
-    symmetric); the C layer validates the values (any >= 0)."""
+    symmetric); the C layer validates the values (any >= 0).  ``layout``: LAYOUT_NCHW (0) or
+    LAYOUT_NHWC (1), x and y channels first or last (mw_conv_desc.layout)."""
 
     cdef mw_conv_desc desc
 
     def __init__(self, int ndim, m, r, int64_t batch, int64_t in_channels,
-                 int64_t out_channels, in_size, padding, padding_end=None):
+                 int64_t out_channels, in_size, padding, padding_end=None, int layout=0):
         if padding_end is None:
             padding_end = padding
         if len(in_size) != ndim or len(padding) != ndim or len(padding_end) != ndim:
@@ -79,6 +80,7 @@ cdef class ConvDesc:
             self.desc.padding_end[i] = padding_end[i] if i < ndim else 0
             self.desc.m_axes[i] = ms[i] if i < ndim else 0
             self.desc.r_axes[i] = rs[i] if i < ndim else 0
+        self.desc.layout = layout
 
     def geometry(self, int dtype=MW_FLOAT32, v_dtype=None):
         """Validate the descriptor and return its derived sizes as a dict.

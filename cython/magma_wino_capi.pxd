@@ -42,6 +42,7 @@ cdef extern from "magma_wino.h" nogil:
         int64_t padding_end[3]
         int m_axes[3]
         int r_axes[3]
+        int layout
 
     ctypedef struct mw_conv_geometry:
         int alpha

@@ -156,6 +156,9 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
     return fail(MW_STATUS_INVALID_ARGUMENT, "desc.ndim must be 2 or 3, got %d", d->ndim);
   if (d->m < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.m must be >= 1, got %d", d->m);
   if (d->r < 1) return fail(MW_STATUS_INVALID_ARGUMENT, "desc.r must be >= 1, got %d", d->r);
+  if (d->layout != MW_LAYOUT_NCHW && d->layout != MW_LAYOUT_NHWC)
+    return fail(MW_STATUS_INVALID_ARGUMENT,
+                "desc.layout must be MW_LAYOUT_NCHW (0) or MW_LAYOUT_NHWC (1), got %d", d->layout);
   AxisTiles at;
   if (mw_status st = axis_tiles(d, &at)) return st;
   const int alpha = at.alpha_max;
@@ -265,6 +268,7 @@ mw_status make_geometry(const mw_conv_desc* d, mw_dtype dtype, mw_conv_geometry*
       kg->tiles[first + i] = static_cast<int>(g.tiles[i]);
     }
     kg->P = static_cast<int>(tiles);
+    kg->channels_last = d->layout == MW_LAYOUT_NHWC ? 1 : 0;
   }
   return ok();
 }
@@ -1082,6 +1086,12 @@ mw_status mw_conv2d_fused(const mw_conv_desc* desc, mw_dtype dtype, mw_precision
   if (layout != MW_LAYOUT_NCHW && layout != MW_LAYOUT_NHWC)
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "layout must be MW_LAYOUT_NCHW or MW_LAYOUT_NHWC, got %d", int(layout));
+  if (desc->layout != MW_LAYOUT_NCHW && desc->layout != layout)
+    return fail(
+        MW_STATUS_INVALID_ARGUMENT,
+        "desc.layout (%d) and layout (%d) differ: the fused layer takes its layout argument "
+        "(leave desc.layout 0)",
+        desc->layout, int(layout));
   if (relu != MW_RELU_NONE && relu != MW_RELU_SPATIAL && relu != MW_RELU_WINOGRAD)
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "relu must be MW_RELU_NONE, MW_RELU_SPATIAL or MW_RELU_WINOGRAD, got %d", relu);

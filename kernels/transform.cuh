@@ -11,7 +11,9 @@
 //    read from device memory and every transformed element is one thread's direct sum.
 //
 // Layouts (docs/layouts.md): x N x C x D x H x W (2D: D = 1), V alpha^nd x C x P,
-// U alpha^nd x K x C, M alpha^nd x K x P, y N x K x Do x Ho x Wo, with P = N * tD * tH * tW
+// U alpha^nd x K x C, M alpha^nd x K x P, y N x K x Do x Ho x Wo -- or x, y channels last
+// (N x D x H x W x C, N x Do x Ho x Wo x K: ConvGeometry::channels_last, the addresses through
+// act_strides; V, U, M are the same either way) -- with P = N * tD * tH * tW
 // and p = ((n * tD + td) * tH + th) * tW + tw.  Thread index -> (channel, tile) puts the
 // tile index p in the fastest-varying position so that V and M, contiguous along P, are
 // read and written coalesced.
@@ -43,8 +45,58 @@ struct ConvGeometry {
   int out[3];  // Do, Ho, Wo
   int pad[3];
   int tiles[3];
-  int P;  // N * tiles[0] * tiles[1] * tiles[2]
+  int P;              // N * tiles[0] * tiles[1] * tiles[2]
+  int channels_last;  // x, y (dx, dy) N x [D x] H x W x C, not N x C x [D x] H x W
 };
+
+// Element strides of an activation array of the layer -- x (C channels over in[]) or y (K over
+// out[]) -- in its layout: channels first or channels last.  Offsets inside one image fit an
+// int (the C layer: every array has fewer than 2^31 elements); the image stride is 64-bit.
+struct ActStrides {
+  long long n;
+  int c, d, h, w;
+};
+
+MW_HOST_DEVICE inline ActStrides act_strides(int channels_last, int channels,
+                                             const int (&size)[3]) {
+  const int plane = size[1] * size[2], volume = size[0] * plane;
+  ActStrides s;
+  s.n = static_cast<long long>(volume) * channels;
+  if (channels_last) {
+    s.c = 1, s.w = channels, s.h = size[2] * channels, s.d = plane * channels;
+  } else {
+    s.c = volume, s.w = 1, s.h = size[2], s.d = plane;
+  }
+  return s;
+}
+
+// The first element of image n, channel c of an activation array with strides s.
+template <typename T>
+MW_HOST_DEVICE inline T* act_channel(T* a, const ActStrides& s, int n, int c) {
+  return a + n * s.n + static_cast<long long>(c) * s.c;
+}
+
+// The (n, c, z, h, w) of linear index i of an activation array (channels over size[]) in its
+// layout -- the inverse of act_strides' offsets (i < 2^31: the C layer).
+MW_HOST_DEVICE inline void split_act_index(int i, int channels_last, int channels,
+                                           const int (&size)[3], int& n, int& c, int& z, int& h,
+                                           int& w) {
+  if (channels_last) {
+    c = i % channels;
+    i /= channels;
+  }
+  w = i % size[2];
+  i /= size[2];
+  h = i % size[1];
+  i /= size[1];
+  z = i % size[0];
+  i /= size[0];
+  if (!channels_last) {
+    c = i % channels;
+    i /= channels;
+  }
+  n = i;
+}
 
 struct TileCoord {
   int n, t[3];
@@ -169,8 +221,12 @@ __device__ __forceinline__ void output_tile_2d(T (&t)[M + R - 1][M + R - 1], Sto
   }
 }
 
-// V[:, c, p] = Bᵀ d B for the alpha x alpha window d of channel c under tile p.
-template <typename T, typename TS, int M, int R, int RELU>
+// V[:, c, p] = Bᵀ d B for the alpha x alpha window d of channel c under tile p.  The layout is
+// a template parameter here (LAST: channels last), unlike in the other transform kernels: these
+// square 2D kernels are the hot path, and with a compile-time unit stride along W their loads
+// (and the output kernel's stores) keep immediate offsets -- the channels-first code is what it
+// was before the layouts (5 % fewer instructions than with run-time strides, 30 % in the output).
+template <typename T, typename TS, int M, int R, int RELU, bool LAST = false>
 __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
                                                           const T* __restrict__ x,
                                                           TS* __restrict__ V, int c, int p) {
@@ -178,7 +234,8 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
   constexpr int A = Coef::alpha;
   const TileCoord tc = tile_coord(g, p);
   const int H = g.in[1], W = g.in[2];
-  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * H * W;
+  const ActStrides xs = act_strides(LAST ? 1 : 0, g.C, g.in);
+  const T* __restrict__ xc = act_channel(x, xs, tc.n, c);
   const int h0 = tc.t[1] * M - g.pad[1];
   const int w0 = tc.t[2] * M - g.pad[2];
 
@@ -190,7 +247,7 @@ __device__ __forceinline__ void input_transform_2d_device(const ConvGeometry& g,
     for (int j = 0; j < A; ++j) {
       const int h = h0 + i, w = w0 + j;
       const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-      T v = inside ? __ldg(xc + h * W + w) : T(0);
+      T v = inside ? __ldg(xc + h * xs.h + w * xs.w) : T(0);
       if (RELU == MW_RELU_SPATIAL) v = relu(v);
       d[i][j] = v;
     }
@@ -206,6 +263,15 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     input_transform_2d_kernel(ConvGeometry g, const T* __restrict__ x, TS* __restrict__ V) {
   int c, p;
   if (thread_pair(g.C, g.P, c, p)) input_transform_2d_device<T, TS, M, R, RELU>(g, x, V, c, p);
+}
+
+// The same for channels-last x (g.channels_last; the launcher picks the kernel).
+template <typename T, typename TS, int M, int R, int RELU>
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
+    input_transform_2d_nhwc_kernel(ConvGeometry g, const T* __restrict__ x, TS* __restrict__ V) {
+  int c, p;
+  if (thread_pair(g.C, g.P, c, p))
+    input_transform_2d_device<T, TS, M, R, RELU, true>(g, x, V, c, p);
 }
 
 // U[:, k, c] = G g Gᵀ for the r x r filter g = w[k, c].
@@ -245,8 +311,9 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   if (thread_pair(g.K, g.C, k, c)) filter_transform_2d_device<T, TS, M, R>(g, w, U, k, c);
 }
 
-// y[n, k, tile p] = Aᵀ M[:, k, p] A (+ bias[k]), clipped at the right and bottom edges.
-template <typename T, int M, int R>
+// y[n, k, tile p] = Aᵀ M[:, k, p] A (+ bias[k]), clipped at the right and bottom edges (LAST:
+// y channels last, as in input_transform_2d_device).
+template <typename T, int M, int R, bool LAST = false>
 __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g,
                                                            const T* __restrict__ Mw,
                                                            const T* __restrict__ bias,
@@ -264,10 +331,11 @@ __device__ __forceinline__ void output_transform_2d_device(const ConvGeometry& g
   const TileCoord tc = tile_coord(g, p);
   const int Ho = g.out[1], Wo = g.out[2];
   const T b = bias != nullptr ? __ldg(bias + k) : T(0);
-  T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Ho * Wo;
+  const ActStrides ys = act_strides(LAST ? 1 : 0, g.K, g.out);
+  T* __restrict__ yk = act_channel(y, ys, tc.n, k);
   output_tile_2d<T, M, R>(t, [&](int u, int v, T value) {
     const int oh = tc.t[1] * M + u, ow = tc.t[2] * M + v;
-    if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = value + b;
+    if (oh < Ho && ow < Wo) yk[oh * ys.h + ow * ys.w] = value + b;
   });
 }
 
@@ -277,6 +345,14 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
                                T* __restrict__ y) {
   int k, p;
   if (thread_pair(g.K, g.P, k, p)) output_transform_2d_device<T, M, R>(g, Mw, bias, y, k, p);
+}
+
+template <typename T, int M, int R>
+__global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
+    output_transform_2d_nhwc_kernel(ConvGeometry g, const T* __restrict__ Mw,
+                                    const T* __restrict__ bias, T* __restrict__ y) {
+  int k, p;
+  if (thread_pair(g.K, g.P, k, p)) output_transform_2d_device<T, M, R, true>(g, Mw, bias, y, k, p);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -296,7 +372,8 @@ __device__ __forceinline__ void input_transform_line_device(const ConvGeometry& 
   static_assert(AXIS == 1 || AXIS == 2, "a line along H (1) or W (2)");
   const TileCoord tc = tile_coord(g, p);
   const int H = g.in[1], W = g.in[2];
-  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * H * W;
+  const ActStrides xs = act_strides(g.channels_last, g.C, g.in);
+  const T* __restrict__ xc = act_channel(x, xs, tc.n, c);
   // The line's first element; along the other axis the tile is one element (m = 1).
   const int h0 = tc.t[1] * (AXIS == 1 ? M : 1) - g.pad[1];
   const int w0 = tc.t[2] * (AXIS == 2 ? M : 1) - g.pad[2];
@@ -305,7 +382,7 @@ __device__ __forceinline__ void input_transform_line_device(const ConvGeometry& 
   for (int i = 0; i < A; ++i) {
     const int h = h0 + (AXIS == 1 ? i : 0), w = w0 + (AXIS == 2 ? i : 0);
     const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-    T e = inside ? __ldg(xc + h * W + w) : T(0);
+    T e = inside ? __ldg(xc + h * xs.h + w * xs.w) : T(0);
     if (RELU == MW_RELU_SPATIAL) e = relu(e);
     d[i] = e;
   }
@@ -362,12 +439,13 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   const TileCoord tc = tile_coord(g, p);
   const int Ho = g.out[1], Wo = g.out[2];
   const T bk = bias != nullptr ? __ldg(bias + k) : T(0);
-  T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Ho * Wo;
+  const ActStrides ys = act_strides(g.channels_last, g.K, g.out);
+  T* __restrict__ yk = act_channel(y, ys, tc.n, k);
 #pragma unroll
   for (int u = 0; u < M; ++u) {
     const int oh = tc.t[1] * (AXIS == 1 ? M : 1) + (AXIS == 1 ? u : 0);
     const int ow = tc.t[2] * (AXIS == 2 ? M : 1) + (AXIS == 2 ? u : 0);
-    if (oh < Ho && ow < Wo) yk[oh * Wo + ow] = o[u] + bk;
+    if (oh < Ho && ow < Wo) yk[oh * ys.h + ow * ys.w] = o[u] + bk;
   }
 }
 
@@ -388,7 +466,8 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
   constexpr int A = Coef::alpha;
   const TileCoord tc = tile_coord(g, p);
   const int D = g.in[0], H = g.in[1], W = g.in[2];
-  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * D * H * W;
+  const ActStrides xs = act_strides(g.channels_last, g.C, g.in);
+  const T* __restrict__ xc = act_channel(x, xs, tc.n, c);
   const int z0 = tc.t[0] * M - g.pad[0];
   const int h0 = tc.t[1] * M - g.pad[1];
   const int w0 = tc.t[2] * M - g.pad[2];
@@ -413,7 +492,7 @@ __device__ __forceinline__ void input_transform_3d_device(const ConvGeometry& g,
         for (int l = 0; l < A; ++l) {
           const int h = h0 + j, w = w0 + l;
           const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-          T v = inside ? __ldg(xc + (static_cast<long long>(z) * H + h) * W + w) : T(0);
+          T v = inside ? __ldg(xc + z * xs.d + h * xs.h + w * xs.w) : T(0);
           if (RELU == MW_RELU_SPATIAL) v = relu(v);
           s[j][l] += cf * v;
         }
@@ -497,7 +576,8 @@ __device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g
   const TileCoord tc = tile_coord(g, p);
   const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
   const T b = bias != nullptr ? __ldg(bias + k) : T(0);
-  T* __restrict__ yk = y + (static_cast<long long>(tc.n) * g.K + k) * Do * Ho * Wo;
+  const ActStrides ys = act_strides(g.channels_last, g.K, g.out);
+  T* __restrict__ yk = act_channel(y, ys, tc.n, k);
 #pragma unroll 1
   for (int u = 0; u < M; ++u) {
     const int od = tc.t[0] * M + u;
@@ -527,7 +607,7 @@ __device__ __forceinline__ void output_transform_3d_device(const ConvGeometry& g
 #pragma unroll
       for (int q = 0; q < M; ++q) {
         const int ow = tc.t[2] * M + q;
-        if (oh < Ho && ow < Wo) yk[(static_cast<long long>(od) * Ho + oh) * Wo + ow] = row[q] + b;
+        if (oh < Ho && ow < Wo) yk[od * ys.d + oh * ys.h + ow * ys.w] = row[q] + b;
       }
     }
   }
@@ -621,7 +701,8 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   split_position(b, mat, bi);
   const TileCoord tc = tile_coord(g, p);
   const int D = g.in[0], H = g.in[1], W = g.in[2];
-  const T* __restrict__ xc = x + (static_cast<long long>(tc.n) * g.C + c) * D * H * W;
+  const ActStrides xs = act_strides(g.channels_last, g.C, g.in);
+  const T* __restrict__ xc = act_channel(x, xs, tc.n, c);
   const int z0 = tc.t[0] * ad.m - g.pad[0];
   const int h0 = tc.t[1] * ah.m - g.pad[1];
   const int w0 = tc.t[2] * aw.m - g.pad[2];
@@ -639,7 +720,7 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
         const T c2 = aw.bt[bi[2] * aw.alpha + a2];
         const int w = w0 + a2;
         if (c2 == T(0) || w < 0 || w >= W) continue;
-        T v = __ldg(xc + (static_cast<long long>(z) * H + h) * W + w);
+        T v = __ldg(xc + z * xs.d + h * xs.h + w * xs.w);
         if (RELU == MW_RELU_SPATIAL) v = relu(v);
         row += c2 * v;
       }
@@ -684,21 +765,14 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     output_transform_generic_kernel(ConvGeometry g, GenericMatrices<T> mat,
                                     const T* __restrict__ Mw, const T* __restrict__ bias,
                                     T* __restrict__ y) {
-  // One thread per output element y[n, k, od, oh, ow]: consecutive threads write
-  // consecutive ow, so the stores are coalesced.
+  // One thread per output element, idx = y's linear index in its layout: consecutive threads
+  // write consecutive ow (channels last: consecutive k), so the stores are coalesced.
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
   const long long per_image = static_cast<long long>(g.K) * Do * Ho * Wo;
   if (idx >= per_image * g.N) return;
-  int rest = static_cast<int>(idx);  // y has < 2^31 elements (C layer)
-  const int ow = rest % Wo;
-  rest /= Wo;
-  const int oh = rest % Ho;
-  rest /= Ho;
-  const int od = rest % Do;
-  rest /= Do;
-  const int k = rest % g.K;
-  const int n = rest / g.K;
+  int n, k, od, oh, ow;
+  split_act_index(static_cast<int>(idx), g.channels_last, g.K, g.out, n, k, od, oh, ow);
   const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
   const int p = ((n * g.tiles[0] + od / ad.m) * g.tiles[1] + oh / ah.m) * g.tiles[2] + ow / aw.m;
   const int u0 = od % ad.m, u1 = oh % ah.m, u2 = ow % aw.m;
@@ -753,6 +827,10 @@ struct InputTransform2d {
   static constexpr auto fn = input_transform_2d_kernel<T, TS, M, R, RELU>;
 };
 template <typename T, typename TS, int M, int R, int RELU>
+struct InputTransform2dNhwc {
+  static constexpr auto fn = input_transform_2d_nhwc_kernel<T, TS, M, R, RELU>;
+};
+template <typename T, typename TS, int M, int R, int RELU>
 struct InputTransform3d {
   static constexpr auto fn = input_transform_3d_kernel<T, TS, M, R, RELU>;
 };
@@ -767,6 +845,9 @@ cudaError_t input_transform_launch(const ConvGeometry& g, const T* x, TS* V, int
                                    cudaStream_t stream) {
   const dim3 grid(transform_blocks(static_cast<long long>(g.C) * g.P)), block(kTransformThreads);
   if constexpr (NDIM == 2) {
+    if (g.channels_last)
+      return launch_with_relu<InputTransform2dNhwc, T, TS, M, R>(relu_mode, grid, block, stream, g,
+                                                                 x, V);
     return launch_with_relu<InputTransform2d, T, TS, M, R>(relu_mode, grid, block, stream, g, x, V);
   } else {
     return launch_with_relu<InputTransform3d, T, TS, M, R>(relu_mode, grid, block, stream, g, x, V);
@@ -788,6 +869,9 @@ cudaError_t output_transform_launch(const ConvGeometry& g, const T* Mw, const T*
                                     cudaStream_t stream) {
   const dim3 grid(transform_blocks(static_cast<long long>(g.K) * g.P)), block(kTransformThreads);
   if constexpr (NDIM == 2) {
+    if (g.channels_last)
+      return launch(output_transform_2d_nhwc_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias,
+                    y);
     return launch(output_transform_2d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);
   } else {
     return launch(output_transform_3d_kernel<T, M, R>, grid, block, 0, stream, g, Mw, bias, y);

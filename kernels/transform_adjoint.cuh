@@ -46,7 +46,8 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   split_position(b, mat, bi);
   const TileCoord tc = tile_coord(g, p);
   const int Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
-  const T* __restrict__ dyk = dy + (static_cast<long long>(tc.n) * g.K + k) * Do * Ho * Wo;
+  const ActStrides ys = act_strides(g.channels_last, g.K, g.out);  // dy has y's layout
+  const T* __restrict__ dyk = act_channel(dy, ys, tc.n, k);
   // Outputs of this tile inside y, per axis (the clipped edge tile has fewer than m).
   const int z0 = tc.t[0] * ad.m, h0 = tc.t[1] * ah.m, w0 = tc.t[2] * aw.m;
   const int n0 = NDIM == 3 ? min_int(ad.m, Do - z0) : 1, n1 = min_int(ah.m, Ho - h0),
@@ -58,11 +59,11 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
     for (int u1 = 0; u1 < n1; ++u1) {
       const T c1 = ah.at[u1 * ah.alpha + bi[1]];
       if (c1 == T(0)) continue;
-      const T* __restrict__ row = dyk + (static_cast<long long>(z0 + u0) * Ho + h0 + u1) * Wo + w0;
+      const T* __restrict__ row = dyk + (z0 + u0) * ys.d + (h0 + u1) * ys.h + w0 * ys.w;
       T sum = T(0);
       for (int u2 = 0; u2 < n2; ++u2) {
         const T c2 = aw.at[u2 * aw.alpha + bi[2]];
-        if (c2 != T(0)) sum += c2 * __ldg(row + u2);
+        if (c2 != T(0)) sum += c2 * __ldg(row + u2 * ys.w);
       }
       acc += c0 * c1 * sum;
     }
@@ -82,7 +83,8 @@ MW_HOST_DEVICE inline void covering_tiles(int q, int m, int alpha, int tiles, in
 
 // dx[n, c, z, h, w] = Σ over the tiles t covering (z, h, w) of
 //   Σ_i Bᵀ[i0, l0] Bᵀ[i1, l1] Bᵀ[i2, l2] dV[i, c, p(n, t)],   l = (z, h, w) + pad − t·m.
-// A gather: one thread per dx element (idx = dx's linear index, w fastest: coalesced stores),
+// A gather: one thread per dx element (idx = dx's linear index in x's layout, w -- channels
+// last: c -- fastest: coalesced stores),
 // each written exactly once, no atomics.  An element no window covers (none in a valid
 // geometry, but the loop bounds say so rather than assume it) gets 0.
 template <typename T, int NDIM>
@@ -92,15 +94,8 @@ __global__ void __launch_bounds__(kTransformThreads, kTransformMinBlocks)
   const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int D = g.in[0], H = g.in[1], W = g.in[2];
   if (idx >= static_cast<long long>(g.N) * g.C * D * H * W) return;
-  int rest = static_cast<int>(idx);  // x has < 2^31 elements (C layer)
-  const int w = rest % W;
-  rest /= W;
-  const int h = rest % H;
-  rest /= H;
-  const int z = rest % D;
-  rest /= D;
-  const int c = rest % g.C;
-  const int n = rest / g.C;
+  int n, c, z, h, w;  // x has < 2^31 elements (C layer)
+  split_act_index(static_cast<int>(idx), g.channels_last, g.C, g.in, n, c, z, h, w);
   const AxisMatrices<T>&ad = mat.axis[0], &ah = mat.axis[1], &aw = mat.axis[2];
   const int q0 = z + g.pad[0], q1 = h + g.pad[1], q2 = w + g.pad[2];
   int f0 = 0, e0 = 0, f1, e1, f2, e2;

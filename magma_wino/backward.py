@@ -154,7 +154,8 @@ class BackwardMixin:
                     wt, None, tuple((r - 1 - lo, r - 1 - hi) for (lo, hi), r in zip(self._pads, self._tile.r)),
                     self._tm, self.backend,
                     points=self._points, generic=self.generic, precision=self._backward_precision, groups=self.groups,
-                    allow_inaccurate=True)  # the plan's own mode, already accepted for this F(m, r)
+                    allow_inaccurate=True,  # the plan's own mode, already accepted for this F(m, r)
+                    layout=self.layout if self._kernels_last else None)  # dy in, dx out, in place
         return self._dgrad_plan
 
     def _check_grad_output(self, dy: Any, yshape: tuple[int, ...]) -> Any:
@@ -179,31 +180,35 @@ class BackwardMixin:
 
     def _backward(self, x: Any, dy: Any, input_grad: bool, weight_grad: bool) -> Gradients:
         xp = self._xp
-        xf = self._to_compute(self._first(x))
-        dyf = self._to_compute(self._first(dy))
+        # channels last on a kernel backend: x, dy read and dx written in place by the kernels
+        # (mw_conv_desc.layout); the numpy backend works channels first
+        last = self._kernels_last
+        xf = self._to_compute(x if last else self._first(x))
+        dyf = self._to_compute(dy if last else self._first(dy))
+        first = self._to_first(tuple(xf.shape)) if last else tuple(xf.shape)  # x's shape, channels first
         V = None
         if self.output_relu:  # y = ReLU(conv + bias): dy only where y > 0 (the pre-ReLU y, as the
             # forward's own three phases compute it: its storage, product and precision)
-            y = self._output_transform(self._multiply(self._input_transform(xf)), tuple(xf.shape))
+            y = self._output_transform(self._multiply(self._input_transform(xf, last=last)), first, last=last)
             dyf = dyf * (y > 0)
-        spatial_axes = tuple(range(2, 2 + self.ndim))
+        spatial_axes = tuple(range(1, 1 + self.ndim)) if last else tuple(range(2, 2 + self.ndim))
         grad_bias = None
         if self.bias is not None:
             grad_bias = self._in_data(dyf.sum(axis=(0,) + spatial_axes))
         grad_input = grad_weight = None
 
-        def input_gradient(dx: Any) -> Any:  # channels-first, compute-dtype dx as grad_input
+        def input_gradient(dx: Any) -> Any:  # compute-dtype dx (in xf's layout) as grad_input
             if self.relu == "spatial":
                 dx *= xf > 0
-            return self._in_data(self._last_copy(dx) if self._channels_last else dx)
+            return self._in_data(self._last_copy(dx) if self._channels_last and not last else dx)
 
         if input_grad and self._dgrad_by_forward():
             grad_input = input_gradient(self._dgrad_plan_()(dyf))
             input_grad = False
         if input_grad or weight_grad:
-            dM = self._output_adjoint(dyf, tuple(xf.shape))
+            dM = self._output_adjoint(dyf, first, last)
             if weight_grad or self.relu == "winograd":
-                V = V if V is not None else self._input_transform(xf, store=False)
+                V = V if V is not None else self._input_transform(xf, store=False, last=last)
             if weight_grad:
                 dU = self._by_position(self._bmm(self._by_group(dM),
                                                  xp.ascontiguousarray(self._by_group(V).transpose(0, 2, 1))))
@@ -220,7 +225,7 @@ class BackwardMixin:
                 dV = self._dV(dM)
                 if self.relu == "winograd":
                     dV *= V > 0
-                grad_input = input_gradient(self._input_adjoint(dV, tuple(xf.shape)))
+                grad_input = input_gradient(self._input_adjoint(dV, first, last))
         return Gradients(grad_input, grad_weight, grad_bias)
 
     def _in_data(self, a: Any) -> Any:
@@ -280,25 +285,27 @@ class BackwardMixin:
             _settle(self._engine)
         return self._csr_t
 
-    def _output_adjoint(self, dyf: Any, xshape: tuple[int, ...]) -> Any:
-        """dM = Oᵀ(dy) for a channels-first, compute-dtype dy of an input of ``xshape``."""
+    def _output_adjoint(self, dyf: Any, xshape: tuple[int, ...], last: bool = False) -> Any:
+        """dM = Oᵀ(dy) for a channels-first (``last``: channels-last, kernel backends), compute-dtype
+        dy of an input of channels-first ``xshape``."""
         if self._engine is None:
             return reference.output_transform_adjoint(dyf, self._tm, self.r, self._points)
         e = self._engine
-        desc = self._desc(xshape)
+        desc = self._desc(xshape, last)
         geo = desc.geometry(self._code())
         dM = e.empty((geo["positions"], self.K, geo["num_tiles"]), self._cdtype)
         e.ext.output_transform_adjoint(desc, self._code(), e.ptr(dyf), e.ptr(dM), e.ptr(self._matrices_buffer()),
                                        e.stream())
         return dM
 
-    def _input_adjoint(self, dV: Any, xshape: tuple[int, ...]) -> Any:
-        """dx = Iᵀ(dV), channels first, compute dtype."""
+    def _input_adjoint(self, dV: Any, xshape: tuple[int, ...], last: bool = False) -> Any:
+        """dx = Iᵀ(dV) of an input of channels-first ``xshape``, channels first (``last``:
+        channels last, kernel backends), compute dtype."""
         if self._engine is None:
             return reference.input_transform_adjoint(dV, self._tm, self.r, xshape, self._pads, self._points)
         e = self._engine
-        dx = e.empty(xshape, self._cdtype)
-        e.ext.input_transform_adjoint(self._desc(xshape), self._code(), e.ptr(dV), e.ptr(dx),
+        dx = e.empty(self._from_first(xshape) if last else xshape, self._cdtype)
+        e.ext.input_transform_adjoint(self._desc(xshape, last), self._code(), e.ptr(dV), e.ptr(dx),
                                       e.ptr(self._matrices_buffer()), e.stream())
         return dx
 

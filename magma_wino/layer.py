@@ -894,10 +894,18 @@ class _WinogradConvNd(BackwardMixin):
         self._check_device(x, "x")
         return x
 
-    def _desc(self, x_shape: tuple[int, ...]) -> Any:
-        """The C descriptor of this layer for an input of shape ``x_shape``."""
-        return self._engine.ext.ConvDesc(self.ndim, self._tm, self.r, x_shape[0], self.C, self.K,
-                                         tuple(x_shape[2:]), *self._pad_lists())
+    def _desc(self, x_shape: tuple[int, ...], last: bool = False) -> Any:
+        """The C descriptor of this layer for an input of channels-first shape ``x_shape``;
+        ``last``: x and y channels last (mw_conv_desc.layout, read and written in place)."""
+        ext = self._engine.ext
+        return ext.ConvDesc(self.ndim, self._tm, self.r, x_shape[0], self.C, self.K, tuple(x_shape[2:]),
+                            *self._pad_lists(), int(ext.LAYOUT_NHWC if last else ext.LAYOUT_NCHW))
+
+    @property
+    def _kernels_last(self) -> bool:
+        """The kernels read x and write y in the plan's channels-last layout themselves
+        (mw_conv_desc.layout); the numpy backend transposes."""
+        return self._channels_last and self._engine is not None
 
     def _pad_lists(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(leading, trailing) zero padding per axis, as mw_conv_desc's padding / padding_end."""
@@ -910,16 +918,20 @@ class _WinogradConvNd(BackwardMixin):
         xp = self._engine.xp if self._engine is not None else np
         return xp.ascontiguousarray(self._first_view(x))
 
-    def _input_transform(self, x: Any, store: bool = True) -> Any:
-        """V of a channels-first x (``store=False``: in the compute dtype even in a 16-bit mode)."""
+    def _input_transform(self, x: Any, store: bool = True, last: bool = False) -> Any:
+        """V of a channels-first x (``last``: a channels-last x, read in place by the kernels;
+        ``store=False``: in the compute dtype even in a 16-bit mode)."""
         x = self._to_compute(x)
+        if last and self._engine is None:
+            x = self._first_view(x)
+            last = False
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
             V = reference.input_transform(xin, self._tm, self.r, self._pads, self._points,
                                           relu=self.relu == "winograd")
             return V if self._store is None or not store else _precision.to_storage(V, self._store)
         e = self._engine
-        desc = self._desc(tuple(x.shape))
+        desc = self._desc(self._to_first(tuple(x.shape)) if last else tuple(x.shape), last)
         code = _backend.kernel_dtype(self._cdtype, "x")
         geo = desc.geometry(code)
         V = e.empty((geo["positions"], self.C, geo["num_tiles"]), self._vdtype if store else self._cdtype)
@@ -936,7 +948,8 @@ class _WinogradConvNd(BackwardMixin):
         x0 = x
         x = self._check_x(_backend.coerce(x, "x", self.backend))
         with self._launch_scope((x0,) if x0 is not x else ()):
-            return self._input_transform(self._first(x))
+            last = self._kernels_last
+            return self._input_transform(x if last else self._first(x), last=last)
 
     def _positions_and_tiles(self, x_shape: tuple[int, ...]) -> tuple[int, int]:
         """(α^nd, P) for ``x_shape`` in the plan's layout."""
@@ -1049,24 +1062,30 @@ class _WinogradConvNd(BackwardMixin):
         if out is not None:
             out = self._work(out, "out", self.out_shape(x_shape), self.dtype)
         with self._launch_scope(tuple(o for o, c in ((M0, M), (out0, out)) if o is not None and o is not c)):
-            return self._finish(self._output_transform(M, first, None if self._channels_last else out), out)
+            last = self._kernels_last
+            y = self._output_transform(M, first, out if last or not self._channels_last else None, last=last)
+            return self._finish(y, out, y_last=last)
 
-    def _finish(self, y: Any, out: Any = None) -> Any:
-        """A channels-first y of the three-phase path in the plan's layout, with the output ReLU,
-        written to ``out`` when given (already there when y is out)."""
+    def _finish(self, y: Any, out: Any = None, y_last: bool = False) -> Any:
+        """y of the three-phase path (channels first, or already in the plan's channels-last
+        layout when ``y_last``) in the plan's layout, with the output ReLU, written to ``out``
+        when given (already there when y is out)."""
         if self.output_relu:
             xp = self._engine.xp if self._engine is not None else np
             xp.maximum(y, 0, out=y)
-        if self._channels_last:
+        if self._channels_last and not y_last:
             y = self._last_copy(y)
         if out is not None and y is not out:
             out[...] = y
             return out
         return y
 
-    def _output_transform(self, M: Any, x_shape: tuple[int, ...], out: Any = None) -> Any:
-        """Channels-first y for channels-first ``x_shape``."""
+    def _output_transform(self, M: Any, x_shape: tuple[int, ...], out: Any = None, last: bool = False) -> Any:
+        """Channels-first y for channels-first ``x_shape`` (``last``: y channels last, written in
+        place by the kernels; kernel backends only)."""
         yshape = (x_shape[0], self.K, *_checks.out_spatial(x_shape[2:], self.r, self._pads))
+        if last:
+            yshape = self._from_first(yshape)
         if self._engine is None:
             y = reference.output_transform(M, self._tm, self.r, yshape, self.bias, self._points).astype(
                 self.dtype, copy=False)
@@ -1077,7 +1096,7 @@ class _WinogradConvNd(BackwardMixin):
         e = self._engine
         half = self.dtype != self._cdtype  # 16-bit data: y in float32, then rounded once
         y = out if out is not None and not half else e.empty(yshape, self._cdtype)
-        e.ext.output_transform(self._desc(x_shape), _backend.kernel_dtype(self._cdtype, "M"), e.ptr(M),
+        e.ext.output_transform(self._desc(x_shape, last), _backend.kernel_dtype(self._cdtype, "M"), e.ptr(M),
                                e.ptr(self.bias), e.ptr(y), e.ptr(self._mats), e.stream())
         return self._in_data_dtype(y, out)
 
@@ -1119,11 +1138,15 @@ class _WinogradConvNd(BackwardMixin):
             self.algorithm = algorithm
             if algorithm == "fused":
                 return self._fused(x, out)
-            xf = self._first(x)
-            V = self._input_transform(xf)
+            # channels last: the kernels read x and write y in place (mw_conv_desc.layout); the
+            # numpy backend transposes a copy
+            last = self._kernels_last
+            xf = x if last else self._first(x)
+            V = self._input_transform(xf, last=last)
             M = self._multiply(V)
-            return self._finish(self._output_transform(M, tuple(xf.shape), None if self._channels_last else out),
-                                out)
+            y = self._output_transform(M, self._to_first(tuple(x.shape)),
+                                       out if last or not self._channels_last else None, last=last)
+            return self._finish(y, out, y_last=last)
 
     # ----------------------------------------------------------------- fused
 
@@ -1196,9 +1219,9 @@ class _WinogradConvNd(BackwardMixin):
             return convert
         V = positions * self.C * P * np.dtype(self._vdtype).itemsize
         M = positions * self.K * P * comp
-        # channels last: x is transposed to channels first (in the data dtype) before any
-        # conversion, and y comes out channels first (in the data dtype) before its transpose
-        transpose = (n_x + n_y) * data if self._channels_last else 0
+        # channels last: the kernels read x and write y in place (mw_conv_desc.layout); only the
+        # numpy backend, which draws nothing from a pool, transposes
+        transpose = (n_x + n_y) * data if self._channels_last and self._engine is None else 0
         return V + M + self._split_k_bytes(P) + convert + transpose
 
     def _fused(self, x: Any, out: Any = None) -> Any:

@@ -141,6 +141,12 @@ typedef struct mw_conv_desc {
   int m_axes[MW_MAX_NDIM]; /**< output tile size per axis, >= 1, or 0 for m */
   int r_axes[MW_MAX_NDIM]; /**< filter size per axis, >= 1, or 0 for r (1: F(1, 1) on the axis is
                                 advised, a 1 x r filter then is a 1D transform along W) */
+  /* Channels-last activations (appended after m_axes / r_axes). */
+  int layout; /**< an mw_layout: MW_LAYOUT_NCHW (0: x N x C x [D x] H x W, y N x K x ...) or
+                   MW_LAYOUT_NHWC (1: x N x [D x] H x W x C, y N x ... x K, PyTorch's
+                   channels_last).  Read by the entries that touch x or y (the input and output
+                   transforms, their adjoints for dx and dy, the fused layer); V, U, M and w
+                   keep their layouts */
 } mw_conv_desc;
 
 /** The layer's derived sizes (after validation of the descriptor; mw_conv_get_geometry()). */
@@ -600,7 +606,8 @@ MW_API mw_status mw_gemm_batched_ex_ws(mw_dtype dtype, mw_precision precision, i
 
 /** @} */
 
-/** The layout of x and y of the fused layer, mw_conv2d_fused(). */
+/** The layout of x and y: mw_conv_desc.layout, and the fused layer's argument
+ *  (mw_conv2d_fused()). 3D: N x C x D x H x W and N x D x H x W x C likewise. */
 typedef enum mw_layout {
   MW_LAYOUT_NCHW = 0, /**< x: N x C x H x W, y: N x K x Ho x Wo */
   MW_LAYOUT_NHWC = 1  /**< x: N x H x W x C, y: N x Ho x Wo x K */
@@ -658,7 +665,8 @@ MW_API mw_status mw_conv2d_fused_plan(const mw_conv_desc* desc, mw_dtype dtype,
  * @param dtype        [in] MW_FLOAT32 or MW_FLOAT64: the type of x, bias, y.
  * @param precision    [in] what the products compute in (the pairs above).
  * @param layout       [in] x and y in NCHW (N x C x H x W, N x K x Ho x Wo) or NHWC
- *                     (N x H x W x C, N x Ho x Wo x K).
+ *                     (N x H x W x C, N x Ho x Wo x K); desc.layout must be NCHW (0, the
+ *                     zero-initialised default) or the same.
  * @param relu         [in] the input's ReLU mode (mw_relu).
  * @param relu_output  [in] nonzero: y = max(y + bias, 0) with NaN kept (as NumPy's maximum).
  * @param x            [in] input of dtype, in layout.
