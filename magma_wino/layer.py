@@ -682,9 +682,9 @@ class _WinogradConvNd(BackwardMixin):
                 work = self._bsr.block_density  # the block product does whole blocks
             if structure == "2:4" and mask is not None:  # the given pattern must fit n of every m
                 n, m_ = self._n_m
-                groups = _backend.to_host(pattern)
-                groups = np.pad(groups, ((0, 0), (0, 0), (0, -groups.shape[2] % m_)))
-                counts = groups.reshape(*groups.shape[:2], -1, m_).sum(axis=-1)
+                runs = _backend.to_host(pattern)
+                runs = np.pad(runs, ((0, 0), (0, 0), (0, -runs.shape[2] % m_)))
+                counts = runs.reshape(*runs.shape[:2], -1, m_).sum(axis=-1)
                 if (counts > n).any():
                     b, k, g = (int(i[0]) for i in np.nonzero(counts > n))
                     raise ValueError(f"mask: position {b}, filter {k}, input channels {g * m_}..{g * m_ + m_ - 1} "
@@ -1207,8 +1207,8 @@ class _WinogradConvNd(BackwardMixin):
         """Device memory ``plan(x)`` takes from the pool besides y, for an input of ``x_shape``
         (no ``out=``): the fused kernel none for float32 / float64 data (V and M stay on the
         SM); the three phases V, M and the split-K partials.  On top: 16-bit data's float32
-        copies of x and y (the transforms compute in float32), and for channels-last layouts
-        the channels-first copies of x and y the three phases work on."""
+        copies of x and y (the transforms compute in float32).  Channels-last layouts add
+        nothing: the kernels read x and write y in place (mw_conv_desc.layout)."""
         first = self._x_shape(x_shape)
         positions, P = self._positions_and_tiles(x_shape)
         n_x, n_y = math.prod(first), math.prod(self._out_first(x_shape))
@@ -1219,10 +1219,7 @@ class _WinogradConvNd(BackwardMixin):
             return convert
         V = positions * self.C * P * np.dtype(self._vdtype).itemsize
         M = positions * self.K * P * comp
-        # channels last: the kernels read x and write y in place (mw_conv_desc.layout); only the
-        # numpy backend, which draws nothing from a pool, transposes
-        transpose = (n_x + n_y) * data if self._channels_last and self._engine is None else 0
-        return V + M + self._split_k_bytes(P) + convert + transpose
+        return V + M + self._split_k_bytes(P) + convert
 
     def _fused(self, x: Any, out: Any = None) -> Any:
         """The whole layer in one kernel (x in the plan's layout)."""

@@ -184,6 +184,11 @@ def test_nhwc_backward_is_the_nchw_backward_without_transposes(kw, rng, monkeypa
 
     monkeypatch.setattr(nhwc, "_first", no_copy)
     monkeypatch.setattr(nhwc, "_last_copy", no_copy)
+    if nhwc._dgrad_by_forward():  # dx by the data-gradient plan: NHWC too, and it copies nothing
+        dgrad = nhwc._dgrad_plan_()
+        assert dgrad.layout == "NHWC"
+        monkeypatch.setattr(dgrad, "_first", no_copy)
+        monkeypatch.setattr(dgrad, "_last_copy", no_copy)
     got = nhwc.backward(to_last(x), to_last(dy))
     np.testing.assert_array_equal(to_first(got.grad_input), ref.grad_input)
     np.testing.assert_array_equal(got.grad_weight, ref.grad_weight)

@@ -165,6 +165,17 @@ def test_fused_bad_layout_is_an_invalid_argument(layout):
         _call(_desc(), layout=layout)
 
 
+def test_fused_descriptor_layout_that_contradicts_the_layout_argument_is_an_invalid_argument():
+    """desc.layout (the three-phase entries' field) must be 0 or the fused call's own layout."""
+    d = emu.ConvDesc(2, 2, 3, 2, 5, 6, (7, 9), (1, 1), (1, 1), emu.LAYOUT_NHWC)
+    with pytest.raises(InvalidArgumentError, match=r"desc.layout \(1\) and layout \(0\) differ"):
+        _call(d, layout=emu.LAYOUT_NCHW)
+    buf = _buffers()
+    p = ptr(buf)
+    _call(d, layout=emu.LAYOUT_NHWC, x=p, U=p + 32768, y=p + 65536, buf=buf)  # the same: accepted
+    assert not buf.any()
+
+
 @pytest.mark.parametrize("relu", [3, -1])
 def test_fused_bad_relu_is_an_invalid_argument(relu):
     with pytest.raises(InvalidArgumentError,

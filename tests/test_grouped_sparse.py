@@ -91,6 +91,13 @@ def test_grouped_sparse_formats_hold_the_block_diagonal_matrices(backend, rng):
     mask = np.asarray(_backend.to_host(blk.mask)).reshape(16, groups, K // groups, Cg)
     assert (mask == mask[:, :, :1, :1]).all()
     assert mask.mean() == pytest.approx(0.5)
+    # K/g = 24: 16-row blocks of each group (rows 0..15, 16..23), none across the edge at 24
+    U24 = R.filter_transform(rng.standard_normal((48, Cg, 3, 3)), 2).astype(np.float32)
+    b24 = mw.WinogradConv2d.from_winograd(U24, 3, m=2, prune=0.5, sparse=True, structure="block", groups=2,
+                                          backend=backend, precision="tf32x3")
+    keep = np.asarray(_backend.to_host(b24.mask)).reshape(16, 2, 24, Cg)
+    for rows in (slice(0, 16), slice(16, 24)):
+        assert (keep[:, :, rows] == keep[:, :, rows][:, :, :1, :1]).all()
     sp = mw.WinogradConv2d.from_winograd(U, 3, m=2, sparse=True, structure="2:4", groups=groups, backend=backend,
                                          precision="tf32x3")
     assert sp.sp24.shape == (16 * groups, K // groups, Cg)

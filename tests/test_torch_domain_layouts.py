@@ -118,9 +118,11 @@ def test_domain_layer_gradients_pass_gradcheck_with_stride_and_groups(backend):
     assert not gU[~mod.mask].any() and gU[mod.mask].abs().sum() > 0
 
 
-def test_channels_last_input_of_a_strided_domain_layer_gives_the_same_channels_last_y():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_channels_last_input_of_a_strided_domain_layer_gives_the_same_channels_last_y(backend):
     torch.manual_seed(3)
-    mod = mt.WinogradDomainConv2d.from_conv(nn.Conv2d(6, 8, 3, stride=2, padding=1, groups=2).double())
+    mod = mt.WinogradDomainConv2d.from_conv(nn.Conv2d(6, 8, 3, stride=2, padding=1, groups=2).double(),
+                                            backend=backend)
     x = torch.randn(2, 6, 9, 10, dtype=torch.float64)
     y = mod(x)
     y_cl = mod(x.to(memory_format=torch.channels_last))
@@ -173,3 +175,22 @@ def test_opcheck_conv_winograd_grouped_rectangular():
     U = torch.from_numpy(rng.standard_normal((6, 6, 2))).requires_grad_(True)  # F(1×4, 1×3), 2 groups
     torch.library.opcheck(F._ops.conv_winograd, (x, U, None, None, [1, 3], [0, 0, 1, 1], 4, "numpy", "auto", None,
                                                  False, False, 2))
+
+
+def test_block_pruning_of_a_grouped_domain_layer_keeps_blocks_inside_one_group():
+    """K/groups = 24: a 16-row block of the ungrouped U[b] would cross the group edge at row 24;
+    the module prunes each group's matrix (blocks of rows 0..15 and 16..23 per group), as
+    from_winograd(..., groups=) does, and to_plan runs the block-sparse product of those."""
+    torch.manual_seed(6)
+    mod = mt.WinogradDomainConv2d(16, 48, 3, padding=1, groups=2, dtype=torch.float64)
+    mod.prune_(0.5, block=(16, 8))
+    assert mod.structure == "block"
+    keep = mod.mask.numpy().reshape(36, 2, 24, 8)
+    for rows in (slice(0, 16), slice(16, 24)):
+        blk = keep[:, :, rows, :]
+        assert (blk == blk[:, :, :1, :1]).all()
+    assert 0.3 < keep.mean() < 0.7
+    plan = mod.to_plan(backend="numpy", sparse=True)
+    assert plan.product == "block" and plan.bsr.shape == (72, 24, 8)
+    x = torch.randn(1, 16, 6, 7, dtype=torch.float64)
+    assert rel_err(plan(x.numpy()), mod(x).detach().numpy()) <= _tol(mod)

@@ -17,6 +17,7 @@
      M  alpha^nd x K x P           Winograd-domain products
      y  N x K x [Do x] Ho x Wo     output
    @endverbatim
+ * (x and y, and dx and dy, channels last -- N x [D x] H x W x C -- with desc.layout NHWC.)
  *
  * Streams are passed as mw_stream (a cudaStream_t; 0 = the legacy default stream).
  *
@@ -287,7 +288,8 @@ MW_API mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, c
  *
  * @param desc      [in] the layer (host pointer).
  * @param dtype     [in] MW_FLOAT32 or MW_FLOAT64: the type of x, V, matrices and the arithmetic.
- * @param x         [in] input, N x C x [D x] H x W of dtype.
+ * @param x         [in] input, N x C x [D x] H x W of dtype (desc.layout NHWC: N x [D x] H x W x
+ * C).
  * @param V         [out] transformed input tiles, alpha^nd x C x P of dtype.
  * @param relu      [in] where a ReLU is applied (mw_relu).
  * @param matrices  [in] NULL (specialised kernels) or the device array of Aᵀ, G, Bᵀ of dtype.
@@ -308,7 +310,7 @@ MW_API mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, co
  *                  arithmetic.
  * @param M         [in] Winograd-domain products, alpha^nd x K x P of dtype.
  * @param bias      [in] K values of dtype added to every output of their channel, or NULL.
- * @param y         [out] output, N x K x [Do x] Ho x Wo of dtype.
+ * @param y         [out] output, N x K x [Do x] Ho x Wo of dtype (desc.layout NHWC: N x ... x K).
  * @param matrices  [in] NULL (specialised kernels) or the device array of Aᵀ, G, Bᵀ of dtype.
  * @param stream    [in] the stream the kernels are enqueued on.
  * @return MW_STATUS_SUCCESS; MW_STATUS_INVALID_ARGUMENT for a bad descriptor, dtype or a NULL
@@ -362,7 +364,8 @@ MW_API mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype
  * @param dtype     [in] MW_FLOAT32 or MW_FLOAT64: the type of x, matrices and the arithmetic.
  * @param v_dtype   [in] the type V is stored as: dtype, or MW_FLOAT16 / MW_BFLOAT16 with dtype
  *                  MW_FLOAT32.
- * @param x         [in] input, N x C x [D x] H x W of dtype.
+ * @param x         [in] input, N x C x [D x] H x W of dtype (desc.layout NHWC: N x [D x] H x W x
+ * C).
  * @param V         [out] transformed input tiles, alpha^nd x C x P of v_dtype.
  * @param relu      [in] where a ReLU is applied (mw_relu).
  * @param matrices  [in] NULL (specialised kernels) or the device array of Aᵀ, G, Bᵀ of dtype.
@@ -397,7 +400,7 @@ MW_API mw_status mw_input_transform_ex(const mw_conv_desc* desc, mw_dtype dtype,
  *
  * @param desc      [in] the layer (host pointer).
  * @param dtype     [in] MW_FLOAT32 or MW_FLOAT64: the type of dy, dM, matrices.
- * @param dy        [in] gradient of the output, N x K x [Do x] Ho x Wo of dtype.
+ * @param dy        [in] gradient of the output, N x K x [Do x] Ho x Wo of dtype (in y's layout).
  * @param dM        [out] gradient of the products, alpha^nd x K x P of dtype (fully written).
  * @param matrices  [in] the device array of Aᵀ, G, Bᵀ of dtype (required, not NULL).
  * @param stream    [in] the stream the kernels are enqueued on.
@@ -418,7 +421,8 @@ MW_API mw_status mw_output_transform_adjoint(const mw_conv_desc* desc, mw_dtype 
  * @param desc      [in] the layer (host pointer).
  * @param dtype     [in] MW_FLOAT32 or MW_FLOAT64: the type of dV, dx, matrices.
  * @param dV        [in] gradient of the transformed tiles, alpha^nd x C x P of dtype.
- * @param dx        [out] gradient of the input, N x C x [D x] H x W of dtype (fully written).
+ * @param dx        [out] gradient of the input, N x C x [D x] H x W of dtype (in x's layout; fully
+ *                  written).
  * @param matrices  [in] the device array of Aᵀ, G, Bᵀ of dtype (required, not NULL).
  * @param stream    [in] the stream the kernels are enqueued on.
  * @return MW_STATUS_SUCCESS; MW_STATUS_INVALID_ARGUMENT for a bad descriptor or dtype, a NULL

@@ -101,7 +101,7 @@ def _conv(nd: int, x: Any, w: Any, bias: Any, padding: Any, stride: Any, dilatio
         raise TypeError(f"x and w must both be float32 or both float64, got {x.dtype} and {w.dtype}")
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
         raise ValueError(f"m must be an int >= 1, got {m!r}")
-    if cl:  # the kernels are channels-first: XLA transposes x here and y at the end
+    if cl:  # the FFI descriptor has no layout (channels first): XLA transposes x here and y at the end
         x = jnp.moveaxis(x, -1, 1)
     dec = decompose(nd, tuple(int(s) for s in w.shape[2:]), stride, padding, dilation, groups, rectangular=True)
     K, Cg = int(w.shape[0]), int(w.shape[1])

@@ -296,14 +296,25 @@ class _WinogradDomainConvNd(nn.Module):
         one keeps the current pattern), and zero the weight where the mask is False.
         ``block=(bk, bc)``: structured instead — whole bk×bc blocks of every U[b] by their
         Frobenius norm, ``density`` the fraction of blocks kept
-        (:func:`magma_wino.pruning.prune_winograd_blocks`; ``(1, None)``: whole rows).
+        (:func:`magma_wino.pruning.prune_winograd_blocks`; ``(1, None)``: whole rows; grouped:
+        blocks of each group's matrix, ``per_position`` per (position, group)).
         ``optimizer``: also zero its state of ``weight`` there (see the module docstring).
         Blocks of the block-sparse kernel's shape (16, 8) set :attr:`structure` to "block", so
         that :meth:`to_plan` runs the block-sparse product.  Returns the module."""
         if block is None:
             _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
         else:
-            _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, block, per_position=per_position)
+            # grouped: blocks of each group's (K/groups)×C' matrix, never across two groups (the
+            # block-sparse product's batch; from_winograd(..., groups=) prunes the same way)
+            U = self._masked_host()
+            g, (b, K, C) = self.groups, U.shape
+            clipped = block
+            if (g > 1 and isinstance(block, (tuple, list)) and len(block) == 2 and isinstance(block[0], int)
+                    and not isinstance(block[0], bool) and block[0] > K // g):
+                clipped = (K // g, block[1])  # one group's rows (prune_winograd_blocks checks the rest)
+            _, keep = _pruning.prune_winograd_blocks(U.reshape(b * g, K // g, C), density, clipped,
+                                                     per_position=per_position)
+            keep = keep.reshape(b, K, C)
         self._set_mask(keep, optimizer)
         if block is not None and tuple(block) == BSR_BLOCK:
             self.structure = "block"
