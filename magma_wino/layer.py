@@ -633,10 +633,10 @@ class _WinogradConvNd(BackwardMixin):
                         raise ValueError("give mask or prune, not both")
                     if structure == "block":  # blocks clipped to U[b] (a layer of K < 16 or C < 8)
                         # grouped: blocks of the block-diagonal matrices, never across two groups
-                        clipped = (min(block[0], K // self.groups), min(block[1], C))
-                        hostU, hmask = (self._by_position(a) for a in pruning.prune_winograd_blocks(
-                            self._by_group(_backend.to_host(U)), prune, clipped, per_position=per_position,
-                            density_name="prune"))
+                        clipped = (min(block[0], K), min(block[1], C))
+                        hostU, hmask = pruning.prune_winograd_blocks(_backend.to_host(U), prune, clipped,
+                                                                     per_position=per_position, density_name="prune",
+                                                                     groups=self.groups)
                     else:
                         hostU, hmask = pruning.prune_winograd(_backend.to_host(U), prune, per_position=per_position,
                                                               density_name="prune")
@@ -920,11 +920,9 @@ class _WinogradConvNd(BackwardMixin):
 
     def _input_transform(self, x: Any, store: bool = True, last: bool = False) -> Any:
         """V of a channels-first x (``last``: a channels-last x, read in place by the kernels;
-        ``store=False``: in the compute dtype even in a 16-bit mode)."""
+        kernel backends only, :attr:`_kernels_last`; ``store=False``: in the compute dtype even
+        in a 16-bit mode)."""
         x = self._to_compute(x)
-        if last and self._engine is None:
-            x = self._first_view(x)
-            last = False
         if self._engine is None:
             xin = np.maximum(x, 0) if self.relu == "spatial" else x
             V = reference.input_transform(xin, self._tm, self.r, self._pads, self._points,

@@ -282,7 +282,7 @@ def _block_shape(block: object, K: int, C: int) -> tuple[int, int]:
 
 def prune_winograd_blocks(
     U: np.ndarray, density: float, block: Sequence[int | None] = (16, 8), *, per_position: bool = False,
-    density_name: str = "density",
+    density_name: str = "density", groups: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Structured pruning of Winograd-domain weights U (α^nd×K×C): whole blocks of ``block``
     = (bk, bc) entries of every U[b] kept or dropped by their Frobenius norm.
@@ -300,6 +300,10 @@ def prune_winograd_blocks(
             ``(1, None)`` prunes whole (position, filter) rows.  Default (16, 8): one TF32
             tensor-core A tile (m16n8k8) of the products M[b] = U[b]·V[b].
         per_position: the same number of blocks kept in every position.
+        groups: U of a grouped layer (α^nd×K×(C/groups), output channels in ``groups`` equal
+            groups): the blocks tile each group's (K/groups)×C matrix — the batch of the
+            block-diagonal products — so none spans two groups (``bk`` above K/groups is one
+            group's rows), and ``per_position`` keeps as many in every (position, group).
 
     Returns:
         ``(U_pruned, mask)``, the mask constant over each block.
@@ -311,6 +315,13 @@ def prune_winograd_blocks(
         raise TypeError(f"per_position must be a bool, got {type(per_position).__name__}")
     positions, K, C = arr.shape
     bk, bc = _block_shape(block, K, C)
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)) or groups < 1 or K % groups:
+        raise ValueError(f"groups must be an int >= 1 dividing K = {K}, got {groups!r}")
+    if groups > 1:
+        pruned, mask = prune_winograd_blocks(arr.reshape(positions * groups, K // groups, C), density,
+                                             (min(bk, K // groups), bc), per_position=per_position,
+                                             density_name=density_name)
+        return pruned.reshape(arr.shape), mask.reshape(arr.shape)
     nk, nc = -(-K // bk), -(-C // bc)
     padded = np.zeros((positions, nk * bk, nc * bc))
     padded[:, :K, :C] = np.square(_magnitudes(arr, "U").astype(np.float64))

@@ -245,3 +245,15 @@ def test_prune_winograd_n_m_ties_keep_the_lower_channel_and_args_are_checked() -
         pruning.prune_winograd_n_m(U, 2.0, 4)
     with pytest.raises(ValueError, match="U must be 3-D"):
         pruning.prune_winograd_n_m(U[0], 2, 4)
+
+
+def test_prune_winograd_blocks_of_a_grouped_layer_tile_each_groups_matrix(rng):
+    """groups=2, K/groups = 12: a 16-row block becomes one group's 12 rows, and no block spans
+    the group edge at row 12; the kept fraction is the density; groups must divide K."""
+    U = rng.standard_normal((4, 24, 10))
+    _, mask = prune_winograd_blocks(U, 0.5, (16, 5), groups=2)
+    blocks = mask.reshape(4, 2, 12, 2, 5)
+    assert (blocks == blocks[:, :, :1, :, :1]).all()
+    assert mask.mean() == 0.5
+    with pytest.raises(ValueError, match="groups must be an int >= 1 dividing K = 24"):
+        prune_winograd_blocks(U, 0.5, (16, 5), groups=5)

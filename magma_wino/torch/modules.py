@@ -305,16 +305,9 @@ class _WinogradDomainConvNd(nn.Module):
             _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
         else:
             # grouped: blocks of each group's (K/groups)×C' matrix, never across two groups (the
-            # block-sparse product's batch; from_winograd(..., groups=) prunes the same way)
-            U = self._masked_host()
-            g, (b, K, C) = self.groups, U.shape
-            clipped = block
-            if (g > 1 and isinstance(block, (tuple, list)) and len(block) == 2 and isinstance(block[0], int)
-                    and not isinstance(block[0], bool) and block[0] > K // g):
-                clipped = (K // g, block[1])  # one group's rows (prune_winograd_blocks checks the rest)
-            _, keep = _pruning.prune_winograd_blocks(U.reshape(b * g, K // g, C), density, clipped,
-                                                     per_position=per_position)
-            keep = keep.reshape(b, K, C)
+            # block-sparse product's batch, as from_winograd(..., groups=) prunes)
+            _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, block, per_position=per_position,
+                                                     groups=self.groups)
         self._set_mask(keep, optimizer)
         if block is not None and tuple(block) == BSR_BLOCK:
             self.structure = "block"
