@@ -49,6 +49,7 @@ __all__ = [
     "output_transform_adjoint",
     "tile_grid",
     "tile_m",
+    "tile_alpha",
     "winograd_conv2d",
     "winograd_conv3d",
     "winograd_conv_from_U",
@@ -143,6 +144,12 @@ def tile_m(m: int, r: Sequence[int]) -> tuple[int, ...]:
     along its long axis."""
     rs = tuple(r)
     return tuple(1 if ri == 1 and len(set(rs)) > 1 else m for ri in rs)
+
+
+def tile_alpha(m: int, r: Sequence[int]) -> tuple[int, ...]:
+    """α_i = m_i + r_i − 1 per axis of the tile :func:`tile_m` gives (their product: the
+    Winograd positions, the rows of U)."""
+    return tuple(mi + ri - 1 for mi, ri in zip(tile_m(m, r), r))
 
 
 class _Tile:

@@ -288,8 +288,7 @@ MW_API mw_status mw_filter_transform(const mw_conv_desc* desc, mw_dtype dtype, c
  *
  * @param desc      [in] the layer (host pointer).
  * @param dtype     [in] MW_FLOAT32 or MW_FLOAT64: the type of x, V, matrices and the arithmetic.
- * @param x         [in] input, N x C x [D x] H x W of dtype (desc.layout NHWC: N x [D x] H x W x
- * C).
+ * @param x         [in] input, N x C x [D x] H x W of dtype (desc.layout NHWC: channels last).
  * @param V         [out] transformed input tiles, alpha^nd x C x P of dtype.
  * @param relu      [in] where a ReLU is applied (mw_relu).
  * @param matrices  [in] NULL (specialised kernels) or the device array of Aᵀ, G, Bᵀ of dtype.
@@ -310,7 +309,7 @@ MW_API mw_status mw_input_transform(const mw_conv_desc* desc, mw_dtype dtype, co
  *                  arithmetic.
  * @param M         [in] Winograd-domain products, alpha^nd x K x P of dtype.
  * @param bias      [in] K values of dtype added to every output of their channel, or NULL.
- * @param y         [out] output, N x K x [Do x] Ho x Wo of dtype (desc.layout NHWC: N x ... x K).
+ * @param y         [out] output, N x K x [Do x] Ho x Wo of dtype (desc.layout NHWC: channels last).
  * @param matrices  [in] NULL (specialised kernels) or the device array of Aᵀ, G, Bᵀ of dtype.
  * @param stream    [in] the stream the kernels are enqueued on.
  * @return MW_STATUS_SUCCESS; MW_STATUS_INVALID_ARGUMENT for a bad descriptor, dtype or a NULL
@@ -364,8 +363,7 @@ MW_API mw_status mw_filter_transform_ex(const mw_conv_desc* desc, mw_dtype dtype
  * @param dtype     [in] MW_FLOAT32 or MW_FLOAT64: the type of x, matrices and the arithmetic.
  * @param v_dtype   [in] the type V is stored as: dtype, or MW_FLOAT16 / MW_BFLOAT16 with dtype
  *                  MW_FLOAT32.
- * @param x         [in] input, N x C x [D x] H x W of dtype (desc.layout NHWC: N x [D x] H x W x
- * C).
+ * @param x         [in] input, N x C x [D x] H x W of dtype (desc.layout NHWC: channels last).
  * @param V         [out] transformed input tiles, alpha^nd x C x P of v_dtype.
  * @param relu      [in] where a ReLU is applied (mw_relu).
  * @param matrices  [in] NULL (specialised kernels) or the device array of Aᵀ, G, Bᵀ of dtype.

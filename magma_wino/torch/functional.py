@@ -22,7 +22,7 @@ import torch
 
 from .._checks import as_padding
 from ..decompose import decompose
-from ..reference import tile_m
+from ..reference import tile_alpha
 from . import _ops
 
 __all__ = ["conv2d", "conv3d", "conv2d_winograd", "conv3d_winograd", "winograd_weight_shape"]
@@ -216,7 +216,7 @@ def tile_for(weight_positions: int, r: int | Sequence[int], nd: int) -> int:
     F(1, 1) on a one-tap axis of a rectangular filter) has prod(α_i) = ``weight_positions``."""
     rs = (r,) * nd if isinstance(r, int) else tuple(r)
     for m in range(1, max(2, weight_positions) + 1):
-        positions = math.prod(mi + ri - 1 for mi, ri in zip(tile_m(m, rs), rs))
+        positions = math.prod(tile_alpha(m, rs))
         if positions == weight_positions:
             return m
         if positions > weight_positions and positions > 1:
@@ -251,8 +251,7 @@ def winograd_weight_shape(in_channels: int, out_channels: int, kernel_size: _Int
     dec = decompose(nd, _tuple(kernel_size, nd, "kernel_size"), stride, 0, dilation, groups, rectangular=True)
     if in_channels % dec.groups:
         raise ValueError(f"in_channels = {in_channels} is not a multiple of groups = {dec.groups}")
-    Ls = dec.inner_kernel
-    positions = math.prod(mi + L - 1 for mi, L in zip(tile_m(_m_arg(m) or (4 if nd == 2 else 2), Ls), Ls))
+    positions = math.prod(tile_alpha(_m_arg(m) or (4 if nd == 2 else 2), dec.inner_kernel))
     return positions, int(out_channels), in_channels // dec.groups * dec.in_phases
 
 

@@ -190,7 +190,7 @@ class _WinogradDomainConvNd(nn.Module):
         self.m = self._default_m if m is None else F._m_arg(m)
         #: The tile of U: F(m_i, L_i) per axis of the (phase) filter L (the layer's own at stride 1).
         self.tile_m = _reference.tile_m(self.m, dec.inner_kernel)
-        self.alpha = tuple(mi + L - 1 for mi, L in zip(self.tile_m, dec.inner_kernel))
+        self.alpha = _reference.tile_alpha(self.m, dec.inner_kernel)
         if len(set(self.alpha)) == 1:
             self.alpha = self.alpha[0]
         self.relu = F._relu_arg(relu)
