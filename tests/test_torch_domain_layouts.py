@@ -167,6 +167,10 @@ def test_conv2d_winograd_reads_the_tile_of_a_rectangular_or_phase_filter_from_th
         F.conv2d_winograd(x, U2, None, 1, r=3, stride=2, relu="winograd")
     with pytest.raises(ValueError, match="r must be an int"):
         F.conv2d_winograd(x, U2, None, 1, r=(3, 0), stride=2)
+    with pytest.raises(ValueError, match="in_channels must be an int >= 1"):
+        F.winograd_weight_shape(0, 5, 3)
+    with pytest.raises(ValueError, match="in_channels = 6 is not a multiple of groups = 4"):
+        F.winograd_weight_shape(6, 8, 3, groups=4)
 
 
 def test_opcheck_conv_winograd_grouped_rectangular():

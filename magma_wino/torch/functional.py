@@ -248,6 +248,9 @@ def winograd_weight_shape(in_channels: int, out_channels: int, kernel_size: _Int
     """The shape of the Winograd-domain weight U of a layer: (positions, K, C'), with C' =
     C/groups times the input phases of a stride (:mod:`magma_wino.decompose`) and the positions
     those of the tile of its (phase) filter (``m`` None: 4 in 2D, 2 in 3D)."""
+    for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
     dec = decompose(nd, _tuple(kernel_size, nd, "kernel_size"), stride, 0, dilation, groups, rectangular=True)
     if in_channels % dec.groups:
         raise ValueError(f"in_channels = {in_channels} is not a multiple of groups = {dec.groups}")
