@@ -1,34 +1,35 @@
 // Block-sparse (BSR) x dense batched products on tensor cores: C[b] = A_bsr[b] · B[b], A[b] a
 // rows x cols matrix (K x C of a layer: the pruned U of Winograd position b) stored as dense
-// 16 x 8 blocks, B[b] cols x n (V[b], row-major), C[b] rows x n (M[b], row-major).
+// bm x 8 blocks, bm = 16 or 32, B[b] cols x n (V[b], row-major), C[b] rows x n (M[b], row-major).
 //
-// The format (BatchedBSR in magma_wino/sparse.py): R = ceil(rows / 16) block rows per position,
+// The format (BatchedBSR in magma_wino/sparse.py): R = ceil(rows / bm) block rows per position,
 // block column j covers A's columns [8j, 8j + 8);
 //   row_ptr  int32 batch x (R + 1): global offsets into the block arrays, chained as the CSR's
 //            (row_ptr[b, 0] = row_ptr[b - 1, R], the last = nblocks)
 //   col_idx  int32 nblocks: the block column of each stored block
-//   values   nblocks x 16 x 8 row-major blocks of the operand type (TcOperand<P>::Element);
+//   values   nblocks x bm x 8 row-major blocks of the operand type (TcOperand<P>::Element);
 //            entries outside the matrix are zero
 // Every element of C is written (block rows without blocks give zeros), nothing outside it.
 //
 // MAGMA's four layers:
-//   bsr_tc_batched_device<P, Cfg, VEC>  one thread block: the 16 x kN tile of C[b] of one block
+//   bsr_tc_batched_device<P, Cfg, VEC>  one thread block: the bm x kN tile of C[b] of one block
 //                                       row and kN columns of n, over that row's block list
 //   bsr_tc_batched_kernel<P, Cfg, VEC>  __global__: b = blockIdx.z, block row = blockIdx.y,
 //                                       column tile = blockIdx.x (+ chunk offsets)
 //   bsr_tc_batched_launch<P, Cfg, VEC>  host: grid (ceil(n / kN), R, batch), chunked at 65535
-//   bsr_tc_batched<P>                   host: configuration of the precision, copy width
+//   bsr_tc_batched<P>                   host: configuration of the precision and block height,
+//                                       copy width
 //
 // The tile is gemm_tc.cuh's: the stage layout (GemmTcLayout), the MMA step of each precision
 // (tc_detail::mac_stage: tf32 rounding, the 3xTF32 split, 16-bit, DMMA), the zero-filling copies
 // (stage_tile, copy_vector) and the epilogue (store_tile) are reused unchanged.  What differs is
 // what a stage holds: the k slice of a dense product is replaced by kSlots = kK / 8 consecutive
 // blocks t, t + 1, .. of the row's block list, gathered side by side:
-//   sA [16][kLdA]: columns [8s, 8s + 8) hold block t + s (its 16 x 8 values, contiguous in
+//   sA [bm][kLdA]: columns [8s, 8s + 8) hold block t + s (its bm x 8 values, contiguous in
 //                  memory: whole 16-byte vectors)
 //   sB [kK][kLdB]: rows [8s, 8s + 8) hold rows [8j, 8j + 8) x [col0, col0 + kN) of B[b], j the
 //                  block column of block t + s (the rows of V that block multiplies)
-// so a stage is a dense 16 x kK by kK x kN product and mac_stage multiplies it as it is.  For
+// so a stage is a dense bm x kK by kK x kN product and mac_stage multiplies it as it is.  For
 // the 16-bit m16n16k16 step this is the pairing of two blocks per k step (A columns 0-7 from
 // block t, 8-15 from block t + 1, B rows from their rows of V); for tf32 (m16n16k8) each block is
 // one k step; for fp64 (m8n8k4) a block is 2 x 2 fragments (two 8-row halves, two k steps).
@@ -48,6 +49,15 @@
 // per block row), a block column outside [0, ceil(cols / 8)) makes its slot a zero-filled one
 // (once per block per stage, where the stage is issued, not in the MMA loop).
 //
+// Block height (why 32 as well as 16).  Every element of V staged for a block feeds bm rows of
+// it, and a block's fixed costs (its column index, slot check, addresses, its share of the stage's
+// barriers and pipeline bookkeeping) are paid per block: with 16-row blocks a warp issues about
+// twice the dense kernel's instructions per MMA (the sm_90 SASS: 16.4 against 8.4 for tf32), so
+// a density d costs ~2d of the dense time.  32-row blocks give each warp a 32 x 32 tile, the
+// dense kernel's warp tile (fp64: four warps of 16 x 32, the 16-row kernel's warp tile, as its
+// registers would not hold 32 x 32 of doubles): each B fragment feeds two A fragments and the
+// per-block costs are spread over twice the MMAs.  The price is coarser pruning (docs/sparse.md).
+//
 // Row order: every thread block does one block row, and blocks are scheduled dynamically by the
 // hardware, so a long row never holds up the warps of shorter ones in the same block (the
 // imbalance Sputnik's row swizzle is for in the CSR kernel); only the tail of the grid would gain
@@ -64,17 +74,23 @@
 namespace mw {
 
 // A BSR tile configuration over a gemm_tc layout (Layout_: GemmTcConfig / GemmTcConfig16 /
-// GemmTcConfig64): kM = 16 rows (one block row), kN columns of n, kK = 8 * kSlots (the blocks
-// gathered per pipeline stage), warps side by side along n (kWarpsM = 1: every warp multiplies
-// the same 16 rows of A, against its own kN / kWarps columns of B).
+// GemmTcConfig64): kM = the block height (one block row: 16 or 32 rows), kN columns of n,
+// kK = 8 * kSlots (the blocks gathered per pipeline stage), kWarpsM x kWarpsN warps over the
+// kM x kN tile.
 template <typename Layout_>
 struct BsrTcConfig : Layout_ {
   using Layout = Layout_;
-  static constexpr int kBlockRows = 16, kBlockCols = 8;
+  static constexpr int kBlockRows = Layout::kM, kBlockCols = 8;
   static constexpr int kBlockElements = kBlockRows * kBlockCols;
   static constexpr int kSlots = Layout::kK / kBlockCols;  // blocks per stage
-  static_assert(Layout::kM == kBlockRows && Layout::kWarpsM == 1,
-                "a thread block computes one 16-row block row, warps split n");
+  // Threads per SM promised to ptxas: 512 -- 128 registers per thread, which the 16 x 32 warp
+  // tiles and the 16-bit and float64 32-row ones fit in -- or 384 for the float 32 x 32 warp
+  // tiles (170 registers: tf32x3's hi / lo fragments with element copies spill at 128 on sm_80).
+  // Neither limits residency below what shared memory allows anyway.
+  static constexpr int kMinBlocks =
+      (kBlockRows == 32 && Layout::kElementBytes == 4 ? 384 : 512) / Layout::kThreads;
+  static_assert(kBlockRows == 16 || kBlockRows == 32,
+                "a thread block computes one block row of 16 or 32 rows");
   static_assert(Layout::kK % kBlockCols == 0 && kSlots >= 1, "a stage holds whole blocks");
   static_assert(kBlockCols * Layout::kElementBytes % 16 == 0,
                 "a block row is whole 16-byte vectors");
@@ -100,11 +116,26 @@ using BsrTc16_16x64x16_16x32_s4 =
 using BsrTc64_16x64x16_16x32_s2 =
     BsrTcConfig<GemmTcConfig64<GemmShape<16, 64, 16>, GemmShape<16, 32, 16>, 2>>;
 
-template <TcPrecision P>
-using BsrTcDefaultConfig =
+// 32-row blocks: a 32 x 64 tile, two warps of 32 x 32 (float, 16-bit: the dense kernel's warp
+// tile) or four of 16 x 32 (float64), stages as above (float 3 x 7 KiB, 16-bit 4 x 3.75 KiB,
+// float64 2 x 13.5 KiB; the epilogue's 32 x 68 accumulators fit in them).
+using BsrTc_32x64x16_32x32_s3 =
+    BsrTcConfig<GemmTcConfig<GemmShape<32, 64, 16>, GemmShape<32, 32, 16>, 3>>;
+using BsrTc16_32x64x16_32x32_s4 =
+    BsrTcConfig<GemmTcConfig16<GemmShape<32, 64, 16>, GemmShape<32, 32, 16>, 4>>;
+using BsrTc64_32x64x16_16x32_s2 =
+    BsrTcConfig<GemmTcConfig64<GemmShape<32, 64, 16>, GemmShape<16, 32, 16>, 2>>;
+
+// The configuration of a precision (its element size) and block height.
+template <TcPrecision P, int BlockRows>
+using BsrTcDefaultConfig = std::conditional_t<
+    BlockRows == 16,
     std::conditional_t<sizeof(TcElement<P>) == 4, BsrTc_16x64x16_16x32_s3,
                        std::conditional_t<sizeof(TcElement<P>) == 2, BsrTc16_16x64x16_16x32_s4,
-                                          BsrTc64_16x64x16_16x32_s2>>;
+                                          BsrTc64_16x64x16_16x32_s2>>,
+    std::conditional_t<sizeof(TcElement<P>) == 4, BsrTc_32x64x16_32x32_s3,
+                       std::conditional_t<sizeof(TcElement<P>) == 2, BsrTc16_32x64x16_32x32_s4,
+                                          BsrTc64_32x64x16_16x32_s2>>>;
 
 namespace tc_detail {
 
@@ -151,8 +182,9 @@ __device__ __forceinline__ void bsr_load_stage(E* stage, const E* __restrict__ v
 
 }  // namespace tc_detail
 
-// The 16 x kN tile of C[b] at (16 * block_row, col0): C rows [row0, row0 + 16) = the blocks
-// [begin, end) of the list (already clamped into [0, nblocks]) times the rows of B they select.
+// The bm x kN tile of C[b] at (bm * block_row, col0), bm = kBlockRows: C rows [row0, row0 + bm) =
+// the blocks [begin, end) of the list (already clamped into [0, nblocks]) times the rows of B
+// they select.
 template <TcPrecision P, typename Cfg, int VEC>
 __device__ __forceinline__ void bsr_tc_batched_device(int rows, int cols, int n, int col_blocks,
                                                       const int32_t* __restrict__ col_idx,
@@ -170,7 +202,8 @@ __device__ __forceinline__ void bsr_tc_batched_device(int rows, int cols, int n,
                 "the configuration is for this instruction shape");
   constexpr int kSlots = Cfg::kSlots;
   E* stages = static_cast<E*>(smem);
-  const int warp_n = static_cast<int>(threadIdx.x) / 32;  // kWarpsM = 1
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const int warp_m = warp / Cfg::kWarpsN, warp_n = warp % Cfg::kWarpsN;
   const int tiles_k = (end - begin + kSlots - 1) / kSlots;
 
   FragC<P> acc[Cfg::kFragsM][Cfg::kFragsN];
@@ -213,24 +246,19 @@ __device__ __forceinline__ void bsr_tc_batched_device(int rows, int cols, int n,
     __pipeline_commit();
     __pipeline_wait_prior(Cfg::kStages - 1);
     __syncthreads();
-    mac_stage<P, Cfg>(stages + (t % Cfg::kStages) * Cfg::kStageElements, 0, warp_n, acc);
+    mac_stage<P, Cfg>(stages + (t % Cfg::kStages) * Cfg::kStageElements, warp_m, warp_n, acc);
     __syncthreads();
   }
   __pipeline_wait_prior(0);
   __syncthreads();
 
-  store_tile<P, Cfg>(acc, smem, C, rows, n, row0, col0, 0, warp_n);
+  store_tile<P, Cfg>(acc, smem, C, rows, n, row0, col0, warp_m, warp_n);
 }
-
-// Resident blocks per SM promised to ptxas: 8 blocks of 64 threads leave up to 128 registers per
-// thread, far above what a 16 x 32 warp tile needs (no spills), and do not limit residency below
-// what shared memory allows anyway.
-constexpr int kBsrTcMinBlocks = 8;
 
 // One thread block: position b = blockIdx.z + batch_offset, block row blockIdx.y + row_offset,
 // columns [kN * blockIdx.x, + kN).  The row's block range is clamped into [0, nblocks] here, once.
 template <TcPrecision P, typename Cfg, int VEC>
-__global__ void __launch_bounds__(Cfg::kThreads, kBsrTcMinBlocks)
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     bsr_tc_batched_kernel(int rows, int cols, int n, int row_blocks, int col_blocks,
                           const int32_t* __restrict__ row_ptr, const int32_t* __restrict__ col_idx,
                           const TcElement<P>* __restrict__ values, int nblocks,
@@ -276,15 +304,16 @@ cudaError_t bsr_tc_batched_launch(int batch, int rows, int cols, int n, const in
   return cudaSuccess;
 }
 
-// C[b] = A_bsr[b] · B[b] for every b in precision P.  The copy width: 16-byte cp.async when the
-// values and B are 16-byte aligned and n is a multiple of 16 bytes of elements (every row of B
-// then starts 16-byte aligned; a block's rows are 16-byte multiples anyway), else one element per
-// copy (4- / 8-byte cp.async, plain loads for 16-bit), as gemm_tc_batched chooses.
-template <TcPrecision P>
-cudaError_t bsr_tc_batched(int batch, int rows, int cols, int n, const int32_t* row_ptr,
-                           const int32_t* col_idx, const TcElement<P>* values, int nblocks,
-                           const TcElement<P>* B, TcAccumulator<P>* C, cudaStream_t stream) {
-  using Cfg = BsrTcDefaultConfig<P>;
+// C[b] = A_bsr[b] · B[b] for every b in precision P, blocks of BlockRows x 8.  The copy width:
+// 16-byte cp.async when the values and B are 16-byte aligned and n is a multiple of 16 bytes of
+// elements (every row of B then starts 16-byte aligned; a block's rows are 16-byte multiples
+// anyway), else one element per copy (4- / 8-byte cp.async, plain loads for 16-bit), as
+// gemm_tc_batched chooses.
+template <TcPrecision P, int BlockRows>
+cudaError_t bsr_tc_batched_rows(int batch, int rows, int cols, int n, const int32_t* row_ptr,
+                                const int32_t* col_idx, const TcElement<P>* values, int nblocks,
+                                const TcElement<P>* B, TcAccumulator<P>* C, cudaStream_t stream) {
+  using Cfg = BsrTcDefaultConfig<P, BlockRows>;
   constexpr int kVec = Cfg::kVec16;
   const bool aligned = n % kVec == 0 && reinterpret_cast<uintptr_t>(B) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(values) % 16 == 0;
@@ -293,6 +322,19 @@ cudaError_t bsr_tc_batched(int batch, int rows, int cols, int n, const int32_t* 
                                                nblocks, B, C, stream);
   return bsr_tc_batched_launch<P, Cfg, 1>(batch, rows, cols, n, row_ptr, col_idx, values, nblocks,
                                           B, C, stream);
+}
+
+// The dispatcher: block_rows 16 or 32 (the caller has checked it).
+template <TcPrecision P>
+cudaError_t bsr_tc_batched(int batch, int rows, int cols, int n, int block_rows,
+                           const int32_t* row_ptr, const int32_t* col_idx,
+                           const TcElement<P>* values, int nblocks, const TcElement<P>* B,
+                           TcAccumulator<P>* C, cudaStream_t stream) {
+  if (block_rows == 32)
+    return bsr_tc_batched_rows<P, 32>(batch, rows, cols, n, row_ptr, col_idx, values, nblocks, B, C,
+                                      stream);
+  return bsr_tc_batched_rows<P, 16>(batch, rows, cols, n, row_ptr, col_idx, values, nblocks, B, C,
+                                    stream);
 }
 
 }  // namespace mw

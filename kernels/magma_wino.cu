@@ -910,7 +910,7 @@ mw_status mw_spmm_batched(mw_dtype dtype, int64_t batch, int64_t rows, int64_t c
 }
 
 // Block-sparse product on tensor cores (bsr_tc_batched.cuh): the tensor-core precisions only,
-// 16 x 8 blocks only; the arrays checked as mw_spmm_batched_ex's and aligned as
+// 16 x 8 or 32 x 8 blocks; the arrays checked as mw_spmm_batched_ex's and aligned as
 // mw_gemm_batched_ex_ws's operands.
 mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, int64_t rows,
                          int64_t cols, int64_t n, int32_t block_rows, int32_t block_cols,
@@ -926,10 +926,10 @@ mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, 
     return fail(MW_STATUS_UNSUPPORTED,
                 "mw_bsr_batched with MW_PRECISION_FP64 needs float64 tensor cores (DMMA, compute "
                 "capability 8.0 or newer)");
-  if (block_rows != 16 || block_cols != 8)
+  if ((block_rows != 16 && block_rows != 32) || block_cols != 8)
     return fail(MW_STATUS_UNSUPPORTED,
-                "block shape %d x %d: mw_bsr_batched supports 16 x 8 blocks (block_rows = 16, "
-                "block_cols = 8) only",
+                "block shape %d x %d: mw_bsr_batched supports 16 x 8 and 32 x 8 blocks "
+                "(block_rows = 16 or 32, block_cols = 8) only",
                 int(block_rows), int(block_cols));
   if (batch < 1 || rows < 1 || cols < 1 || n < 1)
     return fail(MW_STATUS_INVALID_ARGUMENT,
@@ -941,9 +941,10 @@ mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, 
       (nblocks > 0 && (col_idx == nullptr || values == nullptr)))
     return fail(MW_STATUS_INVALID_ARGUMENT,
                 "row_ptr, B, C (and col_idx, values when nblocks > 0) must not be NULL");
-  const long long row_blocks = rows / 16 + (rows % 16 != 0);  // no overflow near INT64_MAX
+  const long long row_blocks =
+      rows / block_rows + (rows % block_rows != 0);  // no overflow near INT64_MAX
   if (!fits(batch, cols, n) || !fits(batch, rows, n) || !fits(batch, row_blocks + 1) ||
-      !fits(nblocks, 16 * 8))
+      !fits(nblocks, block_rows * 8))
     return fail(MW_STATUS_UNSUPPORTED,
                 "block-sparse batched product too large: arrays of 2^31 or more elements");
   const bool half = precision == MW_PRECISION_BF16 || precision == MW_PRECISION_FP16;
@@ -961,27 +962,27 @@ mw_status mw_bsr_batched(mw_dtype dtype, mw_precision precision, int64_t batch, 
   switch (precision) {
     case MW_PRECISION_TF32:
       err = mw::bsr_tc_batched<mw::TcPrecision::kTf32>(
-          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const float*>(values), nb,
+          bt, rr, cc, nn, block_rows, row_ptr, col_idx, static_cast<const float*>(values), nb,
           static_cast<const float*>(B), static_cast<float*>(C), s);
       break;
     case MW_PRECISION_TF32X3:
       err = mw::bsr_tc_batched<mw::TcPrecision::kTf32x3>(
-          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const float*>(values), nb,
+          bt, rr, cc, nn, block_rows, row_ptr, col_idx, static_cast<const float*>(values), nb,
           static_cast<const float*>(B), static_cast<float*>(C), s);
       break;
     case MW_PRECISION_FP16:
       err = mw::bsr_tc_batched<mw::TcPrecision::kFp16>(
-          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const __half*>(values), nb,
+          bt, rr, cc, nn, block_rows, row_ptr, col_idx, static_cast<const __half*>(values), nb,
           static_cast<const __half*>(B), static_cast<float*>(C), s);
       break;
     case MW_PRECISION_BF16:
       err = mw::bsr_tc_batched<mw::TcPrecision::kBf16>(
-          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const __nv_bfloat16*>(values), nb,
-          static_cast<const __nv_bfloat16*>(B), static_cast<float*>(C), s);
+          bt, rr, cc, nn, block_rows, row_ptr, col_idx, static_cast<const __nv_bfloat16*>(values),
+          nb, static_cast<const __nv_bfloat16*>(B), static_cast<float*>(C), s);
       break;
     default:  // MW_PRECISION_FP64 on DMMA
       err = mw::bsr_tc_batched<mw::TcPrecision::kFp64>(
-          bt, rr, cc, nn, row_ptr, col_idx, static_cast<const double*>(values), nb,
+          bt, rr, cc, nn, block_rows, row_ptr, col_idx, static_cast<const double*>(values), nb,
           static_cast<const double*>(B), static_cast<double*>(C), s);
       break;
   }

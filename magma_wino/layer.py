@@ -31,7 +31,7 @@ from . import _backend, _checks, pruning, reference
 from . import precision as _precision
 from .backward import BackwardMixin, Gradients, _pattern
 from .errors import UnsupportedError
-from .sparse import BSR_BLOCK, BatchedBSR, BatchedCSR
+from .sparse import BSR_BLOCK, BSR_BLOCKS, BatchedBSR, BatchedCSR
 from .sparse24 import Batched24
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "Gradients", "PRODUCTS", "STRUCTURES"]
@@ -531,7 +531,8 @@ class _WinogradConvNd(BackwardMixin):
         ``relu="winograd"`` makes it the Winograd-ReLU layer.
 
         ``structure``: None (unstructured sparsity: the batched CSR product) or "block": U
-        kept or dropped in blocks of ``block`` = (16, 8) output × input channels (``prune``
+        kept or dropped in blocks of ``block`` = (16, 8) or (32, 8) output × input channels
+        (32-row blocks: coarser pruning, fewer instructions per tensor-core MMA; ``prune``
         prunes by block norm, :func:`magma_wino.pruning.prune_winograd_blocks`; a ``mask`` or
         U's nonzeros are covered by the blocks that hold them), the product on tensor cores in
         the plan's precision (kernels/bsr_tc_batched.cuh; precision "fp32" runs the CSR one);
@@ -597,8 +598,9 @@ class _WinogradConvNd(BackwardMixin):
         if structure != "block" and block != BSR_BLOCK:
             raise ValueError(f"block={block!r} applies to structure='block' only (structure={structure!r})")
         if structure == "block":
-            if tuple(block) != BSR_BLOCK:
-                raise UnsupportedError(f"block={tuple(block)!r}: the block-sparse kernel runs blocks of {BSR_BLOCK} "
+            if tuple(block) not in BSR_BLOCKS:
+                shapes = " or ".join(map(str, BSR_BLOCKS))
+                raise UnsupportedError(f"block={tuple(block)!r}: the block-sparse kernel runs blocks of {shapes} "
                                        f"(output × input channels)", detail="block shape")
             if csr is not None:
                 raise ValueError("structure='block' builds its blocks from dense U (with mask or prune), not from csr")
@@ -739,9 +741,11 @@ class _WinogradConvNd(BackwardMixin):
             from . import perfmodel  # noqa: PLC0415
 
             cap = getattr(self._engine, "capability", None)
+            bsr = getattr(self, "_bsr", None)
             return perfmodel.choose_product(self.K, self.C, self._tm, self.r, self.precision, density,
                                             structured, ndim=self.ndim, groups=self.groups,
-                                            gpu_key="a100" if cap is not None and cap[0] == 8 else "h200")
+                                            gpu_key="a100" if cap is not None and cap[0] == 8 else "h200",
+                                            block_rows=bsr.block[0] if bsr is not None else 16)
         return structured if sparse else "dense"
 
     def _placed_csr(self, csr: BatchedCSR) -> BatchedCSR:

@@ -274,19 +274,27 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #:   - fp64 (GemmTc64_64x64x16_32x32_s2, VEC 2 = 16-byte cp.async, 1 = 8-byte):
 #:     64 DMMA.884 (512 FLOP each) per 16-deep slice, 349 instructions;
 #: * bsr (kernels/bsr_tc_batched.cuh, key precision, 16-byte copies) = one pipeline stage of two
-#:   kept 16 x 8 blocks per warp (warp tile 16 x 32): tf32 16 HMMA.1684 in 262 instructions
+#:   kept 16 x 8 blocks per warp (warp tile 16 x 32): tf32 16 HMMA.1684 in 264 instructions
 #:   (its fragment loads, as gemm_tc's, generic LD.E in "other"), tf32x3 48, fp16 / bf16 4
 #:   HMMA.16816, fp64 32 DMMA.884;
+#: * bsr32 (the same kernel in 32 x 8 blocks) = one stage of two kept 32 x 8 blocks per warp (warp
+#:   tile 32 x 32; fp64 16 x 32 of four warps): tf32 32 HMMA in 334 instructions (10.4 per HMMA,
+#:   the 16-row tile 16.5, the dense tile 8.4), tf32x3 96 in 584, fp16 / bf16 8, fp64 32 DMMA;
 #: * sp24 (kernels/sp24_tc_batched.cuh, key precision, 16-byte copies of B) = one pipeline stage
 #:   per warp (warp tile 32 x 32): fp16 / bf16 64 dense k, 32 HMMA.SP.16816 in 219 instructions
 #:   (B by 8 LDSM.16.MT88.4 in "other"); tf32 32 k, 32 HMMA.SP.1688 in 325 (96 of them the
 #:   __float_to_tf32 expansion); tf32x3 96 HMMA.SP in 638.
 SASS_SM90: dict[tuple, dict[str, int]] = {
     ('bsr', 'bf16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 117},
-    ('bsr', 'fp16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 90},
-    ('bsr', 'fp64'): {'DMMA': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 20, 'BAR': 2, 'other': 260},
-    ('bsr', 'tf32'): {'HMMA': 16, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 229},
-    ('bsr', 'tf32x3'): {'HMMA': 48, 'FADD': 24, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 340},
+    ('bsr', 'fp16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 93},
+    ('bsr', 'fp64'): {'DMMA': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 20, 'BAR': 2, 'other': 265},
+    ('bsr', 'tf32'): {'HMMA': 16, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 231},
+    ('bsr', 'tf32x3'): {'HMMA': 48, 'FADD': 24, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 10, 'BAR': 2, 'other': 343},
+    ('bsr32', 'bf16'): {'HMMA': 8, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 122},
+    ('bsr32', 'fp16'): {'HMMA': 8, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 97},
+    ('bsr32', 'fp64'): {'DMMA': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 12, 'BAR': 2, 'other': 196},
+    ('bsr32', 'tf32'): {'HMMA': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 12, 'BAR': 2, 'other': 283},
+    ('bsr32', 'tf32x3'): {'HMMA': 96, 'FADD': 32, 'LDS.32': 3, 'LDG.32': 2, 'LDGSTS': 12, 'BAR': 2, 'other': 437},
     ('gemm', 'float32', '128x128', 4): {'FFMA': 512, 'LDS.32': 3, 'LDS.128': 32, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 56},
     ('gemm', 'float32', '16x32', 1): {'FFMA': 32, 'LDS.32': 6, 'LDS.64': 16, 'LDGSTS': 12, 'BAR': 1, 'other': 87},
     ('gemm', 'float32', '16x32', 4): {'FFMA': 32, 'LDS.32': 3, 'LDS.64': 16, 'LDG.128': 1, 'LDGSTS': 2, 'STS.32': 4, 'BAR': 1, 'other': 66},
@@ -537,11 +545,14 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
 
 
 def _sparse_tc_key(kernel: str) -> tuple[str, str] | None:
-    """("bsr", mode) / ("sp24", mode) of a kernel report's bsr_tc_batched_kernel /
-    sp24_tc_kernel row with 16-byte copies (the path the model takes), else None."""
+    """("bsr", mode) / ("bsr32", mode) / ("sp24", mode) of a kernel report's
+    bsr_tc_batched_kernel (16- / 32-row blocks) / sp24_tc_kernel row with 16-byte copies (the
+    path the model takes), else None."""
     for name, family in (("bsr_tc_batched_kernel<", "bsr"), ("sp24_tc_kernel<", "sp24")):
         if name not in kernel:
             continue
+        if family == "bsr" and re.search(r"BsrTcConfig<GemmTcConfig(?:16|64)?<GemmShape<32,", kernel):
+            family = "bsr32"
         head = kernel.split("<", 1)[1].split(",", 1)[0].strip()
         prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16", "kFp64": "fp64",
                 "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3", "(TcPrecision)2": "bf16",
@@ -702,20 +713,27 @@ HMMA_SP_SHAPE = {"fp16": (16, 8, 16), "bf16": (16, 8, 16), "tf32": (16, 8, 8), "
 #: loads, the metadata), where no SASS mix is given -- a stated assumption.
 SP24_MIX_SCALE = 0.75
 
-#: kernels/bsr_tc_batched.cuh's tile (BsrTc*_16x64x16_16x32): one 16-row block row x BSR_TILE_N
-#: tiles per thread block, BSR_WARPS warps of 16 x 32 side by side along n, BSR_SLOTS kept
-#: 16 x 8 blocks gathered per pipeline stage.
+#: kernels/bsr_tc_batched.cuh's tiles by block height bm (BsrTc*_16x64x16_16x32,
+#: BsrTc*_32x64x16_32x32 / BsrTc64_32x64x16_16x32): one bm-row block row x BSR_TILE_N tiles per
+#: thread block, BSR_WARPS[bm] warps (float64 at bm = 32: four of 16 x 32, else warps of bm x 32
+#: side by side along n), BSR_SLOTS kept bm x 8 blocks gathered per pipeline stage.
 BSR_TILE_N = 64
-BSR_WARPS = 2
+BSR_ROWS = (16, 32)
+BSR_WARPS = {16: 2, 32: 2}
+BSR_WARPS_FP64 = {16: 2, 32: 4}
 BSR_SLOTS = 2
-#: Resident thread blocks per SM (64 threads each) by mode, 16-byte copies: the kernel report's
-#: sm_90 occupancy (registers bind: tf32 / tf32x3 96, fp16 59, bf16 68, fp64 126 per thread).
-BSR_BLOCKS_PER_SM = {"tf32": 10, "tf32x3": 10, "fp16": 16, "bf16": 14, "fp64": 8}
+#: Resident thread blocks per SM by (block height, mode), 16-byte copies: the kernel report's
+#: sm_90 occupancy (registers bind; 16-row, 64 threads: tf32 / tf32x3 96, fp16 61, bf16 68, fp64
+#: 126 per thread; 32-row: tf32 / tf32x3 126-128, fp16 79, bf16 88 with 64 threads, fp64 126 with
+#: 128).
+BSR_BLOCKS_PER_SM = {16: {"tf32": 10, "tf32x3": 10, "fp16": 16, "bf16": 14, "fp64": 8},
+                     32: {"tf32": 8, "tf32x3": 8, "fp16": 12, "bf16": 11, "fp64": 4}}
 
 
 #: MMA instructions per warp per kept 16 x 8 block of the block-sparse kernel (warp tile 16 x 32:
 #: tf32 m16n8k4 1 x 4 x 2; tf32x3 three times; 16-bit m16n8k16 four per two blocks; DMMA.884
-#: 2 x 4 x 2): the projection's, where no SASS mix is given.
+#: 2 x 4 x 2), twice as many per 32 x 8 block (32 x 32 warp tiles; fp64 two warps of 16 x 32
+#: along m): the projection's, where no SASS mix is given.
 BSR_MMA_PER_BLOCK = {"tf32": 8, "tf32x3": 24, "bf16": 2, "fp16": 2, "fp64": 16}
 #: Instructions per kept block besides the MMAs and the dense kernel's per-MMA overhead (the
 #: block column index, its row and address arithmetic, the stage's copies and barrier): a
@@ -723,43 +741,54 @@ BSR_MMA_PER_BLOCK = {"tf32": 8, "tf32x3": 24, "bf16": 2, "fp16": 2, "fp64": 16}
 BSR_BLOCK_OVERHEAD = 24
 
 
-def bsr_mix(precision: str, sass: dict | None = None) -> KernelMix:
-    """Per warp per kept block of the block-sparse tensor-core kernel: the SASS mix of one
-    pipeline stage (given or built in, key ("bsr", precision); 16-byte copies) over its
+def bsr_warps(precision: str, block_rows: int = 16) -> int:
+    """Warps per thread block of the block-sparse kernel of this block height."""
+    if block_rows not in BSR_ROWS:
+        raise ValueError(f"block_rows must be one of {BSR_ROWS} (the kernel's block heights), got {block_rows!r}")
+    return (BSR_WARPS_FP64 if precision == "fp64" else BSR_WARPS)[block_rows]
+
+
+def bsr_mix(precision: str, sass: dict | None = None, block_rows: int = 16) -> KernelMix:
+    """Per warp per kept block of the block-sparse tensor-core kernel with blocks of
+    ``block_rows`` x 8: the SASS mix of one pipeline stage (given or built in, key ("bsr",
+    precision) for 16 rows, ("bsr32", precision) for 32; 16-byte copies) over its
     :data:`BSR_SLOTS` blocks, else a projection from the dense kernel's mix per MMA
     (:func:`tc_mix`, 16-byte copies) plus :data:`BSR_BLOCK_OVERHEAD`."""
-    key = ("bsr", precision)
+    warps = bsr_warps(precision, block_rows)
+    key = ("bsr", precision) if block_rows == 16 else (f"bsr{block_rows}", precision)
     given = (sass or {}).get(key)
     s = OPERAND_BYTES[precision]
     # the stage's copies (A block and its bk x BSR_TILE_N slab of V, split over the warps) and the
-    # warp's fragment loads (A block, bk x 32 of V) in 128-byte wavefronts
-    stage = (16 * 8 + 8 * BSR_TILE_N) * s / BSR_WARPS / 128
-    frags = (16 * 8 + 8 * (BSR_TILE_N // BSR_WARPS)) * s / 128
+    # warp's fragment loads (its rows of the A block, bk x its columns of V) in 128-byte wavefronts
+    wrows = 16 if precision == "fp64" else block_rows  # the warp tile: wrows x 32 in every configuration
+    wcols = 32
+    stage = (block_rows * 8 + 8 * BSR_TILE_N) * s / warps / 128
+    frags = (wrows * 8 + 8 * wcols) * s / 128
     if given or key in SASS_SM90:
         mix = given or SASS_SM90[key]
         base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})
         return KernelMix((mix.get("HMMA", 0) + mix.get("DMMA", 0)) / BSR_SLOTS, sum(mix.values()) / BSR_SLOTS,
                          base.l1_wavefronts / BSR_SLOTS + stage + frags, "SASS (given)" if given else "SASS sm_90")
     dense = tc_mix(precision, 16 // s)
-    mma = BSR_MMA_PER_BLOCK[precision]
+    mma = BSR_MMA_PER_BLOCK[precision] * (block_rows // 16) * 2 // warps  # a block's MMAs over the warps
     insns = mma * dense.insns / dense.fma + BSR_BLOCK_OVERHEAD
     return KernelMix(mma, insns, stage + frags, "projection (dense kernel's mix per MMA + block overhead)")
 
 
 def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density: float, s_op: int,
-                   v_bytes: float, m_bytes: float, sass: dict | None) -> PhaseEstimate:
+                   v_bytes: float, m_bytes: float, sass: dict | None, block_rows: int = 16) -> PhaseEstimate:
     """The block-sparse tensor-core product (:func:`estimate_product`, product "block")."""
     if prec not in TC_PEAK:
         raise ValueError(f"the block-sparse product is a tensor-core one; precision {prec!r} has none")
-    bm, bk = 16, 8
+    bm, bk = block_rows, 8
     R, CB = math.ceil(K / bm), math.ceil(C / bk)
     nblocks = density * pos * R * CB
     ntiles = math.ceil(P / BSR_TILE_N)
-    mix = bsr_mix(prec, sass)
+    mix = bsr_mix(prec, sass, bm)
     clk = g.clock_ghz * 1e9
     grid = pos * R * ntiles
-    eff = _waves(grid, BSR_BLOCKS_PER_SM[prec], g.sms)
-    warp_iters = nblocks * ntiles * BSR_WARPS
+    eff = _waves(grid, BSR_BLOCKS_PER_SM[bm][prec], g.sms)
+    warp_iters = nblocks * ntiles * bsr_warps(prec, bm)
     used = 1.0 - (1.0 - density) ** R if density > 0 else 0.0  # V rows some kept block needs
     dram = nblocks * (bm * bk * s_op + 4) + pos * (R + 1) * 4 + used * v_bytes + m_bytes
     tiled = nblocks * ntiles * bm * bk * s_op + nblocks * bk * P * s_op + m_bytes
@@ -768,7 +797,7 @@ def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density:
               "tensor core": warp_iters * mix.fma * 2 * hm * hn * hk / g.peak(TC_PEAK[prec]) / eff,
               "shared memory": warp_iters * mix.l1_wavefronts / (g.sms * clk) / eff,
               "issue": warp_iters * mix.insns / (g.issue_per_clk * g.sms * clk) / eff}
-    return PhaseEstimate("product", f"bsr_tc_batched 16x{BSR_TILE_N} {prec}",
+    return PhaseEstimate("product", f"bsr_tc_batched {bm}x{BSR_TILE_N} {prec}",
                          2.0 * pos * K * C * P * density, dram, tiled, bounds, eff, mix.source,
                          hypothetical=mix.source.startswith("projection"))
 
@@ -830,14 +859,16 @@ def _sp24_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, s_op: int
 
 def estimate_product(pos: int, K: int, C: int, P: int, precision: str, density: float = 1.0,
                      product: str = "dense", gpu_key: str | GPU = "h200", sass: dict | None = None,
-                     splits: int = 1, csr_blocks_per_sm: int = SPMM_BLOCKS_PER_SM) -> PhaseEstimate:
+                     splits: int = 1, csr_blocks_per_sm: int = SPMM_BLOCKS_PER_SM,
+                     block_rows: int = 16) -> PhaseEstimate:
     """The product phase M[b] = U[b] · V[b] for ``pos`` positions (K x C times C x P).
 
     ``product``: "dense" (tensor cores in the tensor-core modes, else the SIMT GEMM; ``splits``
     > 1 splits its k loop: s partial M written, the extra (s - 1) M charged to HBM), "csr" (the
     CSR kernel at ``density``, SIMT float32 / float64 whatever the mode; ``csr_blocks_per_sm``
     its occupancy), "block" (the block-sparse tensor-core kernel with a fraction ``density`` of
-    its 16 x 8 blocks kept) or "2:4" (sparse tensor cores; the density is 0.5 by construction)."""
+    its ``block_rows`` x 8 blocks kept, ``block_rows`` 16 or 32) or "2:4" (sparse tensor cores;
+    the density is 0.5 by construction)."""
     g = gpu(gpu_key)
     prec = mode(precision)
     if product not in PRODUCTS:
@@ -853,7 +884,7 @@ def estimate_product(pos: int, K: int, C: int, P: int, precision: str, density: 
     v_bytes, m_bytes = pos * C * P * s_op, pos * K * P * s
     flops = 2.0 * pos * K * C * P * density
     if product == "block":
-        return _block_product(g, prec, pos, K, C, P, density, s_op, v_bytes, m_bytes, sass)
+        return _block_product(g, prec, pos, K, C, P, density, s_op, v_bytes, m_bytes, sass, block_rows)
     if product == "2:4":
         return _sp24_product(g, prec, pos, K, C, P, s_op, v_bytes, m_bytes, sass)
 
@@ -1399,11 +1430,11 @@ CHOICE_TILES = 4096
 
 def choose_product(K: int, C: int, m: int | tuple[int, ...] = 4, r: int | tuple[int, ...] = 3, precision: str = "tf32", density: float = 1.0,
                    structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
-                   tiles: int = CHOICE_TILES, groups: int = 1) -> str:
+                   tiles: int = CHOICE_TILES, groups: int = 1, block_rows: int = 16) -> str:
     """``structured`` ("csr", "block" or "2:4") when :func:`estimate_product` estimates it faster than
     the dense product of the same precision for a K x C layer of F(m, r) (or a rectangular tile:
     ``m``, ``r`` tuples, one entry per axis) in ``ndim`` D at
-    ``density`` (for "block": the fraction of kept 16 x 8 blocks) and ``tiles`` tiles, else
+    ``density`` (for "block": the fraction of kept ``block_rows`` x 8 blocks) and ``tiles`` tiles, else
     "dense".  ``groups``: a grouped layer (K, C its whole channel counts), whose products are
     the positions x groups block-diagonal (K/groups) x (C/groups) ones.  An ESTIMATE-based
     choice, as :func:`choose_algorithm` is."""
@@ -1422,7 +1453,7 @@ def choose_product(K: int, C: int, m: int | tuple[int, ...] = 4, r: int | tuple[
         raise ValueError(f"groups must be an int >= 1 dividing K = {K} and C = {C}, got {groups!r}")
     pos, K, C = pos * groups, K // groups, C // groups
     dense = estimate_product(pos, K, C, tiles, prec, 1.0, "dense", gpu_key)
-    sparse = estimate_product(pos, K, C, tiles, prec, density, structured, gpu_key)
+    sparse = estimate_product(pos, K, C, tiles, prec, density, structured, gpu_key, block_rows=block_rows)
     return structured if sparse.seconds < dense.seconds else "dense"
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from . import _backend
 from .errors import BackendUnavailableError
 
-__all__ = ["BatchedCSR", "BatchedBSR", "BSR_BLOCK", "array_module", "INT32_MAX"]
+__all__ = ["BatchedCSR", "BatchedBSR", "BSR_BLOCK", "BSR_BLOCKS", "array_module", "INT32_MAX"]
 
 #: Largest nnz (and any offset) the int32 index arrays can hold.
 INT32_MAX = 2**31 - 1
@@ -455,9 +455,13 @@ class BatchedCSR(_RowPointerArrays):
 
 
 
-#: The block shape of :class:`BatchedBSR` the tensor-core kernel runs (kernels/bsr_tc_batched.cuh):
-#: 16 output channels × 8 input channels, the A operand of one m16n16k8 TF32 step.
+#: The default block shape of :class:`BatchedBSR` (kernels/bsr_tc_batched.cuh): 16 output
+#: channels × 8 input channels, the A operand of one m16n16k8 TF32 step.
 BSR_BLOCK = (16, 8)
+#: Every block shape the tensor-core kernel runs: (16, 8), and (32, 8) -- 32 output channels, a
+#: warp's rows: each staged row of V then feeds 32 rows and a block's fixed costs are spread over
+#: twice the MMAs (fewer instructions per MMA, coarser pruning).
+BSR_BLOCKS = ((16, 8), (32, 8))
 
 #: Value dtypes of a :class:`BatchedBSR` by its ``storage``: the operand type of the product.
 _BSR_STORAGE = {None: (np.float32, np.float64), "fp16": (np.float16,), "bf16": (np.uint16,)}

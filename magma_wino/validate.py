@@ -54,10 +54,13 @@ SPECIALIZED_3D = [(2, 3), (4, 3)]
 DENSITIES = [1.0, 0.5, 0.25, 0.1, 0.05, 0.0]
 #: The Winograd-domain variants (U is the parameter) and, of them, the structured ones: their
 #: ``from_winograd(structure=...)`` and the product they must run.
-STRUCTURES = {"winograd_block": "block", "winograd_2:4": "2:4"}
-_STRUCTURED_PRODUCT = {"winograd_block": "block", "winograd_2:4": "2:4"}
+STRUCTURES = {"winograd_block": "block", "winograd_block32": "block", "winograd_2:4": "2:4"}
+_STRUCTURED_PRODUCT = dict(STRUCTURES)
+#: The block shape of each block-sparse variant (the kernel's two block heights).
+_STRUCTURE_BLOCK = {"winograd_block": (16, 8), "winograd_block32": (32, 8)}
 #: The modes whose kernels run them (tensor cores; sparse tensor cores).
 _STRUCTURE_MODES = {"winograd_block": ("tf32x3", "tf32", "fp16", "bf16", "fp64"),
+                    "winograd_block32": ("tf32x3", "tf32", "fp16", "bf16", "fp64"),
                     "winograd_2:4": ("tf32x3", "tf32", "fp16", "bf16")}
 WINOGRAD_VARIANTS = ("winograd", "winograd_relu", *STRUCTURES)
 
@@ -75,7 +78,8 @@ class Case:
     size: tuple[int, ...]
     padding: int
     dtype: str = "float32"
-    variant: str = "dense"  # dense | generic | spatial | winograd | winograd_relu | winograd_block | winograd_2:4
+    # dense | generic | spatial | winograd | winograd_relu | winograd_block | winograd_block32 | winograd_2:4
+    variant: str = "dense"
     density: float = 1.0
     seed: int = 0
     precision: str = "auto"  # requested; the plan resolves it (Result.precision)
@@ -238,8 +242,9 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
                 add(group="fused edges", m=m, r=3, N=N, C=C, K=K, size=size, padding=pad, precision="tf32x3",
                     fused=True)
     # Structured sparsity on tensor cores (docs/sparse.md): block-sparse U at densities 1 -> 0 (empty
-    # blocks, rows and positions) and 2:4 U, in every tensor-core mode that applies, on shapes off
-    # the 16 x 8 blocks, the 64-wide tiles and the k steps.
+    # blocks, rows and positions) in 16 x 8 and 32 x 8 blocks, and 2:4 U, in every tensor-core mode
+    # that applies, on shapes off the blocks (K = 37: a partial block row of either height), the
+    # 64-wide tiles and the k steps.
     for mode, dt in [(p, "float32") for p in ("tf32x3", "tf32", "fp16", "bf16")] + [("fp64", "float64")]:
         for m in (2, 4):
             if not precision_applies(mode, dt, m, 3, 2):
@@ -247,6 +252,9 @@ def cases(quick: bool = False, backend: str = "emulator", precision: str = "auto
             for d in ((1.0, 0.3, 0.0) if quick else (1.0, 0.5, 0.3, 0.1, 0.0)):
                 add(group="block-sparse", m=m, r=3, N=1, C=20, K=37, size=(9, 11), padding=1, dtype=dt,
                     variant="winograd_block", density=d, precision=mode)
+            for d in ((0.3,) if quick else (1.0, 0.3, 0.0)):
+                add(group="block-sparse", m=m, r=3, N=1, C=20, K=37, size=(9, 11), padding=1, dtype=dt,
+                    variant="winograd_block32", density=d, precision=mode)
             if mode != "fp64":
                 add(group="2:4", m=m, r=3, N=1, C=44, K=21, size=(9, 11), padding=1, dtype=dt,
                     variant="winograd_2:4", density=0.5, precision=mode)
@@ -385,7 +393,8 @@ def run_case(case: Case, backend: str) -> Result:
         structure = STRUCTURES.get(case.variant)
         plan = plan_cls.from_winograd(U, case.r, prune=None if structure == "2:4" else case.density, bias=b,
                                       padding=case.padding, m=case.m, backend=backend, relu=relu, sparse=True,
-                                      precision=case.precision, structure=structure)
+                                      precision=case.precision, structure=structure,
+                                      **({"block": _STRUCTURE_BLOCK[case.variant]} if structure == "block" else {}))
         Up = plan.csr.to_host().to_dense().astype(np.float64)  # the pruned U as the plan holds it
         extra["product"] = plan.product
         y_ref = reference.winograd_conv_from_U(xr, Up, case.m, case.r, case.padding, br, relu=relu is not None)
@@ -425,4 +434,8 @@ def run_case(case: Case, backend: str) -> Result:
         err, bound = (0.0 if ok else math.inf), 0.0
     if case.variant in STRUCTURES and plan.product != _STRUCTURED_PRODUCT[case.variant]:
         ok, extra["detail"] = False, f"ran the {plan.product} product"
+    if case.variant in _STRUCTURE_BLOCK and plan.bsr is not None:
+        extra["block"] = plan.bsr.block
+        if plan.bsr.block != _STRUCTURE_BLOCK[case.variant]:
+            ok, extra["detail"] = False, f"ran blocks of {plan.bsr.block}"
     return Result(case, err, bound, seconds, ok, extra=extra, precision=plan.precision)

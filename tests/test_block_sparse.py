@@ -18,7 +18,7 @@ from magma_wino import precision as _precision
 from magma_wino.accuracy import rel_err
 from magma_wino.errors import UnsupportedError
 from magma_wino.reference import winograd_conv_from_U
-from magma_wino.sparse import BSR_BLOCK, BatchedBSR
+from magma_wino.sparse import BSR_BLOCK, BSR_BLOCKS, BatchedBSR
 
 try:
     import magma_wino._emu  # noqa: F401
@@ -144,17 +144,20 @@ def _reference(x, Up, m, r, pad, b):
     return winograd_conv_from_U(x.astype(np.float64), Up.astype(np.float64), m, r, pad, b.astype(np.float64))
 
 
+@pytest.mark.parametrize("block", BSR_BLOCKS, ids=lambda b: f"{b[0]}x{b[1]}")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("prec", TC_MODES)
-def test_block_plan_matches_the_float64_formula_and_reports_the_block_product(prec, backend, rng) -> None:
+def test_block_plan_matches_the_float64_formula_and_reports_the_block_product(prec, backend, block, rng) -> None:
+    """K = 40: two block rows of either height (the second partial), C = 12 (a partial block column)."""
     m, r, pad = 4, 3, 1
-    x, U, b = _layer(rng)
-    plan = WinogradConv2d.from_winograd(U, r=3, m=m, prune=0.3, structure="block", block=(16, 8), bias=b,
+    x, U, b = _layer(rng, K=40)
+    plan = WinogradConv2d.from_winograd(U, r=3, m=m, prune=0.3, structure="block", block=block, bias=b,
                                         padding=pad, backend=backend, precision=prec, sparse=True,
                                         allow_inaccurate=True)
-    Up, mask = pruning.prune_winograd_blocks(U, 0.3, (16, 8))
+    Up, mask = pruning.prune_winograd_blocks(U, 0.3, block)
     assert plan.product == "block" and plan.uses_sparse_product
-    assert plan.bsr is not None and plan.bsr.nblocks == int(BatchedBSR.from_dense(Up, mask).nblocks)
+    assert plan.bsr is not None and plan.bsr.block == block
+    assert plan.bsr.nblocks == int(BatchedBSR.from_dense(Up, mask, block).nblocks)
     y = plan(x)
     assert y.dtype == np.float32 and not np.isnan(y).any()
     ref = _reference(x, Up, m, r, pad, b)
@@ -162,8 +165,9 @@ def test_block_plan_matches_the_float64_formula_and_reports_the_block_product(pr
     assert rel_err(y, ref) <= _precision.tolerance(prec, m, r, n_red), (prec, backend, rel_err(y, ref))
 
 
+@pytest.mark.parametrize("block", BSR_BLOCKS, ids=lambda b: f"{b[0]}x{b[1]}")
 @pytest.mark.parametrize("prec", TC_MODES)
-def test_block_plan_equals_the_dense_product_of_the_masked_U(prec, rng) -> None:
+def test_block_plan_equals_the_dense_product_of_the_masked_U(prec, block, rng) -> None:
     """On the emulator: bitwise for tf32 / tf32x3 (one MMA per kept 16 x 8 block, in the order of
     the dense kernel's k8 steps; a skipped block adds an exact zero to every accumulator); fp16 /
     bf16 take two kept blocks per m16n16k16 step, not the dense kernel's two consecutive ones, so
@@ -172,9 +176,10 @@ def test_block_plan_equals_the_dense_product_of_the_masked_U(prec, rng) -> None:
         pytest.skip("needs the emulator extension")
     m, r, pad = 4, 3, 1
     x, U, b = _layer(rng, C=24, K=33)
-    Up, mask = pruning.prune_winograd_blocks(U, 0.4, (16, 8))
+    Up, mask = pruning.prune_winograd_blocks(U, 0.4, block)
     kw = dict(r=3, m=m, bias=b, padding=pad, backend="emulator", precision=prec, allow_inaccurate=True)
-    blk = WinogradConv2d.from_winograd(U, mask=mask, structure="block", sparse=True, **kw)
+    blk = WinogradConv2d.from_winograd(U, mask=mask, structure="block", block=block, sparse=True, **kw)
+    assert blk.bsr.block == block
     dense = WinogradConv2d.from_winograd(U, mask=mask, sparse=False, **kw)
     assert (blk.product, dense.product) == ("block", "dense")
     y_blk, y_dense = blk(x), dense(x)
@@ -231,13 +236,17 @@ def test_sparse_auto_asks_the_model(monkeypatch, rng) -> None:
     calls = []
 
     def fake(K, C, m, r, precision, density, structured, **kw):
-        calls.append((K, C, m, r, precision, structured))
+        calls.append((K, C, m, r, precision, structured, kw["block_rows"]))
         return "dense"
 
     monkeypatch.setattr(perfmodel, "choose_product", fake)
     plan = WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.3, structure="block", backend="numpy",
                                         precision="tf32x3")
-    assert plan.product == "dense" and calls == [(20, 12, 4, 3, "tf32x3", "block")]
+    assert plan.product == "dense" and calls == [(20, 12, 4, 3, "tf32x3", "block", 16)]
+    calls.clear()
+    WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.3, structure="block", block=(32, 8), backend="numpy",
+                                 precision="tf32x3")
+    assert calls == [(20, 12, 4, 3, "tf32x3", "block", 32)]  # the model of the plan's block height
 
 
 def test_block_structure_without_a_block_kernel_chooses_on_the_kept_entries(rng) -> None:
@@ -291,6 +300,8 @@ def test_block_plan_arguments_are_checked(rng) -> None:
         WinogradConv2d.from_winograd(U, r=3, m=4, structure="blocks", backend="numpy")
     with pytest.raises(UnsupportedError, match=r"block=\(8, 8\)"):
         WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.5, structure="block", block=(8, 8), backend="numpy")
+    with pytest.raises(UnsupportedError, match=r"block=\(64, 8\): .* blocks of \(16, 8\) or \(32, 8\)"):
+        WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.5, structure="block", block=(64, 8), backend="numpy")
     csr = WinogradConv2d.from_winograd(U, r=3, m=4, prune=0.5, backend="numpy", sparse=True).csr
     with pytest.raises(ValueError, match="structure='block' builds its blocks from dense U"):
         WinogradConv2d.from_winograd(csr=csr, r=3, m=4, structure="block", backend="numpy")
@@ -318,9 +329,11 @@ def test_validate_runs_the_structured_products_and_they_pass() -> None:
     from magma_wino import validate
 
     cases = [c for c in validate.cases(True, "emulator") if c.group in ("block-sparse", "2:4")]
-    assert {c.variant for c in cases} == {"winograd_block", "winograd_2:4"}
+    assert {c.variant for c in cases} == {"winograd_block", "winograd_block32", "winograd_2:4"}
     assert {c.density for c in cases if c.variant == "winograd_block"} >= {1.0, 0.0}
     for c in cases:
         r = validate.run_case(c, "emulator")
         assert r.ok and r.extra["product"] == validate.STRUCTURES[c.variant], (c, r)
+        if c.variant != "winograd_2:4":  # the block height the variant is for
+            assert r.extra["block"] == ((32, 8) if c.variant == "winograd_block32" else (16, 8)), (c, r)
     assert not [c for c in validate.cases(True, "emulator", "fp32") if c.group in ("block-sparse", "2:4")]

@@ -27,6 +27,27 @@ def test_block_product_work_scales_with_the_kept_blocks(prec) -> None:
         assert es[0.2].bounds[k] <= es[0.4].bounds[k] <= es[0.8].bounds[k], k
 
 
+@pytest.mark.parametrize("prec", ["tf32", "tf32x3", "bf16", "fp16", "fp64"])
+def test_32_row_blocks_read_their_own_sass_and_issue_less_per_mma(prec) -> None:
+    """block_rows=32 is the kernel's 32 x 8 configuration: its own SASS mix (key "bsr32"), its
+    occupancy and warps; at the same kept fraction the MMAs are the same, the instructions per MMA
+    fewer than the 16-row kernel's (the point of the taller blocks), so the issue bound drops."""
+    e16 = pm.estimate_product(**VGG_CONV4, precision=prec, density=0.3, product="block")
+    e32 = pm.estimate_product(**VGG_CONV4, precision=prec, density=0.3, product="block", block_rows=32)
+    assert e32.kernel.startswith("bsr_tc_batched 32x64") and e16.kernel.startswith("bsr_tc_batched 16x64")
+    assert e32.mix_source == "SASS sm_90" and not e32.hypothetical
+    m16, m32 = pm.bsr_mix(prec), pm.bsr_mix(prec, block_rows=32)
+    raw = pm.SASS_SM90[("bsr32", prec)]
+    assert m32.insns == pytest.approx(sum(raw.values()) / pm.BSR_SLOTS)
+    assert m32.insns / m32.fma < m16.insns / m16.fma
+    # the same MMAs (the tensor-core bound before the waves' efficiency, which the occupancy sets)
+    tc16, tc32 = (e.bounds["tensor core"] * e.wave_efficiency for e in (e16, e32))
+    assert tc32 == pytest.approx(tc16, rel=0.02)
+    assert e32.bounds["issue"] < e16.bounds["issue"]
+    with pytest.raises(ValueError, match=r"block_rows must be one of \(16, 32\)"):
+        pm.estimate_product(**VGG_CONV4, precision=prec, density=0.3, product="block", block_rows=24)
+
+
 def test_block_product_is_refused_without_tensor_cores() -> None:
     with pytest.raises(ValueError, match="tensor-core one; precision 'fp32'"):
         pm.estimate_product(**VGG_CONV4, precision="fp32", density=0.3, product="block")
@@ -84,10 +105,13 @@ def test_sparse_rows_cover_every_2d_layer_and_the_totals_add_up() -> None:
     t = ps.totals(rs)["vgg16"]
     assert t["dense"] == pytest.approx(sum(r["dense"]["ms"] * r["count"] for r in rs))
     assert t["block 0.3"] == pytest.approx(sum(r["block"]["0.3"]["ms"] * r["count"] for r in rs))
+    assert t["block32 0.3"] == pytest.approx(sum(r["block32"]["0.3"]["ms"] * r["count"] for r in rs))
     for r in rs:
         P = 32 * math.ceil(r["H"] / 4) * math.ceil(r["W"] / 4)
         want = pm.estimate_product(36, r["K"], r["C"], P, "tf32x3", 0.3, "block").seconds * 1e3
         assert r["block"]["0.3"]["ms"] == pytest.approx(want)
+        want32 = pm.estimate_product(36, r["K"], r["C"], P, "tf32x3", 0.3, "block", block_rows=32).seconds * 1e3
+        assert r["block32"]["0.3"]["ms"] == pytest.approx(want32)
 
 
 def test_sparse_goals_are_the_ratios_of_the_totals() -> None:
@@ -99,6 +123,8 @@ def test_sparse_goals_are_the_ratios_of_the_totals() -> None:
     assert blk["met"] == (blk["speedup"] >= 2.0)
     csr = g[ps.GOALS[2][0]]
     assert csr["speedup"] == pytest.approx(t["csr 0.1 before"] / t["csr 0.1"])
+    blk32 = g[ps.GOALS[3][0]]
+    assert blk32["speedup"] == pytest.approx(t["dense"] / t["block32 0.3"])
     # fp64 has no 2:4 product: its goal has no speed-up and is not met
     g64 = {x["goal"]: x for x in ps.goals(ps.rows(("resnet50",), 32, 4, "fp64"))}
     assert g64[ps.GOALS[1][0]]["speedup"] is None and not g64[ps.GOALS[1][0]]["met"]

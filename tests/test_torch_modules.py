@@ -165,14 +165,17 @@ def test_to_plan_exports_the_pruned_layer(sparse):
     assert np.array_equal(plan(x.numpy()), y_plan)
 
 
-def test_block_pruned_layer_exports_a_block_sparse_plan():
-    """prune_(block=(16, 8)) keeps whole blocks of the block-sparse kernel: to_plan runs it, and
-    the plan computes what the module does (emulator: the tensor-core kernel in tf32x3)."""
+@pytest.mark.parametrize("block", [(16, 8), (32, 8)], ids=["16x8", "32x8"])
+def test_block_pruned_layer_exports_a_block_sparse_plan(block):
+    """prune_(block=(16, 8) or (32, 8)) keeps whole blocks of the block-sparse kernel: to_plan runs
+    it in those blocks, and the plan computes what the module does (emulator: the tensor-core
+    kernel in tf32x3)."""
     torch.manual_seed(9)
-    wd = mt.WinogradDomainConv2d(16, 32, 3, padding=1, m=2, precision="tf32x3").prune_(0.5, block=(16, 8))
-    assert wd.structure == "block"
+    wd = mt.WinogradDomainConv2d(16, 64, 3, padding=1, m=2, precision="tf32x3").prune_(0.5, block=block)
+    assert (wd.structure, wd.block) == ("block", block)
     plan = wd.to_plan(backend="emulator", sparse=True)
-    assert plan.product == "block" and plan.bsr.block_density == pytest.approx(0.5, abs=0.02)
+    assert plan.product == "block" and plan.bsr.block == block
+    assert plan.bsr.block_density == pytest.approx(0.5, abs=0.02)
     x = _x(10, 1, 16, 6, 5).float()
     assert rel_err(plan(x.numpy()), wd(x).detach().numpy()) <= tolerance(np.float32, 2, 3, 16 * 9)
     rows = mt.WinogradDomainConv2d(16, 32, 3, padding=1, m=2).prune_(0.5, block=(1, None))

@@ -171,9 +171,11 @@ typedef struct mw_conv_geometry {
   /* The sparse formats of U (the struct grew here: fields are only ever appended). */
   int64_t csr_row_ptr_elems;   /**< positions * (K + 1): mw_spmm_batched's row_ptr (col_idx and
                                     values hold nnz entries, the caller's count) */
-  int64_t bsr_row_ptr_elems;   /**< positions * (ceil(K / 16) + 1): mw_bsr_batched's row_ptr */
+  int64_t bsr_row_ptr_elems;   /**< positions * (ceil(K / 16) + 1): mw_bsr_batched's row_ptr with
+                                    16 x 8 blocks (32 x 8 blocks need fewer) */
   int64_t bsr_max_blocks;      /**< positions * ceil(K / 16) * ceil(C / 8): the most 16 x 8 blocks
-                                    (col_idx entries, values blocks) a block-sparse U can have */
+                                    (col_idx entries, values blocks) a block-sparse U can have
+                                    (32 x 8 blocks: about half as many, each twice the size) */
   int alpha_axes[MW_MAX_NDIM]; /**< m_i + r_i - 1 per axis, first ndim entries ([D,] H, W) */
   int rectangular;             /**< 1 when the axes' F(m_i, r_i) differ (the generic kernels only;
                                     matrices: one Aᵀ, G, Bᵀ set per axis), else 0 */
@@ -822,8 +824,9 @@ MW_API mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows,
 /**
  * Block-sparse (BSR) batched product on tensor cores, C[b] = A_bsr[b] · B[b] for b < batch.
  *
- * A[b] is rows x cols, stored as dense block_rows x block_cols blocks (16 x 8: one TF32 A tile;
- * other shapes are MW_STATUS_UNSUPPORTED); R = ceil(rows / 16) block rows, block column j covers
+ * A[b] is rows x cols, stored as dense block_rows x block_cols blocks (16 x 8: one TF32 A tile,
+ * or 32 x 8: a warp's 32 rows, the tile that issues fewer instructions per MMA; other shapes are
+ * MW_STATUS_UNSUPPORTED); R = ceil(rows / block_rows) block rows, block column j covers
  * columns [8j, 8j + 8) of A.
  * The structure is not validated here (BatchedBSR does it): a corrupt one gives wrong numbers,
  * never an access outside the arrays (row ranges clamped into [0, nblocks], block columns out of
@@ -838,12 +841,12 @@ MW_API mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows,
  * @param rows  [in] rows of A and C, >= 1.
  * @param cols  [in] columns of A and rows of B, >= 1.
  * @param n  [in] columns of B and C, >= 1.
- * @param block_rows  [in] rows of a block: 16.
+ * @param block_rows  [in] rows of a block: 16 or 32.
  * @param block_cols  [in] columns of a block: 8.
  * @param row_ptr  [in] int32, batch x (R + 1): offsets into the block arrays, chained as the
  *        CSR's (row_ptr[0] = 0, row_ptr[b*(R+1) + R] = row_ptr[(b+1)*(R+1)], the last = nblocks).
  * @param col_idx  [in] int32, nblocks: the block column of each block, in [0, ceil(cols / 8)).
- * @param values   [in] nblocks x 16 x 8 row-major blocks of the operand type: float (TF32,
+ * @param values   [in] nblocks x block_rows x 8 row-major blocks of the operand type: float (TF32,
  *        TF32X3), binary16 (FP16), bfloat16 (BF16), double (FP64); entries outside the matrix
  *        are zero.
  * @param nblocks  [in] the number of stored blocks, >= 0 (col_idx and values may be NULL when
@@ -854,7 +857,7 @@ MW_API mw_status mw_spmm_batched_ex(mw_dtype dtype, int64_t batch, int64_t rows,
  * @param stream  [in] the stream the kernel is enqueued on.
  * @return MW_STATUS_SUCCESS; MW_STATUS_INVALID_ARGUMENT for a bad dtype or precision, a bad size
  *         or nblocks, a NULL or misaligned array; MW_STATUS_UNSUPPORTED for MW_PRECISION_FP32,
- *         a dtype/precision pair that does not match, a block shape other than 16 x 8,
+ *         a dtype/precision pair that does not match, a block shape other than 16 x 8 or 32 x 8,
  *         MW_PRECISION_FP64 without float64 tensor cores (before compute capability 8.0) or arrays
  * of 2^31 or more elements; MW_STATUS_LAUNCH_FAILED or MW_STATUS_CUDA_ERROR when the launch fails.
  */

@@ -34,7 +34,7 @@ from .. import layer as _layer
 from .. import pruning as _pruning
 from .. import reference as _reference
 from ..decompose import decompose
-from ..sparse import BSR_BLOCK
+from ..sparse import BSR_BLOCKS
 from . import functional as F
 
 __all__ = ["WinogradConv2d", "WinogradConv3d", "WinogradDomainConv2d", "WinogradDomainConv3d"]
@@ -201,8 +201,10 @@ class _WinogradDomainConvNd(nn.Module):
         self.weight = nn.Parameter(torch.empty(shape, **factory))
         self.bias = nn.Parameter(torch.empty(self.out_channels, **factory)) if bias else None
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
-        # "block" once prune_ kept whole blocks of the block-sparse kernel's shape: to_plan's default
+        # "block" once prune_ kept whole blocks of a block-sparse kernel's shape (block: that
+        # shape): to_plan's defaults
         self.structure: str | None = None
+        self.block: tuple[int, int] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -299,8 +301,9 @@ class _WinogradDomainConvNd(nn.Module):
         (:func:`magma_wino.pruning.prune_winograd_blocks`; ``(1, None)``: whole rows; grouped:
         blocks of each group's matrix, ``per_position`` per (position, group)).
         ``optimizer``: also zero its state of ``weight`` there (see the module docstring).
-        Blocks of the block-sparse kernel's shape (16, 8) set :attr:`structure` to "block", so
-        that :meth:`to_plan` runs the block-sparse product.  Returns the module."""
+        Blocks of a block-sparse kernel's shape, (16, 8) or (32, 8), set :attr:`structure` to
+        "block" and :attr:`block` to the shape, so that :meth:`to_plan` runs the block-sparse
+        product in those blocks.  Returns the module."""
         if block is None:
             _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
         else:
@@ -309,8 +312,8 @@ class _WinogradDomainConvNd(nn.Module):
             _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, block, per_position=per_position,
                                                      groups=self.groups)
         self._set_mask(keep, optimizer)
-        if block is not None and tuple(block) == BSR_BLOCK:
-            self.structure = "block"
+        if block is not None and tuple(block) in BSR_BLOCKS:
+            self.structure, self.block = "block", tuple(block)
         return self
 
     def prune_n_m_(self, n: int | None = None, m: int | None = None, *,
@@ -353,7 +356,8 @@ class _WinogradDomainConvNd(nn.Module):
         """The inference plan ``magma_wino.WinogradConv2d.from_winograd(U, r, mask=..., bias=...,
         padding=..., m=..., relu=...)`` (3D: ``WinogradConv3d``) of the current weights and
         mask (copied).  ``sparse``: the plan's (True: the sparse product of the structure);
-        ``structure`` defaults to :attr:`structure` ("block" after ``prune_(block=(16, 8))``);
+        ``structure`` defaults to :attr:`structure` ("block" after ``prune_(block=(16, 8))`` or
+        ``(32, 8)``; ``block`` then to that shape);
         ``kw``: the plan's other keywords (precision, layout, fused, ...)."""
         dec = self._decomposition
         if not dec.direct:
@@ -366,6 +370,8 @@ class _WinogradDomainConvNd(nn.Module):
         arr = F._ops._to_array
         kw.setdefault("precision", self.precision)
         kw.setdefault("structure", self.structure)
+        if kw["structure"] == "block" and self.block is not None:
+            kw.setdefault("block", self.block)
         return _PLAN[self._nd].from_winograd(arr(U, "weight", be), self.r, mask=arr(self.mask, "mask", be),
                                              bias=arr(b, "bias", be), padding=dec.inner_padding, m=self.m,
                                              backend=be, relu=self.relu, sparse=sparse, groups=self.groups, **kw)
