@@ -41,7 +41,8 @@
 // lane and register.
 //
 // Block (Sp24TcConfig): a 64 x 64 tile of C, 4 warps as 2 x 2, each warp 32 x 32 = 2 m16 tiles x
-// 4 n8 tiles (32 float accumulators per thread).  Mainloop: kStages = 3 stages of (values
+// 4 n8 tiles (32 float accumulators per thread); for m >= 128 a 128 x 64 tile of four 64 x 32
+// warps (4 x 4 tiles, 64 accumulators) in 2 stages.  Mainloop: kStages = 3 stages of (values
 // 64 x kK/2, metadata 4 tiles x 32 words, B kK x 64) in shared memory by cp.async
 // (__pipeline_memcpy_async, one commit per stage even when empty, as gemm_tc.cuh); the values and
 // metadata in 16-byte copies (the C entry requires 16-byte aligned arrays; kc is a multiple of
@@ -87,12 +88,13 @@ struct Sp24Operand {
   static constexpr int kStepK = 4 * kInstK;      // dense k of a stage: the four selectors
 };
 
-// The tile configuration (a named type, CUTLASS habit).  Sizes in elements of the operand type.
-template <int ElementBytes_, int Stages_>
+// The tile configuration (a named type, CUTLASS habit).  Sizes in elements of the operand type:
+// a M_ x 64 tile of C per block, warps of WarpM_ x 32.
+template <int ElementBytes_, int Stages_, int M_, int WarpM_>
 struct Sp24TcConfig {
   static constexpr int kElementBytes = ElementBytes_;
-  static constexpr int kM = 64, kN = 64;  // C tile of a block
-  static constexpr int kWarpM = 32, kWarpN = 32;
+  static constexpr int kM = M_, kN = 64;  // C tile of a block
+  static constexpr int kWarpM = WarpM_, kWarpN = 32;
   static constexpr int kWarpsM = kM / kWarpM, kWarpsN = kN / kWarpN;
   static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
   static constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 8;
@@ -115,12 +117,28 @@ struct Sp24TcConfig {
 };
 
 // 16-bit (fp16, bf16) and float (tf32, tf32x3): 3 stages of 14.5 KiB each (43.5 KiB, no opt-in).
-using Sp24Tc16_64x64x64_32x32_s3 = Sp24TcConfig<2, 3>;
-using Sp24Tc32_64x64x32_32x32_s3 = Sp24TcConfig<4, 3>;
+using Sp24Tc16_64x64x64_32x32_s3 = Sp24TcConfig<2, 3, 64, 32>;
+using Sp24Tc32_64x64x32_32x32_s3 = Sp24TcConfig<4, 3, 64, 32>;
+// The wide tiles, for m >= 128 (K of a layer): 128 x 64 of C, four warps of 64 x 32.  Each B
+// fragment (the dense operand, V: the same bytes per stage as the narrow tile) then feeds four
+// m16 tiles instead of two, and each A fragment four n8 tiles as before, so the fragment loads,
+// the tf32 rounding of B and the stage's B copies are spread over twice the mma.sp (the sm_90
+// SASS: kernel report).  64 accumulators per thread.  2 stages of 20.5 KiB (41 KiB, no opt-in):
+// a stage is 64 (tf32: 64; tf32x3: 192) mma.sp per warp, enough work to cover the next stage's
+// copies.
+using Sp24Tc16_128x64x64_64x32_s2 = Sp24TcConfig<2, 2, 128, 64>;
+using Sp24Tc32_128x64x32_64x32_s2 = Sp24TcConfig<4, 2, 128, 64>;
 
-template <TcPrecision P>
-using Sp24TcConfigFor = std::conditional_t<Sp24Operand<P>::kHalf, Sp24Tc16_64x64x64_32x32_s3,
-                                           Sp24Tc32_64x64x32_32x32_s3>;
+// The configuration of a precision: the wide tile when m (K) fills it.
+template <TcPrecision P, bool Wide>
+using Sp24TcConfigFor =
+    std::conditional_t<Wide,
+                       std::conditional_t<Sp24Operand<P>::kHalf, Sp24Tc16_128x64x64_64x32_s2,
+                                          Sp24Tc32_128x64x32_64x32_s2>,
+                       std::conditional_t<Sp24Operand<P>::kHalf, Sp24Tc16_64x64x64_32x32_s3,
+                                          Sp24Tc32_64x64x32_32x32_s3>>;
+// The smallest m that takes the wide tile (a narrower K would leave half of its rows empty).
+constexpr int kSp24WideMinRows = 128;
 
 // Metadata words of the format (see the top of the file): batch x tiles x steps x 32.
 inline long long sp24_meta_words(bool half, long long batch, long long m, long long k) {
@@ -387,7 +405,8 @@ __device__ __forceinline__ void sp24_tc_device(int m, int n, int k, const TcElem
 }
 
 // Resident blocks per SM promised to ptxas (as gemm_tc.cuh's): two blocks of 128 threads leave
-// up to 255 registers per thread (43.5 KiB of shared memory per block: 5 fit on sm_90, 3 on sm_80).
+// up to 255 registers per thread (43.5 / 41 KiB of shared memory per block: 5 fit on sm_90, 3-4
+// on sm_80).
 constexpr int kSp24TcMinBlocks = 2;
 
 template <TcPrecision P, typename Cfg, int VEC>
@@ -422,15 +441,27 @@ cudaError_t sp24_tc_launch(int batch, int m, int n, int k, const TcElement<P>* v
 
 // The dispatcher: 16-byte copies of B when every row of B is 16-byte aligned, else by element.
 // values and meta must be 16-byte aligned (the C entry checks).
-template <TcPrecision P>
-cudaError_t sp24_tc_batched(int batch, int m, int n, int k, const TcElement<P>* values,
-                            const uint32_t* meta, const TcElement<P>* B, float* C,
-                            cudaStream_t stream) {
-  using Cfg = Sp24TcConfigFor<P>;
+template <TcPrecision P, typename Cfg>
+cudaError_t sp24_tc_batched_config(int batch, int m, int n, int k, const TcElement<P>* values,
+                                   const uint32_t* meta, const TcElement<P>* B, float* C,
+                                   cudaStream_t stream) {
   const bool vec16 = (static_cast<long long>(n) * Cfg::kElementBytes) % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(B) % 16 == 0;
   if (vec16) return sp24_tc_launch<P, Cfg, Cfg::kVec16>(batch, m, n, k, values, meta, B, C, stream);
   return sp24_tc_launch<P, Cfg, 1>(batch, m, n, k, values, meta, B, C, stream);
+}
+
+// The tile: wide (128 x 64) when m >= kSp24WideMinRows, else 64 x 64.  The format does not
+// depend on it (the metadata is per 16-row tile).
+template <TcPrecision P>
+cudaError_t sp24_tc_batched(int batch, int m, int n, int k, const TcElement<P>* values,
+                            const uint32_t* meta, const TcElement<P>* B, float* C,
+                            cudaStream_t stream) {
+  if (m >= kSp24WideMinRows)
+    return sp24_tc_batched_config<P, Sp24TcConfigFor<P, true>>(batch, m, n, k, values, meta, B, C,
+                                                               stream);
+  return sp24_tc_batched_config<P, Sp24TcConfigFor<P, false>>(batch, m, n, k, values, meta, B, C,
+                                                              stream);
 }
 
 }  // namespace mw

@@ -322,6 +322,10 @@ SASS_SM90: dict[tuple, dict[str, int]] = {
     ('sp24', 'fp16'): {'HMMA': 32, 'LDS.32': 27, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 144},
     ('sp24', 'tf32'): {'HMMA': 32, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 218},
     ('sp24', 'tf32x3'): {'HMMA': 96, 'FADD': 48, 'LDS.32': 59, 'LDGSTS': 13, 'STS.128': 1, 'BAR': 2, 'other': 419},
+    ('sp24w', 'bf16'): {'HMMA': 64, 'LDS.32': 45, 'LDGSTS': 17, 'STS.128': 1, 'BAR': 2, 'other': 171},
+    ('sp24w', 'fp16'): {'HMMA': 64, 'LDS.32': 45, 'LDGSTS': 17, 'STS.128': 1, 'BAR': 2, 'other': 171},
+    ('sp24w', 'tf32'): {'HMMA': 64, 'LDS.32': 77, 'LDGSTS': 17, 'STS.128': 1, 'BAR': 2, 'other': 270},
+    ('sp24w', 'tf32x3'): {'HMMA': 192, 'FADD': 64, 'LDS.32': 77, 'LDGSTS': 17, 'STS.128': 1, 'BAR': 2, 'other': 544},
     ('spmm', 'float32'): {'FFMA': 64, 'LDS.128': 8, 'LDG.128': 16, 'other': 71},
     ('spmm', 'float64'): {'DFMA': 32, 'LDS.128': 12, 'LDG.128': 16, 'other': 72},
 }
@@ -545,14 +549,16 @@ def load_sass(path: str | Path | None, arch: str = "90") -> dict | None:
 
 
 def _sparse_tc_key(kernel: str) -> tuple[str, str] | None:
-    """("bsr", mode) / ("bsr32", mode) / ("sp24", mode) of a kernel report's
-    bsr_tc_batched_kernel (16- / 32-row blocks) / sp24_tc_kernel row with 16-byte copies (the
-    path the model takes), else None."""
+    """("bsr", mode) / ("bsr32", mode) / ("sp24", mode) / ("sp24w", mode) of a kernel report's
+    bsr_tc_batched_kernel (16- / 32-row blocks) / sp24_tc_kernel (64- / 128-row tile) row with
+    16-byte copies (the path the model takes), else None."""
     for name, family in (("bsr_tc_batched_kernel<", "bsr"), ("sp24_tc_kernel<", "sp24")):
         if name not in kernel:
             continue
         if family == "bsr" and re.search(r"BsrTcConfig<GemmTcConfig(?:16|64)?<GemmShape<32,", kernel):
             family = "bsr32"
+        if family == "sp24" and re.search(r"Sp24TcConfig<\d+, \d+, 128,", kernel):
+            family = "sp24w"
         head = kernel.split("<", 1)[1].split(",", 1)[0].strip()
         prec = {"kTf32": "tf32", "kTf32x3": "tf32x3", "kBf16": "bf16", "kFp16": "fp16", "kFp64": "fp64",
                 "(TcPrecision)0": "tf32", "(TcPrecision)1": "tf32x3", "(TcPrecision)2": "bf16",
@@ -699,12 +705,15 @@ SPLIT_K_MIN_SLICES = 4
 PRODUCTS = ("dense", "csr", "block", "2:4")
 #: The modes with a sparse tensor-core MMA (mma.sp; fp64 has none).
 SP24_MODES = ("tf32", "tf32x3", "bf16", "fp16")
-#: kernels/sp24_tc_batched.cuh's tile (Sp24TcConfig): 64 x 64 of C per thread block, 4 warps of
-#: 32 x 32, one pipeline stage = SP24_STEP[mode] dense k; 4 blocks per SM (the kernel report's
-#: sm_90 occupancy 0.25 with 16-byte copies: 102-126 registers).
-SP24_TILE = (64, 64)
+#: kernels/sp24_tc_batched.cuh's tiles (Sp24TcConfig) by their rows: 64 x 64 of C per thread
+#: block, 4 warps of 32 x 32, or -- for K >= SP24_WIDE_MIN_ROWS -- 128 x 64, 4 warps of 64 x 32;
+#: one pipeline stage = SP24_STEP[mode] dense k.  Blocks per SM: the kernel report's sm_90
+#: occupancy with 16-byte copies (registers bind).
+SP24_TILES = {64: (64, 64), 128: (128, 64)}
+SP24_WARP_M = {64: 32, 128: 64}
 SP24_WARPS = 4
-SP24_BLOCKS_PER_SM = 4
+SP24_WIDE_MIN_ROWS = 128
+SP24_BLOCKS_PER_SM = {64: 4, 128: 3}
 SP24_STEP = {"fp16": 64, "bf16": 64, "tf32": 32, "tf32x3": 32}
 #: mma.sp shapes (m, n, dense k): m16n8k16 for 16-bit (2:4), m16n8k8 for TF32 (1:2).
 HMMA_SP_SHAPE = {"fp16": (16, 8, 16), "bf16": (16, 8, 16), "tf32": (16, 8, 8), "tf32x3": (16, 8, 8)}
@@ -802,18 +811,26 @@ def _block_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, density:
                          hypothetical=mix.source.startswith("projection"))
 
 
-def sp24_mix(precision: str, C: int, P: int, sass: dict | None = None) -> KernelMix:
-    """Per warp per pipeline stage (:data:`SP24_STEP` dense k) of the 2:4 kernel: the SASS mix
-    (given or built in, key ("sp24", precision); 16-byte copies of B), else a projection from
-    the dense kernel's over the same k (:data:`SP24_MIX_SCALE`).  ``fma`` counts sparse MMAs;
-    the shared-memory wavefronts are the mix's loads plus the stage's cp.async stores (values,
-    metadata and B over the warps) and the 16-bit B fragments read by ldmatrix (counted as
-    "other" by the report: one wavefront per 8 x 16-byte matrix)."""
-    key = ("sp24", precision)
+def sp24_tile_rows(K: int) -> int:
+    """Rows of the 2:4 kernel's tile for a product of K rows (the dispatcher's rule)."""
+    return 128 if K >= SP24_WIDE_MIN_ROWS else 64
+
+
+def sp24_mix(precision: str, C: int, P: int, sass: dict | None = None, tile_rows: int = 64) -> KernelMix:
+    """Per warp per pipeline stage (:data:`SP24_STEP` dense k) of the 2:4 kernel with the tile of
+    ``tile_rows`` rows (:data:`SP24_TILES`): the SASS mix (given or built in, key ("sp24",
+    precision) for 64 rows, ("sp24w", precision) for the wide 128; 16-byte copies of B), else a
+    projection from the dense kernel's over the same k (:data:`SP24_MIX_SCALE`).  ``fma`` counts
+    sparse MMAs; the shared-memory wavefronts are the mix's loads plus the stage's cp.async stores
+    (values, metadata and B over the warps) and the 16-bit B fragments read by ldmatrix (counted
+    as "other" by the report: one wavefront per 8 x 16-byte matrix)."""
+    if tile_rows not in SP24_TILES:
+        raise ValueError(f"tile_rows must be one of {tuple(SP24_TILES)}, got {tile_rows!r}")
+    key = ("sp24", precision) if tile_rows == 64 else ("sp24w", precision)
     given = (sass or {}).get(key)
     s = OPERAND_BYTES[precision]
     step = SP24_STEP[precision]
-    bm, bn = SP24_TILE
+    bm, bn = SP24_TILES[tile_rows]
     stage = (bm * step / 2 * s + bm // 16 * 128 + step * bn * s) / SP24_WARPS / 128
     if given or key in SASS_SM90:
         mix = given or SASS_SM90[key]
@@ -824,8 +841,9 @@ def sp24_mix(precision: str, C: int, P: int, sass: dict | None = None) -> Kernel
     dense = tc_mix(precision, _tc_vec(precision, C, P), sass)
     per_k = step / tc_tile(precision).blk_k  # dense slices per stage
     hm, hn, hk = HMMA_SP_SHAPE[precision]
-    mma = (32 // hm) * (32 // hn) * (step // hk) * (3 if precision == "tf32x3" else 1)
-    return KernelMix(mma, dense.insns * per_k * SP24_MIX_SCALE, dense.l1_wavefronts * per_k * SP24_MIX_SCALE,
+    mma = (SP24_WARP_M[tile_rows] // hm) * (32 // hn) * (step // hk) * (3 if precision == "tf32x3" else 1)
+    return KernelMix(mma, dense.insns * per_k * SP24_MIX_SCALE * tile_rows / 64,
+                     dense.l1_wavefronts * per_k * SP24_MIX_SCALE * tile_rows / 64,
                      "projection (dense kernel's mix, half the MMAs)")
 
 
@@ -837,10 +855,11 @@ def _sp24_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, s_op: int
     if prec not in SP24_MODES:
         raise ValueError(f"the 2:4 product needs a sparse tensor-core MMA; precision {prec!r} has none "
                          f"(modes: {', '.join(SP24_MODES)})")
-    bm, bn = SP24_TILE
-    mix = sp24_mix(prec, C, P, sass)
+    rows = sp24_tile_rows(K)
+    bm, bn = SP24_TILES[rows]
+    mix = sp24_mix(prec, C, P, sass, rows)
     blocks = pos * math.ceil(K / bm) * math.ceil(P / bn)
-    eff = _waves(blocks, SP24_BLOCKS_PER_SM, g.sms)
+    eff = _waves(blocks, SP24_BLOCKS_PER_SM[rows], g.sms)
     warp_iters = blocks * SP24_WARPS * math.ceil(C / SP24_STEP[prec])
     clk = g.clock_ghz * 1e9
     # the kept half of U and its metadata: 4 bits per 2 kept 16-bit values, per 1 kept TF32 value
@@ -1459,9 +1478,10 @@ def choose_product(K: int, C: int, m: int | tuple[int, ...] = 4, r: int | tuple[
 
 def crossover_density(K: int, C: int, m: int = 4, r: int = 3, precision: str = "tf32",
                       structured: str = "csr", ndim: int = 2, gpu_key: str | GPU = "h200",
-                      tiles: int = CHOICE_TILES) -> float:
+                      tiles: int = CHOICE_TILES, block_rows: int = 16) -> float:
     """The density below which :func:`choose_product` picks ``structured`` over the dense
     product (0.0: never; bisection to 1e-3 -- the estimated sparse time grows with the density).
+    ``block_rows``: the block height of "block" (16 or 32).
     ``magma-wino bench`` prints it beside the measured crossover.  Not for "2:4", whose density
     is fixed (0.5) by its pattern: a ValueError."""
     if structured == "2:4":
@@ -1469,7 +1489,8 @@ def crossover_density(K: int, C: int, m: int = 4, r: int = 3, precision: str = "
                          "choose_product(..., 0.5, '2:4')")
 
     def sparse_wins(d: float) -> bool:
-        return choose_product(K, C, m, r, precision, d, structured, ndim, gpu_key, tiles) == structured
+        return choose_product(K, C, m, r, precision, d, structured, ndim, gpu_key, tiles,
+                              block_rows=block_rows) == structured
 
     if not sparse_wins(1e-6):
         return 0.0

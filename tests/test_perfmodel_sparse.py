@@ -59,10 +59,30 @@ def test_sp24_product_halves_the_tensor_core_time_and_refuses_fp64() -> None:
     for prec in pm.SP24_MODES:
         dense = pm.estimate_product(**VGG_CONV4, precision=prec)
         sp = pm.estimate_product(**VGG_CONV4, precision=prec, density=0.5, product="2:4")
-        assert sp.bounds["tensor core"] == pytest.approx(dense.bounds["tensor core"] / 2, rel=1e-9)
+        # half the dense tensor-core time, before each grid's wave efficiency (their tiles differ)
+        assert sp.bounds["tensor core"] * sp.wave_efficiency == pytest.approx(
+            dense.bounds["tensor core"] * dense.wave_efficiency / 2, rel=1e-9)
         assert sp.flops == pytest.approx(dense.flops / 2)
     with pytest.raises(ValueError, match="needs a sparse tensor-core MMA; precision 'fp64' has none"):
         pm.estimate_product(**VGG_CONV4, precision="fp64", density=0.5, product="2:4")
+
+
+@pytest.mark.parametrize("prec", ["tf32", "tf32x3", "bf16", "fp16"])
+def test_sp24_takes_the_wide_tile_from_128_rows_with_its_own_sass(prec) -> None:
+    """K >= 128: the 128 x 64 tile of 64 x 32 warps (the dispatcher's rule), its own SASS mix
+    (key "sp24w"), fewer instructions per mma.sp than the 64 x 64 tile's; K < 128: the 64 x 64
+    tile.  The tensor-core work is the same either way."""
+    assert pm.sp24_tile_rows(127) == 64 and pm.sp24_tile_rows(128) == 128
+    wide = pm.estimate_product(**VGG_CONV4, precision=prec, density=0.5, product="2:4")
+    assert wide.kernel.startswith("sp24_tc_batched 128x64") and wide.mix_source == "SASS sm_90"
+    narrow = pm.estimate_product(36, 64, 512, VGG_CONV4["P"], prec, 0.5, "2:4")
+    assert narrow.kernel.startswith("sp24_tc_batched 64x64")
+    m64, m128 = pm.sp24_mix(prec, 512, 1568), pm.sp24_mix(prec, 512, 1568, tile_rows=128)
+    assert m128.fma == 2 * m64.fma and m128.insns / m128.fma < m64.insns / m64.fma
+    raw = pm.SASS_SM90[("sp24w", prec)]
+    assert m128.insns == sum(raw.values())
+    with pytest.raises(ValueError, match="tile_rows must be one of"):
+        pm.sp24_mix(prec, 512, 1568, tile_rows=96)
 
 
 def test_layer_estimate_with_block_structure_uses_the_block_product() -> None:

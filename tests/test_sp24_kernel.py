@@ -3,9 +3,10 @@ through the C ABI (``mw_sp24_batched``) and the extension, and its format
 (magma_wino/sparse24.py).
 
 * Exact on integers (|x| <= 8: exact in binary16, bfloat16 and TF32, sums < 2^24) for every
-  precision, with sizes straddling the 16-row MMA tile, the 64 x 64 block tile and the k-step
-  (64 for 16-bit, 32 for tf32), batch > 1, C pre-filled with NaN (unwritten elements fail):
-  C equals the float64 product of the masked dense matrix exactly.
+  precision, with sizes straddling the 16-row MMA tile, the 64 x 64 block tile, the wide
+  128 x 64 tile the dispatcher takes from m = 128 (m = 128, 130, 200: full, one row past, a
+  partial last tile) and the k-step (64 for 16-bit, 32 for tf32), batch > 1, C pre-filled with
+  NaN (unwritten elements fail): C equals the float64 product of the masked dense matrix exactly.
 * Random data within element-wise bounds, S = |A|·|B|, γ_j(u) = j·u / (1 − j·u): 16-bit
   operands are exact in the format, products exact, the sums float32 (the emulator rounds once
   per mma.sp, a GPU at most once per product): |C − AB| <= γ_k(2^-24)·S; tf32 rounds both
@@ -92,7 +93,8 @@ def bound(precision: str, k: int) -> float:
 
 # --------------------------------------------------------------------------- the kernel
 
-SHAPES = [(1, 1, 1), (17, 65, 33), (64, 64, 64), (65, 9, 70), (20, 3, 129), (33, 64, 31)]
+SHAPES = [(1, 1, 1), (17, 65, 33), (64, 64, 64), (65, 9, 70), (20, 3, 129), (33, 64, 31), (127, 70, 64),
+          (128, 64, 64), (130, 9, 129), (200, 65, 70)]
 
 
 @pytest.mark.parametrize("precision", list(CODES))
@@ -105,9 +107,10 @@ def test_integers_exact_on_edge_shapes(precision, m, n, k, rng):
     np.testing.assert_array_equal(C, np.matmul(U.astype(np.float64), B))
 
 
+@pytest.mark.parametrize("m", [40, 140], ids=["narrow-tile", "wide-tile"])
 @pytest.mark.parametrize("precision", ["fp16", "tf32"])
-def test_b_by_element_equals_b_by_16_byte_copies(precision, rng):
-    m, n, k = 40, 72, 100
+def test_b_by_element_equals_b_by_16_byte_copies(precision, m, rng):
+    n, k = 72, 100
     U = random_sparse(rng, (2, m, k), precision, integers=False)
     B = rng.standard_normal((2, k, n)).astype(np.float32)
     A = Batched24.from_dense(U, precision)
@@ -118,7 +121,7 @@ def test_b_by_element_equals_b_by_16_byte_copies(precision, rng):
     np.testing.assert_array_equal(narrow, aligned[:, :, :n - 1])
 
 
-@pytest.mark.parametrize("m,n,k", [(33, 40, 200), (16, 8, 257)], ids=str)
+@pytest.mark.parametrize("m,n,k", [(33, 40, 200), (16, 8, 257), (150, 40, 130)], ids=str)
 def test_random_data_within_bounds_and_tf32x3_100x_better(m, n, k, rng):
     out = {}
     for precision in CODES:

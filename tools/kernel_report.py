@@ -146,13 +146,13 @@ def _launch_shape(name: str) -> tuple[int, int]:
         bm, bn, bk, wm, wn, stages = map(int, m.groups()[1:])
         stage_bytes = elem * (bm * (bk + pad_a) + bk * (bn + pad_b))
         return 32 * (bm // wm) * (bn // wn), max(stages * stage_bytes, acc * bm * (bn + 4)) + 32
-    if (m := re.search(r"sp24_tc_kernel<\w+, Sp24TcConfig<(\d+), (\d+)>", name)):
-        # Sp24TcConfig::shared_bytes() (sp24_tc_batched.cuh): 4 warps; per stage the values
-        # (64 x kK/2 + pad: 16-bit 40, float 20), 4 x 32 metadata words and B (kK x 72), kK = 64
-        # for 16-bit, 32 for float.
-        elem, stages = map(int, m.groups())
+    if (m := re.search(r"sp24_tc_kernel<\w+, Sp24TcConfig<(\d+), (\d+), (\d+), (\d+)>", name)):
+        # Sp24TcConfig::shared_bytes() (sp24_tc_batched.cuh): kM / kWarpM x 2 warps; per stage the
+        # values (kM x kK/2 + pad: 16-bit 40, float 20), kM / 16 x 32 metadata words and B
+        # (kK x 72), kK = 64 for 16-bit, 32 for float.
+        elem, stages, bm, wm = map(int, m.groups())
         kk, lda = (64, 40) if elem == 2 else (32, 20)
-        return 128, stages * (64 * lda * elem + 4 * 32 * 4 + kk * 72 * elem)
+        return 32 * (bm // wm) * 2, stages * (bm * lda * elem + bm // 16 * 32 * 4 + kk * 72 * elem)
     return 128, 0  # the transform kernels: kTransformThreads, no shared memory
 
 
