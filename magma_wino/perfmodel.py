@@ -283,7 +283,9 @@ def mix_from_sass(mix: dict[str, int], source: str = "SASS") -> KernelMix:
 #: * sp24 (kernels/sp24_tc_batched.cuh, key precision, 16-byte copies of B) = one pipeline stage
 #:   per warp (warp tile 32 x 32): fp16 / bf16 64 dense k, 32 HMMA.SP.16816 in 219 instructions
 #:   (B by 8 LDSM.16.MT88.4 in "other"); tf32 32 k, 32 HMMA.SP.1688 in 325 (96 of them the
-#:   __float_to_tf32 expansion); tf32x3 96 HMMA.SP in 638.
+#:   __float_to_tf32 expansion); tf32x3 96 HMMA.SP in 638;
+#: * sp24w (the wide 128 x 64 tile, K >= 128; warp tile 64 x 32): fp16 / bf16 64 HMMA.SP in 300,
+#:   tf32 64 in 431, tf32x3 192 in 897.
 SASS_SM90: dict[tuple, dict[str, int]] = {
     ('bsr', 'bf16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 117},
     ('bsr', 'fp16'): {'HMMA': 4, 'LDS.32': 6, 'LDG.32': 2, 'LDGSTS': 6, 'BAR': 2, 'other': 93},
