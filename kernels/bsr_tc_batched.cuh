@@ -52,7 +52,7 @@
 // Block height (why 32 as well as 16).  Every element of V staged for a block feeds bm rows of
 // it, and a block's fixed costs (its column index, slot check, addresses, its share of the stage's
 // barriers and pipeline bookkeeping) are paid per block: with 16-row blocks a warp issues about
-// twice the dense kernel's instructions per MMA (the sm_90 SASS: 16.4 against 8.4 for tf32), so
+// twice the dense kernel's instructions per MMA (the sm_90 SASS: 16.5 against 8.4 for tf32), so
 // a density d costs ~2d of the dense time.  32-row blocks give each warp a 32 x 32 tile, the
 // dense kernel's warp tile (fp64: four warps of 16 x 32, the 16-row kernel's warp tile, as its
 // registers would not hold 32 x 32 of doubles): each B fragment feeds two A fragments and the

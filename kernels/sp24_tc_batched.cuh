@@ -7,7 +7,8 @@
 //   sp24_tc_device<P, Cfg, VEC>   one block: the kM x kN tile of C[b] at (row0, col0), all of k
 //   sp24_tc_kernel<P, Cfg, VEC>   __global__: b = blockIdx.z, row block y, column block x
 //   sp24_tc_launch<P, Cfg, VEC>   host: grid (ceil(n / kN), ceil(m / kM), batch)
-//   sp24_tc_batched<P>            host: the copy width of B (16-byte vectors or elements)
+//   sp24_tc_batched<P>            host: the tile (64 or 128 rows, by m), the copy width of B
+//                                 (16-byte vectors or elements)
 //
 // Precisions (TcPrecision of gemm_tc.cuh; fp64 has no sparse tensor core):
 //   kFp16, kBf16   2:4 (2 nonzeros in every 4 consecutive k), mma.sp m16n8k16, operands 16-bit
@@ -42,8 +43,8 @@
 //
 // Block (Sp24TcConfig): a 64 x 64 tile of C, 4 warps as 2 x 2, each warp 32 x 32 = 2 m16 tiles x
 // 4 n8 tiles (32 float accumulators per thread); for m >= 128 a 128 x 64 tile of four 64 x 32
-// warps (4 x 4 tiles, 64 accumulators) in 2 stages.  Mainloop: kStages = 3 stages of (values
-// 64 x kK/2, metadata 4 tiles x 32 words, B kK x 64) in shared memory by cp.async
+// warps (4 x 4 tiles, 64 accumulators) in 2 stages.  Mainloop: kStages stages (3; wide: 2) of
+// (values kM x kK/2, metadata kM / 16 tiles x 32 words, B kK x 64) in shared memory by cp.async
 // (__pipeline_memcpy_async, one commit per stage even when empty, as gemm_tc.cuh); the values and
 // metadata in 16-byte copies (the C entry requires 16-byte aligned arrays; kc is a multiple of
 // 32 elements), B in 16-byte copies when every row is 16-byte aligned, else by element (4-byte
@@ -114,6 +115,8 @@ struct Sp24TcConfig {
   static_assert(kBytesA % 16 == 0 && kBytesE % 16 == 0 && kBytesB % 16 == 0,
                 "16-byte copies stay aligned in every part of a stage");
   static_assert(kStages >= 2, "a pipeline has at least two stages");
+  static_assert(kM % kWarpM == 0 && kWarpM % 16 == 0, "warps own whole m16 tiles of the block");
+  static_assert(kTiles * 8 <= kThreads, "one thread per 16-byte metadata copy of a stage");
 };
 
 // 16-bit (fp16, bf16) and float (tf32, tf32x3): 3 stages of 14.5 KiB each (43.5 KiB, no opt-in).
@@ -123,7 +126,7 @@ using Sp24Tc32_64x64x32_32x32_s3 = Sp24TcConfig<4, 3, 64, 32>;
 // fragment (the dense operand, V: the same bytes per stage as the narrow tile) then feeds four
 // m16 tiles instead of two, and each A fragment four n8 tiles as before, so the fragment loads,
 // the tf32 rounding of B and the stage's B copies are spread over twice the mma.sp (the sm_90
-// SASS: kernel report).  64 accumulators per thread.  2 stages of 20.5 KiB (41 KiB, no opt-in):
+// SASS: kernel report).  64 accumulators per thread.  2 stages of 20 KiB (40 KiB, no opt-in):
 // a stage is 64 (tf32: 64; tf32x3: 192) mma.sp per warp, enough work to cover the next stage's
 // copies.
 using Sp24Tc16_128x64x64_64x32_s2 = Sp24TcConfig<2, 2, 128, 64>;
@@ -405,7 +408,7 @@ __device__ __forceinline__ void sp24_tc_device(int m, int n, int k, const TcElem
 }
 
 // Resident blocks per SM promised to ptxas (as gemm_tc.cuh's): two blocks of 128 threads leave
-// up to 255 registers per thread (43.5 / 41 KiB of shared memory per block: 5 fit on sm_90, 3-4
+// up to 255 registers per thread (43.5 / 40 KiB of shared memory per block: 5 fit on sm_90, 3-4
 // on sm_80).
 constexpr int kSp24TcMinBlocks = 2;
 

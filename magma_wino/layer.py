@@ -633,7 +633,7 @@ class _WinogradConvNd(BackwardMixin):
                 if prune is not None:  # magnitude pruning runs on the host (NumPy)
                     if mask is not None:
                         raise ValueError("give mask or prune, not both")
-                    if structure == "block":  # blocks clipped to U[b] (a layer of K < 16 or C < 8)
+                    if structure == "block":  # blocks clipped to U[b] (a layer of K < bm or C < 8)
                         # grouped: blocks of the block-diagonal matrices, never across two groups
                         clipped = (min(block[0], K), min(block[1], C))
                         hostU, hmask = pruning.prune_winograd_blocks(_backend.to_host(U), prune, clipped,

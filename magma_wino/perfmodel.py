@@ -852,7 +852,8 @@ def sp24_mix(precision: str, C: int, P: int, sass: dict | None = None, tile_rows
 def _sp24_product(g: GPU, prec: str, pos: int, K: int, C: int, P: int, s_op: int, v_bytes: float,
                   m_bytes: float, sass: dict | None) -> PhaseEstimate:
     """The 2:4 product on sparse tensor cores (:func:`estimate_product`, product "2:4"): the
-    kernel's 64 x 64 tiles and k stages, every MMA a sparse one: twice the dense MMA's k at the
+    kernel's tile of the layer's K (:func:`sp24_tile_rows`: 64 x 64, or 128 x 64 from K = 128)
+    and k stages, every MMA a sparse one: twice the dense MMA's k at the
     dense instruction rate (the datasheets' 2x "with sparsity" figures)."""
     if prec not in SP24_MODES:
         raise ValueError(f"the 2:4 product needs a sparse tensor-core MMA; precision {prec!r} has none "

@@ -105,6 +105,23 @@ def test_short_names_keep_template_arguments_with_parentheses() -> None:
         "gemm_batched_kernel<float, GemmConfig<16, 16, 64, 64, 16>, 4>"
 
 
+def test_launch_shapes_of_the_sparse_tensor_core_configurations() -> None:
+    """The 32-row block-sparse tile (2 warps of 32 x 32; fp64 4 of 16 x 32) and the 2:4 tiles
+    (64 x 64: 4 warps, 3 stages; 128 x 64: 4 warps of 64 x 32, 2 stages): threads and dynamic
+    shared memory as the configurations compute them."""
+    bsr = "bsr_tc_batched_kernel<kTf32, BsrTcConfig<GemmTcConfig<GemmShape<32, 64, 16>, GemmShape<32, 32, 16>, 3> >, 4>"
+    # 3 stages of A 32x(16+4) and B 16x(64+8) floats (> the 32x(64+4) C tile) + 32 B
+    assert kr._launch_shape(bsr) == (64, 3 * 4 * (32 * 20 + 16 * 72) + 32)
+    bsr64 = ("bsr_tc_batched_kernel<kFp64, BsrTcConfig<GemmTcConfig64<GemmShape<32, 64, 16>, "
+             "GemmShape<16, 32, 16>, 2> >, 2>")
+    assert kr._launch_shape(bsr64) == (128, 2 * 8 * (32 * 20 + 16 * 68) + 32)
+    # per stage: values kM x (kK/2 + pad), kM/16 x 32 metadata words, B kK x 72
+    assert kr._launch_shape("sp24_tc_kernel<kTf32, Sp24TcConfig<4, 3, 64, 32>, 4>") == \
+        (128, 3 * (64 * 20 * 4 + 4 * 32 * 4 + 32 * 72 * 4))
+    assert kr._launch_shape("sp24_tc_kernel<kFp16, Sp24TcConfig<2, 2, 128, 64>, 8>") == \
+        (128, 2 * (128 * 40 * 2 + 8 * 32 * 4 + 64 * 72 * 2))
+
+
 # A fused-kernel-shaped listing: a chunk loop (0x20..0xc0) holding the U staging loop
 # (0x40..0x60, no arithmetic: one trip), and after it the epilogue's output-transform loop
 # (0xd0..0x110; no FMA-class instruction, so the chunk loop is the hot one) and a loop without

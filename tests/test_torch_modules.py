@@ -182,6 +182,22 @@ def test_block_pruned_layer_exports_a_block_sparse_plan(block):
     assert rows.structure is None and rows.to_plan(backend="numpy").product in ("dense", "csr")
 
 
+def test_32_row_block_pruning_of_a_narrow_layer_is_one_block_row():
+    """prune_(block=(32, 8)) on a layer of 16 output channels: the block is clipped to U[b] (one
+    block row, as from_winograd clips it), the module still records the kernel's shape, and its
+    plan runs the 32-row kernel on exactly the module's mask."""
+    torch.manual_seed(3)
+    wd = mt.WinogradDomainConv2d(16, 16, 3, padding=1, m=2, precision="tf32x3").prune_(0.5, block=(32, 8))
+    assert (wd.structure, wd.block) == ("block", (32, 8))
+    mask = wd.mask.numpy()
+    assert (mask == mask[:, :1, :]).all()  # whole columns of U[b]: all 16 rows kept or dropped together
+    plan = wd.to_plan(backend="emulator", sparse=True)
+    assert plan.product == "block" and plan.bsr.block == (32, 8)
+    np.testing.assert_array_equal(plan.bsr.pattern(), mask)
+    x = _x(4, 1, 16, 6, 5).float()
+    assert rel_err(plan(x.numpy()), wd(x).detach().numpy()) <= tolerance(np.float32, 2, 3, 16 * 9)
+
+
 def test_n_m_pruned_layer_exports_a_sparse_tensor_core_plan():
     """prune_n_m_(1, 2) keeps 1 of every 2 input channels per U[b] row (the TF32 pattern of
     mma.sp); to_plan then runs the product on sparse tensor cores (emulated, tf32x3) and computes

@@ -308,8 +308,13 @@ class _WinogradDomainConvNd(nn.Module):
             _, keep = _pruning.prune_winograd(self._masked_host(), density, per_position=per_position)
         else:
             # grouped: blocks of each group's (K/groups)×C' matrix, never across two groups (the
-            # block-sparse product's batch, as from_winograd(..., groups=) prunes)
-            _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, block, per_position=per_position,
+            # block-sparse product's batch, as from_winograd(..., groups=) prunes).  A kernel
+            # shape is clipped to U[b] as from_winograd clips it (a layer of K < 32: one block row).
+            pblock = block
+            if tuple(block) in BSR_BLOCKS:
+                _, K, C = self.weight.shape
+                pblock = (min(block[0], K), min(block[1], C))
+            _, keep = _pruning.prune_winograd_blocks(self._masked_host(), density, pblock, per_position=per_position,
                                                      groups=self.groups)
         self._set_mask(keep, optimizer)
         if block is not None and tuple(block) in BSR_BLOCKS:
