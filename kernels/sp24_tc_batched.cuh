@@ -127,8 +127,7 @@ using Sp24Tc32_64x64x32_32x32_s3 = Sp24TcConfig<4, 3, 64, 32>;
 // m16 tiles instead of two, and each A fragment four n8 tiles as before, so the fragment loads,
 // the tf32 rounding of B and the stage's B copies are spread over twice the mma.sp (the sm_90
 // SASS: kernel report).  64 accumulators per thread.  2 stages of 20 KiB (40 KiB, no opt-in):
-// a stage is 64 (tf32: 64; tf32x3: 192) mma.sp per warp, enough work to cover the next stage's
-// copies.
+// a stage is 64 mma.sp per warp (tf32x3: 192), enough work to cover the next stage's copies.
 using Sp24Tc16_128x64x64_64x32_s2 = Sp24TcConfig<2, 2, 128, 64>;
 using Sp24Tc32_128x64x32_64x32_s2 = Sp24TcConfig<4, 2, 128, 64>;
 
@@ -442,8 +441,8 @@ cudaError_t sp24_tc_launch(int batch, int m, int n, int k, const TcElement<P>* v
                 C, static_cast<long long>(m) * n);
 }
 
-// The dispatcher: 16-byte copies of B when every row of B is 16-byte aligned, else by element.
-// values and meta must be 16-byte aligned (the C entry checks).
+// The copy width of B for one configuration: 16-byte copies when every row of B is 16-byte
+// aligned, else by element.  values and meta must be 16-byte aligned (the C entry checks).
 template <TcPrecision P, typename Cfg>
 cudaError_t sp24_tc_batched_config(int batch, int m, int n, int k, const TcElement<P>* values,
                                    const uint32_t* meta, const TcElement<P>* B, float* C,
@@ -454,8 +453,8 @@ cudaError_t sp24_tc_batched_config(int batch, int m, int n, int k, const TcEleme
   return sp24_tc_launch<P, Cfg, 1>(batch, m, n, k, values, meta, B, C, stream);
 }
 
-// The tile: wide (128 x 64) when m >= kSp24WideMinRows, else 64 x 64.  The format does not
-// depend on it (the metadata is per 16-row tile).
+// The dispatcher: the wide tile (128 x 64) when m >= kSp24WideMinRows, else 64 x 64.  The format
+// does not depend on it (the metadata is per 16-row tile).
 template <TcPrecision P>
 cudaError_t sp24_tc_batched(int batch, int m, int n, int k, const TcElement<P>* values,
                             const uint32_t* meta, const TcElement<P>* B, float* C,

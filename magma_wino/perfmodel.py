@@ -766,15 +766,14 @@ def bsr_mix(precision: str, sass: dict | None = None, block_rows: int = 16) -> K
     :data:`BSR_SLOTS` blocks, else a projection from the dense kernel's mix per MMA
     (:func:`tc_mix`, 16-byte copies) plus :data:`BSR_BLOCK_OVERHEAD`."""
     warps = bsr_warps(precision, block_rows)
-    key = ("bsr", precision) if block_rows == 16 else (f"bsr{block_rows}", precision)
+    key = ("bsr", precision) if block_rows == 16 else ("bsr32", precision)
     given = (sass or {}).get(key)
     s = OPERAND_BYTES[precision]
     # the stage's copies (A block and its bk x BSR_TILE_N slab of V, split over the warps) and the
     # warp's fragment loads (its rows of the A block, bk x its columns of V) in 128-byte wavefronts
     wrows = 16 if precision == "fp64" else block_rows  # the warp tile: wrows x 32 in every configuration
-    wcols = 32
     stage = (block_rows * 8 + 8 * BSR_TILE_N) * s / warps / 128
-    frags = (wrows * 8 + 8 * wcols) * s / 128
+    frags = (wrows * 8 + 8 * 32) * s / 128
     if given or key in SASS_SM90:
         mix = given or SASS_SM90[key]
         base = mix_from_sass({k: v for k, v in mix.items() if k != "LDGSTS"})

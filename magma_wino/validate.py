@@ -41,6 +41,7 @@ import numpy as np
 from . import _backend, reference
 from . import precision as _precision
 from .layer import WinogradConv2d, WinogradConv3d
+from .sparse import BSR_BLOCK
 
 __all__ = ["Case", "Result", "cases", "run_case"]
 
@@ -53,9 +54,8 @@ GENERIC_2D = [(3, 3), (3, 2), (4, 5)]
 SPECIALIZED_3D = [(2, 3), (4, 3)]
 DENSITIES = [1.0, 0.5, 0.25, 0.1, 0.05, 0.0]
 #: The Winograd-domain variants (U is the parameter) and, of them, the structured ones: their
-#: ``from_winograd(structure=...)`` and the product they must run.
+#: ``from_winograd(structure=...)``, which is also the product they must run.
 STRUCTURES = {"winograd_block": "block", "winograd_block32": "block", "winograd_2:4": "2:4"}
-_STRUCTURED_PRODUCT = dict(STRUCTURES)
 #: The block shape of each block-sparse variant (the kernel's two block heights).
 _STRUCTURE_BLOCK = {"winograd_block": (16, 8), "winograd_block32": (32, 8)}
 #: The modes whose kernels run them (tensor cores; sparse tensor cores).
@@ -394,7 +394,7 @@ def run_case(case: Case, backend: str) -> Result:
         plan = plan_cls.from_winograd(U, case.r, prune=None if structure == "2:4" else case.density, bias=b,
                                       padding=case.padding, m=case.m, backend=backend, relu=relu, sparse=True,
                                       precision=case.precision, structure=structure,
-                                      **({"block": _STRUCTURE_BLOCK[case.variant]} if structure == "block" else {}))
+                                      block=_STRUCTURE_BLOCK.get(case.variant, BSR_BLOCK))
         Up = plan.csr.to_host().to_dense().astype(np.float64)  # the pruned U as the plan holds it
         extra["product"] = plan.product
         y_ref = reference.winograd_conv_from_U(xr, Up, case.m, case.r, case.padding, br, relu=relu is not None)
@@ -432,7 +432,7 @@ def run_case(case: Case, backend: str) -> Result:
         # U = 0: y must equal the bias exactly.
         ok = bool(np.all(np.asarray(y) == br.astype(dt).reshape((1, -1) + (1,) * nd)))
         err, bound = (0.0 if ok else math.inf), 0.0
-    if case.variant in STRUCTURES and plan.product != _STRUCTURED_PRODUCT[case.variant]:
+    if case.variant in STRUCTURES and plan.product != STRUCTURES[case.variant]:
         ok, extra["detail"] = False, f"ran the {plan.product} product"
     if case.variant in _STRUCTURE_BLOCK and plan.bsr is not None:
         extra["block"] = plan.bsr.block
