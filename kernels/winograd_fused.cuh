@@ -20,13 +20,13 @@
 // Warp decomposition: the block's accumulators are alpha² x (BK / kSlabRows) units, one unit a
 // kSlabRows x BP slab (16 rows; 8 for float64) of one position's tile; each warp owns
 // kUnitsPerWarp of them, on tensor cores (the WMMA fragments and mac_stage of gemm_tc.cuh: tf32,
-// tf32x3, fp16, bf16, fp64 on DMMA) or SIMT (fp32: each lane 4 x BP/8 of the slab, the fma chain
-// of gemm_batched.cuh).  The accumulators of all alpha² positions live in registers; that, with
-// the input transform's registers, is what bounds BK x BP (F(4,3): 36 positions; docs/fused.md,
-// "Choosing the tile").  The per-element order of the products is
-// that of the three-phase kernels (k ascending, the same instruction per k step), and the
-// transforms are transform.cuh's input_tile_2d / output_tile_2d, so without split-K the fused
-// y is bitwise the three-phase y.
+// tf32x3, fp16, bf16, fp64 on DMMA).  SIMT (fp32) warps own whole positions instead, each lane a
+// BK/8 x BP/4 register block of one (FusedSimtLane: the fma chain of gemm_batched.cuh).  The
+// accumulators of all alpha² positions live in registers; that, with the input transform's
+// registers, is what bounds BK x BP (F(4,3): 36 positions; docs/fused.md, "Choosing the tile").
+// The per-element order of the products is that of the three-phase kernels (k ascending, the
+// same instruction per k step), and the transforms are transform.cuh's input_tile_2d /
+// output_tile_2d, so without split-K the fused y is bitwise the three-phase y.
 //
 // Layouts: NCHW (x N x C x H x W, y N x K x Ho x Wo) or NHWC (x N x H x W x C, y N x Ho x Wo x K),
 // a runtime argument (uniform branch): it changes the address arithmetic and which of (c, p) /
@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "gemm_batched.cuh"
 #include "gemm_tc.cuh"
 #include "launch.cuh"
 #include "transform.cuh"
@@ -108,13 +109,33 @@ struct FusedConfig {
   }
 };
 
-// SIMT lanes (fp32): in a unit (a 16-row slab of a position's BK x BP tile), lane = ty * 8 + tx
-// holds rows ty * 4 .. ty * 4 + 3 and columns tx * (BP / 8) .. + BP / 8.
+// SIMT lanes (fp32): a warp owns whole positions (BK x BP tiles; positions j * kWarps + warp),
+// its lanes an 8 x 4 grid (ty, tx) over each: a lane holds rows ty + 8 i (i < BK / 8) and the
+// kCols = BP / 4 consecutive columns from tx * kCols.  Per input channel a lane then reads BK / 8
+// values of U and BP / 4 of V for BK x BP / 32 FMAs (F(2,3): 8 + 8 for 64, the register block of
+// gemm_batched.cuh's 128 x 128 tile), all as 16-byte vectors.  Two choices keep those loads at
+// their cheapest:
+//   - the rows interleave, so that the eight rows one load reads (ty = 0..7, ldA = BC + 4 = 12
+//     floats apart) fall in distinct banks;
+//   - lane bit 0 is a bit of tx and bit 1 a bit of ty (tx = b0 + 2 b2, ty = b1 + 2 b3 + 4 b4), so
+//     that lanes n and n ^ 1 read the same U address and lanes n and n ^ 2 the same V address:
+//     a 16-byte load whose lane pairs share addresses returns in 2 wavefronts instead of 4
+//     (NVIDIA's description of the shared-memory return path, docs/performance.md).
 template <typename Cfg>
 struct FusedSimtLane {
-  static constexpr int kRows = 4, kCols = Cfg::kBP / 8;
-  static_assert(Cfg::kSlabRows == 16 && Cfg::kBP % 8 == 0 && (kCols == 2 || kCols == 4),
-                "SIMT lanes: 16-row slabs, 2 or 4 columns per lane");
+  static constexpr int kRows = Cfg::kBK / 8, kCols = Cfg::kBP / 4;
+  static constexpr int kUnitsPerWarp = Cfg::kPositions / Cfg::kWarps;  // positions per warp
+  // Channels per 16-byte load of U (a row's BC values are contiguous).
+  static constexpr int kGroup = Cfg::kBC % 4 == 0 ? 4 : 1;
+  static_assert(Cfg::kSlabRows == 16 && Cfg::kBK % 16 == 0 && Cfg::kBP % 16 == 0,
+                "SIMT lanes: whole 16-row slabs, 4-column vectors per lane");
+  static_assert(Cfg::kPositions % Cfg::kWarps == 0, "SIMT warps own whole positions");
+  static_assert(Cfg::Position::kLdA % 4 == 0 && Cfg::Position::kLdB % 4 == 0,
+                "16-byte aligned rows of the U and V slices");
+  static __device__ __forceinline__ int ty(int lane) {
+    return ((lane >> 1) & 1) | ((lane >> 2) & 6);
+  }
+  static __device__ __forceinline__ int tx(int lane) { return (lane & 1) | ((lane >> 1) & 2); }
 };
 
 // Configurations.  Float operands (fp32, tf32, tf32x3): WMMA m16n16k8 layout and gemm_tc.cuh's
@@ -344,31 +365,41 @@ __device__ __forceinline__ void store_windows(
   }
 }
 
-// SIMT (fp32): acc (one position's slabs) += U slice · V slice of one chunk, fma per element in
+// SIMT (fp32): acc (one position's tile) += U slice · V slice of one chunk, fma per element in
 // channel order (gemm_batched.cuh's chain).
 template <typename Cfg, typename T>
 __device__ __forceinline__ void simt_mac(
-    const T* pos, int slab, T (&acc)[1][FusedSimtLane<Cfg>::kRows][FusedSimtLane<Cfg>::kCols]) {
+    const T* pos, T (&acc)[1][FusedSimtLane<Cfg>::kRows][FusedSimtLane<Cfg>::kCols]) {
   using P = typename Cfg::Position;
   using L = FusedSimtLane<Cfg>;
-  const int lane = threadIdx.x % 32, ty = lane / 8, tx = lane % 8;
-  const T* sA = pos + (slab * 16 + ty * 4) * P::kLdA;
+  using VA = Vec<T, L::kGroup>;
+  using VB = Vec<T, 4>;
+  const int lane = threadIdx.x % 32, ty = L::ty(lane), tx = L::tx(lane);
+  const T* sA = pos + ty * P::kLdA;
   const T* sB = pos + P::kStageA + tx * L::kCols;
-  T a[L::kRows][Cfg::kBC];
 #pragma unroll
-  for (int r = 0; r < L::kRows; ++r) {
-#pragma unroll
-    for (int c = 0; c < Cfg::kBC; ++c) a[r][c] = sA[r * P::kLdA + c];
-  }
-#pragma unroll
-  for (int c = 0; c < Cfg::kBC; ++c) {
-    T b[L::kCols];
-#pragma unroll
-    for (int j = 0; j < L::kCols; ++j) b[j] = sB[c * P::kLdB + j];
+  for (int c0 = 0; c0 < Cfg::kBC; c0 += L::kGroup) {
+    T a[L::kRows][L::kGroup];
 #pragma unroll
     for (int r = 0; r < L::kRows; ++r) {
+      const VA v = MW_LOAD_VECTOR(VA, sA + r * 8 * P::kLdA + c0);
 #pragma unroll
-      for (int j = 0; j < L::kCols; ++j) acc[0][r][j] = fma(a[r][c], b[j], acc[0][r][j]);
+      for (int c = 0; c < L::kGroup; ++c) a[r][c] = v.x[c];
+    }
+#pragma unroll
+    for (int c = 0; c < L::kGroup; ++c) {
+      T b[L::kCols];
+#pragma unroll
+      for (int h = 0; h < L::kCols / 4; ++h) {
+        const VB v = MW_LOAD_VECTOR(VB, sB + (c0 + c) * P::kLdB + h * 4);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) b[h * 4 + j] = v.x[j];
+      }
+#pragma unroll
+      for (int r = 0; r < L::kRows; ++r) {
+#pragma unroll
+        for (int j = 0; j < L::kCols; ++j) acc[0][r][j] = fma(a[r][c], b[j], acc[0][r][j]);
+      }
     }
   }
 }
@@ -426,14 +457,16 @@ __device__ __forceinline__ void winograd_fused_2d_device(const ConvGeometry& g,
   const bool spatial_relu = a.relu == MW_RELU_SPATIAL, winograd_relu = a.relu == MW_RELU_WINOGRAD;
   const int chunks = (g.C + Cfg::kBC - 1) / Cfg::kBC;
 
-  // Accumulators of the warp's units q = j * kWarps + warp: position q % alpha², slab
-  // q / alpha² (so that every warp has units in about every slab of the epilogue).
+  // Accumulators of the warp's units q = j * kWarps + warp.  Tensor cores: position q % alpha²,
+  // slab q / alpha² (so that every warp has units in about every slab of the epilogue); SIMT:
+  // position q, whole (FusedSimtLane).
   using L = FusedSimtLane<Cfg>;  // read in the SIMT branches only
+  constexpr int kUnits = std::conditional_t<kSimt, L, Cfg>::kUnitsPerWarp;
   constexpr TcPrecision kP = kFusedTcPrecision<F>;
   using PosCfg = typename Cfg::Position;
-  typename FusedAccumulators<Cfg, F>::Tile acc[Cfg::kUnitsPerWarp];
+  typename FusedAccumulators<Cfg, F>::Tile acc[kUnits];
 #pragma unroll
-  for (int j = 0; j < Cfg::kUnitsPerWarp; ++j) {
+  for (int j = 0; j < kUnits; ++j) {
     if constexpr (kSimt) {
 #pragma unroll
       for (int r = 0; r < L::kRows; ++r)
@@ -469,16 +502,17 @@ __device__ __forceinline__ void winograd_fused_2d_device(const ConvGeometry& g,
     }
     __pipeline_commit();
 #pragma unroll
-    for (int j = 0; j < Cfg::kUnitsPerWarp; ++j) {
+    for (int j = 0; j < kUnits; ++j) {
       const int q = j * Cfg::kWarps + warp;
-      const TS* pos = cur + (q % Cfg::kPositions) * Cfg::kPosElements;
-      if constexpr (kSimt)
-        simt_mac<Cfg>(pos, q / Cfg::kPositions, acc[j]);
-      else
+      if constexpr (kSimt) {
+        simt_mac<Cfg>(cur + q * Cfg::kPosElements, acc[j]);
+      } else {
+        const TS* pos = cur + (q % Cfg::kPositions) * Cfg::kPosElements;
         tc_detail::mac_stage<kP, PosCfg>(pos, q / Cfg::kPositions, 0, acc[j]);
+      }
       // A fence for the compiler only (the warp is converged): without it ptxas hoists the
       // fragment loads of all the warp's units above the first MMA and the F(4,3) tiles spill.
-      if constexpr (Cfg::kUnitsPerWarp > 4) __syncwarp();
+      if constexpr (kUnits > 4) __syncwarp();
     }
     if (more) {
       if constexpr (!Cfg::kPrefetch)
@@ -494,18 +528,20 @@ __device__ __forceinline__ void winograd_fused_2d_device(const ConvGeometry& g,
 #pragma unroll
   for (int s = 0; s < Cfg::kSlabs; ++s) {
 #pragma unroll
-    for (int j = 0; j < Cfg::kUnitsPerWarp; ++j) {
+    for (int j = 0; j < kUnits; ++j) {
       const int q = j * Cfg::kWarps + warp;
-      if (q / Cfg::kPositions != s) continue;  // the unit belongs to another slab
-      Acc* slab = sM + (q % Cfg::kPositions) * Cfg::kSlabElements;
       if constexpr (kSimt) {
-        const int lane = threadIdx.x % 32, ty = lane / 8, tx = lane % 8;
+        // The lane's rows ty + 8 i in slab s (16 rows): i = 2 s, 2 s + 1.
+        Acc* slab = sM + q * Cfg::kSlabElements;
+        const int lane = threadIdx.x % 32, ty = L::ty(lane), tx = L::tx(lane);
 #pragma unroll
-        for (int r = 0; r < L::kRows; ++r)
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int c = 0; c < L::kCols; ++c)
-            slab[(ty * 4 + r) * Cfg::kLdM + tx * L::kCols + c] = acc[j][0][r][c];
+            slab[(ty + 8 * h) * Cfg::kLdM + tx * L::kCols + c] = acc[j][0][2 * s + h][c];
       } else {
+        if (q / Cfg::kPositions != s) continue;  // the unit belongs to another slab
+        Acc* slab = sM + (q % Cfg::kPositions) * Cfg::kSlabElements;
 #pragma unroll
         for (int l = 0; l < PosCfg::kFragsN; ++l)
           tc_detail::wmma::store_matrix_sync(slab + l * PosCfg::InstructionShape::kN, acc[j][0][l],

@@ -84,6 +84,7 @@ __all__ = [
     "FusedTile",
     "FUSED_TILES",
     "SASS_FUSED_SM90",
+    "FUSED_SIMT_LDS128_WAVEFRONTS",
     "L2_RESIDENT_FRACTION",
     "fused_tile",
     "estimate_fused",
@@ -1137,7 +1138,9 @@ FUSED_TILES: dict[tuple[int, str], FusedTile] = {
 
 #: The fused kernels' SASS (tools/kernel_report.py, nvcc 13.0, sm_90; kernels/winograd_fused.cuh
 #: of commit 66830de: one grid dimension, U and window offsets formed only inside the arrays, the
-#: F(2,3) tiles 64 x 32), per warp, key (m, mode):
+#: F(2,3) tiles 64 x 32; the fp32 rows with the whole-position SIMT warps of ``FusedSimtLane``:
+#: 16-byte loads, 64 / 48 LDS.128 per warp per chunk where 518 / 294 LDS.32 were), per warp,
+#: key (m, mode):
 #: * "loop": the channel-chunk loop's static counts (all the warp's units' MMAs or FFMA, the
 #:   window loads (LDG), their input transform (FADD/FMUL/FFMA) and V stores (STS), the U
 #:   staging loops once each);
@@ -1145,13 +1148,13 @@ FUSED_TILES: dict[tuple[int, str], FusedTile] = {
 #:   the element path last);
 #: * "epilogue": one trip of the output-transform loop (one (k, tile) pair per thread).
 SASS_FUSED_SM90: dict[tuple[int, str], dict[str, Any]] = {
-    (2, 'fp32'): {'loop': {'FFMA': 1024, 'FADD': 64, 'LDS.32': 518, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 343}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 259}},
+    (2, 'fp32'): {'loop': {'FFMA': 1024, 'FADD': 64, 'LDS.32': 6, 'LDS.128': 64, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 328}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 260}},
     (2, 'tf32x3'): {'loop': {'HMMA': 192, 'FADD': 152, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 1092}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 29}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 260}},
     (2, 'tf32'): {'loop': {'HMMA': 64, 'FADD': 56, 'LDS.32': 6, 'LDG.32': 16, 'LDGSTS': 4, 'STS.32': 32, 'BAR': 1, 'other': 721}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 260}},
     (2, 'bf16'): {'loop': {'HMMA': 32, 'FADD': 108, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 924}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 269}},
     (2, 'fp16'): {'loop': {'HMMA': 32, 'FADD': 128, 'LDS.32': 3, 'LDG.32': 33, 'LDGSTS': 2, 'STS.32': 65, 'BAR': 1, 'other': 714}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FADD': 44, 'LDS.32': 16, 'LDG.32': 1, 'other': 270}},
     (2, 'fp64'): {'loop': {'DMMA': 16, 'FADD': 64, 'LDS.32': 6, 'LDG.64': 16, 'LDGSTS': 4, 'STS.64': 32, 'BAR': 1, 'other': 497}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FADD': 44, 'LDS.64': 16, 'LDG.64': 1, 'other': 266}},
-    (4, 'fp32'): {'loop': {'FFMA': 469, 'FADD': 221, 'FMUL': 34, 'LDS.32': 294, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 568}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 590}},
+    (4, 'fp32'): {'loop': {'FFMA': 469, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDS.128': 48, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 543}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 592}},
     (4, 'tf32x3'): {'loop': {'FFMA': 85, 'HMMA': 36, 'FADD': 245, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 771}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 598}},
     (4, 'tf32'): {'loop': {'FFMA': 85, 'HMMA': 24, 'FADD': 221, 'FMUL': 34, 'LDS.32': 6, 'LDG.32': 36, 'LDGSTS': 4, 'STS.32': 72, 'BAR': 1, 'other': 795}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDS.32': 3, 'LDGSTS': 2, 'other': 28}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 596}},
     (4, 'bf16'): {'loop': {'FFMA': 85, 'HMMA': 18, 'FADD': 221, 'FMUL': 34, 'LDS.32': 3, 'LDG.32': 37, 'LDGSTS': 2, 'STS.32': 73, 'BAR': 1, 'other': 889}, 'inner': [{'LDS.32': 3, 'LDGSTS': 2, 'other': 11}, {'LDG.32': 1, 'STS.32': 1, 'other': 26}], 'epilogue': {'FFMA': 50, 'FADD': 154, 'LDS.32': 36, 'LDG.32': 1, 'other': 600}},
@@ -1183,6 +1186,16 @@ def _fused_sass(m: int, prec: str, sass: dict | None) -> tuple[dict[str, dict[st
 L2_RESIDENT_FRACTION = 0.5
 
 
+#: Wavefronts of one 16-byte shared load of the fp32 fused kernel's products (``LDS.128`` in its
+#: chunk loop; :func:`mix_from_sass` counts 4, one per 128 bytes returned).  Its lanes are laid
+#: out (``FusedSimtLane`` in kernels/winograd_fused.cuh) so that lanes n and n ^ 1 read the same
+#: U address and lanes n and n ^ 2 the same V address; NVIDIA describes the shared-memory return
+#: path as 128 bytes per clock with such pairs packed, "requests/instruction ... from 4 to 2"
+#: (forums.developer.nvidia.com/t/unexpected-shared-memory-bank-conflict/77228, stated for
+#: CC 7.x).  An ASSUMPTION for sm_80 / sm_90, to be checked by ``tools/device_check.sh``.
+FUSED_SIMT_LDS128_WAVEFRONTS = 2
+
+
 def _mix_minus(a: dict[str, int], b: dict[str, int], times: float = 1.0) -> dict[str, float]:
     out = dict(a)
     for k, v in b.items():
@@ -1211,8 +1224,9 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
     * FP32 pipe (FP64 for fp64): the input transform per (c, tile) pair per K-block -- it is
       recomputed ceil(K / BK) times -- and the output transform per (k, tile);
     * shared memory: the chunk loop's LDS/STS wavefronts (window LDG: m lines each, the
-      windows of neighbouring tiles being m elements apart), the U stage's cp.async bytes and
-      the WMMA fragment loads (generic LD, from the tile shape);
+      windows of neighbouring tiles being m elements apart; fp32: the products' 16-byte loads
+      at :data:`FUSED_SIMT_LDS128_WAVEFRONTS`, their lanes reading in address-sharing pairs),
+      the U stage's cp.async bytes and the WMMA fragment loads (generic LD, from the tile shape);
     * issue: the chunk loop's warp instructions from the SASS (:data:`SASS_FUSED_SM90`; the U
       staging loop counted per trip), times warps and chunks, plus the epilogue loop's per
       (k, tile) pair;
@@ -1298,6 +1312,8 @@ def estimate_fused(N: int, C: int, K: int, H: int, W: int | None = None, m: int 
         chunk = mix_from_sass({k: v for k, v in loop.items() if k != "LDGSTS"})
         # strided window loads (tiles m elements apart across the warp): m lines each
         chunk_waves = chunk.l1_wavefronts + active * ldg * (m - 1)
+        if prec == "fp32":  # the products' paired 16-byte loads (FUSED_SIMT_LDS128_WAVEFRONTS)
+            chunk_waves -= loop.get("LDS.128", 0) * (_WAVES["128"] - FUSED_SIMT_LDS128_WAVEFRONTS)
         transform_insns = active * sum(core.values()) + ldg * active  # per warp per chunk, for the details
         epi = mix_from_sass(sass_mix["epilogue"])
         block_insns = chunks * t.warps * sum(loop.values()) + epi_iters * epi.insns  # LDGSTS issue too

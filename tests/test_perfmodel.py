@@ -571,6 +571,32 @@ def test_fused_issue_bound_from_the_sass() -> None:
     assert ph.seconds == pytest.approx(max(ph.bounds.values()) + pm.LAUNCH_OVERHEAD_S)  # one launch
 
 
+@pytest.mark.parametrize("m", [2, 4])
+def test_fused_fp32_counts_its_paired_16_byte_loads_at_two_wavefronts(m, monkeypatch) -> None:
+    """The fp32 fused kernel's products read shared memory by LDS.128 whose lanes share
+    addresses in pairs (FusedSimtLane): the shared-memory bound charges each of them
+    FUSED_SIMT_LDS128_WAVEFRONTS wavefronts, not mix_from_sass's 4 -- exactly that many fewer
+    wavefronts per LDS.128 per warp per chunk, and no other bound moves."""
+    g = pm.gpu("h200")
+    N, C, K, H = 32, 256, 256, 56
+    t = pm.FUSED_TILES[(m, "fp32")]
+    lds128 = pm.SASS_FUSED_SM90[(m, "fp32")]["loop"]["LDS.128"]
+    assert lds128 > 0 and pm.FUSED_SIMT_LDS128_WAVEFRONTS == 2
+    paired = pm.estimate_fused(N, C, K, H, m=m, precision="fp32").phases[0]
+    tf32 = pm.estimate_fused(N, C, K, H, m=m, precision="tf32").phases[0]
+    monkeypatch.setattr(pm, "FUSED_SIMT_LDS128_WAVEFRONTS", 4)
+    unpaired = pm.estimate_fused(N, C, K, H, m=m, precision="fp32").phases[0]
+    P = N * math.ceil(H / m) ** 2
+    blocks = math.ceil(K / t.bk) * math.ceil(P / t.bp)
+    waves = blocks * math.ceil(C / t.bc) * t.warps * lds128 * 2
+    saved = waves / (g.sms * g.clock_ghz * 1e9) / paired.wave_efficiency
+    assert unpaired.bounds["shared memory"] - paired.bounds["shared memory"] == pytest.approx(saved)
+    assert {k: v for k, v in paired.bounds.items() if k != "shared memory"} == \
+        {k: v for k, v in unpaired.bounds.items() if k != "shared memory"}
+    # tf32 runs the same configuration on the tensor cores, without such loads: unchanged
+    assert pm.estimate_fused(N, C, K, H, m=m, precision="tf32").phases[0].bounds == tf32.bounds
+
+
 @pytest.mark.parametrize("precision", pm.PRECISIONS)
 def test_fused_estimate_is_monotone_in_k_and_bounded_by_roofs(precision) -> None:
     g = pm.gpu("h200")
